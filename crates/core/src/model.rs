@@ -1,0 +1,529 @@
+//! The record model: [`TrainingJob`] is what a [`crate::Source`] yields, [`RunRecord`] is what a
+//! [`crate::Sink`] receives. Both serialise to a documented JSON form (see `docs/record-model.md`).
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// A timestamp in UTC. Serialised as RFC 3339 with millisecond precision.
+pub type Timestamp = DateTime<Utc>;
+
+/// One key/value tag, kept in the order the source gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// Tag key.
+    pub key: String,
+    /// Tag value (may be empty).
+    pub value: String,
+}
+
+/// An ordered list of tags with lookup helpers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tags(pub Vec<Tag>);
+
+impl Tags {
+    /// The value of `key`; when a key repeats (some emulators append duplicates), the last wins.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().rev().find(|t| t.key == key).map(|t| t.value.as_str())
+    }
+    /// Whether `key` is present (any value, even empty).
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.iter().any(|t| t.key == key)
+    }
+    /// Adds or replaces a tag, keeping the first position of an existing key.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        if let Some(t) = self.0.iter_mut().find(|t| t.key == key) {
+            t.value = value;
+        } else {
+            self.0.push(Tag { key, value });
+        }
+    }
+    /// Iterates over the tags in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Tag> {
+        self.0.iter()
+    }
+    /// Number of tags.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there are no tags.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut tags = Tags::default();
+        for (k, v) in iter {
+            tags.insert(k, v);
+        }
+        tags
+    }
+}
+
+/// Where an input channel reads its data from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DataSource {
+    /// `S3DataSource`: an S3 URI (prefix or manifest).
+    S3 {
+        /// The `S3Uri`.
+        uri: String,
+        /// `S3DataType` (`S3Prefix`, `ManifestFile`, `AugmentedManifestFile`, `Converse`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_type: Option<String>,
+        /// `S3DataDistributionType` (`FullyReplicated`, `ShardedByS3Key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        distribution: Option<String>,
+    },
+    /// `FileSystemDataSource` (EFS or FSx for Lustre).
+    FileSystem {
+        /// `FileSystemType` (`EFS`, `FSxLustre`).
+        file_system_type: String,
+        /// `FileSystemId`.
+        file_system_id: String,
+        /// `DirectoryPath`.
+        directory_path: String,
+        /// `FileSystemAccessMode` (`rw`, `ro`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_mode: Option<String>,
+    },
+    /// Any other data-source kind, kept as the raw JSON object.
+    Other {
+        /// The name of the data-source member (e.g. `DatasetSource`).
+        name: String,
+        /// Its raw JSON.
+        raw: serde_json::Value,
+    },
+}
+
+impl DataSource {
+    /// A URI-like description of the source: the S3 URI, or `efs://id/path`-style for file systems.
+    pub fn uri(&self) -> String {
+        match self {
+            DataSource::S3 { uri, .. } => uri.clone(),
+            DataSource::FileSystem { file_system_type, file_system_id, directory_path, .. } => {
+                format!("{}://{}{}", file_system_type.to_ascii_lowercase(), file_system_id, directory_path)
+            }
+            DataSource::Other { name, .. } => format!("{}:", name),
+        }
+    }
+    /// A short name for the kind: `s3`, `file_system` or the raw member name.
+    pub fn kind_name(&self) -> &str {
+        match self {
+            DataSource::S3 { .. } => "s3",
+            DataSource::FileSystem { .. } => "file_system",
+            DataSource::Other { name, .. } => name,
+        }
+    }
+}
+
+/// One object of an S3 channel's manifest (filled by sources that list the channel's objects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestObject {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag as S3 reports it (quotes stripped).
+    pub etag: String,
+    /// Last-modified time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<Timestamp>,
+}
+
+/// The listed objects of an S3 channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelManifest {
+    /// The objects, in key order.
+    pub objects: Vec<ManifestObject>,
+    /// True when the listing stopped at the configured cap.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// One input channel of a training job (`InputDataConfig[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Channel {
+    /// `ChannelName` (`train`, `validation`, `test`, ...).
+    pub name: String,
+    /// Where the data comes from.
+    pub source: DataSource,
+    /// `ContentType`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `CompressionType` (`None`, `Gzip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    /// `RecordWrapperType` (`None`, `RecordIO`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_wrapper: Option<String>,
+    /// `InputMode` (`File`, `Pipe`, `FastFile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_mode: Option<String>,
+    /// Listed S3 objects, when the source was asked for manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ChannelManifest>,
+}
+
+/// One final metric value (`FinalMetricDataList[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalMetric {
+    /// `MetricName`, e.g. `validation:auc`.
+    pub name: String,
+    /// `Value`.
+    pub value: f64,
+    /// `Timestamp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+}
+
+/// One metric definition (`AlgorithmSpecification.MetricDefinitions[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricDefinition {
+    /// `Name`.
+    pub name: String,
+    /// `Regex`.
+    pub regex: String,
+}
+
+/// What ran: a container image or a marketplace/built-in algorithm.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Algorithm {
+    /// `TrainingImage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `AlgorithmName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `TrainingInputMode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_mode: Option<String>,
+}
+
+/// A SageMaker training job as a source yields it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingJob {
+    /// `TrainingJobName`.
+    pub name: String,
+    /// `TrainingJobArn`.
+    pub arn: String,
+    /// `TrainingJobStatus` (`InProgress`, `Completed`, `Failed`, `Stopping`, `Stopped`, `Deleting`).
+    pub status: String,
+    /// `SecondaryStatus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_status: Option<String>,
+    /// `FailureReason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// `CreationTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<Timestamp>,
+    /// `TrainingStartTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Timestamp>,
+    /// `TrainingEndTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Timestamp>,
+    /// `LastModifiedTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified_time: Option<Timestamp>,
+    /// `HyperParameters`, in the order the source gave them. SageMaker gives every value as a
+    /// string; script-mode frameworks JSON-quote them (`"\"train.py\""`).
+    #[serde(default)]
+    pub hyperparameters: IndexMap<String, String>,
+    /// `InputDataConfig`.
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+    /// `FinalMetricDataList`.
+    #[serde(default)]
+    pub final_metrics: Vec<FinalMetric>,
+    /// `AlgorithmSpecification.MetricDefinitions`.
+    #[serde(default)]
+    pub metric_definitions: Vec<MetricDefinition>,
+    /// `ModelArtifacts.S3ModelArtifacts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_artifact: Option<String>,
+    /// `OutputDataConfig.S3OutputPath`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_path: Option<String>,
+    /// `AlgorithmSpecification`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// `ResourceConfig.InstanceType`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// `ResourceConfig.InstanceCount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_count: Option<u32>,
+    /// `BillableTimeInSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billable_seconds: Option<u64>,
+    /// Resource tags (from ListTags, Search or the event), in order.
+    #[serde(default)]
+    pub tags: Tags,
+    /// `MlflowDetails.MlflowRunId`: the run SageMaker-managed MLflow already logged, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow_run_id: Option<String>,
+    /// The original document the job was read from (DescribeTrainingJob output, Search record,
+    /// event detail), for sinks and mappers that need a field the model does not carry.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub original: serde_json::Value,
+}
+
+impl TrainingJob {
+    /// A job with only a name, ARN and status set; every other field empty.
+    pub fn new(name: impl Into<String>, arn: impl Into<String>, status: impl Into<String>) -> Self {
+        TrainingJob {
+            name: name.into(),
+            arn: arn.into(),
+            status: status.into(),
+            secondary_status: None,
+            failure_reason: None,
+            creation_time: None,
+            start_time: None,
+            end_time: None,
+            last_modified_time: None,
+            hyperparameters: IndexMap::new(),
+            channels: Vec::new(),
+            final_metrics: Vec::new(),
+            metric_definitions: Vec::new(),
+            model_artifact: None,
+            output_path: None,
+            algorithm: Algorithm::default(),
+            instance_type: None,
+            instance_count: None,
+            billable_seconds: None,
+            tags: Tags::default(),
+            mlflow_run_id: None,
+            original: serde_json::Value::Null,
+        }
+    }
+
+    /// The channel named `name`, if any.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+}
+
+/// The project a run belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    /// Project name.
+    pub name: String,
+    /// Owner / author.
+    pub user: String,
+    /// Free-text description.
+    pub description: String,
+}
+
+/// Identity and lifecycle of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// Run name (the training job name with the built-in mapper).
+    pub name: String,
+    /// The idempotency key every sink upserts on: the training job ARN.
+    pub external_id: String,
+    /// Job status at mapping time.
+    pub status: String,
+    /// Start of training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Timestamp>,
+    /// End of training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Timestamp>,
+}
+
+/// The trained model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    /// Model name.
+    pub name: String,
+    /// Model type (e.g. `XGBoost`).
+    #[serde(rename = "type")]
+    pub model_type: String,
+    /// URI of the model artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_uri: Option<String>,
+}
+
+/// One hyperparameter as the mapper decoded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HyperParameter {
+    /// Name.
+    pub name: String,
+    /// The value exactly as the source gave it.
+    pub raw: String,
+    /// The decoded value: a JSON number or boolean when the raw text is one, a string otherwise
+    /// (JSON-quoted strings unquoted).
+    pub value: serde_json::Value,
+}
+
+/// One dataset the run used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    /// Name (the channel name with the built-in mapper).
+    pub name: String,
+    /// Location (S3 URI or another data-source URI).
+    pub uri: String,
+    /// Ordered string metadata (compression, record wrapper, content type, ...).
+    #[serde(default)]
+    pub metadata: IndexMap<String, String>,
+    /// The listed objects, when the source produced a manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ChannelManifest>,
+}
+
+/// Which data split a metric was measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Training data (`train:` prefix).
+    Train,
+    /// Validation data (`validation:` or `val:` prefix).
+    Validation,
+    /// Test data (`test:` prefix).
+    Test,
+    /// No recognisable prefix.
+    None,
+}
+
+impl Split {
+    /// Reads the split from a SageMaker metric name's prefix (`train:loss` → `Train`).
+    pub fn from_metric_name(name: &str) -> Split {
+        let prefix = match name.split_once(':') {
+            Some((p, _)) => p.trim().to_ascii_lowercase(),
+            None => return Split::None,
+        };
+        match prefix.as_str() {
+            "train" | "training" => Split::Train,
+            "validation" | "val" | "valid" => Split::Validation,
+            "test" => Split::Test,
+            _ => Split::None,
+        }
+    }
+    /// The lowercase name (`train`, `validation`, `test`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+            Split::Test => "test",
+            Split::None => "none",
+        }
+    }
+}
+
+/// One metric value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// The full metric name as the job reported it (`validation:auc`).
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// Split read from the name.
+    pub split: Split,
+    /// When it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    /// Step or epoch, when known (final metrics have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
+}
+
+/// What a sink receives: one training job mapped to a metadata-store run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Project.
+    pub project: Project,
+    /// Experiment name.
+    pub experiment: String,
+    /// The run.
+    pub run: Run,
+    /// The model.
+    pub model: Model,
+    /// Hyperparameters, in source order.
+    #[serde(default)]
+    pub hyperparameters: Vec<HyperParameter>,
+    /// Datasets, in channel order.
+    #[serde(default)]
+    pub datasets: Vec<Dataset>,
+    /// Metrics, in source order.
+    #[serde(default)]
+    pub metrics: Vec<Metric>,
+    /// Tags, in source order.
+    #[serde(default)]
+    pub tags: Tags,
+    /// Extra attributes (ARN, status, image, instance, times...), ordered.
+    #[serde(default)]
+    pub attributes: IndexMap<String, serde_json::Value>,
+}
+
+impl RunRecord {
+    /// The dataset named `name`, if any.
+    pub fn dataset(&self, name: &str) -> Option<&Dataset> {
+        self.datasets.iter().find(|d| d.name == name)
+    }
+}
+
+/// Decodes a SageMaker hyperparameter string: JSON numbers and booleans become JSON values,
+/// JSON-quoted strings are unquoted, anything else stays the raw string.
+pub fn decode_hyperparameter(raw: &str) -> serde_json::Value {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return serde_json::Value::String(raw.to_string());
+    }
+    match serde_json::from_str::<serde_json::Value>(trimmed) {
+        Ok(v @ serde_json::Value::Number(_)) => v,
+        Ok(v @ serde_json::Value::Bool(_)) => v,
+        Ok(serde_json::Value::String(s)) => serde_json::Value::String(s),
+        _ => {
+            // Python-style booleans are common in script-mode jobs.
+            match trimmed {
+                "True" => serde_json::Value::Bool(true),
+                "False" => serde_json::Value::Bool(false),
+                _ => serde_json::Value::String(raw.to_string()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_prefixes() {
+        assert_eq!(Split::from_metric_name("train:loss"), Split::Train);
+        assert_eq!(Split::from_metric_name("validation:auc"), Split::Validation);
+        assert_eq!(Split::from_metric_name("val:acc"), Split::Validation);
+        assert_eq!(Split::from_metric_name("test:rmse"), Split::Test);
+        assert_eq!(Split::from_metric_name("ObjectiveMetric"), Split::None);
+        assert_eq!(Split::from_metric_name("epoch:1"), Split::None);
+    }
+
+    #[test]
+    fn hyperparameter_decoding() {
+        assert_eq!(decode_hyperparameter("5"), serde_json::json!(5));
+        assert_eq!(decode_hyperparameter("0.1"), serde_json::json!(0.1));
+        assert_eq!(decode_hyperparameter("\"train.py\""), serde_json::json!("train.py"));
+        assert_eq!(decode_hyperparameter("binary:logistic"), serde_json::json!("binary:logistic"));
+        assert_eq!(decode_hyperparameter("true"), serde_json::json!(true));
+        assert_eq!(decode_hyperparameter("False"), serde_json::json!(false));
+        assert_eq!(decode_hyperparameter("[1,2]"), serde_json::json!("[1,2]"));
+        assert_eq!(decode_hyperparameter(""), serde_json::json!(""));
+    }
+
+    #[test]
+    fn tags_last_wins_and_insert_keeps_position() {
+        let mut t: Tags = [("a", "1"), ("b", "2")].into_iter().collect();
+        t.0.push(Tag { key: "a".into(), value: "3".into() });
+        assert_eq!(t.get("a"), Some("3"));
+        t.insert("b", "9");
+        assert_eq!(t.0[1].value, "9");
+        assert!(t.contains("a") && !t.contains("c"));
+    }
+}

@@ -1,0 +1,366 @@
+//! Reading a DescribeTrainingJob document (as `aws sagemaker describe-training-job` prints it,
+//! as the API returns it, or as an EventBridge event's `detail` carries it) into a
+//! [`TrainingJob`].
+//!
+//! Lenient where SageMaker's producers differ: `Tags` as a Key/Value list or a map; timestamps as
+//! ISO-8601 strings, epoch seconds or epoch milliseconds (numbers above 10^11 are milliseconds),
+//! numbers or numeric strings; every field but `TrainingJobName` optional.
+
+use chrono::{DateTime, TimeZone, Utc};
+use indexmap::IndexMap;
+use sagesync_core::{Algorithm, Channel, ChannelManifest, DataSource, FinalMetric, MetricDefinition, Tag, Tags, Timestamp, TrainingJob};
+use serde_json::{Map, Value};
+
+/// A document that is not a usable training job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct DocumentError {
+    /// The offending field (`InputDataConfig[1].DataSource`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> DocumentError {
+    DocumentError { field: field.into(), message: message.into() }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn opt_str(obj: &Map<String, Value>, key: &str, field: &str) -> Result<Option<String>, DocumentError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+        Some(v) => Err(err(field, format!("expected a string, found {}", type_name(v)))),
+    }
+}
+
+fn opt_obj<'a>(obj: &'a Map<String, Value>, key: &str, field: &str) -> Result<Option<&'a Map<String, Value>>, DocumentError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(v) => Err(err(field, format!("expected an object, found {}", type_name(v)))),
+    }
+}
+
+fn opt_arr<'a>(obj: &'a Map<String, Value>, key: &str, field: &str) -> Result<&'a [Value], DocumentError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(v) => Err(err(field, format!("expected an array, found {}", type_name(v)))),
+    }
+}
+
+fn opt_u64(obj: &Map<String, Value>, key: &str, field: &str) -> Result<Option<u64>, DocumentError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)).map(Some).ok_or_else(|| err(field, "expected a non-negative integer")),
+        Some(Value::String(s)) => s.trim().parse::<u64>().map(Some).map_err(|_| err(field, "expected a non-negative integer")),
+        Some(v) => Err(err(field, format!("expected a number, found {}", type_name(v)))),
+    }
+}
+
+fn epoch(n: f64, field: &str) -> Result<Timestamp, DocumentError> {
+    if !n.is_finite() || n < 0.0 {
+        return Err(err(field, "timestamp out of range"));
+    }
+    let millis = if n > 1e11 { n } else { n * 1000.0 };
+    let ms = millis.round();
+    if ms > 8.0e15 {
+        return Err(err(field, "timestamp out of range"));
+    }
+    Utc.timestamp_millis_opt(ms as i64).single().ok_or_else(|| err(field, "timestamp out of range"))
+}
+
+/// Parses a timestamp in any of the accepted forms.
+pub fn parse_timestamp(v: &Value, field: &str) -> Result<Option<Timestamp>, DocumentError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => n.as_f64().map(|f| epoch(f, field)).transpose(),
+        Value::String(s) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            if let Ok(f) = s.parse::<f64>() {
+                return epoch(f, field).map(Some);
+            }
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Ok(Some(t.with_timezone(&Utc)));
+            }
+            // `2019-04-10 01:02:03.456000+00:00` (Python's str(datetime)) and naive UTC forms.
+            for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+                if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+                    return Ok(Some(t.with_timezone(&Utc)));
+                }
+            }
+            for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+                if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+                    return Ok(Some(Utc.from_utc_datetime(&t)));
+                }
+            }
+            Err(err(field, "not a timestamp (expected ISO-8601 or epoch seconds/milliseconds)"))
+        }
+        v => Err(err(field, format!("expected a timestamp, found {}", type_name(v)))),
+    }
+}
+
+fn opt_ts(obj: &Map<String, Value>, key: &str) -> Result<Option<Timestamp>, DocumentError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(v) => parse_timestamp(v, key),
+    }
+}
+
+/// Reads `Tags` in either shape: `[{"Key": k, "Value": v}]` or `{k: v}`.
+pub fn parse_tags(v: &Value, field: &str) -> Result<Tags, DocumentError> {
+    let mut tags = Tags::default();
+    match v {
+        Value::Null => {}
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let f = format!("{field}[{i}]");
+                let Value::Object(o) = item else {
+                    return Err(err(f, format!("expected a {{\"Key\", \"Value\"}} object, found {}", type_name(item))));
+                };
+                let key = opt_str(o, "Key", &format!("{f}.Key"))?.ok_or_else(|| err(format!("{f}.Key"), "missing"))?;
+                let value = opt_str(o, "Value", &format!("{f}.Value"))?.unwrap_or_default();
+                tags.0.push(Tag { key, value });
+            }
+        }
+        Value::Object(m) => {
+            for (k, v) in m {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => return Err(err(format!("{field}.{k}"), format!("expected a string, found {}", type_name(other)))),
+                };
+                tags.0.push(Tag { key: k.clone(), value });
+            }
+        }
+        other => return Err(err(field, format!("expected a list or a map, found {}", type_name(other)))),
+    }
+    Ok(tags)
+}
+
+fn parse_channel(v: &Value, i: usize) -> Result<Channel, DocumentError> {
+    let f = format!("InputDataConfig[{i}]");
+    let Value::Object(o) = v else {
+        return Err(err(f, format!("expected an object, found {}", type_name(v))));
+    };
+    let name = opt_str(o, "ChannelName", &format!("{f}.ChannelName"))?.ok_or_else(|| err(format!("{f}.ChannelName"), "missing"))?;
+    let ds_field = format!("{f}.DataSource");
+    let source = match opt_obj(o, "DataSource", &ds_field)? {
+        None => DataSource::Other { name: "None".into(), raw: Value::Null },
+        Some(ds) => {
+            if let Some(s3) = opt_obj(ds, "S3DataSource", &format!("{ds_field}.S3DataSource"))? {
+                let uf = format!("{ds_field}.S3DataSource.S3Uri");
+                DataSource::S3 {
+                    uri: opt_str(s3, "S3Uri", &uf)?.ok_or_else(|| err(uf, "missing"))?,
+                    data_type: opt_str(s3, "S3DataType", "S3DataType")?,
+                    distribution: opt_str(s3, "S3DataDistributionType", "S3DataDistributionType")?,
+                }
+            } else if let Some(fs) = opt_obj(ds, "FileSystemDataSource", &format!("{ds_field}.FileSystemDataSource"))? {
+                let ff = format!("{ds_field}.FileSystemDataSource");
+                DataSource::FileSystem {
+                    file_system_type: opt_str(fs, "FileSystemType", &ff)?.unwrap_or_default(),
+                    file_system_id: opt_str(fs, "FileSystemId", &ff)?.unwrap_or_default(),
+                    directory_path: opt_str(fs, "DirectoryPath", &ff)?.unwrap_or_default(),
+                    access_mode: opt_str(fs, "FileSystemAccessMode", &ff)?,
+                }
+            } else {
+                match ds.iter().next() {
+                    Some((k, raw)) => DataSource::Other { name: k.clone(), raw: raw.clone() },
+                    None => DataSource::Other { name: "None".into(), raw: Value::Null },
+                }
+            }
+        }
+    };
+    let manifest = match o.get("Manifest") {
+        None | Some(Value::Null) => None,
+        Some(m) => Some(serde_json::from_value::<ChannelManifest>(m.clone()).map_err(|e| err(format!("{f}.Manifest"), e.to_string()))?),
+    };
+    Ok(Channel {
+        name,
+        source,
+        content_type: opt_str(o, "ContentType", &format!("{f}.ContentType"))?,
+        compression: opt_str(o, "CompressionType", &format!("{f}.CompressionType"))?,
+        record_wrapper: opt_str(o, "RecordWrapperType", &format!("{f}.RecordWrapperType"))?,
+        input_mode: opt_str(o, "InputMode", &format!("{f}.InputMode"))?,
+        manifest,
+    })
+}
+
+/// Reads one document into a [`TrainingJob`]. Only `TrainingJobName` is required; the ARN and
+/// status are empty strings when absent (callers that need them check).
+pub fn job_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
+    let Value::Object(o) = doc else {
+        return Err(err("(document)", format!("expected a JSON object, found {}", type_name(doc))));
+    };
+    let name = opt_str(o, "TrainingJobName", "TrainingJobName")?.filter(|s| !s.is_empty()).ok_or_else(|| err("TrainingJobName", "missing"))?;
+    let mut job = TrainingJob::new(name, opt_str(o, "TrainingJobArn", "TrainingJobArn")?.unwrap_or_default(), opt_str(o, "TrainingJobStatus", "TrainingJobStatus")?.unwrap_or_default());
+    job.secondary_status = opt_str(o, "SecondaryStatus", "SecondaryStatus")?;
+    job.failure_reason = opt_str(o, "FailureReason", "FailureReason")?;
+    job.creation_time = opt_ts(o, "CreationTime")?;
+    job.start_time = opt_ts(o, "TrainingStartTime")?;
+    job.end_time = opt_ts(o, "TrainingEndTime")?;
+    job.last_modified_time = opt_ts(o, "LastModifiedTime")?;
+    if let Some(hp) = opt_obj(o, "HyperParameters", "HyperParameters")? {
+        let mut map = IndexMap::new();
+        for (k, v) in hp {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            map.insert(k.clone(), s);
+        }
+        job.hyperparameters = map;
+    }
+    job.channels = opt_arr(o, "InputDataConfig", "InputDataConfig")?.iter().enumerate().map(|(i, c)| parse_channel(c, i)).collect::<Result<_, _>>()?;
+    for (i, m) in opt_arr(o, "FinalMetricDataList", "FinalMetricDataList")?.iter().enumerate() {
+        let f = format!("FinalMetricDataList[{i}]");
+        let Value::Object(mo) = m else {
+            return Err(err(f, format!("expected an object, found {}", type_name(m))));
+        };
+        let mname = opt_str(mo, "MetricName", &format!("{f}.MetricName"))?.ok_or_else(|| err(format!("{f}.MetricName"), "missing"))?;
+        let value = match mo.get("Value") {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+            Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| err(format!("{f}.Value"), "not a number"))?,
+            Some(v) => return Err(err(format!("{f}.Value"), format!("expected a number, found {}", type_name(v)))),
+            None => return Err(err(format!("{f}.Value"), "missing")),
+        };
+        let timestamp = match mo.get("Timestamp") {
+            Some(v) => parse_timestamp(v, &format!("{f}.Timestamp"))?,
+            None => None,
+        };
+        job.final_metrics.push(FinalMetric { name: mname, value, timestamp });
+    }
+    if let Some(alg) = opt_obj(o, "AlgorithmSpecification", "AlgorithmSpecification")? {
+        job.algorithm = Algorithm {
+            image: opt_str(alg, "TrainingImage", "AlgorithmSpecification.TrainingImage")?,
+            name: opt_str(alg, "AlgorithmName", "AlgorithmSpecification.AlgorithmName")?,
+            input_mode: opt_str(alg, "TrainingInputMode", "AlgorithmSpecification.TrainingInputMode")?,
+        };
+        for (i, d) in opt_arr(alg, "MetricDefinitions", "AlgorithmSpecification.MetricDefinitions")?.iter().enumerate() {
+            let f = format!("AlgorithmSpecification.MetricDefinitions[{i}]");
+            let Value::Object(d) = d else {
+                return Err(err(f, "expected an object"));
+            };
+            job.metric_definitions.push(MetricDefinition { name: opt_str(d, "Name", &f)?.unwrap_or_default(), regex: opt_str(d, "Regex", &f)?.unwrap_or_default() });
+        }
+    }
+    if let Some(ma) = opt_obj(o, "ModelArtifacts", "ModelArtifacts")? {
+        job.model_artifact = opt_str(ma, "S3ModelArtifacts", "ModelArtifacts.S3ModelArtifacts")?;
+    }
+    if let Some(od) = opt_obj(o, "OutputDataConfig", "OutputDataConfig")? {
+        job.output_path = opt_str(od, "S3OutputPath", "OutputDataConfig.S3OutputPath")?;
+    }
+    if let Some(rc) = opt_obj(o, "ResourceConfig", "ResourceConfig")? {
+        job.instance_type = opt_str(rc, "InstanceType", "ResourceConfig.InstanceType")?;
+        job.instance_count = opt_u64(rc, "InstanceCount", "ResourceConfig.InstanceCount")?.map(|n| n.min(u32::MAX as u64) as u32);
+        if job.instance_type.is_none() {
+            // Heterogeneous clusters list instance groups instead.
+            if let Some(Value::Array(groups)) = rc.get("InstanceGroups") {
+                let types: Vec<String> = groups.iter().filter_map(|g| g.get("InstanceType").and_then(Value::as_str).map(str::to_string)).collect();
+                if !types.is_empty() {
+                    job.instance_type = Some(types.join(","));
+                    let count: u64 = groups.iter().filter_map(|g| g.get("InstanceCount").and_then(Value::as_u64)).sum();
+                    job.instance_count = Some(count.min(u32::MAX as u64) as u32);
+                }
+            }
+        }
+    }
+    job.billable_seconds = opt_u64(o, "BillableTimeInSeconds", "BillableTimeInSeconds")?;
+    if let Some(md) = opt_obj(o, "MlflowDetails", "MlflowDetails")? {
+        job.mlflow_run_id = opt_str(md, "MlflowRunId", "MlflowDetails.MlflowRunId")?;
+    }
+    if let Some(t) = o.get("Tags") {
+        job.tags = parse_tags(t, "Tags")?;
+    }
+    job.original = doc.clone();
+    Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn timestamps_in_every_form() {
+        let want = Utc.with_ymd_and_hms(2020, 3, 10, 9, 18, 9).unwrap() + chrono::Duration::milliseconds(50);
+        for v in [json!(1583831889.05), json!(1583831889050u64), json!("1583831889050"), json!("2020-03-10T09:18:09.050000+00:00"), json!("2020-03-10T09:18:09.05Z"), json!("2020-03-10 09:18:09.050")] {
+            assert_eq!(parse_timestamp(&v, "t").unwrap(), Some(want), "{v}");
+        }
+        assert!(parse_timestamp(&json!("yesterday"), "t").is_err());
+        assert!(parse_timestamp(&json!(-5), "t").is_err());
+        assert!(parse_timestamp(&json!(1e300), "t").is_err());
+        assert_eq!(parse_timestamp(&json!(null), "t").unwrap(), None);
+    }
+
+    #[test]
+    fn tags_both_shapes_same_result() {
+        let a = parse_tags(&json!([{"Key": "a", "Value": "1"}, {"Key": "b", "Value": ""}]), "Tags").unwrap();
+        let b = parse_tags(&json!({"a": "1", "b": ""}), "Tags").unwrap();
+        assert_eq!(a, b);
+        assert!(parse_tags(&json!("x"), "Tags").is_err());
+        assert!(parse_tags(&json!([{"Value": "1"}]), "Tags").unwrap_err().field.contains("Key"));
+    }
+
+    #[test]
+    fn minimal_and_bad_documents() {
+        let j = job_from_document(&json!({"TrainingJobName": "x"})).unwrap();
+        assert_eq!(j.name, "x");
+        assert!(j.arn.is_empty());
+        let e = job_from_document(&json!({"TrainingJobName": "x", "HyperParameters": [1]})).unwrap_err();
+        assert_eq!(e.field, "HyperParameters");
+        let e = job_from_document(&json!({"TrainingJobName": "x", "InputDataConfig": [{"ChannelName": "t", "DataSource": {"S3DataSource": {}}}]})).unwrap_err();
+        assert_eq!(e.field, "InputDataConfig[0].DataSource.S3DataSource.S3Uri");
+        assert!(job_from_document(&json!([])).is_err());
+        assert!(job_from_document(&json!({})).is_err());
+    }
+
+    #[test]
+    fn full_document() {
+        let doc = json!({
+            "TrainingJobName": "j", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/j",
+            "TrainingJobStatus": "Completed", "SecondaryStatus": "Completed",
+            "HyperParameters": {"b": "2", "a": "1"},
+            "InputDataConfig": [
+                {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/t/"}}, "CompressionType": "None"},
+                {"ChannelName": "fs", "DataSource": {"FileSystemDataSource": {"FileSystemId": "fs-1", "FileSystemType": "EFS", "DirectoryPath": "/d", "FileSystemAccessMode": "ro"}}}
+            ],
+            "FinalMetricDataList": [{"MetricName": "train:loss", "Value": 0.5, "Timestamp": 1583831889.0}],
+            "AlgorithmSpecification": {"TrainingImage": "img", "MetricDefinitions": [{"Name": "n", "Regex": "r"}]},
+            "ModelArtifacts": {"S3ModelArtifacts": "s3://b/model.tar.gz"},
+            "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2},
+            "BillableTimeInSeconds": 120,
+            "MlflowDetails": {"MlflowRunId": "run-1"},
+            "Tags": [{"Key": "k", "Value": "v"}]
+        });
+        let j = job_from_document(&doc).unwrap();
+        assert_eq!(j.hyperparameters.keys().collect::<Vec<_>>(), ["b", "a"], "order kept");
+        assert_eq!(j.channels[1].source.uri(), "efs://fs-1/d");
+        assert_eq!(j.final_metrics[0].value, 0.5);
+        assert_eq!(j.instance_count, Some(2));
+        assert_eq!(j.billable_seconds, Some(120));
+        assert_eq!(j.mlflow_run_id.as_deref(), Some("run-1"));
+        assert_eq!(j.tags.get("k"), Some("v"));
+        assert_eq!(j.metric_definitions.len(), 1);
+        assert_eq!(j.original, doc);
+    }
+}

@@ -1,0 +1,13 @@
+//! # sagesync-source-sagemaker
+//!
+//! SageMaker sources for sagesync:
+//! - `sagemaker_json` ([`recorded`]): recorded DescribeTrainingJob documents;
+//! - [`document`]: the shared reader from DescribeTrainingJob JSON to a [`sagesync_core::TrainingJob`],
+//!   also used by the Lambda runner for EventBridge event details.
+#![deny(missing_docs)]
+
+pub mod document;
+pub mod recorded;
+
+pub use document::{job_from_document, parse_tags, parse_timestamp, DocumentError};
+pub use recorded::{RecordedSource, RecordedSourceConfig};
