@@ -218,6 +218,7 @@ pub struct Config {
     pub tag_keys: TagKeys,
     /// Runner sections (`[state]`, `[daemon]`, `[lambda]`).
     pub sections: BTreeMap<String, toml::Value>,
+    problems: Vec<ConfigError>,
     spans: SpanIndex,
 }
 
@@ -401,7 +402,7 @@ impl Loader<'_> {
             Ok(v) => v,
             Err(e) => {
                 let p = path.join(&KeyPath::from_serde_path(e.path()));
-                let msg = redact_serde_message(&e.inner().to_string());
+                let msg = redact_serde_message(e.inner().message());
                 self.err_at(&p, msg);
                 T::default()
             }
@@ -510,7 +511,9 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Parses config text. `file` names it in messages; `env` resolves `${VAR}`.
+    /// Parses config text. `file` names it in messages; `env` resolves `${VAR}`. Only a TOML
+    /// syntax error fails here; every other problem is kept (see [`Config::problems`]) and
+    /// reported by [`Config::build`] together with the plugins' own problems.
     pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut lines = vec![0usize];
         for (i, b) in text.bytes().enumerate() {
@@ -618,9 +621,6 @@ impl Config {
             }
         }
 
-        if !loader.errors.is_empty() {
-            return Err(ConfigErrors(loader.errors));
-        }
         Ok(Config {
             file: file.to_string(),
             dir: None,
@@ -631,8 +631,15 @@ impl Config {
             pipeline,
             tag_keys,
             sections,
+            problems: loader.errors,
             spans: loader.spans,
         })
+    }
+
+    /// Problems found while parsing (reported again, with the plugin problems, by
+    /// [`Config::build`]).
+    pub fn problems(&self) -> &[ConfigError] {
+        &self.problems
     }
 
     fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
@@ -645,14 +652,14 @@ impl Config {
         let Some(v) = self.sections.get(name) else { return Ok(None) };
         serde_path_to_error::deserialize::<_, T>(v.clone()).map(Some).map_err(|e| {
             let p = KeyPath::root().key(name).join(&KeyPath::from_serde_path(e.path()));
-            ConfigErrors(vec![self.error(&p, redact_serde_message(&e.inner().to_string()))])
+            ConfigErrors(vec![self.error(&p, redact_serde_message(e.inner().message()))])
         })
     }
 
     /// Resolves every component's type in the registry and builds it (no I/O), collecting all
     /// errors.
     pub fn build(&self) -> Result<BuiltConfig, ConfigErrors> {
-        let mut errors = Vec::new();
+        let mut errors = self.problems.clone();
         let default_mapper = ComponentConfig {
             kind: PluginKind::Mapper,
             id: "tags".into(),
@@ -704,6 +711,8 @@ impl Config {
             }
         }
         if !errors.is_empty() {
+            errors.sort_by_key(|e| (e.line, e.column));
+            errors.dedup();
             return Err(ConfigErrors(errors));
         }
         match (source, mapper) {

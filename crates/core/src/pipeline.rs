@@ -610,3 +610,48 @@ impl Pipeline {
         }
     }
 }
+
+impl RunSummary {
+    /// Total jobs reported.
+    pub fn total(&self) -> usize {
+        self.synced + self.skipped + self.rejected + self.failed
+    }
+
+    /// A human-readable report: one line per job, then the counts.
+    pub fn render_text(&self) -> String {
+        let width = self.jobs.iter().map(|j| j.job.chars().count()).max().unwrap_or(0).min(60);
+        let mut out = String::new();
+        for j in &self.jobs {
+            let detail = match (&j.reason, j.receipts.is_empty()) {
+                (Some(r), true) => r.clone(),
+                (reason, false) => {
+                    let rs: Vec<String> = j.receipts.iter().map(|r| format!("{}: {}", r.sink, serde_json::to_value(r.write).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())).collect();
+                    match reason {
+                        Some(r) => format!("{} — {}", rs.join(", "), r),
+                        None => rs.join(", "),
+                    }
+                }
+                (None, true) => String::new(),
+            };
+            out.push_str(&format!("{:<8}  {:<width$}  {}\n", j.outcome.as_str(), j.job, detail, width = width));
+        }
+        out.push_str(&format!(
+            "{} job{}: {} synced, {} skipped, {} rejected, {} failed",
+            self.total(),
+            if self.total() == 1 { "" } else { "s" },
+            self.synced,
+            self.skipped,
+            self.rejected,
+            self.failed
+        ));
+        if !self.api_calls.is_empty() {
+            let calls: Vec<String> = self.api_calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("\nAPI calls: {}", calls.join(", ")));
+        }
+        if self.cancelled {
+            out.push_str("\n(cancelled before the listing ended)");
+        }
+        out.push('\n');
+        out
+    }
+}

@@ -145,7 +145,7 @@ pub fn build_typed<C: PluginConfig>(table: toml::Table, ctx: &BuildContext) -> R
         Ok(cfg) => cfg.build(ctx),
         Err(err) => {
             let path = KeyPath::from_serde_path(err.path());
-            let message = crate::config::redact_serde_message(&err.inner().to_string());
+            let message = crate::config::redact_serde_message(err.inner().message());
             Err(vec![FieldProblem { path, message }])
         }
     }
@@ -177,7 +177,7 @@ macro_rules! register_plugin {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     /// No plugin of that kind has that type name.
-    #[error("unknown {kind} type `{requested}`; available: {}", available.join(", "))]
+    #[error("unknown {kind} type `{requested}`; available: {}", if available.is_empty() { "(none registered: is the plugin crate linked?)".to_string() } else { available.join(", ") })]
     UnknownType {
         /// Kind looked up.
         kind: PluginKind,
