@@ -1,5 +1,7 @@
 //! # sagesync-sink-modeldb
 //!
-//! ModelDB sinks for sagesync (filled by the ModelDB v1 and v2 issues).
+//! ModelDB sinks for sagesync:
+//! - [`v1`]: `modeldb_v1`, ModelDB v1 through its Thrift Light API.
 #![deny(missing_docs)]
 
+pub mod v1;

@@ -1,0 +1,393 @@
+//! The `modeldb_v1` sink.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sagesync_core::{Dataset, RunRecord, Sink, SinkReceipt, Split, SyncError, WriteKind};
+
+use super::client::{Connection, V1Error};
+use super::codec::TValue;
+use super::messages::*;
+
+/// ModelDB's default experiment; a record with this experiment name uses the project's default
+/// experiment.
+pub const DEFAULT_EXPERIMENT: &str = "Default_Experiment";
+
+/// Settings of the sink.
+#[derive(Debug, Clone)]
+pub struct ModelDbV1Settings {
+    /// Server host name (not a URL).
+    pub host: String,
+    /// Thrift port.
+    pub port: u16,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-call timeout.
+    pub request_timeout: Duration,
+    /// Replay the AWS sample's Light API calls exactly (not idempotent, like the original).
+    pub compat: bool,
+}
+
+impl Default for ModelDbV1Settings {
+    fn default() -> Self {
+        ModelDbV1Settings { host: "localhost".into(), port: 6543, connect_timeout: Duration::from_secs(10), request_timeout: Duration::from_secs(60), compat: false }
+    }
+}
+
+/// The sink.
+#[derive(Debug, Clone)]
+pub struct ModelDbV1Sink {
+    settings: ModelDbV1Settings,
+}
+
+/// Which data frame a call refers to: a channel, or the Light API's shared empty default.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DfKey {
+    Channel(String),
+    Default,
+}
+
+/// What one upsert has written so far, for error messages and receipts.
+#[derive(Default)]
+struct Progress {
+    written: Vec<String>,
+    writes: u32,
+    run_sent: bool,
+    ids: Vec<(&'static str, i32)>,
+}
+
+impl Progress {
+    fn wrote(&mut self, what: String) {
+        self.writes += 1;
+        self.written.push(what);
+    }
+}
+
+fn full_df(ds: Option<&Dataset>, compat: bool) -> DataFrame {
+    let Some(ds) = ds else {
+        return DataFrame { id: -1, tag: String::new(), filepath: String::new(), metadata: Vec::new() };
+    };
+    let str_type = "<class 'str'>".to_string();
+    let metadata = if compat {
+        ["CompressionType", "RecordWrapperType"]
+            .iter()
+            .map(|k| match ds.metadata.get(*k) {
+                Some(v) => MetadataKv { key: k.to_string(), value: v.clone(), value_type: str_type.clone() },
+                None => MetadataKv { key: k.to_string(), value: "None".into(), value_type: "<class 'NoneType'>".into() },
+            })
+            .collect()
+    } else {
+        ds.metadata.iter().map(|(k, v)| MetadataKv { key: k.clone(), value: v.clone(), value_type: str_type.clone() }).collect()
+    };
+    DataFrame { id: -1, tag: ds.name.clone(), filepath: ds.uri.clone(), metadata }
+}
+
+/// Final metrics as the Light API's dict sees them: one per name, last value wins, first
+/// position kept.
+fn dedup_metrics(record: &RunRecord) -> Vec<(String, f64, Split)> {
+    let mut out: Vec<(String, f64, Split)> = Vec::new();
+    for m in &record.metrics {
+        match out.iter_mut().find(|(n, _, _)| n == &m.name) {
+            Some(e) => e.1 = m.value,
+            None => out.push((m.name.clone(), m.value, m.split)),
+        }
+    }
+    out
+}
+
+fn find_ds<'a>(record: &'a RunRecord, names: &[&str]) -> Option<&'a Dataset> {
+    names.iter().find_map(|n| record.datasets.iter().find(|d| d.name.eq_ignore_ascii_case(n)))
+}
+
+fn fit_dataset(record: &RunRecord) -> Option<&Dataset> {
+    find_ds(record, &["train", "training"]).or_else(|| record.datasets.first())
+}
+
+fn split_dataset(record: &RunRecord, split: Split) -> Option<&Dataset> {
+    match split {
+        Split::Train => find_ds(record, &["train", "training"]),
+        Split::Validation => find_ds(record, &["validation", "val", "valid", "validate"]),
+        Split::Test => find_ds(record, &["test", "testing"]),
+        Split::None => fit_dataset(record),
+    }
+}
+
+fn key_of(ds: Option<&Dataset>) -> DfKey {
+    ds.map(|d| DfKey::Channel(d.name.clone())).unwrap_or(DfKey::Default)
+}
+
+fn hp_kind(v: &serde_json::Value) -> (&'static str, String) {
+    match v {
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => ("int", n.to_string()),
+        serde_json::Value::Number(n) => ("float", n.to_string()),
+        serde_json::Value::Bool(b) => ("bool", b.to_string()),
+        serde_json::Value::String(s) => ("str", s.clone()),
+        other => ("str", other.to_string()),
+    }
+}
+
+/// The run description in default mode: names the job and carries its full ARN.
+pub fn run_description(record: &RunRecord) -> String {
+    format!("SageMaker training job {} ({})", record.run.name, record.run.external_id)
+}
+
+fn i32_of(v: &TValue, what: &str, method: &str) -> Result<i32, V1Error> {
+    v.as_i32().ok_or_else(|| V1Error::Protocol { method: method.into(), message: format!("{what} is not an i32") })
+}
+
+fn field_i32(v: &TValue, id: i16, what: &str, method: &str) -> Result<i32, V1Error> {
+    v.field(id).and_then(TValue::as_i32).ok_or_else(|| V1Error::Protocol { method: method.into(), message: format!("reply has no {what}") })
+}
+
+impl ModelDbV1Sink {
+    /// A sink with these settings.
+    pub fn new(settings: ModelDbV1Settings) -> Self {
+        ModelDbV1Sink { settings }
+    }
+
+    async fn connect(&self) -> Result<Connection, V1Error> {
+        Connection::connect(&self.settings.host, self.settings.port, self.settings.connect_timeout, self.settings.request_timeout).await
+    }
+
+    /// The AWS sample's exact call sequence.
+    async fn compat(&self, record: &RunRecord, p: &mut Progress) -> Result<WriteKind, V1Error> {
+        let mut c = self.connect().await?;
+        let m = "storeProjectEvent";
+        let r = c.call(m, store_project_event(&record.project.name, &record.project.user, &record.project.description)).await?;
+        let pid = field_i32(&r, 1, "projectId", m)?;
+        p.ids.push(("project_id", pid));
+        let m = "storeExperimentEvent";
+        let r = c.call(m, store_experiment_event(pid, "", "", true)).await?;
+        let eid = field_i32(&r, 1, "experimentId", m)?;
+        p.ids.push(("experiment_id", eid));
+        let m = "storeExperimentRunEvent";
+        p.run_sent = true;
+        let r = c.call(m, store_experiment_run_event(eid, "")).await?;
+        let rid = field_i32(&r, 1, "experimentRunId", m)?;
+        p.ids.push(("run_id", rid));
+        p.wrote(format!("run {rid}"));
+
+        let mut known: HashMap<DfKey, i32> = HashMap::new();
+        let train = record.dataset("train");
+        let test = record.dataset("test");
+        let df_for = |ds: Option<&Dataset>, known: &HashMap<DfKey, i32>| match known.get(&key_of(ds)) {
+            Some(id) => DataFrame::known(*id),
+            None => full_df(ds, true),
+        };
+        let fe = FitEvent {
+            df: df_for(train, &known),
+            spec: TransformerSpec {
+                id: -1,
+                transformer_type: record.model.model_type.clone(),
+                hyperparameters: record.hyperparameters.iter().map(|h| HyperParameter { name: h.name.clone(), value: h.raw.clone(), kind: "str".into() }).collect(),
+                tag: String::new(),
+            },
+            model: Transformer { id: -1, transformer_type: record.model.model_type.clone(), tag: String::new(), filepath: record.model.artifact_uri.clone() },
+            experiment_run_id: rid,
+            metadata: "{}".into(),
+        };
+        let m = "storeFitEvent";
+        let r = c.call(m, store_fit_event(&fe)).await?;
+        known.insert(key_of(train), field_i32(&r, 1, "dfId", m)?);
+        let model_id = field_i32(&r, 3, "modelId", m)?;
+        p.ids.push(("model_id", model_id));
+        p.wrote(format!("fit event {} (model {model_id})", field_i32(&r, 5, "fitEventId", m)?));
+        for (name, value, _) in dedup_metrics(record) {
+            let me = MetricEvent { df: df_for(test, &known), model: Transformer::known(model_id), metric_type: name.clone(), metric_value: value, experiment_run_id: rid };
+            let m = "storeMetricEvent";
+            let r = c.call(m, store_metric_event(&me)).await?;
+            known.insert(key_of(test), field_i32(&r, 2, "dfId", m)?);
+            p.wrote(format!("metric {name}"));
+        }
+        Ok(WriteKind::Created)
+    }
+
+    /// Idempotent sync: find the run by ARN, write only what is missing.
+    async fn upsert_default(&self, record: &RunRecord, p: &mut Progress) -> Result<WriteKind, V1Error> {
+        let mut c = self.connect().await?;
+        let m = "storeProjectEvent";
+        let r = c.call(m, store_project_event(&record.project.name, &record.project.user, &record.project.description)).await?;
+        let pid = field_i32(&r, 1, "projectId", m)?;
+        p.ids.push(("project_id", pid));
+        let m = "storeExperimentEvent";
+        let is_default = record.experiment == DEFAULT_EXPERIMENT;
+        let name = if is_default { "" } else { record.experiment.as_str() };
+        let r = c.call(m, store_experiment_event(pid, name, "", is_default)).await?;
+        let eid = field_i32(&r, 1, "experimentId", m)?;
+        if eid < 0 {
+            return Err(V1Error::ServerLogic { method: m.into(), message: format!("project {pid} has no default experiment") });
+        }
+        p.ids.push(("experiment_id", eid));
+
+        // Look for a run that already carries this job's ARN.
+        let m = "getRunsAndExperimentsInProject";
+        let r = c.call(m, get_runs_and_experiments_in_project(pid)).await?;
+        let marker = format!("({})", record.run.external_id);
+        let existing = r
+            .field(3)
+            .map(TValue::as_list)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|run| run.str_field(3).contains(&marker))
+            .filter_map(|run| run.field(1).and_then(TValue::as_i32))
+            .min();
+
+        let (rid, resume) = match existing {
+            Some(rid) => {
+                p.ids.push(("run_id", rid));
+                let m = "getExperimentRunDetails";
+                let d = c.call(m, get_experiment_run_details(rid)).await?;
+                let model = d.field(4).map(TValue::as_list).unwrap_or(&[]).iter().min_by_key(|mr| mr.field(1).and_then(TValue::as_i32).unwrap_or(i32::MAX)).cloned();
+                (rid, model)
+            }
+            None => {
+                let m = "storeExperimentRunEvent";
+                let r = c.call(m, store_experiment_run_event(eid, &run_description(record))).await?;
+                let rid = field_i32(&r, 1, "experimentRunId", m)?;
+                p.ids.push(("run_id", rid));
+                p.wrote(format!("run {rid}"));
+                (rid, None)
+            }
+        };
+        let created = existing.is_none();
+
+        let metrics = dedup_metrics(record);
+        let mut known: HashMap<DfKey, i32> = HashMap::new();
+        let model_id = match resume {
+            Some(model) => {
+                let model_id = field_i32(&model, 1, "model id", "getExperimentRunDetails")?;
+                p.ids.push(("model_id", model_id));
+                if let Some(id) = model.field(5).and_then(|df| df.field(1)).and_then(TValue::as_i32) {
+                    known.insert(key_of(fit_dataset(record)), id);
+                }
+                // Existing metrics: name -> {dfId -> value}.
+                let mut have: HashSet<String> = HashSet::new();
+                for (k, v) in model.field(11).map(TValue::as_map).unwrap_or(&[]) {
+                    let Some(name) = k.as_str() else { continue };
+                    if let Some((df, _)) = v.as_map().first() {
+                        if let Some(df) = df.as_i32() {
+                            let split = metrics.iter().find(|(n, _, _)| n == &name).map(|(_, _, s)| *s).unwrap_or(Split::from_metric_name(&name));
+                            known.entry(key_of(split_dataset(record, split))).or_insert(df);
+                        }
+                    }
+                    have.insert(name);
+                }
+                let missing: Vec<_> = metrics.iter().filter(|(n, _, _)| !have.contains(n)).cloned().collect();
+                if missing.is_empty() {
+                    return Ok(WriteKind::Unchanged);
+                }
+                self.write_metrics(&mut c, record, &missing, rid, model_id, &mut known, p).await?;
+                return Ok(WriteKind::Updated);
+            }
+            None => {
+                // Channels no call below refers to are stored first, so that an existing model
+                // implies they exist too.
+                let fit = fit_dataset(record);
+                let mut referenced: HashSet<DfKey> = HashSet::new();
+                referenced.insert(key_of(fit));
+                for (_, _, s) in &metrics {
+                    referenced.insert(key_of(split_dataset(record, *s)));
+                }
+                for ds in &record.datasets {
+                    let key = DfKey::Channel(ds.name.clone());
+                    if referenced.contains(&key) {
+                        continue;
+                    }
+                    let m = "storeDataFrame";
+                    let r = c.call(m, store_data_frame(&full_df(Some(ds), false), rid)).await?;
+                    let id = i32_of(&r, "data frame id", m)?;
+                    known.insert(key, id);
+                    p.wrote(format!("data frame {id} ({})", ds.name));
+                }
+                let metadata = serde_json::json!({
+                    "training_job_name": record.run.name,
+                    "training_job_arn": record.run.external_id,
+                    "experiment": record.experiment,
+                    "status": record.run.status,
+                    "attributes": record.attributes,
+                    "tags": record.tags.iter().map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone()))).collect::<serde_json::Map<_, _>>(),
+                });
+                let fe = FitEvent {
+                    df: full_df(fit, false),
+                    spec: TransformerSpec {
+                        id: -1,
+                        transformer_type: record.model.model_type.clone(),
+                        hyperparameters: record
+                            .hyperparameters
+                            .iter()
+                            .map(|h| {
+                                let (kind, value) = hp_kind(&h.value);
+                                HyperParameter { name: h.name.clone(), value, kind: kind.into() }
+                            })
+                            .collect(),
+                        tag: record.model.name.clone(),
+                    },
+                    model: Transformer { id: -1, transformer_type: record.model.model_type.clone(), tag: record.model.name.clone(), filepath: record.model.artifact_uri.clone() },
+                    experiment_run_id: rid,
+                    metadata: metadata.to_string(),
+                };
+                let m = "storeFitEvent";
+                let r = c.call(m, store_fit_event(&fe)).await?;
+                known.insert(key_of(fit), field_i32(&r, 1, "dfId", m)?);
+                let model_id = field_i32(&r, 3, "modelId", m)?;
+                p.ids.push(("model_id", model_id));
+                p.wrote(format!("fit event {} (model {model_id})", field_i32(&r, 5, "fitEventId", m)?));
+                model_id
+            }
+        };
+        self.write_metrics(&mut c, record, &metrics, rid, model_id, &mut known, p).await?;
+        Ok(if created { WriteKind::Created } else { WriteKind::Updated })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_metrics(&self, c: &mut Connection, record: &RunRecord, metrics: &[(String, f64, Split)], rid: i32, model_id: i32, known: &mut HashMap<DfKey, i32>, p: &mut Progress) -> Result<(), V1Error> {
+        for (name, value, split) in metrics {
+            let ds = split_dataset(record, *split);
+            let key = key_of(ds);
+            let df = match known.get(&key) {
+                Some(id) => DataFrame::known(*id),
+                None => full_df(ds, false),
+            };
+            let me = MetricEvent { df, model: Transformer::known(model_id), metric_type: name.clone(), metric_value: *value, experiment_run_id: rid };
+            let m = "storeMetricEvent";
+            let r = c.call(m, store_metric_event(&me)).await?;
+            known.insert(key, field_i32(&r, 2, "dfId", m)?);
+            p.wrote(format!("metric {name}"));
+        }
+        Ok(())
+    }
+
+    /// Calls `testConnection` (the reference server answers 200).
+    pub async fn test_connection(&self) -> Result<i32, V1Error> {
+        let mut c = self.connect().await?;
+        let r = c.call("testConnection", test_connection()).await?;
+        i32_of(&r, "result", "testConnection")
+    }
+}
+
+#[async_trait]
+impl Sink for ModelDbV1Sink {
+    async fn upsert(&self, record: &RunRecord) -> Result<SinkReceipt, SyncError> {
+        let mut p = Progress::default();
+        let result = if self.settings.compat { self.compat(record, &mut p).await } else { self.upsert_default(record, &mut p).await };
+        match result {
+            Ok(kind) => {
+                let mut receipt = SinkReceipt::new(kind);
+                for (k, v) in &p.ids {
+                    receipt = receipt.id(k, v);
+                }
+                receipt.writes = p.writes;
+                Ok(receipt)
+            }
+            Err(e) => {
+                let written = if p.written.is_empty() { "nothing written".to_string() } else { format!("already written: {}", p.written.join(", ")) };
+                let message = format!("ModelDB v1 at {}:{}: {e} ({written})", self.settings.host, self.settings.port);
+                // Compat mode is not idempotent (like the original): once the run call went out,
+                // a retry would create a second run, so only earlier failures are retryable.
+                let retryable = e.is_retryable() && (!self.settings.compat || !p.run_sent);
+                Err(if retryable { SyncError::transient_with(message, e) } else { SyncError::permanent_with(message, e) })
+            }
+        }
+    }
+}

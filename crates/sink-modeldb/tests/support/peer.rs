@@ -1,0 +1,100 @@
+//! Starts the ModelDB v1 test peer (tests/peers/modeldb_v1_peer.py) on 127.0.0.1. Fails loudly
+//! when Python or the peer's packages are missing: run `scripts/setup-peers.sh`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    let mut p = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    while !p.join("tests/peers").is_dir() {
+        assert!(p.pop(), "repository root not found");
+    }
+    p
+}
+
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("SAGESYNC_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    assert!(p.exists(), "test peer Python {} not found: run scripts/setup-peers.sh (scripts/test.sh does)", p.display());
+    p
+}
+
+pub struct Peer {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Peer {
+    pub fn start(extra: &[&str]) -> Peer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(python())
+            .arg(repo_root().join("tests/peers/modeldb_v1_peer.py"))
+            .arg("--log")
+            .arg(dir.path().join("rpc.jsonl"))
+            .arg("--state")
+            .arg(dir.path().join("state.json"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start the ModelDB v1 peer");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let line = loop {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                break l;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                use std::io::Read;
+                child.stderr.take().unwrap().read_to_string(&mut err).ok();
+                panic!("ModelDB v1 peer exited ({status}) before it was ready:\n{err}");
+            }
+            assert!(Instant::now() < deadline, "ModelDB v1 peer not ready within 60 s");
+        };
+        let port = line.strip_prefix("READY ").and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("unexpected peer output: {line}"));
+        Peer { child, port, dir }
+    }
+
+    /// Every RPC so far, without the sequence numbers.
+    pub fn rpc_log(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("rpc.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("seq");
+                v
+            })
+            .collect()
+    }
+
+    pub fn methods(&self) -> Vec<String> {
+        self.rpc_log().iter().map(|v| v["method"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// The peer's tables.
+    pub fn state(&self) -> serde_json::Value {
+        std::fs::read(self.dir.path().join("state.json")).map(|b| serde_json::from_slice(&b).unwrap()).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
