@@ -1,13 +1,17 @@
 //! # sagesync-source-sagemaker
 //!
 //! SageMaker sources for sagesync:
+//! - `sagemaker` ([`api`]): the SageMaker API (ListTrainingJobs + Describe + ListTags, or
+//!   Search), with a client-side rate limit, SDK retries and per-operation call counts;
 //! - `sagemaker_json` ([`recorded`]): recorded DescribeTrainingJob documents;
 //! - [`document`]: the shared reader from DescribeTrainingJob JSON to a [`sagesync_core::TrainingJob`],
 //!   also used by the Lambda runner for EventBridge event details.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod document;
 pub mod recorded;
 
 pub use document::{job_from_document, parse_tags, parse_timestamp, DocumentError};
+pub use api::{SageMakerSource, SageMakerSourceConfig};
 pub use recorded::{RecordedSource, RecordedSourceConfig};

@@ -1,0 +1,196 @@
+//! The SDK clients, built lazily from the standard `aws-config` chain, plus a client-side rate
+//! limit, per-operation call counts and the mapping of SDK errors to [`SyncError`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sagemaker::config::http::HttpResponse;
+use aws_sdk_sagemaker::error::{ProvideErrorMetadata, SdkError};
+use sagesync_core::SyncError;
+
+/// How the SDK retries throttled and failed calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryMode {
+    /// Exponential backoff with full jitter.
+    #[default]
+    Standard,
+    /// Standard plus a client-side rate limiter that slows down after throttling (backfills).
+    Adaptive,
+}
+
+/// Connection settings shared by the SageMaker and S3 clients.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSettings {
+    /// Region (else the standard chain: `AWS_REGION`, profile...).
+    pub region: Option<String>,
+    /// Named profile.
+    pub profile: Option<String>,
+    /// SageMaker endpoint override (`AWS_ENDPOINT_URL_SAGEMAKER` also works).
+    pub endpoint_url: Option<String>,
+    /// S3 endpoint override, for dataset manifests (path-style addressing when set).
+    pub s3_endpoint_url: Option<String>,
+    /// Attempts per call, first included.
+    pub max_attempts: u32,
+    /// First retry backoff.
+    pub initial_backoff: Duration,
+    /// Retry mode.
+    pub retry_mode: RetryMode,
+}
+
+/// Built clients.
+pub struct Clients {
+    /// SageMaker.
+    pub sagemaker: aws_sdk_sagemaker::Client,
+    /// S3.
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl ClientSettings {
+    /// Loads the shared config and builds both clients.
+    pub async fn build(&self) -> Clients {
+        use aws_config::retry::RetryConfig;
+        let retry = match self.retry_mode {
+            RetryMode::Standard => RetryConfig::standard(),
+            RetryMode::Adaptive => RetryConfig::adaptive(),
+        }
+        .with_max_attempts(self.max_attempts.max(1))
+        .with_initial_backoff(self.initial_backoff)
+        .with_max_backoff(Duration::from_secs(20));
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry);
+        if let Some(r) = &self.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(p) = &self.profile {
+            loader = loader.profile_name(p);
+        }
+        let shared = loader.load().await;
+        let mut sm = aws_sdk_sagemaker::config::Builder::from(&shared);
+        if let Some(e) = &self.endpoint_url {
+            sm = sm.endpoint_url(e);
+        }
+        let mut s3 = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(e) = &self.s3_endpoint_url {
+            s3 = s3.endpoint_url(e).force_path_style(true);
+        }
+        Clients { sagemaker: aws_sdk_sagemaker::Client::from_conf(sm.build()), s3: aws_sdk_s3::Client::from_conf(s3.build()) }
+    }
+}
+
+/// Spaces calls at least `1 / rate` seconds apart (first attempts; the SDK's retries come on
+/// top, with their own backoff).
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl RateLimiter {
+    /// At most `per_second` calls per second; 0 or less means unlimited.
+    pub fn new(per_second: f64) -> Self {
+        let interval = if per_second > 0.0 { Duration::from_secs_f64(1.0 / per_second) } else { Duration::ZERO };
+        RateLimiter { interval, next: tokio::sync::Mutex::new(Instant::now()) }
+    }
+    /// Waits for the next slot.
+    pub async fn acquire(&self) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let wait = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + self.interval;
+            at - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Per-operation call counts.
+#[derive(Debug, Default)]
+pub struct CallCounter(Mutex<BTreeMap<String, u64>>);
+
+impl CallCounter {
+    /// Counts one call.
+    pub fn count(&self, op: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op.to_string()).or_default() += 1;
+        }
+    }
+    /// The counts.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+const RETRYABLE_CODES: [&str; 9] = [
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "SlowDown",
+];
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// Maps an SDK error: missing resources become [`SyncError::NotFound`]; throttling, 5xx,
+/// timeouts and connection failures are retryable; everything else is permanent.
+pub fn map_sdk_error<E>(op: &str, subject: &str, err: SdkError<E, HttpResponse>) -> SyncError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("Unknown").to_string();
+            let message = se.err().message().unwrap_or("").to_string();
+            let lower = message.to_ascii_lowercase();
+            if code == "ResourceNotFound" || code == "NoSuchBucket" || (code == "ValidationException" && (lower.contains("could not find") || lower.contains("does not exist"))) {
+                return SyncError::NotFound(format!("{subject} ({op}: {code}: {message})"));
+            }
+            let text = format!("{op} {subject}: {code}: {message}");
+            if RETRYABLE_CODES.contains(&code.as_str()) || se.raw().status().is_server_error() {
+                SyncError::transient(text)
+            } else {
+                SyncError::permanent(text)
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => SyncError::transient(format!("{op} {subject}: {}", chain(&err))),
+        _ => SyncError::permanent(format!("{op} {subject}: {}", chain(&err))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn limiter_spaces_calls() {
+        let l = RateLimiter::new(50.0);
+        let start = Instant::now();
+        for _ in 0..6 {
+            l.acquire().await;
+        }
+        // 6 calls at 50/s: the last one waits ~100 ms.
+        assert!(start.elapsed() >= Duration::from_millis(90), "{:?}", start.elapsed());
+    }
+}

@@ -1,0 +1,206 @@
+//! SDK shapes → the DescribeTrainingJob JSON document → [`TrainingJob`], so that Describe output
+//! and Search records go through the one reader ([`crate::document::job_from_document`]) and
+//! give identical jobs.
+
+use aws_smithy_types::DateTime;
+use serde_json::{json, Map, Value};
+
+/// An SDK timestamp as RFC 3339 UTC, rounded to the millisecond (SageMaker's precision; the
+/// wire's float seconds otherwise leave artefacts like `.643999`).
+pub fn time(dt: &DateTime) -> Value {
+    let millis = dt.secs() as i128 * 1000 + ((dt.subsec_nanos() as i128 + 500_000) / 1_000_000);
+    match chrono::DateTime::<chrono::Utc>::from_timestamp_millis(millis as i64) {
+        Some(t) => json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        None => Value::Null,
+    }
+}
+
+fn opt_time(dt: Option<&DateTime>) -> Value {
+    dt.map(time).unwrap_or(Value::Null)
+}
+
+fn s(v: Option<&str>) -> Value {
+    v.map(|x| json!(x)).unwrap_or(Value::Null)
+}
+
+/// `InputDataConfig[]` entries.
+pub fn channels(chs: &[aws_sdk_sagemaker::types::Channel]) -> Value {
+    Value::Array(
+        chs.iter()
+            .map(|c| {
+                let mut ds = Map::new();
+                if let Some(d) = c.data_source() {
+                    if let Some(s3) = d.s3_data_source() {
+                        ds.insert(
+                            "S3DataSource".into(),
+                            json!({
+                                "S3DataType": s3.s3_data_type().map(|x| x.as_str()),
+                                "S3Uri": s3.s3_uri(),
+                                "S3DataDistributionType": s3.s3_data_distribution_type().map(|x| x.as_str()),
+                            }),
+                        );
+                    } else if let Some(fs) = d.file_system_data_source() {
+                        ds.insert(
+                            "FileSystemDataSource".into(),
+                            json!({
+                                "FileSystemId": fs.file_system_id(),
+                                "FileSystemAccessMode": fs.file_system_access_mode().map(|x| x.as_str()),
+                                "FileSystemType": fs.file_system_type().map(|x| x.as_str()),
+                                "DirectoryPath": fs.directory_path(),
+                            }),
+                        );
+                    } else if d.dataset_source().is_some() {
+                        ds.insert("DatasetSource".into(), json!({}));
+                    }
+                }
+                json!({
+                    "ChannelName": c.channel_name(),
+                    "DataSource": Value::Object(ds),
+                    "ContentType": c.content_type(),
+                    "CompressionType": c.compression_type().map(|x| x.as_str()),
+                    "RecordWrapperType": c.record_wrapper_type().map(|x| x.as_str()),
+                    "InputMode": c.input_mode().map(|x| x.as_str()),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Builds the Describe-shaped document from any SDK type with the DescribeTrainingJob getters
+/// (`DescribeTrainingJobOutput`, `types::TrainingJob`).
+macro_rules! job_document {
+    ($j:expr) => {{
+        let j = $j;
+        let mut hp: Vec<(&String, &String)> = j.hyper_parameters().map(|m| m.iter().collect()).unwrap_or_default();
+        // The SDK gives an unordered map: order by name for stable output.
+        hp.sort();
+        let mut doc = serde_json::json!({
+            "TrainingJobName": j.training_job_name(),
+            "TrainingJobArn": j.training_job_arn(),
+            "TrainingJobStatus": j.training_job_status().map(|x| x.as_str()),
+            "SecondaryStatus": j.secondary_status().map(|x| x.as_str()),
+            "FailureReason": j.failure_reason(),
+            "CreationTime": $crate::api::convert::opt_time_pub(j.creation_time()),
+            "TrainingStartTime": $crate::api::convert::opt_time_pub(j.training_start_time()),
+            "TrainingEndTime": $crate::api::convert::opt_time_pub(j.training_end_time()),
+            "LastModifiedTime": $crate::api::convert::opt_time_pub(j.last_modified_time()),
+            "HyperParameters": hp.into_iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<String, serde_json::Value>>(),
+            "InputDataConfig": $crate::api::convert::channels(j.input_data_config()),
+            "FinalMetricDataList": j.final_metric_data_list().iter().map(|m| serde_json::json!({
+                "MetricName": m.metric_name(),
+                "Value": m.value().map(f64::from),
+                "Timestamp": $crate::api::convert::opt_time_pub(m.timestamp()),
+            })).collect::<Vec<_>>(),
+            "BillableTimeInSeconds": j.billable_time_in_seconds(),
+        });
+        let o = doc.as_object_mut().expect("object literal");
+        if let Some(a) = j.algorithm_specification() {
+            o.insert("AlgorithmSpecification".into(), serde_json::json!({
+                "TrainingImage": a.training_image(),
+                "AlgorithmName": a.algorithm_name(),
+                "TrainingInputMode": a.training_input_mode().map(|x| x.as_str()),
+                "MetricDefinitions": a.metric_definitions().iter().map(|d| serde_json::json!({"Name": d.name(), "Regex": d.regex()})).collect::<Vec<_>>(),
+            }));
+        }
+        if let Some(m) = j.model_artifacts() {
+            o.insert("ModelArtifacts".into(), serde_json::json!({"S3ModelArtifacts": m.s3_model_artifacts()}));
+        }
+        if let Some(od) = j.output_data_config() {
+            o.insert("OutputDataConfig".into(), serde_json::json!({"S3OutputPath": od.s3_output_path()}));
+        }
+        if let Some(rc) = j.resource_config() {
+            o.insert("ResourceConfig".into(), serde_json::json!({
+                "InstanceType": rc.instance_type().map(|x| x.as_str()),
+                "InstanceCount": rc.instance_count(),
+                "InstanceGroups": rc.instance_groups().iter().map(|g| serde_json::json!({
+                    "InstanceType": g.instance_type().map(|x| x.as_str()),
+                    "InstanceCount": g.instance_count(),
+                    "InstanceGroupName": g.instance_group_name(),
+                })).collect::<Vec<_>>(),
+            }));
+        }
+        doc
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use job_document;
+
+/// [`opt_time`] for the macro.
+pub fn opt_time_pub(dt: Option<&DateTime>) -> Value {
+    opt_time(dt)
+}
+
+/// The document of a DescribeTrainingJob response.
+pub fn describe_document(out: &aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput) -> Value {
+    let mut doc = job_document!(out);
+    if let Some(md) = out.mlflow_details() {
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("MlflowDetails".into(), json!({"MlflowExperimentId": s(md.mlflow_experiment_id()), "MlflowRunId": s(md.mlflow_run_id())}));
+        }
+    }
+    doc
+}
+
+/// The document of a Search record's `TrainingJob`, with its `Tags`.
+pub fn search_document(j: &aws_sdk_sagemaker::types::TrainingJob) -> Value {
+    let mut doc = job_document!(j);
+    if let Some(o) = doc.as_object_mut() {
+        o.insert("Tags".into(), tags(j.tags()));
+    }
+    doc
+}
+
+/// Tags as the Key/Value list.
+pub fn tags(t: &[aws_sdk_sagemaker::types::Tag]) -> Value {
+    Value::Array(t.iter().map(|t| json!({"Key": t.key(), "Value": t.value()})).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_to_millis() {
+        let dt = DateTime::from_fractional_secs(1795403589, 0.643999);
+        assert_eq!(time(&dt), json!("2026-11-23T03:13:09.644Z"));
+    }
+
+    #[test]
+    fn search_and_describe_give_the_same_document() {
+        use aws_sdk_sagemaker::types::*;
+        let ch = Channel::builder()
+            .channel_name("train")
+            .data_source(DataSource::builder().s3_data_source(S3DataSource::builder().s3_uri("s3://b/t/").s3_data_type(S3DataType::S3Prefix).build()).build())
+            .compression_type(CompressionType::None)
+            .build();
+        let md = MetricData::builder().metric_name("train:loss").value(0.5).timestamp(DateTime::from_secs(1_700_000_000)).build();
+        let tj = TrainingJob::builder()
+            .training_job_name("j")
+            .training_job_arn("arn:j")
+            .training_job_status(TrainingJobStatus::Completed)
+            .hyper_parameters("b", "2")
+            .hyper_parameters("a", "1")
+            .input_data_config(ch.clone())
+            .final_metric_data_list(md.clone())
+            .last_modified_time(DateTime::from_secs(1_700_000_100))
+            .tags(Tag::builder().key("k").value("v").build())
+            .build();
+        let d = aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput::builder()
+            .training_job_name("j")
+            .training_job_arn("arn:j")
+            .training_job_status(TrainingJobStatus::Completed)
+            .hyper_parameters("b", "2")
+            .hyper_parameters("a", "1")
+            .input_data_config(ch)
+            .final_metric_data_list(md)
+            .last_modified_time(DateTime::from_secs(1_700_000_100))
+            .build();
+        let mut from_describe = describe_document(&d);
+        from_describe.as_object_mut().unwrap().insert("Tags".into(), json!([{"Key": "k", "Value": "v"}]));
+        assert_eq!(from_describe, search_document(&tj));
+        let job = crate::job_from_document(&search_document(&tj)).unwrap();
+        assert_eq!(job.hyperparameters.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(job.tags.get("k"), Some("v"));
+        assert_eq!(job.final_metrics[0].value, 0.5);
+    }
+}

@@ -1,0 +1,179 @@
+"""moto (SageMaker + S3 emulator) for sagesync's tests, on 127.0.0.1.
+
+Wraps moto's WSGI app and adds what the tests need and moto lacks:
+
+* POST /_sm/training-job {"name": NAME, "set": {"TrainingJobStatus": ..., ...}} edits a stored
+  training job (moto finishes every job instantly with one fixed metric). Keys are the
+  DescribeTrainingJob names; values ending in "Time" are ISO-8601 strings (stored as naive UTC,
+  as moto keeps them); "FinalMetricDataList" timestamps likewise; null removes a value.
+* Search(Resource=TrainingJob) as the SageMaker API documents it, where moto 5.2.5 falls short:
+  every filter of the expression applies (moto stops at the first Tags.* filter), the comparison
+  operators GreaterThan[OrEqualTo] / LessThan[OrEqualTo] work on times, SortBy/SortOrder,
+  MaxResults (default 10, max 100) and NextToken page the results, and records carry
+  "TrainingJobArn" (moto returns "Arn").
+
+Usage: python moto_launcher.py [--port 0]   -> prints "READY <port>" when serving.
+Reset between tests with POST /moto-api/reset.
+"""
+import argparse
+import datetime as dt
+import json
+import sys
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sagemaker import models as smm
+from moto.sagemaker import responses as smr
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+
+def parse_time(v):
+    if v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return dt.datetime.fromtimestamp(v, dt.timezone.utc).replace(tzinfo=None)
+    s = str(v).strip()
+    try:
+        return dt.datetime.fromtimestamp(float(s), dt.timezone.utc).replace(tzinfo=None)
+    except ValueError:
+        pass
+    t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return t
+
+
+def snake(name):
+    out = ""
+    for i, c in enumerate(name):
+        if c.isupper() and i > 0 and not name[i - 1].isupper():
+            out += "_"
+        out += c.lower()
+    return out
+
+
+def all_training_jobs():
+    for account in smm.sagemaker_backends.values():
+        for backend in account.values():
+            for job in backend.training_jobs.values():
+                yield job
+
+
+def edit_job(body):
+    name = body["name"]
+    job = next((j for j in all_training_jobs() if j.training_job_name == name), None)
+    if job is None:
+        return 404, {"error": "no training job %s" % name}
+    for key, value in body.get("set", {}).items():
+        if key.endswith("Time") and value is not None:
+            value = parse_time(value)
+        if key == "FinalMetricDataList" and value is not None:
+            value = [dict(m, Timestamp=parse_time(m.get("Timestamp"))) for m in value]
+        setattr(job, snake(key), value)
+    return 200, {"ok": True}
+
+
+# --- Search ---------------------------------------------------------------------------------
+_original_search = smm.SageMakerModelBackend.search
+
+
+def _job_record(job):
+    rec = {k: v for k, v in job.response_object.items()}
+    rec["Tags"] = list(job.tags)
+    return rec
+
+
+def _compare(actual, op, expected):
+    if isinstance(actual, dt.datetime):
+        expected = parse_time(expected)
+    if op == "Equals":
+        return actual == expected
+    if op == "NotEquals":
+        return actual != expected
+    if op == "Contains":
+        return expected in (actual or "")
+    if actual is None:
+        return False
+    if op == "GreaterThan":
+        return actual > expected
+    if op == "GreaterThanOrEqualTo":
+        return actual >= expected
+    if op == "LessThan":
+        return actual < expected
+    if op == "LessThanOrEqualTo":
+        return actual <= expected
+    if op == "Exists":
+        return actual is not None
+    raise smm.ValidationError(message="Unsupported operator %s" % op)
+
+
+def _matches(job, expr):
+    for f in (expr or {}).get("Filters", []):
+        name, op, value = f["Name"], f.get("Operator", "Equals"), f.get("Value")
+        if name.startswith("Tags."):
+            key = name[5:]
+            actual = next((t["Value"] for t in job.tags if t["Key"] == key), None)
+        else:
+            attr = snake(name)
+            if not hasattr(job, attr):
+                raise smm.ValidationError(message="Unknown property name: %s" % name)
+            actual = getattr(job, attr)
+        if not _compare(actual, op, value):
+            return False
+    return True
+
+
+def search(self, resource=None, search_expression=None, sort_by=None, sort_order=None, max_results=None, next_token=None):
+    if resource != "TrainingJob":
+        return _original_search(self, resource=resource, search_expression=search_expression)
+    jobs = [j for j in self.training_jobs.values() if _matches(j, search_expression)]
+    key = snake(sort_by or "CreationTime")
+    jobs.sort(key=lambda j: (getattr(j, key, None) is None, getattr(j, key, None) or 0, j.arn), reverse=(sort_order or "Descending") == "Descending")
+    start = int(next_token) if next_token else 0
+    size = min(int(max_results or 10), 100)
+    page = jobs[start:start + size]
+    nxt = str(start + size) if start + size < len(jobs) else None
+    return {"Results": [{"TrainingJob": _job_record(j)} for j in page], "NextToken": nxt}
+
+
+def search_response(self):
+    return smr.ActionResult(self.sagemaker_backend.search(
+        resource=self._get_param("Resource"),
+        search_expression=self._get_param("SearchExpression"),
+        sort_by=self._get_param("SortBy"),
+        sort_order=self._get_param("SortOrder"),
+        max_results=self._get_param("MaxResults"),
+        next_token=self._get_param("NextToken"),
+    ))
+
+
+smm.SageMakerModelBackend.search = search
+smr.SageMakerResponse.search = search_response
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    a = ap.parse_args()
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/_sm/training-job" and environ.get("REQUEST_METHOD") == "POST":
+            req = Request(environ)
+            try:
+                status, body = edit_job(json.loads(req.get_data() or b"{}"))
+            except Exception as e:  # report, never crash the server
+                status, body = 400, {"error": repr(e)}
+            return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)
+        return moto_app(environ, start_response)
+
+    server = make_server("127.0.0.1", a.port, app, threaded=True)
+    print("READY %d" % server.server_port, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
