@@ -166,6 +166,15 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// A summary of the given reports (e.g. for one job synced by name).
+    pub fn from_reports(reports: impl IntoIterator<Item = JobReport>, api_calls: BTreeMap<String, u64>) -> Self {
+        let mut s = RunSummary { api_calls, ..Default::default() };
+        for r in reports {
+            s.add(r);
+        }
+        s
+    }
+
     fn add(&mut self, r: JobReport) {
         match r.outcome {
             Outcome::Synced => self.synced += 1,

@@ -39,6 +39,21 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Fetch one job by name (or ARN) from the configured source and sync it.
+    SyncJob {
+        /// Training job name or ARN.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Pipeline config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Validate and map, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Check a config file: every error at once, with file, line, column and key.
     Validate {
         /// Pipeline config (TOML).
@@ -78,7 +93,8 @@ fn main() -> ExitCode {
         Command::Plugins { format } => plugins(format),
         Command::Example { type_name } => example(&type_name),
         Command::Validate { config } => validate(&config),
-        Command::Run { config, dry_run, format } => run(&config, dry_run, format),
+        Command::Run { config, dry_run, format } => run(&config, dry_run, format, None),
+        Command::SyncJob { name, config, dry_run, format } => run(&config, dry_run, format, Some(name)),
     }
 }
 
@@ -130,7 +146,7 @@ fn validate(config: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(config: &std::path::Path, dry_run: bool, format: Format) -> ExitCode {
+fn run(config: &std::path::Path, dry_run: bool, format: Format, job: Option<String>) -> ExitCode {
     let (mut pipeline, _cfg) = match sagesync_core::load_pipeline(config) {
         Ok(p) => p,
         Err(errors) => {
@@ -157,7 +173,13 @@ fn run(config: &std::path::Path, dry_run: bool, format: Format) -> ExitCode {
                 c.cancel();
             }
         });
-        pipeline.run(Cursor::default(), &cancel).await
+        match job {
+            Some(name) => {
+                let report = pipeline.process(sagesync_core::JobRef::by_name(name), &cancel).await;
+                sagesync_core::RunSummary::from_reports([report], pipeline.source().api_calls())
+            }
+            None => pipeline.run(Cursor::default(), &cancel).await,
+        }
     });
     match format {
         Format::Json => match serde_json::to_string_pretty(&summary) {

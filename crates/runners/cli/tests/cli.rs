@@ -225,7 +225,7 @@ fn config_errors_are_all_reported_at_once_and_values_never_echoed() {
     );
     for want in [
         "6 configuration errors",
-        "pipeline.toml:2:8: key `source.type`: unknown source type `nope`; available: sagemaker_json",
+        "pipeline.toml:2:8: key `source.type`: unknown source type `nope`; available: sagemaker, sagemaker_json",
         "pipeline.toml:6:13: key `validators[0].statuses[0]`: unknown status `Done`",
         "pipeline.toml:10:1: key `mapper.experimnt`: unknown field `experimnt`",
         "pipeline.toml:14:1: key `sinks[0].dir`: invalid type: integer `7`, expected a string",
@@ -252,11 +252,11 @@ fn registered_plugin_set() {
     let mut got: Vec<(String, String)> = v.iter().map(|d| (d["kind"].as_str().unwrap().to_string(), d["type"].as_str().unwrap().to_string())).collect();
     got.sort();
     let mut want: Vec<(String, String)> =
-        [("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "modeldb_v1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        [("source", "sagemaker"), ("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "modeldb_v1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     want.sort();
     assert_eq!(got, want);
     let (_, text, _) = run(sagesync().arg("plugins"));
-    for name in ["sagemaker_json", "required_tags", "status", "tags", "file", "modeldb_v1"] {
+    for name in ["sagemaker", "sagemaker_json", "required_tags", "status", "tags", "file", "modeldb_v1"] {
         assert!(text.contains(name), "{text}");
     }
 }

@@ -1,0 +1,50 @@
+//! Benchmark: sync N jobs from moto into the file sink in each source mode and print jobs/s and
+//! SageMaker calls per job. Run with `scripts/bench-sagemaker.sh [N]` (default 1000).
+
+#[path = "../tests/support/moto.rs"]
+mod moto;
+
+use std::time::Instant;
+
+use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
+use sagesync_core::{CancellationToken, Cursor, Pipeline, PipelineSettings, TagKeys};
+use sagesync_sink_file::FileSink;
+use sagesync_source_sagemaker::api::{ClientSettings, Filters, Mode, RetryMode, SageMakerSettings, SageMakerSource};
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let moto = moto::Moto::start();
+    let t = Instant::now();
+    moto.create_jobs("bench", n, &moto::SYNC_TAGS).await;
+    println!("seeded {n} jobs into moto in {:.1} s", t.elapsed().as_secs_f64());
+    let out = std::env::temp_dir().join(format!("sagesync-bench-{}", std::process::id()));
+    println!("{:<8} {:>6} {:>10} {:>10} {:>14}  calls", "mode", "jobs", "wall s", "jobs/s", "calls/job");
+    for mode in [Mode::List, Mode::Search] {
+        let settings = SageMakerSettings {
+            client: ClientSettings { region: Some("us-east-1".into()), profile: None, endpoint_url: Some(moto.url()), s3_endpoint_url: None, max_attempts: 5, initial_backoff: std::time::Duration::from_millis(50), retry_mode: RetryMode::Standard },
+            mode,
+            filters: Filters::default(),
+            max_requests_per_second: 0.0,
+            page_size: 100,
+            dataset_manifests: false,
+            max_manifest_objects: 1000,
+        };
+        let p = Pipeline::builder()
+            .source(SageMakerSource::new(settings))
+            .validator("required_tags", RequiredTags::new(&TagKeys::default()))
+            .validator("status", StatusFilter::new(["Completed"]))
+            .mapper(TagsMapper::new(TagKeys::default()))
+            .sink("file", FileSink::new(out.join(format!("{mode:?}"))))
+            .settings(PipelineSettings { concurrency: 8, ..Default::default() })
+            .build()
+            .expect("pipeline");
+        let t = Instant::now();
+        let s = p.run(Cursor::default(), &CancellationToken::new()).await;
+        let wall = t.elapsed().as_secs_f64();
+        assert_eq!(s.synced, n, "failed: {}", s.failed);
+        let calls: u64 = s.api_calls.values().sum();
+        println!("{:<8} {:>6} {:>10.2} {:>10.1} {:>14.3}  {:?}", format!("{mode:?}").to_lowercase(), n, wall, n as f64 / wall, calls as f64 / n as f64, s.api_calls);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
