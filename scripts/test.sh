@@ -12,4 +12,13 @@ scripts/setup-peers.sh
 export SAGESYNC_PYTHON="$PWD/.venv/bin/python"
 
 cargo build --workspace --all-targets
-cargo test --workspace --all-targets -- --test-threads="${SAGESYNC_TEST_THREADS:-4}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets -- --test-threads="${SAGESYNC_TEST_THREADS:-4}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "TOTAL: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
