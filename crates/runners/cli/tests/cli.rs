@@ -209,7 +209,7 @@ fn config_error_unknown_key() {
 #[test]
 fn config_error_unknown_type_lists_available() {
     let e = validate_err("[source]\ntype = \"sagemaker_json\"\npaths = [\"a\"]\n\n[[sinks]]\ntype = \"fiel\"\n");
-    assert!(e.contains("pipeline.toml:6:8: key `sinks[0].type`: unknown sink type `fiel`; available: file, modeldb_v1"), "{e}");
+    assert!(e.contains("pipeline.toml:6:8: key `sinks[0].type`: unknown sink type `fiel`; available: file, modeldb_v1, modeldb_v2"), "{e}");
 }
 
 #[test]
@@ -252,11 +252,11 @@ fn registered_plugin_set() {
     let mut got: Vec<(String, String)> = v.iter().map(|d| (d["kind"].as_str().unwrap().to_string(), d["type"].as_str().unwrap().to_string())).collect();
     got.sort();
     let mut want: Vec<(String, String)> =
-        [("source", "sagemaker"), ("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "modeldb_v1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        [("source", "sagemaker"), ("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     want.sort();
     assert_eq!(got, want);
     let (_, text, _) = run(sagesync().arg("plugins"));
-    for name in ["sagemaker", "sagemaker_json", "required_tags", "status", "tags", "file", "modeldb_v1"] {
+    for name in ["sagemaker", "sagemaker_json", "required_tags", "status", "tags", "file", "modeldb_v1", "modeldb_v2"] {
         assert!(text.contains(name), "{text}");
     }
 }

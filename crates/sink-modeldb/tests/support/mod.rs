@@ -1,1 +1,3 @@
 pub mod peer;
+pub mod v2fake;
+pub mod swagger;

@@ -1,0 +1,204 @@
+//! HTTP calls to the ModelDB v2 REST API (grpc-gateway JSON), with retries for 502/503/504 and
+//! connection failures.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::Method;
+use sagesync_core::Secret;
+use serde_json::Value;
+
+/// Errors from the REST API.
+#[derive(Debug, thiserror::Error)]
+pub enum V2Error {
+    /// The server answered with an error status.
+    #[error("{op}: HTTP {status} (gRPC code {code}): {message}")]
+    Status {
+        /// Operation (path).
+        op: String,
+        /// HTTP status.
+        status: u16,
+        /// gRPC code from the body.
+        code: i64,
+        /// The server's message.
+        message: String,
+    },
+    /// Could not connect, or the connection broke.
+    #[error("{op}: {message}")]
+    Connection {
+        /// Operation.
+        op: String,
+        /// What happened.
+        message: String,
+    },
+    /// The response body is not what the API documents.
+    #[error("{op}: unexpected response: {message}")]
+    Decode {
+        /// Operation.
+        op: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl V2Error {
+    /// Whether retrying later could help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            V2Error::Status { status, .. } => matches!(status, 502..=504),
+            V2Error::Connection { .. } => true,
+            V2Error::Decode { .. } => false,
+        }
+    }
+    /// The HTTP status, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            V2Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of the HTTP client.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// `http://modeldb:3000`.
+    pub base_url: String,
+    /// `/api/v1/modeldb` (web app) or `/v1` (proxy).
+    pub api_prefix: String,
+    /// User e-mail for `Grpc-Metadata-email`.
+    pub email: Option<String>,
+    /// Developer key for `Grpc-Metadata-developer_key` / `-developer-key`.
+    pub developer_key: Option<Secret>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Attempts per request for 502/503/504 and connection errors, first included.
+    pub max_attempts: u32,
+    /// First backoff.
+    pub initial_backoff: Duration,
+}
+
+/// A response: status and JSON body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body (`{}` when empty).
+    pub body: Value,
+}
+
+/// The client.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    max_attempts: u32,
+    initial_backoff: Duration,
+    /// Number of state-changing requests that got a 2xx.
+    pub writes: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Api {
+    /// Builds the client; credentials become default headers marked sensitive.
+    pub fn new(s: &ApiSettings) -> Result<Api, String> {
+        let mut headers = HeaderMap::new();
+        if let (Some(email), Some(key)) = (&s.email, &s.developer_key) {
+            let mut put = |name: &'static str, v: &str, sensitive: bool| -> Result<(), String> {
+                let mut hv = HeaderValue::from_str(v).map_err(|_| format!("{name} contains characters not allowed in an HTTP header"))?;
+                hv.set_sensitive(sensitive);
+                headers.insert(HeaderName::from_static(name), hv);
+                Ok(())
+            };
+            put("grpc-metadata-source", "PythonClient", false)?;
+            put("grpc-metadata-email", email, true)?;
+            put("grpc-metadata-developer_key", key.expose(), true)?;
+            put("grpc-metadata-developer-key", key.expose(), true)?;
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(s.connect_timeout)
+            .timeout(s.request_timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Api {
+            http,
+            base: format!("{}{}", s.base_url.trim_end_matches('/'), s.api_prefix.trim_end_matches('/')),
+            max_attempts: s.max_attempts.max(1),
+            initial_backoff: s.initial_backoff,
+            writes: Default::default(),
+        })
+    }
+
+    /// GET with query parameters.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, V2Error> {
+        self.send(Method::GET, path, query, None).await
+    }
+    /// POST a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Reply, V2Error> {
+        self.send(Method::POST, path, &[], Some(body)).await
+    }
+    /// DELETE with a JSON body.
+    pub async fn delete(&self, path: &str, body: &Value) -> Result<Reply, V2Error> {
+        self.send(Method::DELETE, path, &[], Some(body)).await
+    }
+
+    /// Sends one request; 502/503/504 and connection errors are retried with jittered
+    /// exponential backoff. Other statuses are returned (404 and 409 carry meaning).
+    async fn send(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> Result<Reply, V2Error> {
+        let url = format!("{}{}", self.base, path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self.http.request(method.clone(), &url).query(query);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let result: Result<(), V2Error> = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let text = resp.text().await.unwrap_or_default();
+                    let body: Value = if text.trim().is_empty() { Value::Object(Default::default()) } else { serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({ "message": text.chars().take(500).collect::<String>() })) };
+                    if (200..300).contains(&status) {
+                        if method != Method::GET {
+                            self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        return Ok(Reply { status, body });
+                    }
+                    if matches!(status, 502..=504) {
+                        Err(error_from(path, status, &body))
+                    } else {
+                        return Ok(Reply { status, body });
+                    }
+                }
+                Err(e) => Err(V2Error::Connection { op: path.to_string(), message: if e.is_timeout() { "request timed out".to_string() } else if e.is_connect() { format!("cannot connect to {}", self.base) } else { format!("connection error: {e}") } }),
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
+                    let d = self.initial_backoff.saturating_mul(1 << (attempt - 1).min(10)).min(Duration::from_secs(10));
+                    let jittered = d / 2 + Duration::from_millis(fastrand::u64(0..=d.as_millis() as u64 / 2));
+                    tracing::debug!(op = path, attempt, error = %e, "retrying ModelDB request");
+                    tokio::time::sleep(jittered).await;
+                }
+                Err(e) => return Err(e),
+                Ok(_) => unreachable!("Ok replies return above"),
+            }
+        }
+    }
+}
+
+/// The error for a non-2xx reply.
+pub fn error_from(op: &str, status: u16, body: &Value) -> V2Error {
+    let code = body.get("code").and_then(|c| c.as_i64().or_else(|| c.as_str().and_then(|s| s.parse().ok()))).unwrap_or(-1);
+    let message = body.get("message").or_else(|| body.get("error")).and_then(Value::as_str).unwrap_or("").to_string();
+    V2Error::Status { op: op.to_string(), status, code, message }
+}
+
+/// Whether a reply means "absent": 404 with code 5, or 403 with code 7 (as the Python client
+/// reads it).
+pub fn is_absent(r: &Reply) -> bool {
+    let code = r.body.get("code").and_then(Value::as_i64);
+    (r.status == 404 && code.is_none_or(|c| c == 5)) || (r.status == 403 && code == Some(7))
+}

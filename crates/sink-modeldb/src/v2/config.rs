@@ -1,0 +1,138 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use sagesync_core::{BuildContext, Component, FieldProblem, PluginConfig, Secret};
+use serde::Deserialize;
+
+use super::client::ApiSettings;
+use super::{ModelDbV2Settings, ModelDbV2Sink, OnConflict};
+
+/// Options of `modeldb_v2`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDbV2Config {
+    /// `http://modeldb:3000`.
+    pub base_url: String,
+    /// `/api/v1/modeldb` through the web app; `/v1` on the proxy.
+    #[serde(default = "default_prefix")]
+    pub api_prefix: String,
+    /// E-mail for `Grpc-Metadata-email`.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Developer key (secret).
+    #[serde(default)]
+    pub developer_key: Option<Secret>,
+    /// Connect timeout, seconds.
+    #[serde(default = "ten")]
+    pub connect_timeout_secs: u64,
+    /// Request timeout, seconds.
+    #[serde(default = "thirty")]
+    pub request_timeout_secs: u64,
+    /// Attempts per request for 502/503/504 and connection errors.
+    #[serde(default = "four")]
+    pub max_attempts: u32,
+    /// First retry backoff, milliseconds.
+    #[serde(default = "two_hundred")]
+    pub initial_backoff_ms: u64,
+    /// Experiment name for every run (else the mapper's experiment).
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// `keep` (write-once) or `replace` when a stored value differs.
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+    /// Version S3 channels that carry a manifest as ModelDB datasets.
+    #[serde(default = "yes")]
+    pub dataset_versions: bool,
+}
+
+impl std::fmt::Debug for ModelDbV2Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelDbV2Config").field("base_url", &self.base_url).field("api_prefix", &self.api_prefix).field("email", &self.email).field("developer_key", &self.developer_key).finish_non_exhaustive()
+    }
+}
+
+fn default_prefix() -> String {
+    "/api/v1/modeldb".into()
+}
+fn ten() -> u64 {
+    10
+}
+fn thirty() -> u64 {
+    30
+}
+fn four() -> u32 {
+    4
+}
+fn two_hundred() -> u64 {
+    200
+}
+fn yes() -> bool {
+    true
+}
+
+impl PluginConfig for ModelDbV2Config {
+    fn build(self, _ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
+        let mut problems = Vec::new();
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            problems.push(FieldProblem::at("base_url", "must be an http:// or https:// URL"));
+        }
+        if !self.api_prefix.is_empty() && !self.api_prefix.starts_with('/') {
+            problems.push(FieldProblem::at("api_prefix", "must start with `/`"));
+        }
+        if self.email.is_some() != self.developer_key.is_some() {
+            problems.push(FieldProblem::at(if self.email.is_some() { "developer_key" } else { "email" }, "`email` and `developer_key` go together"));
+        }
+        if !(1..=10).contains(&self.max_attempts) {
+            problems.push(FieldProblem::at("max_attempts", "must be between 1 and 10"));
+        }
+        if let Some(e) = &self.experiment {
+            if e.trim().is_empty() || e.chars().count() > 256 {
+                problems.push(FieldProblem::at("experiment", "must be 1 to 256 characters"));
+            }
+        }
+        for (k, v) in [("connect_timeout_secs", self.connect_timeout_secs), ("request_timeout_secs", self.request_timeout_secs)] {
+            if !(1..=3600).contains(&v) {
+                problems.push(FieldProblem::at(k, "must be between 1 and 3600"));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let settings = ModelDbV2Settings {
+            api: ApiSettings {
+                base_url: self.base_url,
+                api_prefix: self.api_prefix,
+                email: self.email,
+                developer_key: self.developer_key,
+                connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+                request_timeout: Duration::from_secs(self.request_timeout_secs),
+                max_attempts: self.max_attempts,
+                initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            },
+            experiment: self.experiment,
+            on_conflict: self.on_conflict,
+            dataset_versions: self.dataset_versions,
+        };
+        ModelDbV2Sink::new(settings).map(|s| Component::Sink(Arc::new(s))).map_err(|m| vec![FieldProblem::at("developer_key", m)])
+    }
+}
+
+sagesync_core::register_plugin!(
+    Sink,
+    "modeldb_v2",
+    ModelDbV2Config,
+    summary = "ModelDB v2 (Verta 2.x) over its REST API: get-or-create, one write per new run, diff on re-sync",
+    example = r#"[[sinks]]
+type = "modeldb_v2"
+base_url = "http://modeldb:3000"
+api_prefix = "/api/v1/modeldb"   # "/v1" when talking to the proxy directly
+# email = "ml-bot@example.com"
+# developer_key = "${MODELDB_DEVELOPER_KEY}"
+connect_timeout_secs = 10
+request_timeout_secs = 30
+max_attempts = 4
+# experiment = "sagemaker"       # default: the mapper's experiment
+on_conflict = "keep"             # or "replace"
+dataset_versions = true
+"#
+);

@@ -1,0 +1,336 @@
+//! ModelDB v2 sink against the in-process fake, every request checked against the published
+//! swagger specs.
+
+mod support;
+
+use std::time::Duration;
+
+use sagesync_core::builtin::TagsMapper;
+use sagesync_core::{ChannelManifest, Mapper, ManifestObject, Metric, RunRecord, Secret, Sink, Split, Tag, TagKeys, WriteKind};
+use sagesync_sink_modeldb::v2::{ApiSettings, ModelDbV2Settings, ModelDbV2Sink, OnConflict};
+use serde_json::{json, Value};
+use support::peer::repo_root;
+use support::swagger::Spec;
+use support::v2fake::Fake;
+
+async fn record(name: &str) -> RunRecord {
+    let doc: Value = serde_json::from_slice(&std::fs::read(repo_root().join("examples/jobs").join(name)).unwrap()).unwrap();
+    let job = sagesync_source_sagemaker::job_from_document(&doc).unwrap();
+    TagsMapper::new(TagKeys::default()).map(&job).await.unwrap()
+}
+
+fn settings(fake: &Fake) -> ModelDbV2Settings {
+    ModelDbV2Settings {
+        api: ApiSettings {
+            base_url: fake.base_url.clone(),
+            api_prefix: "/api/v1/modeldb".into(),
+            email: None,
+            developer_key: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(5),
+        },
+        experiment: None,
+        on_conflict: OnConflict::Keep,
+        dataset_versions: true,
+    }
+}
+
+fn sink(fake: &Fake) -> ModelDbV2Sink {
+    ModelDbV2Sink::new(settings(fake)).unwrap()
+}
+
+/// Every request the sink made matches the spec; the dataset services (not among the shared
+/// specs) are the only paths outside it.
+fn assert_conformant(fake: &Fake) {
+    let spec = Spec::load();
+    let mut problems = Vec::new();
+    for r in fake.requests() {
+        if spec.covers(&r.path) {
+            problems.extend(spec.check(&r));
+        } else {
+            assert!(r.path.starts_with("/dataset/") || r.path.starts_with("/dataset-version/"), "request outside the spec: {} {}", r.method, r.path);
+        }
+        assert!(r.status != 405 && !(r.status == 404 && r.body.is_none() && r.method != "GET"), "unknown route {} {}", r.method, r.path);
+    }
+    assert!(problems.is_empty(), "non-conformant requests:\n{}", problems.join("\n"));
+}
+
+fn kv<'a>(list: &'a Value, key: &str) -> &'a Value {
+    list.as_array().unwrap().iter().find(|k| k["key"] == key).unwrap_or_else(|| panic!("no key {key} in {list}"))
+}
+
+#[tokio::test]
+async fn first_sync_is_one_run_write_and_a_resync_writes_nothing() {
+    let fake = Fake::start().await;
+    let s = sink(&fake);
+    let r = record("xgboost-churn.json").await;
+    let rc = s.upsert(&r).await.unwrap();
+    assert_eq!(rc.write, WriteKind::Created);
+    let writes = fake.writes();
+    let paths: Vec<&str> = writes.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(paths, ["/project/createProject", "/experiment/createExperiment", "/experiment-run/createExperimentRun"]);
+    assert_eq!(rc.writes, 3);
+    let run = &fake.runs()[0];
+    assert_eq!(run["name"], "xgboost-churn-2026-11-02-10-15-42-118");
+    assert!(run["description"].as_str().unwrap().contains(&r.run.external_id));
+    assert_eq!(run["start_time"], "1793614675462");
+    assert_eq!(kv(&run["hyperparameters"], "max_depth")["value"], json!(5));
+    assert_eq!(kv(&run["hyperparameters"], "max_depth")["value_type"], "NUMBER");
+    assert_eq!(kv(&run["hyperparameters"], "objective")["value"], "binary:logistic");
+    assert_eq!(kv(&run["metrics"], "validation_auc")["value"], json!(0.8977000117301941));
+    assert_eq!(kv(&run["attributes"], "original_key/metrics/validation_auc")["value"], "validation:auc");
+    assert_eq!(kv(&run["attributes"], "training_job_arn")["value"], r.run.external_id.as_str());
+    assert_eq!(kv(&run["attributes"], "instance_count")["value"], json!(1));
+    assert_eq!(kv(&run["datasets"], "train"), &json!({"key": "train", "path": "s3://acme-ml-data/churn/train/", "path_only": true, "artifact_type": "DATA"}));
+    assert_eq!(kv(&run["artifacts"], "model")["artifact_type"], "MODEL");
+    assert!(run["tags"].as_array().unwrap().contains(&json!("team:growth-analytics")));
+    assert!(run["tags"].as_array().unwrap().contains(&json!("MODEL_DB_SYNC:true")));
+
+    fake.clear_requests();
+    let again = s.upsert(&r).await.unwrap();
+    assert_eq!(again.write, WriteKind::Unchanged);
+    assert_eq!(again.writes, 0);
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert_eq!(again.ids["run_id"], rc.ids["run_id"]);
+    assert_eq!(fake.runs().len(), 1);
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn resync_with_a_new_metric_logs_only_that_metric() {
+    let fake = Fake::start().await;
+    let s = sink(&fake);
+    let mut r = record("pytorch-sentiment.json").await;
+    s.upsert(&r).await.unwrap();
+    r.metrics.push(Metric { name: "test:auc".into(), value: 0.97, split: Split::Test, timestamp: None, step: None });
+    fake.clear_requests();
+    let rc = s.upsert(&r).await.unwrap();
+    assert_eq!(rc.write, WriteKind::Updated);
+    let w = fake.writes();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w[0].path, "/experiment-run/logMetrics");
+    assert_eq!(w[0].body.as_ref().unwrap()["metrics"], json!([{"key": "test_auc", "value": 0.97, "value_type": "NUMBER"}]));
+    assert_eq!(w[1].path, "/experiment-run/logAttributes", "the original name of the new key");
+    assert_eq!(fake.runs()[0]["metrics"].as_array().unwrap().len(), 4);
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn changed_values_follow_the_conflict_policy() {
+    let fake = Fake::start().await;
+    let r = record("pytorch-sentiment.json").await;
+    sink(&fake).upsert(&r).await.unwrap();
+    let mut changed = r.clone();
+    changed.metrics[0].value = 0.05;
+    fake.clear_requests();
+    let keep = sink(&fake).upsert(&changed).await.unwrap();
+    assert_eq!(keep.write, WriteKind::Unchanged);
+    assert_eq!(keep.ids["kept_conflicts"], "1");
+    assert!(fake.writes().is_empty());
+    let mut st = settings(&fake);
+    st.on_conflict = OnConflict::Replace;
+    let replace = ModelDbV2Sink::new(st).unwrap().upsert(&changed).await.unwrap();
+    assert_eq!(replace.write, WriteKind::Updated);
+    let paths: Vec<String> = fake.writes().iter().map(|w| w.path.clone()).collect();
+    assert_eq!(paths, ["/experiment-run/deleteMetrics", "/experiment-run/logMetrics"]);
+    assert_eq!(kv(&fake.runs()[0]["metrics"], "train_loss")["value"], json!(0.05));
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn a_concurrent_409_on_create_is_resolved_without_a_duplicate() {
+    let fake = Fake::start().await;
+    fake.with(|s| s.race_create_run = true);
+    let r = record("xgboost-churn.json").await;
+    let rc = sink(&fake).upsert(&r).await.unwrap();
+    assert_eq!(rc.write, WriteKind::Unchanged, "the other writer stored the same run");
+    assert_eq!(fake.runs().len(), 1);
+    // A race on project creation too.
+    let fake = Fake::start().await;
+    fake.with(|s| {
+        s.projects.push(json!({"id": "proj-other", "name": "zzz"}));
+    });
+    let statuses: Vec<u16> = {
+        let s = sink(&fake);
+        s.upsert(&r).await.unwrap();
+        fake.requests().iter().map(|q| q.status).collect()
+    };
+    assert!(statuses.iter().all(|s| [200, 404].contains(s)), "{statuses:?}");
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn a_503_burst_is_retried_without_duplicates() {
+    let fake = Fake::start().await;
+    fake.with(|s| s.fail_next.extend([503, 502, 503]));
+    let r = record("xgboost-churn.json").await;
+    let rc = sink(&fake).upsert(&r).await.unwrap();
+    assert_eq!(rc.write, WriteKind::Created);
+    assert_eq!(fake.runs().len(), 1);
+    assert_eq!(fake.requests().iter().filter(|q| q.status >= 500).count(), 3);
+    // A burst longer than the sink's attempts: a retryable error, then a clean retry later.
+    fake.with(|s| s.fail_next.extend([503; 8]));
+    let mut r2 = record("pytorch-sentiment.json").await;
+    let e = sink(&fake).upsert(&r2).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("HTTP 503"), "{e}");
+    fake.with(|s| s.fail_next.clear());
+    r2.metrics.truncate(2);
+    assert_eq!(sink(&fake).upsert(&r2).await.unwrap().write, WriteKind::Created);
+    assert_eq!(fake.runs().len(), 2);
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn long_tags_become_attributes_and_odd_keys_are_sanitised() {
+    let fake = Fake::start().await;
+    let mut r = record("tf-fsx.json").await;
+    r.tags.0.push(Tag { key: "description".into(), value: "a tag value far longer than forty characters allows".into() });
+    r.tags.0.push(Tag { key: "short".into(), value: "ok".into() });
+    r.metrics.push(Metric { name: "validation_ndcg@10".into(), value: 0.5, split: Split::Validation, timestamp: None, step: None });
+    r.hyperparameters.push(sagesync_core::HyperParameter { name: "lr schedule (cosine)".into(), raw: "\"warm\"".into(), value: json!("warm") });
+    let rc = sink(&fake).upsert(&r).await.unwrap();
+    assert_eq!(rc.write, WriteKind::Created);
+    let run = &fake.runs()[0];
+    let tags = run["tags"].as_array().unwrap();
+    assert!(tags.iter().all(|t| (1..=40).contains(&t.as_str().unwrap().chars().count())));
+    assert!(tags.contains(&json!("short:ok")));
+    assert_eq!(kv(&run["attributes"], "tag/description")["value"], "a tag value far longer than forty characters allows");
+    // "validation:ndcg@10" and "validation_ndcg@10" both sanitise to validation_ndcg_10.
+    assert_eq!(kv(&run["metrics"], "validation_ndcg_10")["value"], json!(0.4821));
+    assert_eq!(kv(&run["metrics"], "validation_ndcg_10_2")["value"], json!(0.5));
+    assert_eq!(kv(&run["attributes"], "original_key/metrics/validation_ndcg_10_2")["value"], "validation_ndcg@10");
+    assert_eq!(kv(&run["hyperparameters"], "lr_schedule__cosine_")["value"], "warm");
+    for k in ["hyperparameters", "metrics", "attributes"] {
+        for e in run[k].as_array().unwrap() {
+            let key = e["key"].as_str().unwrap();
+            assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || "_-/".contains(c)), "{key}");
+        }
+    }
+    // Re-sync: still nothing new.
+    fake.clear_requests();
+    assert_eq!(sink(&fake).upsert(&r).await.unwrap().writes, 0);
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn credentials_go_in_headers_and_never_in_debug_output() {
+    let fake = Fake::start_with_prefix("/v1").await;
+    let mut st = settings(&fake);
+    st.api.api_prefix = "/v1".into();
+    st.api.email = Some("bot@example.com".into());
+    st.api.developer_key = Some(Secret::new("dk-very-secret-123"));
+    let s = ModelDbV2Sink::new(st.clone()).unwrap();
+    s.upsert(&record("xgboost-churn.json").await).await.unwrap();
+    for r in fake.requests() {
+        let h = |n: &str| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(h("grpc-metadata-email").as_deref(), Some("bot@example.com"));
+        assert_eq!(h("grpc-metadata-developer_key").as_deref(), Some("dk-very-secret-123"));
+        assert_eq!(h("grpc-metadata-developer-key").as_deref(), Some("dk-very-secret-123"));
+    }
+    assert!(!format!("{s:?} {st:?}").contains("dk-very-secret-123"));
+    // Errors never carry it either.
+    fake.with(|x| x.fail_next.extend([500]));
+    let e = s.upsert(&record("pytorch-sentiment.json").await).await.unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("dk-very-secret"), "{e:?}");
+    assert_conformant(&fake);
+}
+
+fn manifest(etag: &str) -> ChannelManifest {
+    ChannelManifest {
+        objects: vec![
+            ManifestObject { key: "churn/train/part-0.csv".into(), size: 1000, etag: etag.into(), last_modified: Some("2026-10-01T00:00:00Z".parse().unwrap()) },
+            ManifestObject { key: "churn/train/part-1.csv".into(), size: 2000, etag: "e2".into(), last_modified: None },
+        ],
+        truncated: false,
+    }
+}
+
+#[tokio::test]
+async fn manifests_become_dataset_versions_once() {
+    let fake = Fake::start().await;
+    let mut r = record("xgboost-churn.json").await;
+    r.datasets[0].manifest = Some(manifest("e1"));
+    sink(&fake).upsert(&r).await.unwrap();
+    let (datasets, versions) = fake.with(|s| (s.datasets.clone(), s.versions.clone()));
+    assert_eq!(datasets.len(), 1);
+    assert_eq!(datasets[0]["name"], "s3://acme-ml-data/churn/train/");
+    assert_eq!(versions.len(), 1);
+    let info = &versions[0]["path_dataset_version_info"];
+    assert_eq!(info["location_type"], "S3_FILE_SYSTEM");
+    assert_eq!(info["size"], "3000");
+    assert_eq!(info["base_path"], "acme-ml-data/churn/train/");
+    assert_eq!(info["dataset_part_infos"][0], json!({"path": "churn/train/part-0.csv", "size": "1000", "checksum": "e1", "last_modified_at_source": "1790812800000"}));
+    let run = &fake.runs()[0];
+    assert_eq!(kv(&run["datasets"], "train")["linked_artifact_id"], versions[0]["id"]);
+    // The same manifest, again and from another job: no second version.
+    sink(&fake).upsert(&r).await.unwrap();
+    let mut other = record("pytorch-sentiment.json").await;
+    other.datasets[0].uri = "s3://acme-ml-data/churn/train/".into();
+    other.datasets[0].manifest = Some(manifest("e1"));
+    sink(&fake).upsert(&other).await.unwrap();
+    assert_eq!(fake.with(|s| s.versions.len()), 1);
+    // Changed data: a new version.
+    let mut changed = r.clone();
+    changed.datasets[0].manifest = Some(manifest("e9"));
+    let mut st = settings(&fake);
+    st.on_conflict = OnConflict::Replace;
+    assert_eq!(ModelDbV2Sink::new(st).unwrap().upsert(&changed).await.unwrap().write, WriteKind::Updated);
+    let versions = fake.with(|s| s.versions.clone());
+    assert_eq!(versions.len(), 2);
+    assert_eq!(kv(&fake.runs()[0]["datasets"], "train")["linked_artifact_id"], versions[1]["id"]);
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn server_errors_carry_the_message_and_are_not_retried() {
+    let fake = Fake::start().await;
+    let mut r = record("xgboost-churn.json").await;
+    r.project.name = "p".repeat(300);
+    let e = sink(&fake).upsert(&r).await.unwrap_err();
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("HTTP 400") && e.to_string().contains("Project name length exceeded"), "{e}");
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        drop(l);
+        p
+    };
+    let mut st = settings(&fake);
+    st.api.base_url = format!("http://127.0.0.1:{refused}");
+    st.api.max_attempts = 2;
+    let e = ModelDbV2Sink::new(st).unwrap().upsert(&record("xgboost-churn.json").await).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("cannot connect"), "{e}");
+}
+
+#[tokio::test]
+async fn the_fake_enforces_the_documented_rules() {
+    // The fake itself: duplicates 409, required fields 400, unknown ids 404, defaults omitted.
+    let fake = Fake::start().await;
+    let http = reqwest::Client::new();
+    let u = |p: &str| format!("{}/api/v1/modeldb{p}", fake.base_url);
+    let post = |p: &'static str, b: Value| {
+        let http = http.clone();
+        let url = u(p);
+        async move {
+            let r = http.post(url).json(&b).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    assert_eq!(post("/project/createProject", json!({})).await.0, 400);
+    let (st, p) = post("/project/createProject", json!({"name": "x"})).await;
+    assert_eq!(st, 200);
+    assert!(p["project"].get("description").is_none(), "defaults omitted: {p}");
+    assert!(p["project"]["date_created"].is_string(), "int64 as a string: {p}");
+    assert_eq!(post("/project/createProject", json!({"name": "x"})).await.0, 409);
+    assert_eq!(post("/experiment/createExperiment", json!({"projectId": "nope", "name": "e"})).await.0, 404);
+    let pid = p["project"]["id"].as_str().unwrap().to_string();
+    let (_, e) = post("/experiment/createExperiment", json!({"projectId": pid, "name": "e"})).await;
+    assert_eq!(post("/experiment-run/createExperimentRun", json!({"project_id": pid, "experiment_id": e["experiment"]["id"], "name": "r", "tags": ["x".repeat(41)]})).await.0, 400);
+    assert_eq!(post("/experiment-run/logMetrics", json!({"id": "nope", "metrics": [{"key": "a", "value": 1}]})).await.0, 404);
+    assert_eq!(http.get(u("/project/nope")).send().await.unwrap().status().as_u16(), 404);
+    assert_eq!(http.get(u("/project/createProject")).send().await.unwrap().status().as_u16(), 405);
+}

@@ -1,0 +1,121 @@
+//! Checks requests against the published ModelDB v2 swagger specs (read from
+//! `../shared/modeldb-v2-swagger/v2.0.8.2/`, never copied into the project).
+#![allow(dead_code)]
+
+use serde_json::Value;
+
+use super::v2fake::Recorded;
+
+pub struct Spec {
+    docs: Vec<Value>,
+}
+
+impl Spec {
+    pub fn load() -> Spec {
+        let dir = super::peer::repo_root().join("../shared/modeldb-v2-swagger/v2.0.8.2");
+        let docs = ["modeldb_ProjectService", "modeldb_ExperimentService", "modeldb_ExperimentRunService"]
+            .iter()
+            .map(|f| {
+                let p = dir.join(format!("{f}.swagger.json"));
+                serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("swagger spec {}: {e}", p.display()))).unwrap()
+            })
+            .collect();
+        Spec { docs }
+    }
+
+    /// The spec operation for a path (relative to the API prefix) and method.
+    fn operation(&self, path: &str, method: &str) -> Option<(&Value, &Value)> {
+        for d in &self.docs {
+            if let Some(p) = d["paths"].get(path) {
+                return p.get(method.to_ascii_lowercase()).map(|op| (op, d));
+            }
+        }
+        None
+    }
+
+    pub fn covers(&self, path: &str) -> bool {
+        self.docs.iter().any(|d| d["paths"].get(path).is_some())
+    }
+
+    /// Problems with one request; empty when it conforms.
+    pub fn check(&self, r: &Recorded) -> Vec<String> {
+        let mut errs = Vec::new();
+        let Some((op, doc)) = self.operation(&r.path, &r.method) else {
+            return vec![format!("{} {}: no such operation in the spec", r.method, r.path)];
+        };
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        for (k, _) in &r.query {
+            if !params.iter().any(|p| p["in"] == "query" && p["name"] == k.as_str()) {
+                errs.push(format!("{} {}: undeclared query parameter `{k}`", r.method, r.path));
+            }
+        }
+        match (params.iter().find(|p| p["in"] == "body"), &r.body) {
+            (Some(b), Some(body)) => check_schema(&b["schema"], doc, body, &format!("{} {}", r.method, r.path), &mut errs),
+            (Some(_), None) => errs.push(format!("{} {}: missing body", r.method, r.path)),
+            (None, Some(_)) => errs.push(format!("{} {}: body on an operation without one", r.method, r.path)),
+            (None, None) => {}
+        }
+        errs
+    }
+}
+
+fn resolve<'a>(schema: &'a Value, doc: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => &doc["definitions"][r.trim_start_matches("#/definitions/")],
+        None => schema,
+    }
+}
+
+fn check_schema(schema: &Value, doc: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
+    let s = resolve(schema, doc);
+    if let Some(allowed) = s.get("enum").and_then(Value::as_array) {
+        if !allowed.contains(v) {
+            errs.push(format!("{at}: {v} is not one of {allowed:?}"));
+        }
+        return;
+    }
+    match s.get("type").and_then(Value::as_str) {
+        Some("object") | None => {
+            let Some(props) = s.get("properties").and_then(Value::as_object) else { return };
+            let Some(obj) = v.as_object() else {
+                errs.push(format!("{at}: expected an object, got {v}"));
+                return;
+            };
+            for (k, val) in obj {
+                match props.get(k) {
+                    Some(ps) => check_schema(ps, doc, val, &format!("{at}.{k}"), errs),
+                    None => errs.push(format!("{at}: unknown field `{k}`")),
+                }
+            }
+        }
+        Some("array") => match v.as_array() {
+            Some(items) => {
+                for (i, it) in items.iter().enumerate() {
+                    check_schema(&s["items"], doc, it, &format!("{at}[{i}]"), errs);
+                }
+            }
+            None => errs.push(format!("{at}: expected an array, got {v}")),
+        },
+        Some("string") => {
+            if !v.is_string() {
+                errs.push(format!("{at}: expected a string ({}), got {v}", s.get("format").and_then(Value::as_str).unwrap_or("string")));
+            }
+        }
+        Some("integer") => {
+            if !(v.is_i64() || v.is_u64()) {
+                errs.push(format!("{at}: expected an integer, got {v}"));
+            }
+        }
+        Some("number") => {
+            if !v.is_number() {
+                errs.push(format!("{at}: expected a number, got {v}"));
+            }
+        }
+        Some("boolean") => {
+            if !v.is_boolean() {
+                errs.push(format!("{at}: expected a boolean, got {v}"));
+            }
+        }
+        Some(other) => errs.push(format!("{at}: unsupported schema type {other}")),
+    }
+}
