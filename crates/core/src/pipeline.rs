@@ -596,6 +596,17 @@ impl Pipeline {
         self.mapper.map(job).await.map_err(|e| (Outcome::Rejected, format!("map: {}", e.chain())))
     }
 
+    /// Runs `f` until it succeeds, fails permanently, or `max_attempts` is reached, sleeping
+    /// with the pipeline's backoff between attempts (for runner-side calls such as the Lambda
+    /// runner's event fetch). Returns the value or the last error, with the attempts made.
+    pub async fn with_retries<T, F, Fut>(&self, cancel: &CancellationToken, f: F) -> Result<(T, u32), (SyncError, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SyncError>>,
+    {
+        self.retry(cancel, f).await
+    }
+
     async fn retry<T, F, Fut>(&self, cancel: &CancellationToken, mut f: F) -> Result<(T, u32), (SyncError, u32)>
     where
         F: FnMut() -> Fut,

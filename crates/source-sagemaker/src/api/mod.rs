@@ -3,8 +3,10 @@
 pub mod client;
 mod config;
 pub mod convert;
+pub mod event;
 mod source;
 
 pub use client::{ClientSettings, RetryMode};
+pub use event::{parse_event, EventKind, StateChange};
 pub use config::{parse_time_filter, SageMakerSourceConfig};
 pub use source::{job_name, Filters, Mode, SageMakerSettings, SageMakerSource};

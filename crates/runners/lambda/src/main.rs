@@ -1,0 +1,29 @@
+//! `bootstrap`: the sagesync Lambda function for the `provided.al2023` runtime.
+#![recursion_limit = "256"]
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use sagesync_lambda::App;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_current_span(false)
+        .without_time()
+        .init();
+    if let Err(errors) = sagesync_core::registry::check_unique() {
+        let msg = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+        return Err(msg.into());
+    }
+    let app = match App::from_env() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration error");
+            return Err(e.to_string().into());
+        }
+    };
+    let app = &app;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move { app.handle(ev.payload).await })).await
+}

@@ -1,0 +1,221 @@
+//! The `bootstrap` binary through an emulated Lambda Runtime API, with SageMaker calls going to
+//! moto and the sink a real file directory or the ModelDB v1 Thrift peer.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::moto::{Moto, SYNC_TAGS};
+use support::peer::Peer;
+use support::runtime::{start_function, Outcome, Runtime};
+
+fn event(detail: Value) -> Value {
+    json!({
+        "version": "0", "id": format!("ev-{}", detail["TrainingJobStatus"].as_str().unwrap_or("x")),
+        "detail-type": "SageMaker Training Job State Change", "source": "aws.sagemaker",
+        "account": "123456789012", "time": "2026-11-20T10:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:sagemaker:us-east-1:123456789012:training-job/{}", detail["TrainingJobName"].as_str().unwrap_or(""))],
+        "detail": detail
+    })
+}
+
+fn tag_map() -> Value {
+    Value::Object(SYNC_TAGS.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
+}
+
+struct Function {
+    child: std::process::Child,
+}
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(o: Outcome) -> Value {
+    match o {
+        Outcome::Response(v) => v,
+        Outcome::Error { error_type, body } => panic!("expected a response, got error {error_type}: {body}"),
+    }
+}
+
+fn config(dir: &std::path::Path, moto: &Moto, sink: &str) -> std::path::PathBuf {
+    let p = dir.join("sagesync.toml");
+    std::fs::write(
+        &p,
+        format!("[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\ninitial_backoff_ms = 10\nmax_attempts = 2\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n{sink}\n\n[pipeline]\nmax_attempts = 2\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\n", moto.url()),
+    )
+    .unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_events_through_the_runtime() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("lam", 4, &SYNC_TAGS).await;
+    moto.edit(&names[0], json!({"FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.875, "Timestamp": "2026-11-20T09:59:00Z"}]}));
+    moto.edit(&names[1], json!({"TrainingJobStatus": "Failed", "FailureReason": "boom"}));
+    moto.edit(&names[2], json!({"TrainingJobStatus": "Stopped"}));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = config(dir.path(), &moto, &format!("[[sinks]]\ntype = \"file\"\ndir = \"{}\"", out.display()));
+    let rt = Runtime::start().await;
+    let _f = Function { child: start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]) };
+
+    // Completed, tags as a map: one Describe, no ListTags, synced with the final metric.
+    let completed = event(json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed", "LastModifiedTime": 1795651200000u64, "Tags": tag_map()}));
+    let r = ok(rt.invoke(completed.clone()).await);
+    assert_eq!(r["outcome"], "synced", "{r}");
+    assert_eq!(r["api_calls"], json!({"DescribeTrainingJob": 1}));
+    assert_eq!(r["receipts"][0]["write"], "created");
+    let file = out.join(format!("moto-project/{}.json", names[0]));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(doc["record"]["metrics"][0]["name"], "validation:auc");
+
+    // The same event again, and an older InProgress event arriving late: nothing new.
+    let again = ok(rt.invoke(completed.clone()).await);
+    assert_eq!(again["receipts"][0]["write"], "unchanged");
+    let late = ok(rt.invoke(event(json!({"TrainingJobName": names[0], "TrainingJobStatus": "InProgress", "SecondaryStatus": "Training", "LastModifiedTime": "1795650000000"}))).await);
+    assert_eq!(late["outcome"], "ignored");
+    assert_eq!(late["api_calls"], json!({}), "non-terminal events make no API call");
+    assert_eq!(std::fs::read_dir(out.join("moto-project")).unwrap().count(), 1);
+
+    // Failed and Stopped: skipped with their status (the status validator), no retry.
+    for (n, st) in [(&names[1], "Failed"), (&names[2], "Stopped")] {
+        let r = ok(rt.invoke(event(json!({"TrainingJobName": n, "TrainingJobStatus": st, "Tags": tag_map()}))).await);
+        assert_eq!(r["outcome"], "skipped", "{r}");
+        assert!(r["reason"].as_str().unwrap().contains(st));
+    }
+
+    // Tags as a Key/Value list, and no tags at all (then ListTags).
+    let list_tags: Vec<Value> = SYNC_TAGS.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
+    let r = ok(rt.invoke(event(json!({"TrainingJobName": names[3], "TrainingJobStatus": "Completed", "Tags": list_tags}))).await);
+    assert_eq!(r["outcome"], "synced");
+    std::fs::remove_file(out.join(format!("moto-project/{}.json", names[3]))).unwrap();
+    let r = ok(rt.invoke(event(json!({"TrainingJobName": names[3], "TrainingJobStatus": "Completed"}))).await);
+    assert_eq!(r["outcome"], "synced");
+    assert_eq!(r["api_calls"], json!({"DescribeTrainingJob": 1, "ListTags": 1}));
+    assert_eq!(r["receipts"][0]["write"], "created", "same document whichever tag shape");
+
+    // A job moto does not know: reported, not retried.
+    let r = ok(rt.invoke(event(json!({"TrainingJobName": "ghost-job", "TrainingJobStatus": "Completed"}))).await);
+    assert_eq!(r["outcome"], "failed");
+    assert!(r["reason"].as_str().unwrap().contains("job not found"), "{r}");
+
+    // A malformed event: a clear error, and the function keeps serving.
+    match rt.invoke(json!({"source": "aws.sagemaker", "detail-type": "SageMaker Training Job State Change", "detail": {"TrainingJobStatus": "Completed"}})).await {
+        Outcome::Error { error_type, body } => {
+            assert_eq!(error_type, "unhandled", "the runtime's header");
+            assert_eq!(body["errorType"], "MalformedEvent");
+            assert!(body["errorMessage"].as_str().unwrap().contains("TrainingJobName` is missing"), "{body}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let r = ok(rt.invoke(json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}})).await);
+    assert_eq!(r["outcome"], "ignored");
+    let r = ok(rt.invoke(completed).await);
+    assert_eq!(r["receipts"][0]["write"], "unchanged", "still alive after the bad event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_batches_report_only_the_failed_records() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("sqs", 2, &SYNC_TAGS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = config(dir.path(), &moto, &format!("[[sinks]]\ntype = \"file\"\ndir = \"{}\"", out.display()));
+    let rt = Runtime::start().await;
+    let _f = Function { child: start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]) };
+    let rec = |id: &str, body: String| json!({"messageId": id, "receiptHandle": "h", "body": body, "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"});
+    let batch = json!({"Records": [
+        rec("m-1", event(json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed", "Tags": tag_map()})).to_string()),
+        rec("m-2", "{not json".into()),
+        rec("m-3", event(json!({"TrainingJobName": names[1], "TrainingJobStatus": "Completed"})).to_string()),
+        rec("m-4", event(json!({"TrainingJobName": names[1], "TrainingJobStatus": "InProgress"})).to_string()),
+    ]});
+    let r = ok(rt.invoke(batch).await);
+    assert_eq!(r["batchItemFailures"], json!([{"itemIdentifier": "m-2"}]), "{r}");
+    assert_eq!(r["results"][0]["result"]["outcome"], "synced");
+    assert_eq!(r["results"][2]["result"]["outcome"], "synced");
+    assert_eq!(r["results"][3]["result"]["outcome"], "ignored");
+    assert_eq!(std::fs::read_dir(out.join("moto-project")).unwrap().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modeldb_v1_from_the_original_env_knobs_exactly_once_and_errors_when_down() {
+    let moto = Moto::start();
+    // Renamed tag keys through the sample's environment variables.
+    let tags = [("SYNC_ME", "yes"), ("PROJ", "env-project"), ("OWNER", "ops"), ("DESC", "d"), ("MODEL", "m"), ("KIND", "XGBoost")];
+    let names = moto.create_jobs("env", 1, &tags).await;
+    let peer = Peer::start(&[]);
+    let rt = Runtime::start().await;
+    let env = |port: u16| {
+        vec![
+            ("AWS_ENDPOINT_URL_SAGEMAKER", moto.url()),
+            ("MODEL_DB_INSTANCE_URL", "127.0.0.1".to_string()),
+            ("MODEL_DB_INSTANCE_PORT", port.to_string()),
+            ("TAG_MODEL_DB_SYNC", "SYNC_ME".into()),
+            ("TAG_MODEL_DB_PROJECT_NAME", "PROJ".into()),
+            ("TAG_MODEL_DB_PROJECT_USER", "OWNER".into()),
+            ("TAG_MODEL_DB_PROJECT_DESC", "DESC".into()),
+            ("TAG_MODEL_DB_MODEL_NAME", "MODEL".into()),
+            ("TAG_MODEL_DB_MODEL_TYPE", "KIND".into()),
+            ("LAMBDA_TASK_ROOT", "/nonexistent".into()),
+        ]
+    };
+    let ev = event(json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed"}));
+    {
+        let _f = Function { child: start_function(&rt, &env(peer.port)) };
+        for _ in 0..3 {
+            let r = ok(rt.invoke(ev.clone()).await);
+            assert_eq!(r["outcome"], "synced", "{r}");
+            assert_eq!(r["receipts"][0]["sink"], "modeldb_v1");
+        }
+        let st = peer.state();
+        assert_eq!(st["runs"].as_array().unwrap().len(), 1, "delivered three times, written once");
+        assert_eq!(st["projects"][0]["name"], "env-project");
+    }
+    // ModelDB down: an error so that Lambda retries, then the failure destination.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        drop(l);
+        p
+    };
+    let rt2 = Runtime::start().await;
+    let _f = Function { child: start_function(&rt2, &env(closed)) };
+    match rt2.invoke(ev).await {
+        Outcome::Error { error_type, body } => {
+            assert_eq!(error_type, "unhandled", "the runtime's header");
+            assert_eq!(body["errorType"], "SinkWriteFailed");
+            assert!(body["errorMessage"].as_str().unwrap().contains("cannot connect"), "{body}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_plugin_crate_is_linked() {
+    let mut names: Vec<(&str, &str)> = sagesync_lambda::registered();
+    names.sort();
+    for want in [("sink", "file"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("source", "sagemaker"), ("source", "sagemaker_json"), ("mapper", "tags"), ("validator", "required_tags"), ("validator", "status")] {
+        assert!(names.contains(&want), "{want:?} missing from {names:?}");
+    }
+}
+
+#[test]
+fn config_errors_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "[source]\ntype = \"sagemaker_json\"\npaths = [\"x\"]\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n").unwrap();
+    let env = |k: &str| if k == "SAGESYNC_CONFIG" { Some(p.display().to_string()) } else { None };
+    let e = sagesync_lambda::App::load(&env).err().unwrap().to_string();
+    assert!(e.contains("must be \"sagemaker\""), "{e}");
+    let env2 = |k: &str| match k {
+        "MODEL_DB_INSTANCE_PORT" => Some("sixty".to_string()),
+        "LAMBDA_TASK_ROOT" => Some("/nonexistent".to_string()),
+        _ => None,
+    };
+    let e = sagesync_lambda::App::load(&env2).err().unwrap().to_string();
+    assert!(e.contains("MODEL_DB_INSTANCE_PORT `sixty` is not a port number"), "{e}");
+}

@@ -1,0 +1,165 @@
+//! EventBridge "SageMaker Training Job State Change" events.
+//!
+//! The `detail` mirrors DescribeTrainingJob but differs between producers: `Tags` is a map or a
+//! Key/Value list, timestamps are epoch milliseconds (numbers or strings) or ISO-8601, and every
+//! field but the job name may be missing. No documented event carries final metrics, so a
+//! terminal event costs one DescribeTrainingJob; tags come from the event (ListTags only when it
+//! has none).
+
+use sagesync_core::{SyncError, Tags, Timestamp, TrainingJob};
+use serde_json::Value;
+
+use super::source::SageMakerSource;
+use crate::document::{parse_tags, parse_timestamp};
+
+/// The `detail-type` of training-job state changes.
+pub const DETAIL_TYPE: &str = "SageMaker Training Job State Change";
+/// Statuses after which a job no longer changes.
+pub const TERMINAL: [&str; 3] = ["Completed", "Failed", "Stopped"];
+
+/// What an event says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    /// EventBridge event id.
+    pub event_id: Option<String>,
+    /// Training job name.
+    pub name: String,
+    /// ARN, from the detail or the envelope's `resources`.
+    pub arn: Option<String>,
+    /// `TrainingJobStatus`, when present.
+    pub status: Option<String>,
+    /// `LastModifiedTime` of the detail.
+    pub last_modified: Option<Timestamp>,
+    /// Tags carried by the event (`None` when it has none).
+    pub tags: Option<Tags>,
+}
+
+impl StateChange {
+    /// Whether the status is terminal (only then is the job synced).
+    pub fn is_terminal(&self) -> bool {
+        self.status.as_deref().is_some_and(|s| TERMINAL.contains(&s))
+    }
+}
+
+/// How an event is handled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// A training-job state change.
+    StateChange(StateChange),
+    /// Something else (another detail-type or source): acknowledged, nothing done.
+    Other(String),
+}
+
+fn malformed(origin: &str, message: impl Into<String>) -> SyncError {
+    SyncError::Malformed { origin: origin.to_string(), message: message.into() }
+}
+
+/// Reads an EventBridge event. Malformed training-job events are errors naming the problem.
+pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
+    let Value::Object(o) = ev else {
+        return Err(malformed("event", "not a JSON object"));
+    };
+    let id = o.get("id").and_then(Value::as_str).map(str::to_string);
+    let origin = format!("event {}", id.as_deref().unwrap_or("(no id)"));
+    let source = o.get("source").and_then(Value::as_str).unwrap_or("");
+    let detail_type = o.get("detail-type").and_then(Value::as_str).unwrap_or("");
+    if source != "aws.sagemaker" || detail_type != DETAIL_TYPE {
+        if source.is_empty() && detail_type.is_empty() {
+            return Err(malformed(&origin, "not an EventBridge event (no `source` or `detail-type`)"));
+        }
+        return Ok(EventKind::Other(format!("ignored event: source `{source}`, detail-type `{detail_type}`")));
+    }
+    let detail = match o.get("detail") {
+        Some(Value::Object(d)) => d,
+        Some(_) => return Err(malformed(&origin, "`detail` is not an object")),
+        None => return Err(malformed(&origin, "no `detail`")),
+    };
+    let name = match detail.get("TrainingJobName") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(_) => return Err(malformed(&origin, "`detail.TrainingJobName` is not a non-empty string")),
+        None => return Err(malformed(&origin, "`detail.TrainingJobName` is missing")),
+    };
+    let str_field = |k: &str| -> Result<Option<String>, SyncError> {
+        match detail.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(malformed(&origin, format!("`detail.{k}` is not a string"))),
+        }
+    };
+    let arn = str_field("TrainingJobArn")?.or_else(|| o.get("resources").and_then(Value::as_array).and_then(|r| r.iter().filter_map(Value::as_str).find(|a| a.contains(":training-job/"))).map(str::to_string));
+    let status = str_field("TrainingJobStatus")?;
+    let last_modified = match detail.get("LastModifiedTime") {
+        Some(v) => parse_timestamp(v, "detail.LastModifiedTime").map_err(|e| malformed(&origin, e.to_string()))?,
+        None => None,
+    };
+    let tags = match detail.get("Tags") {
+        None | Some(Value::Null) => None,
+        Some(t) => {
+            let t = parse_tags(t, "detail.Tags").map_err(|e| malformed(&origin, e.to_string()))?;
+            if t.is_empty() {
+                None
+            } else {
+                Some(t)
+            }
+        }
+    };
+    Ok(EventKind::StateChange(StateChange { event_id: id, name, arn, status, last_modified, tags }))
+}
+
+impl SageMakerSource {
+    /// The job for a terminal state change: one DescribeTrainingJob (final metrics, the
+    /// authoritative status), tags from the event or, when it has none, ListTags.
+    pub async fn job_for_event(&self, change: &StateChange) -> Result<TrainingJob, SyncError> {
+        let (_, mut doc) = self.describe(&change.name).await?;
+        let tags = match &change.tags {
+            Some(t) => Value::Array(t.iter().map(|t| serde_json::json!({"Key": t.key, "Value": t.value})).collect()),
+            None => {
+                let arn = doc.get("TrainingJobArn").and_then(Value::as_str).map(str::to_string).or_else(|| change.arn.clone()).unwrap_or_default();
+                self.list_tags(&arn).await?
+            }
+        };
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("Tags".into(), tags);
+        }
+        self.finish(doc).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(detail: Value) -> Value {
+        json!({"version": "0", "id": "e-1", "detail-type": DETAIL_TYPE, "source": "aws.sagemaker", "account": "1", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+               "resources": ["arn:aws:sagemaker:us-east-1:1:training-job/j"], "detail": detail})
+    }
+
+    #[test]
+    fn both_tag_shapes_and_timestamp_forms() {
+        let a = parse_event(&ev(json!({"TrainingJobName": "j", "TrainingJobStatus": "Completed", "Tags": {"a": "1"}, "LastModifiedTime": 1583831889050u64}))).unwrap();
+        let b = parse_event(&ev(json!({"TrainingJobName": "j", "TrainingJobStatus": "Completed", "Tags": [{"Key": "a", "Value": "1"}], "LastModifiedTime": "1583831889050"}))).unwrap();
+        assert_eq!(a, b);
+        let EventKind::StateChange(c) = a else { panic!() };
+        assert!(c.is_terminal());
+        assert_eq!(c.arn.as_deref(), Some("arn:aws:sagemaker:us-east-1:1:training-job/j"));
+        let c2 = parse_event(&ev(json!({"TrainingJobName": "j", "LastModifiedTime": "2020-03-10T09:18:09.050Z"}))).unwrap();
+        let EventKind::StateChange(c2) = c2 else { panic!() };
+        assert_eq!(c2.last_modified, c.last_modified);
+        assert!(!c2.is_terminal());
+        assert_eq!(c2.tags, None);
+    }
+
+    #[test]
+    fn malformed_and_foreign_events() {
+        assert!(matches!(parse_event(&json!([])), Err(SyncError::Malformed { .. })));
+        assert!(matches!(parse_event(&json!({"foo": 1})), Err(SyncError::Malformed { .. })));
+        let e = parse_event(&ev(json!({"TrainingJobStatus": "Completed"}))).unwrap_err();
+        assert!(e.to_string().contains("TrainingJobName` is missing"), "{e}");
+        let e = parse_event(&ev(json!({"TrainingJobName": "j", "Tags": 5}))).unwrap_err();
+        assert!(e.to_string().contains("Tags"), "{e}");
+        let e = parse_event(&ev(json!({"TrainingJobName": "j", "LastModifiedTime": "soon"}))).unwrap_err();
+        assert!(e.to_string().contains("LastModifiedTime"), "{e}");
+        assert!(matches!(parse_event(&json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}})).unwrap(), EventKind::Other(_)));
+    }
+}
