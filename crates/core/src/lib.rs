@@ -16,14 +16,16 @@ pub mod model;
 pub mod pipeline;
 pub mod registry;
 pub mod secret;
+pub mod state;
 pub mod traits;
 
 pub use config::{Config, ConfigError, ConfigErrors, TagKeys};
 pub use error::{Stage, SyncError};
 pub use model::*;
-pub use pipeline::{JobObserver, JobReport, Outcome, Pipeline, PipelineBuilder, PipelineSettings, RunSummary};
+pub use pipeline::{Decision, JobObserver, JobReport, Outcome, Pipeline, PipelineBuilder, PipelineSettings, RunSummary};
 pub use registry::{BuildContext, Component, FieldProblem, PluginConfig, PluginDescriptor, PluginKind};
 pub use secret::Secret;
+pub use state::{LedgerEntry, LedgerObserver, RetryPolicy, SqliteState, StateError, StateStore};
 pub use traits::{Cursor, JobRef, Listing, ListingProblem, Mapper, Sink, SinkReceipt, Source, Validator, Verdict, WriteKind};
 
 #[doc(hidden)]

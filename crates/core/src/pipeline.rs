@@ -117,6 +117,9 @@ pub struct JobReport {
     /// Whether the error was retryable (a later run may succeed).
     #[serde(default)]
     pub retryable: bool,
+    /// The sinks whose write failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_sinks: Vec<String>,
 }
 
 impl JobReport {
@@ -131,6 +134,7 @@ impl JobReport {
             attempts: 0,
             last_modified: job.last_modified,
             retryable: false,
+            failed_sinks: Vec::new(),
         }
     }
     fn fail(mut self, stage: Stage, err: &SyncError) -> Self {
@@ -159,6 +163,13 @@ pub struct RunSummary {
     pub api_calls: BTreeMap<String, u64>,
     /// The cursor up to which every job has a final outcome (failed jobs hold it back).
     pub cursor: Cursor,
+    /// Jobs listed but not processed because they were already done at this version (see
+    /// [`JobObserver::decide`]).
+    #[serde(default)]
+    pub already_done: usize,
+    /// Jobs listed but deferred (backing off after failures).
+    #[serde(default)]
+    pub deferred: usize,
     /// Whether the run stopped early because it was cancelled.
     pub cancelled: bool,
     /// Wall time in milliseconds.
@@ -319,10 +330,29 @@ impl Pipeline {
     }
 }
 
-/// Receives each job's report as soon as it is known (progress bars, ledgers).
+/// What to do with a listed job before processing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Process it.
+    Process,
+    /// Already done at this version (e.g. the ledger has it): do not process; the cursor may
+    /// move past it.
+    Done,
+    /// Not now (e.g. backing off after a failure): do not process; the cursor stays before it.
+    Later,
+}
+
+/// Hooks into a run: each job's report as soon as it is known (progress bars, ledgers), a say
+/// on whether to process a listed job, and the committed cursor after each page.
 pub trait JobObserver: Send + Sync {
-    /// Called once per job.
+    /// Called once per processed job.
     fn on_job(&self, report: &JobReport);
+    /// Whether to process a listed job (default: always).
+    fn decide(&self, _job: &JobRef) -> Decision {
+        Decision::Process
+    }
+    /// Called after each page with the cursor up to which every job has a final outcome.
+    fn on_cursor(&self, _cursor: &Cursor) {}
 }
 
 impl<F: Fn(&JobReport) + Send + Sync> JobObserver for F {
@@ -398,6 +428,7 @@ impl Pipeline {
                         attempts,
                         last_modified: None,
                         retryable: e.is_retryable(),
+                        failed_sinks: Vec::new(),
                     };
                     observer.on_job(&r);
                     summary.add(r);
@@ -415,23 +446,56 @@ impl Pipeline {
                     attempts: 1,
                     last_modified: None,
                     retryable: p.error.is_retryable(),
+                    failed_sinks: Vec::new(),
                 };
                 observer.on_job(&r);
                 summary.add(r);
             }
-            let reports = self.process_many(listing.jobs, cancel, observer).await;
-            let complete = reports.len();
-            for r in reports {
-                if committed_ok {
-                    if r.outcome == Outcome::Failed {
-                        committed_ok = false;
-                    } else if let Some(arn) = r.arn.as_deref() {
-                        summary.cursor.advance(r.last_modified, arn);
-                    }
+            // Decide per job, keeping listing order for the cursor.
+            let mut order: Vec<(Decision, Option<String>, Option<crate::model::Timestamp>)> = Vec::with_capacity(listing.jobs.len());
+            let mut to_process = Vec::new();
+            for j in listing.jobs {
+                let d = observer.decide(&j);
+                order.push((d, j.arn.clone(), j.last_modified));
+                match d {
+                    Decision::Process => to_process.push(j),
+                    Decision::Done => summary.already_done += 1,
+                    Decision::Later => summary.deferred += 1,
                 }
-                summary.add(r);
             }
-            let _ = complete;
+            let reports = self.process_many(to_process, cancel, observer).await;
+            let processed = reports.len();
+            let mut reports = reports.into_iter();
+            let mut seen = 0;
+            for (d, arn, lm) in order {
+                match d {
+                    Decision::Process => {
+                        let Some(r) = reports.next() else {
+                            // Cancelled before this job started.
+                            committed_ok = false;
+                            continue;
+                        };
+                        seen += 1;
+                        if committed_ok {
+                            if r.outcome == Outcome::Failed {
+                                committed_ok = false;
+                            } else if let Some(arn) = r.arn.as_deref() {
+                                summary.cursor.advance(r.last_modified, arn);
+                            }
+                        }
+                        summary.add(r);
+                    }
+                    Decision::Done => {
+                        if committed_ok {
+                            if let Some(arn) = arn.as_deref() {
+                                summary.cursor.advance(lm, arn);
+                            }
+                        }
+                    }
+                    Decision::Later => committed_ok = false,
+                }
+            }
+            debug_assert_eq!(seen, processed);
             if cancel.is_cancelled() {
                 summary.cancelled = true;
                 break;
@@ -445,6 +509,7 @@ impl Pipeline {
                 }
                 summary.cursor = next;
             }
+            observer.on_cursor(&summary.cursor);
             listing_cursor = listing.next;
             if !listing.more {
                 break;
@@ -563,6 +628,7 @@ impl Pipeline {
                     retryable |= e.is_retryable();
                     tracing::warn!(job = %job.name, sink = %id, error = %e.chain(), "sink write failed");
                     failures.push(format!("sink `{}`: {}", id, e.chain()));
+                    report.failed_sinks.push(id.clone());
                 }
             }
         }

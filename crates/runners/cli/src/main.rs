@@ -54,6 +54,41 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Sync every job modified since DATE (Search mode), resumable through the ledger.
+    Backfill {
+        /// Pipeline config (TOML); its `[source]` must be `type = "sagemaker"`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Jobs modified at or after (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: String,
+        /// Jobs modified before.
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Summarise the ledger: counts by outcome, failed jobs with their errors.
+    Status {
+        /// Pipeline config (TOML); reads its `[state]`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Re-drive failed jobs (all, or the named ones) and record the outcome in the ledger.
+    Retry {
+        /// Pipeline config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Job names or ARNs (default: every failed job).
+        jobs: Vec<String>,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Check a config file: every error at once, with file, line, column and key.
     Validate {
         /// Pipeline config (TOML).
@@ -73,6 +108,8 @@ enum Command {
         type_name: String,
     },
 }
+
+mod ledger;
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -95,6 +132,9 @@ fn main() -> ExitCode {
         Command::Validate { config } => validate(&config),
         Command::Run { config, dry_run, format } => run(&config, dry_run, format, None),
         Command::SyncJob { name, config, dry_run, format } => run(&config, dry_run, format, Some(name)),
+        Command::Backfill { config, since, until, format } => ledger::backfill(&config, &since, until.as_deref(), format == Format::Json),
+        Command::Status { config, format } => ledger::status(&config, format == Format::Json),
+        Command::Retry { config, jobs, format } => ledger::retry(&config, &jobs, format == Format::Json),
     }
 }
 

@@ -90,6 +90,22 @@ pub fn parse_time_filter(s: &str) -> Result<DateTime<Utc>, String> {
     Err(format!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 timestamp"))
 }
 
+/// Turns a `sagemaker` source's options into a backfill: Search mode, LastModifiedTime in
+/// `[since, until)`. Checks the dates.
+pub fn backfill_options(options: &mut toml::Table, since: &str, until: Option<&str>) -> Result<(), String> {
+    parse_time_filter(since)?;
+    if let Some(u) = until {
+        parse_time_filter(u)?;
+    }
+    options.insert("mode".into(), toml::Value::String("search".into()));
+    options.insert("modified_after".into(), toml::Value::String(since.to_string()));
+    match until {
+        Some(u) => options.insert("modified_before".into(), toml::Value::String(u.to_string())),
+        None => options.remove("modified_before"),
+    };
+    Ok(())
+}
+
 impl SageMakerSourceConfig {
     /// Checks the options and turns them into settings.
     pub fn settings(&self) -> Result<SageMakerSettings, Vec<FieldProblem>> {

@@ -8,5 +8,5 @@ mod source;
 
 pub use client::{ClientSettings, RetryMode};
 pub use event::{parse_event, EventKind, StateChange};
-pub use config::{parse_time_filter, SageMakerSourceConfig};
+pub use config::{backfill_options, parse_time_filter, SageMakerSourceConfig};
 pub use source::{job_name, Filters, Mode, SageMakerSettings, SageMakerSource};

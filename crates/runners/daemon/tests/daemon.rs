@@ -1,0 +1,309 @@
+//! `sagesyncd` against moto (SageMaker), the file sink and the ModelDB v1 peer.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sagesync_core::StateStore;
+use serde_json::{json, Value};
+use support::moto::{Moto, SYNC_TAGS, TEST_ENV};
+use support::peer::Peer;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(cfg: &Path, dir: &Path) -> Daemon {
+        let text = std::fs::read_to_string(cfg).unwrap();
+        let port = text.lines().find_map(|l| l.strip_prefix("listen = \"127.0.0.1:")).and_then(|p| p.trim_end_matches('"').parse().ok()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir).args(["--config", cfg.to_str().unwrap()]).envs(TEST_ENV).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        Daemon { child, port }
+    }
+    fn signal(&self, sig: &str) {
+        assert!(Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success());
+    }
+    fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "sagesyncd did not exit within {secs} s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = reqwest::Client::new().get(format!("http://127.0.0.1:{}{path}", self.port)).timeout(Duration::from_secs(5)).send().await.ok()?;
+        Some((r.status().as_u16(), r.text().await.ok()?))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn config(dir: &Path, moto: &Moto, sink: &str, extra: &str) -> PathBuf {
+    let p = dir.join("sagesyncd.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\nmax_attempts = 2\ninitial_backoff_ms = 20\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n{sink}\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 0.5\nlisten = \"127.0.0.1:{}\"\nshutdown_grace_secs = 10\n{extra}\n",
+            moto.url(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Parses Prometheus text exposition; panics on any malformed line.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let mut typed = std::collections::HashSet::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            let name = parts.next().unwrap();
+            assert!(kind == "HELP" || kind == "TYPE", "bad comment: {line}");
+            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad name: {line}");
+            if kind == "TYPE" {
+                assert!(["counter", "gauge"].contains(&parts.next().unwrap()), "bad type: {line}");
+                typed.insert(name.to_string());
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(typed.contains(name), "sample before its TYPE: {line}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels: {line}");
+            for kv in labels[1..labels.len() - 1].split(',') {
+                let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("bad label: {line}"));
+                assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad label name: {line}");
+                assert!(v.starts_with('"') && v.ends_with('"'), "unquoted label value: {line}");
+            }
+        }
+        let v: f64 = if value == "NaN" { f64::NAN } else { value.parse().unwrap_or_else(|_| panic!("bad value: {line}")) };
+        out.insert(series.to_string(), v);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn picks_up_existing_new_and_modified_jobs_with_health_and_metrics() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("d", 3, &SYNC_TAGS).await;
+    moto.create_jobs("untagged", 1, &[("team", "x")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/moto-project");
+    let cfg = config(dir.path(), &moto, "[[sinks]]\ntype = \"file\"\ndir = \"out\"", "");
+    let mut d = Daemon::start(&cfg, dir.path());
+    wait_until("3 existing jobs", 30, || count_files(&out) == 3).await;
+    let mut health = None;
+    for _ in 0..50 {
+        if let Some((200, body)) = d.get("/healthz").await {
+            health = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let h: Value = serde_json::from_str(&health.expect("/healthz ready")).unwrap();
+    assert_eq!(h["status"], "ok");
+    assert!(h["last_successful_poll"].is_string() && h["lag_seconds"].is_number(), "{h}");
+
+    // Jobs created after the daemon started.
+    let late = moto.create_jobs("late", 2, &SYNC_TAGS).await;
+    wait_until("2 new jobs", 30, || count_files(&out) == 5).await;
+    assert!(late.iter().all(|n| out.join(format!("{n}.json")).exists()));
+
+    // A job modified after it was synced is synced again.
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
+    moto.edit(&names[0], json!({"LastModifiedTime": later, "FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.5, "Timestamp": later}]}));
+    let f0 = out.join(format!("{}.json", names[0]));
+    wait_until("the modified job re-synced", 30, || std::fs::read_to_string(&f0).map(|t| t.contains("validation:auc")).unwrap_or(false)).await;
+
+    // /metrics parses and matches the ledger.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (code, text) = d.get("/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    let m = parse_prometheus(&text);
+    let state = sagesync_core::SqliteState::open(&dir.path().join("state.db")).unwrap();
+    let counts = state.counts().unwrap();
+    assert_eq!((counts.synced, counts.skipped, counts.failed), (5, 1, 0));
+    assert_eq!(m["sagesync_ledger_jobs{outcome=\"synced\"}"], counts.synced as f64);
+    assert_eq!(m["sagesync_ledger_jobs{outcome=\"skipped\"}"], counts.skipped as f64);
+    assert_eq!(m["sagesync_ledger_jobs{outcome=\"failed\"}"], 0.0);
+    assert_eq!(m["sagesync_jobs_total{outcome=\"synced\"}"], 6.0, "5 jobs + 1 re-sync");
+    assert_eq!(m["sagesync_jobs_total{outcome=\"skipped\"}"], 1.0, "the untagged job once; afterwards the ledger has it");
+    assert_eq!(m["sagesync_sink_writes_total{sink=\"file\",write=\"updated\"}"], 1.0);
+    assert!(m["sagesync_sagemaker_calls_total{operation=\"ListTrainingJobs\"}"] >= 3.0);
+    assert_eq!(m["sagesync_sagemaker_calls_total{operation=\"DescribeTrainingJob\"}"], 7.0, "each job described once, the modified one twice");
+    assert!(m["sagesync_polls_total{result=\"ok\"}"] >= 3.0);
+    assert!(m["sagesync_cursor_lag_seconds"].is_finite());
+
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(15), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_batch_exits_cleanly_and_a_restart_finishes_the_rest() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("t", 300, &SYNC_TAGS).await;
+    let peer = Peer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &moto, &format!("[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {}\n\n[pipeline]\nconcurrency = 1", peer.port), "");
+    let runs = |p: &Peer| p.state().get("runs").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    let mut d = Daemon::start(&cfg, dir.path());
+    wait_until("some runs", 60, || runs(&peer) >= 20).await;
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(15), Some(0), "SIGTERM exits 0");
+    let at_stop = runs(&peer);
+    assert!(at_stop < 300, "stopped mid-batch ({at_stop} of 300)");
+    let mut d = Daemon::start(&cfg, dir.path());
+    wait_until("all 300 runs", 120, || runs(&peer) >= 300).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    d.signal("-INT");
+    assert_eq!(d.wait_exit(15), Some(0), "SIGINT exits 0");
+    let st = peer.state();
+    let descs: Vec<String> = st["runs"].as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap().to_string()).collect();
+    assert_eq!(descs.len(), 300, "no duplicates");
+    for n in &names {
+        assert_eq!(descs.iter().filter(|d| d.contains(&format!("/{n})"))).count(), 1, "{n}");
+    }
+    let state = sagesync_core::SqliteState::open(&dir.path().join("state.db")).unwrap();
+    assert_eq!(state.counts().unwrap().synced, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_for_a_while_loses_nothing() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("down", 12, &SYNC_TAGS).await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &moto,
+        &format!("[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {port}\nconnect_timeout_secs = 1\n\n[pipeline]\nmax_attempts = 1"),
+        "retry_backoff_secs = 1\nmax_retry_backoff_secs = 2\nmax_job_attempts = 100",
+    );
+    let mut d = Daemon::start(&cfg, dir.path());
+    let state_path = dir.path().join("state.db");
+    wait_until("the daemon's state file", 30, || state_path.exists()).await;
+    wait_until("failed jobs in the ledger", 30, || sagesync_core::SqliteState::open(&state_path).ok().and_then(|s| s.counts().ok()).is_some_and(|c| c.failed == 12)).await;
+    let (_, text) = d.get("/metrics").await.unwrap();
+    let m = parse_prometheus(&text);
+    assert!(m["sagesync_sink_failures_total{sink=\"modeldb_v1\"}"] >= 12.0);
+    // The store comes back.
+    let peer = Peer::start(&["--port", &port.to_string()]);
+    wait_until("every job synced", 60, || peer.state().get("runs").and_then(Value::as_array).is_some_and(|r| r.len() == 12)).await;
+    wait_until("the ledger agrees", 30, || sagesync_core::SqliteState::open(&state_path).ok().and_then(|s| s.counts().ok()).is_some_and(|c| c.synced == 12 && c.failed == 0)).await;
+    let descs: Vec<String> = peer.state()["runs"].as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap().to_string()).collect();
+    for n in &names {
+        assert_eq!(descs.iter().filter(|d| d.contains(&format!("/{n})"))).count(), 1);
+    }
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(15), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_foreign_state_is_a_clear_error_never_a_reset() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &moto, "[[sinks]]\ntype = \"file\"\ndir = \"out\"", "");
+    for (name, content) in [("garbage", b"not a database, definitely not, some text to fill the first page header.....".to_vec()), ("foreign", Vec::new())] {
+        let state = dir.path().join("state.db");
+        let _ = std::fs::remove_file(&state);
+        if name == "foreign" {
+            let c = rusqlite_free_foreign(&state);
+            assert!(c);
+        } else {
+            std::fs::write(&state, &content).unwrap();
+        }
+        let before = std::fs::read(&state).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir.path()).args(["--config", cfg.to_str().unwrap()]).envs(TEST_ENV).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("state.db") && (err.contains("not a usable sagesync state database") || err.contains("another application")), "{name}: {err}");
+        assert_eq!(std::fs::read(&state).unwrap(), before, "{name}: the file was modified");
+    }
+}
+
+/// Writes a SQLite database of "another application" with the sqlite3 CLI-free route: open it
+/// through the state store's own SQLite with a different schema.
+fn rusqlite_free_foreign(path: &Path) -> bool {
+    // A minimal valid SQLite file with one foreign table, built by the `sqlite3` shell when
+    // present, else by Python's sqlite3 module (the test peers' interpreter).
+    let py = support::peer::python();
+    Command::new(py).args(["-c", &format!("import sqlite3; c = sqlite3.connect({:?}); c.execute('create table invoices (id integer primary key, total real)'); c.commit()", path.display().to_string())]).status().map(|s| s.success()).unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_from_now_skips_existing_jobs() {
+    let moto = Moto::start();
+    moto.create_jobs("old", 2, &SYNC_TAGS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/moto-project");
+    let cfg = config(dir.path(), &moto, "[[sinks]]\ntype = \"file\"\ndir = \"out\"", "start_from = \"now\"");
+    let mut d = Daemon::start(&cfg, dir.path());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fresh = moto.create_jobs("fresh", 1, &SYNC_TAGS).await;
+    wait_until("the fresh job", 30, || out.join(format!("{}.json", fresh[0])).exists()).await;
+    assert_eq!(count_files(&out), 1, "existing jobs were not synced");
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(15), Some(0));
+}
+
+#[test]
+fn every_plugin_crate_is_linked() {
+    let names = sagesync_daemon::registered();
+    for want in [("sink", "file"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("source", "sagemaker"), ("source", "sagemaker_json"), ("mapper", "tags"), ("validator", "required_tags"), ("validator", "status")] {
+        assert!(names.contains(&want), "{want:?} missing from {names:?}");
+    }
+}
+
+#[test]
+fn bad_daemon_settings_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "[source]\ntype = \"sagemaker_json\"\npaths = [\"x\"]\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n[daemon]\npoll_interval_secs = 0\nlisten = \"nowhere\"\nstart_from = \"someday\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir.path()).args(["--config", p.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in ["poll_interval_secs", "listen `nowhere`", "start_from"] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    let p2 = dir.path().join("c2.toml");
+    std::fs::write(&p2, "[source]\ntype = \"sagemaker_json\"\npaths = [\"x\"]\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n[daemon]\npoll_intervall = 3\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir.path()).args(["--config", p2.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("c2.toml:8:1: key `daemon.poll_intervall`: unknown field"), "{}", String::from_utf8_lossy(&out.stderr));
+}
