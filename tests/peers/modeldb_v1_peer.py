@@ -3,12 +3,13 @@
 in-memory handler that behaves like the reference Java server (server/ @ e576f2f) for the calls
 the Light API and sagesync use.
 
-Usage: python modeldb_v1_peer.py --log rpc.jsonl [--state state.json] [--port 0]
-                                 [--fail METHOD] [--fail-times N]
-Prints "READY <port>" on stdout once it accepts connections. Every RPC is logged as one JSON line
-{"seq", "method", "args", "reply", "error"}; --state is rewritten after every call.
+Usage: python modeldb_v1_peer.py --log rpc.jsonl [--port 0] [--fail METHOD] [--fail-times N]
+Prints "READY <thrift port> <http port>" on stdout once it accepts connections. Every RPC is
+logged as one JSON line {"seq", "method", "args", "reply", "error"}; GET /state on the HTTP port
+returns the peer's tables as JSON.
 """
 import argparse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import sys
 import threading
@@ -236,10 +237,9 @@ class Handler:
 class LoggingHandler:
     """Wraps the handler: one lock, one JSON line per RPC, state file after each call."""
 
-    def __init__(self, inner, log, state_path):
+    def __init__(self, inner, log):
         self.inner = inner
         self.log = log
-        self.state_path = state_path
         self.lock = threading.Lock()
         self.seq = 0
 
@@ -260,12 +260,11 @@ class LoggingHandler:
                 finally:
                     self.log.write(json.dumps(rec, sort_keys=True) + "\n")
                     self.log.flush()
-                    if self.state_path:
-                        with open(self.state_path + ".tmp", "w") as f:
-                            json.dump(self.inner.s.dump(), f)
-                        import os
-                        os.replace(self.state_path + ".tmp", self.state_path)
         return call
+
+    def state_json(self):
+        with self.lock:
+            return json.dumps(self.inner.s.dump())
 
 
 def serve_client(processor, client):
@@ -289,17 +288,31 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log", required=True)
-    ap.add_argument("--state")
     ap.add_argument("--fail")
     ap.add_argument("--fail-times", type=int, default=-1, help="-1: always")
     a = ap.parse_args()
     log = open(a.log, "a")
-    handler = LoggingHandler(Handler(Store(), a.fail, a.fail_times), log, a.state)
+    handler = LoggingHandler(Handler(Store(), a.fail, a.fail_times), log)
     processor = ModelDBService.Processor(handler)
     server = TSocket.TServerSocket(host="127.0.0.1", port=a.port)
     server.listen()
     port = server.handle.getsockname()[1]
-    print("READY %d" % port, flush=True)
+
+    class StateHTTP(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = handler.state_json().encode() if self.path == "/state" else b"{}"
+            self.send_response(200 if self.path == "/state" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), StateHTTP)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    print("READY %d %d" % (port, http.server_address[1]), flush=True)
     while True:
         client = server.accept()
         if client is None:

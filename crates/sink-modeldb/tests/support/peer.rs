@@ -24,6 +24,7 @@ pub fn python() -> PathBuf {
 pub struct Peer {
     child: Child,
     pub port: u16,
+    http_port: u16,
     pub dir: tempfile::TempDir,
 }
 
@@ -34,8 +35,6 @@ impl Peer {
             .arg(repo_root().join("tests/peers/modeldb_v1_peer.py"))
             .arg("--log")
             .arg(dir.path().join("rpc.jsonl"))
-            .arg("--state")
-            .arg(dir.path().join("state.json"))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -62,8 +61,9 @@ impl Peer {
             }
             assert!(Instant::now() < deadline, "ModelDB v1 peer not ready within 60 s");
         };
-        let port = line.strip_prefix("READY ").and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("unexpected peer output: {line}"));
-        Peer { child, port, dir }
+        let ports: Vec<u16> = line.strip_prefix("READY ").map(|p| p.split_whitespace().filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
+        let [port, http_port] = ports[..] else { panic!("unexpected peer output: {line}") };
+        Peer { child, port, http_port, dir }
     }
 
     /// Every RPC so far, without the sequence numbers.
@@ -82,9 +82,16 @@ impl Peer {
         self.rpc_log().iter().map(|v| v["method"].as_str().unwrap().to_string()).collect()
     }
 
-    /// The peer's tables.
+    /// The peer's tables (GET /state on its HTTP port).
     pub fn state(&self) -> serde_json::Value {
-        std::fs::read(self.dir.path().join("state.json")).map(|b| serde_json::from_slice(&b).unwrap()).unwrap_or(serde_json::Value::Null)
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.http_port)) else { return serde_json::Value::Null };
+        let _ = write!(s, "GET /state HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let mut buf = String::new();
+        if s.read_to_string(&mut buf).is_err() {
+            return serde_json::Value::Null;
+        }
+        buf.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or(serde_json::Value::Null)
     }
 
     pub fn stop(&mut self) {

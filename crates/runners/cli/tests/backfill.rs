@@ -1,0 +1,158 @@
+//! `sagesync backfill`, `status` and `retry` against moto and the ModelDB v1 peer, including
+//! the crash test: kill -9 at random points of a 500-job backfill, five times, then a final run.
+
+#[path = "../../../source-sagemaker/tests/support/moto.rs"]
+mod moto;
+#[path = "../../../sink-modeldb/tests/support/peer.rs"]
+mod peer;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use moto::{Moto, SYNC_TAGS, TEST_ENV};
+use peer::Peer;
+use serde_json::Value;
+
+fn sagesync(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sagesync"));
+    c.current_dir(dir).envs(TEST_ENV).env_remove("RUST_LOG");
+    c
+}
+
+fn config(dir: &Path, moto: &Moto, port: u16) -> std::path::PathBuf {
+    let p = dir.join("backfill.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {port}\nconnect_timeout_secs = 2\n\n[pipeline]\nconcurrency = 4\nmax_attempts = 2\ninitial_backoff_ms = 20\n\n[state]\npath = \"state/sagesync.db\"\n",
+            moto.url()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn status(dir: &Path, cfg: &Path) -> Value {
+    let out = sagesync(dir).args(["status", "--config", cfg.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn runs_by_job(peer: &Peer) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in peer.state()["runs"].as_array().cloned().unwrap_or_default() {
+        let d = r["description"].as_str().unwrap_or("").to_string();
+        let name = d.rsplit('/').next().unwrap_or("").trim_end_matches(')').to_string();
+        *m.entry(name).or_default() += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_five_times_then_every_job_exactly_once() {
+    let moto = Moto::start();
+    let eligible = moto.create_jobs("crash", 450, &SYNC_TAGS).await;
+    moto.create_jobs("untagged", 50, &[("team", "other")]).await;
+    let peer = Peer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &moto, peer.port);
+    let mut rng = fastrand::Rng::with_seed(0x5a6e);
+    let mut progress = Vec::new();
+    for round in 0..5 {
+        let mut child = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let delay = rng.u64(300..1500);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
+        let _ = child.wait();
+        progress.push((round, delay, finished, runs_by_job(&peer).len()));
+    }
+    // The final run finishes what is left.
+    let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}\n{progress:?}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["failed"], 0);
+    let runs = runs_by_job(&peer);
+    assert_eq!(runs.len(), 450, "every eligible job is in ModelDB ({progress:?})");
+    for n in &eligible {
+        assert_eq!(runs.get(n), Some(&1), "{n} must be in ModelDB exactly once ({progress:?})");
+    }
+    assert!(progress.iter().any(|p| !p.2 && p.3 > 0 && p.3 < 450), "at least one kill landed mid-backfill: {progress:?}");
+    let st = status(dir.path(), &cfg);
+    assert_eq!(st["counts"]["synced"], 450, "{st}");
+    assert_eq!(st["counts"]["skipped"], 50);
+    assert_eq!(st["counts"]["failed"], 0);
+    // Another run does nothing: the backfill's cursor is at its end.
+    let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"]).output().unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["jobs"].as_array().unwrap().len(), 0, "{s}");
+    assert_eq!(s["api_calls"], serde_json::json!({"Search": 1}));
+    // A wider backfill over the same jobs: the ledger has every one of them.
+    let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "1999-01-01", "--format", "json"]).output().unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((s["synced"].as_u64(), s["already_done"].as_u64()), (Some(0), Some(500)), "{s}");
+    assert_eq!(s["api_calls"], serde_json::json!({"Search": 5}), "one Search page per 100 jobs, nothing else");
+    assert_eq!(peer.state()["runs"].as_array().unwrap().len(), 450);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_retry_of_failed_jobs() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("ret", 3, &SYNC_TAGS).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &moto, port);
+    {
+        // The store rejects every fit: a permanent error, parked at once.
+        let _peer = Peer::start(&["--port", &port.to_string(), "--fail", "storeFitEvent"]);
+        let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "failed jobs give exit code 1");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("3 jobs: 0 synced, 0 skipped, 0 rejected, 3 failed"), "{text}");
+    }
+    let st = status(dir.path(), &cfg);
+    assert_eq!(st["counts"]["failed"], 3);
+    assert_eq!(st["counts"]["parked"], 3);
+    let failed = st["failed_jobs"].as_array().unwrap();
+    assert!(failed.iter().all(|f| f["error"].as_str().unwrap().contains("injected failure in storeFitEvent")), "{st}");
+    let text = String::from_utf8(sagesync(dir.path()).args(["status", "--config", cfg.to_str().unwrap()]).output().unwrap().stdout).unwrap();
+    assert!(text.contains("3 failed (3 parked)") && text.contains(&names[0]), "{text}");
+    // A parked job stays put on the next backfill.
+    let peer = Peer::start(&["--port", &port.to_string()]);
+    let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"]).output().unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["already_done"], 3, "parked jobs wait for `retry`");
+    // Retry one by name, then the rest.
+    let out = sagesync(dir.path()).args(["retry", "--config", cfg.to_str().unwrap(), &names[1]]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status(dir.path(), &cfg)["counts"]["failed"], 2);
+    let out = sagesync(dir.path()).args(["retry", "--config", cfg.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["synced"], 2);
+    let st = status(dir.path(), &cfg);
+    assert_eq!((st["counts"]["synced"].as_u64(), st["counts"]["failed"].as_u64()), (Some(3), Some(0)));
+    let runs = runs_by_job(&peer);
+    assert_eq!(runs.len(), 3);
+    // Nothing left to retry.
+    let out = sagesync(dir.path()).args(["retry", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no failed jobs"));
+}
+
+#[test]
+fn backfill_needs_the_sagemaker_source_and_valid_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "[source]\ntype = \"sagemaker_json\"\npaths = [\"x\"]\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n").unwrap();
+    let out = sagesync(dir.path()).args(["backfill", "--config", p.to_str().unwrap(), "--since", "2026-01-01"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be \"sagemaker\""));
+    std::fs::write(&p, "[source]\ntype = \"sagemaker\"\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n").unwrap();
+    let out = sagesync(dir.path()).args(["backfill", "--config", p.to_str().unwrap(), "--since", "last tuesday"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a date"), "{}", String::from_utf8_lossy(&out.stderr));
+}
