@@ -156,7 +156,7 @@ impl Api {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let result: Result<(), V2Error> = match req.send().await {
+            let err = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let text = resp.text().await.unwrap_or_default();
@@ -167,24 +167,20 @@ impl Api {
                         }
                         return Ok(Reply { status, body });
                     }
-                    if matches!(status, 502..=504) {
-                        Err(error_from(path, status, &body))
-                    } else {
+                    if !matches!(status, 502..=504) {
                         return Ok(Reply { status, body });
                     }
+                    error_from(path, status, &body)
                 }
-                Err(e) => Err(V2Error::Connection { op: path.to_string(), message: if e.is_timeout() { "request timed out".to_string() } else if e.is_connect() { format!("cannot connect to {}", self.base) } else { format!("connection error: {e}") } }),
+                Err(e) => V2Error::Connection { op: path.to_string(), message: if e.is_timeout() { "request timed out".to_string() } else if e.is_connect() { format!("cannot connect to {}", self.base) } else { format!("connection error: {e}") } },
             };
-            match result {
-                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
-                    let d = self.initial_backoff.saturating_mul(1 << (attempt - 1).min(10)).min(Duration::from_secs(10));
-                    let jittered = d / 2 + Duration::from_millis(fastrand::u64(0..=d.as_millis() as u64 / 2));
-                    tracing::debug!(op = path, attempt, error = %e, "retrying ModelDB request");
-                    tokio::time::sleep(jittered).await;
-                }
-                Err(e) => return Err(e),
-                Ok(_) => unreachable!("Ok replies return above"),
+            if !(err.is_retryable() && attempt < self.max_attempts) {
+                return Err(err);
             }
+            let d = self.initial_backoff.saturating_mul(1 << (attempt - 1).min(10)).min(Duration::from_secs(10));
+            let jittered = d / 2 + Duration::from_millis(fastrand::u64(0..=d.as_millis() as u64 / 2));
+            tracing::debug!(op = path, attempt, error = %err, "retrying ModelDB request");
+            tokio::time::sleep(jittered).await;
         }
     }
 }

@@ -93,31 +93,32 @@ macro_rules! job_document {
             })).collect::<Vec<_>>(),
             "BillableTimeInSeconds": j.billable_time_in_seconds(),
         });
-        let o = doc.as_object_mut().expect("object literal");
-        if let Some(a) = j.algorithm_specification() {
-            o.insert("AlgorithmSpecification".into(), serde_json::json!({
-                "TrainingImage": a.training_image(),
-                "AlgorithmName": a.algorithm_name(),
-                "TrainingInputMode": a.training_input_mode().map(|x| x.as_str()),
-                "MetricDefinitions": a.metric_definitions().iter().map(|d| serde_json::json!({"Name": d.name(), "Regex": d.regex()})).collect::<Vec<_>>(),
-            }));
-        }
-        if let Some(m) = j.model_artifacts() {
-            o.insert("ModelArtifacts".into(), serde_json::json!({"S3ModelArtifacts": m.s3_model_artifacts()}));
-        }
-        if let Some(od) = j.output_data_config() {
-            o.insert("OutputDataConfig".into(), serde_json::json!({"S3OutputPath": od.s3_output_path()}));
-        }
-        if let Some(rc) = j.resource_config() {
-            o.insert("ResourceConfig".into(), serde_json::json!({
-                "InstanceType": rc.instance_type().map(|x| x.as_str()),
-                "InstanceCount": rc.instance_count(),
-                "InstanceGroups": rc.instance_groups().iter().map(|g| serde_json::json!({
-                    "InstanceType": g.instance_type().map(|x| x.as_str()),
-                    "InstanceCount": g.instance_count(),
-                    "InstanceGroupName": g.instance_group_name(),
-                })).collect::<Vec<_>>(),
-            }));
+        if let Some(o) = doc.as_object_mut() {
+            if let Some(a) = j.algorithm_specification() {
+                o.insert("AlgorithmSpecification".into(), serde_json::json!({
+                    "TrainingImage": a.training_image(),
+                    "AlgorithmName": a.algorithm_name(),
+                    "TrainingInputMode": a.training_input_mode().map(|x| x.as_str()),
+                    "MetricDefinitions": a.metric_definitions().iter().map(|d| serde_json::json!({"Name": d.name(), "Regex": d.regex()})).collect::<Vec<_>>(),
+                }));
+            }
+            if let Some(m) = j.model_artifacts() {
+                o.insert("ModelArtifacts".into(), serde_json::json!({"S3ModelArtifacts": m.s3_model_artifacts()}));
+            }
+            if let Some(od) = j.output_data_config() {
+                o.insert("OutputDataConfig".into(), serde_json::json!({"S3OutputPath": od.s3_output_path()}));
+            }
+            if let Some(rc) = j.resource_config() {
+                o.insert("ResourceConfig".into(), serde_json::json!({
+                    "InstanceType": rc.instance_type().map(|x| x.as_str()),
+                    "InstanceCount": rc.instance_count(),
+                    "InstanceGroups": rc.instance_groups().iter().map(|g| serde_json::json!({
+                        "InstanceType": g.instance_type().map(|x| x.as_str()),
+                        "InstanceCount": g.instance_count(),
+                        "InstanceGroupName": g.instance_group_name(),
+                    })).collect::<Vec<_>>(),
+                }));
+            }
         }
         doc
     }};
