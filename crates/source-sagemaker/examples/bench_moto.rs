@@ -9,7 +9,7 @@ use std::time::Instant;
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
 use sagesync_core::{CancellationToken, Cursor, Pipeline, PipelineSettings, TagKeys};
 use sagesync_sink_file::FileSink;
-use sagesync_source_sagemaker::api::{ClientSettings, Filters, Mode, RetryMode, SageMakerSettings, SageMakerSource};
+use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 
 #[tokio::main]
 async fn main() {
@@ -21,15 +21,8 @@ async fn main() {
     let out = std::env::temp_dir().join(format!("sagesync-bench-{}", std::process::id()));
     println!("{:<8} {:>6} {:>10} {:>10} {:>14}  calls", "mode", "jobs", "wall s", "jobs/s", "calls/job");
     for mode in [Mode::List, Mode::Search] {
-        let settings = SageMakerSettings {
-            client: ClientSettings { region: Some("us-east-1".into()), profile: None, endpoint_url: Some(moto.url()), s3_endpoint_url: None, max_attempts: 5, initial_backoff: std::time::Duration::from_millis(50), retry_mode: RetryMode::Standard },
-            mode,
-            filters: Filters::default(),
-            max_requests_per_second: 0.0,
-            page_size: 100,
-            dataset_manifests: false,
-            max_manifest_objects: 1000,
-        };
+        let mut settings = SageMakerSettings::new(mode).endpoint(&moto.url(), "us-east-1").unlimited();
+        settings.client.initial_backoff = std::time::Duration::from_millis(50);
         let p = Pipeline::builder()
             .source(SageMakerSource::new(settings))
             .validator("required_tags", RequiredTags::new(&TagKeys::default()))

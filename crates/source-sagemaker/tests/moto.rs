@@ -6,29 +6,15 @@ use std::collections::BTreeSet;
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
 use sagesync_core::{CancellationToken, Cursor, JobRef, Pipeline, PipelineSettings, Source, SyncError, TagKeys};
 use sagesync_sink_file::FileSink;
-use sagesync_source_sagemaker::api::{ClientSettings, Filters, Mode, RetryMode, SageMakerSettings, SageMakerSource};
+use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 use serde_json::json;
 use support::moto::{Moto, SYNC_TAGS};
 use support::throttle::Throttler;
 
 fn settings(endpoint: &str, mode: Mode) -> SageMakerSettings {
-    SageMakerSettings {
-        client: ClientSettings {
-            region: Some("us-east-1".into()),
-            profile: None,
-            endpoint_url: Some(endpoint.to_string()),
-            s3_endpoint_url: Some(endpoint.to_string()),
-            max_attempts: 5,
-            initial_backoff: std::time::Duration::from_millis(20),
-            retry_mode: RetryMode::Standard,
-        },
-        mode,
-        filters: Filters::default(),
-        max_requests_per_second: 0.0,
-        page_size: 100,
-        dataset_manifests: false,
-        max_manifest_objects: 1000,
-    }
+    let mut s = SageMakerSettings::new(mode).endpoint(endpoint, "us-east-1").unlimited();
+    s.client.initial_backoff = std::time::Duration::from_millis(20);
+    s
 }
 
 async fn list_all(s: &SageMakerSource, cursor: &Cursor) -> Vec<JobRef> {

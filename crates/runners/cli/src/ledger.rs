@@ -39,6 +39,14 @@ fn pipeline_of(cfg: &Config) -> Result<Pipeline, String> {
     Pipeline::from_config(built).map_err(|e| e.to_string())
 }
 
+/// The pipeline, the ledger and the retry policy of a (possibly adjusted) config.
+fn load(cfg: &Config) -> Result<(Pipeline, SqliteState, RetryPolicy, tokio::runtime::Runtime), ExitCode> {
+    let pipeline = pipeline_of(cfg).map_err(fail)?;
+    let (state, retry) = open_state(cfg).map_err(fail)?;
+    let rt = runtime().ok_or_else(|| fail("error: cannot start the async runtime"))?;
+    Ok((pipeline, state, retry, rt))
+}
+
 /// Progress on a terminal (indicatif), plain lines otherwise.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
@@ -104,15 +112,10 @@ pub fn backfill(config: &Path, since: &str, until: Option<&str>, json: bool) -> 
     if let Err(e) = sagesync_source_sagemaker::api::backfill_options(&mut src.options, since, until) {
         return fail(format!("error: {e}"));
     }
-    let pipeline = match pipeline_of(&cfg) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
+    let (pipeline, state, retry, rt) = match load(&cfg) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
-    let (state, retry) = match open_state(&cfg) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let Some(rt) = runtime() else { return fail("error: cannot start the async runtime") };
     let key = format!("backfill:{since}:{}", until.unwrap_or(""));
     let progress = Progress::new();
     let (summary, state_error) = rt.block_on(async {
@@ -184,13 +187,9 @@ pub fn retry(config: &Path, jobs: &[String], json: bool) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let pipeline = match pipeline_of(&cfg) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let (state, policy) = match open_state(&cfg) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
+    let (pipeline, state, policy, rt) = match load(&cfg) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let entries = match state.unpark(jobs) {
         Ok(e) => e,
@@ -200,7 +199,6 @@ pub fn retry(config: &Path, jobs: &[String], json: bool) -> ExitCode {
         eprintln!("no failed jobs{} in the ledger", if jobs.is_empty() { String::new() } else { format!(" named {}", jobs.join(", ")) });
         return ExitCode::SUCCESS;
     }
-    let Some(rt) = runtime() else { return fail("error: cannot start the async runtime") };
     let (summary, err) = rt.block_on(async {
         let cancel = CancellationToken::new();
         let observer = LedgerObserver::new(&state, "retry", policy);

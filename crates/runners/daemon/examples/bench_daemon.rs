@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
 use sagesync_core::{CancellationToken, Cursor, LedgerObserver, Pipeline, PipelineSettings, RetryPolicy, SqliteState, TagKeys};
 use sagesync_sink_file::FileSink;
-use sagesync_source_sagemaker::api::{ClientSettings, Filters, Mode, RetryMode, SageMakerSettings, SageMakerSource};
+use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 
 fn proc_stat(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -36,15 +36,8 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     // Backfill: what `sagesync backfill` runs.
-    let settings = SageMakerSettings {
-        client: ClientSettings { region: Some("us-east-1".into()), profile: None, endpoint_url: Some(moto.url()), s3_endpoint_url: None, max_attempts: 5, initial_backoff: Duration::from_millis(50), retry_mode: RetryMode::Standard },
-        mode: Mode::Search,
-        filters: Filters { modified_after: Some("2000-01-01T00:00:00Z".parse().unwrap()), ..Default::default() },
-        max_requests_per_second: 0.0,
-        page_size: 100,
-        dataset_manifests: false,
-        max_manifest_objects: 1000,
-    };
+    let mut settings = SageMakerSettings::new(Mode::Search).endpoint(&moto.url(), "us-east-1").unlimited();
+    settings.filters.modified_after = Some("2000-01-01T00:00:00Z".parse().unwrap());
     let p = Pipeline::builder()
         .source(SageMakerSource::new(settings))
         .validator("required_tags", RequiredTags::new(&TagKeys::default()))

@@ -19,6 +19,21 @@ fn stats(mut v: Vec<f64>) -> String {
     format!("median {:.2} ms, p90 {:.2} ms, min {:.2} ms, max {:.2} ms (n={})", p(0.5), p(0.9), v[0], v[v.len() - 1], v.len())
 }
 
+fn spawn(bin: &str, rt: &Runtime, cfg: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(bin)
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", rt.port))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "sagesync")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("SAGESYNC_CONFIG", cfg)
+        .env("RUST_LOG", "error")
+        .envs(support::moto::TEST_ENV)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot start bootstrap")
+}
+
 #[tokio::main]
 async fn main() {
     let bin = std::env::args().nth(1).expect("usage: bench_runtime PATH/TO/bootstrap [INVOCATIONS]");
@@ -33,18 +48,7 @@ async fn main() {
     for _ in 0..10 {
         let rt = Runtime::start().await;
         let start = Instant::now();
-        let mut child = std::process::Command::new(&bin)
-            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", rt.port))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "sagesync")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("SAGESYNC_CONFIG", &cfg)
-            .env("RUST_LOG", "error")
-            .envs(support::moto::TEST_ENV)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(&bin, &rt, &cfg);
         loop {
             if let Some(t) = rt.state.lock().unwrap().first_next {
                 colds.push((t - start).as_secs_f64() * 1000.0);
@@ -58,18 +62,7 @@ async fn main() {
     println!("cold start (process start -> first /next): {}", stats(colds));
 
     let rt = Runtime::start().await;
-    let mut child = std::process::Command::new(&bin)
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", rt.port))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "sagesync")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("SAGESYNC_CONFIG", &cfg)
-        .env("RUST_LOG", "error")
-        .envs(support::moto::TEST_ENV)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&bin, &rt, &cfg);
     let ev = |name: &str, status: &str| json!({"version": "0", "id": "b", "detail-type": "SageMaker Training Job State Change", "source": "aws.sagemaker", "account": "1", "time": "2026-11-20T10:00:00Z", "region": "us-east-1", "resources": [], "detail": {"TrainingJobName": name, "TrainingJobStatus": status, "Tags": SYNC_TAGS.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()}});
     let mut ignored = Vec::new();
     let mut synced = Vec::new();

@@ -150,17 +150,27 @@ impl ModelDbV1Sink {
         Connection::connect(&self.settings.host, self.settings.port, self.settings.connect_timeout, self.settings.request_timeout).await
     }
 
-    /// The AWS sample's exact call sequence.
-    async fn compat(&self, record: &RunRecord, p: &mut Progress) -> Result<WriteKind, V1Error> {
-        let mut c = self.connect().await?;
+    /// Stores the project (deduplicated by name and author on the server) and the experiment
+    /// (the project's default one, or a named one); returns their ids.
+    async fn project_and_experiment(&self, c: &mut Connection, record: &RunRecord, experiment: Option<&str>, p: &mut Progress) -> Result<(i32, i32), V1Error> {
         let m = "storeProjectEvent";
         let r = c.call(m, store_project_event(&record.project.name, &record.project.user, &record.project.description)).await?;
         let pid = field_i32(&r, 1, "projectId", m)?;
         p.ids.push(("project_id", pid));
         let m = "storeExperimentEvent";
-        let r = c.call(m, store_experiment_event(pid, "", "", true)).await?;
+        let r = c.call(m, store_experiment_event(pid, experiment.unwrap_or(""), "", experiment.is_none())).await?;
         let eid = field_i32(&r, 1, "experimentId", m)?;
+        if eid < 0 {
+            return Err(V1Error::ServerLogic { method: m.into(), message: format!("project {pid} has no default experiment") });
+        }
         p.ids.push(("experiment_id", eid));
+        Ok((pid, eid))
+    }
+
+    /// The AWS sample's exact call sequence.
+    async fn compat(&self, record: &RunRecord, p: &mut Progress) -> Result<WriteKind, V1Error> {
+        let mut c = self.connect().await?;
+        let (_, eid) = self.project_and_experiment(&mut c, record, None, p).await?;
         let m = "storeExperimentRunEvent";
         p.run_sent = true;
         let r = c.call(m, store_experiment_run_event(eid, "")).await?;
@@ -206,19 +216,8 @@ impl ModelDbV1Sink {
     /// Idempotent sync: find the run by ARN, write only what is missing.
     async fn upsert_default(&self, record: &RunRecord, p: &mut Progress) -> Result<WriteKind, V1Error> {
         let mut c = self.connect().await?;
-        let m = "storeProjectEvent";
-        let r = c.call(m, store_project_event(&record.project.name, &record.project.user, &record.project.description)).await?;
-        let pid = field_i32(&r, 1, "projectId", m)?;
-        p.ids.push(("project_id", pid));
-        let m = "storeExperimentEvent";
-        let is_default = record.experiment == DEFAULT_EXPERIMENT;
-        let name = if is_default { "" } else { record.experiment.as_str() };
-        let r = c.call(m, store_experiment_event(pid, name, "", is_default)).await?;
-        let eid = field_i32(&r, 1, "experimentId", m)?;
-        if eid < 0 {
-            return Err(V1Error::ServerLogic { method: m.into(), message: format!("project {pid} has no default experiment") });
-        }
-        p.ids.push(("experiment_id", eid));
+        let named = (record.experiment != DEFAULT_EXPERIMENT).then_some(record.experiment.as_str());
+        let (pid, eid) = self.project_and_experiment(&mut c, record, named, p).await?;
 
         // Look for a run that already carries this job's ARN.
         let m = "getRunsAndExperimentsInProject";

@@ -3,23 +3,10 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn repo_root() -> PathBuf {
-    let mut p = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
-    while !p.join("tests/peers").is_dir() {
-        assert!(p.pop(), "repository root not found");
-    }
-    p
-}
-
-pub fn python() -> PathBuf {
-    let p = std::env::var_os("SAGESYNC_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"));
-    assert!(p.exists(), "test peer Python {} not found: run scripts/setup-peers.sh (scripts/test.sh does)", p.display());
-    p
-}
+include!("../../../../tests/rust-support/locate.rs");
 
 pub struct Peer {
     child: Child,

@@ -60,6 +60,34 @@ pub struct SageMakerSettings {
     pub max_manifest_objects: usize,
 }
 
+impl SageMakerSettings {
+    /// The defaults of the `sagemaker` plugin config in `mode` (standard credential chain, no
+    /// endpoint override, 2 calls/s, pages of 100, no manifests).
+    pub fn new(mode: Mode) -> Self {
+        SageMakerSettings {
+            client: ClientSettings { max_attempts: 5, initial_backoff: std::time::Duration::from_secs(1), ..Default::default() },
+            mode,
+            filters: Filters::default(),
+            max_requests_per_second: 2.0,
+            page_size: 100,
+            dataset_manifests: false,
+            max_manifest_objects: 1000,
+        }
+    }
+    /// Sends SageMaker (and S3) calls to `url` in `region` (emulators, VPC endpoints).
+    pub fn endpoint(mut self, url: &str, region: &str) -> Self {
+        self.client.endpoint_url = Some(url.to_string());
+        self.client.s3_endpoint_url = Some(url.to_string());
+        self.client.region = Some(region.to_string());
+        self
+    }
+    /// Removes the client-side rate limit.
+    pub fn unlimited(mut self) -> Self {
+        self.max_requests_per_second = 0.0;
+        self
+    }
+}
+
 /// Jobs from the SageMaker API.
 pub struct SageMakerSource {
     settings: SageMakerSettings,
