@@ -100,6 +100,20 @@ fn print_summary(summary: &RunSummary, json: bool) {
     }
 }
 
+/// Prints the summary; exit code 1 when a job failed or the ledger could not be written.
+fn finish(summary: &RunSummary, state_error: Option<sagesync_core::StateError>, json: bool) -> ExitCode {
+    if let Some(e) = state_error {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
+    print_summary(summary, json);
+    if summary.failed > 0 {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 pub fn backfill(config: &Path, since: &str, until: Option<&str>, json: bool) -> ExitCode {
     let mut cfg = match Config::from_file(config) {
         Ok(c) => c,
@@ -133,16 +147,7 @@ pub fn backfill(config: &Path, since: &str, until: Option<&str>, json: bool) -> 
         (s, observer.take_error())
     });
     progress.finish();
-    if let Some(e) = state_error {
-        eprintln!("error: {e}");
-        return ExitCode::from(EXIT_FAILED);
-    }
-    print_summary(&summary, json);
-    if summary.failed > 0 {
-        ExitCode::from(EXIT_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    }
+    finish(&summary, state_error, json)
 }
 
 pub fn status(config: &Path, json: bool) -> ExitCode {
@@ -206,14 +211,5 @@ pub fn retry(config: &Path, jobs: &[String], json: bool) -> ExitCode {
         let reports = pipeline.process_many(refs, &cancel, &observer).await;
         (RunSummary::from_reports(reports, pipeline.source().api_calls()), observer.take_error())
     });
-    if let Some(e) = err {
-        eprintln!("error: {e}");
-        return ExitCode::from(EXIT_FAILED);
-    }
-    print_summary(&summary, json);
-    if summary.failed > 0 {
-        ExitCode::from(EXIT_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    }
+    finish(&summary, err, json)
 }
