@@ -57,7 +57,10 @@ async fn kill_9_at_random_points_five_times_then_every_job_exactly_once() {
     let peer = Peer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &moto, peer.port);
-    let mut rng = fastrand::Rng::with_seed(0x5a6e);
+    // Random kill points; set SAGESYNC_CRASH_SEED to replay a run.
+    let seed = std::env::var("SAGESYNC_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("crash test seed: {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut progress = Vec::new();
     for round in 0..5 {
         let mut child = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -66,7 +69,7 @@ async fn kill_9_at_random_points_five_times_then_every_job_exactly_once() {
         let finished = child.try_wait().unwrap().is_some();
         let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
         let _ = child.wait();
-        progress.push((round, delay, finished, runs_by_job(&peer).len()));
+        progress.push((seed, round, delay, finished, runs_by_job(&peer).len()));
     }
     // The final run finishes what is left.
     let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"]).output().unwrap();
@@ -78,7 +81,7 @@ async fn kill_9_at_random_points_five_times_then_every_job_exactly_once() {
     for n in &eligible {
         assert_eq!(runs.get(n), Some(&1), "{n} must be in ModelDB exactly once ({progress:?})");
     }
-    assert!(progress.iter().any(|p| !p.2 && p.3 > 0 && p.3 < 450), "at least one kill landed mid-backfill: {progress:?}");
+    assert!(progress.iter().any(|p| !p.3 && p.4 > 0 && p.4 < 450), "at least one kill landed mid-backfill: {progress:?}");
     let st = status(dir.path(), &cfg);
     assert_eq!(st["counts"]["synced"], 450, "{st}");
     assert_eq!(st["counts"]["skipped"], 50);
