@@ -15,7 +15,7 @@ cargo build --workspace --all-targets
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --all-targets -- --test-threads="${SAGESYNC_TEST_THREADS:-4}" 2>&1 | tee "$log"
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads="${SAGESYNC_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary.

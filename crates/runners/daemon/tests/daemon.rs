@@ -77,8 +77,11 @@ fn config(dir: &Path, moto: &Moto, sink: &str, extra: &str) -> PathBuf {
     p
 }
 
+/// Finished documents only (not the sink's temporary files, which are renamed into place).
 fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).filter(|e| { let n = e.file_name().to_string_lossy().to_string(); n.ends_with(".json") && !n.starts_with('.') }).count())
+        .unwrap_or(0)
 }
 
 /// Parses Prometheus text exposition; panics on any malformed line.
