@@ -128,10 +128,7 @@ fn encode(v: &Value) -> Value {
                     (Value::String(s), _) => s.is_empty(),
                     (Value::Bool(b), _) => !b,
                     (Value::Array(a), _) => a.is_empty(),
-                    (Value::Number(n), "value") => {
-                        let _ = n;
-                        false
-                    }
+                    (Value::Number(_), "value") => false,
                     (Value::Number(n), _) => n.as_f64() == Some(0.0),
                     (Value::Null, _) => true,
                     _ => false,
@@ -463,7 +460,7 @@ fn decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+            b'%' if i + 2 < b.len() => {
                 let h = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|x| u8::from_str_radix(x, 16).ok());
                 match h {
                     Some(x) => {
