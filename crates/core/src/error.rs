@@ -89,16 +89,22 @@ impl SyncError {
     }
     /// The message with its chain of causes, `: `-separated.
     pub fn chain(&self) -> String {
-        let mut out = self.to_string();
-        let mut cur = std::error::Error::source(self);
-        while let Some(e) = cur {
-            let s = e.to_string();
-            if !out.contains(&s) {
-                out.push_str(": ");
-                out.push_str(&s);
-            }
-            cur = e.source();
-        }
-        out
+        error_chain(self)
     }
+}
+
+/// Any error with its chain of causes, `: `-separated, skipping causes whose text the message
+/// already contains.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
 }

@@ -20,7 +20,7 @@ pub mod state;
 pub mod traits;
 
 pub use config::{Config, ConfigError, ConfigErrors, TagKeys};
-pub use error::{Stage, SyncError};
+pub use error::{error_chain, Stage, SyncError};
 pub use model::*;
 pub use pipeline::{Decision, JobObserver, JobReport, Outcome, Pipeline, PipelineBuilder, PipelineSettings, RunSummary};
 pub use registry::{BuildContext, Component, FieldProblem, PluginConfig, PluginDescriptor, PluginKind};

@@ -462,15 +462,8 @@ impl ModelDbV2Sink {
             attempt += 1;
             let current = if attempt == 1 { run.clone() } else { self.get_run(&experiment_id, &r.run.name).await?.unwrap_or(Value::Null) };
             match self.reconcile(&current, &d).await {
-                Ok((0, conflicts)) => {
-                    let mut rc = receipt(run_id.clone(), WriteKind::Unchanged);
-                    if conflicts > 0 {
-                        rc = rc.id("kept_conflicts", conflicts);
-                    }
-                    return Ok(rc);
-                }
-                Ok((_, conflicts)) => {
-                    let mut rc = receipt(run_id.clone(), WriteKind::Updated);
+                Ok((writes, conflicts)) => {
+                    let mut rc = receipt(run_id.clone(), if writes == 0 { WriteKind::Unchanged } else { WriteKind::Updated });
                     if conflicts > 0 {
                         rc = rc.id("kept_conflicts", conflicts);
                     }

@@ -139,20 +139,6 @@ const RETRYABLE_CODES: [&str; 9] = [
     "SlowDown",
 ];
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        cur = c.source();
-    }
-    out
-}
-
 /// Maps an SDK error: missing resources become [`SyncError::NotFound`]; throttling, 5xx,
 /// timeouts and connection failures are retryable; everything else is permanent.
 pub fn map_sdk_error<E>(op: &str, subject: &str, err: SdkError<E, HttpResponse>) -> SyncError
@@ -174,8 +160,8 @@ where
                 SyncError::permanent(text)
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => SyncError::transient(format!("{op} {subject}: {}", chain(&err))),
-        _ => SyncError::permanent(format!("{op} {subject}: {}", chain(&err))),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => SyncError::transient(format!("{op} {subject}: {}", sagesync_core::error_chain(&err))),
+        _ => SyncError::permanent(format!("{op} {subject}: {}", sagesync_core::error_chain(&err))),
     }
 }
 
