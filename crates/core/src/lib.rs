@@ -26,7 +26,7 @@ pub use pipeline::{Decision, JobObserver, JobReport, Outcome, Pipeline, Pipeline
 pub use registry::{BuildContext, Component, FieldProblem, PluginConfig, PluginDescriptor, PluginKind};
 pub use secret::Secret;
 pub use state::{LedgerEntry, LedgerObserver, RetryPolicy, SqliteState, StateError, StateStore};
-pub use traits::{Cursor, JobRef, Listing, ListingProblem, Mapper, Sink, SinkReceipt, Source, Validator, Verdict, WriteKind};
+pub use traits::{Cursor, JobRef, Listing, ListingProblem, Mapper, Sink, SinkReceipt, Source, Validator, Verdict, WriteContext, WriteKind};
 
 #[doc(hidden)]
 pub use inventory;

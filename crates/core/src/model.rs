@@ -182,6 +182,26 @@ pub struct FinalMetric {
     pub timestamp: Option<Timestamp>,
 }
 
+/// One point of a metric's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// When the value was recorded (from the source, never the time of the sync).
+    pub timestamp: Timestamp,
+    /// Position in the series (0, 1, 2... in timestamp order).
+    pub step: i64,
+    /// Value.
+    pub value: f64,
+}
+
+/// The recorded history of one metric (for example from CloudWatch), oldest point first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSeries {
+    /// Metric name as the job reported it (`validation:auc`).
+    pub name: String,
+    /// The points, oldest first.
+    pub points: Vec<MetricPoint>,
+}
+
 /// One metric definition (`AlgorithmSpecification.MetricDefinitions[]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetricDefinition {
@@ -245,6 +265,9 @@ pub struct TrainingJob {
     /// `AlgorithmSpecification.MetricDefinitions`.
     #[serde(default)]
     pub metric_definitions: Vec<MetricDefinition>,
+    /// Metric histories, when the source was asked for them (`metrics = "history"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_history: Vec<MetricSeries>,
     /// `ModelArtifacts.S3ModelArtifacts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_artifact: Option<String>,
@@ -292,6 +315,7 @@ impl TrainingJob {
             channels: Vec::new(),
             final_metrics: Vec::new(),
             metric_definitions: Vec::new(),
+            metric_history: Vec::new(),
             model_artifact: None,
             output_path: None,
             algorithm: Algorithm::default(),
@@ -454,6 +478,9 @@ pub struct RunRecord {
     /// Metrics, in source order.
     #[serde(default)]
     pub metrics: Vec<Metric>,
+    /// Metric histories (empty unless the source read them), in source order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_history: Vec<MetricSeries>,
     /// Tags, in source order.
     #[serde(default)]
     pub tags: Tags,

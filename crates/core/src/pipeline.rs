@@ -609,7 +609,8 @@ impl Pipeline {
         let writes = self.sinks.iter().map(|s| {
             let record = &record;
             async move {
-                let res = self.retry(cancel, || s.sink.upsert(record)).await;
+                let cx = crate::traits::WriteContext::new();
+                let res = self.retry(cancel, || s.sink.upsert(record, &cx)).await;
                 (s.id.clone(), res)
             }
         });

@@ -75,7 +75,7 @@ struct MemSink {
 
 #[async_trait]
 impl Sink for MemSink {
-    async fn upsert(&self, r: &RunRecord) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, r: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;

@@ -7,6 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
+use sagesync_core::WriteContext;
 use sagesync_core::builtin::TagsMapper;
 use sagesync_core::{Mapper, RunRecord, Sink, TagKeys, WriteKind};
 use sagesync_sink_modeldb::v1::{ModelDbV1Settings, ModelDbV1Sink};
@@ -93,7 +94,7 @@ async fn compat_mode_is_byte_exact_with_the_golden_frames() {
     let g = golden();
     let (port, server) = replay_server(g.replies.clone()).await;
     let r = record(&fixture("deepar-example.json")).await;
-    let receipt = sink(port, true).upsert(&r).await.unwrap();
+    let receipt = sink(port, true).upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(receipt.write, WriteKind::Created);
     let sent = server.await.unwrap();
     assert_eq!(sent.len(), 7);
@@ -114,7 +115,7 @@ async fn application_exception_and_garbage_replies_are_typed_errors() {
     let mut w = Writer::message("storeProjectEvent", mtype::EXCEPTION, 0);
     w.f_str(1, "Invalid method name: 'storeProjectEvent'").f_i32(2, 1).stop();
     let (port, _h) = replay_server(vec![w.into_bytes()]).await;
-    let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await).await.unwrap_err();
+    let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     let m = e.to_string();
     assert!(m.contains("TApplicationException (UNKNOWN_METHOD): Invalid method name"), "{m}");
     assert!(m.contains("nothing written"), "{m}");
@@ -123,14 +124,14 @@ async fn application_exception_and_garbage_replies_are_typed_errors() {
     let mut w = Writer::message("storeProjectEvent", mtype::REPLY, 0);
     w.field(ttype::LIST, 0).list(ttype::I32, 5);
     let (port, _h) = replay_server(vec![w.into_bytes()]).await;
-    let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await).await.unwrap_err();
+    let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(e.to_string().contains("protocol error"), "{e}");
 
     // An empty result struct: MISSING_RESULT, as the Python client reports it.
     let mut w = Writer::message("storeProjectEvent", mtype::REPLY, 0);
     w.stop();
     let (port, _h) = replay_server(vec![w.into_bytes()]).await;
-    let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await).await.unwrap_err();
+    let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(e.to_string().contains("MISSING_RESULT"), "{e}");
 }
 
@@ -139,7 +140,7 @@ async fn refused_connections_and_timeouts_are_retryable() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     drop(l);
-    let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await).await.unwrap_err();
+    let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("cannot connect"), "{e}");
 
@@ -151,7 +152,7 @@ async fn refused_connections_and_timeouts_are_retryable() {
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
     let s = ModelDbV1Sink::new(ModelDbV1Settings { host: "127.0.0.1".into(), port, connect_timeout: Duration::from_secs(2), request_timeout: Duration::from_secs(1), compat: false });
-    let e = s.upsert(&record(&fixture("deepar-example.json")).await).await.unwrap_err();
+    let e = s.upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("timed out"), "{e}");
 }
@@ -196,7 +197,7 @@ async fn compat_mode_matches_the_python_light_api_on_every_example_job() {
         let out = run_light_api(python_peer.port, &job);
         let rust_peer = Peer::start(&[]);
         let r = record(&job).await;
-        let receipt = sink(rust_peer.port, true).upsert(&r).await;
+        let receipt = sink(rust_peer.port, true).upsert(&r, &WriteContext::new()).await;
         match out.status.code() {
             Some(0) => {
                 receipt.unwrap_or_else(|e| panic!("{}: {e}", job.display()));
@@ -222,7 +223,7 @@ async fn compat_mode_matches_the_python_light_api_on_every_example_job() {
 #[tokio::test]
 async fn compat_mode_shares_the_default_data_frame_like_the_original() {
     let peer = Peer::start(&[]);
-    sink(peer.port, true).upsert(&record(&fixture("validation-only.json")).await).await.unwrap();
+    sink(peer.port, true).upsert(&record(&fixture("validation-only.json")).await, &WriteContext::new()).await.unwrap();
     let log = peer.rpc_log();
     let fit_df = &log[3]["args"][0]["df"];
     assert_eq!(fit_df, &serde_json::json!({"id": -1, "schema": [], "numRows": -1, "tag": "", "filepath": "", "metadata": []}));
@@ -239,7 +240,7 @@ async fn compat_mode_shares_the_default_data_frame_like_the_original() {
 async fn default_mode_records_every_channel_and_split_metrics() {
     let peer = Peer::start(&[]);
     let r = record(&repo_root().join("examples/jobs/more.jsonl").with_file_name("xgboost-churn.json")).await;
-    let receipt = sink(peer.port, false).upsert(&r).await.unwrap();
+    let receipt = sink(peer.port, false).upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(receipt.write, WriteKind::Created);
     let st = peer.state();
     let runs = st["runs"].as_array().unwrap();
@@ -272,7 +273,7 @@ async fn default_mode_records_every_channel_and_split_metrics() {
     std::fs::write(dir.path().join("ll.json"), doc.trim()).unwrap();
     let mut r = record(&dir.path().join("ll.json")).await;
     r.metrics.retain(|m| !m.name.starts_with("validation:"));
-    sink(peer.port, false).upsert(&r).await.unwrap();
+    sink(peer.port, false).upsert(&r, &WriteContext::new()).await.unwrap();
     let st = peer.state();
     let tags: Vec<&str> = st["dataframes"].as_array().unwrap().iter().map(|d| d["tag"].as_str().unwrap()).collect();
     assert_eq!(tags.len(), 3, "{tags:?}");
@@ -286,11 +287,11 @@ async fn default_mode_never_duplicates_a_run() {
     let peer = Peer::start(&[]);
     let s = sink(peer.port, false);
     let r = record(&fixture("deepar-example.json")).await;
-    let first = s.upsert(&r).await.unwrap();
+    let first = s.upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(first.write, WriteKind::Created);
     let writes_before = peer.state()["metric_events"].as_array().unwrap().len();
     for _ in 0..3 {
-        let again = s.upsert(&r).await.unwrap();
+        let again = s.upsert(&r, &WriteContext::new()).await.unwrap();
         assert_eq!(again.write, WriteKind::Unchanged);
         assert_eq!(again.writes, 0);
         assert_eq!(again.ids["run_id"], first.ids["run_id"]);
@@ -302,7 +303,7 @@ async fn default_mode_never_duplicates_a_run() {
     // A re-sync that finds a new final metric writes only that one.
     let mut r2 = r.clone();
     r2.metrics.push(sagesync_core::Metric { name: "test:p90".into(), value: 1.5, split: sagesync_core::Split::Test, timestamp: None, step: None });
-    let upd = s.upsert(&r2).await.unwrap();
+    let upd = s.upsert(&r2, &WriteContext::new()).await.unwrap();
     assert_eq!(upd.write, WriteKind::Updated);
     assert_eq!(upd.writes, 1);
     let st = peer.state();
@@ -317,28 +318,28 @@ async fn a_failure_part_way_says_what_was_written_and_a_retry_completes_without_
     let peer = Peer::start(&["--fail", "storeMetricEvent", "--fail-times", "2"]);
     let s = sink(peer.port, false);
     let r = record(&fixture("deepar-example.json")).await;
-    let e = s.upsert(&r).await.unwrap_err();
+    let e = s.upsert(&r, &WriteContext::new()).await.unwrap_err();
     let m = e.to_string();
     assert!(m.contains("storeMetricEvent: ServerLogicException: injected failure in storeMetricEvent"), "{m}");
     assert!(m.contains("already written: run 1, fit event 1 (model 1)"), "{m}");
     assert!(!e.is_retryable());
-    let e = s.upsert(&r).await.unwrap_err();
+    let e = s.upsert(&r, &WriteContext::new()).await.unwrap_err();
     assert!(e.to_string().contains("injected failure"), "{e}");
-    let ok = s.upsert(&r).await.unwrap();
+    let ok = s.upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(ok.write, WriteKind::Updated);
     assert_eq!(ok.writes, 3);
     let st = peer.state();
     assert_eq!(st["runs"].as_array().unwrap().len(), 1);
     assert_eq!(st["fit_events"].as_array().unwrap().len(), 1);
     assert_eq!(st["metric_events"].as_array().unwrap().len(), 3);
-    assert_eq!(s.upsert(&r).await.unwrap().write, WriteKind::Unchanged);
+    assert_eq!(s.upsert(&r, &WriteContext::new()).await.unwrap().write, WriteKind::Unchanged);
 }
 
 #[tokio::test]
 async fn server_exceptions_on_each_stage_are_clear() {
     for (method, written) in [("storeProjectEvent", "nothing written"), ("storeExperimentRunEvent", "nothing written"), ("storeFitEvent", "already written: run 1")] {
         let peer = Peer::start(&["--fail", method]);
-        let e = sink(peer.port, false).upsert(&record(&fixture("deepar-example.json")).await).await.unwrap_err();
+        let e = sink(peer.port, false).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
         let m = e.to_string();
         assert!(m.contains(&format!("{method}: ServerLogicException: injected failure in {method}")), "{m}");
         assert!(m.contains(written), "{m}");
@@ -346,7 +347,7 @@ async fn server_exceptions_on_each_stage_are_clear() {
     }
     // Compat mode: failing after the run was created is not retried (a retry would add a run).
     let peer = Peer::start(&["--fail", "storeFitEvent"]);
-    let e = sink(peer.port, true).upsert(&record(&fixture("deepar-example.json")).await).await.unwrap_err();
+    let e = sink(peer.port, true).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(!e.is_retryable());
     assert_eq!(peer.methods(), ["storeProjectEvent", "storeExperimentEvent", "storeExperimentRunEvent", "storeFitEvent"], "the first failure stops the rest");
 }
@@ -356,7 +357,7 @@ async fn named_experiments_and_unicode() {
     let peer = Peer::start(&[]);
     let mut r = record(&fixture("train-only-unicode.json")).await;
     r.experiment = "forecasting-2026".into();
-    sink(peer.port, false).upsert(&r).await.unwrap();
+    sink(peer.port, false).upsert(&r, &WriteContext::new()).await.unwrap();
     let st = peer.state();
     assert_eq!(st["projects"][0]["name"], "Projekt Äß ☃");
     let exps: Vec<&str> = st["experiments"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();

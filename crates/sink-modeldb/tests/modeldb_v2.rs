@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use sagesync_core::WriteContext;
 use sagesync_core::builtin::TagsMapper;
 use sagesync_core::{ChannelManifest, Mapper, ManifestObject, Metric, RunRecord, Secret, Sink, Split, Tag, TagKeys, WriteKind};
 use sagesync_sink_modeldb::v2::{ApiSettings, ModelDbV2Settings, ModelDbV2Sink, OnConflict};
@@ -66,7 +67,7 @@ async fn first_sync_is_one_run_write_and_a_resync_writes_nothing() {
     let fake = Fake::start().await;
     let s = sink(&fake);
     let r = record("xgboost-churn.json").await;
-    let rc = s.upsert(&r).await.unwrap();
+    let rc = s.upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(rc.write, WriteKind::Created);
     let writes = fake.writes();
     let paths: Vec<&str> = writes.iter().map(|w| w.path.as_str()).collect();
@@ -89,7 +90,7 @@ async fn first_sync_is_one_run_write_and_a_resync_writes_nothing() {
     assert!(run["tags"].as_array().unwrap().contains(&json!("MODEL_DB_SYNC:true")));
 
     fake.clear_requests();
-    let again = s.upsert(&r).await.unwrap();
+    let again = s.upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(again.write, WriteKind::Unchanged);
     assert_eq!(again.writes, 0);
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
@@ -103,10 +104,10 @@ async fn resync_with_a_new_metric_logs_only_that_metric() {
     let fake = Fake::start().await;
     let s = sink(&fake);
     let mut r = record("pytorch-sentiment.json").await;
-    s.upsert(&r).await.unwrap();
+    s.upsert(&r, &WriteContext::new()).await.unwrap();
     r.metrics.push(Metric { name: "test:auc".into(), value: 0.97, split: Split::Test, timestamp: None, step: None });
     fake.clear_requests();
-    let rc = s.upsert(&r).await.unwrap();
+    let rc = s.upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(rc.write, WriteKind::Updated);
     let w = fake.writes();
     assert_eq!(w.len(), 2, "{w:?}");
@@ -121,17 +122,17 @@ async fn resync_with_a_new_metric_logs_only_that_metric() {
 async fn changed_values_follow_the_conflict_policy() {
     let fake = Fake::start().await;
     let r = record("pytorch-sentiment.json").await;
-    sink(&fake).upsert(&r).await.unwrap();
+    sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
     let mut changed = r.clone();
     changed.metrics[0].value = 0.05;
     fake.clear_requests();
-    let keep = sink(&fake).upsert(&changed).await.unwrap();
+    let keep = sink(&fake).upsert(&changed, &WriteContext::new()).await.unwrap();
     assert_eq!(keep.write, WriteKind::Unchanged);
     assert_eq!(keep.ids["kept_conflicts"], "1");
     assert!(fake.writes().is_empty());
     let mut st = settings(&fake);
     st.on_conflict = OnConflict::Replace;
-    let replace = ModelDbV2Sink::new(st).unwrap().upsert(&changed).await.unwrap();
+    let replace = ModelDbV2Sink::new(st).unwrap().upsert(&changed, &WriteContext::new()).await.unwrap();
     assert_eq!(replace.write, WriteKind::Updated);
     let paths: Vec<String> = fake.writes().iter().map(|w| w.path.clone()).collect();
     assert_eq!(paths, ["/experiment-run/deleteMetrics", "/experiment-run/logMetrics"]);
@@ -144,7 +145,7 @@ async fn a_concurrent_409_on_create_is_resolved_without_a_duplicate() {
     let fake = Fake::start().await;
     fake.with(|s| s.race_create_run = true);
     let r = record("xgboost-churn.json").await;
-    let rc = sink(&fake).upsert(&r).await.unwrap();
+    let rc = sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(rc.write, WriteKind::Unchanged, "the other writer stored the same run");
     assert_eq!(fake.runs().len(), 1);
     // A race on project creation too.
@@ -154,7 +155,7 @@ async fn a_concurrent_409_on_create_is_resolved_without_a_duplicate() {
     });
     let statuses: Vec<u16> = {
         let s = sink(&fake);
-        s.upsert(&r).await.unwrap();
+        s.upsert(&r, &WriteContext::new()).await.unwrap();
         fake.requests().iter().map(|q| q.status).collect()
     };
     assert!(statuses.iter().all(|s| [200, 404].contains(s)), "{statuses:?}");
@@ -166,19 +167,19 @@ async fn a_503_burst_is_retried_without_duplicates() {
     let fake = Fake::start().await;
     fake.with(|s| s.fail_next.extend([503, 502, 503]));
     let r = record("xgboost-churn.json").await;
-    let rc = sink(&fake).upsert(&r).await.unwrap();
+    let rc = sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(rc.write, WriteKind::Created);
     assert_eq!(fake.runs().len(), 1);
     assert_eq!(fake.requests().iter().filter(|q| q.status >= 500).count(), 3);
     // A burst longer than the sink's attempts: a retryable error, then a clean retry later.
     fake.with(|s| s.fail_next.extend([503; 8]));
     let mut r2 = record("pytorch-sentiment.json").await;
-    let e = sink(&fake).upsert(&r2).await.unwrap_err();
+    let e = sink(&fake).upsert(&r2, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("HTTP 503"), "{e}");
     fake.with(|s| s.fail_next.clear());
     r2.metrics.truncate(2);
-    assert_eq!(sink(&fake).upsert(&r2).await.unwrap().write, WriteKind::Created);
+    assert_eq!(sink(&fake).upsert(&r2, &WriteContext::new()).await.unwrap().write, WriteKind::Created);
     assert_eq!(fake.runs().len(), 2);
     assert_conformant(&fake);
 }
@@ -191,7 +192,7 @@ async fn long_tags_become_attributes_and_odd_keys_are_sanitised() {
     r.tags.0.push(Tag { key: "short".into(), value: "ok".into() });
     r.metrics.push(Metric { name: "validation_ndcg@10".into(), value: 0.5, split: Split::Validation, timestamp: None, step: None });
     r.hyperparameters.push(sagesync_core::HyperParameter { name: "lr schedule (cosine)".into(), raw: "\"warm\"".into(), value: json!("warm") });
-    let rc = sink(&fake).upsert(&r).await.unwrap();
+    let rc = sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(rc.write, WriteKind::Created);
     let run = &fake.runs()[0];
     let tags = run["tags"].as_array().unwrap();
@@ -211,7 +212,7 @@ async fn long_tags_become_attributes_and_odd_keys_are_sanitised() {
     }
     // Re-sync: still nothing new.
     fake.clear_requests();
-    assert_eq!(sink(&fake).upsert(&r).await.unwrap().writes, 0);
+    assert_eq!(sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap().writes, 0);
     assert_conformant(&fake);
 }
 
@@ -223,7 +224,7 @@ async fn credentials_go_in_headers_and_never_in_debug_output() {
     st.api.email = Some("bot@example.com".into());
     st.api.developer_key = Some(Secret::new("dk-very-secret-123"));
     let s = ModelDbV2Sink::new(st.clone()).unwrap();
-    s.upsert(&record("xgboost-churn.json").await).await.unwrap();
+    s.upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap();
     for r in fake.requests() {
         let h = |n: &str| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         assert_eq!(h("grpc-metadata-email").as_deref(), Some("bot@example.com"));
@@ -233,7 +234,7 @@ async fn credentials_go_in_headers_and_never_in_debug_output() {
     assert!(!format!("{s:?} {st:?}").contains("dk-very-secret-123"));
     // Errors never carry it either.
     fake.with(|x| x.fail_next.extend([500]));
-    let e = s.upsert(&record("pytorch-sentiment.json").await).await.unwrap_err();
+    let e = s.upsert(&record("pytorch-sentiment.json").await, &WriteContext::new()).await.unwrap_err();
     assert!(!format!("{e} {e:?}").contains("dk-very-secret"), "{e:?}");
     assert_conformant(&fake);
 }
@@ -253,7 +254,7 @@ async fn manifests_become_dataset_versions_once() {
     let fake = Fake::start().await;
     let mut r = record("xgboost-churn.json").await;
     r.datasets[0].manifest = Some(manifest("e1"));
-    sink(&fake).upsert(&r).await.unwrap();
+    sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
     let (datasets, versions) = fake.with(|s| (s.datasets.clone(), s.versions.clone()));
     assert_eq!(datasets.len(), 1);
     assert_eq!(datasets[0]["name"], "s3://acme-ml-data/churn/train/");
@@ -266,18 +267,18 @@ async fn manifests_become_dataset_versions_once() {
     let run = &fake.runs()[0];
     assert_eq!(kv(&run["datasets"], "train")["linked_artifact_id"], versions[0]["id"]);
     // The same manifest, again and from another job: no second version.
-    sink(&fake).upsert(&r).await.unwrap();
+    sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
     let mut other = record("pytorch-sentiment.json").await;
     other.datasets[0].uri = "s3://acme-ml-data/churn/train/".into();
     other.datasets[0].manifest = Some(manifest("e1"));
-    sink(&fake).upsert(&other).await.unwrap();
+    sink(&fake).upsert(&other, &WriteContext::new()).await.unwrap();
     assert_eq!(fake.with(|s| s.versions.len()), 1);
     // Changed data: a new version.
     let mut changed = r.clone();
     changed.datasets[0].manifest = Some(manifest("e9"));
     let mut st = settings(&fake);
     st.on_conflict = OnConflict::Replace;
-    assert_eq!(ModelDbV2Sink::new(st).unwrap().upsert(&changed).await.unwrap().write, WriteKind::Updated);
+    assert_eq!(ModelDbV2Sink::new(st).unwrap().upsert(&changed, &WriteContext::new()).await.unwrap().write, WriteKind::Updated);
     let versions = fake.with(|s| s.versions.clone());
     assert_eq!(versions.len(), 2);
     assert_eq!(kv(&fake.runs()[0]["datasets"], "train")["linked_artifact_id"], versions[1]["id"]);
@@ -289,7 +290,7 @@ async fn server_errors_carry_the_message_and_are_not_retried() {
     let fake = Fake::start().await;
     let mut r = record("xgboost-churn.json").await;
     r.project.name = "p".repeat(300);
-    let e = sink(&fake).upsert(&r).await.unwrap_err();
+    let e = sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap_err();
     assert!(!e.is_retryable());
     assert!(e.to_string().contains("HTTP 400") && e.to_string().contains("Project name length exceeded"), "{e}");
     let refused = {
@@ -301,7 +302,7 @@ async fn server_errors_carry_the_message_and_are_not_retried() {
     let mut st = settings(&fake);
     st.api.base_url = format!("http://127.0.0.1:{refused}");
     st.api.max_attempts = 2;
-    let e = ModelDbV2Sink::new(st).unwrap().upsert(&record("xgboost-churn.json").await).await.unwrap_err();
+    let e = ModelDbV2Sink::new(st).unwrap().upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("cannot connect"), "{e}");
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
-use sagesync_core::{async_trait, BuildContext, CancellationToken, Component, Cursor, FieldProblem, Pipeline, PluginConfig, RunRecord, Sink, SinkReceipt, SyncError, TagKeys, WriteKind};
+use sagesync_core::{async_trait, BuildContext, CancellationToken, Component, Cursor, FieldProblem, Pipeline, PluginConfig, RunRecord, Sink, SinkReceipt, SyncError, TagKeys, WriteContext, WriteKind};
 use sagesync_source_sagemaker::RecordedSource;
 use serde::Deserialize;
 
@@ -21,7 +21,7 @@ pub struct StdoutLines {
 
 #[async_trait]
 impl Sink for StdoutLines {
-    async fn upsert(&self, record: &RunRecord) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, record: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         let metrics: Vec<String> = record.metrics.iter().map(|m| format!("{}={}", m.name, m.value)).collect();
         println!("{}{}/{} [{}] {}", self.prefix, record.project.name, record.run.name, record.run.status, metrics.join(" "));
         Ok(SinkReceipt::new(WriteKind::Unchanged).id("line", &record.run.name))

@@ -141,6 +141,7 @@ impl Mapper for TagsMapper {
             hyperparameters,
             datasets,
             metrics,
+            metric_history: job.metric_history.iter().map(|s| crate::model::MetricSeries { name: s.name.clone(), points: s.points.iter().filter(|p| p.value.is_finite()).cloned().collect() }).filter(|s| !s.points.is_empty()).collect(),
             tags: if self.keep_job_tags { job.tags.clone() } else { Tags::default() },
             attributes,
         })

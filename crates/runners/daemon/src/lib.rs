@@ -120,6 +120,7 @@ impl JobObserver for Metrics {
                 WriteKind::Created => "created",
                 WriteKind::Updated => "updated",
                 WriteKind::Unchanged => "unchanged",
+                WriteKind::Removed => "removed",
             };
             *m.sink_writes.entry((rc.sink.clone(), w)).or_default() += 1;
         }

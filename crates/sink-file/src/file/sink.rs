@@ -2,7 +2,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use sagesync_core::{RunRecord, Sink, SinkReceipt, SyncError, WriteKind};
+use sagesync_core::{RunRecord, Sink, SinkReceipt, SyncError, WriteContext, WriteKind};
 use serde::{Deserialize, Serialize};
 
 use super::sanitize_component;
@@ -94,7 +94,7 @@ fn fastrand_u64() -> u64 {
 
 #[async_trait]
 impl Sink for FileSink {
-    async fn upsert(&self, record: &RunRecord) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, record: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         let path = self.path_for(record);
         let bytes = self.render(record)?;
         let p = path.clone();
@@ -135,6 +135,7 @@ mod tests {
             hyperparameters: vec![],
             datasets: vec![],
             metrics: vec![],
+            metric_history: vec![],
             tags: Tags::default(),
             attributes: Default::default(),
         }
@@ -145,15 +146,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sink = FileSink::new(dir.path());
         let mut r = record("p", "j1");
-        assert_eq!(sink.upsert(&r).await.unwrap().write, WriteKind::Created);
+        assert_eq!(sink.upsert(&r, &WriteContext::new()).await.unwrap().write, WriteKind::Created);
         let path = dir.path().join("p/j1.json");
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
-        let rc = sink.upsert(&r).await.unwrap();
+        let rc = sink.upsert(&r, &WriteContext::new()).await.unwrap();
         assert_eq!(rc.write, WriteKind::Unchanged);
         assert_eq!(rc.writes, 0);
         assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
         r.run.status = "Failed".into();
-        assert_eq!(sink.upsert(&r).await.unwrap().write, WriteKind::Updated);
+        assert_eq!(sink.upsert(&r, &WriteContext::new()).await.unwrap().write, WriteKind::Updated);
         let doc: RunDocument = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(doc.schema_version, SCHEMA_VERSION);
         assert_eq!(doc.record, r);
@@ -168,7 +169,7 @@ mod tests {
         let dir = root.path().join("out");
         let sink = FileSink::new(&dir);
         for (p, r) in [("../../escape", "../../../x"), ("/etc", "passwd"), ("..", ".."), ("a\u{202e}b", "r\u{0}n"), ("日本語プロジェクト", "ジョブ/1")] {
-            let receipt = sink.upsert(&record(p, r)).await.unwrap();
+            let receipt = sink.upsert(&record(p, r), &WriteContext::new()).await.unwrap();
             let written = PathBuf::from(&receipt.ids["path"]);
             let canon = written.canonicalize().unwrap();
             assert!(canon.starts_with(dir.canonicalize().unwrap()), "{p:?}/{r:?} escaped to {canon:?}");

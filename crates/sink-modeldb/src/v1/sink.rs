@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sagesync_core::{Dataset, RunRecord, Sink, SinkReceipt, Split, SyncError, WriteKind};
+use sagesync_core::{Dataset, RunRecord, Sink, SinkReceipt, Split, SyncError, WriteContext, WriteKind};
 
 use super::client::{Connection, V1Error};
 use super::codec::TValue;
@@ -367,7 +367,7 @@ impl ModelDbV1Sink {
 
 #[async_trait]
 impl Sink for ModelDbV1Sink {
-    async fn upsert(&self, record: &RunRecord) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, record: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         let mut p = Progress::default();
         let result = if self.settings.compat { self.compat(record, &mut p).await } else { self.upsert_default(record, &mut p).await };
         match result {

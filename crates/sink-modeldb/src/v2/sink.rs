@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use sagesync_core::{RunRecord, Sink, SinkReceipt, SyncError, WriteKind};
+use sagesync_core::{RunRecord, Sink, SinkReceipt, SyncError, WriteContext, WriteKind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -479,7 +479,7 @@ impl ModelDbV2Sink {
 
 #[async_trait]
 impl Sink for ModelDbV2Sink {
-    async fn upsert(&self, record: &RunRecord) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, record: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         use std::sync::atomic::Ordering;
         let before = self.api.writes.load(Ordering::SeqCst);
         match self.upsert_inner(record).await {
