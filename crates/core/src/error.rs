@@ -15,25 +15,40 @@ pub enum Stage {
     Map,
     /// A sink write.
     Sink,
+    /// The state store (ledger, leases).
+    State,
 }
 
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Stage {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Stage::Source => "source",
             Stage::Validate => "validate",
             Stage::Map => "map",
             Stage::Sink => "sink",
-        })
+            Stage::State => "state",
+        }
     }
 }
 
-/// An error while syncing a job. Plugins build these with the constructors below; the pipeline
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error while syncing a job. Plugins build these with the constructors below; the engine
 /// retries the retryable ones with backoff.
-#[derive(Debug, thiserror::Error)]
+///
+/// The distinction matters beyond one attempt: a retryable error (the network, throttling, a
+/// store that is down or misconfigured) never parks a job, whereas a permanent error is about
+/// the job's own content (a record the store rejects, a malformed document) and parks the job
+/// after `max_job_attempts`.
+#[derive(thiserror::Error)]
 pub enum SyncError {
-    /// A transient failure: connection refused or reset, timeout, throttling, 5xx.
-    #[error("{message}")]
+    /// A transient failure: connection refused or reset, timeout, throttling, 5xx, a full disk.
+    #[error("{}", crate::secret::redact(.message))]
     Transient {
         /// What happened.
         message: String,
@@ -41,8 +56,8 @@ pub enum SyncError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// A failure that will not go away by retrying (bad data, rejected request, missing job).
-    #[error("{message}")]
+    /// A failure caused by the job's content that will not go away by retrying.
+    #[error("{}", crate::secret::redact(.message))]
     Permanent {
         /// What happened.
         message: String,
@@ -51,19 +66,33 @@ pub enum SyncError {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The job does not exist in the source.
-    #[error("job not found: {0}")]
+    #[error("job not found: {}", crate::secret::redact(.0))]
     NotFound(String),
     /// The input document is malformed; `origin` says where (file:line:column, event id...).
-    #[error("{origin}: {message}")]
+    #[error("{}: {}", crate::secret::redact(.origin), crate::secret::redact(.message))]
     Malformed {
         /// Where the bad input was.
         origin: String,
         /// What is wrong with it.
         message: String,
     },
-    /// The operation was cancelled before it finished.
+    /// The operation was cancelled before it finished (shutdown, deadline, lost lease). Never a
+    /// verdict on the job.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl fmt::Debug for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            SyncError::Transient { .. } => "Transient",
+            SyncError::Permanent { .. } => "Permanent",
+            SyncError::NotFound(_) => "NotFound",
+            SyncError::Malformed { .. } => "Malformed",
+            SyncError::Cancelled => "Cancelled",
+        };
+        write!(f, "SyncError::{kind}({:?})", self.chain())
+    }
 }
 
 impl SyncError {
@@ -87,14 +116,18 @@ impl SyncError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, SyncError::Transient { .. })
     }
-    /// The message with its chain of causes, `: `-separated.
+    /// Whether this is a cancellation (not a failure of the job).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, SyncError::Cancelled)
+    }
+    /// The message with its chain of causes, `: `-separated, credentials in URLs redacted.
     pub fn chain(&self) -> String {
         error_chain(self)
     }
 }
 
 /// Any error with its chain of causes, `: `-separated, skipping causes whose text the message
-/// already contains.
+/// already contains. Credentials in URLs are redacted ([`crate::secret::redact`]).
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
@@ -106,5 +139,19 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = c.source();
     }
-    out
+    crate::secret::redact(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_and_debug_never_carry_url_credentials() {
+        let inner = std::io::Error::other("connect to http://bob:pw@db:5432 refused");
+        let e = SyncError::transient_with("write to http://bob:pw@db:5432/x failed", inner);
+        assert!(!e.chain().contains("pw"), "{}", e.chain());
+        assert!(!format!("{e:?}").contains("pw"));
+        assert!(e.is_retryable());
+    }
 }

@@ -1,20 +1,30 @@
 //! The plugin registry. Every plugin crate submits a [`PluginDescriptor`] with
-//! [`register_plugin!`](crate::register_plugin); the config loader, `sagesync plugins` and
+//! [`register_plugin!`](crate::register_plugin), and shared config sections with
+//! [`register_section!`](crate::register_section); the config loader, `sagesync plugins` and
 //! `sagesync example` read them from here.
+//!
+//! Kinds are typed: a descriptor holds a [`Factory`] whose variant fixes what it builds, and
+//! `register_plugin!(Sink, ...)` only compiles for a config that implements [`SinkPlugin`]. A
+//! plugin registered under the wrong kind is a build error, never silently dropped.
 //!
 //! `inventory` only sees crates that are linked: a binary must reference every plugin crate it
 //! wants (`use sagesync_sink_file as _;`), or that crate's plugins silently vanish.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::config::{KeyPath, TagKeys};
-use crate::traits::{Mapper, Sink, Source, Validator};
+use crate::config::{redact_serde_message, Options};
+use crate::keypath::KeyPath;
+use crate::sink::Sink;
+use crate::source::Source;
+use crate::stage::{Mapper, Validator};
+use crate::state::StateStore;
 
-/// The four kinds of plugin.
+/// The kinds of plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PluginKind {
     /// Yields training jobs (`[source]`).
@@ -25,20 +35,23 @@ pub enum PluginKind {
     Mapper,
     /// Writes run records (`[[sinks]]`).
     Sink,
+    /// Holds the ledger, cursors and leases (`[state]`).
+    State,
 }
 
 impl PluginKind {
-    /// Lowercase name (`source`, `validator`, `mapper`, `sink`).
+    /// Lowercase name (`source`, `validator`, `mapper`, `sink`, `state`).
     pub fn as_str(self) -> &'static str {
         match self {
             PluginKind::Source => "source",
             PluginKind::Validator => "validator",
             PluginKind::Mapper => "mapper",
             PluginKind::Sink => "sink",
+            PluginKind::State => "state",
         }
     }
     /// All kinds, in pipeline order.
-    pub const ALL: [PluginKind; 4] = [PluginKind::Source, PluginKind::Validator, PluginKind::Mapper, PluginKind::Sink];
+    pub const ALL: [PluginKind; 5] = [PluginKind::Source, PluginKind::Validator, PluginKind::Mapper, PluginKind::Sink, PluginKind::State];
 }
 
 impl fmt::Display for PluginKind {
@@ -47,46 +60,23 @@ impl fmt::Display for PluginKind {
     }
 }
 
-/// A built plugin instance.
-#[derive(Clone)]
-pub enum Component {
-    /// A source.
-    Source(Arc<dyn Source>),
-    /// A validator.
-    Validator(Arc<dyn Validator>),
-    /// A mapper.
-    Mapper(Arc<dyn Mapper>),
-    /// A sink.
-    Sink(Arc<dyn Sink>),
-}
-
-impl Component {
-    /// The kind of this component.
-    pub fn kind(&self) -> PluginKind {
-        match self {
-            Component::Source(_) => PluginKind::Source,
-            Component::Validator(_) => PluginKind::Validator,
-            Component::Mapper(_) => PluginKind::Mapper,
-            Component::Sink(_) => PluginKind::Sink,
-        }
-    }
-}
-
-impl fmt::Debug for Component {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Component::{:?}", self.kind())
-    }
-}
-
 /// What a plugin's build step may read besides its own table. Building is pure: no I/O.
 #[derive(Debug, Clone, Default)]
 pub struct BuildContext {
     /// The component's id in the pipeline (its `id` key, or its type name).
     pub id: String,
-    /// The tag keys of the `[tag_keys]` section.
-    pub tag_keys: TagKeys,
     /// The directory of the config file, if it came from one.
-    pub config_dir: Option<std::path::PathBuf>,
+    pub config_dir: Option<PathBuf>,
+    /// The shared sections of the config (`[tag_keys]`...), as written.
+    pub sections: Arc<BTreeMap<String, Options>>,
+}
+
+impl BuildContext {
+    /// A shared section, deserialised (its default when absent or unreadable: the loader has
+    /// already reported its problems with their location).
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> T {
+        self.sections.get(name).and_then(|t| toml::Value::Table(t.0.clone()).try_into().ok()).unwrap_or_default()
+    }
 }
 
 /// A problem with one option of a plugin's table.
@@ -105,53 +95,136 @@ impl FieldProblem {
     }
 }
 
-/// The function a descriptor uses to build its plugin from the TOML table (without `type` and
-/// `id`).
-pub type BuildFn = fn(toml::Table, &BuildContext) -> Result<Component, Vec<FieldProblem>>;
+/// A source plugin's config: deserialised (with `#[serde(deny_unknown_fields)]`) from its table,
+/// checked and built without I/O.
+pub trait SourcePlugin: DeserializeOwned {
+    /// Validates the options and builds the source.
+    fn build(self, ctx: &BuildContext) -> Result<Arc<dyn Source>, Vec<FieldProblem>>;
+}
+/// A validator plugin's config.
+pub trait ValidatorPlugin: DeserializeOwned {
+    /// Validates the options and builds the validator.
+    fn build(self, ctx: &BuildContext) -> Result<Arc<dyn Validator>, Vec<FieldProblem>>;
+}
+/// A mapper plugin's config.
+pub trait MapperPlugin: DeserializeOwned {
+    /// Validates the options and builds the mapper.
+    fn build(self, ctx: &BuildContext) -> Result<Arc<dyn Mapper>, Vec<FieldProblem>>;
+}
+/// A sink plugin's config.
+pub trait SinkPlugin: DeserializeOwned {
+    /// Validates the options and builds the sink.
+    fn build(self, ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>>;
+}
+/// A state store plugin's config.
+pub trait StatePlugin: DeserializeOwned {
+    /// Validates the options and builds the store (which opens its storage on first use).
+    fn build(self, ctx: &BuildContext) -> Result<Arc<dyn StateStore>, Vec<FieldProblem>>;
+}
+
+/// A factory function of one kind.
+pub type FactoryFn<T> = fn(toml::Table, &BuildContext) -> Result<Arc<T>, Vec<FieldProblem>>;
+
+/// Builds a plugin from its table (without `type` and `id`); the variant is the kind.
+#[derive(Clone, Copy)]
+pub enum Factory {
+    /// A source.
+    Source(FactoryFn<dyn Source>),
+    /// A validator.
+    Validator(FactoryFn<dyn Validator>),
+    /// A mapper.
+    Mapper(FactoryFn<dyn Mapper>),
+    /// A sink.
+    Sink(FactoryFn<dyn Sink>),
+    /// A state store.
+    State(FactoryFn<dyn StateStore>),
+}
+
+impl Factory {
+    /// The kind this factory builds.
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            Factory::Source(_) => PluginKind::Source,
+            Factory::Validator(_) => PluginKind::Validator,
+            Factory::Mapper(_) => PluginKind::Mapper,
+            Factory::Sink(_) => PluginKind::Sink,
+            Factory::State(_) => PluginKind::State,
+        }
+    }
+}
 
 /// One registered plugin.
 pub struct PluginDescriptor {
-    /// Its kind.
-    pub kind: PluginKind,
     /// The `type = "..."` name.
     pub type_name: &'static str,
     /// One-line summary for `sagesync plugins`.
     pub summary: &'static str,
-    /// A complete example table, printed by `sagesync example TYPE`.
+    /// A complete example table, printed by `sagesync example TYPE` (checked by
+    /// [`crate::config::check_example`] in every runner's tests).
     pub example_toml: &'static str,
-    /// Builds the plugin from its table.
-    pub build: BuildFn,
+    /// Builds the plugin.
+    pub factory: Factory,
+}
+
+impl PluginDescriptor {
+    /// Its kind.
+    pub fn kind(&self) -> PluginKind {
+        self.factory.kind()
+    }
 }
 
 impl fmt::Debug for PluginDescriptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PluginDescriptor").field("kind", &self.kind).field("type_name", &self.type_name).finish()
+        f.debug_struct("PluginDescriptor").field("kind", &self.kind()).field("type_name", &self.type_name).finish()
     }
 }
 
 inventory::collect!(PluginDescriptor);
 
-/// A typed plugin configuration: deserialised (with `#[serde(deny_unknown_fields)]`) from the
-/// plugin's table, checked, and turned into a component without I/O.
-pub trait PluginConfig: DeserializeOwned {
-    /// Validates the options and builds the component.
-    fn build(self, ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>>;
+/// A shared top-level config section that plugins read (`[tag_keys]`).
+pub struct SectionDescriptor {
+    /// The section's name.
+    pub name: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Checks the section's table; problems are located by the loader.
+    pub check: fn(toml::Table) -> Vec<FieldProblem>,
 }
 
-/// Deserialises `C` from `table` and builds it; a [`BuildFn`] for any [`PluginConfig`].
-pub fn build_typed<C: PluginConfig>(table: toml::Table, ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
-    let value = toml::Value::Table(table);
-    match serde_path_to_error::deserialize::<_, C>(value) {
-        Ok(cfg) => cfg.build(ctx),
-        Err(err) => {
-            let path = KeyPath::from_serde_path(err.path());
-            let message = crate::config::redact_serde_message(err.inner().message());
-            Err(vec![FieldProblem { path, message }])
-        }
-    }
+inventory::collect!(SectionDescriptor);
+
+/// Deserialises a plugin config from its table, with the failing key's path.
+pub fn deserialize<C: DeserializeOwned>(table: toml::Table) -> Result<C, Vec<FieldProblem>> {
+    serde_path_to_error::deserialize::<_, C>(toml::Value::Table(table)).map_err(|err| vec![FieldProblem { path: KeyPath::from_serde_path(err.path()), message: redact_serde_message(err.inner().message()) }])
 }
 
-/// Registers a plugin. `$config` must implement [`PluginConfig`].
+/// Factory of a [`SourcePlugin`].
+pub fn build_source<C: SourcePlugin>(t: toml::Table, ctx: &BuildContext) -> Result<Arc<dyn Source>, Vec<FieldProblem>> {
+    deserialize::<C>(t)?.build(ctx)
+}
+/// Factory of a [`ValidatorPlugin`].
+pub fn build_validator<C: ValidatorPlugin>(t: toml::Table, ctx: &BuildContext) -> Result<Arc<dyn Validator>, Vec<FieldProblem>> {
+    deserialize::<C>(t)?.build(ctx)
+}
+/// Factory of a [`MapperPlugin`].
+pub fn build_mapper<C: MapperPlugin>(t: toml::Table, ctx: &BuildContext) -> Result<Arc<dyn Mapper>, Vec<FieldProblem>> {
+    deserialize::<C>(t)?.build(ctx)
+}
+/// Factory of a [`SinkPlugin`].
+pub fn build_sink<C: SinkPlugin>(t: toml::Table, ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
+    deserialize::<C>(t)?.build(ctx)
+}
+/// Factory of a [`StatePlugin`].
+pub fn build_state<C: StatePlugin>(t: toml::Table, ctx: &BuildContext) -> Result<Arc<dyn StateStore>, Vec<FieldProblem>> {
+    deserialize::<C>(t)?.build(ctx)
+}
+/// Check function of a shared section type.
+pub fn check_section<T: DeserializeOwned>(t: toml::Table) -> Vec<FieldProblem> {
+    deserialize::<T>(t).err().unwrap_or_default()
+}
+
+/// Registers a plugin of a kind (`Source`, `Validator`, `Mapper`, `Sink`, `State`). `$config`
+/// must implement that kind's plugin trait (`SinkPlugin` for `Sink`...), or this does not compile.
 ///
 /// ```text
 /// sagesync_core::register_plugin!(Sink, "my_sink", MySinkConfig,
@@ -160,15 +233,35 @@ pub fn build_typed<C: PluginConfig>(table: toml::Table, ctx: &BuildContext) -> R
 /// ```
 #[macro_export]
 macro_rules! register_plugin {
-    ($kind:ident, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
+    (Source, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Source($crate::registry::build_source::<$config>));
+    };
+    (Validator, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Validator($crate::registry::build_validator::<$config>));
+    };
+    (Mapper, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Mapper($crate::registry::build_mapper::<$config>));
+    };
+    (Sink, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Sink($crate::registry::build_sink::<$config>));
+    };
+    (State, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::State($crate::registry::build_state::<$config>));
+    };
+    (@submit $name:expr, $summary:expr, $example:expr, $factory:expr) => {
         $crate::inventory::submit! {
-            $crate::registry::PluginDescriptor {
-                kind: $crate::registry::PluginKind::$kind,
-                type_name: $name,
-                summary: $summary,
-                example_toml: $example,
-                build: $crate::registry::build_typed::<$config>,
-            }
+            $crate::registry::PluginDescriptor { type_name: $name, summary: $summary, example_toml: $example, factory: $factory }
+        }
+    };
+}
+
+/// Registers a shared config section (a top-level table several plugins read). `$ty` is its
+/// `Deserialize` type; the loader reports its problems with their locations.
+#[macro_export]
+macro_rules! register_section {
+    ($name:expr, $ty:ty, summary = $summary:expr $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::registry::SectionDescriptor { name: $name, summary: $summary, check: $crate::registry::check_section::<$ty> }
         }
     };
 }
@@ -186,11 +279,11 @@ pub enum RegistryError {
         /// The registered names of that kind.
         available: Vec<&'static str>,
     },
-    /// Two plugins of one kind registered the same type name.
-    #[error("duplicate {kind} type `{type_name}` registered {count} times; plugin type names must be unique")]
+    /// Two plugins of one kind registered the same type name (or two sections one name).
+    #[error("duplicate {kind} `{type_name}` registered {count} times; names must be unique")]
     Duplicate {
-        /// Kind.
-        kind: PluginKind,
+        /// Kind (`source`... or `section`).
+        kind: String,
         /// The clashing name.
         type_name: &'static str,
         /// How many registrations.
@@ -201,33 +294,40 @@ pub enum RegistryError {
 /// Every registered plugin, sorted by kind then name.
 pub fn all() -> Vec<&'static PluginDescriptor> {
     let mut v: Vec<&'static PluginDescriptor> = inventory::iter::<PluginDescriptor>.into_iter().collect();
-    v.sort_by(|a, b| (a.kind, a.type_name).cmp(&(b.kind, b.type_name)));
+    v.sort_by(|a, b| (a.kind(), a.type_name).cmp(&(b.kind(), b.type_name)));
+    v
+}
+
+/// Every registered shared section, sorted by name.
+pub fn sections() -> Vec<&'static SectionDescriptor> {
+    let mut v: Vec<&'static SectionDescriptor> = inventory::iter::<SectionDescriptor>.into_iter().collect();
+    v.sort_by_key(|s| s.name);
     v
 }
 
 /// The registered type names of one kind, sorted.
 pub fn names(kind: PluginKind) -> Vec<&'static str> {
-    let mut v: Vec<_> = all().into_iter().filter(|d| d.kind == kind).map(|d| d.type_name).collect();
+    let mut v: Vec<_> = all().into_iter().filter(|d| d.kind() == kind).map(|d| d.type_name).collect();
     v.dedup();
     v
 }
 
-/// Fails when two plugins of one kind share a type name. Runners call this at start-up.
-pub fn check_unique() -> Result<(), Vec<RegistryError>> {
-    check_unique_in(all())
+/// `(kind, type)` of every registered plugin (what the runners' linking tests assert).
+pub fn registered() -> Vec<(&'static str, &'static str)> {
+    all().into_iter().map(|d| (d.kind().as_str(), d.type_name)).collect()
 }
 
-/// [`check_unique`] over an explicit list of descriptors.
-pub fn check_unique_in(descriptors: Vec<&PluginDescriptor>) -> Result<(), Vec<RegistryError>> {
-    let mut counts: BTreeMap<(PluginKind, &'static str), usize> = BTreeMap::new();
-    for d in descriptors {
-        *counts.entry((d.kind, d.type_name)).or_default() += 1;
+/// Fails when two plugins of one kind share a type name, or two sections a name. Runners call
+/// this at start-up.
+pub fn check_unique() -> Result<(), Vec<RegistryError>> {
+    let mut counts: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
+    for d in all() {
+        *counts.entry((d.kind().as_str().to_string(), d.type_name)).or_default() += 1;
     }
-    let errors: Vec<_> = counts
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|((kind, type_name), count)| RegistryError::Duplicate { kind, type_name, count })
-        .collect();
+    for s in sections() {
+        *counts.entry(("section".to_string(), s.name)).or_default() += 1;
+    }
+    let errors: Vec<_> = counts.into_iter().filter(|(_, n)| *n > 1).map(|((kind, type_name), count)| RegistryError::Duplicate { kind, type_name, count }).collect();
     if errors.is_empty() {
         Ok(())
     } else {
@@ -237,10 +337,7 @@ pub fn check_unique_in(descriptors: Vec<&PluginDescriptor>) -> Result<(), Vec<Re
 
 /// The plugin of `kind` named `type_name`.
 pub fn find(kind: PluginKind, type_name: &str) -> Result<&'static PluginDescriptor, RegistryError> {
-    all()
-        .into_iter()
-        .find(|d| d.kind == kind && d.type_name == type_name)
-        .ok_or_else(|| RegistryError::UnknownType { kind, requested: type_name.to_string(), available: names(kind) })
+    all().into_iter().find(|d| d.kind() == kind && d.type_name == type_name).ok_or_else(|| RegistryError::UnknownType { kind, requested: type_name.to_string(), available: names(kind) })
 }
 
 /// Every plugin (of any kind) named `type_name`.

@@ -1,4 +1,8 @@
-//! [`Secret`]: a string that never shows in `Debug`, `Display` or logs.
+//! [`Secret`]: a string that never shows in `Debug`, `Display` or logs, and [`redact`], which
+//! removes credentials from any text before it reaches a message, a log, a summary or the
+//! ledger.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
 
@@ -39,12 +43,64 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+fn ends_url(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | '<' | '>' | ')' | ']' | '}' | ',' | ';')
+}
+
+/// Replaces the user-info part of every URL in `text` (`http://user:pass@host` becomes
+/// `http://***@host`). Applied to every error message, reason and log field that may carry a
+/// URL, so credentials written into a URL never leave it.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        // The authority runs to the first character that ends it; user-info is what precedes
+        // its last `@`.
+        let end = tail.char_indices().find(|(_, c)| ends_url(*c)).map(|(i, _)| i).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) if at > 0 => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+                changed = true;
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn never_printed() {
-        let s = super::Secret::new("hunter2");
+        let s = Secret::new("hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn userinfo_is_redacted_everywhere_in_a_text() {
+        assert_eq!(redact("GET http://admin:s3cr3t@host:3000/api failed"), "GET http://***@host:3000/api failed");
+        assert_eq!(redact("a https://u@h b http://x:y@z/p?q=1"), "a https://***@h b http://***@z/p?q=1");
+        assert_eq!(redact("no url here"), "no url here");
+        assert_eq!(redact("mailto at http://host/path@x"), "mailto at http://host/path@x");
+        assert_eq!(redact("\"http://a:b@c\""), "\"http://***@c\"");
+        assert_eq!(redact("http://p@ss@host/"), "http://***@host/");
+        assert_eq!(redact("s3://bucket/key"), "s3://bucket/key");
     }
 }

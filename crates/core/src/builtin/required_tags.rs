@@ -4,10 +4,10 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::config::TagKeys;
+use super::TagKeys;
 use crate::model::TrainingJob;
-use crate::registry::{BuildContext, Component, FieldProblem, PluginConfig};
-use crate::traits::{Validator, Verdict};
+use crate::registry::{BuildContext, FieldProblem, ValidatorPlugin};
+use crate::stage::{Validator, Verdict};
 
 /// The `required_tags` validator.
 #[derive(Debug, Clone)]
@@ -80,22 +80,22 @@ pub struct RequiredTagsConfig {
     pub opt_in: Option<bool>,
 }
 
-impl PluginConfig for RequiredTagsConfig {
-    fn build(self, ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
+impl ValidatorPlugin for RequiredTagsConfig {
+    fn build(self, ctx: &BuildContext) -> Result<std::sync::Arc<dyn Validator>, Vec<FieldProblem>> {
         let mut problems = Vec::new();
         for (i, k) in self.extra.iter().enumerate() {
             if k.trim().is_empty() {
-                problems.push(FieldProblem { path: crate::config::KeyPath::root().key("extra").index(i), message: "tag keys must not be empty".into() });
+                problems.push(FieldProblem { path: crate::keypath::KeyPath::root().key("extra").index(i), message: "tag keys must not be empty".into() });
             }
         }
         if !problems.is_empty() {
             return Err(problems);
         }
-        let mut v = RequiredTags::new(&ctx.tag_keys).with_extra(self.extra).non_empty(self.non_empty);
+        let mut v = RequiredTags::new(&ctx.section::<TagKeys>(TagKeys::SECTION)).with_extra(self.extra).non_empty(self.non_empty);
         if self.opt_in == Some(false) {
             v = v.without_opt_in();
         }
-        Ok(Component::Validator(std::sync::Arc::new(v)))
+        Ok(std::sync::Arc::new(v))
     }
 }
 

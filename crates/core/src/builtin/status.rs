@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::model::TrainingJob;
-use crate::registry::{BuildContext, Component, FieldProblem, PluginConfig};
-use crate::traits::{Validator, Verdict};
+use crate::registry::{BuildContext, FieldProblem, ValidatorPlugin};
+use crate::stage::{Validator, Verdict};
 
 /// The statuses SageMaker reports for training jobs.
 pub const KNOWN_STATUSES: [&str; 6] = ["InProgress", "Completed", "Failed", "Stopping", "Stopped", "Deleting"];
@@ -49,8 +49,8 @@ impl Default for StatusConfig {
     }
 }
 
-impl PluginConfig for StatusConfig {
-    fn build(self, _ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
+impl ValidatorPlugin for StatusConfig {
+    fn build(self, _ctx: &BuildContext) -> Result<std::sync::Arc<dyn Validator>, Vec<FieldProblem>> {
         let mut problems = Vec::new();
         if self.statuses.is_empty() {
             problems.push(FieldProblem::at("statuses", "must name at least one status"));
@@ -58,7 +58,7 @@ impl PluginConfig for StatusConfig {
         for (i, s) in self.statuses.iter().enumerate() {
             if !KNOWN_STATUSES.contains(&s.as_str()) {
                 problems.push(FieldProblem {
-                    path: crate::config::KeyPath::root().key("statuses").index(i),
+                    path: crate::keypath::KeyPath::root().key("statuses").index(i),
                     message: format!("unknown status `{}`; expected one of: {}", s, KNOWN_STATUSES.join(", ")),
                 });
             }
@@ -66,7 +66,7 @@ impl PluginConfig for StatusConfig {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Component::Validator(std::sync::Arc::new(StatusFilter::new(self.statuses))))
+        Ok(std::sync::Arc::new(StatusFilter::new(self.statuses)))
     }
 }
 

@@ -7,11 +7,11 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::TagKeys;
+use super::TagKeys;
 use crate::error::SyncError;
 use crate::model::{decode_hyperparameter, DataSource, Dataset, HyperParameter, Metric, Model, Project, Run, RunRecord, Split, Tags, TrainingJob};
-use crate::registry::{BuildContext, Component, FieldProblem, PluginConfig};
-use crate::traits::Mapper;
+use crate::registry::{BuildContext, FieldProblem, MapperPlugin};
+use crate::stage::Mapper;
 
 /// The `tags` mapper.
 #[derive(Debug, Clone)]
@@ -166,16 +166,16 @@ impl Default for TagsMapperConfig {
     }
 }
 
-impl PluginConfig for TagsMapperConfig {
-    fn build(self, ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
+impl MapperPlugin for TagsMapperConfig {
+    fn build(self, ctx: &BuildContext) -> Result<std::sync::Arc<dyn Mapper>, Vec<FieldProblem>> {
         if self.experiment.trim().is_empty() {
             return Err(vec![FieldProblem::at("experiment", "must not be empty")]);
         }
-        let mut m = TagsMapper::new(ctx.tag_keys.clone()).experiment(self.experiment).keep_job_tags(self.keep_job_tags);
+        let mut m = TagsMapper::new(ctx.section::<TagKeys>(TagKeys::SECTION)).experiment(self.experiment).keep_job_tags(self.keep_job_tags);
         if let Some(t) = self.experiment_tag {
             m = m.experiment_tag(t);
         }
-        Ok(Component::Mapper(std::sync::Arc::new(m)))
+        Ok(std::sync::Arc::new(m))
     }
 }
 

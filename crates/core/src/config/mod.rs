@@ -1,0 +1,105 @@
+//! TOML pipeline configuration.
+//!
+//! Loading is pure and reports every problem at once, each with file, line, column and key:
+//! TOML syntax, unknown sections and keys, unknown plugin types (with the available ones), bad
+//! option values, out-of-range numbers and unset environment variables. `${VAR}` and
+//! `${VAR:-default}` are expanded inside string values (`$$` is a literal `$`); values are never
+//! echoed in messages, and `Debug` prints option names, not values.
+//!
+//! - [`load`](Config::parse): TOML with spans, interpolation, sections;
+//! - [`sections`]: the typed `[pipeline]`, `[daemon]` and `[lambda]` sections;
+//! - [`build`](Config::build): resolving every plugin in the registry and building it (no I/O).
+
+mod build;
+mod errors;
+mod interpolate;
+mod load;
+pub mod sections;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+pub use build::{check_example, Built, NamedSink};
+pub use errors::{redact_serde_message, ConfigError, ConfigErrors};
+pub use interpolate::interpolate;
+pub use sections::{parse_time, Check, DaemonSettings, LambdaSettings, OnIneligible, PipelineSettings};
+
+pub use crate::keypath::{KeyPath, PathSeg};
+use crate::registry::PluginKind;
+
+/// A plugin's options as written (after interpolation). `Debug` shows the keys only: values may
+/// be expanded secrets.
+#[derive(Clone, Default, PartialEq)]
+pub struct Options(pub toml::Table);
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl std::ops::Deref for Options {
+    type Target = toml::Table;
+    fn deref(&self) -> &toml::Table {
+        &self.0
+    }
+}
+
+/// One `[source]`, `[[validators]]`, `[mapper]`, `[[sinks]]` or `[state]` entry.
+#[derive(Debug, Clone)]
+pub struct ComponentConfig {
+    /// Kind.
+    pub kind: PluginKind,
+    /// Its id (`id` key, else its type name; sinks get `-2`, `-3`... when types repeat).
+    pub id: String,
+    /// `type`.
+    pub type_name: String,
+    /// The remaining options.
+    pub options: Options,
+    /// Where the table is in the file.
+    pub path: KeyPath,
+}
+
+/// A parsed configuration (not yet built).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// File name used in messages.
+    pub file: String,
+    /// Directory of the file.
+    pub dir: Option<PathBuf>,
+    /// `[source]`.
+    pub source: Option<ComponentConfig>,
+    /// `[[validators]]`.
+    pub validators: Vec<ComponentConfig>,
+    /// `[mapper]` (defaults to `type = "tags"`).
+    pub mapper: Option<ComponentConfig>,
+    /// `[[sinks]]`.
+    pub sinks: Vec<ComponentConfig>,
+    /// `[state]` (`type` defaults to `sqlite`); `None` lets the runner choose.
+    pub state: Option<ComponentConfig>,
+    /// `[pipeline]`.
+    pub pipeline: PipelineSettings,
+    /// `[daemon]`.
+    pub daemon: DaemonSettings,
+    /// `[lambda]`.
+    pub lambda: LambdaSettings,
+    /// Shared sections that plugins registered (`[tag_keys]`), as written.
+    pub sections: BTreeMap<String, Options>,
+    problems: Vec<ConfigError>,
+    spans: load::SpanIndex,
+}
+
+impl Config {
+    /// Problems found while parsing (reported again, with the plugin problems, by
+    /// [`Config::build`]).
+    pub fn problems(&self) -> &[ConfigError] {
+        &self.problems
+    }
+
+    /// A located error at `path`.
+    pub fn error_at(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
+        let (line, column) = self.spans.locate(path);
+        ConfigError { file: self.file.clone(), line, column, key: path.to_string(), message: message.into() }
+    }
+}

@@ -1,0 +1,278 @@
+//! Passes: pages of listed jobs decided against the ledger, worked on with bounded
+//! concurrency, and committed page by page.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::decide::decide;
+use super::observer::{Decision, Event, Observer};
+use super::report::{JobReport, ListingFailure, PassReport};
+use super::steps::{retry, state_call};
+use super::work::{Handled, Item};
+use super::{Engine, PassRequest, RefOptions};
+use crate::source::{JobRef, ListingProblem};
+use crate::state::{JobState, Outcome, StateError};
+
+/// How many jobs a page of due retries or given references holds.
+const PAGE: usize = 100;
+
+/// Everything a job's processing needs to know about its pass.
+pub(crate) struct Ctx<'a> {
+    pub pass: String,
+    pub cancel: &'a CancellationToken,
+    pub deadline: Option<Instant>,
+    pub force: bool,
+    pub urgent: bool,
+    pub collect: bool,
+    pub obs: &'a dyn Observer,
+}
+
+fn api_delta(before: &std::collections::BTreeMap<String, u64>, after: std::collections::BTreeMap<String, u64>) -> std::collections::BTreeMap<String, u64> {
+    after.into_iter().filter_map(|(k, v)| {
+        let d = v.saturating_sub(before.get(&k).copied().unwrap_or(0));
+        (d > 0).then_some((k, d))
+    }).collect()
+}
+
+impl Engine {
+    /// One pass: list `req.scope` page by page from the saved cursor, work on what differs from
+    /// the ledger, save the cursor after each fully recorded page; for polls, then re-drive the
+    /// failed jobs whose retry time has come. `cancel` stops starting work and interrupts
+    /// backoffs; what is interrupted is reported, never recorded.
+    pub async fn pass(&self, req: &PassRequest, cancel: &CancellationToken, obs: &dyn Observer) -> PassReport {
+        let started = Instant::now();
+        let calls_before = self.source.api_calls();
+        let ctx = Ctx { pass: self.next_pass_id(), cancel, deadline: None, force: false, urgent: false, collect: req.collect, obs };
+        let mut rep = PassReport { pass: ctx.pass.clone(), key: req.key.clone(), ..Default::default() };
+        obs.event(&Event::PassStarted { key: &req.key });
+        let mut cursor = match state_call(&self.settings, cancel, || self.state.cursor(&req.key)).await {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                self.state_failed(&mut rep, &e, obs);
+                return self.finish(rep, started, &calls_before, obs);
+            }
+        };
+        let mut committing = true;
+        loop {
+            if cancel.is_cancelled() {
+                rep.cancelled = true;
+                break;
+            }
+            let listed = retry(&self.settings, cancel, None, || self.source.list(&req.scope, &cursor)).await;
+            let page = match listed {
+                Ok((p, _)) => p,
+                Err((e, _)) if e.is_cancelled() => {
+                    rep.cancelled = true;
+                    break;
+                }
+                Err((e, attempts)) => {
+                    let failure = ListingFailure { message: e.chain(), retryable: e.is_retryable(), attempts };
+                    tracing::warn!(key = %req.key, error = %failure.message, "listing failed; the next pass resumes from the saved cursor");
+                    obs.event(&Event::ListingFailed { key: &req.key, failure: &failure });
+                    rep.listing_error = Some(failure);
+                    break;
+                }
+            };
+            rep.pages += 1;
+            let recorded = self.process_page(page.jobs, page.problems, &ctx, &mut rep).await;
+            if recorded && committing && !self.settings.dry_run {
+                match state_call(&self.settings, &CancellationToken::new(), || self.state.save_cursor(&req.key, &page.next)).await {
+                    Ok(()) => {
+                        obs.event(&Event::PageCommitted { key: &req.key, cursor: &page.next });
+                        rep.cursor = Some(page.next.clone());
+                    }
+                    Err(e) => {
+                        self.state_failed(&mut rep, &e, obs);
+                        committing = false;
+                    }
+                }
+            } else {
+                committing = false;
+            }
+            cursor = page.next;
+            if page.done {
+                break;
+            }
+        }
+        if req.retry_due && !cancel.is_cancelled() {
+            self.due_sweep(&ctx, &mut rep).await;
+        }
+        if cancel.is_cancelled() {
+            rep.cancelled = true;
+        }
+        self.finish(rep, started, &calls_before, obs)
+    }
+
+    /// Works on the given jobs (by name, ARN or event), in pages.
+    pub async fn sync_refs(&self, refs: Vec<JobRef>, opts: &RefOptions, cancel: &CancellationToken, obs: &dyn Observer) -> PassReport {
+        let started = Instant::now();
+        let calls_before = self.source.api_calls();
+        let deadline_token = cancel.child_token();
+        let timer = opts.deadline.map(|d| {
+            let t = deadline_token.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
+                t.cancel();
+            })
+        });
+        let ctx = Ctx { pass: self.next_pass_id(), cancel: &deadline_token, deadline: opts.deadline, force: opts.force, urgent: opts.urgent, collect: opts.collect, obs };
+        let mut rep = PassReport { pass: ctx.pass.clone(), ..Default::default() };
+        obs.event(&Event::PassStarted { key: "" });
+        let mut refs = refs.into_iter().peekable();
+        while refs.peek().is_some() {
+            if deadline_token.is_cancelled() {
+                // Not started: report them as interrupted so the caller can hand them back.
+                for r in refs.by_ref() {
+                    let mut jr = JobReport::new(r.name.clone(), r.arn.clone(), Outcome::Interrupted);
+                    jr.reason = Some("not started: cancelled or out of time".into());
+                    self.account(&mut rep, Handled::Report(jr), None, &ctx);
+                }
+                break;
+            }
+            let chunk: Vec<JobRef> = refs.by_ref().take(PAGE).collect();
+            rep.pages += 1;
+            self.process_page(chunk, Vec::new(), &ctx, &mut rep).await;
+        }
+        if let Some(t) = timer {
+            t.abort();
+        }
+        rep.cancelled = cancel.is_cancelled();
+        self.finish(rep, started, &calls_before, obs)
+    }
+
+    /// Unparks failed jobs (the named ones, by name or ARN, or all) and works on them now.
+    pub async fn retry(&self, jobs: &[String], cancel: &CancellationToken, obs: &dyn Observer) -> Result<PassReport, StateError> {
+        let arns = state_call(&self.settings, cancel, || self.state.unpark(jobs)).await?;
+        let refs = arns.into_iter().map(|arn| JobRef { name: arn.rsplit('/').next().unwrap_or(&arn).to_string(), arn: Some(arn), ..Default::default() }).collect();
+        Ok(self.sync_refs(refs, &RefOptions { urgent: true, collect: true, ..Default::default() }, cancel, obs).await)
+    }
+
+    fn state_failed(&self, rep: &mut PassReport, e: &StateError, obs: &dyn Observer) {
+        tracing::error!(error = %e, "state store failed");
+        obs.event(&Event::StateFailed(e));
+        if rep.state_error.is_none() {
+            rep.state_error = Some(e.to_string());
+        }
+    }
+
+    fn finish(&self, mut rep: PassReport, started: Instant, calls_before: &std::collections::BTreeMap<String, u64>, obs: &dyn Observer) -> PassReport {
+        rep.api_calls = api_delta(calls_before, self.source.api_calls());
+        rep.elapsed_ms = started.elapsed().as_millis() as u64;
+        obs.event(&Event::PassFinished(&rep));
+        rep
+    }
+
+    async fn due_sweep(&self, ctx: &Ctx<'_>, rep: &mut PassReport) {
+        let mut after: Option<String> = None;
+        loop {
+            if ctx.cancel.is_cancelled() {
+                return;
+            }
+            let now = Utc::now();
+            let due = match state_call(&self.settings, ctx.cancel, || self.state.due(now, after.as_deref(), PAGE)).await {
+                Ok(d) => d,
+                Err(e) => {
+                    self.state_failed(rep, &e, ctx.obs);
+                    return;
+                }
+            };
+            let n = due.len();
+            after = due.last().map(|j| j.arn.clone());
+            let refs = due.into_iter().map(|j| JobRef { name: j.job, arn: Some(j.arn), last_modified: j.basis.last_modified, ..Default::default() }).collect();
+            self.process_page(refs, Vec::new(), ctx, rep).await;
+            if n < PAGE {
+                return;
+            }
+        }
+    }
+
+    /// Decides and works on one page; true when every job on it ended recorded or needed
+    /// nothing (so that the page's cursor may be saved).
+    pub(crate) async fn process_page(&self, refs: Vec<JobRef>, problems: Vec<ListingProblem>, ctx: &Ctx<'_>, rep: &mut PassReport) -> bool {
+        let arns: Vec<String> = refs.iter().filter_map(|r| r.arn.clone()).chain(problems.iter().filter_map(|p| p.arn.clone())).collect();
+        let states: HashMap<String, JobState> = match state_call(&self.settings, ctx.cancel, || self.state.jobs(&arns)).await {
+            Ok(v) => arns.iter().cloned().zip(v).filter_map(|(a, s)| s.map(|s| (a, s))).collect(),
+            Err(e) => {
+                self.state_failed(rep, &e, ctx.obs);
+                return false;
+            }
+        };
+        let now = Utc::now();
+        let mut items = Vec::new();
+        for r in refs {
+            let st = r.arn.as_ref().and_then(|a| states.get(a));
+            let d = if ctx.force { Decision::Process } else { decide(&r, st, &self.sinks, &self.config_digest, self.settings.on_ineligible, now, ctx.urgent) };
+            ctx.obs.event(&Event::Decided(d));
+            match d {
+                Decision::Done => rep.already_done += 1,
+                Decision::Later => rep.deferred += 1,
+                Decision::Process => items.push((Item::Ref(r), st.cloned())),
+            }
+        }
+        let mut all_recorded = true;
+        for p in problems {
+            if p.arn.is_some() {
+                let st = p.arn.as_ref().and_then(|a| states.get(a)).cloned();
+                items.push((Item::Problem(p), st));
+            } else {
+                // Not tied to a job the ledger could hold: reported, and the source lists it
+                // again next time.
+                let mut jr = JobReport::new(p.origin.clone(), None, Outcome::Failed);
+                jr.stage = Some(crate::error::Stage::Source);
+                jr.retryable = p.error.is_retryable();
+                jr.reason = Some(format!("source: {}", p.error.chain()));
+                self.account(rep, Handled::Report(jr), None, ctx);
+            }
+        }
+        let results: Vec<(Handled, Option<Outcome>)> = stream::iter(items)
+            .map(|(item, st)| async move {
+                let prior_in_pass = st.as_ref().filter(|s| s.pass.as_deref() == Some(ctx.pass.as_str())).map(|s| s.outcome);
+                (self.process_one(item, st, ctx).await, prior_in_pass)
+            })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        for (h, prior) in results {
+            let ok = match &h {
+                Handled::Done => true,
+                Handled::Busy(_) => false,
+                Handled::Report(r) => r.recorded || self.settings.dry_run,
+            };
+            all_recorded &= ok;
+            self.account(rep, h, prior, ctx);
+        }
+        all_recorded
+    }
+
+    fn account(&self, rep: &mut PassReport, h: Handled, prior_in_pass: Option<Outcome>, ctx: &Ctx<'_>) {
+        match h {
+            Handled::Done => rep.already_done += 1,
+            Handled::Busy(arn) => {
+                rep.busy += 1;
+                ctx.obs.event(&Event::Busy { arn: &arn });
+            }
+            Handled::Report(r) => {
+                ctx.obs.event(&Event::Job(&r));
+                // A job seen again in the same pass (it changed while the pass listed) counts
+                // once, with its latest outcome.
+                if let Some(prev) = prior_in_pass {
+                    if r.recorded {
+                        rep.count(prev, -1);
+                        if let Some(i) = rep.jobs.iter().position(|j| j.arn == r.arn) {
+                            rep.jobs.remove(i);
+                        }
+                    }
+                }
+                rep.count(r.outcome, 1);
+                let keep = ctx.collect || (matches!(r.outcome, Outcome::Failed | Outcome::Interrupted) && rep.jobs.len() < PassReport::MAX_KEPT);
+                if keep {
+                    rep.jobs.push(r);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! What a pass returns: one [`JobReport`] per job worked on and a [`PassReport`] with the counts.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Stage;
+use crate::model::Timestamp;
+use crate::sink::SinkReceipt;
+use crate::source::Cursor;
+use crate::state::Outcome;
+
+/// What happened to one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    /// Job name (or the origin of an unreadable listing entry).
+    pub job: String,
+    /// ARN, when known.
+    pub arn: Option<String>,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Why it was skipped, rejected, failed or interrupted (or a note for synced jobs).
+    pub reason: Option<String>,
+    /// The stage that failed, for failed jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// Receipts of the sinks written (or retracted) in this pass, also for failed jobs.
+    #[serde(default)]
+    pub receipts: Vec<SinkReceipt>,
+    /// Attempts made at the step that took the most.
+    pub attempts: u32,
+    /// The job's `LastModifiedTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<Timestamp>,
+    /// Whether the failure was retryable.
+    #[serde(default)]
+    pub retryable: bool,
+    /// The sinks whose write failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_sinks: Vec<String>,
+    /// Whether the job is now parked (left alone until its content changes or `sagesync retry`).
+    #[serde(default)]
+    pub parked: bool,
+    /// Whether the outcome is in the ledger.
+    #[serde(default)]
+    pub recorded: bool,
+}
+
+impl JobReport {
+    /// A report for `job` with `outcome` and nothing else.
+    pub fn new(job: impl Into<String>, arn: Option<String>, outcome: Outcome) -> Self {
+        JobReport { job: job.into(), arn, outcome, reason: None, stage: None, receipts: Vec::new(), attempts: 0, last_modified: None, retryable: false, failed_sinks: Vec::new(), parked: false, recorded: false }
+    }
+}
+
+/// A listing that failed after its retries. Not a job: the pass stops there and keeps its
+/// cursor, so the next pass resumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListingFailure {
+    /// What went wrong.
+    pub message: String,
+    /// Whether retrying later could help.
+    pub retryable: bool,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// The result of one pass (a poll, a reconciliation, a backfill, a set of jobs by name or
+/// event).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PassReport {
+    /// This pass's id.
+    pub pass: String,
+    /// The cursor key (`poll`, `reconcile`, `backfill:...`), empty for passes over given jobs.
+    pub key: String,
+    /// Distinct jobs synced.
+    pub synced: usize,
+    /// Distinct jobs skipped.
+    pub skipped: usize,
+    /// Distinct jobs rejected.
+    pub rejected: usize,
+    /// Distinct jobs (or unreadable entries) failed.
+    pub failed: usize,
+    /// Jobs interrupted (shutdown, deadline, lease lost): nothing recorded against them.
+    pub interrupted: usize,
+    /// Jobs listed that the ledger already had in their current state (no work).
+    pub already_done: usize,
+    /// Failed jobs listed before their retry time.
+    pub deferred: usize,
+    /// Jobs another writer held for longer than `lease_wait_secs`.
+    pub busy: usize,
+    /// Pages listed.
+    pub pages: usize,
+    /// Job reports: every one when the caller asked to collect them, else failed and
+    /// interrupted ones (at most [`PassReport::MAX_KEPT`]).
+    pub jobs: Vec<JobReport>,
+    /// Why the listing stopped early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing_error: Option<ListingFailure>,
+    /// The first state store error, if any (the cursor was then held back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
+    /// Remote API calls by operation during this pass.
+    pub api_calls: BTreeMap<String, u64>,
+    /// The cursor saved at the end (when the pass had a key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<Cursor>,
+    /// Whether the pass stopped early because it was cancelled.
+    pub cancelled: bool,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl PassReport {
+    /// How many reports are kept when not collecting all.
+    pub const MAX_KEPT: usize = 1000;
+
+    /// Distinct jobs with a final outcome.
+    pub fn total(&self) -> usize {
+        self.synced + self.skipped + self.rejected + self.failed
+    }
+
+    /// Whether anything failed: a job, the listing or the state store.
+    pub fn has_failures(&self) -> bool {
+        self.failed > 0 || self.listing_error.is_some() || self.state_error.is_some()
+    }
+
+    pub(crate) fn count(&mut self, outcome: Outcome, delta: isize) {
+        let c = match outcome {
+            Outcome::Synced => &mut self.synced,
+            Outcome::Skipped => &mut self.skipped,
+            Outcome::Rejected => &mut self.rejected,
+            Outcome::Failed => &mut self.failed,
+            Outcome::Interrupted => &mut self.interrupted,
+        };
+        *c = c.saturating_add_signed(delta);
+    }
+}

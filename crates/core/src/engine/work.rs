@@ -1,0 +1,393 @@
+//! One job's way through the engine, under its lease: fetch, validate, map, write to (or
+//! retract from) each sink that differs, commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::decide;
+use super::observer::Decision;
+use super::pass::Ctx;
+use super::report::JobReport;
+use super::steps::{pause, retry, state_call};
+use super::Engine;
+use crate::config::OnIneligible;
+use crate::error::{Stage, SyncError};
+use crate::model::{RunRecord, TrainingJob};
+use crate::sink::{SinkReceipt, WriteContext};
+use crate::source::{JobRef, ListingProblem};
+use crate::stage::Verdict;
+use crate::state::{Acquired, Basis, Delivery, JobState, Lease, Outcome, StateStore};
+
+/// A unit of work: a listed job, or an unreadable listing entry that names its job.
+pub(crate) enum Item {
+    Ref(JobRef),
+    Problem(ListingProblem),
+}
+
+impl Item {
+    fn key(&self) -> String {
+        match self {
+            Item::Ref(r) => r.key().to_string(),
+            Item::Problem(p) => p.arn.clone().unwrap_or_else(|| p.origin.clone()),
+        }
+    }
+    fn name(&self) -> String {
+        match self {
+            Item::Ref(r) => r.name.clone(),
+            Item::Problem(p) => p.job.clone().unwrap_or_else(|| p.origin.clone()),
+        }
+    }
+}
+
+/// How one job ended for the pass.
+pub(crate) enum Handled {
+    /// Decided again under the lease: nothing to do.
+    Done,
+    /// Another writer held it for longer than the lease wait.
+    Busy(String),
+    /// Worked on (or failed before it could be).
+    Report(JobReport),
+}
+
+enum Leased {
+    Granted(Lease, Option<JobState>),
+    Busy(String),
+    Cancelled,
+    Failed(String),
+}
+
+/// What the work produced: an entry to commit, or nothing (interrupted).
+enum Work {
+    Finished(Box<JobState>, JobReport),
+    Interrupted(JobReport),
+}
+
+fn interrupted(name: &str, arn: Option<&str>, why: &str) -> JobReport {
+    let mut r = JobReport::new(name, arn.map(str::to_string), Outcome::Interrupted);
+    r.reason = Some(format!("interrupted ({why}); nothing recorded, it will be picked up again"));
+    r
+}
+
+impl Engine {
+    /// Works on one job and commits its outcome under its lease.
+    pub(crate) async fn process_one(&self, item: Item, prior: Option<JobState>, ctx: &Ctx<'_>) -> Handled {
+        let name = item.name();
+        let _local = self.inflight.lock(&item.key()).await;
+        if ctx.cancel.is_cancelled() {
+            return Handled::Report(interrupted(&name, None, "stopping before it started"));
+        }
+        // A reference by name: fetch first to learn the ARN the ledger and the lease key on.
+        let mut fetched: Option<(TrainingJob, u32)> = None;
+        let arn = match &item {
+            Item::Problem(p) => p.arn.clone().unwrap_or_default(),
+            Item::Ref(r) => match &r.arn {
+                Some(a) => a.clone(),
+                None => match retry(&self.settings, ctx.cancel, ctx.deadline, || self.source.fetch(r)).await {
+                    Ok((job, attempts)) if !job.arn.is_empty() => {
+                        let a = job.arn.clone();
+                        fetched = Some((job, attempts));
+                        a
+                    }
+                    Ok((job, _)) => return Handled::Report(self.unrecorded_failure(&job.name, None, Stage::Source, &SyncError::Malformed { origin: format!("training job {}", job.name), message: "the source returned no ARN".into() })),
+                    Err((e, _)) if e.is_cancelled() => return Handled::Report(interrupted(&name, None, "cancelled while fetching")),
+                    Err((e, _)) => return Handled::Report(self.unrecorded_failure(&name, None, Stage::Source, &e)),
+                },
+            },
+        };
+        if self.settings.dry_run {
+            return match self.work(&item, fetched, prior.as_ref(), ctx, ctx.cancel).await {
+                Work::Finished(_, mut r) | Work::Interrupted(mut r) => {
+                    if r.outcome == Outcome::Synced {
+                        r.reason = Some("dry run: nothing written".into());
+                    }
+                    Handled::Report(r)
+                }
+            };
+        }
+        let (lease, fresh) = match self.lease(&arn, ctx).await {
+            Leased::Granted(l, s) => (l, s),
+            Leased::Busy(owner) => {
+                tracing::info!(job = %name, holder = %owner, "another writer holds the job; leaving it to them");
+                return Handled::Busy(arn);
+            }
+            Leased::Cancelled => return Handled::Report(interrupted(&name, Some(&arn), "cancelled while waiting for the job's lease")),
+            Leased::Failed(msg) => {
+                let mut r = JobReport::new(&name, Some(arn.clone()), Outcome::Failed);
+                r.stage = Some(Stage::State);
+                r.retryable = true;
+                r.reason = Some(format!("state: cannot take the job's lease: {msg}"));
+                return Handled::Report(r);
+            }
+        };
+        // Decide again with the entry read under the lease: another writer may have just
+        // finished this job.
+        if let (Item::Ref(r), false) = (&item, ctx.force) {
+            if fetched.is_none() && decide(r, fresh.as_ref(), &self.sinks, &self.config_digest, self.settings.on_ineligible, Utc::now(), ctx.urgent) != Decision::Process {
+                let _ = state_call(&self.settings, &CancellationToken::new(), || self.state.release(&lease)).await;
+                return Handled::Done;
+            }
+        }
+        let job_cancel = ctx.cancel.child_token();
+        let renewal = spawn_renewal(self.state.clone(), lease.clone(), self.settings.lease_ttl(), job_cancel.clone());
+        let work = self.work(&item, fetched, fresh.as_ref(), ctx, &job_cancel).await;
+        renewal.abort();
+        let lost = job_cancel.is_cancelled() && !ctx.cancel.is_cancelled();
+        match work {
+            Work::Interrupted(r) => {
+                let _ = state_call(&self.settings, &CancellationToken::new(), || self.state.release(&lease)).await;
+                Handled::Report(if lost { interrupted(&name, Some(&arn), "the job's lease was lost") } else { r })
+            }
+            Work::Finished(entry, mut report) => {
+                // Committed even while stopping: the sinks were written, the ledger must say so.
+                match state_call(&self.settings, &CancellationToken::new(), || self.state.commit(&lease, &entry)).await {
+                    Ok(true) => {
+                        report.recorded = true;
+                        Handled::Report(report)
+                    }
+                    Ok(false) => Handled::Report(interrupted(&name, Some(&arn), "the job's lease was taken over by another writer, which records it")),
+                    Err(e) => {
+                        tracing::error!(job = %name, error = %e, "cannot record the outcome; the job will be worked on again");
+                        report.outcome = Outcome::Failed;
+                        report.stage = Some(Stage::State);
+                        report.retryable = true;
+                        report.reason = Some(format!("state: cannot record the outcome: {e}"));
+                        report.recorded = false;
+                        Handled::Report(report)
+                    }
+                }
+            }
+        }
+    }
+
+    fn unrecorded_failure(&self, name: &str, arn: Option<String>, stage: Stage, e: &SyncError) -> JobReport {
+        let mut r = JobReport::new(name, arn, Outcome::Failed);
+        r.stage = Some(stage);
+        r.retryable = e.is_retryable();
+        r.reason = Some(format!("{stage}: {}", e.chain()));
+        r
+    }
+
+    /// Takes the job's lease, waiting (up to `lease_wait_secs`, the deadline or cancellation)
+    /// while another writer holds it.
+    async fn lease(&self, arn: &str, ctx: &Ctx<'_>) -> Leased {
+        let mut wait_until = Instant::now() + Duration::from_secs(self.settings.lease_wait_secs);
+        if let Some(d) = ctx.deadline {
+            wait_until = wait_until.min(d);
+        }
+        let mut delay = Duration::from_millis(25);
+        loop {
+            match state_call(&self.settings, ctx.cancel, || self.state.acquire(arn, &self.owner, self.settings.lease_ttl())).await {
+                Ok(Acquired::Granted { lease, state }) => return Leased::Granted(lease, state.map(|b| *b)),
+                Ok(Acquired::Held { owner, .. }) => {
+                    let left = wait_until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Leased::Busy(owner);
+                    }
+                    if !pause(delay.min(left), ctx.cancel, None).await {
+                        return Leased::Cancelled;
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(_) if ctx.cancel.is_cancelled() => return Leased::Cancelled,
+                Err(e) => return Leased::Failed(e.to_string()),
+            }
+        }
+    }
+
+    async fn validate_and_map(&self, job: &TrainingJob) -> Result<RunRecord, (Outcome, String)> {
+        for (id, v) in &self.validators {
+            match v.validate(job).await {
+                Verdict::Sync => {}
+                Verdict::Skip { reason } => return Err((Outcome::Skipped, reason)),
+                Verdict::Reject { problems } => return Err((Outcome::Rejected, format!("{}: {}", id, problems.join("; ")))),
+            }
+        }
+        self.mapper.map(job).await.map_err(|e| (Outcome::Rejected, format!("map: {}", e.chain())))
+    }
+
+    /// The entry and report of a job that ends with `outcome`.
+    #[allow(clippy::too_many_arguments)]
+    fn entry(&self, arn: &str, name: &str, basis: Basis, outcome: Outcome, reason: Option<String>, failure: Option<(&SyncError, Stage)>, record_digest: Option<String>, deliveries: BTreeMap<String, Delivery>, prior: Option<&JobState>, ctx: &Ctx<'_>) -> JobState {
+        let now = Utc::now();
+        let (attempts, parked, next_attempt_at) = match failure {
+            None => (0, false, None),
+            Some((e, _)) => {
+                // Tries count while the job's content stays the same.
+                let before = prior.filter(|p| p.outcome == Outcome::Failed && p.basis.last_modified == basis.last_modified).map(|p| p.attempts).unwrap_or(0);
+                let attempts = before.saturating_add(1);
+                // Only the job's own content parks it; the network, throttling or a store that is
+                // down never do.
+                let parked = !e.is_retryable() && attempts >= self.settings.max_job_attempts;
+                (attempts, parked, (!parked).then(|| now + self.settings.retry_delay(attempts)))
+            }
+        };
+        JobState { arn: arn.to_string(), job: name.to_string(), basis, outcome, reason, record_digest: record_digest.or_else(|| prior.and_then(|p| p.record_digest.clone())), deliveries, attempts, parked, next_attempt_at, pass: Some(ctx.pass.clone()), updated_at: now }
+    }
+
+    fn report_of(entry: &JobState, receipts: Vec<SinkReceipt>, failure: Option<(&SyncError, Stage)>, failed_sinks: Vec<String>, attempts: u32) -> JobReport {
+        let mut r = JobReport::new(&entry.job, Some(entry.arn.clone()), entry.outcome);
+        r.reason = entry.reason.clone();
+        r.receipts = receipts;
+        r.attempts = attempts;
+        r.last_modified = entry.basis.last_modified;
+        r.failed_sinks = failed_sinks;
+        r.parked = entry.parked;
+        if let Some((e, stage)) = failure {
+            r.stage = Some(stage);
+            r.retryable = e.is_retryable();
+        }
+        r
+    }
+
+    async fn work(&self, item: &Item, fetched: Option<(TrainingJob, u32)>, prior: Option<&JobState>, ctx: &Ctx<'_>, cancel: &CancellationToken) -> Work {
+        let r = match item {
+            Item::Problem(p) => {
+                let arn = p.arn.clone().unwrap_or_default();
+                let name = p.job.clone().unwrap_or_else(|| arn.rsplit('/').next().unwrap_or(&arn).to_string());
+                let basis = Basis { last_modified: p.last_modified, tags_digest: None, config_digest: self.config_digest.clone() };
+                let reason = Some(format!("source: {}: {}", p.origin, p.error.chain()));
+                let e = self.entry(&arn, &name, basis, Outcome::Failed, reason, Some((&p.error, Stage::Source)), None, prior.map(|p| p.deliveries.clone()).unwrap_or_default(), prior, ctx);
+                let rep = Self::report_of(&e, Vec::new(), Some((&p.error, Stage::Source)), Vec::new(), 1);
+                return Work::Finished(Box::new(e), rep);
+            }
+            Item::Ref(r) => r,
+        };
+        let (job, mut attempts) = match fetched {
+            Some(j) => j,
+            None => match retry(&self.settings, cancel, ctx.deadline, || self.source.fetch(r)).await {
+                Ok(j) => j,
+                Err((e, _)) if e.is_cancelled() => return Work::Interrupted(interrupted(&r.name, r.arn.as_deref(), "cancelled while fetching")),
+                Err((e, attempts)) => {
+                    tracing::warn!(job = %r.name, error = %e.chain(), "fetching the job failed");
+                    let arn = r.arn.clone().unwrap_or_default();
+                    let basis = Basis { last_modified: r.last_modified, tags_digest: r.tags.as_ref().map(crate::digest::of_tags), config_digest: self.config_digest.clone() };
+                    let reason = Some(format!("source: {}", e.chain()));
+                    let entry = self.entry(&arn, &r.name, basis, Outcome::Failed, reason, Some((&e, Stage::Source)), None, prior.map(|p| p.deliveries.clone()).unwrap_or_default(), prior, ctx);
+                    let rep = Self::report_of(&entry, Vec::new(), Some((&e, Stage::Source)), Vec::new(), attempts);
+                    return Work::Finished(Box::new(entry), rep);
+                }
+            },
+        };
+        let basis = Basis { last_modified: job.last_modified_time, tags_digest: Some(crate::digest::of_tags(&job.tags)), config_digest: self.config_digest.clone() };
+        // Deliveries to sinks that are no longer configured are forgotten.
+        let mut deliveries: BTreeMap<String, Delivery> = prior.map(|p| p.deliveries.clone()).unwrap_or_default().into_iter().filter(|(id, _)| self.sinks.iter().any(|s| &s.id == id)).collect();
+        let mut receipts = Vec::new();
+        let mut failures: Vec<(String, SyncError)> = Vec::new();
+        let verdict = self.validate_and_map(&job).await;
+        let (outcome, reason, record_digest) = match verdict {
+            Ok(record) => {
+                let digest = crate::digest::of_json(&record);
+                if self.settings.dry_run {
+                    let e = self.entry(&job.arn, &job.name, basis, Outcome::Synced, None, None, Some(digest), deliveries, prior, ctx);
+                    return Work::Finished(Box::new(e.clone()), Self::report_of(&e, Vec::new(), None, Vec::new(), attempts));
+                }
+                let writes = self.sinks.iter().filter(|s| ctx.force || !deliveries.get(&s.id).is_some_and(|d| d.record_digest == digest && d.sink_digest == s.digest)).map(|s| {
+                    let record = &record;
+                    let cx = WriteContext::new().with_previous(deliveries.get(&s.id).map(|d| d.receipt.clone())).with_deadline(ctx.deadline);
+                    async move {
+                        let res = retry(&self.settings, cancel, ctx.deadline, || s.sink.upsert(record, &cx)).await;
+                        (s, res)
+                    }
+                });
+                for (s, res) in futures::future::join_all(writes).await {
+                    match res {
+                        Ok((mut receipt, a)) => {
+                            attempts = attempts.max(a);
+                            receipt.sink = s.id.clone();
+                            deliveries.insert(s.id.clone(), Delivery { record_digest: digest.clone(), sink_digest: s.digest.clone(), receipt: receipt.clone(), at: Utc::now() });
+                            receipts.push(receipt);
+                        }
+                        Err((e, a)) => {
+                            attempts = attempts.max(a);
+                            failures.push((s.id.clone(), e));
+                        }
+                    }
+                }
+                (Outcome::Synced, None, Some(digest))
+            }
+            Err((outcome, reason)) => {
+                tracing::info!(job = %job.name, outcome = outcome.as_str(), reason = %reason, "job not synced");
+                if self.settings.on_ineligible == OnIneligible::Retract && !self.settings.dry_run {
+                    let held: Vec<(String, SinkReceipt)> = deliveries.iter().map(|(id, d)| (id.clone(), d.receipt.clone())).collect();
+                    for (id, previous) in held {
+                        let Some(s) = self.sinks.iter().find(|s| s.id == id) else { continue };
+                        let cx = WriteContext::new().with_previous(Some(previous)).with_deadline(ctx.deadline);
+                        match retry(&self.settings, cancel, ctx.deadline, || s.sink.retract(&job.arn, &cx)).await {
+                            Ok((receipt, a)) => {
+                                attempts = attempts.max(a);
+                                deliveries.remove(&id);
+                                if let Some(mut rc) = receipt {
+                                    rc.sink = id.clone();
+                                    receipts.push(rc);
+                                }
+                            }
+                            Err((e, a)) => {
+                                attempts = attempts.max(a);
+                                failures.push((id, e));
+                            }
+                        }
+                    }
+                }
+                (outcome, Some(reason), None)
+            }
+        };
+        if failures.iter().any(|(_, e)| e.is_cancelled()) {
+            // Whatever was written is idempotent: the next attempt finds it.
+            return Work::Interrupted(interrupted(&job.name, Some(&job.arn), "cancelled during a sink write"));
+        }
+        if failures.is_empty() {
+            if outcome == Outcome::Synced {
+                tracing::info!(job = %job.name, "job synced");
+            }
+            let e = self.entry(&job.arn, &job.name, basis, outcome, reason, None, record_digest, deliveries, prior, ctx);
+            let rep = Self::report_of(&e, receipts, None, Vec::new(), attempts);
+            return Work::Finished(Box::new(e), rep);
+        }
+        // The most hopeful failure decides: if any sink may succeed later, the job is retried
+        // rather than parked.
+        let worst = failures.iter().find(|(_, e)| e.is_retryable()).or(failures.first()).map(|(_, e)| e).unwrap_or(&SyncError::Cancelled);
+        let what = if outcome == Outcome::Synced { "" } else { "retracting: " };
+        let mut text = failures.iter().map(|(id, e)| format!("sink `{id}`: {what}{}", e.chain())).collect::<Vec<_>>().join("; ");
+        if !receipts.is_empty() {
+            text.push_str(&format!(" (written to: {})", receipts.iter().map(|r| r.sink.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        for (id, e) in &failures {
+            tracing::warn!(job = %job.name, sink = %id, error = %e.chain(), "sink write failed");
+        }
+        let failed_sinks = failures.iter().map(|(id, _)| id.clone()).collect();
+        let err = SyncError::Transient { message: String::new(), source: None };
+        let cause = if worst.is_retryable() { &err } else { worst };
+        let e = self.entry(&job.arn, &job.name, basis, Outcome::Failed, Some(text), Some((cause, Stage::Sink)), record_digest, deliveries, prior, ctx);
+        let rep = Self::report_of(&e, receipts, Some((cause, Stage::Sink)), failed_sinks, attempts);
+        Work::Finished(Box::new(e), rep)
+    }
+}
+
+/// Renews a lease every third of its TTL until aborted; cancels `job` when the lease is lost.
+fn spawn_renewal(state: Arc<dyn StateStore>, lease: Lease, ttl: Duration, job: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = (ttl / 3).max(Duration::from_millis(50));
+        let mut valid_until = Instant::now() + ttl;
+        loop {
+            tokio::time::sleep(every).await;
+            match state.renew(&lease, ttl).await {
+                Ok(true) => valid_until = Instant::now() + ttl,
+                Ok(false) => {
+                    tracing::warn!(arn = %lease.arn, "lease lost: stopping work on the job");
+                    job.cancel();
+                    return;
+                }
+                Err(e) if Instant::now() >= valid_until => {
+                    tracing::warn!(arn = %lease.arn, error = %e, "cannot renew the lease before it lapsed: stopping work on the job");
+                    job.cancel();
+                    return;
+                }
+                Err(e) => tracing::debug!(arn = %lease.arn, error = %e, "lease renewal failed; retrying"),
+            }
+        }
+    })
+}

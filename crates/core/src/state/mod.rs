@@ -1,0 +1,256 @@
+//! The ledger and the leases, behind [`StateStore`].
+//!
+//! The ledger is the truth about what has been synced: one [`JobState`] per job ARN, holding what
+//! the last decision was based on ([`Basis`]: `LastModifiedTime`, a digest of the tags, a digest
+//! of the configuration), its outcome, and one [`Delivery`] per sink. A pass re-lists jobs
+//! (cheaply, guided by a [`Cursor`] hint) and works on every job whose state differs from the
+//! ledger. A per-job [`Lease`] with a fencing counter makes sure one writer works on a job at a
+//! time, across threads, processes and machines.
+//!
+//! Implementations: [`MemoryState`] here (`[state] type = "memory"`), SQLite in
+//! `sagesync-state-sqlite`, DynamoDB in `sagesync-state-dynamodb`. Every implementation passes
+//! the shared [`conformance`] suite.
+
+pub mod conformance;
+mod memory;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Timestamp;
+use crate::sink::SinkReceipt;
+use crate::source::Cursor;
+
+pub use memory::{MemoryState, MemoryStateConfig};
+
+/// A job's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Written to every sink (or would be, in a dry run).
+    Synced,
+    /// Not meant to be synced.
+    Skipped,
+    /// Meant to be synced but unusable.
+    Rejected,
+    /// Something failed after retries.
+    Failed,
+    /// Stopped before it finished (shutdown, deadline, lease lost). Reported, never recorded:
+    /// an interruption is not a verdict.
+    Interrupted,
+}
+
+impl Outcome {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Synced => "synced",
+            Outcome::Skipped => "skipped",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+    /// Parses [`Outcome::as_str`].
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "synced" => Outcome::Synced,
+            "skipped" => Outcome::Skipped,
+            "rejected" => Outcome::Rejected,
+            "failed" => Outcome::Failed,
+            "interrupted" => Outcome::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+/// What a decision about a job was based on. When any part differs from what a listing now
+/// shows, the job is decided again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Basis {
+    /// The job's `LastModifiedTime`.
+    pub last_modified: Option<Timestamp>,
+    /// Digest of the job's tags (order-independent). AddTags does not move `LastModifiedTime`.
+    pub tags_digest: Option<String>,
+    /// Digest of the configuration that shapes decisions and records (validators, mapper,
+    /// shared sections, the source's record options).
+    pub config_digest: String,
+}
+
+/// What one sink holds for a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Digest of the record written.
+    pub record_digest: String,
+    /// Digest of the sink's configuration at the time.
+    pub sink_digest: String,
+    /// The sink's receipt (its ids for the record).
+    pub receipt: SinkReceipt,
+    /// When it was written.
+    pub at: Timestamp,
+}
+
+/// One job in the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// Job ARN (the key).
+    pub arn: String,
+    /// Job name.
+    pub job: String,
+    /// What the last decision was based on.
+    pub basis: Basis,
+    /// Last outcome (never [`Outcome::Interrupted`]).
+    pub outcome: Outcome,
+    /// Why it was skipped, rejected or failed.
+    pub reason: Option<String>,
+    /// Digest of the record the last successful mapping produced.
+    pub record_digest: Option<String>,
+    /// What each sink holds, by sink id.
+    pub deliveries: BTreeMap<String, Delivery>,
+    /// Consecutive failed attempts (0 after a success).
+    pub attempts: u32,
+    /// Failed on the job's own content too often: left alone until its content changes or
+    /// `sagesync retry`.
+    pub parked: bool,
+    /// Earliest time to retry a failed job.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Id of the pass that wrote this entry.
+    pub pass: Option<String>,
+    /// When the entry was written.
+    pub updated_at: Timestamp,
+}
+
+/// A writer's claim on one job. `fence` grows by one with every grant, so a writer whose lease
+/// expired and was taken over cannot record its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The job.
+    pub arn: String,
+    /// Who holds it (`host:pid:nonce`).
+    pub owner: String,
+    /// The fencing counter of this grant.
+    pub fence: u64,
+    /// When it lapses unless renewed.
+    pub expires_at: Timestamp,
+}
+
+/// The answer to [`StateStore::acquire`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acquired {
+    /// The lease is ours; `state` is the job's ledger entry read under it (decide again with it).
+    Granted {
+        /// The lease.
+        lease: Lease,
+        /// The entry, if the job is in the ledger.
+        state: Option<Box<JobState>>,
+    },
+    /// Another writer holds the job.
+    Held {
+        /// The holder.
+        owner: String,
+        /// When its lease lapses.
+        expires_at: Timestamp,
+    },
+}
+
+/// Counts by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerCounts {
+    /// Synced.
+    pub synced: u64,
+    /// Skipped.
+    pub skipped: u64,
+    /// Rejected.
+    pub rejected: u64,
+    /// Failed (including parked).
+    pub failed: u64,
+    /// Parked.
+    pub parked: u64,
+}
+
+impl LedgerCounts {
+    /// Every job.
+    pub fn total(&self) -> u64 {
+        self.synced + self.skipped + self.rejected + self.failed
+    }
+}
+
+/// State store errors. None of them names the storage's own types.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store cannot be used at all (not a sagesync store, damaged, a newer schema). Left
+    /// untouched.
+    #[error("{location}: {message}")]
+    Unusable {
+        /// Where (`sqlite state.db`, `dynamodb table sagesync`).
+        location: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A read or write failed.
+    #[error("{location}: {message}")]
+    Backend {
+        /// Where.
+        location: String,
+        /// What happened.
+        message: String,
+        /// Whether retrying could help (busy, throttled, unreachable).
+        retryable: bool,
+    },
+    /// A stored value could not be read back.
+    #[error("{location}: unreadable stored value: {message}")]
+    Decode {
+        /// Where.
+        location: String,
+        /// What.
+        message: String,
+    },
+}
+
+impl StateError {
+    /// Whether retrying could help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StateError::Backend { retryable: true, .. })
+    }
+}
+
+/// Where the ledger, the cursors and the leases live. Every method is async; implementations
+/// keep blocking I/O off the async worker threads.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Where the state is, for messages (`sqlite state.db`).
+    fn location(&self) -> String;
+    /// Whether the state outlives the process (a memory store does not).
+    fn persistent(&self) -> bool {
+        true
+    }
+    /// The saved cursor of a pass key.
+    async fn cursor(&self, key: &str) -> Result<Option<Cursor>, StateError>;
+    /// Saves the cursor of a pass key.
+    async fn save_cursor(&self, key: &str, cursor: &Cursor) -> Result<(), StateError>;
+    /// Every saved cursor, by key.
+    async fn cursors(&self) -> Result<Vec<(String, Cursor)>, StateError>;
+    /// The entries of these jobs, in the same order (`None` for jobs not in the ledger).
+    async fn jobs(&self, arns: &[String]) -> Result<Vec<Option<JobState>>, StateError>;
+    /// Claims a job for `ttl`, unless another writer holds an unexpired lease.
+    async fn acquire(&self, arn: &str, owner: &str, ttl: Duration) -> Result<Acquired, StateError>;
+    /// Extends a lease; `false` when it was lost (expired and taken over).
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, StateError>;
+    /// Writes the job's entry (replacing it, deliveries included) and releases the lease, only if
+    /// the lease is still this writer's; `false` (nothing written) when it was taken over.
+    async fn commit(&self, lease: &Lease, entry: &JobState) -> Result<bool, StateError>;
+    /// Releases a lease without recording anything (an interrupted job).
+    async fn release(&self, lease: &Lease) -> Result<(), StateError>;
+    /// Failed, unparked jobs whose retry time has come, in ARN order after `after`.
+    async fn due(&self, now: Timestamp, after: Option<&str>, limit: usize) -> Result<Vec<JobState>, StateError>;
+    /// Failed jobs (parked or not), in ARN order after `after`.
+    async fn failed(&self, after: Option<&str>, limit: usize) -> Result<Vec<JobState>, StateError>;
+    /// Makes failed jobs due now and unparks them: those named (by name or ARN), or every failed
+    /// job when `jobs` is empty. Returns their ARNs.
+    async fn unpark(&self, jobs: &[String]) -> Result<Vec<String>, StateError>;
+    /// Counts by outcome.
+    async fn counts(&self) -> Result<LedgerCounts, StateError>;
+}

@@ -1,0 +1,524 @@
+//! Engine tests: retries, the concurrency bound, isolation of bad jobs, decisions against the
+//! ledger (tags, new sinks, retraction), pages and cursors, interruption, leases between two
+//! engines on one store. The source and sinks here are in-memory plugins written for the test:
+//! the engine's own contract, not a stand-in for a real store.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::TimeZone;
+use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
+use sagesync_core::config::PipelineSettings;
+use sagesync_core::*;
+
+fn tagged() -> Tags {
+    [("MODEL_DB_SYNC", "1"), ("MODEL_DB_PROJECT_NAME", "p"), ("MODEL_DB_PROJECT_USER", "u"), ("MODEL_DB_PROJECT_DESC", "d"), ("MODEL_DB_MODEL_NAME", "m"), ("MODEL_DB_MODEL_TYPE", "t")].into_iter().collect()
+}
+
+fn job(i: usize, status: &str) -> TrainingJob {
+    let mut j = TrainingJob::new(format!("job-{i}"), format!("arn:aws:sagemaker:us-east-1:1:training-job/job-{i}"), status);
+    j.last_modified_time = Some(chrono::Utc.timestamp_opt(1_700_000_000 + i as i64, 0).unwrap());
+    j.tags = tagged();
+    j
+}
+
+/// Jobs in memory, listed in pages of `page` by keyset on LastModifiedTime; `with_tags` makes
+/// references carry the tags (like Search), else only times (like ListTrainingJobs). Jobs can be
+/// changed between pages with `edit`.
+struct MemSource {
+    jobs: Mutex<Vec<TrainingJob>>,
+    missing: Vec<String>,
+    fetches: AtomicUsize,
+    lists: AtomicUsize,
+    page: usize,
+    with_tags: bool,
+    on_page: Mutex<Option<Box<dyn FnMut(usize, &mut Vec<TrainingJob>) + Send>>>,
+}
+
+impl MemSource {
+    fn new(jobs: Vec<TrainingJob>) -> Self {
+        MemSource { jobs: Mutex::new(jobs), missing: vec![], fetches: AtomicUsize::new(0), lists: AtomicUsize::new(0), page: 100, with_tags: false, on_page: Mutex::new(None) }
+    }
+    fn edit(&self, f: impl FnOnce(&mut Vec<TrainingJob>)) {
+        f(&mut self.jobs.lock().unwrap());
+    }
+}
+
+#[async_trait]
+impl Source for MemSource {
+    async fn list(&self, _scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
+        let n = self.lists.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.jobs.lock().unwrap();
+        if let Some(f) = self.on_page.lock().unwrap().as_mut() {
+            f(n, &mut g);
+        }
+        let mut all: Vec<&TrainingJob> = g.iter().filter(|j| !cursor.covers(j.last_modified_time, &j.arn)).collect();
+        all.sort_by(|a, b| (a.last_modified_time, &a.arn).cmp(&(b.last_modified_time, &b.arn)));
+        let done = all.len() <= self.page;
+        let mut next = cursor.clone();
+        let jobs = all
+            .into_iter()
+            .take(self.page)
+            .map(|j| {
+                next.advance(j.last_modified_time, &j.arn);
+                JobRef { name: j.name.clone(), arn: Some(j.arn.clone()), last_modified: j.last_modified_time, tags: self.with_tags.then(|| j.tags.clone()), ..Default::default() }
+            })
+            .collect();
+        if done {
+            next = Cursor::default();
+        }
+        Ok(Page { jobs, problems: vec![], next, done })
+    }
+    async fn fetch(&self, r: &JobRef) -> Result<TrainingJob, SyncError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        if self.missing.contains(&r.name) {
+            return Err(SyncError::NotFound(r.name.clone()));
+        }
+        self.jobs.lock().unwrap().iter().find(|j| Some(&j.arn) == r.arn.as_ref() || j.name == r.name).cloned().ok_or_else(|| SyncError::NotFound(r.name.clone()))
+    }
+    fn api_calls(&self) -> BTreeMap<String, u64> {
+        [("Fetch".to_string(), self.fetches.load(Ordering::SeqCst) as u64)].into()
+    }
+}
+
+/// Stores records by ARN; fails transiently `flaky` times per run name, permanently for
+/// `broken`; `down` makes every call fail transiently.
+#[derive(Default)]
+struct MemSink {
+    stored: Mutex<BTreeMap<String, RunRecord>>,
+    calls: Mutex<BTreeMap<String, usize>>,
+    writes: AtomicUsize,
+    retracts: AtomicUsize,
+    flaky: usize,
+    broken: Vec<String>,
+    down: std::sync::atomic::AtomicBool,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    delay_ms: u64,
+}
+
+#[async_trait]
+impl Sink for MemSink {
+    async fn upsert(&self, r: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let n = {
+            let mut c = self.calls.lock().unwrap();
+            let n = c.entry(r.run.name.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if self.down.load(Ordering::SeqCst) {
+            return Err(SyncError::transient("store down"));
+        }
+        if self.broken.contains(&r.run.name) {
+            return Err(SyncError::permanent("store says no"));
+        }
+        if n <= self.flaky {
+            return Err(SyncError::transient("connection reset"));
+        }
+        let mut s = self.stored.lock().unwrap();
+        let kind = match s.insert(r.run.external_id.clone(), r.clone()) {
+            None => WriteKind::Created,
+            Some(old) if &old == r => WriteKind::Unchanged,
+            Some(_) => WriteKind::Updated,
+        };
+        if kind != WriteKind::Unchanged {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(SinkReceipt::new(kind).id("run", &r.run.external_id))
+    }
+    async fn retract(&self, arn: &str, _cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
+        self.retracts.fetch_add(1, Ordering::SeqCst);
+        let removed = self.stored.lock().unwrap().remove(arn).is_some();
+        Ok(Some(SinkReceipt::new(if removed { WriteKind::Removed } else { WriteKind::Unchanged })))
+    }
+}
+
+fn fast() -> PipelineSettings {
+    PipelineSettings { concurrency: 3, max_attempts: 4, initial_backoff_ms: 1, max_backoff_ms: 5, retry_backoff_secs: 1, max_retry_backoff_secs: 1, ..Default::default() }
+}
+
+fn engine_with(source: Arc<MemSource>, sinks: Vec<(&str, Arc<MemSink>)>, settings: PipelineSettings, state: Arc<dyn StateStore>) -> Engine {
+    let mut b = Engine::builder()
+        .source_arc(source)
+        .validator("required_tags", RequiredTags::new(&TagKeys::default()))
+        .validator("status", StatusFilter::new(["Completed"]))
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .settings(settings)
+        .state(state);
+    for (id, s) in sinks {
+        b = b.sink_arc(id, s);
+    }
+    b.build().unwrap()
+}
+
+fn engine(source: Arc<MemSource>, sinks: Vec<(&str, Arc<MemSink>)>, settings: PipelineSettings) -> Engine {
+    engine_with(source, sinks, settings, Arc::new(MemoryState::new()))
+}
+
+async fn poll(e: &Engine) -> PassReport {
+    e.pass(&PassRequest::poll().collecting(), &CancellationToken::new(), &NoObserver).await
+}
+
+fn by_name(r: &PassReport) -> BTreeMap<String, &JobReport> {
+    r.jobs.iter().map(|j| (j.job.clone(), j)).collect()
+}
+
+#[tokio::test]
+async fn retries_transient_errors_and_isolates_bad_jobs() {
+    let mut jobs: Vec<TrainingJob> = (0..10).map(|i| job(i, "Completed")).collect();
+    jobs[3].status = "Failed".into();
+    jobs[4].tags.0.retain(|t| t.key != "MODEL_DB_MODEL_TYPE");
+    let sink = Arc::new(MemSink { flaky: 2, broken: vec!["job-7".into()], ..Default::default() });
+    let mut src = MemSource::new(jobs);
+    src.missing = vec!["job-8".into()];
+    let src = Arc::new(src);
+    let e = engine(src.clone(), vec![("mem", sink.clone())], fast());
+    let s = poll(&e).await;
+    assert_eq!((s.synced, s.skipped, s.rejected, s.failed), (6, 1, 1, 2), "{:#?}", s.jobs);
+    let j = by_name(&s);
+    assert_eq!(j["job-0"].attempts, 3, "two transient failures, then success");
+    assert_eq!(j["job-7"].stage, Some(Stage::Sink));
+    assert!(j["job-7"].reason.as_deref().unwrap().contains("store says no"));
+    assert!(!j["job-7"].parked, "one permanent failure does not park yet (max_job_attempts = 5)");
+    assert_eq!(sink.calls.lock().unwrap()["job-7"], 1, "permanent errors are not retried within a try");
+    assert_eq!(j["job-8"].stage, Some(Stage::Source));
+    assert!(j["job-8"].reason.as_deref().unwrap().contains("job not found"));
+    assert_eq!(s.api_calls["Fetch"], 10);
+    assert_eq!(sink.stored.lock().unwrap().len(), 6);
+    assert!(s.jobs.iter().all(|j| j.recorded), "every outcome is in the ledger");
+    // The failures are in the ledger: the cursor moved on, and the next poll re-drives them when
+    // their retry time has come.
+    let st = e.state().jobs(&[job(7, "").arn]).await.unwrap().remove(0).unwrap();
+    assert_eq!((st.outcome, st.attempts), (Outcome::Failed, 1));
+    assert!(st.next_attempt_at.is_some());
+}
+
+#[tokio::test]
+async fn permanent_failures_park_after_max_job_attempts_and_retryable_ones_never_do() {
+    let sink = Arc::new(MemSink { broken: vec!["job-1".into()], ..Default::default() });
+    let src = Arc::new(MemSource::new(vec![job(1, "Completed"), job(2, "Completed")]));
+    let settings = PipelineSettings { max_job_attempts: 3, ..fast() };
+    let e = engine(src.clone(), vec![("mem", sink.clone())], settings);
+    let opts = RefOptions { urgent: true, collect: true, ..Default::default() };
+    let refs = || vec![JobRef { name: "job-1".into(), arn: Some(job(1, "").arn), ..Default::default() }];
+    for i in 1..=3 {
+        let r = e.sync_refs(refs(), &opts, &CancellationToken::new(), &NoObserver).await;
+        assert_eq!(r.jobs[0].parked, i == 3, "try {i}");
+    }
+    // Parked: a poll leaves it alone.
+    let p = poll(&e).await;
+    assert_eq!(p.synced, 1);
+    assert_eq!(sink.calls.lock().unwrap()["job-1"], 3);
+    // A store that is down is not the job's fault: never parked.
+    sink.down.store(true, Ordering::SeqCst);
+    for _ in 0..5 {
+        let r = e.sync_refs(vec![JobRef { name: "job-2".into(), arn: Some(job(2, "").arn), ..Default::default() }], &RefOptions { force: true, urgent: true, collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+        assert!(r.jobs[0].retryable && !r.jobs[0].parked);
+    }
+    let st = e.state().jobs(&[job(2, "").arn]).await.unwrap().remove(0).unwrap();
+    assert_eq!((st.attempts, st.parked), (5, false));
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let sink = Arc::new(MemSink { delay_ms: 20, ..Default::default() });
+    let src = Arc::new(MemSource::new((0..12).map(|i| job(i, "Completed")).collect()));
+    let e = engine(src, vec![("mem", sink.clone())], fast());
+    let s = poll(&e).await;
+    assert_eq!(s.synced, 12);
+    let max = sink.max_in_flight.load(Ordering::SeqCst);
+    assert!(max <= 3, "at most `concurrency` jobs at once, saw {max}");
+    assert!(max >= 2, "jobs do run concurrently, saw {max}");
+}
+
+#[tokio::test]
+async fn the_ledger_decides_a_second_pass_does_nothing() {
+    let sink = Arc::new(MemSink::default());
+    let src = Arc::new(MemSource::new((0..5).map(|i| job(i, "Completed")).collect()));
+    let e = engine(src.clone(), vec![("mem", sink.clone())], fast());
+    assert_eq!(poll(&e).await.synced, 5);
+    let fetches = src.fetches.load(Ordering::SeqCst);
+    let s2 = poll(&e).await;
+    assert_eq!((s2.total(), s2.already_done), (0, 5));
+    assert_eq!(src.fetches.load(Ordering::SeqCst), fetches, "nothing fetched again");
+    // A modified job is worked on again, alone.
+    src.edit(|j| j[2].last_modified_time = Some(chrono::Utc.timestamp_opt(1_800_000_000, 0).unwrap()));
+    let s3 = poll(&e).await;
+    assert_eq!((s3.synced, s3.already_done), (1, 4));
+    let calls = sink.calls.lock().unwrap();
+    assert_eq!(calls["job-2"], 2);
+    assert_eq!(calls.values().sum::<usize>(), 6, "only the modified job was written again");
+}
+
+#[tokio::test]
+async fn tag_changes_new_sinks_and_untagging_converge() {
+    let file = Arc::new(MemSink::default());
+    let mut src = MemSource::new(vec![job(1, "Completed"), job(2, "Completed")]);
+    src.with_tags = true;
+    let src = Arc::new(src);
+    src.edit(|j| j[1].tags.0.retain(|t| t.key != "MODEL_DB_SYNC"));
+    let state: Arc<dyn StateStore> = Arc::new(MemoryState::new());
+    let e = engine_with(src.clone(), vec![("file", file.clone())], fast(), state.clone());
+    let s = poll(&e).await;
+    assert_eq!((s.synced, s.skipped), (1, 1));
+    // Tagged afterwards, without moving LastModifiedTime (AddTags does not).
+    src.edit(|j| j[1].tags = tagged());
+    let s = poll(&e).await;
+    assert_eq!((s.synced, s.already_done), (1, 1), "{:#?}", s.jobs);
+    assert_eq!(file.stored.lock().unwrap().len(), 2);
+    // A sink added to the config: only it is written.
+    let v1 = Arc::new(MemSink::default());
+    let e2 = engine_with(src.clone(), vec![("file", file.clone()), ("v1", v1.clone())], fast(), state.clone());
+    let s = poll(&e2).await;
+    assert_eq!(s.synced, 2);
+    assert_eq!(v1.stored.lock().unwrap().len(), 2);
+    assert_eq!(file.calls.lock().unwrap().values().sum::<usize>(), 2, "the file sink already held both: not called again");
+    // Untagged: its records are retracted from every sink.
+    src.edit(|j| j[0].tags.0.retain(|t| t.key != "MODEL_DB_SYNC"));
+    let s = poll(&e2).await;
+    assert_eq!(s.skipped, 1);
+    assert_eq!(by_name(&s)["job-1"].receipts.iter().map(|r| r.write).collect::<Vec<_>>(), [WriteKind::Removed, WriteKind::Removed]);
+    assert!(!file.stored.lock().unwrap().contains_key(&job(1, "").arn));
+    assert!(!v1.stored.lock().unwrap().contains_key(&job(1, "").arn));
+    assert_eq!(poll(&e2).await.already_done, 2, "and then nothing more to do");
+}
+
+#[tokio::test]
+async fn a_job_that_changes_while_listed_is_counted_once_and_nothing_is_lost() {
+    // Pages of 1 by keyset; while page 2 is listed the first job moves to the end.
+    let sink = Arc::new(MemSink::default());
+    let mut src = MemSource::new((0..6).map(|i| job(i, "Completed")).collect());
+    src.page = 1;
+    *src.on_page.lock().unwrap() = Some(Box::new(|n, jobs: &mut Vec<TrainingJob>| {
+        if n == 2 {
+            jobs[0].last_modified_time = Some(chrono::Utc.timestamp_opt(1_900_000_000, 0).unwrap());
+            jobs[0].hyperparameters.insert("eta".into(), "0.3".into());
+        }
+    }));
+    let src = Arc::new(src);
+    let e = engine(src.clone(), vec![("mem", sink.clone())], fast());
+    let s = poll(&e).await;
+    assert_eq!(s.synced, 6, "six distinct jobs: {:#?}", s.jobs);
+    assert_eq!(s.jobs.len(), 6);
+    let stored = sink.stored.lock().unwrap();
+    assert_eq!(stored.len(), 6, "every job written");
+    assert_eq!(stored[&job(0, "").arn].hyperparameters.len(), 1, "the moved job's latest state is what the sink holds");
+}
+
+#[tokio::test]
+async fn duplicate_refs_of_one_job_never_run_concurrently() {
+    let sink = Arc::new(MemSink { delay_ms: 15, ..Default::default() });
+    let j = job(1, "Completed");
+    let src = Arc::new(MemSource::new(vec![j.clone()]));
+    let e = engine(src, vec![("mem", sink.clone())], fast());
+    let refs: Vec<JobRef> = (0..3).map(|_| JobRef::with_job(j.clone(), None)).collect();
+    let r = e.sync_refs(refs, &RefOptions { collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!((r.synced, r.already_done), (1, 2), "{r:#?}");
+    assert_eq!(sink.max_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(sink.calls.lock().unwrap()["job-1"], 1);
+}
+
+#[tokio::test]
+async fn two_engines_on_one_store_write_each_job_once() {
+    let sink = Arc::new(MemSink { delay_ms: 5, ..Default::default() });
+    let src = Arc::new(MemSource::new((0..40).map(|i| job(i, "Completed")).collect()));
+    let state: Arc<dyn StateStore> = Arc::new(MemoryState::new());
+    let a = engine_with(src.clone(), vec![("mem", sink.clone())], fast(), state.clone());
+    let b = engine_with(src.clone(), vec![("mem", sink.clone())], fast(), state.clone());
+    let (ra, rb) = tokio::join!(poll(&a), poll(&b));
+    assert_eq!(ra.synced + rb.synced, 40, "a: {} b: {}", ra.synced, rb.synced);
+    assert_eq!(sink.writes.load(Ordering::SeqCst), 40);
+    assert_eq!(sink.calls.lock().unwrap().values().sum::<usize>(), 40, "one write per job");
+}
+
+/// A store whose renewals fail: the lease lapses while the job is being written.
+struct NoRenew(MemoryState);
+
+#[async_trait]
+impl StateStore for NoRenew {
+    fn location(&self) -> String {
+        self.0.location()
+    }
+    async fn cursor(&self, k: &str) -> Result<Option<Cursor>, StateError> {
+        self.0.cursor(k).await
+    }
+    async fn save_cursor(&self, k: &str, c: &Cursor) -> Result<(), StateError> {
+        self.0.save_cursor(k, c).await
+    }
+    async fn cursors(&self) -> Result<Vec<(String, Cursor)>, StateError> {
+        self.0.cursors().await
+    }
+    async fn jobs(&self, a: &[String]) -> Result<Vec<Option<JobState>>, StateError> {
+        self.0.jobs(a).await
+    }
+    async fn acquire(&self, a: &str, o: &str, t: Duration) -> Result<Acquired, StateError> {
+        self.0.acquire(a, o, t).await
+    }
+    async fn renew(&self, _: &Lease, _: Duration) -> Result<bool, StateError> {
+        Err(StateError::Backend { location: "test".into(), message: "renewals are switched off".into(), retryable: true })
+    }
+    async fn commit(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
+        self.0.commit(l, e).await
+    }
+    async fn release(&self, l: &Lease) -> Result<(), StateError> {
+        self.0.release(l).await
+    }
+    async fn due(&self, n: Timestamp, a: Option<&str>, l: usize) -> Result<Vec<JobState>, StateError> {
+        self.0.due(n, a, l).await
+    }
+    async fn failed(&self, a: Option<&str>, l: usize) -> Result<Vec<JobState>, StateError> {
+        self.0.failed(a, l).await
+    }
+    async fn unpark(&self, j: &[String]) -> Result<Vec<String>, StateError> {
+        self.0.unpark(j).await
+    }
+    async fn counts(&self) -> Result<LedgerCounts, StateError> {
+        self.0.counts().await
+    }
+}
+
+/// Answers only once `gate` is open.
+struct Gated {
+    gate: Arc<std::sync::atomic::AtomicBool>,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Sink for Gated {
+    async fn upsert(&self, _: &RunRecord, _: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        while !self.gate.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(SinkReceipt::new(WriteKind::Created))
+    }
+}
+
+#[tokio::test]
+async fn a_writer_whose_lease_was_taken_over_records_nothing() {
+    let state = Arc::new(NoRenew(MemoryState::new()));
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = Arc::new(Gated { gate: gate.clone(), calls: AtomicUsize::new(0) });
+    let e = Engine::builder()
+        .source(MemSource::new(vec![job(1, "Completed")]))
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .sink_arc("gated", sink.clone())
+        .settings(PipelineSettings { lease_ttl_secs: 1, ..fast() })
+        .state(state.clone())
+        .build()
+        .unwrap();
+    // Another writer takes the job as soon as the engine's lease lapses, then lets the
+    // engine's write finish.
+    let thief = tokio::spawn({
+        let state = state.clone();
+        let gate = gate.clone();
+        async move {
+            let lease = loop {
+                if let Ok(Acquired::Granted { lease, .. }) = state.acquire(&job(1, "").arn, "thief", Duration::from_secs(60)).await {
+                    break lease;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            gate.store(true, Ordering::SeqCst);
+            lease
+        }
+    });
+    let r = e.sync_refs(vec![JobRef::by_name("job-1")], &RefOptions { collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    let thief_lease = thief.await.unwrap();
+    assert_eq!(sink.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(r.jobs[0].outcome, Outcome::Interrupted, "{r:#?}");
+    assert!(!r.jobs[0].recorded);
+    assert!(state.jobs(&[job(1, "").arn]).await.unwrap()[0].is_none(), "the fenced-out writer recorded nothing");
+    assert!(thief_lease.fence >= 2);
+}
+
+#[tokio::test]
+async fn partial_sink_failure_says_what_was_written_and_retries_only_the_failed_sink() {
+    let good = Arc::new(MemSink::default());
+    let bad = Arc::new(MemSink { flaky: 4, ..Default::default() });
+    let src = Arc::new(MemSource::new(vec![job(1, "Completed")]));
+    let settings = PipelineSettings { retry_backoff_secs: 1, ..fast() };
+    let e = engine(src, vec![("good", good.clone()), ("bad", bad.clone())], settings);
+    let s = poll(&e).await;
+    assert_eq!(s.failed, 1);
+    let r = &s.jobs[0];
+    assert_eq!(r.receipts.len(), 1);
+    assert_eq!(r.receipts[0].sink, "good");
+    assert!(r.reason.as_deref().unwrap().contains("sink `bad`"));
+    assert!(r.reason.as_deref().unwrap().contains("written to: good"));
+    assert!(r.retryable);
+    let urgent = RefOptions { urgent: true, collect: true, ..Default::default() };
+    let again = e.sync_refs(vec![JobRef { name: "job-1".into(), arn: r.arn.clone(), ..Default::default() }], &urgent, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!(again.synced, 1, "{again:#?}");
+    assert_eq!(good.calls.lock().unwrap()["job-1"], 1, "the sink that held the record was not called again");
+}
+
+#[tokio::test]
+async fn an_interrupted_backoff_records_nothing() {
+    let sink = Arc::new(MemSink { flaky: 1000, ..Default::default() });
+    let settings = PipelineSettings { concurrency: 3, max_attempts: 100, initial_backoff_ms: 10_000, max_backoff_ms: 10_000, ..Default::default() };
+    let src = Arc::new(MemSource::new((0..5).map(|i| job(i, "Completed")).collect()));
+    let e = engine(src, vec![("mem", sink.clone())], settings);
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.cancel();
+    });
+    let s = tokio::time::timeout(Duration::from_secs(5), e.pass(&PassRequest::poll().collecting(), &cancel, &NoObserver)).await.expect("cancellation returns promptly");
+    assert!(s.cancelled);
+    assert_eq!(s.failed, 0, "an interruption is not a failure: {:#?}", s.jobs);
+    assert!(s.interrupted >= 1);
+    assert!(s.jobs.iter().all(|j| !j.recorded));
+    assert_eq!(e.state().counts().await.unwrap().total(), 0, "nothing recorded against any job");
+    assert_eq!(e.state().cursor(PassRequest::POLL).await.unwrap(), None, "the cursor did not move");
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing_not_even_the_ledger() {
+    let sink = Arc::new(MemSink::default());
+    let settings = PipelineSettings { dry_run: true, ..fast() };
+    let e = engine(Arc::new(MemSource::new(vec![job(1, "Completed")])), vec![("mem", sink.clone())], settings);
+    let s = poll(&e).await;
+    assert_eq!(s.synced, 1);
+    assert!(sink.stored.lock().unwrap().is_empty());
+    assert_eq!(e.state().counts().await.unwrap().total(), 0);
+}
+
+#[test]
+fn builder_rejects_incomplete_engines() {
+    let e = Engine::builder().mapper(TagsMapper::new(TagKeys::default())).build().err().unwrap();
+    assert_eq!(e, engine::BuildError::NoSink);
+    let bad = PipelineSettings { concurrency: 0, ..Default::default() };
+    let e = Engine::builder().settings(bad).sink("a", MemSink::default()).build().err().unwrap();
+    assert!(matches!(e, engine::BuildError::Settings(..)));
+}
+
+#[test]
+fn backoff_grows_caps_and_jitters() {
+    let s = PipelineSettings { initial_backoff_ms: 100, max_backoff_ms: 1000, ..Default::default() };
+    for attempt in 1..10 {
+        let d = s.backoff(attempt).as_millis() as u64;
+        let full = (100u64 << (attempt - 1)).min(1000);
+        assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d} not in [{}, {full}]", full / 2);
+    }
+    assert_eq!(s.retry_delay(100).num_seconds(), 3600, "capped, no overflow");
+}
+
+#[test]
+fn registry_lists_core_plugins_and_unknown_types() {
+    assert_eq!(registry::names(PluginKind::Validator), ["required_tags", "status"]);
+    assert_eq!(registry::names(PluginKind::State), ["memory"]);
+    let e = registry::find(PluginKind::Sink, "nope").unwrap_err();
+    assert_eq!(e.to_string(), "unknown sink type `nope`; available: (none registered: is the plugin crate linked?)");
+    assert!(registry::check_unique().is_ok());
+    for d in registry::all() {
+        config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
