@@ -7,7 +7,7 @@ mod moto;
 use std::time::Instant;
 
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
-use sagesync_core::{CancellationToken, Cursor, Pipeline, PipelineSettings, TagKeys};
+use sagesync_core::{CancellationToken, Engine, NoObserver, PassRequest, PipelineSettings, TagKeys};
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 
@@ -23,7 +23,7 @@ async fn main() {
     for mode in [Mode::List, Mode::Search] {
         let mut settings = SageMakerSettings::new(mode).endpoint(&moto.url(), "us-east-1").unlimited();
         settings.client.initial_backoff = std::time::Duration::from_millis(50);
-        let p = Pipeline::builder()
+        let p = Engine::builder()
             .source(SageMakerSource::new(settings))
             .validator("required_tags", RequiredTags::new(&TagKeys::default()))
             .validator("status", StatusFilter::new(["Completed"]))
@@ -31,9 +31,9 @@ async fn main() {
             .sink("file", FileSink::new(out.join(format!("{mode:?}"))))
             .settings(PipelineSettings { concurrency: 8, ..Default::default() })
             .build()
-            .expect("pipeline");
+            .expect("engine");
         let t = Instant::now();
-        let s = p.run(Cursor::default(), &CancellationToken::new()).await;
+        let s = p.pass(&PassRequest::poll(), &CancellationToken::new(), &NoObserver).await;
         let wall = t.elapsed().as_secs_f64();
         assert_eq!(s.synced, n, "failed: {}", s.failed);
         let calls: u64 = s.api_calls.values().sum();

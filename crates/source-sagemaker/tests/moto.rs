@@ -4,7 +4,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
-use sagesync_core::{CancellationToken, Cursor, JobRef, Pipeline, PipelineSettings, Source, SyncError, TagKeys};
+use sagesync_core::{CancellationToken, Cursor, Engine, JobRef, ListScope, NoObserver, PassRequest, PipelineSettings, RefOptions, Source, SyncError, TagKeys};
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 use serde_json::json;
@@ -17,8 +17,22 @@ fn settings(endpoint: &str, mode: Mode) -> SageMakerSettings {
     s
 }
 
+async fn list_scope(s: &SageMakerSource, scope: &ListScope, cursor: &Cursor) -> Vec<JobRef> {
+    let mut out = Vec::new();
+    let mut c = cursor.clone();
+    for _ in 0..1000 {
+        let p = s.list(scope, &c).await.unwrap();
+        out.extend(p.jobs);
+        if p.done {
+            return out;
+        }
+        c = p.next;
+    }
+    panic!("the listing never ended");
+}
+
 async fn list_all(s: &SageMakerSource, cursor: &Cursor) -> Vec<JobRef> {
-    s.list(cursor).await.unwrap().jobs
+    list_scope(s, &ListScope::Incremental, cursor).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,16 +46,16 @@ async fn two_hundred_fifty_jobs_over_many_pages_in_both_modes() {
     assert_eq!(refs.iter().map(|r| r.name.clone()).collect::<BTreeSet<_>>(), names);
     assert_eq!(refs.len(), 250, "no duplicates");
     assert_eq!(list.api_calls()["ListTrainingJobs"], 13, "250 jobs in pages of 20");
-    let sorted = refs.windows(2).all(|w| (w[0].last_modified, &w[0].arn) <= (w[1].last_modified, &w[1].arn));
-    assert!(sorted, "listed oldest first");
 
     let mut st = settings(&moto.url(), Mode::Search);
     st.page_size = 100;
     let search = SageMakerSource::new(st);
     let found = list_all(&search, &Cursor::default()).await;
     assert_eq!(found.len(), 250);
-    assert!(found.iter().all(|r| r.job.is_some()), "Search returns whole jobs");
-    assert_eq!(search.api_calls(), [("Search".to_string(), 3u64)].into());
+    assert_eq!(found.iter().map(|r| r.name.clone()).collect::<BTreeSet<_>>(), names, "no duplicates, none missing");
+    assert!(found.iter().all(|r| r.job.is_some() && r.tags.is_some()), "Search returns whole jobs with tags");
+    let calls = search.api_calls()["Search"];
+    assert!((3..=5).contains(&calls), "pages of 100 by keyset: {calls} calls");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,43 +75,47 @@ async fn pages_emptied_by_filters_are_followed_to_the_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn equal_timestamps_across_a_cursor_boundary_are_neither_lost_nor_repeated() {
+async fn keyset_pages_over_equal_timestamps_list_every_job_exactly_once() {
     let moto = Moto::start();
     let names = moto.create_jobs("same", 8, &SYNC_TAGS).await;
     for (i, n) in names.iter().enumerate() {
         let t = if i < 2 { "2026-03-01T10:00:00.000Z" } else { "2026-03-01T12:00:00.000Z" };
         moto.edit(n, json!({"LastModifiedTime": t}));
     }
+    let mut st = settings(&moto.url(), Mode::Search);
+    st.page_size = 3;
+    let s = SageMakerSource::new(st);
+    let range = ListScope::Range { from: Some("2026-01-01T00:00:00Z".parse().unwrap()), until: None };
+    let all = list_scope(&s, &range, &Cursor::default()).await;
+    let got: Vec<String> = all.iter().map(|r| r.name.clone()).collect();
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), names.iter().cloned().collect::<BTreeSet<_>>());
+    // A listing resumed from a mid-way cursor continues after it, never before.
+    let p1 = s.list(&range, &Cursor::default()).await.unwrap();
+    let rest = list_scope(&s, &range, &p1.next).await;
+    assert_eq!(p1.jobs.len() + rest.len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_poll_starts_before_the_previous_one_began() {
+    let moto = Moto::start();
+    moto.create_jobs("wm", 3, &SYNC_TAGS).await;
     for mode in [Mode::List, Mode::Search] {
         let s = SageMakerSource::new(settings(&moto.url(), mode));
-        let all = list_all(&s, &Cursor::default()).await;
-        assert_eq!(all.len(), 8);
-        // A run committed only the two early jobs and three of the six sharing 12:00.
-        let mut cursor = Cursor::default();
-        for r in all.iter().take(5) {
-            cursor.advance(r.last_modified, r.arn.as_deref().unwrap());
-        }
-        let rest = list_all(&s, &cursor).await;
-        let rest_names: BTreeSet<_> = rest.iter().map(|r| r.name.clone()).collect();
-        let expected: BTreeSet<_> = all.iter().skip(5).map(|r| r.name.clone()).collect();
-        assert_eq!(rest_names, expected, "{mode:?}");
-        // After everything: nothing, until a job changes at that same instant.
-        let mut done = cursor.clone();
-        for r in &rest {
-            done.advance(r.last_modified, r.arn.as_deref().unwrap());
-        }
-        assert!(list_all(&s, &done).await.is_empty(), "{mode:?}");
+        let before = chrono::Utc::now();
+        let mut c = Cursor::default();
+        let final_cursor = loop {
+            let p = s.list(&ListScope::Incremental, &c).await.unwrap();
+            if p.done {
+                break p.next;
+            }
+            c = p.next;
+        };
+        let w = final_cursor.watermark.expect("a watermark");
+        assert!(w <= before - chrono::Duration::seconds(299), "{mode:?}: the watermark {w} is not before the listing's start minus the overlap");
+        // Everything modified since is listed again by the next poll.
+        assert_eq!(list_all(&s, &final_cursor).await.len(), 3, "{mode:?}");
     }
-    let late = moto.create_jobs("late", 1, &SYNC_TAGS).await;
-    moto.edit(&late[0], json!({"LastModifiedTime": "2026-03-01T12:00:00.000Z"}));
-    let s = SageMakerSource::new(settings(&moto.url(), Mode::List));
-    let all = list_all(&s, &Cursor::default()).await;
-    let mut cursor = Cursor::default();
-    for r in all.iter().filter(|r| !r.name.starts_with("late")) {
-        cursor.advance(r.last_modified, r.arn.as_deref().unwrap());
-    }
-    let again = list_all(&s, &cursor).await;
-    assert_eq!(again.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["late-0000"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,13 +189,13 @@ async fn a_missing_job_is_a_clear_non_retryable_error() {
     assert!(matches!(e, SyncError::NotFound(_)), "{e:?}");
     assert!(!e.is_retryable());
     assert!(e.to_string().contains("no-such-job"), "{e}");
-    // through the pipeline: a failed job with the reason
+    // through the engine: a failed job with the reason
     let dir = tempfile::tempdir().unwrap();
-    let p = Pipeline::builder().source(s).mapper(TagsMapper::new(TagKeys::default())).sink("file", FileSink::new(dir.path())).build().unwrap();
-    let r = p.process(JobRef::by_name("no-such-job"), &CancellationToken::new()).await;
+    let p = Engine::builder().source(s).mapper(TagsMapper::new(TagKeys::default())).sink("file", FileSink::new(dir.path())).build().unwrap();
+    let rep = p.sync_refs(vec![JobRef::by_name("no-such-job")], &RefOptions { collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    let r = &rep.jobs[0];
     assert_eq!(r.outcome, sagesync_core::Outcome::Failed);
-    assert_eq!(r.attempts, 1);
-    assert!(r.reason.unwrap().contains("job not found"));
+    assert!(r.reason.as_deref().unwrap().contains("job not found"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,16 +223,16 @@ async fn throttling_loses_nothing_and_syncs_every_job_exactly_once() {
         st.client.max_attempts = 3;
         let source = SageMakerSource::new(st);
         let out = dir.path().join(format!("{mode:?}"));
-        let p = Pipeline::builder()
+        let p = Engine::builder()
             .source(source)
             .validator("required_tags", RequiredTags::new(&TagKeys::default()))
             .validator("status", StatusFilter::new(["Completed"]))
             .mapper(TagsMapper::new(TagKeys::default()))
             .sink("file", FileSink::new(&out))
-            .settings(PipelineSettings { concurrency: 4, max_attempts: 6, initial_backoff_ms: 10, max_backoff_ms: 200, dry_run: false })
+            .settings(PipelineSettings { concurrency: 4, max_attempts: 6, initial_backoff_ms: 10, max_backoff_ms: 200, ..Default::default() })
             .build()
             .unwrap();
-        let s = p.run(Cursor::default(), &CancellationToken::new()).await;
+        let s = p.pass(&PassRequest::poll().collecting(), &CancellationToken::new(), &NoObserver).await;
         assert_eq!((s.synced, s.failed), (40, 0), "{mode:?}: {:?}", s.jobs.iter().filter(|j| j.reason.is_some()).collect::<Vec<_>>());
         let files: BTreeSet<String> = std::fs::read_dir(out.join("moto-project")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
         let want: BTreeSet<String> = names.iter().map(|n| format!("{n}.json")).collect();
@@ -239,7 +257,7 @@ async fn constant_throttling_surfaces_as_a_retryable_error() {
     let mut st = settings(&format!("http://127.0.0.1:{}", proxy.port), Mode::List);
     st.client.max_attempts = 2;
     let s = SageMakerSource::new(st);
-    let e = s.list(&Cursor::default()).await.unwrap_err();
+    let e = s.list(&ListScope::Incremental, &Cursor::default()).await.unwrap_err();
     assert!(e.is_retryable(), "{e:?}");
     assert!(e.to_string().contains("ThrottlingException"), "{e}");
     assert_eq!(proxy.throttled.load(std::sync::atomic::Ordering::SeqCst), 2, "the SDK retried once");
@@ -273,6 +291,8 @@ async fn dataset_manifests_from_s3() {
     let mut st = settings(&moto.url(), Mode::Search);
     st.dataset_manifests = true;
     st.max_manifest_objects = 2;
-    let found = list_all(&SageMakerSource::new(st), &Cursor::default()).await;
-    assert_eq!(found[0].job.as_ref().unwrap().as_ref(), &j);
+    let search = SageMakerSource::new(st);
+    let found = list_all(&search, &Cursor::default()).await;
+    assert!(found[0].job.as_ref().unwrap().channels[0].manifest.is_none(), "manifests are read when the job is worked on, not while listing");
+    assert_eq!(search.fetch(&found[0]).await.unwrap(), j);
 }

@@ -233,7 +233,7 @@ impl Engine {
                 let prior_in_pass = st.as_ref().filter(|s| s.pass.as_deref() == Some(ctx.pass.as_str())).map(|s| s.outcome);
                 (self.process_one(item, st, ctx).await, prior_in_pass)
             })
-            .buffer_unordered(self.settings.concurrency.max(1))
+            .buffered(self.settings.concurrency.max(1))
             .collect()
             .await;
         for (h, prior) in results {
@@ -254,6 +254,9 @@ impl Engine {
             Handled::Busy(arn) => {
                 rep.busy += 1;
                 ctx.obs.event(&Event::Busy { arn: &arn });
+                if rep.busy_jobs.len() < PassReport::MAX_KEPT {
+                    rep.busy_jobs.push(arn);
+                }
             }
             Handled::Report(r) => {
                 ctx.obs.event(&Event::Job(&r));

@@ -89,6 +89,9 @@ pub struct PassReport {
     pub deferred: usize,
     /// Jobs another writer held for longer than `lease_wait_secs`.
     pub busy: usize,
+    /// Their ARNs (at most [`PassReport::MAX_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub busy_jobs: Vec<String>,
     /// Pages listed.
     pub pages: usize,
     /// Job reports: every one when the caller asked to collect them, else failed and

@@ -10,7 +10,8 @@ mod moto;
 use std::time::{Duration, Instant};
 
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
-use sagesync_core::{CancellationToken, Cursor, LedgerObserver, Pipeline, PipelineSettings, RetryPolicy, SqliteState, TagKeys};
+use sagesync_core::{CancellationToken, Engine, NoObserver, PassRequest, PipelineSettings, TagKeys};
+use sagesync_state_sqlite::SqliteState;
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 
@@ -38,19 +39,19 @@ async fn main() {
     // Backfill: what `sagesync backfill` runs.
     let mut settings = SageMakerSettings::new(Mode::Search).endpoint(&moto.url(), "us-east-1").unlimited();
     settings.filters.modified_after = Some("2000-01-01T00:00:00Z".parse().unwrap());
-    let p = Pipeline::builder()
+    let state = std::sync::Arc::new(SqliteState::new(dir.path().join("state.db"), 10_000));
+    let p = Engine::builder()
         .source(SageMakerSource::new(settings))
         .validator("required_tags", RequiredTags::new(&TagKeys::default()))
         .validator("status", StatusFilter::new(["Completed"]))
         .mapper(TagsMapper::new(TagKeys::default()))
         .sink("file", FileSink::new(dir.path().join("out")))
         .settings(PipelineSettings { concurrency: 8, ..Default::default() })
+        .state(state)
         .build()
         .unwrap();
-    let state = SqliteState::open(&dir.path().join("state.db")).unwrap();
-    let obs = LedgerObserver::new(&state, "backfill:bench", RetryPolicy::default());
     let t = Instant::now();
-    let s = p.run_observed(Cursor::default(), &CancellationToken::new(), &obs).await;
+    let s = p.pass(&PassRequest::backfill("2000-01-01T00:00:00Z".parse().unwrap(), None), &CancellationToken::new(), &NoObserver).await;
     let wall = t.elapsed().as_secs_f64();
     assert_eq!(s.synced, n);
     let calls: u64 = s.api_calls.values().sum();
@@ -59,7 +60,7 @@ async fn main() {
     // Idle daemon over the same account: the ledger already has every job.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.path().join("d.toml");
-    std::fs::write(&cfg, format!("[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"out\"\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 5\nlisten = \"127.0.0.1:{port}\"\n", moto.url())).unwrap();
+    std::fs::write(&cfg, format!("[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"out\"\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 5\nreconcile_interval_secs = 0\nlisten = \"127.0.0.1:{port}\"\n", moto.url())).unwrap();
     let mut child = std::process::Command::new(&bin).current_dir(dir.path()).args(["--config", cfg.to_str().unwrap()]).envs(moto::TEST_ENV).env("RUST_LOG", "error").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     // Wait for the first poll (it lists all N jobs once and finds them in the ledger).
     let client = reqwest::Client::new();

@@ -1,65 +1,28 @@
-//! `sagesyncd`: polls the source on an interval and syncs new and changed jobs through the
-//! pipeline, keeping a crash-safe ledger; serves `/healthz` and `/metrics`.
+//! `sagesyncd`: the polling daemon, as a library (a custom binary is its `main` plus
+//! `use my_plugin as _;`). It loads the config, hands the schedule to the engine
+//! ([`Engine::run_daemon`]), serves `/healthz` and `/metrics`, and handles signals. Metrics are
+//! counted as events happen (`prometheus-client`); `/metrics` never reads the ledger.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use sagesync_core::config::ConfigErrors;
-use sagesync_core::{CancellationToken, Config, Cursor, JobObserver, JobReport, LedgerObserver, Pipeline, RetryPolicy, SqliteState, StateError, StateStore, WriteKind};
-use serde::Deserialize;
+use chrono::Utc;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use sagesync_core::config::{ConfigErrors, DaemonSettings};
+use sagesync_core::{CancellationToken, Decision, Engine, EngineOptions, Event, Observer, Outcome, StateError, WriteKind};
 
 // Link every plugin crate.
 use sagesync_sink_file as _;
 use sagesync_sink_modeldb as _;
 use sagesync_source_sagemaker as _;
-
-/// `[daemon]` settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DaemonSettings {
-    /// Seconds between polls.
-    pub poll_interval_secs: f64,
-    /// On first start (no saved cursor): `"now"`, a date/RFC 3339 time, or absent for a full
-    /// sync of every existing job.
-    pub start_from: Option<String>,
-    /// Address of `/healthz` and `/metrics`.
-    pub listen: String,
-    /// On SIGTERM/SIGINT, how long in-flight jobs may take before they are abandoned.
-    pub shutdown_grace_secs: u64,
-    /// Failed attempts before a job is parked.
-    pub max_job_attempts: u32,
-    /// Delay before retrying a failed job, doubling per failure.
-    pub retry_backoff_secs: u64,
-    /// Cap on that delay.
-    pub max_retry_backoff_secs: u64,
-}
-
-impl Default for DaemonSettings {
-    fn default() -> Self {
-        let r = RetryPolicy::default();
-        DaemonSettings {
-            poll_interval_secs: 60.0,
-            start_from: None,
-            listen: "127.0.0.1:9464".into(),
-            shutdown_grace_secs: 30,
-            max_job_attempts: r.max_job_attempts,
-            retry_backoff_secs: r.retry_backoff_secs,
-            max_retry_backoff_secs: r.max_retry_backoff_secs,
-        }
-    }
-}
-
-impl DaemonSettings {
-    /// The retry policy part.
-    pub fn retry(&self) -> RetryPolicy {
-        RetryPolicy { max_job_attempts: self.max_job_attempts, retry_backoff_secs: self.retry_backoff_secs, max_retry_backoff_secs: self.max_retry_backoff_secs }
-    }
-}
-
+use sagesync_state_sqlite as _;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +30,7 @@ pub enum DaemonError {
     /// Bad configuration.
     #[error("{0}")]
     Config(#[from] ConfigErrors),
-    /// The state file cannot be used.
+    /// The state store cannot be used.
     #[error("{0}")]
     State(#[from] StateError),
     /// The HTTP listener cannot start.
@@ -81,190 +44,252 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
-    /// Exit code: 2 for configuration and state problems, 1 otherwise.
+    /// Exit code: 2 for a configuration error or a state store that cannot be used at all (a
+    /// restart would not help), 1 otherwise (a supervisor restarts it).
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Config(_) | DaemonError::State(_) => 2,
-            DaemonError::Listen { .. } => 1,
+            DaemonError::Config(_) => 2,
+            DaemonError::State(e) if !e.is_retryable() => 2,
+            _ => 1,
         }
     }
 }
 
-/// Counters behind `/metrics` and `/healthz`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkWrite {
+    sink: String,
+    write: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PassLabel {
+    key: String,
+}
+
+/// The daemon's metrics and health, fed by the engine's events.
 pub struct Metrics {
-    inner: Mutex<MetricsInner>,
-}
-
-#[derive(Debug, Default)]
-struct MetricsInner {
-    jobs: BTreeMap<&'static str, u64>,
-    sink_writes: BTreeMap<(String, &'static str), u64>,
-    sink_failures: BTreeMap<String, u64>,
-    polls_ok: u64,
-    polls_failed: u64,
-    last_poll_secs: f64,
-    last_success: Option<DateTime<Utc>>,
-    last_poll_ok: bool,
-    watermark: Option<DateTime<Utc>>,
-    api_calls: BTreeMap<String, u64>,
-    already_done: u64,
-}
-
-impl JobObserver for Metrics {
-    fn on_job(&self, r: &JobReport) {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *m.jobs.entry(r.outcome.as_str()).or_default() += 1;
-        for rc in &r.receipts {
-            let w = match rc.write {
-                WriteKind::Created => "created",
-                WriteKind::Updated => "updated",
-                WriteKind::Unchanged => "unchanged",
-                WriteKind::Removed => "removed",
-            };
-            *m.sink_writes.entry((rc.sink.clone(), w)).or_default() += 1;
-        }
-        for s in &r.failed_sinks {
-            *m.sink_failures.entry(s.clone()).or_default() += 1;
-        }
-    }
-}
-
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    registry: Registry,
+    jobs: Family<OutcomeLabel, Counter>,
+    already_done: Counter,
+    deferred: Counter,
+    busy: Counter,
+    sink_writes: Family<SinkWrite, Counter>,
+    sink_failures: Family<SinkLabel, Counter>,
+    api_calls: Family<OperationLabel, Counter>,
+    polls: Family<ResultLabel, Counter>,
+    passes: Family<PassLabel, Counter>,
+    poll_duration_ms: Gauge,
+    last_success: Gauge,
+    ledger: Family<OutcomeLabel, Gauge>,
+    parked: Gauge,
+    state_errors: Counter,
+    last_success_at: AtomicI64,
+    polls_done: AtomicU64,
+    last_poll_ok: std::sync::atomic::AtomicBool,
+    started: Instant,
+    settings: DaemonSettings,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Metrics {
-    fn poll_done(&self, ok: bool, secs: f64, cursor: &Cursor, api_calls: BTreeMap<String, u64>, already_done: usize) {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if ok {
-            m.polls_ok += 1;
-            m.last_success = Some(Utc::now());
-        } else {
-            m.polls_failed += 1;
-        }
-        m.last_poll_ok = ok;
-        m.last_poll_secs = secs;
-        m.watermark = cursor.watermark.or(m.watermark);
-        m.api_calls = api_calls;
-        m.already_done += already_done as u64;
-    }
-
-    /// Cursor lag: seconds from the watermark to now.
-    fn lag(&self) -> Option<f64> {
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        m.watermark.map(|w| (Utc::now() - w).num_milliseconds() as f64 / 1000.0)
-    }
-
-    /// The health document and whether the daemon is ready.
-    pub fn health(&self) -> (bool, serde_json::Value) {
-        let lag = self.lag();
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let ready = m.last_poll_ok && m.last_success.is_some();
-        let status = if m.polls_ok + m.polls_failed == 0 { "starting" } else if ready { "ok" } else { "degraded" };
-        (ready, serde_json::json!({
-            "status": status,
-            "ready": ready,
-            "last_successful_poll": m.last_success.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-            "lag_seconds": lag,
-            "watermark": m.watermark.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-            "polls": {"ok": m.polls_ok, "failed": m.polls_failed},
-        }))
-    }
-
-    /// Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, ledger: &sagesync_core::state::LedgerCounts) -> String {
-        let lag = self.lag();
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut o = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-            o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for (labels, v) in samples {
-                o.push_str(&format!("{name}{labels} {v}\n"));
-            }
+    /// Empty metrics for a daemon with these settings.
+    pub fn new(settings: &DaemonSettings) -> Metrics {
+        let mut registry = Registry::with_prefix("sagesync");
+        let m = Metrics {
+            registry: Registry::default(),
+            jobs: Family::default(),
+            already_done: Counter::default(),
+            deferred: Counter::default(),
+            busy: Counter::default(),
+            sink_writes: Family::default(),
+            sink_failures: Family::default(),
+            api_calls: Family::default(),
+            polls: Family::default(),
+            passes: Family::default(),
+            poll_duration_ms: Gauge::default(),
+            last_success: Gauge::default(),
+            ledger: Family::default(),
+            parked: Gauge::default(),
+            state_errors: Counter::default(),
+            last_success_at: AtomicI64::new(0),
+            polls_done: AtomicU64::new(0),
+            last_poll_ok: Default::default(),
+            started: Instant::now(),
+            settings: settings.clone(),
+            last_error: Mutex::new(None),
         };
-        family(
-            "sagesync_jobs_total",
-            "counter",
-            "Jobs processed by this daemon, by outcome.",
-            ["synced", "skipped", "rejected", "failed"].iter().map(|k| (format!("{{outcome=\"{k}\"}}"), m.jobs.get(k).copied().unwrap_or(0).to_string())).collect(),
-        );
-        family("sagesync_jobs_already_done_total", "counter", "Listed jobs skipped because the ledger already had them at that version.", vec![(String::new(), m.already_done.to_string())]);
-        family("sagesync_sink_writes_total", "counter", "Sink upserts, by sink and result.", m.sink_writes.iter().map(|((s, w), v)| (format!("{{sink=\"{}\",write=\"{w}\"}}", esc(s)), v.to_string())).collect());
-        family("sagesync_sink_failures_total", "counter", "Jobs whose write to a sink failed, by sink.", m.sink_failures.iter().map(|(s, v)| (format!("{{sink=\"{}\"}}", esc(s)), v.to_string())).collect());
-        family("sagesync_sagemaker_calls_total", "counter", "SageMaker (and S3) API calls, by operation.", m.api_calls.iter().map(|(k, v)| (format!("{{operation=\"{}\"}}", esc(k)), v.to_string())).collect());
-        family("sagesync_polls_total", "counter", "Polls, by result.", vec![("{result=\"ok\"}".into(), m.polls_ok.to_string()), ("{result=\"failed\"}".into(), m.polls_failed.to_string())]);
-        family("sagesync_poll_duration_seconds", "gauge", "Duration of the last poll.", vec![(String::new(), format!("{:.6}", m.last_poll_secs))]);
-        family("sagesync_last_successful_poll_timestamp_seconds", "gauge", "Unix time of the last successful poll.", vec![(String::new(), m.last_success.map(|t| format!("{:.3}", t.timestamp_millis() as f64 / 1000.0)).unwrap_or_else(|| "0".into()))]);
-        family("sagesync_cursor_lag_seconds", "gauge", "Seconds between the cursor's watermark and now.", vec![(String::new(), lag.map(|l| format!("{l:.3}")).unwrap_or_else(|| "NaN".into()))]);
-        family(
-            "sagesync_ledger_jobs",
-            "gauge",
-            "Jobs in the ledger, by last outcome.",
-            [("synced", ledger.synced), ("skipped", ledger.skipped), ("rejected", ledger.rejected), ("failed", ledger.failed)].iter().map(|(k, v)| (format!("{{outcome=\"{k}\"}}"), v.to_string())).collect(),
-        );
-        family("sagesync_ledger_parked_jobs", "gauge", "Failed jobs parked until `sagesync retry`.", vec![(String::new(), ledger.parked.to_string())]);
-        o
+        registry.register("jobs", "Jobs worked on by this daemon, by outcome", m.jobs.clone());
+        registry.register("jobs_already_done", "Listed jobs the ledger already held in their current state", m.already_done.clone());
+        registry.register("jobs_deferred", "Listed failed jobs whose retry time had not come", m.deferred.clone());
+        registry.register("jobs_busy", "Jobs another writer held", m.busy.clone());
+        registry.register("sink_writes", "Sink writes, by sink and result", m.sink_writes.clone());
+        registry.register("sink_failures", "Jobs whose write to a sink failed, by sink", m.sink_failures.clone());
+        registry.register("sagemaker_calls", "SageMaker (and S3) API calls, by operation", m.api_calls.clone());
+        registry.register("polls", "Polls, by result", m.polls.clone());
+        registry.register("passes", "Passes, by cursor key", m.passes.clone());
+        registry.register("poll_duration_milliseconds", "Duration of the last poll", m.poll_duration_ms.clone());
+        registry.register("last_successful_poll_timestamp_seconds", "Unix time of the last successful poll", m.last_success.clone());
+        registry.register("ledger_jobs", "Jobs in the ledger by last outcome, as of the last pass", m.ledger.clone());
+        registry.register("ledger_parked_jobs", "Parked jobs, as of the last pass", m.parked.clone());
+        registry.register("state_errors", "State store failures", m.state_errors.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Sets the ledger gauges.
+    pub fn set_ledger(&self, c: &sagesync_core::LedgerCounts) {
+        for (k, v) in [("synced", c.synced), ("skipped", c.skipped), ("rejected", c.rejected), ("failed", c.failed)] {
+            self.ledger.get_or_create(&OutcomeLabel { outcome: k.into() }).set(v as i64);
+        }
+        self.parked.set(c.parked as i64);
+    }
+
+    /// The health document and whether the daemon is healthy: the last poll succeeded, and not
+    /// longer ago than `unhealthy_after_polls` intervals (so a hung SageMaker call shows).
+    pub fn health(&self) -> (bool, serde_json::Value) {
+        let now = Utc::now().timestamp_millis();
+        let last = self.last_success_at.load(Ordering::SeqCst);
+        let polls = self.polls_done.load(Ordering::SeqCst);
+        let interval_ms = (self.settings.poll_interval_secs * 1000.0) as i64;
+        let stale_after = interval_ms * i64::from(self.settings.unhealthy_after_polls) + 30_000;
+        let age_ms = (last > 0).then(|| now - last);
+        let fresh = age_ms.is_some_and(|a| a <= stale_after);
+        let ok = fresh && self.last_poll_ok.load(Ordering::SeqCst);
+        let starting = polls == 0 && (self.started.elapsed().as_millis() as i64) < stale_after;
+        let status = if ok {
+            "ok"
+        } else if starting {
+            "starting"
+        } else if !fresh && last > 0 {
+            "stale"
+        } else {
+            "degraded"
+        };
+        let doc = serde_json::json!({
+            "status": status,
+            "ready": ok,
+            "last_successful_poll": (last > 0).then(|| chrono::DateTime::<Utc>::from_timestamp_millis(last).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))),
+            "seconds_since_last_successful_poll": age_ms.map(|a| a as f64 / 1000.0),
+            "polls": polls,
+            "last_error": self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        });
+        (ok, doc)
+    }
+}
+
+impl Observer for Metrics {
+    fn event(&self, e: &Event<'_>) {
+        match e {
+            Event::Job(r) => {
+                self.jobs.get_or_create(&OutcomeLabel { outcome: r.outcome.as_str().into() }).inc();
+                for rc in &r.receipts {
+                    let w = match rc.write {
+                        WriteKind::Created => "created",
+                        WriteKind::Updated => "updated",
+                        WriteKind::Unchanged => "unchanged",
+                        WriteKind::Removed => "removed",
+                    };
+                    self.sink_writes.get_or_create(&SinkWrite { sink: rc.sink.clone(), write: w.into() }).inc();
+                }
+                for s in &r.failed_sinks {
+                    self.sink_failures.get_or_create(&SinkLabel { sink: s.clone() }).inc();
+                }
+                let _ = Outcome::Synced;
+            }
+            Event::Decided(Decision::Done) => {
+                self.already_done.inc();
+            }
+            Event::Decided(Decision::Later) => {
+                self.deferred.inc();
+            }
+            Event::Busy { .. } => {
+                self.busy.inc();
+            }
+            Event::StateFailed(err) => {
+                self.state_errors.inc();
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+            }
+            Event::ListingFailed { failure, .. } => {
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure.message.clone());
+            }
+            Event::PassFinished(r) => {
+                for (op, n) in &r.api_calls {
+                    self.api_calls.get_or_create(&OperationLabel { operation: op.clone() }).inc_by(*n);
+                }
+                self.passes.get_or_create(&PassLabel { key: r.key.clone() }).inc();
+                if r.key == sagesync_core::PassRequest::POLL && !r.cancelled {
+                    let ok = r.listing_error.is_none() && r.state_error.is_none();
+                    self.polls.get_or_create(&ResultLabel { result: if ok { "ok" } else { "failed" }.into() }).inc();
+                    self.poll_duration_ms.set(r.elapsed_ms as i64);
+                    self.polls_done.fetch_add(1, Ordering::SeqCst);
+                    self.last_poll_ok.store(ok, Ordering::SeqCst);
+                    if ok {
+                        let now = Utc::now();
+                        self.last_success_at.store(now.timestamp_millis(), Ordering::SeqCst);
+                        self.last_success.set(now.timestamp());
+                        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Refreshes the ledger gauges after each pass (one count per pass, never per scrape).
+struct LedgerGauges<'a> {
+    metrics: &'a Metrics,
+    engine: &'a Engine,
+    pending: std::sync::atomic::AtomicBool,
+}
+
+impl Observer for LedgerGauges<'_> {
+    fn event(&self, e: &Event<'_>) {
+        self.metrics.event(e);
+        if let Event::PassFinished(_) = e {
+            self.pending.store(true, Ordering::SeqCst);
+        }
     }
 }
 
 /// Everything the daemon needs, loaded from one config file.
 pub struct Daemon {
-    /// The pipeline.
-    pub pipeline: Pipeline,
+    /// The engine.
+    pub engine: Engine,
     /// `[daemon]`.
     pub settings: DaemonSettings,
-    /// The state store.
-    pub state: Arc<SqliteState>,
-    /// Metrics.
+    /// Metrics and health.
     pub metrics: Arc<Metrics>,
 }
 
-/// Cursor key of the daemon's polling.
-pub const CURSOR_KEY: &str = "daemon";
-
-/// The starting cursor for `start_from`.
-pub fn initial_cursor(start_from: Option<&str>) -> Result<Cursor, String> {
-    match start_from.map(str::trim) {
-        None | Some("") => Ok(Cursor::default()),
-        Some("now") => Ok(Cursor { watermark: Some(Utc::now()), ..Default::default() }),
-        Some(s) => sagesync_source_sagemaker::api::parse_time_filter(s).map(|t| Cursor { watermark: Some(t), ..Default::default() }),
-    }
-}
-
 impl Daemon {
-    /// Loads the config and opens the state.
+    /// Loads the config (every error at once, `[daemon]` included); the state store defaults to
+    /// the SQLite file `sagesync-state.db`.
     pub fn load(config: &Path) -> Result<Daemon, DaemonError> {
-        let cfg = Config::from_file(config)?;
-        let settings: DaemonSettings = cfg.section("daemon")?.unwrap_or_default();
-        let state_settings: sagesync_core::state::StateSettings = cfg.section("state")?.unwrap_or_default();
-        let mut problems = Vec::new();
-        if !(settings.poll_interval_secs.is_finite() && settings.poll_interval_secs >= 0.1) {
-            problems.push("[daemon] poll_interval_secs must be at least 0.1".to_string());
-        }
-        if settings.listen.parse::<SocketAddr>().is_err() {
-            problems.push(format!("[daemon] listen `{}` is not an address like 127.0.0.1:9464", settings.listen));
-        }
-        if let Err(e) = initial_cursor(settings.start_from.as_deref()) {
-            problems.push(format!("[daemon] start_from: {e}"));
-        }
-        if settings.max_job_attempts == 0 {
-            problems.push("[daemon] max_job_attempts must be at least 1".into());
-        }
-        let built = cfg.build();
-        let mut errors = match &built {
-            Ok(_) => Vec::new(),
-            Err(e) => e.0.clone(),
-        };
-        for p in problems {
-            errors.push(sagesync_core::ConfigError { file: cfg.file.clone(), line: 1, column: 1, key: String::new(), message: p });
-        }
-        if !errors.is_empty() {
-            return Err(DaemonError::Config(ConfigErrors(errors)));
-        }
-        let pipeline = Pipeline::from_config(built.map_err(DaemonError::Config)?).map_err(|e| DaemonError::Config(ConfigErrors(vec![sagesync_core::ConfigError { file: cfg.file.clone(), line: 1, column: 1, key: String::new(), message: e.to_string() }])))?;
-        let state = Arc::new(SqliteState::open(&state_settings.path)?);
-        Ok(Daemon { pipeline, settings, state, metrics: Arc::new(Metrics::default()) })
+        let (engine, cfg) = Engine::load(config, &EngineOptions::sqlite())?;
+        let metrics = Arc::new(Metrics::new(&cfg.daemon));
+        Ok(Daemon { engine, settings: cfg.daemon, metrics })
     }
 
     /// Serves `/healthz` and `/metrics`; returns the bound address.
@@ -273,30 +298,23 @@ impl Daemon {
         let addr = self.settings.listen.clone();
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| DaemonError::Listen { addr: addr.clone(), message: e.to_string() })?;
         let bound = listener.local_addr().map_err(|e| DaemonError::Listen { addr, message: e.to_string() })?;
-        let metrics = self.metrics.clone();
-        let m2 = self.metrics.clone();
-        let state = self.state.clone();
+        let (h, m) = (self.metrics.clone(), self.metrics.clone());
         let app = axum::Router::new()
             .route(
                 "/healthz",
                 get(move || {
-                    let metrics = metrics.clone();
+                    let metrics = h.clone();
                     async move {
-                        let (ready, doc) = metrics.health();
-                        let code = if ready { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
-                        (code, axum::Json(doc))
+                        let (ok, doc) = metrics.health();
+                        (if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE }, axum::Json(doc))
                     }
                 }),
             )
             .route(
                 "/metrics",
                 get(move || {
-                    let m = m2.clone();
-                    let state = state.clone();
-                    async move {
-                        let counts = state.counts().unwrap_or_default();
-                        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render(&counts))
-                    }
+                    let m = m.clone();
+                    async move { ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()) }
                 }),
             );
         tokio::spawn(async move {
@@ -305,58 +323,99 @@ impl Daemon {
         Ok(bound)
     }
 
-    /// Polls until `shutdown` fires. In-flight jobs get `shutdown_grace_secs` to finish, then
-    /// are abandoned (their sinks are idempotent; the ledger re-drives them on restart).
+    /// Runs the engine's schedule until `shutdown`.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), DaemonError> {
-        let mut cursor = match self.state.cursor(CURSOR_KEY)? {
-            Some(c) => c,
-            None => {
-                let c = initial_cursor(self.settings.start_from.as_deref()).unwrap_or_default();
-                self.state.save_cursor(CURSOR_KEY, &c)?;
-                c
+        // One count at start; afterwards once per pass.
+        if let Ok(c) = self.engine.state().counts().await {
+            self.metrics.set_ledger(&c);
+        }
+        let obs = LedgerGauges { metrics: &self.metrics, engine: &self.engine, pending: Default::default() };
+        let refresher = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                if obs.pending.swap(false, Ordering::SeqCst) {
+                    if let Ok(c) = obs.engine.state().counts().await {
+                        obs.metrics.set_ledger(&c);
+                    }
+                }
             }
         };
-        let retry = self.settings.retry();
-        let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
-        loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            let started = Instant::now();
-            let observer = LedgerObserver::new(self.state.as_ref(), CURSOR_KEY, retry.clone()).with(self.metrics.as_ref());
-            let run = self.pipeline.run_observed(cursor.clone(), &shutdown, &observer);
-            tokio::pin!(run);
-            let summary = tokio::select! {
-                s = &mut run => Some(s),
-                _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                    tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; abandoning in-flight jobs");
-                    None
-                }
-            };
-            if let Some(e) = observer.take_error() {
-                return Err(DaemonError::State(e));
-            }
-            let Some(summary) = summary else { break };
-            let listing_failed = summary.jobs.iter().any(|j| j.job == "<listing>");
-            if let Some(c) = self.state.cursor(CURSOR_KEY)? {
-                cursor = c;
-            }
-            self.metrics.poll_done(!listing_failed, started.elapsed().as_secs_f64(), &cursor, self.pipeline.source().api_calls(), summary.already_done);
-            tracing::info!(synced = summary.synced, skipped = summary.skipped, rejected = summary.rejected, failed = summary.failed, already_done = summary.already_done, deferred = summary.deferred, elapsed_ms = summary.elapsed_ms, "poll done");
-            if summary.cancelled {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(self.settings.poll_interval_secs)) => {}
-                _ = shutdown.cancelled() => break,
-            }
+        tokio::select! {
+            r = self.engine.run_daemon(&self.settings, &shutdown, &obs) => r?,
+            _ = refresher => {}
         }
-        tracing::info!("stopped");
         Ok(())
     }
 }
 
 /// Registered plugin type names (for the linking test).
 pub fn registered() -> Vec<(&'static str, &'static str)> {
-    sagesync_core::registry::all().into_iter().map(|d| (d.kind.as_str(), d.type_name)).collect()
+    sagesync_core::registry::registered()
+}
+
+/// The `sagesyncd` command: `--config FILE`, SIGTERM/SIGINT for a graceful stop.
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    #[derive(Parser)]
+    #[command(name = "sagesyncd", version, about = "Poll SageMaker and keep metadata stores in sync")]
+    struct Args {
+        /// Pipeline config (TOML) with optional [daemon] and [state] sections.
+        #[arg(long, short)]
+        config: std::path::PathBuf,
+    }
+    let args = Args::parse();
+    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))).with_writer(std::io::stderr).init();
+    if let Err(errors) = sagesync_core::registry::check_unique() {
+        for e in errors {
+            eprintln!("error: {e}");
+        }
+        return std::process::ExitCode::from(2);
+    }
+    // Two workers are plenty for a poller and keep the idle footprint small.
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(8).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        let daemon = match Daemon::load(&args.config) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(e.exit_code());
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
+            }
+            s.cancel();
+        });
+        match daemon.serve_http(shutdown.clone()).await {
+            Ok(addr) => tracing::info!(listen = %addr, "serving /healthz and /metrics"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::from(e.exit_code());
+            }
+        }
+        match daemon.run(shutdown).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(e.exit_code())
+            }
+        }
+    })
 }

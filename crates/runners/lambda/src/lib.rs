@@ -1,25 +1,28 @@
-//! The Lambda runner: EventBridge "SageMaker Training Job State Change" events (directly or
-//! wrapped in SQS records) through the one pipeline.
+//! The Lambda runner: EventBridge "SageMaker Training Job State Change" events (directly or in
+//! SQS batches) become job references that go through the same engine as every other listing.
+//! This crate reads the payload, calls [`Engine::sync_refs`] with the invocation's deadline, and
+//! turns the report into the Lambda's answer; nothing else.
 //!
 //! Configuration: the TOML file at `SAGESYNC_CONFIG`, else `sagesync.toml` in the function's
-//! directory (`LAMBDA_TASK_ROOT`) or the working directory, else the AWS sample's pipeline
-//! (SageMaker → required tags → Completed only → tags mapper → ModelDB v1). The sample's
-//! environment knobs apply on top: `TAG_MODEL_DB_SYNC`, `TAG_MODEL_DB_PROJECT_NAME`, ...,
-//! `MODEL_DB_INSTANCE_URL` and `MODEL_DB_INSTANCE_PORT` (for every `modeldb_v1` sink).
+//! directory (`LAMBDA_TASK_ROOT`) or the working directory, else [`DEFAULT_CONFIG`], the AWS
+//! sample's pipeline, whose `${VAR:-default}` values read the sample's environment knobs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sagesync_core::config::{ConfigError, ConfigErrors};
-use sagesync_core::{CancellationToken, Config, Outcome, Pipeline, Source};
-use sagesync_source_sagemaker::api::{parse_event, EventKind, SageMakerSource, SageMakerSourceConfig};
+use sagesync_core::config::{ConfigErrors, LambdaSettings};
+use sagesync_core::{CancellationToken, Config, Engine, EngineOptions, JobReport, NoObserver, Outcome, RefOptions};
+use sagesync_source_sagemaker::api::{read_payload, ItemKind};
 use serde_json::{json, Value};
 
 // Link every plugin crate.
 use sagesync_sink_file as _;
 use sagesync_sink_modeldb as _;
+use sagesync_source_sagemaker as _;
+use sagesync_state_sqlite as _;
 
-/// The pipeline used when no config file exists: the AWS sample's.
+/// The pipeline used when no config file exists: the AWS sample's (SageMaker → required tags →
+/// Completed only → tags mapper → ModelDB v1), with its environment knobs.
 pub const DEFAULT_CONFIG: &str = r#"[source]
 type = "sagemaker"
 max_requests_per_second = 0
@@ -34,35 +37,34 @@ statuses = ["Completed"]
 [mapper]
 type = "tags"
 
+[tag_keys]
+sync = "${TAG_MODEL_DB_SYNC:-MODEL_DB_SYNC}"
+project_name = "${TAG_MODEL_DB_PROJECT_NAME:-MODEL_DB_PROJECT_NAME}"
+project_user = "${TAG_MODEL_DB_PROJECT_USER:-MODEL_DB_PROJECT_USER}"
+project_desc = "${TAG_MODEL_DB_PROJECT_DESC:-MODEL_DB_PROJECT_DESC}"
+model_name = "${TAG_MODEL_DB_MODEL_NAME:-MODEL_DB_MODEL_NAME}"
+model_type = "${TAG_MODEL_DB_MODEL_TYPE:-MODEL_DB_MODEL_TYPE}"
+
 [[sinks]]
 type = "modeldb_v1"
-host = "localhost"
-port = 6543
+host = "${MODEL_DB_INSTANCE_URL:-localhost}"
+port = "${MODEL_DB_INSTANCE_PORT:-6543}"
+request_timeout_secs = 20
 "#;
 
-/// The sample's tag-key environment variables and the `[tag_keys]` field each sets.
-pub const TAG_ENV: [(&str, &str); 6] = [
-    ("TAG_MODEL_DB_SYNC", "sync"),
-    ("TAG_MODEL_DB_PROJECT_NAME", "project_name"),
-    ("TAG_MODEL_DB_PROJECT_USER", "project_user"),
-    ("TAG_MODEL_DB_PROJECT_DESC", "project_desc"),
-    ("TAG_MODEL_DB_MODEL_NAME", "model_name"),
-    ("TAG_MODEL_DB_MODEL_TYPE", "model_type"),
-];
-
-/// Why an invocation failed (reported to the Lambda runtime, which retries and then sends the
-/// event to the failure destination).
+/// Why an invocation failed (the runtime retries it, then sends it to the failure destination).
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// The event cannot be read.
     #[error("{0}")]
     MalformedEvent(String),
-    /// A sink write failed after retries.
-    #[error("{0}")]
-    SinkWriteFailed(String),
-    /// A retryable failure reading the job (throttling, network).
+    /// A retryable failure (or an interruption): deliver the event again.
     #[error("{0}")]
     Retryable(String),
+    /// A failure of the job's content, with no persistent ledger to park it in: the failure
+    /// destination is where a person sees it.
+    #[error("{0}")]
+    PermanentFailure(String),
 }
 
 impl HandlerError {
@@ -70,8 +72,8 @@ impl HandlerError {
     pub fn error_type(&self) -> &'static str {
         match self {
             HandlerError::MalformedEvent(_) => "MalformedEvent",
-            HandlerError::SinkWriteFailed(_) => "SinkWriteFailed",
             HandlerError::Retryable(_) => "RetryableError",
+            HandlerError::PermanentFailure(_) => "PermanentFailure",
         }
     }
 }
@@ -82,14 +84,10 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// The loaded function: a pipeline plus the typed SageMaker source it reads events with.
+/// The loaded function.
 pub struct App {
-    pipeline: Pipeline,
-    source: Arc<SageMakerSource>,
-}
-
-fn cfg_error(file: &str, message: String) -> ConfigErrors {
-    ConfigErrors(vec![ConfigError { file: file.to_string(), line: 1, column: 1, key: String::new(), message }])
+    engine: Engine,
+    settings: LambdaSettings,
 }
 
 /// Where the config comes from.
@@ -101,147 +99,128 @@ pub fn config_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     [root.join("sagesync.toml"), PathBuf::from("sagesync.toml")].into_iter().find(|p| p.exists())
 }
 
+/// Registered plugin type names (for the linking test).
+pub fn registered() -> Vec<(&'static str, &'static str)> {
+    sagesync_core::registry::registered()
+}
+
+/// How one payload item ended.
+enum ItemResult {
+    Ok(Value),
+    Err(HandlerError),
+}
+
 impl App {
     /// Loads the configuration from the process environment.
     pub fn from_env() -> Result<App, ConfigErrors> {
         Self::load(&|k| std::env::var(k).ok())
     }
 
-    /// Loads the configuration, reading variables through `env`.
+    /// Loads the configuration, reading variables through `env`. Without `[state]`, the ledger
+    /// is in memory (one sandbox's lifetime); `[state] type = "dynamodb"` shares it across
+    /// invocations.
     pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<App, ConfigErrors> {
         let mut cfg = match config_path(env) {
             Some(p) => {
-                let text = std::fs::read_to_string(&p).map_err(|e| cfg_error(&p.display().to_string(), format!("cannot read config file: {e}")))?;
+                let text = std::fs::read_to_string(&p).map_err(|e| ConfigErrors::one(&p.display().to_string(), format!("cannot read config file: {e}")))?;
                 let mut c = Config::parse(&text, &p.display().to_string(), env)?;
                 c.dir = p.parent().map(|d| d.to_path_buf());
                 c
             }
             None => Config::parse(DEFAULT_CONFIG, "<built-in Lambda config>", env)?,
         };
-        // The sample's knobs.
-        for (var, field) in TAG_ENV {
-            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
-                let k = &mut cfg.tag_keys;
-                *match field {
-                    "sync" => &mut k.sync,
-                    "project_name" => &mut k.project_name,
-                    "project_user" => &mut k.project_user,
-                    "project_desc" => &mut k.project_desc,
-                    "model_name" => &mut k.model_name,
-                    _ => &mut k.model_type,
-                } = v;
-            }
-        }
-        let host = env("MODEL_DB_INSTANCE_URL").filter(|v| !v.is_empty());
-        let port = match env("MODEL_DB_INSTANCE_PORT").filter(|v| !v.is_empty()) {
-            Some(p) => Some(p.trim().parse::<u16>().map_err(|_| cfg_error(&cfg.file, format!("MODEL_DB_INSTANCE_PORT `{p}` is not a port number")))?),
-            None => None,
+        cfg.pipeline.lease_wait_secs = cfg.pipeline.lease_wait_secs.min(10);
+        let engine = Engine::from_config(&cfg, &EngineOptions::memory())?;
+        Ok(App { engine, settings: cfg.lambda })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Handles one invocation payload: an EventBridge event or an SQS batch of them, to be done
+    /// by `deadline`.
+    pub async fn handle(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
+        let items = read_payload(&payload);
+        let batch = items.iter().any(|i| i.message_id.is_some());
+        let refs: Vec<_> = items.iter().filter_map(|i| match &i.kind {
+            ItemKind::Job(c) => Some(c.job_ref()),
+            _ => None,
+        }).collect();
+        let stop_at = deadline.map(|d| d.checked_sub(Duration::from_millis(self.settings.deadline_margin_ms)).unwrap_or(d));
+        let report = if refs.is_empty() {
+            None
+        } else {
+            let opts = RefOptions { urgent: true, collect: true, deadline: stop_at, ..Default::default() };
+            Some(self.engine.sync_refs(refs, &opts, &CancellationToken::new(), &NoObserver).await)
         };
-        for s in cfg.sinks.iter_mut().filter(|s| s.type_name == "modeldb_v1") {
-            if let Some(h) = &host {
-                s.options.insert("host".into(), toml::Value::String(h.clone()));
-            }
-            if let Some(p) = port {
-                s.options.insert("port".into(), toml::Value::Integer(p.into()));
-            }
-        }
-        // The event path needs the SageMaker source itself (Describe, ListTags).
-        let src = cfg.source.clone().ok_or_else(|| cfg_error(&cfg.file, "missing `[source]`".into()))?;
-        if src.type_name != "sagemaker" {
-            return Err(cfg_error(&cfg.file, format!("the Lambda runner reads SageMaker events: `[source] type` must be \"sagemaker\", not \"{}\"", src.type_name)));
-        }
-        let built = cfg.build()?;
-        let source_cfg: SageMakerSourceConfig = toml::Value::Table(src.options.clone()).try_into().map_err(|e: toml::de::Error| cfg_error(&cfg.file, format!("[source]: {}", e.message())))?;
-        let settings = source_cfg.settings().map_err(|p| ConfigErrors(p.into_iter().map(|p| ConfigError { file: cfg.file.clone(), line: 1, column: 1, key: format!("source.{}", p.path), message: p.message }).collect()))?;
-        let source = Arc::new(SageMakerSource::new(settings));
-        let mut b = Pipeline::builder().source_arc(source.clone() as Arc<dyn Source>).mapper_arc(built.mapper.1).settings(built.settings);
-        for (id, v) in built.validators {
-            b = b.validator_arc(id, v);
-        }
-        for (id, s) in built.sinks {
-            b = b.sink_arc(id, s);
-        }
-        let pipeline = b.build().map_err(|e| cfg_error(&cfg.file, e.to_string()))?;
-        Ok(App { pipeline, source })
-    }
-
-    /// Handles one invocation payload: an EventBridge event or an SQS batch of them.
-    pub async fn handle(&self, payload: Value) -> Result<Value, HandlerError> {
-        if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-            if records.iter().any(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")) {
-                return Ok(self.handle_sqs(records).await);
-            }
-        }
-        self.handle_event(&payload).await
-    }
-
-    async fn handle_sqs(&self, records: &[Value]) -> Value {
-        let mut failures = Vec::new();
+        let persistent = self.engine.state().persistent();
         let mut results = Vec::new();
-        for r in records {
-            let id = r.get("messageId").and_then(Value::as_str).unwrap_or("").to_string();
-            let outcome = match r.get("body").and_then(Value::as_str).map(serde_json::from_str::<Value>) {
-                Some(Ok(ev)) => self.handle_event(&ev).await,
-                Some(Err(e)) => Err(HandlerError::MalformedEvent(format!("SQS message {id}: body is not JSON: {e}"))),
-                None => Err(HandlerError::MalformedEvent(format!("SQS message {id}: no body"))),
+        for item in &items {
+            let r = match &item.kind {
+                ItemKind::Malformed(e) => {
+                    tracing::error!(error = %e.chain(), "malformed event");
+                    ItemResult::Err(HandlerError::MalformedEvent(e.chain()))
+                }
+                ItemKind::Ignored(reason) => ItemResult::Ok(json!({"outcome": "ignored", "reason": reason})),
+                ItemKind::Job(change) => {
+                    let rep = report.as_ref();
+                    let found: Option<&JobReport> = rep.and_then(|r| r.jobs.iter().find(|j| j.job == change.name || (j.arn.is_some() && j.arn == change.arn)));
+                    let busy = rep.is_some_and(|r| r.busy_jobs.iter().any(|a| Some(a) == change.arn.as_ref() || a.ends_with(&format!("/{}", change.name))));
+                    match found {
+                        _ if busy && found.is_none() => ItemResult::Err(HandlerError::Retryable(format!("training job {}: another writer holds it; deliver again", change.name))),
+                        None => ItemResult::Ok(json!({"job": change.name, "outcome": "already_synced", "event_id": change.event_id})),
+                        Some(j) => outcome_of(j, persistent, change.event_id.as_deref()),
+                    }
+                }
             };
-            match outcome {
-                Ok(v) => results.push(json!({"messageId": id, "result": v})),
-                Err(e) => {
-                    tracing::warn!(message_id = %id, error_type = e.error_type(), error = %e, "SQS record failed");
-                    results.push(json!({"messageId": id, "error": {"errorType": e.error_type(), "errorMessage": e.to_string()}}));
-                    failures.push(json!({"itemIdentifier": id}));
+            results.push((item.message_id.clone(), r));
+        }
+        if let Some(rep) = &report {
+            tracing::info!(synced = rep.synced, skipped = rep.skipped, rejected = rep.rejected, failed = rep.failed, interrupted = rep.interrupted, already_done = rep.already_done, busy = rep.busy, api_calls = ?rep.api_calls, "invocation handled");
+        }
+        if batch {
+            let mut failures = Vec::new();
+            let mut out = Vec::new();
+            for (id, r) in results {
+                let id = id.unwrap_or_default();
+                match r {
+                    ItemResult::Ok(v) => out.push(json!({"messageId": id, "result": v})),
+                    ItemResult::Err(e) => {
+                        tracing::warn!(message_id = %id, error_type = e.error_type(), error = %e, "SQS record failed");
+                        out.push(json!({"messageId": id, "error": {"errorType": e.error_type(), "errorMessage": e.to_string()}}));
+                        failures.push(json!({"itemIdentifier": id}));
+                    }
                 }
             }
+            return Ok(json!({"batchItemFailures": failures, "results": out}));
         }
-        json!({"batchItemFailures": failures, "results": results})
-    }
-
-    /// Handles one EventBridge event.
-    pub async fn handle_event(&self, ev: &Value) -> Result<Value, HandlerError> {
-        let calls_before = self.source.api_calls();
-        let change = match parse_event(ev) {
-            Err(e) => {
-                tracing::error!(error = %e, "malformed event");
-                return Err(HandlerError::MalformedEvent(e.to_string()));
+        match results.into_iter().next().map(|(_, r)| r) {
+            Some(ItemResult::Ok(mut v)) => {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("api_calls".into(), report.as_ref().map(|r| json!(r.api_calls)).unwrap_or_else(|| json!({})));
+                }
+                Ok(v)
             }
-            Ok(EventKind::Other(reason)) => return Ok(json!({"outcome": "ignored", "reason": reason})),
-            Ok(EventKind::StateChange(c)) => c,
-        };
-        if !change.is_terminal() {
-            let reason = format!("status {} is not terminal; nothing to sync yet", change.status.as_deref().unwrap_or("(none)"));
-            tracing::info!(job = %change.name, reason = %reason, "event acknowledged");
-            return Ok(json!({"job": change.name, "outcome": "ignored", "reason": reason, "api_calls": {}}));
+            Some(ItemResult::Err(e)) => Err(e),
+            None => Err(HandlerError::MalformedEvent("empty payload".into())),
         }
-        let cancel = CancellationToken::new();
-        let job = match self.pipeline.with_retries(&cancel, || self.source.job_for_event(&change)).await {
-            Ok((job, _)) => job,
-            Err((e, attempts)) if e.is_retryable() => return Err(HandlerError::Retryable(format!("training job {}: {} (after {attempts} attempts)", change.name, e.chain()))),
-            Err((e, _)) => {
-                tracing::warn!(job = %change.name, error = %e.chain(), "job cannot be read; not retrying");
-                return Ok(json!({"job": change.name, "arn": change.arn, "outcome": "failed", "reason": format!("source: {}", e.chain()), "retryable": false, "api_calls": self.calls_since(&calls_before)}));
-            }
-        };
-        let report = self.pipeline.sync_job(job, &cancel).await;
-        tracing::info!(job = %report.job, outcome = report.outcome.as_str(), reason = report.reason.as_deref().unwrap_or(""), "event handled");
-        let mut out = serde_json::to_value(&report).unwrap_or_else(|_| json!({}));
-        out["event_id"] = json!(change.event_id);
-        out["api_calls"] = json!(self.calls_since(&calls_before));
-        if report.outcome == Outcome::Failed && report.retryable {
-            return Err(HandlerError::SinkWriteFailed(format!("training job {}: {}", report.job, report.reason.unwrap_or_default())));
-        }
-        Ok(out)
-    }
-
-    fn calls_since(&self, before: &std::collections::BTreeMap<String, u64>) -> std::collections::BTreeMap<String, u64> {
-        self.source.api_calls().into_iter().filter_map(|(k, v)| {
-            let d = v - before.get(&k).copied().unwrap_or(0);
-            (d > 0).then_some((k, d))
-        }).collect()
     }
 }
 
-/// Registered plugin type names (for the linking test).
-pub fn registered() -> Vec<(&'static str, &'static str)> {
-    sagesync_core::registry::all().into_iter().map(|d| (d.kind.as_str(), d.type_name)).collect()
+fn outcome_of(j: &JobReport, persistent: bool, event_id: Option<&str>) -> ItemResult {
+    let mut v = serde_json::to_value(j).unwrap_or_else(|_| json!({}));
+    v["event_id"] = json!(event_id);
+    match j.outcome {
+        Outcome::Interrupted => ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("interrupted")))),
+        Outcome::Failed if j.retryable || !j.recorded => ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed")))),
+        // Parked in a persistent ledger, where `sagesync status` shows it: done here.
+        Outcome::Failed if persistent => {
+            tracing::warn!(job = %j.job, reason = j.reason.as_deref().unwrap_or(""), "permanent failure recorded in the ledger");
+            ItemResult::Ok(v)
+        }
+        Outcome::Failed => ItemResult::Err(HandlerError::PermanentFailure(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed")))),
+        _ => ItemResult::Ok(v),
+    }
 }

@@ -5,6 +5,12 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use sagesync_lambda::App;
 use serde_json::Value;
 
+fn deadline(ctx: &lambda_runtime::Context) -> Option<std::time::Instant> {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+    let left = ctx.deadline.checked_sub(now_ms)?;
+    Some(std::time::Instant::now() + std::time::Duration::from_millis(left))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
@@ -25,5 +31,5 @@ async fn main() -> Result<(), Error> {
         }
     };
     let app = &app;
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move { app.handle(ev.payload).await })).await
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move { app.handle(ev.payload, deadline(&ev.context)).await })).await
 }

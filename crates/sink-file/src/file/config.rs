@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sagesync_core::{BuildContext, Component, FieldProblem, PluginConfig};
+use sagesync_core::{BuildContext, FieldProblem, Sink, SinkPlugin};
 use serde::Deserialize;
 
 use super::FileSink;
@@ -21,12 +21,12 @@ fn yes() -> bool {
     true
 }
 
-impl PluginConfig for FileSinkConfig {
-    fn build(self, _ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
+impl SinkPlugin for FileSinkConfig {
+    fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
         if self.dir.trim().is_empty() {
             return Err(vec![FieldProblem::at("dir", "must not be empty")]);
         }
-        Ok(Component::Sink(Arc::new(FileSink::new(PathBuf::from(self.dir)).pretty(self.pretty))))
+        Ok(Arc::new(FileSink::new(PathBuf::from(self.dir)).pretty(self.pretty)))
     }
 }
 

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sagesync_core::{BuildContext, Component, FieldProblem, PluginConfig};
+use sagesync_core::{BuildContext, FieldProblem, Sink, SinkPlugin};
 use serde::Deserialize;
 
 use super::{ModelDbV1Settings, ModelDbV1Sink};
@@ -12,7 +12,8 @@ use super::{ModelDbV1Settings, ModelDbV1Sink};
 pub struct ModelDbV1Config {
     /// Server host name (not a URL).
     pub host: String,
-    /// Thrift port.
+    /// Thrift port (a number, or a string such as `"${MODEL_DB_INSTANCE_PORT:-6543}"`).
+    #[serde(deserialize_with = "port")]
     pub port: u16,
     /// Connect timeout in seconds.
     pub connect_timeout_secs: u64,
@@ -22,14 +23,28 @@ pub struct ModelDbV1Config {
     pub compat: bool,
 }
 
+fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum P {
+        N(i64),
+        S(String),
+    }
+    let bad = || serde::de::Error::custom("must be a port number between 1 and 65535");
+    match P::deserialize(d)? {
+        P::N(n) => u16::try_from(n).map_err(|_| bad()),
+        P::S(s) => s.trim().parse::<u16>().map_err(|_| bad()),
+    }
+}
+
 impl Default for ModelDbV1Config {
     fn default() -> Self {
         ModelDbV1Config { host: "localhost".into(), port: 6543, connect_timeout_secs: 10, request_timeout_secs: 60, compat: false }
     }
 }
 
-impl PluginConfig for ModelDbV1Config {
-    fn build(self, _ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
+impl SinkPlugin for ModelDbV1Config {
+    fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
         let mut problems = Vec::new();
         if self.host.trim().is_empty() {
             problems.push(FieldProblem::at("host", "must not be empty"));
@@ -47,13 +62,13 @@ impl PluginConfig for ModelDbV1Config {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Component::Sink(Arc::new(ModelDbV1Sink::new(ModelDbV1Settings {
+        Ok(Arc::new(ModelDbV1Sink::new(ModelDbV1Settings {
             host: self.host,
             port: self.port,
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             compat: self.compat,
-        }))))
+        })))
     }
 }
 

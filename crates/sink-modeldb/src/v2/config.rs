@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sagesync_core::{BuildContext, Component, FieldProblem, PluginConfig, Secret};
+use sagesync_core::{BuildContext, FieldProblem, Secret, Sink, SinkPlugin};
 use serde::Deserialize;
 
 use super::client::ApiSettings;
@@ -70,8 +70,8 @@ fn yes() -> bool {
     true
 }
 
-impl PluginConfig for ModelDbV2Config {
-    fn build(self, _ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
+impl SinkPlugin for ModelDbV2Config {
+    fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
         let mut problems = Vec::new();
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             problems.push(FieldProblem::at("base_url", "must be an http:// or https:// URL"));
@@ -113,7 +113,7 @@ impl PluginConfig for ModelDbV2Config {
             on_conflict: self.on_conflict,
             dataset_versions: self.dataset_versions,
         };
-        ModelDbV2Sink::new(settings).map(|s| Component::Sink(Arc::new(s))).map_err(|m| vec![FieldProblem::at("developer_key", m)])
+        ModelDbV2Sink::new(settings).map(|s| Arc::new(s) as Arc<dyn Sink>).map_err(|m| vec![FieldProblem::at("developer_key", m)])
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_sagemaker::config::http::HttpResponse;
 use aws_sdk_sagemaker::error::{ProvideErrorMetadata, SdkError};
@@ -37,6 +37,10 @@ pub struct ClientSettings {
     pub initial_backoff: Duration,
     /// Retry mode.
     pub retry_mode: RetryMode,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of one attempt of a call.
+    pub attempt_timeout: Duration,
 }
 
 /// Built clients.
@@ -58,7 +62,12 @@ impl ClientSettings {
         .with_max_attempts(self.max_attempts.max(1))
         .with_initial_backoff(self.initial_backoff)
         .with_max_backoff(Duration::from_secs(20));
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry);
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(self.connect_timeout.max(Duration::from_millis(100)))
+            .operation_attempt_timeout(self.attempt_timeout.max(Duration::from_millis(100)))
+            .operation_timeout((self.attempt_timeout + Duration::from_secs(20)).saturating_mul(self.max_attempts.max(1)))
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).timeout_config(timeouts);
         if let Some(r) = &self.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
         }
@@ -78,34 +87,32 @@ impl ClientSettings {
     }
 }
 
-/// Spaces calls at least `1 / rate` seconds apart (first attempts; the SDK's retries come on
-/// top, with their own backoff).
-#[derive(Debug)]
-pub struct RateLimiter {
-    interval: Duration,
-    next: tokio::sync::Mutex<Instant>,
+/// One client-side budget per operation (a token bucket from `governor`, burst 1), so that a
+/// slow operation's budget never holds another back: ListTrainingJobs' 2 TPS is its own, and
+/// Describe, ListTags, Search and ListObjectsV2 have theirs.
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    limits: BTreeMap<String, governor::DefaultDirectRateLimiter>,
 }
 
-impl RateLimiter {
-    /// At most `per_second` calls per second; 0 or less means unlimited.
-    pub fn new(per_second: f64) -> Self {
-        let interval = if per_second > 0.0 { Duration::from_secs_f64(1.0 / per_second) } else { Duration::ZERO };
-        RateLimiter { interval, next: tokio::sync::Mutex::new(Instant::now()) }
-    }
-    /// Waits for the next slot.
-    pub async fn acquire(&self) {
-        if self.interval.is_zero() {
-            return;
+impl RateLimits {
+    /// Budgets in calls per second by operation name; 0 means unlimited.
+    pub fn new(per_op: &BTreeMap<String, f64>) -> Self {
+        let mut limits = BTreeMap::new();
+        for (op, rate) in per_op {
+            if *rate > 0.0 && rate.is_finite() {
+                let period = Duration::from_secs_f64((1.0 / rate).clamp(0.000_001, 86_400.0));
+                if let Some(q) = governor::Quota::with_period(period) {
+                    limits.insert(op.clone(), governor::RateLimiter::direct(q));
+                }
+            }
         }
-        let wait = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let at = (*next).max(now);
-            *next = at + self.interval;
-            at - now
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        RateLimits { limits }
+    }
+    /// Waits for `op`'s next slot.
+    pub async fn acquire(&self, op: &str) {
+        if let Some(l) = self.limits.get(op) {
+            l.until_ready().await;
         }
     }
 }
@@ -170,13 +177,18 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn limiter_spaces_calls() {
-        let l = RateLimiter::new(50.0);
-        let start = Instant::now();
-        for _ in 0..6 {
-            l.acquire().await;
+    async fn budgets_are_per_operation() {
+        let l = RateLimits::new(&[("A".to_string(), 20.0), ("B".to_string(), 0.0)].into_iter().collect());
+        let start = std::time::Instant::now();
+        for _ in 0..4 {
+            l.acquire("A").await;
         }
-        // 6 calls at 50/s: the last one waits ~100 ms.
-        assert!(start.elapsed() >= Duration::from_millis(90), "{:?}", start.elapsed());
+        assert!(start.elapsed() >= Duration::from_millis(140), "{:?}", start.elapsed());
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            l.acquire("B").await;
+            l.acquire("C").await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(100), "unlimited operations never wait");
     }
 }

@@ -1,13 +1,15 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use sagesync_core::config::KeyPath;
-use sagesync_core::{BuildContext, Component, FieldProblem, PluginConfig};
+use chrono::{DateTime, Utc};
+use sagesync_core::config::parse_time;
+use sagesync_core::keypath::KeyPath;
+use sagesync_core::{BuildContext, FieldProblem, Source, SourcePlugin};
 use serde::Deserialize;
 
 use super::client::{ClientSettings, RetryMode};
-use super::source::{Filters, Mode, SageMakerSettings, SageMakerSource};
+use super::source::{Filters, Mode, SageMakerSettings, SageMakerSource, OPERATIONS};
 
 /// Options of `sagemaker`.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,7 +23,8 @@ pub struct SageMakerSourceConfig {
     pub endpoint_url: Option<String>,
     /// S3 endpoint override for dataset manifests.
     pub s3_endpoint_url: Option<String>,
-    /// `list` (polling) or `search` (bulk/backfill).
+    /// Polls: `list` (ListTrainingJobs + Describe + ListTags) or `search` (Search, tags in bulk).
+    /// Reconciliation passes and backfills always use Search.
     pub mode: Mode,
     /// Statuses to list (empty: all; the `status` validator decides what syncs).
     pub statuses: Vec<String>,
@@ -35,17 +38,29 @@ pub struct SageMakerSourceConfig {
     pub modified_after: Option<String>,
     /// Modified before.
     pub modified_before: Option<String>,
-    /// Client-side rate limit, calls per second (0 = none).
-    pub max_requests_per_second: f64,
+    /// The budget of every operation without its own entry in `rate_limits`, calls per second
+    /// (0 = unlimited). Unset: each operation's default.
+    pub max_requests_per_second: Option<f64>,
+    /// Budgets per operation, calls per second (`ListTrainingJobs = 2`...; 0 = unlimited).
+    pub rate_limits: BTreeMap<String, f64>,
     /// Attempts per API call, first included (SDK retry).
     pub max_attempts: u32,
     /// SDK retry mode: `standard` or `adaptive`.
     pub retry_mode: RetryMode,
     /// First SDK retry backoff, milliseconds.
     pub initial_backoff_ms: u64,
+    /// Connect timeout, seconds.
+    pub connect_timeout_secs: u64,
+    /// Timeout of one attempt of a call, seconds.
+    pub request_timeout_secs: u64,
     /// Page size for ListTrainingJobs / Search (1..=100).
     pub page_size: i32,
-    /// List each S3 channel's objects (key, size, ETag, time) as a manifest.
+    /// Polls start this many seconds before the previous poll started, so that a job modified
+    /// while a listing ran (or a clock that runs ahead) is listed again; the ledger makes the
+    /// overlap cheap.
+    pub watermark_overlap_secs: u64,
+    /// List each S3 channel's objects (key, size, ETag, time) as a manifest, when the job is
+    /// worked on.
     pub dataset_manifests: bool,
     /// Cap on objects per channel manifest.
     pub max_manifest_objects: usize,
@@ -65,11 +80,15 @@ impl Default for SageMakerSourceConfig {
             created_before: None,
             modified_after: None,
             modified_before: None,
-            max_requests_per_second: 2.0,
+            max_requests_per_second: None,
+            rate_limits: BTreeMap::new(),
             max_attempts: 5,
             retry_mode: RetryMode::Standard,
             initial_backoff_ms: 1000,
+            connect_timeout_secs: 10,
+            request_timeout_secs: 60,
             page_size: 100,
+            watermark_overlap_secs: 300,
             dataset_manifests: false,
             max_manifest_objects: 1000,
         }
@@ -78,32 +97,11 @@ impl Default for SageMakerSourceConfig {
 
 /// Parses `2026-01-31` (midnight UTC) or an RFC 3339 timestamp.
 pub fn parse_time_filter(s: &str) -> Result<DateTime<Utc>, String> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(t.and_utc());
-        }
-    }
-    Err(format!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 timestamp"))
+    parse_time(s)
 }
 
-/// Turns a `sagemaker` source's options into a backfill: Search mode, LastModifiedTime in
-/// `[since, until)`. Checks the dates.
-pub fn backfill_options(options: &mut toml::Table, since: &str, until: Option<&str>) -> Result<(), String> {
-    parse_time_filter(since)?;
-    if let Some(u) = until {
-        parse_time_filter(u)?;
-    }
-    options.insert("mode".into(), toml::Value::String("search".into()));
-    options.insert("modified_after".into(), toml::Value::String(since.to_string()));
-    match until {
-        Some(u) => options.insert("modified_before".into(), toml::Value::String(u.to_string())),
-        None => options.remove("modified_before"),
-    };
-    Ok(())
+fn rate_ok(r: f64) -> bool {
+    r == 0.0 || (r.is_finite() && (0.001..=10_000.0).contains(&r))
 }
 
 impl SageMakerSourceConfig {
@@ -111,7 +109,7 @@ impl SageMakerSourceConfig {
     pub fn settings(&self) -> Result<SageMakerSettings, Vec<FieldProblem>> {
         let mut problems = Vec::new();
         let mut time = |key: &str, v: &Option<String>| -> Option<DateTime<Utc>> {
-            v.as_ref().and_then(|s| match parse_time_filter(s) {
+            v.as_ref().and_then(|s| match parse_time(s) {
                 Ok(t) => Some(t),
                 Err(m) => {
                     problems.push(FieldProblem::at(key, m));
@@ -139,14 +137,37 @@ impl SageMakerSourceConfig {
                 }
             }
         }
-        if !self.max_requests_per_second.is_finite() || self.max_requests_per_second < 0.0 {
-            problems.push(FieldProblem::at("max_requests_per_second", "must be 0 (unlimited) or positive"));
+        if let Some(r) = self.max_requests_per_second {
+            if !rate_ok(r) {
+                problems.push(FieldProblem::at("max_requests_per_second", "must be 0 (unlimited) or between 0.001 and 10000"));
+            }
+        }
+        let mut rates: BTreeMap<String, f64> = OPERATIONS.iter().map(|(op, def)| (op.to_string(), self.max_requests_per_second.unwrap_or(*def))).collect();
+        for (op, r) in &self.rate_limits {
+            if !OPERATIONS.iter().any(|(o, _)| o == op) {
+                problems.push(FieldProblem { path: KeyPath::root().key("rate_limits").key(op), message: format!("unknown operation; expected one of: {}", OPERATIONS.iter().map(|(o, _)| *o).collect::<Vec<_>>().join(", ")) });
+            } else if !rate_ok(*r) {
+                problems.push(FieldProblem { path: KeyPath::root().key("rate_limits").key(op), message: "must be 0 (unlimited) or between 0.001 and 10000".into() });
+            } else {
+                rates.insert(op.clone(), *r);
+            }
         }
         if !(1..=20).contains(&self.max_attempts) {
             problems.push(FieldProblem::at("max_attempts", format!("must be between 1 and 20, got {}", self.max_attempts)));
         }
+        if !(1..=3_600_000).contains(&self.initial_backoff_ms) {
+            problems.push(FieldProblem::at("initial_backoff_ms", "must be between 1 and 3600000"));
+        }
+        for (k, v) in [("connect_timeout_secs", self.connect_timeout_secs), ("request_timeout_secs", self.request_timeout_secs)] {
+            if !(1..=3600).contains(&v) {
+                problems.push(FieldProblem::at(k, format!("must be between 1 and 3600, got {v}")));
+            }
+        }
         if !(1..=100).contains(&self.page_size) {
             problems.push(FieldProblem::at("page_size", format!("must be between 1 and 100, got {}", self.page_size)));
+        }
+        if self.watermark_overlap_secs > 7 * 86_400 {
+            problems.push(FieldProblem::at("watermark_overlap_secs", "must be at most 604800 (7 days)"));
         }
         if self.max_manifest_objects == 0 || self.max_manifest_objects > 1_000_000 {
             problems.push(FieldProblem::at("max_manifest_objects", "must be between 1 and 1000000"));
@@ -163,20 +184,23 @@ impl SageMakerSourceConfig {
                 max_attempts: self.max_attempts,
                 initial_backoff: Duration::from_millis(self.initial_backoff_ms),
                 retry_mode: self.retry_mode,
+                connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+                attempt_timeout: Duration::from_secs(self.request_timeout_secs),
             },
             mode: self.mode,
             filters,
-            max_requests_per_second: self.max_requests_per_second,
+            rate_limits: rates,
             page_size: self.page_size,
+            watermark_overlap: Duration::from_secs(self.watermark_overlap_secs),
             dataset_manifests: self.dataset_manifests,
             max_manifest_objects: self.max_manifest_objects,
         })
     }
 }
 
-impl PluginConfig for SageMakerSourceConfig {
-    fn build(self, _ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
-        Ok(Component::Source(Arc::new(SageMakerSource::new(self.settings()?))))
+impl SourcePlugin for SageMakerSourceConfig {
+    fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Source>, Vec<FieldProblem>> {
+        Ok(Arc::new(SageMakerSource::new(self.settings()?)))
     }
 }
 
@@ -191,17 +215,20 @@ type = "sagemaker"
 region = "us-east-1"
 # profile = "ml-prod"
 # endpoint_url = "https://api.sagemaker.us-east-1.amazonaws.com"
-# "list": ListTrainingJobs watermark + Describe + ListTags per job (polling).
-# "search": Search(TrainingJob), 100 full jobs with tags per call (backfills).
+# Polls: "list" (ListTrainingJobs + Describe + ListTags per job) or "search" (Search, 100 full
+# jobs with tags per call). Reconciliation passes and backfills always use Search.
 mode = "list"
 statuses = []          # e.g. ["Completed", "Failed"]; empty lists every status
 # name_contains = "xgboost"
 # created_after = "2026-01-01"
 # modified_before = "2026-06-30T00:00:00Z"
-max_requests_per_second = 2.0
-max_attempts = 5
-retry_mode = "standard"   # or "adaptive"
-dataset_manifests = false
-max_manifest_objects = 1000
+# Client-side budgets per operation, calls per second (defaults shown; 0 = unlimited).
+# max_requests_per_second = 1.0   # one budget for every operation not listed below
+[source.rate_limits]
+ListTrainingJobs = 2.0      # AWS: 2 TPS per account and region, not adjustable
+DescribeTrainingJob = 10.0
+ListTags = 10.0
+Search = 2.0
+ListObjectsV2 = 50.0
 "#
 );

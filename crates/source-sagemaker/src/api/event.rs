@@ -6,10 +6,9 @@
 //! terminal event costs one DescribeTrainingJob; tags come from the event (ListTags only when it
 //! has none).
 
-use sagesync_core::{SyncError, Tags, Timestamp, TrainingJob};
+use sagesync_core::{JobRef, SyncError, Tags, Timestamp};
 use serde_json::Value;
 
-use super::source::SageMakerSource;
 use crate::document::{parse_tags, parse_timestamp};
 
 /// The `detail-type` of training-job state changes.
@@ -106,22 +105,61 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
     Ok(EventKind::StateChange(StateChange { event_id: id, name, arn, status, last_modified, tags }))
 }
 
-impl SageMakerSource {
-    /// The job for a terminal state change: one DescribeTrainingJob (final metrics, the
-    /// authoritative status), tags from the event or, when it has none, ListTags.
-    pub async fn job_for_event(&self, change: &StateChange) -> Result<TrainingJob, SyncError> {
-        let (_, mut doc) = self.describe(&change.name).await?;
-        let tags = match &change.tags {
-            Some(t) => Value::Array(t.iter().map(|t| serde_json::json!({"Key": t.key, "Value": t.value})).collect()),
-            None => {
-                let arn = doc.get("TrainingJobArn").and_then(Value::as_str).map(str::to_string).or_else(|| change.arn.clone()).unwrap_or_default();
-                self.list_tags(&arn).await?
-            }
-        };
-        if let Some(o) = doc.as_object_mut() {
-            o.insert("Tags".into(), tags);
-        }
-        self.finish(doc).await
+impl StateChange {
+    /// The job reference this event stands for: the engine fetches the job (one
+    /// DescribeTrainingJob; tags from the event, or ListTags when it has none) and decides
+    /// against the ledger like any other listed job.
+    pub fn job_ref(&self) -> JobRef {
+        JobRef { name: self.name.clone(), arn: self.arn.clone(), last_modified: self.last_modified, status: self.status.clone(), tags: self.tags.clone(), origin: Some(format!("event {}", self.event_id.as_deref().unwrap_or("(no id)"))), job: None }
+    }
+}
+
+/// One item of a Lambda payload: an EventBridge event, directly or as an SQS message's body.
+#[derive(Debug)]
+pub struct PayloadItem {
+    /// The SQS message id, for `batchItemFailures`.
+    pub message_id: Option<String>,
+    /// What the item holds.
+    pub kind: ItemKind,
+}
+
+/// What a payload item holds.
+#[derive(Debug)]
+pub enum ItemKind {
+    /// A terminal state change: a job to sync.
+    Job(Box<StateChange>),
+    /// Nothing to do (another event type, a status that is not final yet).
+    Ignored(String),
+    /// Unreadable.
+    Malformed(SyncError),
+}
+
+/// Reads a Lambda payload: one EventBridge event, or an SQS batch of them.
+pub fn read_payload(payload: &Value) -> Vec<PayloadItem> {
+    let records = payload.get("Records").and_then(Value::as_array).filter(|r| r.iter().any(|x| x.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")));
+    match records {
+        Some(records) => records
+            .iter()
+            .map(|r| {
+                let id = r.get("messageId").and_then(Value::as_str).unwrap_or("").to_string();
+                let kind = match r.get("body").and_then(Value::as_str).map(serde_json::from_str::<Value>) {
+                    Some(Ok(ev)) => classify(&ev),
+                    Some(Err(e)) => ItemKind::Malformed(SyncError::Malformed { origin: format!("SQS message {id}"), message: format!("body is not JSON: {e}") }),
+                    None => ItemKind::Malformed(SyncError::Malformed { origin: format!("SQS message {id}"), message: "no body".into() }),
+                };
+                PayloadItem { message_id: Some(id), kind }
+            })
+            .collect(),
+        None => vec![PayloadItem { message_id: None, kind: classify(payload) }],
+    }
+}
+
+fn classify(ev: &Value) -> ItemKind {
+    match parse_event(ev) {
+        Err(e) => ItemKind::Malformed(e),
+        Ok(EventKind::Other(reason)) => ItemKind::Ignored(reason),
+        Ok(EventKind::StateChange(c)) if !c.is_terminal() => ItemKind::Ignored(format!("status {} is not final; nothing to sync yet", c.status.as_deref().unwrap_or("(none)"))),
+        Ok(EventKind::StateChange(c)) => ItemKind::Job(Box::new(c)),
     }
 }
 

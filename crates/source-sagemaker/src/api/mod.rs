@@ -6,7 +6,7 @@ pub mod convert;
 pub mod event;
 mod source;
 
-pub use client::{ClientSettings, RetryMode};
-pub use event::{parse_event, EventKind, StateChange};
-pub use config::{backfill_options, parse_time_filter, SageMakerSourceConfig};
-pub use source::{job_name, Filters, Mode, SageMakerSettings, SageMakerSource};
+pub use client::{ClientSettings, RateLimits, RetryMode};
+pub use event::{parse_event, read_payload, EventKind, ItemKind, PayloadItem, StateChange};
+pub use config::{parse_time_filter, SageMakerSourceConfig};
+pub use source::{job_name, Filters, Mode, SageMakerSettings, SageMakerSource, OPERATIONS};

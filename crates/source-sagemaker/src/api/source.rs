@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sagesync_core::{Cursor, JobRef, Listing, Source, SyncError, TrainingJob};
+use sagesync_core::{Cursor, JobRef, ListScope, ListingProblem, Page, Source, SyncError, Tags, TrainingJob};
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
-use super::client::{map_sdk_error, CallCounter, ClientSettings, Clients, RateLimiter};
+use super::client::{map_sdk_error, CallCounter, ClientSettings, Clients, RateLimits};
 use super::convert;
 use crate::document::job_from_document;
 
@@ -41,19 +41,27 @@ pub struct Filters {
     pub modified_before: Option<DateTime<Utc>>,
 }
 
+/// Operations with a client-side budget, and their default rates (calls per second). AWS
+/// publishes 2 TPS (per account and region, not adjustable) for ListTrainingJobs; the others
+/// have no published figure and share the account's quota with every other caller, so the
+/// defaults stay modest and the SDK's retries absorb throttling.
+pub const OPERATIONS: [(&str, f64); 5] = [("ListTrainingJobs", 2.0), ("DescribeTrainingJob", 10.0), ("ListTags", 10.0), ("Search", 2.0), ("ListObjectsV2", 50.0)];
+
 /// Settings of the source.
 #[derive(Debug, Clone)]
 pub struct SageMakerSettings {
     /// Clients.
     pub client: ClientSettings,
-    /// Listing mode.
+    /// Listing mode of polls.
     pub mode: Mode,
     /// Filters.
     pub filters: Filters,
-    /// Calls per second (all operations together); 0 = unlimited.
-    pub max_requests_per_second: f64,
+    /// Calls per second by operation; 0 = unlimited.
+    pub rate_limits: BTreeMap<String, f64>,
     /// Page size (1..=100).
     pub page_size: i32,
+    /// How far before the previous poll's start the next poll begins.
+    pub watermark_overlap: std::time::Duration,
     /// List each S3 channel's objects.
     pub dataset_manifests: bool,
     /// Cap on objects listed per channel.
@@ -62,14 +70,15 @@ pub struct SageMakerSettings {
 
 impl SageMakerSettings {
     /// The defaults of the `sagemaker` plugin config in `mode` (standard credential chain, no
-    /// endpoint override, 2 calls/s, pages of 100, no manifests).
+    /// endpoint override, each operation's default budget, pages of 100, no manifests).
     pub fn new(mode: Mode) -> Self {
         SageMakerSettings {
-            client: ClientSettings { max_attempts: 5, initial_backoff: std::time::Duration::from_secs(1), ..Default::default() },
+            client: ClientSettings { max_attempts: 5, initial_backoff: std::time::Duration::from_secs(1), connect_timeout: std::time::Duration::from_secs(10), attempt_timeout: std::time::Duration::from_secs(60), ..Default::default() },
             mode,
             filters: Filters::default(),
-            max_requests_per_second: 2.0,
+            rate_limits: OPERATIONS.iter().map(|(o, r)| (o.to_string(), *r)).collect(),
             page_size: 100,
+            watermark_overlap: std::time::Duration::from_secs(300),
             dataset_manifests: false,
             max_manifest_objects: 1000,
         }
@@ -81,9 +90,11 @@ impl SageMakerSettings {
         self.client.region = Some(region.to_string());
         self
     }
-    /// Removes the client-side rate limit.
+    /// Removes every client-side budget.
     pub fn unlimited(mut self) -> Self {
-        self.max_requests_per_second = 0.0;
+        for v in self.rate_limits.values_mut() {
+            *v = 0.0;
+        }
         self
     }
 }
@@ -92,7 +103,7 @@ impl SageMakerSettings {
 pub struct SageMakerSource {
     settings: SageMakerSettings,
     clients: OnceCell<Clients>,
-    limiter: RateLimiter,
+    limits: RateLimits,
     calls: CallCounter,
 }
 
@@ -115,8 +126,8 @@ pub fn job_name(name_or_arn: &str) -> &str {
 impl SageMakerSource {
     /// A source with these settings (clients are built on first use).
     pub fn new(settings: SageMakerSettings) -> Self {
-        let limiter = RateLimiter::new(settings.max_requests_per_second);
-        SageMakerSource { settings, clients: OnceCell::new(), limiter, calls: CallCounter::default() }
+        let limits = RateLimits::new(&settings.rate_limits);
+        SageMakerSource { settings, clients: OnceCell::new(), limits, calls: CallCounter::default() }
     }
 
     /// The settings.
@@ -129,7 +140,7 @@ impl SageMakerSource {
     }
 
     async fn before(&self, op: &str) {
-        self.limiter.acquire().await;
+        self.limits.acquire(op).await;
         self.calls.count(op);
     }
 
@@ -147,6 +158,7 @@ impl SageMakerSource {
     pub async fn list_tags(&self, arn: &str) -> Result<Value, SyncError> {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             self.before("ListTags").await;
             let out = self.clients().await.sagemaker.list_tags().resource_arn(arn).max_results(100).set_next_token(token.clone()).send().await.map_err(|e| map_sdk_error("ListTags", arn, e))?;
@@ -154,8 +166,16 @@ impl SageMakerSource {
                 all.extend(a);
             }
             match out.next_token() {
-                Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
+                Some(t) if !t.is_empty() => {
+                    if !seen.insert(t.to_string()) {
+                        return Err(SyncError::transient(format!("ListTags {arn}: the API returned a page token it had already returned; stopping")));
+                    }
+                    token = Some(t.to_string());
+                }
                 _ => break,
+            }
+            if all.len() > 10_000 {
+                return Err(SyncError::permanent(format!("ListTags {arn}: more than 10000 tags")));
             }
         }
         Ok(Value::Array(all))
@@ -163,13 +183,7 @@ impl SageMakerSource {
 
     /// One job by name: Describe + ListTags (+ manifests).
     pub async fn fetch_by_name(&self, name: &str) -> Result<TrainingJob, SyncError> {
-        let (_, mut doc) = self.describe(name).await?;
-        let arn = doc.get("TrainingJobArn").and_then(Value::as_str).unwrap_or_default().to_string();
-        let tags = self.list_tags(&arn).await?;
-        if let Some(o) = doc.as_object_mut() {
-            o.insert("Tags".into(), tags);
-        }
-        self.finish(doc).await
+        self.fetch(&JobRef::by_name(name)).await
     }
 
     /// Adds manifests (when enabled) and reads the document.
@@ -207,6 +221,7 @@ impl SageMakerSource {
         let cap = self.settings.max_manifest_objects;
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         let mut truncated = false;
         loop {
             self.before("ListObjectsV2").await;
@@ -241,7 +256,12 @@ impl SageMakerSource {
                 break;
             }
             match out.next_continuation_token() {
-                Some(t) if more => token = Some(t.to_string()),
+                Some(t) if more => {
+                    if !seen.insert(t.to_string()) {
+                        return Err(SyncError::transient(format!("ListObjectsV2 s3://{bucket}/{prefix}: a continuation token came back twice; stopping")));
+                    }
+                    token = Some(t.to_string());
+                }
                 _ => break,
             }
         }
@@ -259,168 +279,211 @@ impl SageMakerSource {
         }
     }
 
-    /// The lower bound on LastModifiedTime for a listing from `cursor`.
-    fn modified_from(&self, cursor: &Cursor) -> Option<DateTime<Utc>> {
-        match (cursor.watermark, self.settings.filters.modified_after) {
-            (Some(w), Some(f)) => Some(w.max(f)),
-            (w, f) => w.or(f),
-        }
-    }
-
-    async fn list_mode(&self, cursor: &Cursor) -> Result<Vec<(String, String, String, Option<DateTime<Utc>>)>, SyncError> {
+    /// One ListTrainingJobs page of a poll. The next poll starts `watermark_overlap` before
+    /// this listing started (not after the last job seen): jobs listed while it ran, and jobs
+    /// whose Describe came later, are listed again and the ledger skips what it already has.
+    async fn list_page(&self, cursor: &Cursor) -> Result<Page, SyncError> {
         let f = &self.settings.filters;
-        // ListTrainingJobs' bound is strict; start a second early and let the cursor drop what
-        // was already seen at the watermark itself.
-        let after = self.modified_from(cursor).map(|t| t - chrono::Duration::seconds(1));
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        let mut seen_tokens = std::collections::HashSet::new();
-        loop {
-            self.before("ListTrainingJobs").await;
-            let page = self
-                .clients()
-                .await
-                .sagemaker
-                .list_training_jobs()
-                .max_results(self.settings.page_size)
-                .sort_by(aws_sdk_sagemaker::types::SortBy::CreationTime)
-                .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
-                .set_last_modified_time_after(after.map(aws_time))
-                .set_last_modified_time_before(f.modified_before.map(aws_time))
-                .set_creation_time_after(f.created_after.map(aws_time))
-                .set_creation_time_before(f.created_before.map(aws_time))
-                .set_name_contains(f.name_contains.clone())
-                .set_status_equals(self.single_status())
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| map_sdk_error("ListTrainingJobs", "", e))?;
-            for s in page.training_job_summaries() {
-                let lm = s.last_modified_time().or(s.creation_time()).map(|t| convert::time(t)).and_then(|v| v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc)));
-                out.push((s.training_job_name().unwrap_or_default().to_string(), s.training_job_arn().unwrap_or_default().to_string(), s.training_job_status().map(|x| x.as_str().to_string()).unwrap_or_default(), lm));
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => {
-                    if !seen_tokens.insert(t.to_string()) {
-                        return Err(SyncError::permanent(format!("ListTrainingJobs returned the same NextToken twice ({t}); stopping")));
-                    }
-                    token = Some(t.to_string());
+        let started = cursor.started.unwrap_or_else(Utc::now);
+        let lower = match (cursor.watermark, f.modified_after) {
+            (Some(w), Some(m)) => Some(w.max(m)),
+            (w, m) => w.or(m),
+        };
+        // ListTrainingJobs' bound is strict: start a second early.
+        let after = lower.map(|t| t - chrono::Duration::seconds(1));
+        self.before("ListTrainingJobs").await;
+        let sent = self
+            .clients()
+            .await
+            .sagemaker
+            .list_training_jobs()
+            .max_results(self.settings.page_size)
+            .sort_by(aws_sdk_sagemaker::types::SortBy::CreationTime)
+            .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
+            .set_last_modified_time_after(after.map(aws_time))
+            .set_last_modified_time_before(f.modified_before.map(aws_time))
+            .set_creation_time_after(f.created_after.map(aws_time))
+            .set_creation_time_before(f.created_before.map(aws_time))
+            .set_name_contains(f.name_contains.clone())
+            .set_status_equals(self.single_status())
+            .set_next_token(cursor.token.clone())
+            .send()
+            .await;
+        let page = match sent {
+            Ok(p) => p,
+            Err(e) => {
+                let err = map_sdk_error("ListTrainingJobs", "", e);
+                if cursor.token.is_some() && !err.is_retryable() {
+                    // A page token that no longer works (expired): start the listing again.
+                    tracing::warn!(error = %err.chain(), "ListTrainingJobs refused the saved page token; listing again from the watermark");
+                    let restart = Cursor { watermark: cursor.watermark, ..Default::default() };
+                    return Box::pin(self.list_page(&restart)).await;
                 }
-                _ => break,
+                return Err(err);
+            }
+        };
+        let mut jobs = Vec::new();
+        for s in page.training_job_summaries() {
+            let status = s.training_job_status().map(|x| x.as_str().to_string()).unwrap_or_default();
+            if !self.status_ok(&status) {
+                continue;
+            }
+            let lm = s.last_modified_time().or(s.creation_time()).map(convert::time).and_then(|v| v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc)));
+            jobs.push(JobRef { name: s.training_job_name().unwrap_or_default().to_string(), arn: s.training_job_arn().map(str::to_string), last_modified: lm, status: Some(status), ..Default::default() });
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() && Some(t) != cursor.token.as_deref() => Ok(Page { jobs, problems: Vec::new(), next: Cursor { watermark: cursor.watermark, token: Some(t.to_string()), started: Some(started), ..Default::default() }, done: false }),
+            _ => {
+                let overlap = chrono::Duration::from_std(self.settings.watermark_overlap).unwrap_or_default();
+                Ok(Page { jobs, problems: Vec::new(), next: Cursor { watermark: Some(started - overlap), ..Default::default() }, done: true })
             }
         }
-        Ok(out)
     }
 
-    async fn search_mode(&self, cursor: &Cursor) -> Result<Vec<TrainingJob>, SyncError> {
+    /// One Search page, by keyset on (LastModifiedTime, ARN): each page asks again from the
+    /// last time seen, so a job modified while the listing runs moves later in it and is listed
+    /// again, never skipped. Only when a page makes no progress (more jobs share one time than
+    /// a page holds) does it follow the page token.
+    async fn search_page(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
         use aws_sdk_sagemaker::types::{Filter, Operator, ResourceType, SearchExpression, SearchSortOrder};
         let f = &self.settings.filters;
+        let started = cursor.started.unwrap_or_else(Utc::now);
+        let (from, until) = match scope {
+            ListScope::Range { from, until } => (*from, *until),
+            ListScope::Incremental => (None, None),
+        };
+        let lower = [cursor.watermark, from, f.modified_after].into_iter().flatten().max();
+        let upper = [until, f.modified_before].into_iter().flatten().min();
+        let filter = |name: &str, op: Operator, value: String| Filter::builder().name(name).operator(op).value(value).build();
         let mut filters = Vec::new();
-        let filter = |name: &str, op: Operator, value: String| -> Result<Filter, SyncError> { Ok(Filter::builder().name(name).operator(op).value(value).build()) };
-        if let Some(t) = self.modified_from(cursor) {
-            filters.push(filter("LastModifiedTime", Operator::GreaterThanOrEqualTo, iso(t))?);
+        if let Some(t) = lower {
+            filters.push(filter("LastModifiedTime", Operator::GreaterThanOrEqualTo, iso(t)));
         }
-        if let Some(t) = f.modified_before {
-            filters.push(filter("LastModifiedTime", Operator::LessThan, iso(t))?);
+        if let Some(t) = upper {
+            filters.push(filter("LastModifiedTime", Operator::LessThan, iso(t)));
         }
         if let Some(t) = f.created_after {
-            filters.push(filter("CreationTime", Operator::GreaterThan, iso(t))?);
+            filters.push(filter("CreationTime", Operator::GreaterThan, iso(t)));
         }
         if let Some(t) = f.created_before {
-            filters.push(filter("CreationTime", Operator::LessThan, iso(t))?);
+            filters.push(filter("CreationTime", Operator::LessThan, iso(t)));
         }
         if let Some(n) = &f.name_contains {
-            filters.push(filter("TrainingJobName", Operator::Contains, n.clone())?);
+            filters.push(filter("TrainingJobName", Operator::Contains, n.clone()));
         }
         if let [one] = f.statuses.as_slice() {
-            filters.push(filter("TrainingJobStatus", Operator::Equals, one.clone())?);
+            filters.push(filter("TrainingJobStatus", Operator::Equals, one.clone()));
         }
         let expr = if filters.is_empty() { None } else { Some(SearchExpression::builder().set_filters(Some(filters)).build()) };
+        self.before("Search").await;
+        let page = self
+            .clients()
+            .await
+            .sagemaker
+            .search()
+            .resource(ResourceType::TrainingJob)
+            .set_search_expression(expr)
+            .sort_by("LastModifiedTime")
+            .sort_order(SearchSortOrder::Ascending)
+            .max_results(self.settings.page_size)
+            .set_next_token(cursor.token.clone())
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("Search", "TrainingJob", e))?;
+        let mut next = Cursor { watermark: cursor.watermark.or(lower), seen_at_watermark: cursor.seen_at_watermark.clone(), started: Some(started), token: None };
         let mut jobs = Vec::new();
-        let mut token: Option<String> = None;
-        let mut seen_tokens = std::collections::HashSet::new();
-        loop {
-            self.before("Search").await;
-            let page = self
-                .clients()
-                .await
-                .sagemaker
-                .search()
-                .resource(ResourceType::TrainingJob)
-                .set_search_expression(expr.clone())
-                .sort_by("LastModifiedTime")
-                .sort_order(SearchSortOrder::Ascending)
-                .max_results(self.settings.page_size)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| map_sdk_error("Search", "TrainingJob", e))?;
-            for r in page.results() {
-                if let Some(tj) = r.training_job() {
-                    jobs.push(convert::search_document(tj));
-                }
+        let mut problems = Vec::new();
+        let results = page.results();
+        for (i, r) in results.iter().enumerate() {
+            let Some(tj) = r.training_job() else { continue };
+            let arn = tj.training_job_arn().unwrap_or_default().to_string();
+            let lm = tj.last_modified_time().map(convert::time).and_then(|v| v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc)));
+            if cursor.covers(lm, &arn) {
+                continue;
             }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => {
-                    if !seen_tokens.insert(t.to_string()) {
-                        return Err(SyncError::permanent(format!("Search returned the same NextToken twice ({t}); stopping")));
+            next.advance(lm, &arn);
+            let doc = convert::search_document(tj);
+            let name = tj.training_job_name().unwrap_or("?").to_string();
+            match crate::document::job_from_document(&doc) {
+                Ok(job) if !job.arn.is_empty() && !job.status.is_empty() => {
+                    if self.status_ok(&job.status) {
+                        jobs.push(JobRef::with_job(job, None));
                     }
-                    token = Some(t.to_string());
                 }
-                _ => break,
+                Ok(_) => problems.push(ListingProblem { origin: format!("Search record {i} ({name})"), job: Some(name), arn: (!arn.is_empty()).then_some(arn), last_modified: lm, error: SyncError::Malformed { origin: "Search".into(), message: "the record has no ARN or status".into() } }),
+                // One bad record fails alone, with its reason; the rest of the page syncs.
+                Err(e) => problems.push(ListingProblem { origin: format!("Search record {i} ({name})"), job: Some(name.clone()), arn: (!arn.is_empty()).then_some(arn), last_modified: lm, error: SyncError::Malformed { origin: format!("training job {name}"), message: e.to_string() } }),
             }
         }
-        let mut out = Vec::with_capacity(jobs.len());
-        for doc in jobs {
-            out.push(self.finish(doc).await?);
+        let token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+        let done = token.is_none();
+        if done {
+            next = match scope {
+                // The next poll begins a little before this one started (eventual consistency,
+                // clocks), never after the last job seen.
+                ListScope::Incremental => {
+                    let overlap = chrono::Duration::from_std(self.settings.watermark_overlap).unwrap_or_default();
+                    let w = [next.watermark, Some(started - overlap)].into_iter().flatten().min();
+                    Cursor { watermark: w, ..Default::default() }
+                }
+                // A range listed to its end starts over next time.
+                ListScope::Range { .. } => Cursor::default(),
+            };
+        } else if next.watermark == cursor.watermark.or(lower) {
+            // No progress in time (more jobs share one time than a page holds): continue the
+            // same query with its page token.
+            next.token = token;
         }
-        Ok(out)
+        Ok(Page { jobs, problems, next, done })
     }
 }
 
 #[async_trait]
 impl Source for SageMakerSource {
-    async fn list(&self, cursor: &Cursor) -> Result<Listing, SyncError> {
-        let mut next = cursor.clone();
-        let jobs: Vec<JobRef> = match self.settings.mode {
-            Mode::List => {
-                let mut found: Vec<_> = self.list_mode(cursor).await?.into_iter().filter(|(_, arn, status, lm)| self.status_ok(status) && !cursor.covers(*lm, arn)).collect();
-                found.sort_by(|a, b| (a.3, &a.1).cmp(&(b.3, &b.1)));
-                found.dedup_by(|a, b| a.1 == b.1);
-                found
-                    .into_iter()
-                    .map(|(name, arn, _, lm)| {
-                        next.advance(lm, &arn);
-                        JobRef { name, arn: Some(arn), last_modified: lm, origin: None, job: None }
-                    })
-                    .collect()
-            }
-            Mode::Search => {
-                let mut found: Vec<_> = self.search_mode(cursor).await?.into_iter().filter(|j| self.status_ok(&j.status) && !cursor.covers(j.last_modified_time, &j.arn)).collect();
-                found.sort_by(|a, b| (a.last_modified_time, &a.arn).cmp(&(b.last_modified_time, &b.arn)));
-                found.dedup_by(|a, b| a.arn == b.arn);
-                found
-                    .into_iter()
-                    .map(|j| {
-                        next.advance(j.last_modified_time, &j.arn);
-                        JobRef::with_job(j, None)
-                    })
-                    .collect()
-            }
-        };
-        Ok(Listing { jobs, problems: Vec::new(), next, more: false })
+    async fn list(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
+        match (scope, self.settings.mode) {
+            (ListScope::Incremental, Mode::List) => self.list_page(cursor).await,
+            _ => self.search_page(scope, cursor).await,
+        }
     }
 
     async fn fetch(&self, job: &JobRef) -> Result<TrainingJob, SyncError> {
         if let Some(j) = &job.job {
-            return Ok(Arc::unwrap_or_clone(j.clone()));
+            if !self.settings.dataset_manifests {
+                return Ok(Arc::unwrap_or_clone(j.clone()));
+            }
+            let mut doc = j.original.clone();
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("Tags".into(), tags_value(&j.tags));
+            }
+            return self.finish(doc).await;
         }
-        self.fetch_by_name(job.arn.as_deref().map(job_name).unwrap_or(&job.name)).await
+        let name = job.arn.as_deref().map(job_name).unwrap_or(&job.name);
+        let (_, mut doc) = self.describe(name).await?;
+        let tags = match &job.tags {
+            Some(t) => tags_value(t),
+            None => {
+                let arn = doc.get("TrainingJobArn").and_then(Value::as_str).map(str::to_string).or_else(|| job.arn.clone()).unwrap_or_default();
+                self.list_tags(&arn).await?
+            }
+        };
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("Tags".into(), tags);
+        }
+        self.finish(doc).await
     }
 
     fn api_calls(&self) -> BTreeMap<String, u64> {
         self.calls.snapshot()
     }
+
+    fn fingerprint(&self) -> String {
+        format!("manifests={}:{}", self.settings.dataset_manifests, self.settings.max_manifest_objects)
+    }
+}
+
+fn tags_value(t: &Tags) -> Value {
+    Value::Array(t.iter().map(|t| json!({"Key": t.key, "Value": t.value})).collect())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use sagesync_core::config::KeyPath;
-use sagesync_core::{BuildContext, Component, FieldProblem, PluginConfig};
+use sagesync_core::keypath::KeyPath;
+use sagesync_core::{BuildContext, FieldProblem, Source, SourcePlugin};
 use serde::Deserialize;
 
 use super::RecordedSource;
@@ -18,8 +18,8 @@ pub struct RecordedSourceConfig {
     pub recursive: bool,
 }
 
-impl PluginConfig for RecordedSourceConfig {
-    fn build(self, _ctx: &BuildContext) -> Result<Component, Vec<FieldProblem>> {
+impl SourcePlugin for RecordedSourceConfig {
+    fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Source>, Vec<FieldProblem>> {
         let mut problems = Vec::new();
         if self.paths.is_empty() {
             problems.push(FieldProblem::at("paths", "must list at least one file, directory or `-`"));
@@ -35,7 +35,7 @@ impl PluginConfig for RecordedSourceConfig {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Component::Source(Arc::new(RecordedSource::new(self.paths.into_iter().map(Into::into).collect(), self.recursive))))
+        Ok(Arc::new(RecordedSource::new(self.paths.into_iter().map(Into::into).collect(), self.recursive)))
     }
 }
 

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sagesync_core::{Cursor, JobRef, Listing, ListingProblem, Source, SyncError, TrainingJob};
+use sagesync_core::{Cursor, JobRef, ListScope, ListingProblem, Page, Source, SyncError, TrainingJob};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -159,19 +159,25 @@ fn parse_text(text: &str, name: &str, lines: bool, out: &mut Loaded) {
 
 #[async_trait]
 impl Source for RecordedSource {
-    async fn list(&self, cursor: &Cursor) -> Result<Listing, SyncError> {
+    /// Every document, every time (recorded files are read whole; a file that is half written
+    /// now is a problem of this pass and read again by the next one). The ledger skips what it
+    /// already holds. A range keeps the documents modified within it.
+    async fn list(&self, scope: &ListScope, _cursor: &Cursor) -> Result<Page, SyncError> {
         let loaded = self.load().await;
-        let mut jobs: Vec<(TrainingJob, String)> = loaded.jobs.into_iter().filter(|(j, _)| !cursor.covers(j.last_modified_time, &j.arn)).collect();
+        let in_range = |j: &TrainingJob| match scope {
+            ListScope::Incremental => true,
+            ListScope::Range { from, until } => {
+                let lm = j.last_modified_time;
+                from.is_none_or(|f| lm.is_some_and(|t| t >= f)) && until.is_none_or(|u| lm.is_none_or(|t| t < u))
+            }
+        };
+        let mut jobs: Vec<(TrainingJob, String)> = loaded.jobs.into_iter().filter(|(j, _)| in_range(j)).collect();
         jobs.sort_by(|a, b| (a.0.last_modified_time, &a.0.arn).cmp(&(b.0.last_modified_time, &b.0.arn)));
-        let mut next = cursor.clone();
-        for (j, _) in &jobs {
-            next.advance(j.last_modified_time, &j.arn);
-        }
-        Ok(Listing {
+        Ok(Page {
             jobs: jobs.into_iter().map(|(j, origin)| JobRef::with_job(j, Some(origin))).collect(),
-            problems: loaded.problems.into_iter().map(|(origin, error)| ListingProblem { origin, error }).collect(),
-            next,
-            more: false,
+            problems: loaded.problems.into_iter().map(|(origin, error)| ListingProblem::at(origin, error)).collect(),
+            next: Cursor::default(),
+            done: true,
         })
     }
 
@@ -184,7 +190,7 @@ impl Source for RecordedSource {
             .jobs
             .into_iter()
             .map(|(j, _)| j)
-            .filter(|j| j.name == job.name || job.arn.as_deref() == Some(j.arn.as_str()))
+            .filter(|j| j.name == job.name || job.arn.as_deref() == Some(j.arn.as_str()) || j.arn == job.name)
             .max_by_key(|j| j.last_modified_time)
             .ok_or_else(|| SyncError::NotFound(job.name.clone()))
     }
@@ -207,7 +213,7 @@ mod tests {
         std::fs::write(dir.path().join("d.json"), "{\n  \"TrainingJobName\": ").unwrap();
         std::fs::write(dir.path().join("ignored.txt"), "nope").unwrap();
         let s = RecordedSource::new(vec![dir.path().to_path_buf()], false);
-        let l = s.list(&Cursor::default()).await.unwrap();
+        let l = s.list(&ListScope::Incremental, &Cursor::default()).await.unwrap();
         let names: Vec<_> = l.jobs.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(names, ["b1", "a", "b2"], "sorted by LastModifiedTime");
         assert_eq!(l.problems.len(), 3);
@@ -216,9 +222,10 @@ mod tests {
         assert!(origins[1].ends_with("c.json:1:1"), "{origins:?}");
         assert!(l.problems[1].error.to_string().contains("HyperParameters"));
         assert!(origins[2].ends_with("d.json:2:21"), "{origins:?}");
-        // The cursor skips what was listed.
-        let again = s.list(&l.next).await.unwrap();
-        assert!(again.jobs.is_empty());
+        // A range keeps what was modified within it.
+        let range = ListScope::Range { from: Some("2026-01-02T00:00:00Z".parse().unwrap()), until: Some("2026-01-03T00:00:00Z".parse().unwrap()) };
+        let r = s.list(&range, &Cursor::default()).await.unwrap();
+        assert_eq!(r.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["a"]);
         // fetch by name
         let j = s.fetch(&JobRef::by_name("b2")).await.unwrap();
         assert_eq!(j.arn, "arn:x:b2");
@@ -228,7 +235,7 @@ mod tests {
     #[tokio::test]
     async fn missing_path_is_a_problem_not_an_error() {
         let s = RecordedSource::new(vec![PathBuf::from("/nonexistent/sagesync")], false);
-        let l = s.list(&Cursor::default()).await.unwrap();
+        let l = s.list(&ListScope::Incremental, &Cursor::default()).await.unwrap();
         assert_eq!(l.problems.len(), 1);
     }
 }
