@@ -4,7 +4,8 @@
 # tests that need them fail loudly; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sagesync-target}"
+# The build is shared with README command 1 (`cargo run`): cargo's own `./target`, unless
+# CARGO_TARGET_DIR says otherwise (CI keeps a persistent one through .ci/run).
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
 export no_proxy="$NO_PROXY"
 

@@ -80,8 +80,8 @@ impl Default for PipelineSettings {
             retry_backoff_secs: 60,
             max_retry_backoff_secs: 3600,
             on_ineligible: OnIneligible::Retract,
-            lease_ttl_secs: 120,
-            lease_wait_secs: 60,
+            lease_ttl_secs: 30,
+            lease_wait_secs: 45,
         }
     }
 }

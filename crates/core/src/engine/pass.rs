@@ -228,22 +228,36 @@ impl Engine {
                 self.account(rep, Handled::Report(jr), None, ctx);
             }
         }
-        let results: Vec<(Handled, Option<Outcome>)> = stream::iter(items)
-            .map(|(item, st)| async move {
-                let prior_in_pass = st.as_ref().filter(|s| s.pass.as_deref() == Some(ctx.pass.as_str())).map(|s| s.outcome);
-                (self.process_one(item, st, ctx).await, prior_in_pass)
-            })
-            .buffered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
-        for (h, prior) in results {
-            let ok = match &h {
-                Handled::Done => true,
-                Handled::Busy(_) => false,
-                Handled::Report(r) => r.recorded || self.settings.dry_run,
-            };
-            all_recorded &= ok;
-            self.account(rep, h, prior, ctx);
+        // First round: jobs another writer holds are set aside (they would only occupy a slot
+        // while waiting); the second round waits for them, up to `lease_wait_secs`, which by
+        // default outlasts the lease of a writer that died.
+        let mut round: Vec<(Item, Option<JobState>)> = items;
+        for wait in [false, true] {
+            let results: Vec<(Handled, Option<Outcome>)> = stream::iter(round)
+                .map(|(item, st)| async move {
+                    let prior_in_pass = st.as_ref().filter(|s| s.pass.as_deref() == Some(ctx.pass.as_str())).map(|s| s.outcome);
+                    (self.process_one(item, st, ctx, wait).await, prior_in_pass)
+                })
+                .buffered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+            round = Vec::new();
+            for (h, prior) in results {
+                if let Handled::Held(item, st) = h {
+                    round.push((*item, st));
+                    continue;
+                }
+                let ok = match &h {
+                    Handled::Done => true,
+                    Handled::Busy(_) | Handled::Held(..) => false,
+                    Handled::Report(r) => r.recorded || self.settings.dry_run,
+                };
+                all_recorded &= ok;
+                self.account(rep, h, prior, ctx);
+            }
+            if round.is_empty() {
+                break;
+            }
         }
         all_recorded
     }
@@ -251,6 +265,7 @@ impl Engine {
     fn account(&self, rep: &mut PassReport, h: Handled, prior_in_pass: Option<Outcome>, ctx: &Ctx<'_>) {
         match h {
             Handled::Done => rep.already_done += 1,
+            Handled::Held(..) => rep.busy += 1,
             Handled::Busy(arn) => {
                 rep.busy += 1;
                 ctx.obs.event(&Event::Busy { arn: &arn });

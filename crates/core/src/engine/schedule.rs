@@ -13,6 +13,8 @@ use crate::state::StateError;
 
 /// The cursor key under which the engine remembers the configuration digest it last ran with.
 const CONFIG_KEY: &str = "config";
+/// The cursor key of the daemon's first start (`start_from`).
+const FLOOR_KEY: &str = "start_from";
 
 impl Engine {
     /// Polls until `stop` fires: a poll every `poll_interval_secs` (listing, then due retries),
@@ -27,7 +29,10 @@ impl Engine {
             let start = d.start().unwrap_or(None);
             let c = Cursor { watermark: start, ..Default::default() };
             state_call(&self.settings, &never, || self.state.save_cursor(PassRequest::POLL, &c)).await?;
+            // `start_from` also bounds reconciliation passes: jobs before it are never synced.
+            state_call(&self.settings, &never, || self.state.save_cursor(FLOOR_KEY, &c)).await?;
         }
+        let floor = state_call(&self.settings, &never, || self.state.cursor(FLOOR_KEY)).await?.and_then(|c| c.watermark);
         let remembered = state_call(&self.settings, &never, || self.state.cursor(CONFIG_KEY)).await?.and_then(|c| c.token);
         let mut reconcile_now = d.reconcile_interval().is_some() && remembered.as_deref() != Some(self.config_digest.as_str());
         let mut last_reconcile = Instant::now();
@@ -41,7 +46,10 @@ impl Engine {
                 tracing::info!(synced = rep.synced, skipped = rep.skipped, rejected = rep.rejected, failed = rep.failed, interrupted = rep.interrupted, already_done = rep.already_done, deferred = rep.deferred, busy = rep.busy, elapsed_ms = rep.elapsed_ms, "poll done");
                 if let Some(interval) = d.reconcile_interval() {
                     if !stop.is_cancelled() && (reconcile_now || last_reconcile.elapsed() >= interval) {
-                        let req = PassRequest::reconcile(Duration::from_secs(d.reconcile_lookback_secs));
+                        let mut req = PassRequest::reconcile(Duration::from_secs(d.reconcile_lookback_secs));
+                        if let (Some(f), crate::source::ListScope::Range { from, .. }) = (floor, &mut req.scope) {
+                            *from = Some(from.map_or(f, |x| x.max(f)));
+                        }
                         let rep = self.pass(&req, stop, obs).await;
                         tracing::info!(synced = rep.synced, skipped = rep.skipped, rejected = rep.rejected, failed = rep.failed, already_done = rep.already_done, elapsed_ms = rep.elapsed_ms, "reconciliation done");
                         if rep.listing_error.is_none() && !rep.cancelled {

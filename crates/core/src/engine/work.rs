@@ -49,6 +49,8 @@ pub(crate) enum Handled {
     Done,
     /// Another writer held it for longer than the lease wait.
     Busy(String),
+    /// Another writer holds it right now (first round: try again after the rest of the page).
+    Held(Box<Item>, Option<JobState>),
     /// Worked on (or failed before it could be).
     Report(JobReport),
 }
@@ -74,7 +76,7 @@ fn interrupted(name: &str, arn: Option<&str>, why: &str) -> JobReport {
 
 impl Engine {
     /// Works on one job and commits its outcome under its lease.
-    pub(crate) async fn process_one(&self, item: Item, prior: Option<JobState>, ctx: &Ctx<'_>) -> Handled {
+    pub(crate) async fn process_one(&self, item: Item, prior: Option<JobState>, ctx: &Ctx<'_>, wait: bool) -> Handled {
         let name = item.name();
         let _local = self.inflight.lock(&item.key()).await;
         if ctx.cancel.is_cancelled() {
@@ -108,8 +110,9 @@ impl Engine {
                 }
             };
         }
-        let (lease, fresh) = match self.lease(&arn, ctx).await {
+        let (lease, fresh) = match self.lease(&arn, ctx, wait).await {
             Leased::Granted(l, s) => (l, s),
+            Leased::Busy(_) if !wait && fetched.is_none() => return Handled::Held(Box::new(item), prior),
             Leased::Busy(owner) => {
                 tracing::info!(job = %name, holder = %owner, "another writer holds the job; leaving it to them");
                 return Handled::Busy(arn);
@@ -173,8 +176,8 @@ impl Engine {
 
     /// Takes the job's lease, waiting (up to `lease_wait_secs`, the deadline or cancellation)
     /// while another writer holds it.
-    async fn lease(&self, arn: &str, ctx: &Ctx<'_>) -> Leased {
-        let mut wait_until = Instant::now() + Duration::from_secs(self.settings.lease_wait_secs);
+    async fn lease(&self, arn: &str, ctx: &Ctx<'_>, wait: bool) -> Leased {
+        let mut wait_until = Instant::now() + if wait { Duration::from_secs(self.settings.lease_wait_secs) } else { Duration::ZERO };
         if let Some(d) = ctx.deadline {
             wait_until = wait_until.min(d);
         }

@@ -162,7 +162,13 @@ pub fn main() -> ExitCode {
             }
             with_engine(&config, EngineOptions::sqlite(), format, true, move |e, cancel, progress| async move { Ok(e.pass(&PassRequest::backfill(since, until), &cancel, &progress).await) })
         }
-        Command::Retry { config, jobs, format } => with_engine(&config, EngineOptions::sqlite(), format, true, |e, cancel, progress| async move { e.retry(&jobs, &cancel, &progress).await }),
+        Command::Retry { config, jobs, format } => with_engine(&config, EngineOptions::sqlite(), format, true, |e, cancel, progress| async move {
+            let r = e.retry(&jobs, &cancel, &progress).await?;
+            if r.pages == 0 {
+                eprintln!("no failed jobs{} in the ledger", if jobs.is_empty() { String::new() } else { format!(" named {}", jobs.join(", ")) });
+            }
+            Ok(r)
+        }),
         Command::Status { config, format } => status(&config, format),
     }
 }

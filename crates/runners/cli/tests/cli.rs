@@ -252,7 +252,7 @@ fn registered_plugin_set() {
     let mut got: Vec<(String, String)> = v.iter().map(|d| (d["kind"].as_str().unwrap().to_string(), d["type"].as_str().unwrap().to_string())).collect();
     got.sort();
     let mut want: Vec<(String, String)> =
-        [("source", "sagemaker"), ("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        [("source", "sagemaker"), ("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("state", "memory"), ("state", "sqlite")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     want.sort();
     assert_eq!(got, want);
     let (_, text, _) = run(sagesync().arg("plugins"));
@@ -276,4 +276,13 @@ fn every_example_is_a_valid_config_table() {
     let (code, _, err) = run(sagesync().args(["example", "nope"]));
     assert_eq!(code, 2);
     assert!(err.contains("available: "), "{err}");
+}
+
+#[test]
+fn every_example_builds_through_its_plugin_config() {
+    // Linking the runner library links every plugin crate it names.
+    assert!(sagesync_cli::registered().len() >= 10);
+    for d in sagesync_core::registry::all() {
+        sagesync_core::config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
+    }
 }

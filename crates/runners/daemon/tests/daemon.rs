@@ -319,3 +319,11 @@ fn bad_daemon_settings_are_config_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("c2.toml:8:1: key `daemon.poll_intervall`: unknown field"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn every_example_builds_through_its_plugin_config() {
+    assert!(!sagesync_daemon::registered().is_empty());
+    for d in sagesync_core::registry::all() {
+        sagesync_core::config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -94,11 +94,10 @@ async fn eventbridge_events_through_the_runtime() {
     let list_tags: Vec<Value> = SYNC_TAGS.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
     let r = ok(rt.invoke(event(json!({"TrainingJobName": names[3], "TrainingJobStatus": "Completed", "Tags": list_tags}))).await);
     assert_eq!(r["outcome"], "synced");
-    std::fs::remove_file(out.join(format!("moto-project/{}.json", names[3]))).unwrap();
     let r = ok(rt.invoke(event(json!({"TrainingJobName": names[3], "TrainingJobStatus": "Completed"}))).await);
     assert_eq!(r["outcome"], "synced");
     assert_eq!(r["api_calls"], json!({"DescribeTrainingJob": 1, "ListTags": 1}));
-    assert_eq!(r["receipts"][0]["write"], "created", "same document whichever tag shape");
+    assert!(r["receipts"].as_array().is_some_and(|a| a.is_empty()), "same record whichever tag shape, so nothing to write: {r}");
 
     // A job moto does not know: without a persistent ledger, a permanent failure goes where a
     // person sees it (the runtime's failure destination), with its reason.
@@ -228,4 +227,12 @@ fn config_errors_are_reported() {
     };
     let e = sagesync_lambda::App::load(&env2).err().unwrap().to_string();
     assert!(e.contains("key `sinks[0].port`: must be a port number"), "{e}");
+}
+
+#[test]
+fn every_example_builds_through_its_plugin_config() {
+    assert!(!sagesync_lambda::registered().is_empty());
+    for d in sagesync_core::registry::all() {
+        sagesync_core::config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
