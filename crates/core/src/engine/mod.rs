@@ -66,6 +66,9 @@ pub struct PassRequest {
     pub retry_due: bool,
     /// Keep every job's report (else only failed and interrupted ones).
     pub collect: bool,
+    /// Never list jobs modified before this (the daemon's `start_from`): saved cursors are kept
+    /// at or after it.
+    pub floor: Option<Timestamp>,
 }
 
 impl PassRequest {
@@ -76,17 +79,17 @@ impl PassRequest {
 
     /// A poll: the source's incremental listing from the saved cursor, then due retries.
     pub fn poll() -> Self {
-        PassRequest { key: Self::POLL.into(), scope: ListScope::Incremental, retry_due: true, collect: false }
+        PassRequest { key: Self::POLL.into(), scope: ListScope::Incremental, retry_due: true, collect: false, floor: None }
     }
     /// A reconciliation pass: every job modified within `lookback`, tags in bulk, re-decided.
     pub fn reconcile(lookback: Duration) -> Self {
         let from = chrono::Utc::now() - chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::MAX);
-        PassRequest { key: Self::RECONCILE.into(), scope: ListScope::Range { from: Some(from), until: None }, retry_due: false, collect: false }
+        PassRequest { key: Self::RECONCILE.into(), scope: ListScope::Range { from: Some(from), until: None }, retry_due: false, collect: false, floor: None }
     }
     /// A backfill of `[since, until)`: resumable under its own cursor key.
     pub fn backfill(since: Timestamp, until: Option<Timestamp>) -> Self {
         let key = format!("backfill:{}:{}", iso(since), until.map(iso).unwrap_or_default());
-        PassRequest { key, scope: ListScope::Range { from: Some(since), until }, retry_due: false, collect: false }
+        PassRequest { key, scope: ListScope::Range { from: Some(since), until }, retry_due: false, collect: false, floor: None }
     }
     /// Keeps every job's report.
     pub fn collecting(mut self) -> Self {

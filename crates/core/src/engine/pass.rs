@@ -50,7 +50,15 @@ impl Engine {
         let mut rep = PassReport { pass: ctx.pass.clone(), key: req.key.clone(), ..Default::default() };
         obs.event(&Event::PassStarted { key: &req.key });
         let mut cursor = match state_call(&self.settings, cancel, || self.state.cursor(&req.key)).await {
-            Ok(c) => c.unwrap_or_default(),
+            Ok(c) => {
+                let mut c = c.unwrap_or_default();
+                if let Some(f) = req.floor {
+                    if c.watermark.is_none_or(|w| w < f) {
+                        c.watermark = Some(f);
+                    }
+                }
+                c
+            }
             Err(e) => {
                 self.state_failed(&mut rep, &e, obs);
                 return self.finish(rep, started, &calls_before, obs);
@@ -78,6 +86,14 @@ impl Engine {
                 }
             };
             rep.pages += 1;
+            let mut page = page;
+            if let Some(f) = req.floor {
+                page.jobs.retain(|j| j.last_modified.is_none_or(|t| t >= f));
+                if page.next.watermark.is_none_or(|w| w < f) {
+                    page.next.watermark = Some(f);
+                    page.next.seen_at_watermark.clear();
+                }
+            }
             let recorded = self.process_page(page.jobs, page.problems, &ctx, &mut rep).await;
             if recorded && committing && !self.settings.dry_run {
                 match state_call(&self.settings, &CancellationToken::new(), || self.state.save_cursor(&req.key, &page.next)).await {

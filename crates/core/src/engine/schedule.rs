@@ -42,7 +42,7 @@ impl Engine {
                 if stop.is_cancelled() {
                     break;
                 }
-                let rep = self.pass(&PassRequest::poll(), stop, obs).await;
+                let rep = self.pass(&PassRequest { floor, ..PassRequest::poll() }, stop, obs).await;
                 tracing::info!(synced = rep.synced, skipped = rep.skipped, rejected = rep.rejected, failed = rep.failed, interrupted = rep.interrupted, already_done = rep.already_done, deferred = rep.deferred, busy = rep.busy, elapsed_ms = rep.elapsed_ms, "poll done");
                 if let Some(interval) = d.reconcile_interval() {
                     if !stop.is_cancelled() && (reconcile_now || last_reconcile.elapsed() >= interval) {
