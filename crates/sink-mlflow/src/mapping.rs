@@ -284,7 +284,14 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         set.put("sagemaker.model_type".into(), r.model.model_type.clone(), "the model type")?;
     }
     for (k, v) in &r.attributes {
-        set.put(format!("sagemaker.{k}"), json_text(v), "a job attribute")?;
+        // A job fact never overrides a tag set above (a custom mapper may disagree with the
+        // record's own fields): a differing one is kept beside it.
+        let key = format!("sagemaker.{k}");
+        let value = json_text(v);
+        match set.by_key.get(&key) {
+            Some(&i) if set.tags[i].1 != value => set.put(format!("sagemaker.attribute.{k}"), value, "a job attribute")?,
+            _ => set.put(key, value, "a job attribute")?,
+        }
     }
     for t in r.tags.iter() {
         let key = if RESERVED_PREFIXES.iter().any(|p| t.key.starts_with(p)) { format!("sagemaker.tag.{}", t.key) } else { t.key.clone() };

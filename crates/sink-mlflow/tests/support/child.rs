@@ -134,7 +134,10 @@ impl Drop for DumpOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for (name, log) in &self.0 {
-                eprintln!("----- stderr of {name} -----\n{}\n----- end of {name} -----", log.text());
+                let text = log.text();
+                let tail_at = text.len().saturating_sub(24 << 10);
+                let tail_at = (tail_at..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                eprintln!("----- stderr of {name} (last 24 KiB) -----\n{}\n----- end of {name} -----", &text[tail_at..]);
             }
         }
     }

@@ -44,7 +44,11 @@ pub fn fresh(r: &RunRecord, tag: &str) -> RunRecord {
     let suffix = format!("{tag}-{:08x}", fastrand::u32(..));
     r.run.name = format!("{}-{suffix}", r.run.name);
     r.run.external_id = format!("{}-{suffix}", r.run.external_id);
-    r.attributes.insert("training_job_arn".into(), json!(r.run.external_id));
+    for (k, v) in [("training_job_arn", &r.run.external_id), ("training_job_name", &r.run.name)] {
+        if r.attributes.contains_key(k) {
+            r.attributes.insert(k.into(), json!(v));
+        }
+    }
     r
 }
 
