@@ -353,8 +353,6 @@ impl Client {
 /// An error's chain without the URL (which could, on a misconfigured proxy, carry more than it
 /// should).
 fn describe(e: &reqwest::Error) -> String {
-    let mut s = String::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     let head = if e.is_connect() {
         "cannot connect"
     } else if e.is_body() || e.is_decode() {
@@ -362,16 +360,10 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "the request failed"
     };
-    s.push_str(head);
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{head}: {}", sagesync_core::error_chain(cause)),
+        None => head.to_string(),
     }
-    s
 }
 
 #[cfg(test)]

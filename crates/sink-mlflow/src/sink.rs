@@ -549,9 +549,7 @@ impl Sink for MlflowSink {
         let b = Budget::new(cx.deadline);
         match self.upsert_inner(record, cx, &b).await {
             Ok(mut rc) => {
-                if rc.write != WriteKind::Unchanged || rc.writes != 0 {
-                    rc.writes = b.writes();
-                }
+                rc.writes = b.writes();
                 Ok(rc)
             }
             Err(e) => Err(self.sync_error(e)),
