@@ -1,4 +1,4 @@
 pub mod child;
 pub mod proxy;
-pub mod server;
 pub mod records;
+pub mod server;
