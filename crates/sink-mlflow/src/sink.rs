@@ -113,6 +113,13 @@ fn is_inactive_run(e: &MlflowError) -> bool {
     matches!(e, MlflowError::Status { status: 400, message, .. } if message.contains("active"))
 }
 
+/// Whether a write collided with a concurrent writer's identical write inside the server (a
+/// SQL store checks, then inserts: two writers of one param both pass the check and one insert
+/// fails with a unique-constraint error).
+fn is_concurrent_write(e: &MlflowError) -> bool {
+    matches!(e, MlflowError::Status { status: 400, message, .. } if message.contains("UNIQUE constraint") || message.contains("IntegrityError") || message.contains("Duplicate entry"))
+}
+
 /// MLflow returns metric values as numbers, or `"NaN"`-style strings.
 fn metric_value(v: &Value) -> Option<f64> {
     v.as_f64()
@@ -622,9 +629,11 @@ impl MlflowSink {
         let experiment_id = self.experiment_id(&d.experiment, b).await?;
         let mut use_previous = true;
         let mut round = 0;
+        let mut created = false;
         loop {
             round += 1;
             let at = self.locate(&d, &experiment_id, cx, use_previous, b).await?;
+            created |= at.created;
             match self.reconcile(&d, &at, b).await {
                 Ok(notes) => {
                     let mut deleted = at.deleted.clone();
@@ -642,7 +651,7 @@ impl MlflowSink {
                             }
                         }
                     }
-                    let kind = if at.created {
+                    let kind = if created {
                         WriteKind::Created
                     } else if b.writes() == 0 {
                         WriteKind::Unchanged
@@ -669,6 +678,10 @@ impl MlflowSink {
                         rc = rc.id("deleted_runs", deleted.join(","));
                     }
                     return Ok(rc);
+                }
+                Err(SinkError::Api(e)) if is_concurrent_write(&e) && round < 3 => {
+                    tracing::info!(run_id = %at.id, "a concurrent writer wrote the same values; reading the run again");
+                    use_previous = false;
                 }
                 Err(SinkError::Api(e)) if is_inactive_run(&e) && round < 3 => {
                     tracing::info!(run_id = %at.id, "the run was deleted while writing (a concurrent create was settled); finding the winner");
