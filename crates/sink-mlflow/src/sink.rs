@@ -223,35 +223,39 @@ impl MlflowSink {
         arn: &str,
         b: &Budget,
     ) -> Result<Vec<Value>, MlflowError> {
-        let mut runs = Vec::new();
-        let mut token: Option<String> = None;
+        let body = json!({
+            "experiment_ids": experiment_ids,
+            "filter": format!("tags.`{ARN_TAG}` = '{arn}'"),
+            "run_view_type": "ACTIVE_ONLY",
+            "max_results": SEARCH_PAGE,
+        });
+        self.paged("runs/search", body, "runs", b).await
+    }
+
+    /// Every item of `list` over the pages of a search (`page_token` / `next_page_token`).
+    async fn paged(
+        &self,
+        op: &'static str,
+        mut body: Value,
+        list: &str,
+        b: &Budget,
+    ) -> Result<Vec<Value>, MlflowError> {
+        let mut items = Vec::new();
         loop {
-            let mut body = json!({
-                "experiment_ids": experiment_ids,
-                "filter": format!("tags.`{ARN_TAG}` = '{arn}'"),
-                "run_view_type": "ACTIVE_ONLY",
-                "max_results": SEARCH_PAGE,
-            });
-            if let Some(t) = &token {
-                body["page_token"] = json!(t);
-            }
-            let v = self
-                .client
-                .post("runs/search", &body, Kind::Read, b)
-                .await?;
-            runs.extend(
-                v.get("runs")
+            let v = self.client.post(op, &body, Kind::Read, b).await?;
+            items.extend(
+                v.get(list)
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default(),
             );
-            token = v
+            match v
                 .get("next_page_token")
                 .and_then(Value::as_str)
                 .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if token.is_none() {
-                return Ok(runs);
+            {
+                Some(t) => body["page_token"] = json!(t),
+                None => return Ok(items),
             }
         }
     }
@@ -725,33 +729,14 @@ impl MlflowSink {
     }
 
     async fn all_experiments(&self, b: &Budget) -> Result<Vec<String>, MlflowError> {
-        let mut ids = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut body = json!({"max_results": 1000, "view_type": "ACTIVE_ONLY"});
-            if let Some(t) = &token {
-                body["page_token"] = json!(t);
-            }
-            let v = self
-                .client
-                .post("experiments/search", &body, Kind::Read, b)
-                .await?;
-            ids.extend(
-                v.get("experiments")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| str_at(e, "/experiment_id").map(str::to_string)),
-            );
-            token = v
-                .get("next_page_token")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if token.is_none() {
-                return Ok(ids);
-            }
-        }
+        let body = json!({"max_results": 1000, "view_type": "ACTIVE_ONLY"});
+        let experiments = self
+            .paged("experiments/search", body, "experiments", b)
+            .await?;
+        Ok(experiments
+            .iter()
+            .filter_map(|e| str_at(e, "/experiment_id").map(str::to_string))
+            .collect())
     }
 
     fn sync_error(&self, e: SinkError) -> SyncError {

@@ -34,6 +34,14 @@ fn ts(s: &str) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_default()
 }
 
+/// A re-sync of an unchanged record: `Unchanged`, and no write request at the proxy.
+async fn assert_resync_writes_nothing(s: &dyn Sink, r: &RunRecord, proxy: &Proxy) {
+    proxy.clear();
+    let rc = s.upsert(r, &WriteContext::new()).await.expect("re-sync");
+    assert_eq!(rc.write, WriteKind::Unchanged, "{:?}", proxy.ops());
+    assert!(proxy.writes().is_empty(), "{:?}", proxy.ops());
+}
+
 /// Checks a stored run against its record, field by field.
 async fn assert_run_matches(rest: &Rest, run_id: &str, r: &RunRecord) -> Value {
     let run = rest.run(run_id).await;
@@ -331,15 +339,7 @@ async fn metric_names_outside_the_key_rules_and_a_unicode_project() {
         kv_str(&run, "tags", &format!("sagesync.original.tag.{tk}")),
         Some("team/ünïcode")
     );
-    proxy.clear();
-    assert_eq!(
-        s.upsert(&r, &WriteContext::new())
-            .await
-            .expect("re-sync")
-            .write,
-        WriteKind::Unchanged
-    );
-    assert!(proxy.writes().is_empty(), "{:?}", proxy.ops());
+    assert_resync_writes_nothing(&s, &r, &proxy).await;
 }
 
 #[tokio::test]
@@ -581,15 +581,7 @@ async fn histories_are_logged_with_their_steps_and_only_once() {
         rest.history(&rc.ids["run_id"], "train:loss").await.len(),
         2501
     );
-    proxy.clear();
-    assert_eq!(
-        s.upsert(&r, &WriteContext::new())
-            .await
-            .expect("third")
-            .write,
-        WriteKind::Unchanged
-    );
-    assert!(proxy.writes().is_empty());
+    assert_resync_writes_nothing(&s, &r, &proxy).await;
 }
 
 #[tokio::test]
