@@ -12,13 +12,23 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   MaxResults (default 10, max 100) and NextToken page the results, and records carry
   "TrainingJobArn" (moto returns "Arn").
 
+* CloudWatch over the Smithy RPC v2 CBOR protocol, which current AWS SDKs (aws-sdk-cloudwatch,
+  botocore) choose first and moto 5.2.5 does not speak: such requests
+  (POST /service/GraniteServiceVersion20100801/operation/<Op>) are translated to the JSON
+  protocol moto does speak, and the replies back to CBOR (timestamps as CBOR tag 1).
+
 Usage: python moto_launcher.py [--port 0]   -> prints "READY <port>" when serving.
 Reset between tests with POST /moto-api/reset.
 """
 import argparse
 import datetime as dt
+import gzip
+import io
 import json
+import re
 import sys
+
+import cbor2
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sagemaker import models as smm
@@ -151,6 +161,74 @@ smm.SageMakerModelBackend.search = search
 smr.SageMakerResponse.search = search_response
 
 
+# --- CloudWatch: Smithy RPC v2 CBOR <-> JSON ---------------------------------------------------
+RPCV2_PATH = re.compile(r"^/service/(?P<service>[A-Za-z0-9]+)/operation/(?P<op>[A-Za-z0-9]+)$")
+
+
+def _to_json(v):
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=dt.timezone.utc)
+        return v.timestamp()
+    if isinstance(v, dict):
+        return {k: _to_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_to_json(x) for x in v]
+    if isinstance(v, bytes):
+        import base64
+        return base64.b64encode(v).decode()
+    return v
+
+
+def _is_time_key(k):
+    return k in ("Timestamp", "Timestamps", "StartTime", "EndTime", "StateUpdatedTimestamp", "AlarmConfigurationUpdatedTimestamp", "LastModified", "CreationDate")
+
+
+def _to_cbor(v, time=False):
+    if isinstance(v, dict):
+        return {k: _to_cbor(x, _is_time_key(k)) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_to_cbor(x, time) for x in v]
+    if time and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return cbor2.CBORTag(1, float(v))
+    return v
+
+
+def rpcv2_cbor(moto_app, environ, start_response):
+    m = RPCV2_PATH.match(environ.get("PATH_INFO", ""))
+    raw = Request(environ).get_data()
+    if "gzip" in environ.get("HTTP_CONTENT_ENCODING", ""):
+        # The SDKs compress large PutMetricData bodies.
+        raw = gzip.decompress(raw)
+    body = cbor2.loads(raw) if raw else {}
+    data = json.dumps(_to_json(body)).encode()
+    inner = dict(environ)
+    inner["PATH_INFO"] = "/"
+    inner["CONTENT_TYPE"] = "application/x-amz-json-1.0"
+    inner["CONTENT_LENGTH"] = str(len(data))
+    inner["HTTP_X_AMZ_TARGET"] = "%s.%s" % (m.group("service"), m.group("op"))
+    inner.pop("HTTP_SMITHY_PROTOCOL", None)
+    inner.pop("HTTP_CONTENT_ENCODING", None)
+    inner["wsgi.input"] = io.BytesIO(data)
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"] = status
+        captured["headers"] = headers
+        return lambda chunk: None
+
+    out = b"".join(moto_app(inner, capture))
+    try:
+        payload = json.loads(out) if out.strip() else {}
+    except ValueError:
+        payload = {"__type": "InternalFailure", "message": out.decode("utf-8", "replace")[:500]}
+    encoded = cbor2.dumps(_to_cbor(payload))
+    headers = [(k, v) for k, v in captured.get("headers", []) if k.lower() not in ("content-type", "content-length")]
+    headers += [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor"), ("Content-Length", str(len(encoded)))]
+    start_response(captured.get("status", "500 Internal Server Error"), headers)
+    return [encoded]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
@@ -165,6 +243,8 @@ def main():
             except Exception as e:  # report, never crash the server
                 status, body = 400, {"error": repr(e)}
             return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "POST" and RPCV2_PATH.match(environ.get("PATH_INFO", "")):
+            return rpcv2_cbor(moto_app, environ, start_response)
         return moto_app(environ, start_response)
 
     server = make_server("127.0.0.1", a.port, app, threaded=True)

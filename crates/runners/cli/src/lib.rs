@@ -13,6 +13,7 @@ mod render;
 
 // Link every plugin crate: an unreferenced crate's `inventory` registrations vanish.
 use sagesync_sink_file as _;
+use sagesync_sink_mlflow as _;
 use sagesync_sink_modeldb as _;
 use sagesync_source_sagemaker as _;
 use sagesync_state_sqlite as _;

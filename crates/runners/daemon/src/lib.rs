@@ -20,6 +20,7 @@ use sagesync_core::{CancellationToken, Decision, Engine, EngineOptions, Event, O
 
 // Link every plugin crate.
 use sagesync_sink_file as _;
+use sagesync_sink_mlflow as _;
 use sagesync_sink_modeldb as _;
 use sagesync_source_sagemaker as _;
 use sagesync_state_sqlite as _;

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 // Link every plugin crate.
 use sagesync_sink_file as _;
+use sagesync_sink_mlflow as _;
 use sagesync_sink_modeldb as _;
 use sagesync_source_sagemaker as _;
 use sagesync_state_sqlite as _;

@@ -4,6 +4,7 @@ pub mod client;
 mod config;
 pub mod convert;
 pub mod event;
+pub mod history;
 mod source;
 
 pub use client::{ClientSettings, RateLimits, RetryMode};

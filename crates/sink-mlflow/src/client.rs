@@ -1,0 +1,518 @@
+//! HTTP calls to MLflow's REST API (`/api/2.0/mlflow/...`): JSON in and out, authentication,
+//! timeouts bounded by the caller's deadline, reply bodies read up to a cap, and a short retry
+//! of idempotent requests whose connection broke (uvicorn closes idle keep-alive connections).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::config::{Auth, MlflowSettings};
+use crate::sigv4::{SignError, Signer};
+
+/// Attempts for an idempotent request whose connection broke before a reply.
+const CONNECTION_ATTEMPTS: u32 = 3;
+/// The shortest time left before a deadline in which a request is still started.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
+/// How much of a server's error message is kept.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// Errors from the REST API. Messages never carry credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum MlflowError {
+    /// The server answered with an error status.
+    #[error("{op}: HTTP {status}{}: {message}", code_suffix(.error_code))]
+    Status {
+        /// Operation (path below the API root).
+        op: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// MLflow's `error_code` (`RESOURCE_ALREADY_EXISTS`...), empty if none.
+        error_code: String,
+        /// The server's message, shortened.
+        message: String,
+    },
+    /// Could not connect, or the connection broke.
+    #[error("{op}: connection failed: {message}")]
+    Connection {
+        /// Operation.
+        op: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// No reply within the timeout.
+    #[error("{op}: no reply within {timeout:?}")]
+    Timeout {
+        /// Operation.
+        op: &'static str,
+        /// The timeout that applied.
+        timeout: Duration,
+    },
+    /// The caller's deadline leaves no time for the request.
+    #[error("{op}: not started, the deadline is too close")]
+    Deadline {
+        /// Operation.
+        op: &'static str,
+    },
+    /// The reply body is larger than `max_response_bytes`.
+    #[error("{op}: reply larger than max_response_bytes ({limit} bytes)")]
+    TooLarge {
+        /// Operation.
+        op: &'static str,
+        /// The cap.
+        limit: usize,
+    },
+    /// The reply is not what the API documents.
+    #[error("{op}: unexpected reply: {message}")]
+    Decode {
+        /// Operation.
+        op: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The request could not be signed.
+    #[error("{op}: {source}")]
+    Sign {
+        /// Operation.
+        op: &'static str,
+        /// Why.
+        #[source]
+        source: SignError,
+    },
+    /// The request could not be built (a header value the HTTP library refuses).
+    #[error("{op}: cannot build the request: {message}")]
+    Request {
+        /// Operation.
+        op: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+fn code_suffix(code: &str) -> String {
+    if code.is_empty() {
+        String::new()
+    } else {
+        format!(" {code}")
+    }
+}
+
+impl MlflowError {
+    /// Whether retrying later could help: connection problems, timeouts, 429 and 5xx, a
+    /// deadline, and credentials that could not be loaded in time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MlflowError::Status { status, .. } => *status == 429 || *status >= 500,
+            MlflowError::Connection { .. }
+            | MlflowError::Timeout { .. }
+            | MlflowError::Deadline { .. } => true,
+            MlflowError::Sign { source, .. } => matches!(source, SignError::Timeout(_)),
+            MlflowError::TooLarge { .. }
+            | MlflowError::Decode { .. }
+            | MlflowError::Request { .. } => false,
+        }
+    }
+    /// MLflow's `error_code`, if the server sent one.
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            MlflowError::Status { error_code, .. } if !error_code.is_empty() => Some(error_code),
+            _ => None,
+        }
+    }
+    /// The HTTP status, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            MlflowError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    /// Whether this is MLflow's "absent" answer (404 `RESOURCE_DOES_NOT_EXIST`).
+    pub fn is_absent(&self) -> bool {
+        self.status() == Some(404) || self.error_code() == Some("RESOURCE_DOES_NOT_EXIST")
+    }
+}
+
+/// Whether an operation may be repeated safely after a broken connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A read.
+    Read,
+    /// A write that is a no-op when repeated (log-batch, update, delete, set-tag...).
+    IdempotentWrite,
+    /// A write that creates something (runs/create, experiments/create): never repeated here.
+    Create,
+}
+
+/// What one sink call has sent so far, and by when it must finish.
+#[derive(Debug, Default)]
+pub struct Budget {
+    /// Write requests sent.
+    pub writes: AtomicU32,
+    /// All requests sent.
+    pub requests: AtomicU32,
+    /// The caller's deadline.
+    pub deadline: Option<Instant>,
+}
+
+impl Budget {
+    /// A budget with this deadline.
+    pub fn new(deadline: Option<Instant>) -> Self {
+        Budget {
+            deadline,
+            ..Default::default()
+        }
+    }
+    /// Write requests sent so far.
+    pub fn writes(&self) -> u32 {
+        self.writes.load(Ordering::SeqCst)
+    }
+}
+
+/// Query strings are encoded as SigV4 canonicalises them: everything but RFC 3986's unreserved
+/// characters is percent-encoded (a space is `%20`, never `+`).
+const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+enum Authorizer {
+    None,
+    Bearer(sagesync_core::Secret),
+    Basic(String, sagesync_core::Secret),
+    SigV4(Box<Signer>),
+}
+
+/// The REST client.
+pub struct Client {
+    http: reqwest::Client,
+    api: String,
+    auth: Authorizer,
+    routing: Option<(HeaderName, HeaderValue)>,
+    request_timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(String);
+
+impl Client {
+    /// Builds the client. No connection is made and no credential is loaded.
+    pub fn new(s: &MlflowSettings) -> Result<Client, BuildError> {
+        let auth = match &s.auth {
+            Auth::None => Authorizer::None,
+            Auth::Bearer(t) => Authorizer::Bearer(t.clone()),
+            Auth::Basic { username, password } => {
+                Authorizer::Basic(username.clone(), password.clone())
+            }
+            Auth::SigV4 {
+                region,
+                profile,
+                service,
+            } => Authorizer::SigV4(Box::new(Signer::new(
+                region.clone(),
+                service.clone(),
+                profile.clone(),
+                s.connect_timeout + Duration::from_secs(20),
+            ))),
+        };
+        let routing = match &s.endpoint.arn {
+            Some(arn) => Some((
+                HeaderName::from_static(arn.header_name()),
+                HeaderValue::from_str(&arn.arn)
+                    .map_err(|_| BuildError("the ARN is not a valid header value".into()))?,
+            )),
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(s.connect_timeout)
+            .timeout(s.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(2))
+            .user_agent(concat!("sagesync-sink-mlflow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BuildError(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            api: s.endpoint.api_base(),
+            auth,
+            routing,
+            request_timeout: s.request_timeout,
+            max_response_bytes: s.max_response_bytes,
+        })
+    }
+
+    /// Replaces the signer's credential chain with fixed credentials (tests, embedding callers).
+    pub fn set_signer(&mut self, signer: Signer) {
+        self.auth = Authorizer::SigV4(Box::new(signer));
+    }
+
+    /// GET `op` with a query.
+    pub async fn get(
+        &self,
+        op: &'static str,
+        query: &[(&str, &str)],
+        b: &Budget,
+    ) -> Result<Value, MlflowError> {
+        self.send(Method::GET, op, query, None, Kind::Read, b).await
+    }
+
+    /// POST `op` with a JSON body.
+    pub async fn post(
+        &self,
+        op: &'static str,
+        body: &Value,
+        kind: Kind,
+        b: &Budget,
+    ) -> Result<Value, MlflowError> {
+        self.send(Method::POST, op, &[], Some(body), kind, b).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        op: &'static str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        kind: Kind,
+        b: &Budget,
+    ) -> Result<Value, MlflowError> {
+        let mut url = format!("{}/{op}", self.api);
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&percent_encoding::utf8_percent_encode(k, QUERY).to_string());
+            url.push('=');
+            url.push_str(&percent_encoding::utf8_percent_encode(v, QUERY).to_string());
+        }
+        let bytes = match body {
+            Some(v) => serde_json::to_vec(v).map_err(|e| MlflowError::Request {
+                op,
+                message: e.to_string(),
+            })?,
+            None => Vec::new(),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let timeout = match b.deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left < MIN_REQUEST_TIME {
+                        return Err(MlflowError::Deadline { op });
+                    }
+                    left.min(self.request_timeout)
+                }
+                None => self.request_timeout,
+            };
+            let req = self
+                .build(&method, op, &url, body.is_some(), &bytes, timeout)
+                .await?;
+            b.requests.fetch_add(1, Ordering::SeqCst);
+            if kind != Kind::Read {
+                b.writes.fetch_add(1, Ordering::SeqCst);
+            }
+            match self.http.execute(req).await {
+                Ok(resp) => return self.reply(op, resp, timeout).await,
+                Err(e) if e.is_timeout() => return Err(MlflowError::Timeout { op, timeout }),
+                Err(e) => {
+                    let err = MlflowError::Connection {
+                        op,
+                        message: describe(&e),
+                    };
+                    if kind == Kind::Create || attempt >= CONNECTION_ATTEMPTS {
+                        return Err(err);
+                    }
+                    tracing::debug!(op, attempt, error = %err, "MLflow connection broke; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+            }
+        }
+    }
+
+    async fn build(
+        &self,
+        method: &Method,
+        op: &'static str,
+        url: &str,
+        has_body: bool,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<reqwest::Request, MlflowError> {
+        let mut rb = self.http.request(method.clone(), url).timeout(timeout);
+        if has_body {
+            rb = rb
+                .header(CONTENT_TYPE, "application/json")
+                .body(bytes.to_vec());
+        }
+        if let Some((name, value)) = &self.routing {
+            rb = rb.header(name.clone(), value.clone());
+        }
+        match &self.auth {
+            Authorizer::None => {}
+            Authorizer::Bearer(t) => rb = rb.bearer_auth(t.expose()),
+            Authorizer::Basic(u, p) => rb = rb.basic_auth(u, Some(p.expose())),
+            Authorizer::SigV4(signer) => {
+                let mut signed: Vec<(&str, &str)> = Vec::new();
+                if has_body {
+                    signed.push(("content-type", "application/json"));
+                }
+                if let Some((name, value)) = &self.routing {
+                    signed.push((name.as_str(), value.to_str().unwrap_or_default()));
+                }
+                let headers = signer
+                    .sign(method.as_str(), url, &signed, bytes)
+                    .await
+                    .map_err(|source| MlflowError::Sign { op, source })?;
+                for (k, v) in headers {
+                    let name =
+                        HeaderName::from_bytes(k.as_bytes()).map_err(|e| MlflowError::Request {
+                            op,
+                            message: e.to_string(),
+                        })?;
+                    let mut value =
+                        HeaderValue::from_str(&v).map_err(|_| MlflowError::Request {
+                            op,
+                            message: format!("signed header {k} is not a valid header value"),
+                        })?;
+                    value.set_sensitive(name == AUTHORIZATION || k == "x-amz-security-token");
+                    rb = rb.header(name, value);
+                }
+            }
+        }
+        rb.build().map_err(|e| MlflowError::Request {
+            op,
+            message: describe(&e),
+        })
+    }
+
+    /// Reads the reply up to the cap and decodes it; non-2xx statuses become errors.
+    async fn reply(
+        &self,
+        op: &'static str,
+        mut resp: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<Value, MlflowError> {
+        let status = resp.status().as_u16();
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_response_bytes as u64)
+        {
+            return Err(MlflowError::TooLarge {
+                op,
+                limit: self.max_response_bytes,
+            });
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if buf.len() + chunk.len() > self.max_response_bytes {
+                        return Err(MlflowError::TooLarge {
+                            op,
+                            limit: self.max_response_bytes,
+                        });
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(MlflowError::Timeout { op, timeout }),
+                Err(e) => {
+                    return Err(MlflowError::Connection {
+                        op,
+                        message: describe(&e),
+                    })
+                }
+            }
+        }
+        let parsed: Option<Value> = if buf.iter().all(u8::is_ascii_whitespace) {
+            Some(Value::Object(Default::default()))
+        } else {
+            serde_json::from_slice(&buf).ok()
+        };
+        if (200..300).contains(&status) {
+            return match parsed {
+                Some(v @ Value::Object(_)) => Ok(v),
+                _ => Err(MlflowError::Decode {
+                    op,
+                    message: format!("HTTP {status} with a body that is not a JSON object"),
+                }),
+            };
+        }
+        let (error_code, message) = match &parsed {
+            Some(v) => (
+                v.get("error_code")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                v.get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            ),
+            None => (String::new(), String::from_utf8_lossy(&buf).into_owned()),
+        };
+        let message: String = message
+            .chars()
+            .filter(|c| !c.is_control() || *c == ' ')
+            .take(MAX_MESSAGE_CHARS)
+            .collect();
+        Err(MlflowError::Status {
+            op,
+            status,
+            error_code,
+            message,
+        })
+    }
+}
+
+/// An error's chain without the URL (which could, on a misconfigured proxy, carry more than it
+/// should).
+fn describe(e: &reqwest::Error) -> String {
+    let head = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "the reply broke off"
+    } else {
+        "the request failed"
+    };
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{head}: {}", sagesync_core::error_chain(cause)),
+        None => head.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_encoding_is_sigv4_canonical() {
+        let enc = percent_encoding::utf8_percent_encode("a b+c/é~", QUERY).to_string();
+        assert_eq!(enc, "a%20b%2Bc%2F%C3%A9~");
+    }
+
+    #[test]
+    fn retry_classes() {
+        let s = |status| MlflowError::Status {
+            op: "x",
+            status,
+            error_code: String::new(),
+            message: String::new(),
+        };
+        assert!(s(503).is_retryable() && s(429).is_retryable() && s(500).is_retryable());
+        assert!(!s(400).is_retryable() && !s(404).is_retryable() && !s(403).is_retryable());
+        assert!(s(404).is_absent());
+    }
+}

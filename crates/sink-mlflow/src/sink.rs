@@ -1,0 +1,920 @@
+//! The `mlflow` sink: finds or creates the run of a job (by its ARN tag), diffs it against the
+//! record and sends only what differs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use sagesync_core::{RunRecord, Sink, SinkReceipt, SyncError, WriteContext, WriteKind};
+use serde_json::{json, Value};
+
+use crate::client::{Budget, BuildError, Client, Kind, MlflowError};
+use crate::config::{MlflowSettings, OnParamChange};
+use crate::keys::{cut_chars, mlflow_key, MAX_TAG_VALUE_CHARS};
+use crate::mapping::{
+    desired, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX,
+};
+
+/// Items of one `log-batch`, as the server limits them.
+const MAX_BATCH_PARAMS: usize = 100;
+const MAX_BATCH_TAGS: usize = 100;
+const MAX_BATCH_METRICS: usize = 1000;
+const MAX_BATCH_ITEMS: usize = 1000;
+/// Stay under the documented 1 MB request limit, with room for JSON overhead.
+const MAX_BATCH_BYTES: usize = 900_000;
+/// Tags sent with `runs/create`.
+const MAX_CREATE_TAGS: usize = 100;
+/// Runs read per search page.
+const SEARCH_PAGE: u32 = 100;
+/// Points read per `metrics/get-history` page.
+const HISTORY_PAGE: u32 = 25_000;
+/// Experiment ids per `runs/search` when a retract has to look everywhere.
+const EXPERIMENTS_PER_SEARCH: usize = 100;
+
+/// Why an upsert failed.
+#[derive(Debug, thiserror::Error)]
+enum SinkError {
+    #[error(transparent)]
+    Api(#[from] MlflowError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error("{0}")]
+    Content(String),
+    #[error("{0}")]
+    Retry(String),
+}
+
+/// The sink.
+#[derive(Debug)]
+pub struct MlflowSink {
+    settings: MlflowSettings,
+    client: Client,
+    experiments: Mutex<HashMap<String, String>>,
+}
+
+/// The run being written.
+struct Located {
+    id: String,
+    experiment_id: String,
+    /// The run as the server returned it (`info`, `data`, `inputs`), or `None` right after a
+    /// create that nobody raced (then it holds exactly the tags it was created with).
+    run: Value,
+    created: bool,
+    adopted: bool,
+    deleted: Vec<String>,
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Value::as_str)
+}
+
+fn i64_at(v: &Value, ptr: &str) -> Option<i64> {
+    v.pointer(ptr).and_then(|x| {
+        x.as_i64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+    })
+}
+
+fn kv_map(v: &Value, ptr: &str) -> BTreeMap<String, String> {
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|kv| {
+                    Some((
+                        kv.get("key")?.as_str()?.to_string(),
+                        kv.get("value")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn tag_of<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
+    run.pointer("/data/tags")?
+        .as_array()?
+        .iter()
+        .find(|t| t.get("key").and_then(Value::as_str) == Some(key))?
+        .get("value")?
+        .as_str()
+}
+
+fn is_active(run: &Value) -> bool {
+    str_at(run, "/info/lifecycle_stage").map_or(true, |s| s == "active")
+}
+
+/// Whether a write failed because the run was deleted meanwhile (a concurrent writer settled
+/// a create race against us).
+fn is_inactive_run(e: &MlflowError) -> bool {
+    matches!(e, MlflowError::Status { status: 400, message, .. } if message.contains("active"))
+}
+
+/// Whether a write collided with a concurrent writer's identical write inside the server (a
+/// SQL store checks, then inserts: two writers of one param both pass the check and one insert
+/// fails with a unique-constraint error).
+fn is_concurrent_write(e: &MlflowError) -> bool {
+    matches!(e, MlflowError::Status { status: 400, message, .. } if message.contains("UNIQUE constraint") || message.contains("IntegrityError") || message.contains("Duplicate entry"))
+}
+
+/// MLflow returns metric values as numbers, or `"NaN"`-style strings.
+fn metric_value(v: &Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+impl MlflowSink {
+    /// A sink with these settings. Makes no connection and loads no credentials.
+    pub fn new(settings: MlflowSettings) -> Result<Self, BuildError> {
+        let client = Client::new(&settings)?;
+        Ok(MlflowSink {
+            settings,
+            client,
+            experiments: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The REST client (to swap the SigV4 signer's credentials, for instance).
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// The experiment's id, from the cache, or got or created (safely under races: a
+    /// `RESOURCE_ALREADY_EXISTS` on create means another writer won, so read it again).
+    async fn experiment_id(&self, name: &str, b: &Budget) -> Result<String, SinkError> {
+        if let Some(id) = self
+            .experiments
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+        {
+            return Ok(id);
+        }
+        let mut id = None;
+        for _ in 0..2 {
+            match self
+                .client
+                .get("experiments/get-by-name", &[("experiment_name", name)], b)
+                .await
+            {
+                Ok(v) => {
+                    if str_at(&v, "/experiment/lifecycle_stage") == Some("deleted") {
+                        return Err(SinkError::Content(format!("experiment `{name}` is deleted in MLflow; restore it, or purge it, or change `experiment`")));
+                    }
+                    id = str_at(&v, "/experiment/experiment_id").map(str::to_string);
+                    if id.is_none() {
+                        return Err(MlflowError::Decode {
+                            op: "experiments/get-by-name",
+                            message: "no experiment_id".into(),
+                        }
+                        .into());
+                    }
+                    break;
+                }
+                Err(e) if e.is_absent() => {}
+                Err(e) => return Err(e.into()),
+            }
+            let body = json!({"name": name, "tags": [{"key": "sagesync.created_by", "value": "sagesync"}]});
+            match self
+                .client
+                .post("experiments/create", &body, Kind::Create, b)
+                .await
+            {
+                Ok(v) => {
+                    id = str_at(&v, "/experiment_id").map(str::to_string);
+                    break;
+                }
+                Err(e) if e.error_code() == Some("RESOURCE_ALREADY_EXISTS") => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let id = id.ok_or_else(|| {
+            SinkError::Retry(format!("experiment `{name}` neither found nor created"))
+        })?;
+        if let Ok(mut m) = self.experiments.lock() {
+            m.insert(name.to_string(), id.clone());
+        }
+        Ok(id)
+    }
+
+    fn forget_experiment(&self, name: &str) {
+        if let Ok(mut m) = self.experiments.lock() {
+            m.remove(name);
+        }
+    }
+
+    async fn get_run(&self, run_id: &str, b: &Budget) -> Result<Option<Value>, MlflowError> {
+        match self.client.get("runs/get", &[("run_id", run_id)], b).await {
+            Ok(v) => Ok(v.get("run").cloned().filter(is_active)),
+            Err(e) if e.is_absent() || e.error_code() == Some("INVALID_PARAMETER_VALUE") => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Active runs carrying the ARN tag in these experiments.
+    async fn search(
+        &self,
+        experiment_ids: &[String],
+        arn: &str,
+        b: &Budget,
+    ) -> Result<Vec<Value>, MlflowError> {
+        let body = json!({
+            "experiment_ids": experiment_ids,
+            "filter": format!("tags.`{ARN_TAG}` = '{arn}'"),
+            "run_view_type": "ACTIVE_ONLY",
+            "max_results": SEARCH_PAGE,
+        });
+        self.paged("runs/search", body, "runs", b).await
+    }
+
+    /// Every item of `list` over the pages of a search (`page_token` / `next_page_token`).
+    async fn paged(
+        &self,
+        op: &'static str,
+        mut body: Value,
+        list: &str,
+        b: &Budget,
+    ) -> Result<Vec<Value>, MlflowError> {
+        let mut items = Vec::new();
+        loop {
+            let v = self.client.post(op, &body, Kind::Read, b).await?;
+            items.extend(
+                v.get(list)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            match v
+                .get("next_page_token")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+            {
+                Some(t) => body["page_token"] = json!(t),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// Deletes runs (soft delete); a run already gone is not an error.
+    async fn delete_runs(&self, ids: &[String], b: &Budget) -> Result<(), MlflowError> {
+        for id in ids {
+            match self
+                .client
+                .post(
+                    "runs/delete",
+                    &json!({"run_id": id}),
+                    Kind::IdempotentWrite,
+                    b,
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(run_id = %id, "deleted a duplicate or superseded MLflow run")
+                }
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(run_id = %id, error = %e, "could not delete an MLflow run")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The winner among runs of one job: earliest start time, then smallest run id. The others
+    /// are deleted (whoever created them: a writer still writing into a loser fails on its
+    /// next write and finds the winner).
+    async fn settle(
+        &self,
+        mut runs: Vec<Value>,
+        b: &Budget,
+    ) -> Result<(Value, Vec<String>), MlflowError> {
+        runs.sort_by(|x, y| {
+            let k = |r: &Value| {
+                (
+                    i64_at(r, "/info/start_time").unwrap_or(i64::MAX),
+                    str_at(r, "/info/run_id").unwrap_or_default().to_string(),
+                )
+            };
+            k(x).cmp(&k(y))
+        });
+        let mut it = runs.into_iter();
+        let winner = it.next().unwrap_or(Value::Null);
+        let losers: Vec<String> = it
+            .filter_map(|r| str_at(&r, "/info/run_id").map(str::to_string))
+            .collect();
+        if !losers.is_empty() {
+            tracing::warn!(winner = str_at(&winner, "/info/run_id").unwrap_or_default(), losers = ?losers, "more than one MLflow run for one job; keeping the earliest");
+            self.delete_runs(&losers, b).await?;
+        }
+        Ok((winner, losers))
+    }
+
+    async fn locate(
+        &self,
+        d: &Desired,
+        experiment_id: &str,
+        cx: &WriteContext,
+        use_previous: bool,
+        b: &Budget,
+    ) -> Result<Located, SinkError> {
+        let found = |run: Value, adopted: bool| Located {
+            id: str_at(&run, "/info/run_id").unwrap_or_default().to_string(),
+            experiment_id: str_at(&run, "/info/experiment_id")
+                .unwrap_or(experiment_id)
+                .to_string(),
+            run,
+            created: false,
+            adopted,
+            deleted: vec![],
+        };
+        if self.settings.adopt_native_runs {
+            if let Some(native) = &d.native_run_id {
+                match self.get_run(native, b).await? {
+                    Some(run) => return Ok(found(run, true)),
+                    None => {
+                        tracing::warn!(run_id = %native, "the job's native MLflow run is not on this server; syncing into a run of its own")
+                    }
+                }
+            }
+        }
+        let prev = cx.previous.as_ref().filter(|_| use_previous);
+        if let (Some(run_id), Some(prev_exp)) = (
+            prev.and_then(|p| p.ids.get("run_id")),
+            prev.and_then(|p| p.ids.get("experiment_id")),
+        ) {
+            if prev_exp == experiment_id && prev.and_then(|p| p.ids.get("adopted")).is_none() {
+                if let Some(run) = self.get_run(run_id, b).await? {
+                    if tag_of(&run, ARN_TAG) == Some(d.arn.as_str()) {
+                        return Ok(found(run, false));
+                    }
+                }
+            }
+        }
+        let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
+        if !runs.is_empty() {
+            let (winner, deleted) = self.settle(runs, b).await?;
+            return Ok(Located {
+                deleted,
+                ..found(winner, false)
+            });
+        }
+        // Create, with as many tags as one request takes (the ARN tag first).
+        let tags: Vec<Value> = d
+            .tags
+            .iter()
+            .take(MAX_CREATE_TAGS)
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
+        let mut body =
+            json!({"experiment_id": experiment_id, "run_name": d.run_name, "tags": tags});
+        if let Some(t) = d.start_ms {
+            body["start_time"] = json!(t);
+        }
+        let created = match self
+            .client
+            .post("runs/create", &body, Kind::Create, b)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.is_absent() || e.error_code() == Some("INVALID_STATE") => {
+                self.forget_experiment(&d.experiment);
+                return Err(SinkError::Retry(format!(
+                    "experiment `{}` vanished while creating the run: {e}",
+                    d.experiment
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mine = str_at(&created, "/run/info/run_id")
+            .ok_or_else(|| MlflowError::Decode {
+                op: "runs/create",
+                message: "no run.info.run_id".into(),
+            })?
+            .to_string();
+        // Catch a concurrent create of the same job.
+        let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
+        if runs.len() <= 1 {
+            let run = created.get("run").cloned().unwrap_or(Value::Null);
+            return Ok(Located {
+                created: true,
+                ..found(run, false)
+            });
+        }
+        let (winner, deleted) = self.settle(runs, b).await?;
+        let won = str_at(&winner, "/info/run_id") == Some(mine.as_str());
+        Ok(Located {
+            created: won,
+            deleted,
+            ..found(winner, false)
+        })
+    }
+
+    /// Sends what the run lacks; returns what was reported along the way.
+    async fn reconcile(&self, d: &Desired, at: &Located, b: &Budget) -> Result<Notes, SinkError> {
+        let run = &at.run;
+        let mut notes = Notes::default();
+        let stored_params = kv_map(run, "/data/params");
+        let stored_tags = kv_map(run, "/data/tags");
+
+        let mut params = Vec::new();
+        let mut extra_tags: Vec<(String, String)> = Vec::new();
+        for (k, v) in &d.params {
+            match stored_params.get(k) {
+                None => params.push((k.clone(), v.clone())),
+                Some(s) if s == v => {}
+                Some(s) => match self.settings.on_param_change {
+                    OnParamChange::Fail => {
+                        return Err(SinkError::Content(format!("param `{k}` is logged as `{}` but the job now says `{}`; MLflow cannot change a logged param (on_param_change = \"fail\")", cut_chars(s, 80).0, cut_chars(v, 80).0)));
+                    }
+                    OnParamChange::Tag => {
+                        tracing::warn!(run_id = %at.id, param = %k, "hyperparameter changed; keeping the logged param, new value in a tag");
+                        notes.param_changes += 1;
+                        extra_tags.push((
+                            mlflow_key(&format!("{PARAM_CHANGED_PREFIX}.{k}")),
+                            cut_chars(v, MAX_TAG_VALUE_CHARS).0,
+                        ));
+                    }
+                },
+            }
+        }
+        let mut tags: Vec<(String, String)> = d
+            .tags
+            .iter()
+            .chain(extra_tags.iter())
+            .filter(|(k, v)| stored_tags.get(k) != Some(v))
+            .cloned()
+            .collect();
+        tags.dedup_by(|a, b| a.0 == b.0);
+
+        // Final metrics: the run's latest value per key says whether ours is there.
+        let latest: BTreeMap<String, (i64, i64, u64)> = run
+            .pointer("/data/metrics")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| {
+                        Some((
+                            m.get("key")?.as_str()?.to_string(),
+                            (
+                                i64_at(m, "/timestamp")?,
+                                i64_at(m, "/step").unwrap_or(0),
+                                metric_value(m.get("value")?)?.to_bits(),
+                            ),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut metrics: Vec<Point> = d
+            .metrics
+            .iter()
+            .filter(|p| latest.get(&p.key) != Some(&p.identity()))
+            .cloned()
+            .collect();
+        let history_due = !d.history_digest.is_empty()
+            && stored_tags.get(HISTORY_DIGEST_TAG) != Some(&d.history_digest);
+        if history_due {
+            for (key, points) in &d.history {
+                let have = if at.created {
+                    BTreeSet::new()
+                } else {
+                    self.history(&at.id, key, b).await?
+                };
+                metrics.extend(
+                    points
+                        .iter()
+                        .filter(|p| !have.contains(&p.identity()))
+                        .cloned(),
+                );
+            }
+        }
+        let batches = batches(
+            &params,
+            &tags,
+            &metrics,
+            history_due.then_some(d.history_digest.as_str()),
+        );
+        for batch in batches {
+            let mut body = batch;
+            body["run_id"] = json!(at.id);
+            self.client
+                .post("runs/log-batch", &body, Kind::IdempotentWrite, b)
+                .await?;
+        }
+
+        // Dataset inputs, by (name, digest).
+        let stored_inputs: BTreeSet<(String, String)> = run
+            .pointer("/inputs/dataset_inputs")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| {
+                        Some((
+                            str_at(i, "/dataset/name")?.to_string(),
+                            str_at(i, "/dataset/digest")?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inputs: Vec<Value> = d
+            .inputs
+            .iter()
+            .filter(|i| !stored_inputs.contains(&(i.name.clone(), i.digest.clone())))
+            .map(|i| i.json())
+            .collect();
+        for chunk in inputs.chunks(100) {
+            self.client
+                .post(
+                    "runs/log-inputs",
+                    &json!({"run_id": at.id, "datasets": chunk}),
+                    Kind::IdempotentWrite,
+                    b,
+                )
+                .await?;
+        }
+
+        // Status, end time and name last: a FINISHED run is a complete one.
+        let mut update = serde_json::Map::new();
+        if str_at(run, "/info/status").unwrap_or("RUNNING") != d.status {
+            update.insert("status".into(), json!(d.status));
+        }
+        if let Some(end) = d.end_ms {
+            if i64_at(run, "/info/end_time") != Some(end) {
+                update.insert("end_time".into(), json!(end));
+                update.insert("status".into(), json!(d.status));
+            }
+        }
+        if !at.adopted && str_at(run, "/info/run_name").is_some_and(|n| n != d.run_name) {
+            update.insert("run_name".into(), json!(d.run_name));
+        }
+        if !update.is_empty() {
+            update.insert("run_id".into(), json!(at.id));
+            self.client
+                .post(
+                    "runs/update",
+                    &Value::Object(update),
+                    Kind::IdempotentWrite,
+                    b,
+                )
+                .await?;
+        }
+        Ok(notes)
+    }
+
+    /// The points already logged for `key`.
+    async fn history(
+        &self,
+        run_id: &str,
+        key: &str,
+        b: &Budget,
+    ) -> Result<BTreeSet<(i64, i64, u64)>, MlflowError> {
+        let mut have = BTreeSet::new();
+        let mut token = String::new();
+        let page = HISTORY_PAGE.to_string();
+        loop {
+            let mut q = vec![
+                ("run_id", run_id),
+                ("metric_key", key),
+                ("max_results", page.as_str()),
+            ];
+            if !token.is_empty() {
+                q.push(("page_token", token.as_str()));
+            }
+            let v = self.client.get("metrics/get-history", &q, b).await?;
+            for m in v
+                .get("metrics")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(ts), Some(val)) = (
+                    i64_at(m, "/timestamp"),
+                    m.get("value").and_then(metric_value),
+                ) {
+                    have.insert((ts, i64_at(m, "/step").unwrap_or(0), val.to_bits()));
+                }
+            }
+            token = v
+                .get("next_page_token")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if token.is_empty() {
+                return Ok(have);
+            }
+        }
+    }
+
+    async fn upsert_inner(
+        &self,
+        r: &RunRecord,
+        cx: &WriteContext,
+        b: &Budget,
+    ) -> Result<SinkReceipt, SinkError> {
+        let d = desired(r, &self.settings)?;
+        let digest = d.digest(&self.settings);
+        if let Some(prev) = &cx.previous {
+            if prev.ids.get("digest") == Some(&digest) && prev.ids.contains_key("run_id") {
+                let mut rc = prev.clone();
+                rc.write = WriteKind::Unchanged;
+                rc.writes = 0;
+                return Ok(rc);
+            }
+        }
+        for cut in &d.cut_values {
+            tracing::warn!(job = %d.run_name, value = %cut, "value longer than MLflow stores; the first part is logged and the full length and hash are in a sagesync.truncated.* tag");
+        }
+        let experiment_id = self.experiment_id(&d.experiment, b).await?;
+        let mut use_previous = true;
+        let mut round = 0;
+        let mut created = false;
+        loop {
+            round += 1;
+            let at = self.locate(&d, &experiment_id, cx, use_previous, b).await?;
+            created |= at.created;
+            match self.reconcile(&d, &at, b).await {
+                Ok(notes) => {
+                    let mut deleted = at.deleted.clone();
+                    // The job moved to another experiment: its old run goes.
+                    if let Some(prev) = &cx.previous {
+                        if let (Some(old_run), Some(old_exp)) =
+                            (prev.ids.get("run_id"), prev.ids.get("experiment_id"))
+                        {
+                            if *old_exp != at.experiment_id
+                                && *old_run != at.id
+                                && !prev.ids.contains_key("adopted")
+                            {
+                                self.delete_runs(std::slice::from_ref(old_run), b).await?;
+                                deleted.push(old_run.clone());
+                            }
+                        }
+                    }
+                    let kind = if created {
+                        WriteKind::Created
+                    } else if b.writes() == 0 {
+                        WriteKind::Unchanged
+                    } else {
+                        WriteKind::Updated
+                    };
+                    let mut rc = SinkReceipt::new(kind)
+                        .id("experiment_id", &at.experiment_id)
+                        .id("run_id", &at.id)
+                        .id("digest", &digest);
+                    if at.adopted {
+                        rc = rc.id("adopted", "true");
+                    }
+                    if !d.cut_values.is_empty() {
+                        rc = rc.id("cut_values", d.cut_values.join("; "));
+                    }
+                    if notes.param_changes > 0 {
+                        rc = rc.id("param_changes", notes.param_changes);
+                    }
+                    if d.skipped_points > 0 {
+                        rc = rc.id("skipped_points", d.skipped_points);
+                    }
+                    if !deleted.is_empty() {
+                        rc = rc.id("deleted_runs", deleted.join(","));
+                    }
+                    return Ok(rc);
+                }
+                Err(SinkError::Api(e)) if is_concurrent_write(&e) && round < 3 => {
+                    tracing::info!(run_id = %at.id, "a concurrent writer wrote the same values; reading the run again");
+                    use_previous = false;
+                }
+                Err(SinkError::Api(e)) if is_inactive_run(&e) && round < 3 => {
+                    tracing::info!(run_id = %at.id, "the run was deleted while writing (a concurrent create was settled); finding the winner");
+                    use_previous = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn retract_inner(
+        &self,
+        arn: &str,
+        cx: &WriteContext,
+        b: &Budget,
+    ) -> Result<Vec<String>, MlflowError> {
+        let mut ids: Vec<String> = Vec::new();
+        let prev = cx.previous.as_ref();
+        if let Some(run_id) = prev.and_then(|p| p.ids.get("run_id")) {
+            if let Some(run) = self.get_run(run_id, b).await? {
+                if tag_of(&run, ARN_TAG) == Some(arn) {
+                    ids.push(run_id.clone());
+                }
+            }
+        }
+        let experiment_ids: Vec<String> = match prev.and_then(|p| p.ids.get("experiment_id")) {
+            Some(e) => vec![e.clone()],
+            None => self.all_experiments(b).await?,
+        };
+        for chunk in experiment_ids.chunks(EXPERIMENTS_PER_SEARCH) {
+            for run in self.search(chunk, arn, b).await? {
+                if let Some(id) = str_at(&run, "/info/run_id") {
+                    if !ids.iter().any(|x| x == id) {
+                        ids.push(id.to_string());
+                    }
+                }
+            }
+        }
+        self.delete_runs(&ids, b).await?;
+        Ok(ids)
+    }
+
+    async fn all_experiments(&self, b: &Budget) -> Result<Vec<String>, MlflowError> {
+        let body = json!({"max_results": 1000, "view_type": "ACTIVE_ONLY"});
+        let experiments = self
+            .paged("experiments/search", body, "experiments", b)
+            .await?;
+        Ok(experiments
+            .iter()
+            .filter_map(|e| str_at(e, "/experiment_id").map(str::to_string))
+            .collect())
+    }
+
+    fn sync_error(&self, e: SinkError) -> SyncError {
+        let at = &self.settings.endpoint.base;
+        match e {
+            SinkError::Api(e) if e.is_retryable() => {
+                SyncError::transient_with(format!("MLflow at {at}: {e}"), e)
+            }
+            SinkError::Api(e) => SyncError::permanent_with(format!("MLflow at {at}: {e}"), e),
+            SinkError::Mapping(e) => SyncError::permanent_with(format!("MLflow: {e}"), e),
+            SinkError::Content(m) => SyncError::permanent(format!("MLflow at {at}: {m}")),
+            SinkError::Retry(m) => SyncError::transient(format!("MLflow at {at}: {m}")),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Notes {
+    param_changes: u32,
+}
+
+/// Splits params, tags and metrics into `log-batch` bodies within the server's limits; the
+/// history digest tag (if any) goes into the last batch, after every point.
+fn batches(
+    params: &[(String, String)],
+    tags: &[(String, String)],
+    metrics: &[Point],
+    digest: Option<&str>,
+) -> Vec<Value> {
+    let kv = |k: &str, v: &str| json!({"key": k, "value": v});
+    let mut out: Vec<Value> = Vec::new();
+    let (mut p, mut t, mut m) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bytes = 0usize;
+    let flush = |p: &mut Vec<Value>,
+                 t: &mut Vec<Value>,
+                 m: &mut Vec<Value>,
+                 bytes: &mut usize,
+                 out: &mut Vec<Value>| {
+        if !(p.is_empty() && t.is_empty() && m.is_empty()) {
+            out.push(json!({"params": std::mem::take(p), "tags": std::mem::take(t), "metrics": std::mem::take(m)}));
+        }
+        *bytes = 0;
+    };
+    let mut items: Vec<(u8, Value)> = Vec::new();
+    items.extend(params.iter().map(|(k, v)| (0, kv(k, v))));
+    items.extend(tags.iter().map(|(k, v)| (1, kv(k, v))));
+    items.extend(metrics.iter().map(|x| (2, x.json())));
+    if let Some(dg) = digest {
+        items.push((1, kv(HISTORY_DIGEST_TAG, dg)));
+    }
+    for (kind, item) in items {
+        let size = item.to_string().len() + 1;
+        let full = p.len() + t.len() + m.len() >= MAX_BATCH_ITEMS
+            || bytes + size > MAX_BATCH_BYTES
+            || match kind {
+                0 => p.len() >= MAX_BATCH_PARAMS,
+                1 => t.len() >= MAX_BATCH_TAGS,
+                _ => m.len() >= MAX_BATCH_METRICS,
+            };
+        if full {
+            flush(&mut p, &mut t, &mut m, &mut bytes, &mut out);
+        }
+        bytes += size;
+        match kind {
+            0 => p.push(item),
+            1 => t.push(item),
+            _ => m.push(item),
+        }
+    }
+    flush(&mut p, &mut t, &mut m, &mut bytes, &mut out);
+    out
+}
+
+#[async_trait]
+impl Sink for MlflowSink {
+    async fn upsert(
+        &self,
+        record: &RunRecord,
+        cx: &WriteContext,
+    ) -> Result<SinkReceipt, SyncError> {
+        let b = Budget::new(cx.deadline);
+        match self.upsert_inner(record, cx, &b).await {
+            Ok(mut rc) => {
+                rc.writes = b.writes();
+                Ok(rc)
+            }
+            Err(e) => Err(self.sync_error(e)),
+        }
+    }
+
+    async fn retract(
+        &self,
+        external_id: &str,
+        cx: &WriteContext,
+    ) -> Result<Option<SinkReceipt>, SyncError> {
+        let b = Budget::new(cx.deadline);
+        if external_id.contains('\'') || external_id.contains('\\') || external_id.trim().is_empty()
+        {
+            return Err(self.sync_error(MappingError::BadArn(external_id.to_string()).into()));
+        }
+        let ids = self
+            .retract_inner(external_id, cx, &b)
+            .await
+            .map_err(|e| self.sync_error(e.into()))?;
+        let mut rc = SinkReceipt::new(if ids.is_empty() {
+            WriteKind::Unchanged
+        } else {
+            WriteKind::Removed
+        });
+        if !ids.is_empty() {
+            rc = rc.id("run_id", ids.join(","));
+        }
+        if let Some(e) = cx
+            .previous
+            .as_ref()
+            .and_then(|p| p.ids.get("experiment_id"))
+        {
+            rc = rc.id("experiment_id", e);
+        }
+        rc.writes = b.writes();
+        Ok(Some(rc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_every_limit() {
+        let params: Vec<(String, String)> =
+            (0..250).map(|i| (format!("p{i}"), "v".into())).collect();
+        let tags: Vec<(String, String)> = (0..150).map(|i| (format!("t{i}"), "v".into())).collect();
+        let metrics: Vec<Point> = (0..2500)
+            .map(|i| Point {
+                key: "m".into(),
+                value: i as f64,
+                timestamp: i,
+                step: i,
+            })
+            .collect();
+        let out = batches(&params, &tags, &metrics, Some("abc"));
+        let count = |b: &Value, k: &str| b[k].as_array().map_or(0, Vec::len);
+        let (mut np, mut nt, mut nm) = (0, 0, 0);
+        for b in &out {
+            assert!(
+                count(b, "params") <= 100 && count(b, "tags") <= 100 && count(b, "metrics") <= 1000
+            );
+            assert!(count(b, "params") + count(b, "tags") + count(b, "metrics") <= 1000);
+            assert!(b.to_string().len() < 1_000_000);
+            np += count(b, "params");
+            nt += count(b, "tags");
+            nm += count(b, "metrics");
+        }
+        assert_eq!((np, nt, nm), (250, 151, 2500));
+        let last = out
+            .last()
+            .and_then(|b| b["tags"].as_array())
+            .and_then(|t| t.last())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            last["key"], HISTORY_DIGEST_TAG,
+            "the digest is written after every point"
+        );
+        assert!(batches(&[], &[], &[], None).is_empty());
+    }
+
+    #[test]
+    fn big_values_split_by_size() {
+        let params: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("p{i}"), "x".repeat(6000)))
+            .collect();
+        let tags: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("t{i}"), "y".repeat(8000)))
+            .collect();
+        let out = batches(&params, &tags, &[], None);
+        assert!(out.len() >= 2);
+        assert!(out.iter().all(|b| b.to_string().len() < 1_000_000));
+    }
+}

@@ -1,0 +1,4 @@
+pub mod child;
+pub mod proxy;
+pub mod records;
+pub mod server;
