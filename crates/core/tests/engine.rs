@@ -522,3 +522,14 @@ fn registry_lists_core_plugins_and_unknown_types() {
         config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+#[tokio::test]
+async fn a_deadline_records_nothing() {
+    let sink = Arc::new(MemSink { flaky: 1000, ..Default::default() });
+    let settings = PipelineSettings { max_attempts: 10, initial_backoff_ms: 1000, max_backoff_ms: 1000, ..fast() };
+    let e = engine(Arc::new(MemSource::new(vec![job(1, "Completed")])), vec![("mem", sink.clone())], settings);
+    let deadline = std::time::Instant::now() + Duration::from_millis(300);
+    let r = e.sync_refs(vec![JobRef::by_name("job-1")], &RefOptions { deadline: Some(deadline), collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!(r.jobs[0].outcome, Outcome::Interrupted, "{r:#?}");
+    assert_eq!(e.state().counts().await.unwrap().total(), 0, "out of time is not a verdict");
+}

@@ -237,6 +237,7 @@ impl Engine {
             } else {
                 // Not tied to a job the ledger could hold: reported, and the source lists it
                 // again next time.
+                all_recorded = false;
                 let mut jr = JobReport::new(p.origin.clone(), None, Outcome::Failed);
                 jr.stage = Some(crate::error::Stage::Source);
                 jr.retryable = p.error.is_retryable();

@@ -28,9 +28,10 @@ impl Engine {
         if state_call(&self.settings, &never, || self.state.cursor(PassRequest::POLL)).await?.is_none() {
             let start = d.start().unwrap_or(None);
             let c = Cursor { watermark: start, ..Default::default() };
-            state_call(&self.settings, &never, || self.state.save_cursor(PassRequest::POLL, &c)).await?;
             // `start_from` also bounds reconciliation passes: jobs before it are never synced.
+            // Saved first, so that a crash between the two saves cannot lose it.
             state_call(&self.settings, &never, || self.state.save_cursor(FLOOR_KEY, &c)).await?;
+            state_call(&self.settings, &never, || self.state.save_cursor(PassRequest::POLL, &c)).await?;
         }
         let floor = state_call(&self.settings, &never, || self.state.cursor(FLOOR_KEY)).await?.and_then(|c| c.watermark);
         let remembered = state_call(&self.settings, &never, || self.state.cursor(CONFIG_KEY)).await?.and_then(|c| c.token);
@@ -52,7 +53,7 @@ impl Engine {
                         }
                         let rep = self.pass(&req, stop, obs).await;
                         tracing::info!(synced = rep.synced, skipped = rep.skipped, rejected = rep.rejected, failed = rep.failed, already_done = rep.already_done, elapsed_ms = rep.elapsed_ms, "reconciliation done");
-                        if rep.listing_error.is_none() && !rep.cancelled {
+                        if rep.listing_error.is_none() && rep.state_error.is_none() && rep.busy == 0 && rep.interrupted == 0 && !rep.cancelled {
                             let c = Cursor { token: Some(self.config_digest.clone()), ..Default::default() };
                             let _ = state_call(&self.settings, &never, || self.state.save_cursor(CONFIG_KEY, &c)).await;
                             reconcile_now = false;

@@ -26,8 +26,8 @@ pub(crate) async fn pause(d: Duration, cancel: &CancellationToken, deadline: Opt
 
 /// Runs `f` until it succeeds, fails permanently, or `max_attempts` is reached; returns the
 /// value or the last error, with the attempts made. Cancellation before an attempt or during a
-/// backoff gives [`SyncError::Cancelled`]; a deadline that leaves no room for the next attempt
-/// returns the last error.
+/// backoff, and a deadline that leaves no room for the next attempt, give
+/// [`SyncError::Cancelled`].
 pub(crate) async fn retry<T, F, Fut>(settings: &PipelineSettings, cancel: &CancellationToken, deadline: Option<Instant>, mut f: F) -> Result<(T, u32), (SyncError, u32)>
 where
     F: FnMut() -> Fut,
@@ -47,7 +47,8 @@ where
                 let delay = settings.backoff(attempt);
                 tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %e.chain(), "retrying");
                 if !pause(delay, cancel, deadline).await {
-                    return Err((if cancel.is_cancelled() { SyncError::Cancelled } else { e }, attempt));
+                    // Out of time or stopping: an interruption, never a verdict on the job.
+                    return Err((SyncError::Cancelled, attempt));
                 }
             }
             Err(e) => return Err((e, attempt)),

@@ -134,10 +134,16 @@ impl Engine {
                 return Handled::Done;
             }
         }
+        // Someone wrote the entry since this page was decided: the listing's copy of the job may
+        // be older than what they wrote, so read the job afresh instead of writing it back.
+        let item = match item {
+            Item::Ref(r) if r.job.is_some() && fresh.as_ref().map(|f| f.updated_at) != prior.as_ref().map(|p| p.updated_at) => Item::Ref(JobRef { name: r.name, arn: r.arn, origin: r.origin, ..Default::default() }),
+            other => other,
+        };
         let job_cancel = ctx.cancel.child_token();
-        let renewal = spawn_renewal(self.state.clone(), lease.clone(), self.settings.lease_ttl(), job_cancel.clone());
+        let renewal = AbortOnDrop(spawn_renewal(self.state.clone(), lease.clone(), self.settings.lease_ttl(), job_cancel.clone()));
         let work = self.work(&item, fetched, fresh.as_ref(), ctx, &job_cancel).await;
-        renewal.abort();
+        drop(renewal);
         let lost = job_cancel.is_cancelled() && !ctx.cancel.is_cancelled();
         match work {
             Work::Interrupted(r) => {
@@ -370,21 +376,33 @@ impl Engine {
     }
 }
 
-/// Renews a lease every third of its TTL until aborted; cancels `job` when the lease is lost.
+/// Aborts the task when dropped (so that a pass dropped mid-job stops renewing its leases).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews a lease every third of its TTL until aborted; cancels `job` when the lease is lost,
+/// or before it would lapse when renewals keep failing.
 fn spawn_renewal(state: Arc<dyn StateStore>, lease: Lease, ttl: Duration, job: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = (ttl / 3).max(Duration::from_millis(50));
-        let mut valid_until = Instant::now() + ttl;
+        let left = (lease.expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
+        let mut valid_until = Instant::now() + left;
         loop {
             tokio::time::sleep(every).await;
+            let sent = Instant::now();
             match state.renew(&lease, ttl).await {
-                Ok(true) => valid_until = Instant::now() + ttl,
+                Ok(true) => valid_until = sent + ttl,
                 Ok(false) => {
                     tracing::warn!(arn = %lease.arn, "lease lost: stopping work on the job");
                     job.cancel();
                     return;
                 }
-                Err(e) if Instant::now() >= valid_until => {
+                Err(e) if Instant::now() + every >= valid_until => {
                     tracing::warn!(arn = %lease.arn, error = %e, "cannot renew the lease before it lapsed: stopping work on the job");
                     job.cancel();
                     return;

@@ -209,7 +209,7 @@ fn config_error_unknown_key() {
 #[test]
 fn config_error_unknown_type_lists_available() {
     let e = validate_err("[source]\ntype = \"sagemaker_json\"\npaths = [\"a\"]\n\n[[sinks]]\ntype = \"fiel\"\n");
-    assert!(e.contains("pipeline.toml:6:8: key `sinks[0].type`: unknown sink type `fiel`; available: file, modeldb_v1, modeldb_v2"), "{e}");
+    assert!(e.contains("pipeline.toml:6:8: key `sinks[0].type`: unknown sink type `fiel`; available: file, mlflow, modeldb_v1, modeldb_v2"), "{e}");
 }
 
 #[test]
