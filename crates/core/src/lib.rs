@@ -26,17 +26,22 @@ pub mod state;
 
 pub use builtin::TagKeys;
 pub use config::{Config, ConfigError, ConfigErrors, DaemonSettings, LambdaSettings, PipelineSettings};
-pub use engine::{Decision, Engine, EngineBuilder, EngineOptions, Event, JobReport, ListingFailure, NoObserver, Observer, PassReport, PassRequest, RefOptions, StatusReport};
+pub use engine::{
+    Decision, Engine, EngineBuilder, EngineOptions, Event, JobReport, ListingFailure, NoObserver, Observer, PassReport, PassRequest,
+    RefOptions, StatusReport,
+};
 pub use error::{error_chain, Stage, SyncError};
 pub use model::*;
-pub use registry::{BuildContext, FieldProblem, MapperPlugin, PluginDescriptor, PluginKind, SinkPlugin, SourcePlugin, StatePlugin, ValidatorPlugin};
+pub use registry::{
+    BuildContext, FieldProblem, MapperPlugin, PluginDescriptor, PluginKind, SinkPlugin, SourcePlugin, StatePlugin, ValidatorPlugin,
+};
 pub use secret::{redact, Secret};
 pub use sink::{Sink, SinkReceipt, WriteContext, WriteKind};
 pub use source::{Cursor, JobRef, ListScope, ListingProblem, Page, Source};
 pub use stage::{Mapper, Validator, Verdict};
 pub use state::{Acquired, Basis, Delivery, JobState, Lease, LedgerCounts, MemoryState, Outcome, StateError, StateStore};
 
+pub use async_trait::async_trait;
 #[doc(hidden)]
 pub use inventory;
-pub use async_trait::async_trait;
 pub use tokio_util::sync::CancellationToken;

@@ -195,7 +195,9 @@ inventory::collect!(SectionDescriptor);
 
 /// Deserialises a plugin config from its table, with the failing key's path.
 pub fn deserialize<C: DeserializeOwned>(table: toml::Table) -> Result<C, Vec<FieldProblem>> {
-    serde_path_to_error::deserialize::<_, C>(toml::Value::Table(table)).map_err(|err| vec![FieldProblem { path: KeyPath::from_serde_path(err.path()), message: redact_serde_message(err.inner().message()) }])
+    serde_path_to_error::deserialize::<_, C>(toml::Value::Table(table)).map_err(|err| {
+        vec![FieldProblem { path: KeyPath::from_serde_path(err.path()), message: redact_serde_message(err.inner().message()) }]
+    })
 }
 
 /// Factory of a [`SourcePlugin`].
@@ -327,7 +329,11 @@ pub fn check_unique() -> Result<(), Vec<RegistryError>> {
     for s in sections() {
         *counts.entry(("section".to_string(), s.name)).or_default() += 1;
     }
-    let errors: Vec<_> = counts.into_iter().filter(|(_, n)| *n > 1).map(|((kind, type_name), count)| RegistryError::Duplicate { kind, type_name, count }).collect();
+    let errors: Vec<_> = counts
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|((kind, type_name), count)| RegistryError::Duplicate { kind, type_name, count })
+        .collect();
     if errors.is_empty() {
         Ok(())
     } else {
@@ -337,7 +343,11 @@ pub fn check_unique() -> Result<(), Vec<RegistryError>> {
 
 /// The plugin of `kind` named `type_name`.
 pub fn find(kind: PluginKind, type_name: &str) -> Result<&'static PluginDescriptor, RegistryError> {
-    all().into_iter().find(|d| d.kind() == kind && d.type_name == type_name).ok_or_else(|| RegistryError::UnknownType { kind, requested: type_name.to_string(), available: names(kind) })
+    all().into_iter().find(|d| d.kind() == kind && d.type_name == type_name).ok_or_else(|| RegistryError::UnknownType {
+        kind,
+        requested: type_name.to_string(),
+        available: names(kind),
+    })
 }
 
 /// Every plugin (of any kind) named `type_name`.

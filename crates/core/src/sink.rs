@@ -91,4 +91,3 @@ pub trait Sink: Send + Sync {
         Ok(None)
     }
 }
-

@@ -37,4 +37,3 @@ pub trait Mapper: Send + Sync {
     /// Maps one job. An error here rejects the job.
     async fn map(&self, job: &TrainingJob) -> Result<RunRecord, SyncError>;
 }
-

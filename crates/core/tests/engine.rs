@@ -14,7 +14,16 @@ use sagesync_core::config::PipelineSettings;
 use sagesync_core::*;
 
 fn tagged() -> Tags {
-    [("MODEL_DB_SYNC", "1"), ("MODEL_DB_PROJECT_NAME", "p"), ("MODEL_DB_PROJECT_USER", "u"), ("MODEL_DB_PROJECT_DESC", "d"), ("MODEL_DB_MODEL_NAME", "m"), ("MODEL_DB_MODEL_TYPE", "t")].into_iter().collect()
+    [
+        ("MODEL_DB_SYNC", "1"),
+        ("MODEL_DB_PROJECT_NAME", "p"),
+        ("MODEL_DB_PROJECT_USER", "u"),
+        ("MODEL_DB_PROJECT_DESC", "d"),
+        ("MODEL_DB_MODEL_NAME", "m"),
+        ("MODEL_DB_MODEL_TYPE", "t"),
+    ]
+    .into_iter()
+    .collect()
 }
 
 fn job(i: usize, status: &str) -> TrainingJob {
@@ -39,7 +48,15 @@ struct MemSource {
 
 impl MemSource {
     fn new(jobs: Vec<TrainingJob>) -> Self {
-        MemSource { jobs: Mutex::new(jobs), missing: vec![], fetches: AtomicUsize::new(0), lists: AtomicUsize::new(0), page: 100, with_tags: false, on_page: Mutex::new(None) }
+        MemSource {
+            jobs: Mutex::new(jobs),
+            missing: vec![],
+            fetches: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
+            page: 100,
+            with_tags: false,
+            on_page: Mutex::new(None),
+        }
     }
     fn edit(&self, f: impl FnOnce(&mut Vec<TrainingJob>)) {
         f(&mut self.jobs.lock().unwrap());
@@ -63,7 +80,13 @@ impl Source for MemSource {
             .take(self.page)
             .map(|j| {
                 next.advance(j.last_modified_time, &j.arn);
-                JobRef { name: j.name.clone(), arn: Some(j.arn.clone()), last_modified: j.last_modified_time, tags: self.with_tags.then(|| j.tags.clone()), ..Default::default() }
+                JobRef {
+                    name: j.name.clone(),
+                    arn: Some(j.arn.clone()),
+                    last_modified: j.last_modified_time,
+                    tags: self.with_tags.then(|| j.tags.clone()),
+                    ..Default::default()
+                }
             })
             .collect();
         if done {
@@ -76,7 +99,13 @@ impl Source for MemSource {
         if self.missing.contains(&r.name) {
             return Err(SyncError::NotFound(r.name.clone()));
         }
-        self.jobs.lock().unwrap().iter().find(|j| Some(&j.arn) == r.arn.as_ref() || j.name == r.name).cloned().ok_or_else(|| SyncError::NotFound(r.name.clone()))
+        self.jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|j| Some(&j.arn) == r.arn.as_ref() || j.name == r.name)
+            .cloned()
+            .ok_or_else(|| SyncError::NotFound(r.name.clone()))
     }
     fn api_calls(&self) -> BTreeMap<String, u64> {
         [("Fetch".to_string(), self.fetches.load(Ordering::SeqCst) as u64)].into()
@@ -140,7 +169,15 @@ impl Sink for MemSink {
 }
 
 fn fast() -> PipelineSettings {
-    PipelineSettings { concurrency: 3, max_attempts: 4, initial_backoff_ms: 1, max_backoff_ms: 5, retry_backoff_secs: 1, max_retry_backoff_secs: 1, ..Default::default() }
+    PipelineSettings {
+        concurrency: 3,
+        max_attempts: 4,
+        initial_backoff_ms: 1,
+        max_backoff_ms: 5,
+        retry_backoff_secs: 1,
+        max_retry_backoff_secs: 1,
+        ..Default::default()
+    }
 }
 
 fn engine_with(source: Arc<MemSource>, sinks: Vec<(&str, Arc<MemSink>)>, settings: PipelineSettings, state: Arc<dyn StateStore>) -> Engine {
@@ -218,7 +255,14 @@ async fn permanent_failures_park_after_max_job_attempts_and_retryable_ones_never
     // A store that is down is not the job's fault: never parked.
     sink.down.store(true, Ordering::SeqCst);
     for _ in 0..5 {
-        let r = e.sync_refs(vec![JobRef { name: "job-2".into(), arn: Some(job(2, "").arn), ..Default::default() }], &RefOptions { force: true, urgent: true, collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+        let r = e
+            .sync_refs(
+                vec![JobRef { name: "job-2".into(), arn: Some(job(2, "").arn), ..Default::default() }],
+                &RefOptions { force: true, urgent: true, collect: true, ..Default::default() },
+                &CancellationToken::new(),
+                &NoObserver,
+            )
+            .await;
         assert!(r.jobs[0].retryable && !r.jobs[0].parked);
     }
     let st = e.state().jobs(&[job(2, "").arn]).await.unwrap().remove(0).unwrap();
@@ -429,7 +473,14 @@ async fn a_writer_whose_lease_was_taken_over_records_nothing() {
             lease
         }
     });
-    let r = e.sync_refs(vec![JobRef::by_name("job-1")], &RefOptions { collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    let r = e
+        .sync_refs(
+            vec![JobRef::by_name("job-1")],
+            &RefOptions { collect: true, ..Default::default() },
+            &CancellationToken::new(),
+            &NoObserver,
+        )
+        .await;
     let thief_lease = thief.await.unwrap();
     assert_eq!(sink.calls.load(Ordering::SeqCst), 1);
     assert_eq!(r.jobs[0].outcome, Outcome::Interrupted, "{r:#?}");
@@ -454,7 +505,14 @@ async fn partial_sink_failure_says_what_was_written_and_retries_only_the_failed_
     assert!(r.reason.as_deref().unwrap().contains("written to: good"));
     assert!(r.retryable);
     let urgent = RefOptions { urgent: true, collect: true, ..Default::default() };
-    let again = e.sync_refs(vec![JobRef { name: "job-1".into(), arn: r.arn.clone(), ..Default::default() }], &urgent, &CancellationToken::new(), &NoObserver).await;
+    let again = e
+        .sync_refs(
+            vec![JobRef { name: "job-1".into(), arn: r.arn.clone(), ..Default::default() }],
+            &urgent,
+            &CancellationToken::new(),
+            &NoObserver,
+        )
+        .await;
     assert_eq!(again.synced, 1, "{again:#?}");
     assert_eq!(good.calls.lock().unwrap()["job-1"], 1, "the sink that held the record was not called again");
 }
@@ -462,7 +520,8 @@ async fn partial_sink_failure_says_what_was_written_and_retries_only_the_failed_
 #[tokio::test]
 async fn an_interrupted_backoff_records_nothing() {
     let sink = Arc::new(MemSink { flaky: 1000, ..Default::default() });
-    let settings = PipelineSettings { concurrency: 3, max_attempts: 100, initial_backoff_ms: 10_000, max_backoff_ms: 10_000, ..Default::default() };
+    let settings =
+        PipelineSettings { concurrency: 3, max_attempts: 100, initial_backoff_ms: 10_000, max_backoff_ms: 10_000, ..Default::default() };
     let src = Arc::new(MemSource::new((0..5).map(|i| job(i, "Completed")).collect()));
     let e = engine(src, vec![("mem", sink.clone())], settings);
     let cancel = CancellationToken::new();
@@ -471,7 +530,9 @@ async fn an_interrupted_backoff_records_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         c.cancel();
     });
-    let s = tokio::time::timeout(Duration::from_secs(5), e.pass(&PassRequest::poll().collecting(), &cancel, &NoObserver)).await.expect("cancellation returns promptly");
+    let s = tokio::time::timeout(Duration::from_secs(5), e.pass(&PassRequest::poll().collecting(), &cancel, &NoObserver))
+        .await
+        .expect("cancellation returns promptly");
     assert!(s.cancelled);
     assert_eq!(s.failed, 0, "an interruption is not a failure: {:#?}", s.jobs);
     assert!(s.interrupted >= 1);
@@ -529,7 +590,14 @@ async fn a_deadline_records_nothing() {
     let settings = PipelineSettings { max_attempts: 10, initial_backoff_ms: 1000, max_backoff_ms: 1000, ..fast() };
     let e = engine(Arc::new(MemSource::new(vec![job(1, "Completed")])), vec![("mem", sink.clone())], settings);
     let deadline = std::time::Instant::now() + Duration::from_millis(300);
-    let r = e.sync_refs(vec![JobRef::by_name("job-1")], &RefOptions { deadline: Some(deadline), collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    let r = e
+        .sync_refs(
+            vec![JobRef::by_name("job-1")],
+            &RefOptions { deadline: Some(deadline), collect: true, ..Default::default() },
+            &CancellationToken::new(),
+            &NoObserver,
+        )
+        .await;
     assert_eq!(r.jobs[0].outcome, Outcome::Interrupted, "{r:#?}");
     assert_eq!(e.state().counts().await.unwrap().total(), 0, "out of time is not a verdict");
 }

@@ -12,22 +12,16 @@ mod proxy;
 use std::time::Instant;
 
 use sagesync_core::{
-    Dataset, HyperParameter, Metric, MetricPoint, MetricSeries, Model, Project, Run, RunRecord,
-    Sink, Split, WriteContext,
+    Dataset, HyperParameter, Metric, MetricPoint, MetricSeries, Model, Project, Run, RunRecord, Sink, Split, WriteContext,
 };
 use sagesync_sink_mlflow::{MlflowSink, MlflowSinkConfig};
 use serde_json::json;
 
 fn job(i: usize, tag: &str) -> RunRecord {
-    let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_780_000_000 + i as i64 * 60, 0)
-        .unwrap_or_default();
+    let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_780_000_000 + i as i64 * 60, 0).unwrap_or_default();
     let name = format!("bench-{tag}-{i:05}");
     RunRecord {
-        project: Project {
-            name: "bench".into(),
-            user: "bench".into(),
-            description: "benchmark jobs".into(),
-        },
+        project: Project { name: "bench".into(), user: "bench".into(), description: "benchmark jobs".into() },
         experiment: "Default_Experiment".into(),
         run: Run {
             name: name.clone(),
@@ -41,21 +35,13 @@ fn job(i: usize, tag: &str) -> RunRecord {
             model_type: "XGBoost".into(),
             artifact_uri: Some(format!("s3://bench/{name}/output/model.tar.gz")),
         },
-        hyperparameters: (0..12)
-            .map(|h| HyperParameter {
-                name: format!("hp_{h}"),
-                raw: h.to_string(),
-                value: json!(h),
-            })
-            .collect(),
+        hyperparameters: (0..12).map(|h| HyperParameter { name: format!("hp_{h}"), raw: h.to_string(), value: json!(h) }).collect(),
         datasets: ["train", "validation"]
             .iter()
             .map(|c| Dataset {
                 name: c.to_string(),
                 uri: format!("s3://bench/data/{c}/"),
-                metadata: [("ContentType".to_string(), "text/csv".to_string())]
-                    .into_iter()
-                    .collect(),
+                metadata: [("ContentType".to_string(), "text/csv".to_string())].into_iter().collect(),
                 manifest: None,
             })
             .collect(),
@@ -71,45 +57,26 @@ fn job(i: usize, tag: &str) -> RunRecord {
             })
             .collect(),
         metric_history: vec![],
-        tags: (0..6)
-            .map(|t| (format!("tag_{t}"), format!("value {t}")))
+        tags: (0..6).map(|t| (format!("tag_{t}"), format!("value {t}"))).collect(),
+        attributes: [("training_job_status".to_string(), json!("Completed")), ("instance_type".to_string(), json!("ml.m5.xlarge"))]
+            .into_iter()
             .collect(),
-        attributes: [
-            ("training_job_status".to_string(), json!("Completed")),
-            ("instance_type".to_string(), json!("ml.m5.xlarge")),
-        ]
-        .into_iter()
-        .collect(),
     }
 }
 
 fn non_experiment(p: &proxy::Proxy) -> (usize, usize) {
     let log = p.log();
-    let reqs = log
-        .iter()
-        .filter(|l| !l.op().starts_with("experiments/"))
-        .count();
-    let writes = log
-        .iter()
-        .filter(|l| l.is_write() && !l.op().starts_with("experiments/"))
-        .count();
+    let reqs = log.iter().filter(|l| !l.op().starts_with("experiments/")).count();
+    let writes = log.iter().filter(|l| l.is_write() && !l.op().starts_with("experiments/")).count();
     (reqs, writes)
 }
 
 /// Re-syncs every job (with its previous receipt, if given); returns the seconds taken.
-async fn pass(
-    sink: &MlflowSink,
-    p: &proxy::Proxy,
-    jobs: &[RunRecord],
-    previous: &[Option<sagesync_core::SinkReceipt>],
-) -> f64 {
+async fn pass(sink: &MlflowSink, p: &proxy::Proxy, jobs: &[RunRecord], previous: &[Option<sagesync_core::SinkReceipt>]) -> f64 {
     p.clear();
     let t = Instant::now();
     for (r, prev) in jobs.iter().zip(previous) {
-        if let Err(e) = sink
-            .upsert(r, &WriteContext::new().with_previous(prev.clone()))
-            .await
-        {
+        if let Err(e) = sink.upsert(r, &WriteContext::new().with_previous(prev.clone())).await {
             eprintln!("{}: {}", r.run.name, e.chain());
             std::process::exit(1);
         }
@@ -129,11 +96,7 @@ async fn main() {
     let p = proxy::Proxy::start(uri).await;
     let mut cfg = MlflowSinkConfig::with_uri(&p.url);
     cfg.experiment = format!("bench-{}", std::process::id());
-    let sink = match cfg
-        .settings()
-        .map_err(|e| format!("{e:?}"))
-        .and_then(|s| MlflowSink::new(s).map_err(|e| e.to_string()))
-    {
+    let sink = match cfg.settings().map_err(|e| format!("{e:?}")).and_then(|s| MlflowSink::new(s).map_err(|e| e.to_string())) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("bad settings: {e}");
@@ -162,9 +125,13 @@ async fn main() {
     let none = vec![None; n];
     let secs = pass(&sink, &p, &jobs, &none).await;
     let (reqs, writes) = non_experiment(&p);
-    println!("unchanged, no ledger:   {n} in {secs:.2} s = {:.1} jobs/s; {:.2} requests/job ({:.2} writes/job)", n as f64 / secs, reqs as f64 / n as f64, writes as f64 / n as f64);
-    let previous: Vec<Option<sagesync_core::SinkReceipt>> =
-        receipts.into_iter().map(Some).collect();
+    println!(
+        "unchanged, no ledger:   {n} in {secs:.2} s = {:.1} jobs/s; {:.2} requests/job ({:.2} writes/job)",
+        n as f64 / secs,
+        reqs as f64 / n as f64,
+        writes as f64 / n as f64
+    );
+    let previous: Vec<Option<sagesync_core::SinkReceipt>> = receipts.into_iter().map(Some).collect();
     let secs = pass(&sink, &p, &jobs, &previous).await;
     let (reqs, writes) = non_experiment(&p);
     println!(
@@ -198,10 +165,6 @@ async fn main() {
     }
     let secs = t.elapsed().as_secs_f64();
     let total = per * series;
-    let batches = p
-        .log()
-        .iter()
-        .filter(|l| l.op() == "runs/log-batch")
-        .count();
+    let batches = p.log().iter().filter(|l| l.op() == "runs/log-batch").count();
     println!("histories:              {total} points in {secs:.2} s = {:.0} points/s ({batches} log-batch requests)", total as f64 / secs);
 }

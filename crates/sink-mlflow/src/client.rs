@@ -105,13 +105,9 @@ impl MlflowError {
     pub fn is_retryable(&self) -> bool {
         match self {
             MlflowError::Status { status, .. } => *status == 429 || *status >= 500,
-            MlflowError::Connection { .. }
-            | MlflowError::Timeout { .. }
-            | MlflowError::Deadline { .. } => true,
+            MlflowError::Connection { .. } | MlflowError::Timeout { .. } | MlflowError::Deadline { .. } => true,
             MlflowError::Sign { source, .. } => matches!(source, SignError::Timeout(_)),
-            MlflowError::TooLarge { .. }
-            | MlflowError::Decode { .. }
-            | MlflowError::Request { .. } => false,
+            MlflowError::TooLarge { .. } | MlflowError::Decode { .. } | MlflowError::Request { .. } => false,
         }
     }
     /// MLflow's `error_code`, if the server sent one.
@@ -159,10 +155,7 @@ pub struct Budget {
 impl Budget {
     /// A budget with this deadline.
     pub fn new(deadline: Option<Instant>) -> Self {
-        Budget {
-            deadline,
-            ..Default::default()
-        }
+        Budget { deadline, ..Default::default() }
     }
     /// Write requests sent so far.
     pub fn writes(&self) -> u32 {
@@ -172,11 +165,7 @@ impl Budget {
 
 /// Query strings are encoded as SigV4 canonicalises them: everything but RFC 3986's unreserved
 /// characters is percent-encoded (a space is `%20`, never `+`).
-const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 enum Authorizer {
     None,
@@ -197,9 +186,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("api", &self.api)
-            .finish_non_exhaustive()
+        f.debug_struct("Client").field("api", &self.api).finish_non_exhaustive()
     }
 }
 
@@ -214,14 +201,8 @@ impl Client {
         let auth = match &s.auth {
             Auth::None => Authorizer::None,
             Auth::Bearer(t) => Authorizer::Bearer(t.clone()),
-            Auth::Basic { username, password } => {
-                Authorizer::Basic(username.clone(), password.clone())
-            }
-            Auth::SigV4 {
-                region,
-                profile,
-                service,
-            } => Authorizer::SigV4(Box::new(Signer::new(
+            Auth::Basic { username, password } => Authorizer::Basic(username.clone(), password.clone()),
+            Auth::SigV4 { region, profile, service } => Authorizer::SigV4(Box::new(Signer::new(
                 region.clone(),
                 service.clone(),
                 profile.clone(),
@@ -231,8 +212,7 @@ impl Client {
         let routing = match &s.endpoint.arn {
             Some(arn) => Some((
                 HeaderName::from_static(arn.header_name()),
-                HeaderValue::from_str(&arn.arn)
-                    .map_err(|_| BuildError("the ARN is not a valid header value".into()))?,
+                HeaderValue::from_str(&arn.arn).map_err(|_| BuildError("the ARN is not a valid header value".into()))?,
             )),
             None => None,
         };
@@ -260,23 +240,12 @@ impl Client {
     }
 
     /// GET `op` with a query.
-    pub async fn get(
-        &self,
-        op: &'static str,
-        query: &[(&str, &str)],
-        b: &Budget,
-    ) -> Result<Value, MlflowError> {
+    pub async fn get(&self, op: &'static str, query: &[(&str, &str)], b: &Budget) -> Result<Value, MlflowError> {
         self.send(Method::GET, op, query, None, Kind::Read, b).await
     }
 
     /// POST `op` with a JSON body.
-    pub async fn post(
-        &self,
-        op: &'static str,
-        body: &Value,
-        kind: Kind,
-        b: &Budget,
-    ) -> Result<Value, MlflowError> {
+    pub async fn post(&self, op: &'static str, body: &Value, kind: Kind, b: &Budget) -> Result<Value, MlflowError> {
         self.send(Method::POST, op, &[], Some(body), kind, b).await
     }
 
@@ -297,10 +266,7 @@ impl Client {
             url.push_str(&percent_encoding::utf8_percent_encode(v, QUERY).to_string());
         }
         let bytes = match body {
-            Some(v) => serde_json::to_vec(v).map_err(|e| MlflowError::Request {
-                op,
-                message: e.to_string(),
-            })?,
+            Some(v) => serde_json::to_vec(v).map_err(|e| MlflowError::Request { op, message: e.to_string() })?,
             None => Vec::new(),
         };
         let mut attempt = 0;
@@ -316,9 +282,7 @@ impl Client {
                 }
                 None => self.request_timeout,
             };
-            let req = self
-                .build(&method, op, &url, body.is_some(), &bytes, timeout)
-                .await?;
+            let req = self.build(&method, op, &url, body.is_some(), &bytes, timeout).await?;
             b.requests.fetch_add(1, Ordering::SeqCst);
             if kind != Kind::Read {
                 b.writes.fetch_add(1, Ordering::SeqCst);
@@ -327,10 +291,7 @@ impl Client {
                 Ok(resp) => return self.reply(op, resp, timeout).await,
                 Err(e) if e.is_timeout() => return Err(MlflowError::Timeout { op, timeout }),
                 Err(e) => {
-                    let err = MlflowError::Connection {
-                        op,
-                        message: describe(&e),
-                    };
+                    let err = MlflowError::Connection { op, message: describe(&e) };
                     if kind == Kind::Create || attempt >= CONNECTION_ATTEMPTS {
                         return Err(err);
                     }
@@ -352,9 +313,7 @@ impl Client {
     ) -> Result<reqwest::Request, MlflowError> {
         let mut rb = self.http.request(method.clone(), url).timeout(timeout);
         if has_body {
-            rb = rb
-                .header(CONTENT_TYPE, "application/json")
-                .body(bytes.to_vec());
+            rb = rb.header(CONTENT_TYPE, "application/json").body(bytes.to_vec());
         }
         if let Some((name, value)) = &self.routing {
             rb = rb.header(name.clone(), value.clone());
@@ -371,69 +330,37 @@ impl Client {
                 if let Some((name, value)) = &self.routing {
                     signed.push((name.as_str(), value.to_str().unwrap_or_default()));
                 }
-                let headers = signer
-                    .sign(method.as_str(), url, &signed, bytes)
-                    .await
-                    .map_err(|source| MlflowError::Sign { op, source })?;
+                let headers = signer.sign(method.as_str(), url, &signed, bytes).await.map_err(|source| MlflowError::Sign { op, source })?;
                 for (k, v) in headers {
-                    let name =
-                        HeaderName::from_bytes(k.as_bytes()).map_err(|e| MlflowError::Request {
-                            op,
-                            message: e.to_string(),
-                        })?;
-                    let mut value =
-                        HeaderValue::from_str(&v).map_err(|_| MlflowError::Request {
-                            op,
-                            message: format!("signed header {k} is not a valid header value"),
-                        })?;
+                    let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| MlflowError::Request { op, message: e.to_string() })?;
+                    let mut value = HeaderValue::from_str(&v)
+                        .map_err(|_| MlflowError::Request { op, message: format!("signed header {k} is not a valid header value") })?;
                     value.set_sensitive(name == AUTHORIZATION || k == "x-amz-security-token");
                     rb = rb.header(name, value);
                 }
             }
         }
-        rb.build().map_err(|e| MlflowError::Request {
-            op,
-            message: describe(&e),
-        })
+        rb.build().map_err(|e| MlflowError::Request { op, message: describe(&e) })
     }
 
     /// Reads the reply up to the cap and decodes it; non-2xx statuses become errors.
-    async fn reply(
-        &self,
-        op: &'static str,
-        mut resp: reqwest::Response,
-        timeout: Duration,
-    ) -> Result<Value, MlflowError> {
+    async fn reply(&self, op: &'static str, mut resp: reqwest::Response, timeout: Duration) -> Result<Value, MlflowError> {
         let status = resp.status().as_u16();
-        if resp
-            .content_length()
-            .is_some_and(|n| n > self.max_response_bytes as u64)
-        {
-            return Err(MlflowError::TooLarge {
-                op,
-                limit: self.max_response_bytes,
-            });
+        if resp.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
+            return Err(MlflowError::TooLarge { op, limit: self.max_response_bytes });
         }
         let mut buf: Vec<u8> = Vec::new();
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
                     if buf.len() + chunk.len() > self.max_response_bytes {
-                        return Err(MlflowError::TooLarge {
-                            op,
-                            limit: self.max_response_bytes,
-                        });
+                        return Err(MlflowError::TooLarge { op, limit: self.max_response_bytes });
                     }
                     buf.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => return Err(MlflowError::Timeout { op, timeout }),
-                Err(e) => {
-                    return Err(MlflowError::Connection {
-                        op,
-                        message: describe(&e),
-                    })
-                }
+                Err(e) => return Err(MlflowError::Connection { op, message: describe(&e) }),
             }
         }
         let parsed: Option<Value> = if buf.iter().all(u8::is_ascii_whitespace) {
@@ -444,36 +371,18 @@ impl Client {
         if (200..300).contains(&status) {
             return match parsed {
                 Some(v @ Value::Object(_)) => Ok(v),
-                _ => Err(MlflowError::Decode {
-                    op,
-                    message: format!("HTTP {status} with a body that is not a JSON object"),
-                }),
+                _ => Err(MlflowError::Decode { op, message: format!("HTTP {status} with a body that is not a JSON object") }),
             };
         }
         let (error_code, message) = match &parsed {
             Some(v) => (
-                v.get("error_code")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                v.get("message")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
+                v.get("error_code").and_then(Value::as_str).unwrap_or_default().to_string(),
+                v.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| v.to_string()),
             ),
             None => (String::new(), String::from_utf8_lossy(&buf).into_owned()),
         };
-        let message: String = message
-            .chars()
-            .filter(|c| !c.is_control() || *c == ' ')
-            .take(MAX_MESSAGE_CHARS)
-            .collect();
-        Err(MlflowError::Status {
-            op,
-            status,
-            error_code,
-            message,
-        })
+        let message: String = message.chars().filter(|c| !c.is_control() || *c == ' ').take(MAX_MESSAGE_CHARS).collect();
+        Err(MlflowError::Status { op, status, error_code, message })
     }
 }
 
@@ -505,12 +414,7 @@ mod tests {
 
     #[test]
     fn retry_classes() {
-        let s = |status| MlflowError::Status {
-            op: "x",
-            status,
-            error_code: String::new(),
-            message: String::new(),
-        };
+        let s = |status| MlflowError::Status { op: "x", status, error_code: String::new(), message: String::new() };
         assert!(s(503).is_retryable() && s(429).is_retryable() && s(500).is_retryable());
         assert!(!s(400).is_retryable() && !s(404).is_retryable() && !s(403).is_retryable());
         assert!(s(404).is_absent());

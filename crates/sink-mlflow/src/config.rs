@@ -64,16 +64,9 @@ impl std::fmt::Debug for AuthConfig {
             AuthConfig::Basic { username, .. } => {
                 write!(f, "Basic {{ username: {username:?}, password: *** }}")
             }
-            AuthConfig::Sigv4 {
-                region,
-                profile,
-                service,
-            } => f
-                .debug_struct("Sigv4")
-                .field("region", region)
-                .field("profile", profile)
-                .field("service", service)
-                .finish(),
+            AuthConfig::Sigv4 { region, profile, service } => {
+                f.debug_struct("Sigv4").field("region", region).field("profile", profile).field("service", service).finish()
+            }
         }
     }
 }
@@ -114,10 +107,7 @@ pub struct MlflowSinkConfig {
 impl std::fmt::Debug for MlflowSinkConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MlflowSinkConfig")
-            .field(
-                "tracking_uri",
-                &crate::endpoint::redact_userinfo(&self.tracking_uri),
-            )
+            .field("tracking_uri", &crate::endpoint::redact_userinfo(&self.tracking_uri))
             .field("experiment", &self.experiment)
             .field("auth", &self.auth)
             .field("request_timeout_secs", &self.request_timeout_secs)
@@ -177,16 +167,9 @@ impl std::fmt::Debug for Auth {
             Auth::Basic { username, .. } => {
                 write!(f, "Basic {{ username: {username:?}, password: *** }}")
             }
-            Auth::SigV4 {
-                region,
-                profile,
-                service,
-            } => f
-                .debug_struct("SigV4")
-                .field("region", region)
-                .field("profile", profile)
-                .field("service", service)
-                .finish(),
+            Auth::SigV4 { region, profile, service } => {
+                f.debug_struct("SigV4").field("region", region).field("profile", profile).field("service", service).finish()
+            }
         }
     }
 }
@@ -219,22 +202,9 @@ impl MlflowSettings {
     }
 }
 
-fn bounded(
-    problems: &mut Vec<FieldProblem>,
-    key: &str,
-    value: u64,
-    range: std::ops::RangeInclusive<u64>,
-    unit: &str,
-) {
+fn bounded(problems: &mut Vec<FieldProblem>, key: &str, value: u64, range: std::ops::RangeInclusive<u64>, unit: &str) {
     if !range.contains(&value) {
-        problems.push(FieldProblem::at(
-            key,
-            format!(
-                "must be between {} and {} {unit}, got {value}",
-                range.start(),
-                range.end()
-            ),
-        ));
+        problems.push(FieldProblem::at(key, format!("must be between {} and {} {unit}, got {value}", range.start(), range.end())));
     }
 }
 
@@ -256,27 +226,9 @@ impl MlflowSinkConfig {
     /// Checks every option (no I/O) and returns the settings, or every problem found.
     pub fn settings(self) -> Result<MlflowSettings, Vec<FieldProblem>> {
         let mut problems = Vec::new();
-        bounded(
-            &mut problems,
-            "request_timeout_secs",
-            self.request_timeout_secs,
-            1..=3600,
-            "seconds",
-        );
-        bounded(
-            &mut problems,
-            "connect_timeout_secs",
-            self.connect_timeout_secs,
-            1..=600,
-            "seconds",
-        );
-        bounded(
-            &mut problems,
-            "max_response_bytes",
-            self.max_response_bytes,
-            64 << 10..=1 << 30,
-            "bytes",
-        );
+        bounded(&mut problems, "request_timeout_secs", self.request_timeout_secs, 1..=3600, "seconds");
+        bounded(&mut problems, "connect_timeout_secs", self.connect_timeout_secs, 1..=600, "seconds");
+        bounded(&mut problems, "max_response_bytes", self.max_response_bytes, 64 << 10..=1 << 30, "bytes");
         let experiment = match ExperimentTemplate::parse(&self.experiment) {
             Ok(t) => Some(t),
             Err(m) => {
@@ -291,15 +243,13 @@ impl MlflowSinkConfig {
                 None
             }
         };
-        let auth = endpoint
-            .as_ref()
-            .and_then(|e| match resolve_auth(self.auth.clone(), e) {
-                Ok(a) => Some(a),
-                Err(p) => {
-                    problems.push(p);
-                    None
-                }
-            });
+        let auth = endpoint.as_ref().and_then(|e| match resolve_auth(self.auth.clone(), e) {
+            Ok(a) => Some(a),
+            Err(p) => {
+                problems.push(p);
+                None
+            }
+        });
         match (endpoint, experiment, auth) {
             (Some(mut endpoint), Some(experiment), Some(auth)) if problems.is_empty() => {
                 endpoint.userinfo = None;
@@ -311,8 +261,7 @@ impl MlflowSinkConfig {
                     connect_timeout: Duration::from_secs(self.connect_timeout_secs),
                     adopt_native_runs: self.adopt_native_runs,
                     on_param_change: self.on_param_change,
-                    max_response_bytes: usize::try_from(self.max_response_bytes)
-                        .unwrap_or(usize::MAX),
+                    max_response_bytes: usize::try_from(self.max_response_bytes).unwrap_or(usize::MAX),
                 })
             }
             _ => Err(problems),
@@ -322,10 +271,7 @@ impl MlflowSinkConfig {
 
 /// A problem with `auth.<key>`.
 fn auth_problem(key: &str, message: impl Into<String>) -> FieldProblem {
-    FieldProblem {
-        path: sagesync_core::config::KeyPath::root().key("auth").key(key),
-        message: message.into(),
-    }
+    FieldProblem { path: sagesync_core::config::KeyPath::root().key("auth").key(key), message: message.into() }
 }
 
 fn non_empty(key: &str, v: &str) -> Result<(), FieldProblem> {
@@ -342,81 +288,47 @@ fn resolve_auth(auth: Option<AuthConfig>, endpoint: &Endpoint) -> Result<Auth, F
     if let Some((username, password)) = &endpoint.userinfo {
         return match auth {
             None | Some(AuthConfig::None) => Ok(Auth::Basic { username: username.clone(), password: password.clone() }),
-            Some(_) => Err(FieldProblem::at("tracking_uri", "carries credentials (user:password@) and `auth` is set too; keep the credentials in `auth` only")),
+            Some(_) => Err(FieldProblem::at(
+                "tracking_uri",
+                "carries credentials (user:password@) and `auth` is set too; keep the credentials in `auth` only",
+            )),
         };
     }
     match (auth, &endpoint.arn) {
-        (None, Some(arn)) => Ok(Auth::SigV4 {
-            region: arn.region.clone(),
-            profile: None,
-            service: default_service(),
-        }),
-        (
-            Some(AuthConfig::Sigv4 {
-                region,
-                profile,
-                service,
-            }),
-            arn,
-        ) => {
+        (None, Some(arn)) => Ok(Auth::SigV4 { region: arn.region.clone(), profile: None, service: default_service() }),
+        (Some(AuthConfig::Sigv4 { region, profile, service }), arn) => {
             let region = match (region, arn) {
                 (Some(r), _) => r,
                 (None, Some(arn)) => arn.region.clone(),
-                (None, None) => {
-                    return Err(auth_problem(
-                        "region",
-                        "is required for `sigv4` when `tracking_uri` is not an ARN",
-                    ))
-                }
+                (None, None) => return Err(auth_problem("region", "is required for `sigv4` when `tracking_uri` is not an ARN")),
             };
             let valid_region = !region.is_empty()
                 && region.len() <= 64
-                && region
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !valid_region {
-                return Err(auth_problem(
-                    "region",
-                    "must be an AWS region name such as `us-east-1`",
-                ));
+                return Err(auth_problem("region", "must be an AWS region name such as `us-east-1`"));
             }
             if let Some(p) = &profile {
                 non_empty("profile", p)?;
             }
             non_empty("service", &service)?;
-            Ok(Auth::SigV4 {
-                region,
-                profile,
-                service,
-            })
+            Ok(Auth::SigV4 { region, profile, service })
         }
-        (Some(_), Some(_)) => Err(auth_problem(
-            "type",
-            "a SageMaker MLflow ARN needs `sigv4` (or leave `auth` out)",
-        )),
+        (Some(_), Some(_)) => Err(auth_problem("type", "a SageMaker MLflow ARN needs `sigv4` (or leave `auth` out)")),
         (None | Some(AuthConfig::None), None) => Ok(Auth::None),
         (Some(AuthConfig::Token { token }), None) => {
             if token.is_empty() || !token.expose().bytes().all(|b| (0x21..0x7f).contains(&b)) {
-                return Err(auth_problem(
-                    "token",
-                    "must be a non-empty token of visible ASCII characters",
-                ));
+                return Err(auth_problem("token", "must be a non-empty token of visible ASCII characters"));
             }
             Ok(Auth::Bearer(token))
         }
         (Some(AuthConfig::Basic { username, password }), None) => {
             non_empty("username", &username)?;
             if username.contains(':') || username.chars().any(char::is_control) {
-                return Err(auth_problem(
-                    "username",
-                    "must not contain `:` or control characters",
-                ));
+                return Err(auth_problem("username", "must not contain `:` or control characters"));
             }
             if password.expose().chars().any(char::is_control) {
-                return Err(auth_problem(
-                    "password",
-                    "must not contain control characters",
-                ));
+                return Err(auth_problem("password", "must not contain control characters"));
             }
             Ok(Auth::Basic { username, password })
         }
@@ -425,8 +337,7 @@ fn resolve_auth(auth: Option<AuthConfig>, endpoint: &Endpoint) -> Result<Auth, F
 
 impl SinkPlugin for MlflowSinkConfig {
     fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
-        let sink = MlflowSink::new(self.settings()?)
-            .map_err(|e| vec![FieldProblem::at("tracking_uri", e.to_string())])?;
+        let sink = MlflowSink::new(self.settings()?).map_err(|e| vec![FieldProblem::at("tracking_uri", e.to_string())])?;
         Ok(Arc::new(sink))
     }
 }
@@ -467,9 +378,7 @@ mod tests {
     use serde_json::json;
 
     fn cfg(v: serde_json::Value) -> Result<MlflowSettings, Vec<FieldProblem>> {
-        serde_json::from_value::<MlflowSinkConfig>(v)
-            .map_err(|e| vec![FieldProblem::at("?", e.to_string())])?
-            .settings()
+        serde_json::from_value::<MlflowSinkConfig>(v).map_err(|e| vec![FieldProblem::at("?", e.to_string())])?.settings()
     }
 
     fn keys(p: &[FieldProblem]) -> Vec<String> {
@@ -479,10 +388,7 @@ mod tests {
     #[test]
     fn defaults() {
         let s = cfg(json!({"tracking_uri": "http://127.0.0.1:5000"})).unwrap();
-        assert_eq!(
-            s.endpoint.api_base(),
-            "http://127.0.0.1:5000/api/2.0/mlflow"
-        );
+        assert_eq!(s.endpoint.api_base(), "http://127.0.0.1:5000/api/2.0/mlflow");
         assert!(matches!(s.auth, Auth::None));
         assert_eq!(s.on_param_change, OnParamChange::Tag);
         assert_eq!(s.request_timeout, Duration::from_secs(30));
@@ -491,24 +397,18 @@ mod tests {
 
     #[test]
     fn every_bad_number_is_named() {
-        let p = cfg(json!({"tracking_uri": "http://h", "request_timeout_secs": 0, "connect_timeout_secs": 100000, "max_response_bytes": 10})).unwrap_err();
+        let p =
+            cfg(json!({"tracking_uri": "http://h", "request_timeout_secs": 0, "connect_timeout_secs": 100000, "max_response_bytes": 10}))
+                .unwrap_err();
         let k = keys(&p);
-        for key in [
-            "request_timeout_secs",
-            "connect_timeout_secs",
-            "max_response_bytes",
-        ] {
-            assert!(
-                k.iter().any(|x| x.contains(key)),
-                "{key} missing from {k:?}"
-            );
+        for key in ["request_timeout_secs", "connect_timeout_secs", "max_response_bytes"] {
+            assert!(k.iter().any(|x| x.contains(key)), "{key} missing from {k:?}");
         }
     }
 
     #[test]
     fn url_credentials_become_basic_auth_and_never_show() {
-        let s =
-            cfg(json!({"tracking_uri": "https://bot:hunter2@mlflow.example.com/prefix"})).unwrap();
+        let s = cfg(json!({"tracking_uri": "https://bot:hunter2@mlflow.example.com/prefix"})).unwrap();
         match &s.auth {
             Auth::Basic { username, password } => {
                 assert_eq!(username, "bot");
@@ -516,13 +416,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            s.endpoint.api_base(),
-            "https://mlflow.example.com/prefix/api/2.0/mlflow"
-        );
+        assert_eq!(s.endpoint.api_base(), "https://mlflow.example.com/prefix/api/2.0/mlflow");
         assert!(!format!("{s:?}").contains("hunter2"));
-        let c: MlflowSinkConfig =
-            serde_json::from_value(json!({"tracking_uri": "https://bot:hunter2@h"})).unwrap();
+        let c: MlflowSinkConfig = serde_json::from_value(json!({"tracking_uri": "https://bot:hunter2@h"})).unwrap();
         assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
         let p = cfg(json!({"tracking_uri": "https://bot:hunter2@h", "auth": {"type": "token", "token": "t"}})).unwrap_err();
         assert!(keys(&p).iter().any(|k| k.contains("tracking_uri")));
@@ -533,15 +429,9 @@ mod tests {
     fn arn_means_sigv4_in_its_region() {
         let arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team-a";
         let s = cfg(json!({"tracking_uri": arn})).unwrap();
-        assert_eq!(
-            s.endpoint.api_base(),
-            "https://eu-west-1.experiments.sagemaker.aws/api/2.0/mlflow"
-        );
-        assert!(
-            matches!(&s.auth, Auth::SigV4 { region, service, .. } if region == "eu-west-1" && service == "sagemaker-mlflow")
-        );
-        let p =
-            cfg(json!({"tracking_uri": arn, "auth": {"type": "token", "token": "x"}})).unwrap_err();
+        assert_eq!(s.endpoint.api_base(), "https://eu-west-1.experiments.sagemaker.aws/api/2.0/mlflow");
+        assert!(matches!(&s.auth, Auth::SigV4 { region, service, .. } if region == "eu-west-1" && service == "sagemaker-mlflow"));
+        let p = cfg(json!({"tracking_uri": arn, "auth": {"type": "token", "token": "x"}})).unwrap_err();
         assert!(keys(&p).iter().any(|k| k.contains("auth")));
     }
 
@@ -555,26 +445,20 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_placeholders_are_refused() {
-        assert!(serde_json::from_value::<MlflowSinkConfig>(
-            json!({"tracking_uri": "http://h", "nope": 1})
-        )
-        .is_err());
+        assert!(serde_json::from_value::<MlflowSinkConfig>(json!({"tracking_uri": "http://h", "nope": 1})).is_err());
         assert!(serde_json::from_value::<MlflowSinkConfig>(
             json!({"tracking_uri": "http://h", "auth": {"type": "token", "token": "t", "extra": 1}})
         )
         .is_err());
-        let p =
-            cfg(json!({"tracking_uri": "http://h", "experiment": "{team}/{project}"})).unwrap_err();
+        let p = cfg(json!({"tracking_uri": "http://h", "experiment": "{team}/{project}"})).unwrap_err();
         assert_eq!(keys(&p), ["experiment"]);
         assert!(p[0].message.contains("team"));
     }
 
     #[test]
     fn token_is_never_printed() {
-        let c: MlflowSinkConfig = serde_json::from_value(
-            json!({"tracking_uri": "http://h", "auth": {"type": "token", "token": "s3cr3t"}}),
-        )
-        .unwrap();
+        let c: MlflowSinkConfig =
+            serde_json::from_value(json!({"tracking_uri": "http://h", "auth": {"type": "token", "token": "s3cr3t"}})).unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t"));
         let s = c.settings().unwrap();
         assert!(!format!("{s:?}").contains("s3cr3t"));

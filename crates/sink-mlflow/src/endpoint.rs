@@ -63,16 +63,10 @@ impl Endpoint {
         if uri.starts_with("arn:") {
             return parse_arn(uri);
         }
-        let url = url::Url::parse(uri).map_err(|e| {
-            EndpointError(format!(
-                "is not a URL ({e}); use http(s)://host[:port] or a SageMaker MLflow ARN"
-            ))
-        })?;
+        let url = url::Url::parse(uri)
+            .map_err(|e| EndpointError(format!("is not a URL ({e}); use http(s)://host[:port] or a SageMaker MLflow ARN")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(EndpointError(format!(
-                "scheme `{}` is not supported; use http:// or https://",
-                url.scheme()
-            )));
+            return Err(EndpointError(format!("scheme `{}` is not supported; use http:// or https://", url.scheme())));
         }
         if url.host_str().map_or(true, str::is_empty) {
             return Err(EndpointError("has no host".into()));
@@ -81,15 +75,9 @@ impl Endpoint {
             return Err(EndpointError("must not have a query or fragment".into()));
         }
         let userinfo = if !url.username().is_empty() || url.password().is_some() {
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8()
-                    .map(|c| c.into_owned())
-            };
-            let user = decode(url.username())
-                .map_err(|_| EndpointError("has a user name that is not UTF-8".into()))?;
-            let pass = decode(url.password().unwrap_or(""))
-                .map_err(|_| EndpointError("has a password that is not UTF-8".into()))?;
+            let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned());
+            let user = decode(url.username()).map_err(|_| EndpointError("has a user name that is not UTF-8".into()))?;
+            let pass = decode(url.password().unwrap_or("")).map_err(|_| EndpointError("has a password that is not UTF-8".into()))?;
             if user.is_empty() {
                 return Err(EndpointError("has a password without a user name".into()));
             }
@@ -102,11 +90,7 @@ impl Endpoint {
         let _ = clean.set_username("");
         let _ = clean.set_password(None);
         let base = clean.as_str().trim_end_matches('/').to_string();
-        Ok(Endpoint {
-            base,
-            arn: None,
-            userinfo,
-        })
+        Ok(Endpoint { base, arn: None, userinfo })
     }
 
     /// The REST API root, `<base>/api/2.0/mlflow`.
@@ -117,12 +101,12 @@ impl Endpoint {
 
 fn parse_arn(arn: &str) -> Result<Endpoint, EndpointError> {
     let bad = |why: &str| {
-        EndpointError(format!("is not a SageMaker MLflow ARN ({why}); expected arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>"))
+        EndpointError(format!(
+            "is not a SageMaker MLflow ARN ({why}); expected arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>"
+        ))
     };
     if arn.contains('#') {
-        return Err(bad(
-            "an assumed role after `#` is not supported; use `auth.profile` with a role profile",
-        ));
+        return Err(bad("an assumed role after `#` is not supported; use `auth.profile` with a role profile"));
     }
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let [_, partition, service, region, account, resource] = parts[..] else {
@@ -135,11 +119,7 @@ fn parse_arn(arn: &str) -> Result<Endpoint, EndpointError> {
         "aws" | "aws-us-gov" => "aws",
         _ => return Err(bad("partition must be `aws` or `aws-us-gov`")),
     };
-    if region.is_empty()
-        || !region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
+    if region.is_empty() || !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         return Err(bad("bad region"));
     }
     if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
@@ -149,20 +129,14 @@ fn parse_arn(arn: &str) -> Result<Endpoint, EndpointError> {
         return Err(bad("no resource name"));
     };
     if !matches!(resource_type, "mlflow-tracking-server" | "mlflow-app") {
-        return Err(bad(
-            "resource type must be `mlflow-tracking-server` or `mlflow-app`",
-        ));
+        return Err(bad("resource type must be `mlflow-tracking-server` or `mlflow-app`"));
     }
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(bad("bad resource name"));
     }
     Ok(Endpoint {
         base: format!("https://{region}.experiments.sagemaker.{dns_suffix}"),
-        arn: Some(MlflowArn {
-            arn: arn.to_string(),
-            region: region.to_string(),
-            resource_type: resource_type.to_string(),
-        }),
+        arn: Some(MlflowArn { arn: arn.to_string(), region: region.to_string(), resource_type: resource_type.to_string() }),
         userinfo: None,
     })
 }
@@ -197,17 +171,12 @@ mod tests {
 
     #[test]
     fn arns() {
-        let e = Endpoint::parse(
-            "arn:aws:sagemaker:us-west-2:123456789012:mlflow-tracking-server/my-server",
-        )
-        .unwrap();
+        let e = Endpoint::parse("arn:aws:sagemaker:us-west-2:123456789012:mlflow-tracking-server/my-server").unwrap();
         assert_eq!(e.base, "https://us-west-2.experiments.sagemaker.aws");
         let arn = e.arn.unwrap();
         assert_eq!(arn.header_name(), "x-mlflow-sm-tracking-server-arn");
         assert_eq!(arn.region, "us-west-2");
-        let app =
-            Endpoint::parse("arn:aws-us-gov:sagemaker:us-gov-west-1:123456789012:mlflow-app/app-1")
-                .unwrap();
+        let app = Endpoint::parse("arn:aws-us-gov:sagemaker:us-gov-west-1:123456789012:mlflow-app/app-1").unwrap();
         assert_eq!(app.arn.unwrap().header_name(), "x-sm-mlflow-app-arn");
         for bad in [
             "arn:aws:s3:us-east-1:123456789012:mlflow-tracking-server/x",

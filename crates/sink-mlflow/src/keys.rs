@@ -42,8 +42,7 @@ pub fn is_valid_key(key: &str) -> bool {
     if key.starts_with('/') || key.ends_with('/') {
         return false;
     }
-    key.split('/')
-        .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+    key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
 /// 8 hex digits of the SHA-256 of `s`.
@@ -70,19 +69,10 @@ pub fn mlflow_key(name: &str) -> String {
     if is_valid_key(name) {
         return name.to_string();
     }
-    let replaced: String = name
-        .chars()
-        .map(|c| if allowed_char(c) { c } else { '_' })
-        .collect();
+    let replaced: String = name.chars().map(|c| if allowed_char(c) { c } else { '_' }).collect();
     let segments: Vec<String> = replaced
         .split('/')
-        .map(|seg| {
-            if seg.is_empty() || seg.chars().all(|c| c == '.') {
-                "_".to_string()
-            } else {
-                seg.to_string()
-            }
-        })
+        .map(|seg| if seg.is_empty() || seg.chars().all(|c| c == '.') { "_".to_string() } else { seg.to_string() })
         .collect();
     let mut base = segments.join("/");
     // Room for "_" + suffix; the base is ASCII now, so bytes are characters.
@@ -98,9 +88,7 @@ pub fn mlflow_key(name: &str) -> String {
 
 /// Two different names that would share a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{kind} names `{first}` and `{second}` both map to the MLflow key `{key}`; rename one of them"
-)]
+#[error("{kind} names `{first}` and `{second}` both map to the MLflow key `{key}`; rename one of them")]
 pub struct KeyCollision {
     /// What the names are (`param`, `metric`, `tag`).
     pub kind: &'static str,
@@ -114,24 +102,14 @@ pub struct KeyCollision {
 
 /// Keys for a set of names of one kind, in input order, as `(key, original)`; repeated names
 /// keep their first position. Fails when two different names would share a key.
-pub fn assign_keys<'a>(
-    kind: &'static str,
-    names: impl IntoIterator<Item = &'a str>,
-) -> Result<Vec<(String, String)>, KeyCollision> {
+pub fn assign_keys<'a>(kind: &'static str, names: impl IntoIterator<Item = &'a str>) -> Result<Vec<(String, String)>, KeyCollision> {
     let mut by_key: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
     for name in names {
         let key = mlflow_key(name);
         match by_key.get(&key) {
             Some(existing) if existing == name => continue,
-            Some(existing) => {
-                return Err(KeyCollision {
-                    kind,
-                    key,
-                    first: existing.clone(),
-                    second: name.to_string(),
-                })
-            }
+            Some(existing) => return Err(KeyCollision { kind, key, first: existing.clone(), second: name.to_string() }),
             None => {
                 by_key.insert(key.clone(), name.to_string());
                 out.push((key, name.to_string()));
@@ -155,14 +133,7 @@ mod tests {
 
     #[test]
     fn valid_names_are_kept() {
-        for k in [
-            "train:loss",
-            "validation:auc",
-            "a/b/c",
-            "eta",
-            "x.y-z w",
-            "epoch 3:loss",
-        ] {
+        for k in ["train:loss", "validation:auc", "a/b/c", "eta", "x.y-z w", "epoch 3:loss"] {
             assert_eq!(mlflow_key(k), k);
         }
     }
@@ -174,19 +145,7 @@ mod tests {
         assert!(is_valid_key(&k));
         let k = mlflow_key("test:quantile_loss[0.9]");
         assert!(k.starts_with("test:quantile_loss_0.9__"), "{k}");
-        for bad in [
-            "",
-            "/abs",
-            "trail/",
-            "a//b",
-            "../x",
-            "./x",
-            ".",
-            "é",
-            "train-error(%)",
-            "日本語",
-            "a\nb",
-        ] {
+        for bad in ["", "/abs", "trail/", "a//b", "../x", "./x", ".", "é", "train-error(%)", "日本語", "a\nb"] {
             let k = mlflow_key(bad);
             assert!(is_valid_key(&k), "{bad:?} -> {k:?}");
             assert_ne!(k, bad);
@@ -199,15 +158,7 @@ mod tests {
 
     #[test]
     fn sanitisation_is_idempotent_and_deterministic() {
-        for name in [
-            "validation:mAP@0.75",
-            "",
-            "../x",
-            "a//b",
-            &"y".repeat(260),
-            "ünïcödé",
-            "a b",
-        ] {
+        for name in ["validation:mAP@0.75", "", "../x", "a//b", &"y".repeat(260), "ünïcödé", "a b"] {
             let once = mlflow_key(name);
             assert_eq!(mlflow_key(&once), once, "{name:?}");
             assert_eq!(mlflow_key(name), once);
@@ -239,13 +190,7 @@ mod tests {
     fn pseudo_random_names_never_collide_silently() {
         let alphabet: Vec<char> = "ab_@ :/.[]é-".chars().collect();
         let mut rng = fastrand::Rng::with_seed(13);
-        let names: Vec<String> = (0..3000)
-            .map(|_| {
-                (0..rng.usize(0..8))
-                    .map(|_| alphabet[rng.usize(..alphabet.len())])
-                    .collect()
-            })
-            .collect();
+        let names: Vec<String> = (0..3000).map(|_| (0..rng.usize(0..8)).map(|_| alphabet[rng.usize(..alphabet.len())]).collect()).collect();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for n in &names {
             let k = mlflow_key(n);

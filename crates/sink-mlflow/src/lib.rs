@@ -25,8 +25,5 @@ mod sink;
 pub mod template;
 
 pub use client::{Budget, MlflowError};
-pub use config::{
-    Auth, AuthConfig, MlflowSettings, MlflowSinkConfig, OnParamChange, DEFAULT_MAX_RESPONSE_BYTES,
-    EXAMPLE,
-};
+pub use config::{Auth, AuthConfig, MlflowSettings, MlflowSinkConfig, OnParamChange, DEFAULT_MAX_RESPONSE_BYTES, EXAMPLE};
 pub use sink::MlflowSink;

@@ -9,10 +9,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::MlflowSettings;
-use crate::keys::{
-    assign_keys, cut_chars, hex_prefix, mlflow_key, KeyCollision, MAX_PARAM_VALUE_CHARS,
-    MAX_TAG_VALUE_CHARS,
-};
+use crate::keys::{assign_keys, cut_chars, hex_prefix, mlflow_key, KeyCollision, MAX_PARAM_VALUE_CHARS, MAX_TAG_VALUE_CHARS};
 
 /// The tag that names the job of a run: the idempotency key.
 pub const ARN_TAG: &str = "sagemaker.training_job_arn";
@@ -169,11 +166,7 @@ impl TagSet {
     fn put(&mut self, key: String, value: String, from: &'static str) -> Result<(), MappingError> {
         match self.by_key.get(&key) {
             Some(&i) if self.tags[i].1 == value => Ok(()),
-            Some(&i) => Err(MappingError::TagTwice {
-                key,
-                first: self.tags[i].2.to_string(),
-                second: from.to_string(),
-            }),
+            Some(&i) => Err(MappingError::TagTwice { key, first: self.tags[i].2.to_string(), second: from.to_string() }),
             None => {
                 self.by_key.insert(key.clone(), self.tags.len());
                 self.tags.push((key, value, from));
@@ -192,11 +185,7 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
     let experiment = s.experiment.render(r).map_err(MappingError::Experiment)?;
     let status = run_status(&r.run.status);
     let start_ms = millis(r.run.start);
-    let end_ms = if status == "RUNNING" {
-        None
-    } else {
-        millis(r.run.end).or(start_ms)
-    };
+    let end_ms = if status == "RUNNING" { None } else { millis(r.run.end).or(start_ms) };
     // A final metric without its own time takes the job's end (or start): never the time of the sync.
     let job_time = millis(r.run.end).or(start_ms).unwrap_or(0);
 
@@ -220,26 +209,15 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         let (value, cut) = cut_chars(&full, MAX_PARAM_VALUE_CHARS);
         if cut {
             cut_values.push(format!("param {key}: {} characters", full.chars().count()));
-            truncation_tags.push((
-                format!("{TRUNCATED_PREFIX}.param.{key}"),
-                describe_cut(&full, MAX_PARAM_VALUE_CHARS),
-            ));
+            truncation_tags.push((format!("{TRUNCATED_PREFIX}.param.{key}"), describe_cut(&full, MAX_PARAM_VALUE_CHARS)));
         }
         params.push((key, value));
     }
 
     // Metrics: final values and histories share one key space.
     let mut skipped_points = 0;
-    let names: Vec<&str> = r
-        .metrics
-        .iter()
-        .map(|m| m.name.as_str())
-        .chain(r.metric_history.iter().map(|h| h.name.as_str()))
-        .collect();
-    let keys: BTreeMap<String, String> = assign_keys("metric", names)?
-        .into_iter()
-        .map(|(k, n)| (n, k))
-        .collect();
+    let names: Vec<&str> = r.metrics.iter().map(|m| m.name.as_str()).chain(r.metric_history.iter().map(|h| h.name.as_str())).collect();
+    let keys: BTreeMap<String, String> = assign_keys("metric", names)?.into_iter().map(|(k, n)| (n, k)).collect();
     for (name, key) in &keys {
         if key != name {
             originals.push((format!("{ORIGINAL_PREFIX}.metric.{key}"), name.clone()));
@@ -257,12 +235,7 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
                 skipped_points += 1;
                 continue;
             }
-            let point = Point {
-                key: key.clone(),
-                value: p.value,
-                timestamp: p.timestamp.timestamp_millis(),
-                step: p.step,
-            };
+            let point = Point { key: key.clone(), value: p.value, timestamp: p.timestamp.timestamp_millis(), step: p.step };
             if seen.insert(point.identity()) {
                 points.push(point);
             }
@@ -282,91 +255,45 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
             continue;
         };
         // After its history, so the final value is the run's latest value of that metric.
-        let after_history = history
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, pts)| pts.iter().map(|p| p.step).max())
-            .map_or(0, |s| s + 1);
+        let after_history =
+            history.iter().find(|(k, _)| k == key).and_then(|(_, pts)| pts.iter().map(|p| p.step).max()).map_or(0, |s| s + 1);
         let point = Point {
             key: key.clone(),
             value: m.value,
             timestamp: millis(m.timestamp).unwrap_or(job_time),
             step: m.step.unwrap_or(after_history),
         };
-        if !metrics
-            .iter()
-            .any(|p| p.key == point.key && p.identity() == point.identity())
-        {
+        if !metrics.iter().any(|p| p.key == point.key && p.identity() == point.identity()) {
             metrics.push(point);
         }
     }
-    let history_digest = if history.iter().all(|(_, p)| p.is_empty()) {
-        String::new()
-    } else {
-        digest_history(&history)
-    };
+    let history_digest = if history.iter().all(|(_, p)| p.is_empty()) { String::new() } else { digest_history(&history) };
 
     // Tags.
     let mut set = TagSet::default();
     set.put(ARN_TAG.into(), arn.clone(), "the job ARN")?;
-    set.put(
-        "sagemaker.training_job_name".into(),
-        r.run.name.clone(),
-        "the job name",
-    )?;
-    set.put(
-        "mlflow.note.content".into(),
-        format!("SageMaker training job {} ({arn})", r.run.name),
-        "the run description",
-    )?;
+    set.put("sagemaker.training_job_name".into(), r.run.name.clone(), "the job name")?;
+    set.put("mlflow.note.content".into(), format!("SageMaker training job {} ({arn})", r.run.name), "the run description")?;
     if !r.project.name.is_empty() {
-        set.put(
-            "sagemaker.project".into(),
-            r.project.name.clone(),
-            "the project",
-        )?;
+        set.put("sagemaker.project".into(), r.project.name.clone(), "the project")?;
     }
     if !r.project.user.is_empty() {
-        set.put(
-            "mlflow.user".into(),
-            r.project.user.clone(),
-            "the project user",
-        )?;
+        set.put("mlflow.user".into(), r.project.user.clone(), "the project user")?;
     }
     if !r.project.description.is_empty() {
-        set.put(
-            "sagemaker.project_description".into(),
-            r.project.description.clone(),
-            "the project description",
-        )?;
+        set.put("sagemaker.project_description".into(), r.project.description.clone(), "the project description")?;
     }
     if !r.experiment.is_empty() {
-        set.put(
-            "sagemaker.experiment".into(),
-            r.experiment.clone(),
-            "the record's experiment",
-        )?;
+        set.put("sagemaker.experiment".into(), r.experiment.clone(), "the record's experiment")?;
     }
     if let Some(uri) = r.model.artifact_uri.as_deref().filter(|u| !u.is_empty()) {
-        set.put(
-            "sagemaker.model_artifact".into(),
-            uri.to_string(),
-            "the model artifact",
-        )?;
+        set.put("sagemaker.model_artifact".into(), uri.to_string(), "the model artifact")?;
     }
     if !r.model.name.is_empty() {
-        set.put(
-            "sagemaker.model_name".into(),
-            r.model.name.clone(),
-            "the model name",
-        )?;
+        set.put("sagemaker.model_name".into(), r.model.name.clone(), "the model name")?;
     }
     if !r.model.model_type.is_empty() {
-        set.put(
-            "sagemaker.model_type".into(),
-            r.model.model_type.clone(),
-            "the model type",
-        )?;
+        set.put("sagemaker.model_type".into(), r.model.model_type.clone(), "the model type")?;
     }
     for (k, v) in &r.attributes {
         // A job fact never overrides a tag set above (a custom mapper may disagree with the
@@ -374,29 +301,18 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         let key = format!("sagemaker.{k}");
         let value = json_text(v);
         match set.by_key.get(&key) {
-            Some(&i) if set.tags[i].1 != value => {
-                set.put(format!("sagemaker.attribute.{k}"), value, "a job attribute")?
-            }
+            Some(&i) if set.tags[i].1 != value => set.put(format!("sagemaker.attribute.{k}"), value, "a job attribute")?,
             _ => set.put(key, value, "a job attribute")?,
         }
     }
     for t in r.tags.iter() {
-        let key = if RESERVED_PREFIXES.iter().any(|p| t.key.starts_with(p)) {
-            format!("sagemaker.tag.{}", t.key)
-        } else {
-            t.key.clone()
-        };
+        let key = if RESERVED_PREFIXES.iter().any(|p| t.key.starts_with(p)) { format!("sagemaker.tag.{}", t.key) } else { t.key.clone() };
         set.put(key, t.value.clone(), "a job tag")?;
     }
     for (k, v) in originals {
         set.put(k, v, "an original name")?;
     }
-    let raw: Vec<(String, String)> = set
-        .tags
-        .into_iter()
-        .map(|(k, v, _)| (k, v))
-        .chain(truncation_tags)
-        .collect();
+    let raw: Vec<(String, String)> = set.tags.into_iter().map(|(k, v, _)| (k, v)).chain(truncation_tags).collect();
     let mut tags = Vec::new();
     let mut more_truncations = Vec::new();
     let keyed = assign_keys("tag", raw.iter().map(|(k, _)| k.as_str()))?;
@@ -407,26 +323,16 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         let (v, cut) = cut_chars(value, MAX_TAG_VALUE_CHARS);
         if cut {
             cut_values.push(format!("tag {key}: {} characters", value.chars().count()));
-            more_truncations.push((
-                mlflow_key(&format!("{TRUNCATED_PREFIX}.tag.{key}")),
-                describe_cut(value, MAX_TAG_VALUE_CHARS),
-            ));
+            more_truncations.push((mlflow_key(&format!("{TRUNCATED_PREFIX}.tag.{key}")), describe_cut(value, MAX_TAG_VALUE_CHARS)));
         }
         if key != name {
-            more_truncations.push((
-                mlflow_key(&format!("{ORIGINAL_PREFIX}.tag.{key}")),
-                cut_chars(name, MAX_TAG_VALUE_CHARS).0,
-            ));
+            more_truncations.push((mlflow_key(&format!("{ORIGINAL_PREFIX}.tag.{key}")), cut_chars(name, MAX_TAG_VALUE_CHARS).0));
         }
         tags.push((key.clone(), v));
     }
     for (k, v) in more_truncations {
         if tags.iter().any(|(t, _)| *t == k) {
-            return Err(MappingError::TagTwice {
-                key: k,
-                first: "a job tag".into(),
-                second: "a note of sagesync".into(),
-            });
+            return Err(MappingError::TagTwice { key: k, first: "a job tag".into(), second: "a note of sagesync".into() });
         }
         tags.push((k, v));
     }
@@ -454,20 +360,13 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
                 h.update(o.etag.as_bytes());
             }
             profile.insert("objects".into(), json!(m.objects.len()));
-            profile.insert(
-                "bytes".into(),
-                json!(m.objects.iter().map(|o| o.size).sum::<u64>()),
-            );
+            profile.insert("bytes".into(), json!(m.objects.iter().map(|o| o.size).sum::<u64>()));
             profile.insert("listing_truncated".into(), json!(m.truncated));
         }
         let name = cut_chars(&d.name, 500).0;
         inputs.push(Input {
             digest: hex_prefix(&h.finalize(), 16),
-            source_type: if d.uri.starts_with("s3://") {
-                "s3"
-            } else {
-                "external"
-            },
+            source_type: if d.uri.starts_with("s3://") { "s3" } else { "external" },
             source: json!({"uri": d.uri}).to_string(),
             profile: Value::Object(profile).to_string(),
             context: cut_chars(&d.name, 500).0,
@@ -475,12 +374,7 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         });
     }
 
-    let native_run_id = r
-        .attributes
-        .get("mlflow_run_id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string);
+    let native_run_id = r.attributes.get("mlflow_run_id").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
     Ok(Desired {
         experiment,
         run_name: r.run.name.clone(),
@@ -501,11 +395,7 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
 }
 
 fn describe_cut(full: &str, limit: usize) -> String {
-    format!(
-        "{} characters, sha256 {}; the first {limit} are stored",
-        full.chars().count(),
-        hex_prefix(full.as_bytes(), 64)
-    )
+    format!("{} characters, sha256 {}; the first {limit} are stored", full.chars().count(), hex_prefix(full.as_bytes(), 64))
 }
 
 fn digest_history(history: &[(String, Vec<Point>)]) -> String {
@@ -557,22 +447,12 @@ impl Desired {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sagesync_core::{
-        HyperParameter, Metric, MetricPoint, MetricSeries, Model, Project, Run, Split, Tags,
-    };
+    use sagesync_core::{HyperParameter, Metric, MetricPoint, MetricSeries, Model, Project, Run, Split, Tags};
 
     fn record() -> RunRecord {
-        let t = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|d| d.with_timezone(&chrono::Utc))
-                .ok()
-        };
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&chrono::Utc)).ok();
         RunRecord {
-            project: Project {
-                name: "churn".into(),
-                user: "ana".into(),
-                description: String::new(),
-            },
+            project: Project { name: "churn".into(), user: "ana".into(), description: String::new() },
             experiment: "exp".into(),
             run: Run {
                 name: "job-1".into(),
@@ -581,62 +461,25 @@ mod tests {
                 start: t("2026-01-01T00:00:00Z"),
                 end: t("2026-01-01T01:00:00Z"),
             },
-            model: Model {
-                name: String::new(),
-                model_type: String::new(),
-                artifact_uri: Some("s3://b/model.tar.gz".into()),
-            },
+            model: Model { name: String::new(), model_type: String::new(), artifact_uri: Some("s3://b/model.tar.gz".into()) },
             hyperparameters: vec![
-                HyperParameter {
-                    name: "eta".into(),
-                    raw: "0.2".into(),
-                    value: json!(0.2),
-                },
-                HyperParameter {
-                    name: "script".into(),
-                    raw: "\"train.py\"".into(),
-                    value: json!("train.py"),
-                },
-                HyperParameter {
-                    name: "long".into(),
-                    raw: "x".repeat(7000),
-                    value: json!("x".repeat(7000)),
-                },
+                HyperParameter { name: "eta".into(), raw: "0.2".into(), value: json!(0.2) },
+                HyperParameter { name: "script".into(), raw: "\"train.py\"".into(), value: json!("train.py") },
+                HyperParameter { name: "long".into(), raw: "x".repeat(7000), value: json!("x".repeat(7000)) },
             ],
             datasets: vec![],
             metrics: vec![
-                Metric {
-                    name: "validation:mAP@0.75".into(),
-                    value: 0.5,
-                    split: Split::Validation,
-                    timestamp: None,
-                    step: None,
-                },
-                Metric {
-                    name: "nan".into(),
-                    value: f64::NAN,
-                    split: Split::None,
-                    timestamp: None,
-                    step: None,
-                },
+                Metric { name: "validation:mAP@0.75".into(), value: 0.5, split: Split::Validation, timestamp: None, step: None },
+                Metric { name: "nan".into(), value: f64::NAN, split: Split::None, timestamp: None, step: None },
             ],
             metric_history: vec![MetricSeries {
                 name: "validation:mAP@0.75".into(),
-                points: vec![MetricPoint {
-                    timestamp: t("2026-01-01T00:10:00Z").unwrap_or_default(),
-                    step: 0,
-                    value: 0.1,
-                }],
+                points: vec![MetricPoint { timestamp: t("2026-01-01T00:10:00Z").unwrap_or_default(), step: 0, value: 0.1 }],
             }],
-            tags: [("team", "ml"), ("mlflow.user", "spoof")]
+            tags: [("team", "ml"), ("mlflow.user", "spoof")].into_iter().collect::<Tags>(),
+            attributes: [("training_job_status".to_string(), json!("Completed")), ("instance_count".to_string(), json!(2))]
                 .into_iter()
-                .collect::<Tags>(),
-            attributes: [
-                ("training_job_status".to_string(), json!("Completed")),
-                ("instance_count".to_string(), json!(2)),
-            ]
-            .into_iter()
-            .collect(),
+                .collect(),
         }
     }
 
@@ -652,42 +495,18 @@ mod tests {
         assert_eq!(d.tags[0], (ARN_TAG.to_string(), record().run.external_id));
         let tag = |k: &str| d.tags.iter().find(|(t, _)| t == k).map(|(_, v)| v.as_str());
         assert_eq!(tag("team"), Some("ml"));
-        assert_eq!(
-            tag("mlflow.user"),
-            Some("ana"),
-            "a job tag cannot spoof a system tag"
-        );
+        assert_eq!(tag("mlflow.user"), Some("ana"), "a job tag cannot spoof a system tag");
         assert_eq!(tag("sagemaker.tag.mlflow.user"), Some("spoof"));
         assert_eq!(tag("sagemaker.instance_count"), Some("2"));
         assert_eq!(tag("sagemaker.model_artifact"), Some("s3://b/model.tar.gz"));
-        assert!(
-            tag("sagesync.truncated.param.long").is_some_and(|v| v.starts_with("7000 characters"))
-        );
+        assert!(tag("sagesync.truncated.param.long").is_some_and(|v| v.starts_with("7000 characters")));
         assert_eq!(d.cut_values.len(), 1);
-        assert_eq!(
-            d.params
-                .iter()
-                .find(|(k, _)| k == "script")
-                .map(|(_, v)| v.as_str()),
-            Some("train.py")
-        );
-        assert_eq!(
-            d.params
-                .iter()
-                .find(|(k, _)| k == "long")
-                .map(|(_, v)| v.chars().count()),
-            Some(6000)
-        );
+        assert_eq!(d.params.iter().find(|(k, _)| k == "script").map(|(_, v)| v.as_str()), Some("train.py"));
+        assert_eq!(d.params.iter().find(|(k, _)| k == "long").map(|(_, v)| v.chars().count()), Some(6000));
         let key = mlflow_key("validation:mAP@0.75");
-        assert_eq!(
-            tag(&format!("sagesync.original.metric.{key}")),
-            Some("validation:mAP@0.75")
-        );
+        assert_eq!(tag(&format!("sagesync.original.metric.{key}")), Some("validation:mAP@0.75"));
         assert_eq!(d.metrics.len(), 1);
-        assert_eq!(
-            d.metrics[0].step, 1,
-            "the final value comes after its history"
-        );
+        assert_eq!(d.metrics[0].step, 1, "the final value comes after its history");
         assert_eq!(d.metrics[0].timestamp, 1767229200000, "the job's end time");
         assert_eq!(d.skipped_points, 1);
         assert!(!d.history_digest.is_empty());

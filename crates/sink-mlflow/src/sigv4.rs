@@ -6,9 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
-};
+use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use tokio::sync::{Mutex, OnceCell};
@@ -57,28 +55,12 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     /// A signer; nothing is loaded until the first [`Signer::sign`].
-    pub fn new(
-        region: String,
-        service: String,
-        profile: Option<String>,
-        timeout: Duration,
-    ) -> Self {
-        Signer {
-            region,
-            service,
-            profile,
-            timeout,
-            provider: OnceCell::new(),
-            cached: Mutex::new(None),
-        }
+    pub fn new(region: String, service: String, profile: Option<String>, timeout: Duration) -> Self {
+        Signer { region, service, profile, timeout, provider: OnceCell::new(), cached: Mutex::new(None) }
     }
 
     /// A signer with fixed credentials (tests, callers with their own chain).
-    pub fn with_provider(
-        region: String,
-        service: String,
-        provider: SharedCredentialsProvider,
-    ) -> Self {
+    pub fn with_provider(region: String, service: String, provider: SharedCredentialsProvider) -> Self {
         let s = Signer::new(region, service, None, Duration::from_secs(30));
         let _ = s.provider.set(provider);
         s
@@ -87,15 +69,13 @@ impl Signer {
     async fn provider(&self) -> Result<&SharedCredentialsProvider, SignError> {
         self.provider
             .get_or_try_init(|| async {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new(self.region.clone()));
+                let mut loader =
+                    aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(self.region.clone()));
                 if let Some(p) = &self.profile {
                     loader = loader.profile_name(p);
                 }
                 let conf = loader.load().await;
-                conf.credentials_provider().ok_or_else(|| {
-                    SignError::Credentials("the AWS credential chain has no provider".into())
-                })
+                conf.credentials_provider().ok_or_else(|| SignError::Credentials("the AWS credential chain has no provider".into()))
             })
             .await
     }
@@ -104,9 +84,7 @@ impl Signer {
         let mut cached = self.cached.lock().await;
         if let Some((c, at)) = cached.as_ref() {
             let fresh = match c.expiry() {
-                Some(exp) => exp
-                    .duration_since(SystemTime::now())
-                    .is_ok_and(|left| left > EXPIRY_MARGIN),
+                Some(exp) => exp.duration_since(SystemTime::now()).is_ok_and(|left| left > EXPIRY_MARGIN),
                 None => at.elapsed() < REFRESH_AFTER,
             };
             if fresh {
@@ -115,14 +93,9 @@ impl Signer {
         }
         let load = async {
             let provider = self.provider().await?;
-            provider
-                .provide_credentials()
-                .await
-                .map_err(|e| SignError::Credentials(sagesync_core::error_chain(&e)))
+            provider.provide_credentials().await.map_err(|e| SignError::Credentials(sagesync_core::error_chain(&e)))
         };
-        let creds = tokio::time::timeout(self.timeout, load)
-            .await
-            .map_err(|_| SignError::Timeout(self.timeout))??;
+        let creds = tokio::time::timeout(self.timeout, load).await.map_err(|_| SignError::Timeout(self.timeout))??;
         *cached = Some((creds.clone(), Instant::now()));
         Ok(creds)
     }
@@ -131,13 +104,7 @@ impl Signer {
     /// and, for temporary credentials, `x-amz-security-token`. `headers` are the request's
     /// headers to sign (besides `host`, which comes from `url`); `url` must be percent-encoded
     /// the way SigV4 canonicalises it (RFC 3986, `%20` for spaces).
-    pub async fn sign(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<Vec<(String, String)>, SignError> {
+    pub async fn sign(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Vec<(String, String)>, SignError> {
         let identity: Identity = self.credentials().await?.into();
         let mut settings = SigningSettings::default();
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -150,20 +117,10 @@ impl Signer {
             .build()
             .map_err(|e| SignError::Sign(e.to_string()))?
             .into();
-        let signable = SignableRequest::new(
-            method,
-            url,
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| SignError::Sign(e.to_string()))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| SignError::Sign(e.to_string()))?
-            .into_parts();
-        Ok(instructions
-            .headers()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())
+        let signable = SignableRequest::new(method, url, headers.iter().copied(), SignableBody::Bytes(body))
+            .map_err(|e| SignError::Sign(e.to_string()))?;
+        let (instructions, _signature) = sign(signable, &params).map_err(|e| SignError::Sign(e.to_string()))?.into_parts();
+        Ok(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 }
 
@@ -173,44 +130,16 @@ mod tests {
 
     #[tokio::test]
     async fn signs_with_the_given_credentials() {
-        let creds = Credentials::new(
-            "AKIDEXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            Some("session".into()),
-            None,
-            "test",
-        );
-        let s = Signer::with_provider(
-            "us-east-1".into(),
-            DEFAULT_SERVICE.into(),
-            SharedCredentialsProvider::new(creds),
-        );
-        let h = s
-            .sign(
-                "POST",
-                "http://127.0.0.1:1/api/2.0/mlflow/runs/search",
-                &[("content-type", "application/json")],
-                b"{}",
-            )
-            .await
-            .unwrap();
-        let get = |k: &str| {
-            h.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+        let creds = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", Some("session".into()), None, "test");
+        let s = Signer::with_provider("us-east-1".into(), DEFAULT_SERVICE.into(), SharedCredentialsProvider::new(creds));
+        let h =
+            s.sign("POST", "http://127.0.0.1:1/api/2.0/mlflow/runs/search", &[("content-type", "application/json")], b"{}").await.unwrap();
+        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
         let auth = get("authorization");
-        assert!(
-            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
-            "{auth}"
-        );
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
         assert!(auth.contains("/us-east-1/sagemaker-mlflow/aws4_request"));
         assert!(auth.contains("SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token"), "{auth}");
-        assert_eq!(
-            get("x-amz-content-sha256"),
-            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-        );
+        assert_eq!(get("x-amz-content-sha256"), "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
         assert_eq!(get("x-amz-security-token"), "session");
     }
 }

@@ -11,9 +11,7 @@ use serde_json::{json, Value};
 use crate::client::{Budget, BuildError, Client, Kind, MlflowError};
 use crate::config::{MlflowSettings, OnParamChange};
 use crate::keys::{cut_chars, mlflow_key, MAX_TAG_VALUE_CHARS};
-use crate::mapping::{
-    desired, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX,
-};
+use crate::mapping::{desired, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX};
 
 /// Items of one `log-batch`, as the server limits them.
 const MAX_BATCH_PARAMS: usize = 100;
@@ -69,10 +67,7 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
 }
 
 fn i64_at(v: &Value, ptr: &str) -> Option<i64> {
-    v.pointer(ptr).and_then(|x| {
-        x.as_i64()
-            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
-    })
+    v.pointer(ptr).and_then(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok())))
 }
 
 fn kv_map(v: &Value, ptr: &str) -> BTreeMap<String, String> {
@@ -81,13 +76,7 @@ fn kv_map(v: &Value, ptr: &str) -> BTreeMap<String, String> {
         .map(|a| {
             a.iter()
                 .filter_map(|kv| {
-                    Some((
-                        kv.get("key")?.as_str()?.to_string(),
-                        kv.get("value")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    ))
+                    Some((kv.get("key")?.as_str()?.to_string(), kv.get("value").and_then(Value::as_str).unwrap_or_default().to_string()))
                 })
                 .collect()
         })
@@ -95,12 +84,7 @@ fn kv_map(v: &Value, ptr: &str) -> BTreeMap<String, String> {
 }
 
 fn tag_of<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
-    run.pointer("/data/tags")?
-        .as_array()?
-        .iter()
-        .find(|t| t.get("key").and_then(Value::as_str) == Some(key))?
-        .get("value")?
-        .as_str()
+    run.pointer("/data/tags")?.as_array()?.iter().find(|t| t.get("key").and_then(Value::as_str) == Some(key))?.get("value")?.as_str()
 }
 
 fn is_active(run: &Value) -> bool {
@@ -122,19 +106,14 @@ fn is_concurrent_write(e: &MlflowError) -> bool {
 
 /// MLflow returns metric values as numbers, or `"NaN"`-style strings.
 fn metric_value(v: &Value) -> Option<f64> {
-    v.as_f64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 impl MlflowSink {
     /// A sink with these settings. Makes no connection and loads no credentials.
     pub fn new(settings: MlflowSettings) -> Result<Self, BuildError> {
         let client = Client::new(&settings)?;
-        Ok(MlflowSink {
-            settings,
-            client,
-            experiments: Mutex::new(HashMap::new()),
-        })
+        Ok(MlflowSink { settings, client, experiments: Mutex::new(HashMap::new()) })
     }
 
     /// The REST client (to swap the SigV4 signer's credentials, for instance).
@@ -145,32 +124,21 @@ impl MlflowSink {
     /// The experiment's id, from the cache, or got or created (safely under races: a
     /// `RESOURCE_ALREADY_EXISTS` on create means another writer won, so read it again).
     async fn experiment_id(&self, name: &str, b: &Budget) -> Result<String, SinkError> {
-        if let Some(id) = self
-            .experiments
-            .lock()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-        {
+        if let Some(id) = self.experiments.lock().ok().and_then(|m| m.get(name).cloned()) {
             return Ok(id);
         }
         let mut id = None;
         for _ in 0..2 {
-            match self
-                .client
-                .get("experiments/get-by-name", &[("experiment_name", name)], b)
-                .await
-            {
+            match self.client.get("experiments/get-by-name", &[("experiment_name", name)], b).await {
                 Ok(v) => {
                     if str_at(&v, "/experiment/lifecycle_stage") == Some("deleted") {
-                        return Err(SinkError::Content(format!("experiment `{name}` is deleted in MLflow; restore it, or purge it, or change `experiment`")));
+                        return Err(SinkError::Content(format!(
+                            "experiment `{name}` is deleted in MLflow; restore it, or purge it, or change `experiment`"
+                        )));
                     }
                     id = str_at(&v, "/experiment/experiment_id").map(str::to_string);
                     if id.is_none() {
-                        return Err(MlflowError::Decode {
-                            op: "experiments/get-by-name",
-                            message: "no experiment_id".into(),
-                        }
-                        .into());
+                        return Err(MlflowError::Decode { op: "experiments/get-by-name", message: "no experiment_id".into() }.into());
                     }
                     break;
                 }
@@ -178,11 +146,7 @@ impl MlflowSink {
                 Err(e) => return Err(e.into()),
             }
             let body = json!({"name": name, "tags": [{"key": "sagesync.created_by", "value": "sagesync"}]});
-            match self
-                .client
-                .post("experiments/create", &body, Kind::Create, b)
-                .await
-            {
+            match self.client.post("experiments/create", &body, Kind::Create, b).await {
                 Ok(v) => {
                     id = str_at(&v, "/experiment_id").map(str::to_string);
                     break;
@@ -191,9 +155,7 @@ impl MlflowSink {
                 Err(e) => return Err(e.into()),
             }
         }
-        let id = id.ok_or_else(|| {
-            SinkError::Retry(format!("experiment `{name}` neither found nor created"))
-        })?;
+        let id = id.ok_or_else(|| SinkError::Retry(format!("experiment `{name}` neither found nor created")))?;
         if let Ok(mut m) = self.experiments.lock() {
             m.insert(name.to_string(), id.clone());
         }
@@ -209,20 +171,13 @@ impl MlflowSink {
     async fn get_run(&self, run_id: &str, b: &Budget) -> Result<Option<Value>, MlflowError> {
         match self.client.get("runs/get", &[("run_id", run_id)], b).await {
             Ok(v) => Ok(v.get("run").cloned().filter(is_active)),
-            Err(e) if e.is_absent() || e.error_code() == Some("INVALID_PARAMETER_VALUE") => {
-                Ok(None)
-            }
+            Err(e) if e.is_absent() || e.error_code() == Some("INVALID_PARAMETER_VALUE") => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Active runs carrying the ARN tag in these experiments.
-    async fn search(
-        &self,
-        experiment_ids: &[String],
-        arn: &str,
-        b: &Budget,
-    ) -> Result<Vec<Value>, MlflowError> {
+    async fn search(&self, experiment_ids: &[String], arn: &str, b: &Budget) -> Result<Vec<Value>, MlflowError> {
         let body = json!({
             "experiment_ids": experiment_ids,
             "filter": format!("tags.`{ARN_TAG}` = '{arn}'"),
@@ -233,27 +188,12 @@ impl MlflowSink {
     }
 
     /// Every item of `list` over the pages of a search (`page_token` / `next_page_token`).
-    async fn paged(
-        &self,
-        op: &'static str,
-        mut body: Value,
-        list: &str,
-        b: &Budget,
-    ) -> Result<Vec<Value>, MlflowError> {
+    async fn paged(&self, op: &'static str, mut body: Value, list: &str, b: &Budget) -> Result<Vec<Value>, MlflowError> {
         let mut items = Vec::new();
         loop {
             let v = self.client.post(op, &body, Kind::Read, b).await?;
-            items.extend(
-                v.get(list)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            match v
-                .get("next_page_token")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-            {
+            items.extend(v.get(list).and_then(Value::as_array).cloned().unwrap_or_default());
+            match v.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                 Some(t) => body["page_token"] = json!(t),
                 None => return Ok(items),
             }
@@ -263,16 +203,7 @@ impl MlflowSink {
     /// Deletes runs (soft delete); a run already gone is not an error.
     async fn delete_runs(&self, ids: &[String], b: &Budget) -> Result<(), MlflowError> {
         for id in ids {
-            match self
-                .client
-                .post(
-                    "runs/delete",
-                    &json!({"run_id": id}),
-                    Kind::IdempotentWrite,
-                    b,
-                )
-                .await
-            {
+            match self.client.post("runs/delete", &json!({"run_id": id}), Kind::IdempotentWrite, b).await {
                 Ok(_) => {
                     tracing::info!(run_id = %id, "deleted a duplicate or superseded MLflow run")
                 }
@@ -288,25 +219,15 @@ impl MlflowSink {
     /// The winner among runs of one job: earliest start time, then smallest run id. The others
     /// are deleted (whoever created them: a writer still writing into a loser fails on its
     /// next write and finds the winner).
-    async fn settle(
-        &self,
-        mut runs: Vec<Value>,
-        b: &Budget,
-    ) -> Result<(Value, Vec<String>), MlflowError> {
+    async fn settle(&self, mut runs: Vec<Value>, b: &Budget) -> Result<(Value, Vec<String>), MlflowError> {
         runs.sort_by(|x, y| {
-            let k = |r: &Value| {
-                (
-                    i64_at(r, "/info/start_time").unwrap_or(i64::MAX),
-                    str_at(r, "/info/run_id").unwrap_or_default().to_string(),
-                )
-            };
+            let k =
+                |r: &Value| (i64_at(r, "/info/start_time").unwrap_or(i64::MAX), str_at(r, "/info/run_id").unwrap_or_default().to_string());
             k(x).cmp(&k(y))
         });
         let mut it = runs.into_iter();
         let winner = it.next().unwrap_or(Value::Null);
-        let losers: Vec<String> = it
-            .filter_map(|r| str_at(&r, "/info/run_id").map(str::to_string))
-            .collect();
+        let losers: Vec<String> = it.filter_map(|r| str_at(&r, "/info/run_id").map(str::to_string)).collect();
         if !losers.is_empty() {
             tracing::warn!(winner = str_at(&winner, "/info/run_id").unwrap_or_default(), losers = ?losers, "more than one MLflow run for one job; keeping the earliest");
             self.delete_runs(&losers, b).await?;
@@ -324,9 +245,7 @@ impl MlflowSink {
     ) -> Result<Located, SinkError> {
         let found = |run: Value, adopted: bool| Located {
             id: str_at(&run, "/info/run_id").unwrap_or_default().to_string(),
-            experiment_id: str_at(&run, "/info/experiment_id")
-                .unwrap_or(experiment_id)
-                .to_string(),
+            experiment_id: str_at(&run, "/info/experiment_id").unwrap_or(experiment_id).to_string(),
             run,
             created: false,
             adopted,
@@ -343,10 +262,7 @@ impl MlflowSink {
             }
         }
         let prev = cx.previous.as_ref().filter(|_| use_previous);
-        if let (Some(run_id), Some(prev_exp)) = (
-            prev.and_then(|p| p.ids.get("run_id")),
-            prev.and_then(|p| p.ids.get("experiment_id")),
-        ) {
+        if let (Some(run_id), Some(prev_exp)) = (prev.and_then(|p| p.ids.get("run_id")), prev.and_then(|p| p.ids.get("experiment_id"))) {
             if prev_exp == experiment_id && prev.and_then(|p| p.ids.get("adopted")).is_none() {
                 if let Some(run) = self.get_run(run_id, b).await? {
                     if tag_of(&run, ARN_TAG) == Some(d.arn.as_str()) {
@@ -358,60 +274,34 @@ impl MlflowSink {
         let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
         if !runs.is_empty() {
             let (winner, deleted) = self.settle(runs, b).await?;
-            return Ok(Located {
-                deleted,
-                ..found(winner, false)
-            });
+            return Ok(Located { deleted, ..found(winner, false) });
         }
         // Create, with as many tags as one request takes (the ARN tag first).
-        let tags: Vec<Value> = d
-            .tags
-            .iter()
-            .take(MAX_CREATE_TAGS)
-            .map(|(k, v)| json!({"key": k, "value": v}))
-            .collect();
-        let mut body =
-            json!({"experiment_id": experiment_id, "run_name": d.run_name, "tags": tags});
+        let tags: Vec<Value> = d.tags.iter().take(MAX_CREATE_TAGS).map(|(k, v)| json!({"key": k, "value": v})).collect();
+        let mut body = json!({"experiment_id": experiment_id, "run_name": d.run_name, "tags": tags});
         if let Some(t) = d.start_ms {
             body["start_time"] = json!(t);
         }
-        let created = match self
-            .client
-            .post("runs/create", &body, Kind::Create, b)
-            .await
-        {
+        let created = match self.client.post("runs/create", &body, Kind::Create, b).await {
             Ok(v) => v,
             Err(e) if e.is_absent() || e.error_code() == Some("INVALID_STATE") => {
                 self.forget_experiment(&d.experiment);
-                return Err(SinkError::Retry(format!(
-                    "experiment `{}` vanished while creating the run: {e}",
-                    d.experiment
-                )));
+                return Err(SinkError::Retry(format!("experiment `{}` vanished while creating the run: {e}", d.experiment)));
             }
             Err(e) => return Err(e.into()),
         };
         let mine = str_at(&created, "/run/info/run_id")
-            .ok_or_else(|| MlflowError::Decode {
-                op: "runs/create",
-                message: "no run.info.run_id".into(),
-            })?
+            .ok_or_else(|| MlflowError::Decode { op: "runs/create", message: "no run.info.run_id".into() })?
             .to_string();
         // Catch a concurrent create of the same job.
         let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
         if runs.len() <= 1 {
             let run = created.get("run").cloned().unwrap_or(Value::Null);
-            return Ok(Located {
-                created: true,
-                ..found(run, false)
-            });
+            return Ok(Located { created: true, ..found(run, false) });
         }
         let (winner, deleted) = self.settle(runs, b).await?;
         let won = str_at(&winner, "/info/run_id") == Some(mine.as_str());
-        Ok(Located {
-            created: won,
-            deleted,
-            ..found(winner, false)
-        })
+        Ok(Located { created: won, deleted, ..found(winner, false) })
     }
 
     /// Sends what the run lacks; returns what was reported along the way.
@@ -434,21 +324,13 @@ impl MlflowSink {
                     OnParamChange::Tag => {
                         tracing::warn!(run_id = %at.id, param = %k, "hyperparameter changed; keeping the logged param, new value in a tag");
                         notes.param_changes += 1;
-                        extra_tags.push((
-                            mlflow_key(&format!("{PARAM_CHANGED_PREFIX}.{k}")),
-                            cut_chars(v, MAX_TAG_VALUE_CHARS).0,
-                        ));
+                        extra_tags.push((mlflow_key(&format!("{PARAM_CHANGED_PREFIX}.{k}")), cut_chars(v, MAX_TAG_VALUE_CHARS).0));
                     }
                 },
             }
         }
-        let mut tags: Vec<(String, String)> = d
-            .tags
-            .iter()
-            .chain(extra_tags.iter())
-            .filter(|(k, v)| stored_tags.get(k) != Some(v))
-            .cloned()
-            .collect();
+        let mut tags: Vec<(String, String)> =
+            d.tags.iter().chain(extra_tags.iter()).filter(|(k, v)| stored_tags.get(k) != Some(v)).cloned().collect();
         tags.dedup_by(|a, b| a.0 == b.0);
 
         // Final metrics: the run's latest value per key says whether ours is there.
@@ -460,51 +342,25 @@ impl MlflowSink {
                     .filter_map(|m| {
                         Some((
                             m.get("key")?.as_str()?.to_string(),
-                            (
-                                i64_at(m, "/timestamp")?,
-                                i64_at(m, "/step").unwrap_or(0),
-                                metric_value(m.get("value")?)?.to_bits(),
-                            ),
+                            (i64_at(m, "/timestamp")?, i64_at(m, "/step").unwrap_or(0), metric_value(m.get("value")?)?.to_bits()),
                         ))
                     })
                     .collect()
             })
             .unwrap_or_default();
-        let mut metrics: Vec<Point> = d
-            .metrics
-            .iter()
-            .filter(|p| latest.get(&p.key) != Some(&p.identity()))
-            .cloned()
-            .collect();
-        let history_due = !d.history_digest.is_empty()
-            && stored_tags.get(HISTORY_DIGEST_TAG) != Some(&d.history_digest);
+        let mut metrics: Vec<Point> = d.metrics.iter().filter(|p| latest.get(&p.key) != Some(&p.identity())).cloned().collect();
+        let history_due = !d.history_digest.is_empty() && stored_tags.get(HISTORY_DIGEST_TAG) != Some(&d.history_digest);
         if history_due {
             for (key, points) in &d.history {
-                let have = if at.created {
-                    BTreeSet::new()
-                } else {
-                    self.history(&at.id, key, b).await?
-                };
-                metrics.extend(
-                    points
-                        .iter()
-                        .filter(|p| !have.contains(&p.identity()))
-                        .cloned(),
-                );
+                let have = if at.created { BTreeSet::new() } else { self.history(&at.id, key, b).await? };
+                metrics.extend(points.iter().filter(|p| !have.contains(&p.identity())).cloned());
             }
         }
-        let batches = batches(
-            &params,
-            &tags,
-            &metrics,
-            history_due.then_some(d.history_digest.as_str()),
-        );
+        let batches = batches(&params, &tags, &metrics, history_due.then_some(d.history_digest.as_str()));
         for batch in batches {
             let mut body = batch;
             body["run_id"] = json!(at.id);
-            self.client
-                .post("runs/log-batch", &body, Kind::IdempotentWrite, b)
-                .await?;
+            self.client.post("runs/log-batch", &body, Kind::IdempotentWrite, b).await?;
         }
 
         // Dataset inputs, by (name, digest).
@@ -513,30 +369,14 @@ impl MlflowSink {
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
-                    .filter_map(|i| {
-                        Some((
-                            str_at(i, "/dataset/name")?.to_string(),
-                            str_at(i, "/dataset/digest")?.to_string(),
-                        ))
-                    })
+                    .filter_map(|i| Some((str_at(i, "/dataset/name")?.to_string(), str_at(i, "/dataset/digest")?.to_string())))
                     .collect()
             })
             .unwrap_or_default();
-        let inputs: Vec<Value> = d
-            .inputs
-            .iter()
-            .filter(|i| !stored_inputs.contains(&(i.name.clone(), i.digest.clone())))
-            .map(|i| i.json())
-            .collect();
+        let inputs: Vec<Value> =
+            d.inputs.iter().filter(|i| !stored_inputs.contains(&(i.name.clone(), i.digest.clone()))).map(|i| i.json()).collect();
         for chunk in inputs.chunks(100) {
-            self.client
-                .post(
-                    "runs/log-inputs",
-                    &json!({"run_id": at.id, "datasets": chunk}),
-                    Kind::IdempotentWrite,
-                    b,
-                )
-                .await?;
+            self.client.post("runs/log-inputs", &json!({"run_id": at.id, "datasets": chunk}), Kind::IdempotentWrite, b).await?;
         }
 
         // Status, end time and name last: a FINISHED run is a complete one.
@@ -555,68 +395,35 @@ impl MlflowSink {
         }
         if !update.is_empty() {
             update.insert("run_id".into(), json!(at.id));
-            self.client
-                .post(
-                    "runs/update",
-                    &Value::Object(update),
-                    Kind::IdempotentWrite,
-                    b,
-                )
-                .await?;
+            self.client.post("runs/update", &Value::Object(update), Kind::IdempotentWrite, b).await?;
         }
         Ok(notes)
     }
 
     /// The points already logged for `key`.
-    async fn history(
-        &self,
-        run_id: &str,
-        key: &str,
-        b: &Budget,
-    ) -> Result<BTreeSet<(i64, i64, u64)>, MlflowError> {
+    async fn history(&self, run_id: &str, key: &str, b: &Budget) -> Result<BTreeSet<(i64, i64, u64)>, MlflowError> {
         let mut have = BTreeSet::new();
         let mut token = String::new();
         let page = HISTORY_PAGE.to_string();
         loop {
-            let mut q = vec![
-                ("run_id", run_id),
-                ("metric_key", key),
-                ("max_results", page.as_str()),
-            ];
+            let mut q = vec![("run_id", run_id), ("metric_key", key), ("max_results", page.as_str())];
             if !token.is_empty() {
                 q.push(("page_token", token.as_str()));
             }
             let v = self.client.get("metrics/get-history", &q, b).await?;
-            for m in v
-                .get("metrics")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let (Some(ts), Some(val)) = (
-                    i64_at(m, "/timestamp"),
-                    m.get("value").and_then(metric_value),
-                ) {
+            for m in v.get("metrics").and_then(Value::as_array).into_iter().flatten() {
+                if let (Some(ts), Some(val)) = (i64_at(m, "/timestamp"), m.get("value").and_then(metric_value)) {
                     have.insert((ts, i64_at(m, "/step").unwrap_or(0), val.to_bits()));
                 }
             }
-            token = v
-                .get("next_page_token")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            token = v.get("next_page_token").and_then(Value::as_str).unwrap_or_default().to_string();
             if token.is_empty() {
                 return Ok(have);
             }
         }
     }
 
-    async fn upsert_inner(
-        &self,
-        r: &RunRecord,
-        cx: &WriteContext,
-        b: &Budget,
-    ) -> Result<SinkReceipt, SinkError> {
+    async fn upsert_inner(&self, r: &RunRecord, cx: &WriteContext, b: &Budget) -> Result<SinkReceipt, SinkError> {
         let d = desired(r, &self.settings)?;
         let digest = d.digest(&self.settings);
         if let Some(prev) = &cx.previous {
@@ -643,13 +450,8 @@ impl MlflowSink {
                     let mut deleted = at.deleted.clone();
                     // The job moved to another experiment: its old run goes.
                     if let Some(prev) = &cx.previous {
-                        if let (Some(old_run), Some(old_exp)) =
-                            (prev.ids.get("run_id"), prev.ids.get("experiment_id"))
-                        {
-                            if *old_exp != at.experiment_id
-                                && *old_run != at.id
-                                && !prev.ids.contains_key("adopted")
-                            {
+                        if let (Some(old_run), Some(old_exp)) = (prev.ids.get("run_id"), prev.ids.get("experiment_id")) {
+                            if *old_exp != at.experiment_id && *old_run != at.id && !prev.ids.contains_key("adopted") {
                                 self.delete_runs(std::slice::from_ref(old_run), b).await?;
                                 deleted.push(old_run.clone());
                             }
@@ -662,10 +464,7 @@ impl MlflowSink {
                     } else {
                         WriteKind::Updated
                     };
-                    let mut rc = SinkReceipt::new(kind)
-                        .id("experiment_id", &at.experiment_id)
-                        .id("run_id", &at.id)
-                        .id("digest", &digest);
+                    let mut rc = SinkReceipt::new(kind).id("experiment_id", &at.experiment_id).id("run_id", &at.id).id("digest", &digest);
                     if at.adopted {
                         rc = rc.id("adopted", "true");
                     }
@@ -696,12 +495,7 @@ impl MlflowSink {
         }
     }
 
-    async fn retract_inner(
-        &self,
-        arn: &str,
-        cx: &WriteContext,
-        b: &Budget,
-    ) -> Result<Vec<String>, MlflowError> {
+    async fn retract_inner(&self, arn: &str, cx: &WriteContext, b: &Budget) -> Result<Vec<String>, MlflowError> {
         let mut ids: Vec<String> = Vec::new();
         let prev = cx.previous.as_ref();
         if let Some(run_id) = prev.and_then(|p| p.ids.get("run_id")) {
@@ -730,21 +524,14 @@ impl MlflowSink {
 
     async fn all_experiments(&self, b: &Budget) -> Result<Vec<String>, MlflowError> {
         let body = json!({"max_results": 1000, "view_type": "ACTIVE_ONLY"});
-        let experiments = self
-            .paged("experiments/search", body, "experiments", b)
-            .await?;
-        Ok(experiments
-            .iter()
-            .filter_map(|e| str_at(e, "/experiment_id").map(str::to_string))
-            .collect())
+        let experiments = self.paged("experiments/search", body, "experiments", b).await?;
+        Ok(experiments.iter().filter_map(|e| str_at(e, "/experiment_id").map(str::to_string)).collect())
     }
 
     fn sync_error(&self, e: SinkError) -> SyncError {
         let at = &self.settings.endpoint.base;
         match e {
-            SinkError::Api(e) if e.is_retryable() => {
-                SyncError::transient_with(format!("MLflow at {at}: {e}"), e)
-            }
+            SinkError::Api(e) if e.is_retryable() => SyncError::transient_with(format!("MLflow at {at}: {e}"), e),
             SinkError::Api(e) => SyncError::permanent_with(format!("MLflow at {at}: {e}"), e),
             SinkError::Mapping(e) => SyncError::permanent_with(format!("MLflow: {e}"), e),
             SinkError::Content(m) => SyncError::permanent(format!("MLflow at {at}: {m}")),
@@ -760,21 +547,12 @@ struct Notes {
 
 /// Splits params, tags and metrics into `log-batch` bodies within the server's limits; the
 /// history digest tag (if any) goes into the last batch, after every point.
-fn batches(
-    params: &[(String, String)],
-    tags: &[(String, String)],
-    metrics: &[Point],
-    digest: Option<&str>,
-) -> Vec<Value> {
+fn batches(params: &[(String, String)], tags: &[(String, String)], metrics: &[Point], digest: Option<&str>) -> Vec<Value> {
     let kv = |k: &str, v: &str| json!({"key": k, "value": v});
     let mut out: Vec<Value> = Vec::new();
     let (mut p, mut t, mut m) = (Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0usize;
-    let flush = |p: &mut Vec<Value>,
-                 t: &mut Vec<Value>,
-                 m: &mut Vec<Value>,
-                 bytes: &mut usize,
-                 out: &mut Vec<Value>| {
+    let flush = |p: &mut Vec<Value>, t: &mut Vec<Value>, m: &mut Vec<Value>, bytes: &mut usize, out: &mut Vec<Value>| {
         if !(p.is_empty() && t.is_empty() && m.is_empty()) {
             out.push(json!({"params": std::mem::take(p), "tags": std::mem::take(t), "metrics": std::mem::take(m)}));
         }
@@ -812,11 +590,7 @@ fn batches(
 
 #[async_trait]
 impl Sink for MlflowSink {
-    async fn upsert(
-        &self,
-        record: &RunRecord,
-        cx: &WriteContext,
-    ) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         let b = Budget::new(cx.deadline);
         match self.upsert_inner(record, cx, &b).await {
             Ok(mut rc) => {
@@ -827,33 +601,17 @@ impl Sink for MlflowSink {
         }
     }
 
-    async fn retract(
-        &self,
-        external_id: &str,
-        cx: &WriteContext,
-    ) -> Result<Option<SinkReceipt>, SyncError> {
+    async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
         let b = Budget::new(cx.deadline);
-        if external_id.contains('\'') || external_id.contains('\\') || external_id.trim().is_empty()
-        {
+        if external_id.contains('\'') || external_id.contains('\\') || external_id.trim().is_empty() {
             return Err(self.sync_error(MappingError::BadArn(external_id.to_string()).into()));
         }
-        let ids = self
-            .retract_inner(external_id, cx, &b)
-            .await
-            .map_err(|e| self.sync_error(e.into()))?;
-        let mut rc = SinkReceipt::new(if ids.is_empty() {
-            WriteKind::Unchanged
-        } else {
-            WriteKind::Removed
-        });
+        let ids = self.retract_inner(external_id, cx, &b).await.map_err(|e| self.sync_error(e.into()))?;
+        let mut rc = SinkReceipt::new(if ids.is_empty() { WriteKind::Unchanged } else { WriteKind::Removed });
         if !ids.is_empty() {
             rc = rc.id("run_id", ids.join(","));
         }
-        if let Some(e) = cx
-            .previous
-            .as_ref()
-            .and_then(|p| p.ids.get("experiment_id"))
-        {
+        if let Some(e) = cx.previous.as_ref().and_then(|p| p.ids.get("experiment_id")) {
             rc = rc.id("experiment_id", e);
         }
         rc.writes = b.writes();
@@ -867,24 +625,14 @@ mod tests {
 
     #[test]
     fn batches_respect_every_limit() {
-        let params: Vec<(String, String)> =
-            (0..250).map(|i| (format!("p{i}"), "v".into())).collect();
+        let params: Vec<(String, String)> = (0..250).map(|i| (format!("p{i}"), "v".into())).collect();
         let tags: Vec<(String, String)> = (0..150).map(|i| (format!("t{i}"), "v".into())).collect();
-        let metrics: Vec<Point> = (0..2500)
-            .map(|i| Point {
-                key: "m".into(),
-                value: i as f64,
-                timestamp: i,
-                step: i,
-            })
-            .collect();
+        let metrics: Vec<Point> = (0..2500).map(|i| Point { key: "m".into(), value: i as f64, timestamp: i, step: i }).collect();
         let out = batches(&params, &tags, &metrics, Some("abc"));
         let count = |b: &Value, k: &str| b[k].as_array().map_or(0, Vec::len);
         let (mut np, mut nt, mut nm) = (0, 0, 0);
         for b in &out {
-            assert!(
-                count(b, "params") <= 100 && count(b, "tags") <= 100 && count(b, "metrics") <= 1000
-            );
+            assert!(count(b, "params") <= 100 && count(b, "tags") <= 100 && count(b, "metrics") <= 1000);
             assert!(count(b, "params") + count(b, "tags") + count(b, "metrics") <= 1000);
             assert!(b.to_string().len() < 1_000_000);
             np += count(b, "params");
@@ -892,27 +640,15 @@ mod tests {
             nm += count(b, "metrics");
         }
         assert_eq!((np, nt, nm), (250, 151, 2500));
-        let last = out
-            .last()
-            .and_then(|b| b["tags"].as_array())
-            .and_then(|t| t.last())
-            .cloned()
-            .unwrap_or_default();
-        assert_eq!(
-            last["key"], HISTORY_DIGEST_TAG,
-            "the digest is written after every point"
-        );
+        let last = out.last().and_then(|b| b["tags"].as_array()).and_then(|t| t.last()).cloned().unwrap_or_default();
+        assert_eq!(last["key"], HISTORY_DIGEST_TAG, "the digest is written after every point");
         assert!(batches(&[], &[], &[], None).is_empty());
     }
 
     #[test]
     fn big_values_split_by_size() {
-        let params: Vec<(String, String)> = (0..100)
-            .map(|i| (format!("p{i}"), "x".repeat(6000)))
-            .collect();
-        let tags: Vec<(String, String)> = (0..100)
-            .map(|i| (format!("t{i}"), "y".repeat(8000)))
-            .collect();
+        let params: Vec<(String, String)> = (0..100).map(|i| (format!("p{i}"), "x".repeat(6000))).collect();
+        let tags: Vec<(String, String)> = (0..100).map(|i| (format!("t{i}"), "y".repeat(8000))).collect();
         let out = batches(&params, &tags, &[], None);
         assert!(out.len() >= 2);
         assert!(out.iter().all(|b| b.to_string().len() < 1_000_000));

@@ -46,9 +46,7 @@ impl ExperimentTemplate {
                         name.push(n);
                     }
                     if !closed {
-                        return Err(
-                            "has a `{` without its `}` (write `{{` for a literal brace)".into()
-                        );
+                        return Err("has a `{` without its `}` (write `{{` for a literal brace)".into());
                     }
                     if !text.is_empty() {
                         pieces.push(Piece::Text(std::mem::take(&mut text)));
@@ -59,9 +57,7 @@ impl ExperimentTemplate {
                         other => return Err(format!("unknown placeholder `{{{other}}}`; available: {{project}}, {{experiment}}")),
                     });
                 }
-                '}' => {
-                    return Err("has a `}` without its `{` (write `}}` for a literal brace)".into())
-                }
+                '}' => return Err("has a `}` without its `{` (write `}}` for a literal brace)".into()),
                 c => text.push(c),
             }
         }
@@ -88,9 +84,7 @@ impl ExperimentTemplate {
             return Err("the experiment name is empty for this job (check the template and the job's project tag)".into());
         }
         if out.chars().count() > MAX_EXPERIMENT_NAME_CHARS {
-            return Err(format!(
-                "the experiment name is longer than {MAX_EXPERIMENT_NAME_CHARS} characters"
-            ));
+            return Err(format!("the experiment name is longer than {MAX_EXPERIMENT_NAME_CHARS} characters"));
         }
         Ok(out)
     }
@@ -105,9 +99,7 @@ mod tests {
         assert!(ExperimentTemplate::parse("{project}").is_ok());
         assert!(ExperimentTemplate::parse("sm/{project}/{experiment}").is_ok());
         assert!(ExperimentTemplate::parse("{{literal}}").is_ok());
-        assert!(ExperimentTemplate::parse("{team}")
-            .unwrap_err()
-            .contains("team"));
+        assert!(ExperimentTemplate::parse("{team}").unwrap_err().contains("team"));
         assert!(ExperimentTemplate::parse("{project").is_err());
         assert!(ExperimentTemplate::parse("x}").is_err());
         assert!(ExperimentTemplate::parse("").is_err());

@@ -6,10 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use sagesync_core::{
-    HyperParameter, Metric, MetricPoint, MetricSeries, RunRecord, Sink, Split, WriteContext,
-    WriteKind,
-};
+use sagesync_core::{HyperParameter, Metric, MetricPoint, MetricSeries, RunRecord, Sink, Split, WriteContext, WriteKind};
 use sagesync_sink_mlflow::keys::mlflow_key;
 use sagesync_sink_mlflow::OnParamChange;
 use serde_json::{json, Value};
@@ -29,9 +26,7 @@ async fn setup() -> (DumpOnPanic, Proxy, Rest) {
 }
 
 fn ts(s: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|d| d.with_timezone(&chrono::Utc))
-        .unwrap_or_default()
+    chrono::DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&chrono::Utc)).unwrap_or_default()
 }
 
 /// A re-sync of an unchanged record: `Unchanged`, and no write request at the proxy.
@@ -46,10 +41,7 @@ async fn assert_resync_writes_nothing(s: &dyn Sink, r: &RunRecord, proxy: &Proxy
 async fn assert_run_matches(rest: &Rest, run_id: &str, r: &RunRecord) -> Value {
     let run = rest.run(run_id).await;
     assert_eq!(run["info"]["run_name"], r.run.name);
-    assert_eq!(
-        kv_str(&run, "tags", "sagemaker.training_job_arn"),
-        Some(r.run.external_id.as_str())
-    );
+    assert_eq!(kv_str(&run, "tags", "sagemaker.training_job_arn"), Some(r.run.external_id.as_str()));
     let status = match r.run.status.as_str() {
         "Completed" => "FINISHED",
         "Failed" => "FAILED",
@@ -58,17 +50,11 @@ async fn assert_run_matches(rest: &Rest, run_id: &str, r: &RunRecord) -> Value {
     };
     assert_eq!(run["info"]["status"], status, "{run}");
     if let Some(start) = r.run.start {
-        assert_eq!(
-            run["info"]["start_time"].as_i64(),
-            Some(start.timestamp_millis())
-        );
+        assert_eq!(run["info"]["start_time"].as_i64(), Some(start.timestamp_millis()));
     }
     if status != "RUNNING" {
         if let Some(end) = r.run.end {
-            assert_eq!(
-                run["info"]["end_time"].as_i64(),
-                Some(end.timestamp_millis())
-            );
+            assert_eq!(run["info"]["end_time"].as_i64(), Some(end.timestamp_millis()));
         }
     }
     for h in &r.hyperparameters {
@@ -76,38 +62,18 @@ async fn assert_run_matches(rest: &Rest, run_id: &str, r: &RunRecord) -> Value {
             Value::String(s) => s.clone(),
             _ => h.raw.trim().to_string(),
         };
-        let got = kv_str(&run, "params", &mlflow_key(&h.name))
-            .unwrap_or_else(|| panic!("param {} missing", h.name));
-        assert_eq!(
-            got,
-            want.chars().take(6000).collect::<String>(),
-            "param {}",
-            h.name
-        );
+        let got = kv_str(&run, "params", &mlflow_key(&h.name)).unwrap_or_else(|| panic!("param {} missing", h.name));
+        assert_eq!(got, want.chars().take(6000).collect::<String>(), "param {}", h.name);
     }
     for m in &r.metrics {
-        let got = kv(&run, "metrics", &mlflow_key(&m.name))
-            .and_then(Value::as_f64)
-            .unwrap_or_else(|| panic!("metric {} missing", m.name));
+        let got = kv(&run, "metrics", &mlflow_key(&m.name)).and_then(Value::as_f64).unwrap_or_else(|| panic!("metric {} missing", m.name));
         assert_eq!(got, m.value, "metric {}", m.name);
     }
-    for t in r
-        .tags
-        .iter()
-        .filter(|t| !t.key.starts_with("mlflow.") && !t.key.starts_with("sagemaker."))
-    {
-        assert_eq!(
-            kv_str(&run, "tags", &mlflow_key(&t.key)),
-            Some(t.value.as_str()),
-            "tag {}",
-            t.key
-        );
+    for t in r.tags.iter().filter(|t| !t.key.starts_with("mlflow.") && !t.key.starts_with("sagemaker.")) {
+        assert_eq!(kv_str(&run, "tags", &mlflow_key(&t.key)), Some(t.value.as_str()), "tag {}", t.key);
     }
     if let Some(uri) = r.model.artifact_uri.as_ref().filter(|u| !u.is_empty()) {
-        assert_eq!(
-            kv_str(&run, "tags", "sagemaker.model_artifact"),
-            Some(uri.as_str())
-        );
+        assert_eq!(kv_str(&run, "tags", "sagemaker.model_artifact"), Some(uri.as_str()));
     }
     let inputs: BTreeSet<(String, String)> = run["inputs"]["dataset_inputs"]
         .as_array()
@@ -116,23 +82,15 @@ async fn assert_run_matches(rest: &Rest, run_id: &str, r: &RunRecord) -> Value {
         .iter()
         .map(|i| {
             (
-                i["dataset"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                serde_json::from_str::<Value>(i["dataset"]["source"].as_str().unwrap_or("{}"))
-                    .unwrap_or_default()["uri"]
+                i["dataset"]["name"].as_str().unwrap_or_default().to_string(),
+                serde_json::from_str::<Value>(i["dataset"]["source"].as_str().unwrap_or("{}")).unwrap_or_default()["uri"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),
             )
         })
         .collect();
-    let want: BTreeSet<(String, String)> = r
-        .datasets
-        .iter()
-        .map(|d| (d.name.clone(), d.uri.clone()))
-        .collect();
+    let want: BTreeSet<(String, String)> = r.datasets.iter().map(|d| (d.name.clone(), d.uri.clone())).collect();
     assert_eq!(inputs, want, "dataset inputs");
     run
 }
@@ -141,49 +99,24 @@ async fn assert_run_matches(rest: &Rest, run_id: &str, r: &RunRecord) -> Value {
 async fn quickstart_jobs_become_runs_and_a_resync_writes_nothing() {
     let (_g, proxy, rest) = setup().await;
     let records: Vec<RunRecord> = quickstart().await.iter().map(|r| fresh(r, "qs")).collect();
-    assert!(
-        records.len() >= 4,
-        "the quickstart set maps {} jobs",
-        records.len()
-    );
+    assert!(records.len() >= 4, "the quickstart set maps {} jobs", records.len());
     let s = sink(&proxy.url, "qs-{project}");
     let mut receipts = Vec::new();
     for (i, r) in records.iter().enumerate() {
         proxy.clear();
-        let rc = s
-            .upsert(r, &WriteContext::new())
-            .await
-            .unwrap_or_else(|e| panic!("{}: {}", r.run.name, e.chain()));
+        let rc = s.upsert(r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}: {}", r.run.name, e.chain()));
         assert_eq!(rc.write, WriteKind::Created, "{}", r.run.name);
         let ops = proxy.ops();
         let writes = proxy.writes();
-        assert_eq!(
-            rc.writes as usize,
-            writes.len(),
-            "the receipt counts the writes: {ops:?}"
-        );
+        assert_eq!(rc.writes as usize, writes.len(), "the receipt counts the writes: {ops:?}");
         let experiment_ops = ops.iter().filter(|o| o.starts_with("experiments/")).count();
         // A new job: search, create, search (race check), log-batch, log-inputs, update.
         assert!(ops.len() - experiment_ops <= 6, "job {i}: {ops:?}");
-        let run_writes = writes
-            .iter()
-            .filter(|w| !w.op().starts_with("experiments/"))
-            .count();
-        assert!(
-            run_writes <= 4,
-            "create, log-batch, log-inputs, update at most: job {i}: {ops:?}"
-        );
+        let run_writes = writes.iter().filter(|w| !w.op().starts_with("experiments/")).count();
+        assert!(run_writes <= 4, "create, log-batch, log-inputs, update at most: job {i}: {ops:?}");
         let run = assert_run_matches(&rest, &rc.ids["run_id"], r).await;
-        assert_eq!(
-            run["info"]["experiment_id"].as_str(),
-            Some(rc.ids["experiment_id"].as_str())
-        );
-        assert_eq!(
-            rest.experiment_id(&format!("qs-{}", r.project.name))
-                .await
-                .as_deref(),
-            Some(rc.ids["experiment_id"].as_str())
-        );
+        assert_eq!(run["info"]["experiment_id"].as_str(), Some(rc.ids["experiment_id"].as_str()));
+        assert_eq!(rest.experiment_id(&format!("qs-{}", r.project.name)).await.as_deref(), Some(rc.ids["experiment_id"].as_str()));
         receipts.push(rc);
     }
 
@@ -191,46 +124,24 @@ async fn quickstart_jobs_become_runs_and_a_resync_writes_nothing() {
     proxy.clear();
     for (r, first) in records.iter().zip(&receipts) {
         let rc = s.upsert(r, &WriteContext::new()).await.expect("re-sync");
-        assert_eq!(
-            rc.write,
-            WriteKind::Unchanged,
-            "{}: {:?}",
-            r.run.name,
-            proxy.ops()
-        );
+        assert_eq!(rc.write, WriteKind::Unchanged, "{}: {:?}", r.run.name, proxy.ops());
         assert_eq!(rc.writes, 0);
         assert_eq!(rc.ids["run_id"], first.ids["run_id"]);
     }
-    assert!(
-        proxy.writes().is_empty(),
-        "writes on an unchanged re-sync: {:?}",
-        proxy.writes()
-    );
-    assert_eq!(
-        proxy.log().len(),
-        records.len(),
-        "one search per job: {:?}",
-        proxy.ops()
-    );
+    assert!(proxy.writes().is_empty(), "writes on an unchanged re-sync: {:?}", proxy.writes());
+    assert_eq!(proxy.log().len(), records.len(), "one search per job: {:?}", proxy.ops());
 
     // Re-sync with the ledger's receipt: no request at all.
     proxy.clear();
     for (r, first) in records.iter().zip(&receipts) {
-        let rc = s
-            .upsert(r, &WriteContext::new().with_previous(Some(first.clone())))
-            .await
-            .expect("re-sync");
+        let rc = s.upsert(r, &WriteContext::new().with_previous(Some(first.clone()))).await.expect("re-sync");
         assert_eq!(rc.write, WriteKind::Unchanged);
     }
     assert!(proxy.log().is_empty(), "{:?}", proxy.ops());
 
     // A fresh sink (empty caches) with the receipt but a changed record reads the run by id.
     for r in &records {
-        assert_eq!(
-            rest.runs_of(&r.run.external_id, "ACTIVE_ONLY").await.len(),
-            1,
-            "one run per job"
-        );
+        assert_eq!(rest.runs_of(&r.run.external_id, "ACTIVE_ONLY").await.len(), 1, "one run per job");
     }
 }
 
@@ -238,27 +149,13 @@ async fn quickstart_jobs_become_runs_and_a_resync_writes_nothing() {
 async fn three_hundred_hyperparameters_and_a_value_longer_than_mlflow_stores() {
     let (_g, proxy, rest) = setup().await;
     let mut r = synthetic("hp300");
-    r.hyperparameters = (0..300)
-        .map(|i| HyperParameter {
-            name: format!("hp_{i:03}"),
-            raw: format!("{i}"),
-            value: json!(i),
-        })
-        .collect();
+    r.hyperparameters = (0..300).map(|i| HyperParameter { name: format!("hp_{i:03}"), raw: format!("{i}"), value: json!(i) }).collect();
     let long = "abc".repeat(2500);
-    r.hyperparameters.push(HyperParameter {
-        name: "long_value".into(),
-        raw: long.clone(),
-        value: json!(long),
-    });
+    r.hyperparameters.push(HyperParameter { name: "long_value".into(), raw: long.clone(), value: json!(long) });
     let s = sink(&proxy.url, "hp-{project}");
     let rc = s.upsert(&r, &WriteContext::new()).await.expect("upsert");
     assert_eq!(rc.write, WriteKind::Created);
-    let batches: Vec<_> = proxy
-        .writes()
-        .into_iter()
-        .filter(|w| w.op() == "runs/log-batch")
-        .collect();
+    let batches: Vec<_> = proxy.writes().into_iter().filter(|w| w.op() == "runs/log-batch").collect();
     assert!(batches.len() >= 4, "301 params need 4 batches");
     for b in &batches {
         assert!(b.body["params"].as_array().map_or(0, Vec::len) <= 100);
@@ -266,17 +163,10 @@ async fn three_hundred_hyperparameters_and_a_value_longer_than_mlflow_stores() {
     }
     let run = assert_run_matches(&rest, &rc.ids["run_id"], &r).await;
     assert_eq!(run["data"]["params"].as_array().map(Vec::len), Some(301));
-    assert_eq!(
-        kv_str(&run, "params", "long_value").map(|v| v.len()),
-        Some(6000)
-    );
+    assert_eq!(kv_str(&run, "params", "long_value").map(|v| v.len()), Some(6000));
     let note = kv_str(&run, "tags", "sagesync.truncated.param.long_value").expect("truncation tag");
     assert!(note.starts_with("7500 characters, sha256 "), "{note}");
-    assert!(
-        rc.ids["cut_values"].contains("long_value: 7500"),
-        "{:?}",
-        rc.ids
-    );
+    assert!(rc.ids["cut_values"].contains("long_value: 7500"), "{:?}", rc.ids);
     proxy.clear();
     let again = s.upsert(&r, &WriteContext::new()).await.expect("re-sync");
     assert_eq!(again.write, WriteKind::Unchanged, "{:?}", proxy.ops());
@@ -288,15 +178,7 @@ async fn metric_names_outside_the_key_rules_and_a_unicode_project() {
     let (_g, proxy, rest) = setup().await;
     let mut r = synthetic("keys");
     r.project.name = format!("Prüfung 日本語 ✓ {:04x}", fastrand::u16(..));
-    let names = [
-        "validation:mAP@0.75",
-        "test:quantile_loss[0.9]",
-        "a@b",
-        "a#b",
-        "train-error(%)",
-        "../up",
-        "ok:name",
-    ];
+    let names = ["validation:mAP@0.75", "test:quantile_loss[0.9]", "a@b", "a#b", "train-error(%)", "../up", "ok:name"];
     r.metrics = names
         .iter()
         .enumerate()
@@ -311,10 +193,7 @@ async fn metric_names_outside_the_key_rules_and_a_unicode_project() {
     r.tags.insert("team/ünïcode", "välue ✓");
     let s = sink(&proxy.url, "{project}");
     let rc = s.upsert(&r, &WriteContext::new()).await.expect("upsert");
-    let exp = rest
-        .experiment_id(&r.project.name)
-        .await
-        .expect("the unicode experiment exists by its exact name");
+    let exp = rest.experiment_id(&r.project.name).await.expect("the unicode experiment exists by its exact name");
     assert_eq!(exp, rc.ids["experiment_id"]);
     let run = assert_run_matches(&rest, &rc.ids["run_id"], &r).await;
     let keys: BTreeSet<String> = names.iter().map(|n| mlflow_key(n)).collect();
@@ -322,23 +201,13 @@ async fn metric_names_outside_the_key_rules_and_a_unicode_project() {
     for n in names {
         let k = mlflow_key(n);
         if k != n {
-            assert_eq!(
-                kv_str(&run, "tags", &format!("sagesync.original.metric.{k}")),
-                Some(n),
-                "original name of {k}"
-            );
+            assert_eq!(kv_str(&run, "tags", &format!("sagesync.original.metric.{k}")), Some(n), "original name of {k}");
         }
     }
-    assert_eq!(
-        kv(&run, "metrics", "ok:name").and_then(Value::as_f64),
-        Some(6.5)
-    );
+    assert_eq!(kv(&run, "metrics", "ok:name").and_then(Value::as_f64), Some(6.5));
     let tk = mlflow_key("team/ünïcode");
     assert_eq!(kv_str(&run, "tags", &tk), Some("välue ✓"));
-    assert_eq!(
-        kv_str(&run, "tags", &format!("sagesync.original.tag.{tk}")),
-        Some("team/ünïcode")
-    );
+    assert_eq!(kv_str(&run, "tags", &format!("sagesync.original.tag.{tk}")), Some("team/ünïcode"));
     assert_resync_writes_nothing(&s, &r, &proxy).await;
 }
 
@@ -349,10 +218,7 @@ async fn a_changed_job_sends_only_the_difference() {
     r.run.status = "InProgress".into();
     let s = sink(&proxy.url, "diff-{project}");
     let first = s.upsert(&r, &WriteContext::new()).await.expect("first");
-    assert_eq!(
-        rest.run(&first.ids["run_id"]).await["info"]["status"],
-        "RUNNING"
-    );
+    assert_eq!(rest.run(&first.ids["run_id"]).await["info"]["status"], "RUNNING");
     r.run.status = "Completed".into();
     r.metrics.push(Metric {
         name: "test:rmse".into(),
@@ -363,19 +229,11 @@ async fn a_changed_job_sends_only_the_difference() {
     });
     r.tags.insert("stage", "done");
     proxy.clear();
-    let rc = s
-        .upsert(&r, &WriteContext::new().with_previous(Some(first.clone())))
-        .await
-        .expect("second");
+    let rc = s.upsert(&r, &WriteContext::new().with_previous(Some(first.clone()))).await.expect("second");
     assert_eq!(rc.write, WriteKind::Updated);
     assert_eq!(rc.ids["run_id"], first.ids["run_id"]);
     let log = proxy.log();
-    assert_eq!(
-        log[0].op(),
-        "runs/get",
-        "the previous receipt's run is read by id: {:?}",
-        proxy.ops()
-    );
+    assert_eq!(log[0].op(), "runs/get", "the previous receipt's run is read by id: {:?}", proxy.ops());
     let writes = proxy.writes();
     let ops: Vec<&str> = writes.iter().map(|w| w.op()).collect();
     assert_eq!(ops, ["runs/log-batch", "runs/update"], "{:?}", proxy.ops());
@@ -385,12 +243,7 @@ async fn a_changed_job_sends_only_the_difference() {
         batch["metrics"],
         json!([{"key": "test:rmse", "value": 1.25, "timestamp": ts("2026-03-01T11:30:00Z").timestamp_millis(), "step": 0}])
     );
-    let tags: Vec<&str> = batch["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["key"].as_str())
-        .collect();
+    let tags: Vec<&str> = batch["tags"].as_array().into_iter().flatten().filter_map(|t| t["key"].as_str()).collect();
     assert_eq!(tags, ["stage"]);
     assert_eq!(writes[1].body["status"], "FINISHED");
     assert_run_matches(&rest, &rc.ids["run_id"], &r).await;
@@ -408,28 +261,11 @@ async fn a_changed_param_under_the_tag_policy_is_kept_and_tagged() {
     assert_eq!(rc.write, WriteKind::Updated);
     assert_eq!(rc.ids["param_changes"], "1");
     let run = rest.run(&first.ids["run_id"]).await;
-    assert_eq!(
-        kv_str(&run, "params", "eta"),
-        Some("0.2"),
-        "MLflow keeps the logged param"
-    );
-    assert_eq!(
-        kv_str(&run, "tags", "sagesync.param_changed.eta"),
-        Some("0.3")
-    );
+    assert_eq!(kv_str(&run, "params", "eta"), Some("0.2"), "MLflow keeps the logged param");
+    assert_eq!(kv_str(&run, "tags", "sagesync.param_changed.eta"), Some("0.3"));
     proxy.clear();
-    assert_eq!(
-        s.upsert(&r, &WriteContext::new())
-            .await
-            .expect("third")
-            .write,
-        WriteKind::Unchanged
-    );
-    assert!(
-        proxy.writes().is_empty(),
-        "the recorded change is not re-sent: {:?}",
-        proxy.ops()
-    );
+    assert_eq!(s.upsert(&r, &WriteContext::new()).await.expect("third").write, WriteKind::Unchanged);
+    assert!(proxy.writes().is_empty(), "the recorded change is not re-sent: {:?}", proxy.ops());
 }
 
 #[tokio::test]
@@ -442,21 +278,11 @@ async fn a_changed_param_under_the_fail_policy_fails_without_writing() {
     r.hyperparameters[1].value = json!(7);
     r.tags.insert("extra", "x");
     proxy.clear();
-    let err = s
-        .upsert(&r, &WriteContext::new())
-        .await
-        .expect_err("a changed param fails");
+    let err = s.upsert(&r, &WriteContext::new()).await.expect_err("a changed param fails");
     assert!(!err.is_retryable());
     let msg = err.chain();
-    assert!(
-        msg.contains("max_depth") && msg.contains("on_param_change"),
-        "{msg}"
-    );
-    assert!(
-        proxy.writes().is_empty(),
-        "nothing written: {:?}",
-        proxy.ops()
-    );
+    assert!(msg.contains("max_depth") && msg.contains("on_param_change"), "{msg}");
+    assert!(proxy.writes().is_empty(), "nothing written: {:?}", proxy.ops());
     let run = rest.run(&first.ids["run_id"]).await;
     assert_eq!(kv_str(&run, "params", "max_depth"), Some("6"));
     assert_eq!(kv_str(&run, "tags", "extra"), None);
@@ -467,28 +293,15 @@ async fn two_concurrent_syncs_of_one_job_give_one_run() {
     let (_g, proxy, rest) = setup().await;
     for round in 0..3 {
         let r = synthetic(&format!("race{round}"));
-        let (a, b) = (
-            sink(&proxy.url, "race-{project}"),
-            sink(&proxy.url, "race-{project}"),
-        );
+        let (a, b) = (sink(&proxy.url, "race-{project}"), sink(&proxy.url, "race-{project}"));
         // Both writers search, find nothing and create: the proxy holds each create until both
         // have arrived, so the race happens every time.
         proxy.barrier("runs/create", 2);
         let cx = WriteContext::new();
-        let (ra, rb) = tokio::join!(
-            upsert_retrying(&a, &r, &cx, 5),
-            upsert_retrying(&b, &r, &cx, 5)
-        );
+        let (ra, rb) = tokio::join!(upsert_retrying(&a, &r, &cx, 5), upsert_retrying(&b, &r, &cx, 5));
         let (ra, rb) = (ra.0.expect("writer a"), rb.0.expect("writer b"));
-        assert_eq!(
-            proxy.ops().iter().filter(|o| *o == "runs/create").count(),
-            2 * (round + 1),
-            "both created a run"
-        );
-        assert_eq!(
-            ra.ids["run_id"], rb.ids["run_id"],
-            "both settled on one run"
-        );
+        assert_eq!(proxy.ops().iter().filter(|o| *o == "runs/create").count(), 2 * (round + 1), "both created a run");
+        assert_eq!(ra.ids["run_id"], rb.ids["run_id"], "both settled on one run");
         let active = rest.runs_of(&r.run.external_id, "ACTIVE_ONLY").await;
         assert_eq!(active.len(), 1, "{active:?}");
         let all = rest.runs_of(&r.run.external_id, "ALL").await;
@@ -509,10 +322,7 @@ async fn a_5xx_burst_is_retried() {
     let rc = rc.expect("succeeds once the burst is over");
     assert_eq!(transient.len(), 3, "{transient:?}");
     assert!(transient.iter().all(|e| e.contains("503")), "{transient:?}");
-    assert_eq!(
-        rest.runs_of(&r.run.external_id, "ACTIVE_ONLY").await.len(),
-        1
-    );
+    assert_eq!(rest.runs_of(&r.run.external_id, "ACTIVE_ONLY").await.len(), 1);
     assert_run_matches(&rest, &rc.ids["run_id"], &r).await;
     // A burst in the middle of a sync (after the create) loses nothing either.
     let r2 = synthetic("burst2");
@@ -528,10 +338,7 @@ async fn a_5xx_burst_is_retried() {
     let (rc2, transient2) = task.await.expect("task");
     let rc2 = rc2.expect("second job");
     assert!(!transient2.is_empty());
-    assert_eq!(
-        rest.runs_of(&r2.run.external_id, "ACTIVE_ONLY").await.len(),
-        1
-    );
+    assert_eq!(rest.runs_of(&r2.run.external_id, "ACTIVE_ONLY").await.len(), 1);
     assert_run_matches(&rest, &rc2.ids["run_id"], &r2).await;
 }
 
@@ -543,11 +350,7 @@ async fn histories_are_logged_with_their_steps_and_only_once() {
     r.metric_history = vec![MetricSeries {
         name: "train:loss".into(),
         points: (0..2500)
-            .map(|i| MetricPoint {
-                timestamp: start + chrono::Duration::seconds(i),
-                step: i,
-                value: 1.0 / (1.0 + i as f64),
-            })
+            .map(|i| MetricPoint { timestamp: start + chrono::Duration::seconds(i), step: i, value: 1.0 / (1.0 + i as f64) })
             .collect(),
     }];
     let s = sink(&proxy.url, "hist-{project}");
@@ -557,30 +360,18 @@ async fn histories_are_logged_with_their_steps_and_only_once() {
     let mut steps: Vec<i64> = h.iter().filter_map(|p| p["step"].as_i64()).collect();
     steps.sort();
     assert_eq!(steps, (0..2500).collect::<Vec<_>>());
-    assert!(h.iter().all(|p| p["timestamp"].as_i64()
-        == Some(start.timestamp_millis() + p["step"].as_i64().unwrap_or(-1) * 1000)));
+    assert!(h.iter().all(|p| p["timestamp"].as_i64() == Some(start.timestamp_millis() + p["step"].as_i64().unwrap_or(-1) * 1000)));
     for b in proxy.writes().iter().filter(|w| w.op() == "runs/log-batch") {
         assert!(b.body["metrics"].as_array().map_or(0, Vec::len) <= 1000);
     }
     // A longer history later: only the new points go out.
-    r.metric_history[0].points.push(MetricPoint {
-        timestamp: start + chrono::Duration::seconds(2500),
-        step: 2500,
-        value: 0.0001,
-    });
+    r.metric_history[0].points.push(MetricPoint { timestamp: start + chrono::Duration::seconds(2500), step: 2500, value: 0.0001 });
     proxy.clear();
     let rc2 = s.upsert(&r, &WriteContext::new()).await.expect("re-sync");
     assert_eq!(rc2.write, WriteKind::Updated);
-    let sent: usize = proxy
-        .writes()
-        .iter()
-        .map(|w| w.body["metrics"].as_array().map_or(0, Vec::len))
-        .sum();
+    let sent: usize = proxy.writes().iter().map(|w| w.body["metrics"].as_array().map_or(0, Vec::len)).sum();
     assert_eq!(sent, 1, "{:?}", proxy.ops());
-    assert_eq!(
-        rest.history(&rc.ids["run_id"], "train:loss").await.len(),
-        2501
-    );
+    assert_eq!(rest.history(&rc.ids["run_id"], "train:loss").await.len(), 2501);
     assert_resync_writes_nothing(&s, &r, &proxy).await;
 }
 
@@ -590,39 +381,19 @@ async fn retract_deletes_the_run_of_the_arn() {
     let r = synthetic("retract");
     let s = sink(&proxy.url, "retract-{project}");
     let rc = s.upsert(&r, &WriteContext::new()).await.expect("upsert");
-    let gone = s
-        .retract(
-            &r.run.external_id,
-            &WriteContext::new().with_previous(Some(rc.clone())),
-        )
-        .await
-        .expect("retract")
-        .expect("a receipt");
+    let gone =
+        s.retract(&r.run.external_id, &WriteContext::new().with_previous(Some(rc.clone()))).await.expect("retract").expect("a receipt");
     assert_eq!(gone.write, WriteKind::Removed);
     assert_eq!(gone.ids["run_id"], rc.ids["run_id"]);
-    assert_eq!(
-        rest.run(&rc.ids["run_id"]).await["info"]["lifecycle_stage"],
-        "deleted"
-    );
-    let again = s
-        .retract(&r.run.external_id, &WriteContext::new())
-        .await
-        .expect("retract")
-        .expect("a receipt");
+    assert_eq!(rest.run(&rc.ids["run_id"]).await["info"]["lifecycle_stage"], "deleted");
+    let again = s.retract(&r.run.external_id, &WriteContext::new()).await.expect("retract").expect("a receipt");
     assert_eq!(again.write, WriteKind::Unchanged);
     // Without a receipt the run is found in any experiment.
     let r2 = synthetic("retract2");
     let rc2 = s.upsert(&r2, &WriteContext::new()).await.expect("upsert");
-    let gone2 = s
-        .retract(&r2.run.external_id, &WriteContext::new())
-        .await
-        .expect("retract")
-        .expect("a receipt");
+    let gone2 = s.retract(&r2.run.external_id, &WriteContext::new()).await.expect("retract").expect("a receipt");
     assert_eq!(gone2.write, WriteKind::Removed);
-    assert_eq!(
-        rest.run(&rc2.ids["run_id"]).await["info"]["lifecycle_stage"],
-        "deleted"
-    );
+    assert_eq!(rest.run(&rc2.ids["run_id"]).await["info"]["lifecycle_stage"], "deleted");
 }
 
 #[tokio::test]
@@ -632,73 +403,36 @@ async fn a_job_whose_project_moved_gets_a_run_in_the_new_experiment_and_the_old_
     let s = sink(&proxy.url, "move-{project}");
     let first = s.upsert(&r, &WriteContext::new()).await.expect("first");
     r.project.name = format!("{}-renamed", r.project.name);
-    let second = s
-        .upsert(&r, &WriteContext::new().with_previous(Some(first.clone())))
-        .await
-        .expect("second");
+    let second = s.upsert(&r, &WriteContext::new().with_previous(Some(first.clone()))).await.expect("second");
     assert_eq!(second.write, WriteKind::Created);
     assert_ne!(second.ids["experiment_id"], first.ids["experiment_id"]);
     assert_eq!(second.ids["deleted_runs"], first.ids["run_id"]);
-    assert_eq!(
-        rest.run(&first.ids["run_id"]).await["info"]["lifecycle_stage"],
-        "deleted"
-    );
+    assert_eq!(rest.run(&first.ids["run_id"]).await["info"]["lifecycle_stage"], "deleted");
     let active = rest.runs_of(&r.run.external_id, "ACTIVE_ONLY").await;
     assert_eq!(active.len(), 1);
-    assert_eq!(
-        active[0]["info"]["experiment_id"].as_str(),
-        Some(second.ids["experiment_id"].as_str())
-    );
+    assert_eq!(active[0]["info"]["experiment_id"].as_str(), Some(second.ids["experiment_id"].as_str()));
 }
 
 #[tokio::test]
 async fn a_native_run_is_adopted() {
     let (_g, proxy, rest) = setup().await;
     let mut r = synthetic("native");
-    let (_, e) = rest
-        .post(
-            "experiments/create",
-            &json!({"name": format!("native-sm-{:08x}", fastrand::u32(..))}),
-        )
-        .await;
+    let (_, e) = rest.post("experiments/create", &json!({"name": format!("native-sm-{:08x}", fastrand::u32(..))})).await;
     let exp = e["experiment_id"].as_str().expect("experiment").to_string();
-    let (_, created) = rest
-        .post(
-            "runs/create",
-            &json!({"experiment_id": exp, "run_name": "logged-by-sagemaker", "start_time": 1}),
-        )
-        .await;
-    let native = created["run"]["info"]["run_id"]
-        .as_str()
-        .expect("run")
-        .to_string();
+    let (_, created) = rest.post("runs/create", &json!({"experiment_id": exp, "run_name": "logged-by-sagemaker", "start_time": 1})).await;
+    let native = created["run"]["info"]["run_id"].as_str().expect("run").to_string();
     r.attributes.insert("mlflow_run_id".into(), json!(native));
-    let s = sink_with(&proxy.url, "native-{project}", |s| {
-        s.adopt_native_runs = true
-    });
+    let s = sink_with(&proxy.url, "native-{project}", |s| s.adopt_native_runs = true);
     let rc = s.upsert(&r, &WriteContext::new()).await.expect("upsert");
     assert_eq!(rc.ids["run_id"], native);
     assert_eq!(rc.ids["adopted"], "true");
     let run = rest.run(&native).await;
-    assert_eq!(
-        run["info"]["run_name"], "logged-by-sagemaker",
-        "an adopted run keeps its name"
-    );
+    assert_eq!(run["info"]["run_name"], "logged-by-sagemaker", "an adopted run keeps its name");
     assert_eq!(kv_str(&run, "params", "eta"), Some("0.2"));
-    assert_eq!(
-        kv_str(&run, "tags", "sagemaker.training_job_arn"),
-        Some(r.run.external_id.as_str())
-    );
-    assert!(
-        proxy.ops().iter().all(|o| o != "runs/create"),
-        "{:?}",
-        proxy.ops()
-    );
+    assert_eq!(kv_str(&run, "tags", "sagemaker.training_job_arn"), Some(r.run.external_id.as_str()));
+    assert!(proxy.ops().iter().all(|o| o != "runs/create"), "{:?}", proxy.ops());
     // Without adoption the same record gets a run of its own.
-    let plain = sink(&proxy.url, "native-{project}")
-        .upsert(&r, &WriteContext::new())
-        .await
-        .expect("upsert");
+    let plain = sink(&proxy.url, "native-{project}").upsert(&r, &WriteContext::new()).await.expect("upsert");
     assert_ne!(plain.ids["run_id"], native);
 }
 
@@ -706,55 +440,25 @@ async fn a_native_run_is_adopted() {
 async fn a_reply_over_max_response_bytes_fails_clearly() {
     let (_g, proxy, _rest) = setup().await;
     let mut r = synthetic("cap");
-    r.hyperparameters = (0..60)
-        .map(|i| HyperParameter {
-            name: format!("big_{i}"),
-            raw: "z".repeat(2000),
-            value: json!("z".repeat(2000)),
-        })
-        .collect();
+    r.hyperparameters =
+        (0..60).map(|i| HyperParameter { name: format!("big_{i}"), raw: "z".repeat(2000), value: json!("z".repeat(2000)) }).collect();
     let s = sink(&proxy.url, "cap-{project}");
     s.upsert(&r, &WriteContext::new()).await.expect("upsert");
-    let small = sink_with(&proxy.url, "cap-{project}", |s| {
-        s.max_response_bytes = 64 << 10
-    });
-    let err = small
-        .upsert(&r, &WriteContext::new())
-        .await
-        .expect_err("the search reply is about 120 KB");
-    assert!(
-        err.chain().contains("max_response_bytes"),
-        "{}",
-        err.chain()
-    );
+    let small = sink_with(&proxy.url, "cap-{project}", |s| s.max_response_bytes = 64 << 10);
+    let err = small.upsert(&r, &WriteContext::new()).await.expect_err("the search reply is about 120 KB");
+    assert!(err.chain().contains("max_response_bytes"), "{}", err.chain());
     assert!(!err.is_retryable());
 }
 
 #[tokio::test]
 async fn the_example_config_builds_and_syncs() {
     let (_g, _proxy, rest) = setup().await;
-    let d = sagesync_core::registry::find(sagesync_core::PluginKind::Sink, "mlflow")
-        .expect("registered");
-    let text = d
-        .example_toml
-        .replace("http://127.0.0.1:5000", &shared().url());
+    let d = sagesync_core::registry::find(sagesync_core::PluginKind::Sink, "mlflow").expect("registered");
+    let text = d.example_toml.replace("http://127.0.0.1:5000", &shared().url());
     let doc: toml::Table = toml::from_str(&text).expect("the example is TOML");
-    let mut table = doc["sinks"]
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(|t| t.as_table())
-        .cloned()
-        .expect("[[sinks]]");
-    assert_eq!(
-        table
-            .remove("type")
-            .and_then(|t| t.as_str().map(str::to_string))
-            .as_deref(),
-        Some("mlflow")
-    );
-    let sagesync_core::registry::Factory::Sink(build) = d.factory else {
-        panic!("not a sink")
-    };
+    let mut table = doc["sinks"].as_array().and_then(|a| a.first()).and_then(|t| t.as_table()).cloned().expect("[[sinks]]");
+    assert_eq!(table.remove("type").and_then(|t| t.as_str().map(str::to_string)).as_deref(), Some("mlflow"));
+    let sagesync_core::registry::Factory::Sink(build) = d.factory else { panic!("not a sink") };
     let s = build(table, &sagesync_core::BuildContext::default()).expect("builds");
     let r = synthetic("example");
     let rc = s.upsert(&r, &WriteContext::new()).await.expect("syncs");
@@ -774,8 +478,7 @@ mod auth {
     const KEY_ID: &str = "AKIDSAGESYNCTEST0001";
     const SECRET: &str = "sagesync/test/secret/0123456789abcdefghij";
     const SESSION: &str = "sagesync-test-session-token";
-    const ARN: &str =
-        "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/sagesync-test";
+    const ARN: &str = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/sagesync-test";
 
     /// The standard credential chain, pointed at a profile file written for the test.
     fn profile_env() {
@@ -783,7 +486,11 @@ mod auth {
         ONCE.call_once(|| {
             let dir = std::env::temp_dir().join(format!("sagesync-mlflow-aws-{}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("dir");
-            std::fs::write(dir.join("credentials"), format!("[sagesync-test]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\naws_session_token = {SESSION}\n")).expect("credentials");
+            std::fs::write(
+                dir.join("credentials"),
+                format!("[sagesync-test]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\naws_session_token = {SESSION}\n"),
+            )
+            .expect("credentials");
             std::fs::write(dir.join("config"), "[profile sagesync-test]\nregion = us-east-1\n").expect("config");
             std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"));
             std::env::set_var("AWS_CONFIG_FILE", dir.join("config"));
@@ -794,22 +501,11 @@ mod auth {
     fn verifying_proxy(args: &[&str]) -> Peer {
         let mut a: Vec<String> = vec!["--upstream".into(), shared().url()];
         a.extend(args.iter().map(|s| s.to_string()));
-        Peer::start(
-            "verifying proxy",
-            "verifying_proxy.py",
-            &a,
-            &[],
-            std::time::Duration::from_secs(60),
-        )
+        Peer::start("verifying proxy", "verifying_proxy.py", &a, &[], std::time::Duration::from_secs(60))
     }
 
     async fn stats(p: &Peer) -> Value {
-        reqwest::get(format!("{}/_proxy/stats", p.url()))
-            .await
-            .expect("stats")
-            .json()
-            .await
-            .expect("json")
+        reqwest::get(format!("{}/_proxy/stats", p.url())).await.expect("stats").json().await.expect("json")
     }
 
     #[tokio::test]
@@ -829,45 +525,28 @@ mod auth {
             "x-mlflow-sm-tracking-server-arn",
         ]);
         let _g2 = DumpOnPanic(vec![("verifying proxy".into(), vp.log.clone())]);
-        let mut c: MlflowSinkConfig = serde_json::from_value(json!({"tracking_uri": ARN, "experiment": "sigv4 ✓ {project}", "auth": {"type": "sigv4", "profile": "sagesync-test"}})).expect("config");
+        let mut c: MlflowSinkConfig = serde_json::from_value(
+            json!({"tracking_uri": ARN, "experiment": "sigv4 ✓ {project}", "auth": {"type": "sigv4", "profile": "sagesync-test"}}),
+        )
+        .expect("config");
         c.request_timeout_secs = 30;
         let mut settings = c.settings().expect("settings");
-        assert_eq!(
-            settings.endpoint.base,
-            "https://us-east-1.experiments.sagemaker.aws"
-        );
+        assert_eq!(settings.endpoint.base, "https://us-east-1.experiments.sagemaker.aws");
         settings.endpoint.base = vp.url();
         let s = MlflowSink::new(settings.clone()).expect("sink");
         let mut r = synthetic("sigv4");
         r.metric_history = vec![MetricSeries {
             name: "train:loss".into(),
             points: (0..5)
-                .map(|i| MetricPoint {
-                    timestamp: ts("2026-03-01T10:00:00Z") + chrono::Duration::minutes(i),
-                    step: i,
-                    value: i as f64,
-                })
+                .map(|i| MetricPoint { timestamp: ts("2026-03-01T10:00:00Z") + chrono::Duration::minutes(i), step: i, value: i as f64 })
                 .collect(),
         }];
-        let rc = s
-            .upsert(&r, &WriteContext::new())
-            .await
-            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
         assert_eq!(rc.write, WriteKind::Created);
         assert_run_matches(&rest, &rc.ids["run_id"], &r).await;
         assert_eq!(rest.history(&rc.ids["run_id"], "train:loss").await.len(), 5);
-        assert_eq!(
-            s.upsert(&r, &WriteContext::new())
-                .await
-                .expect("re-sync")
-                .write,
-            WriteKind::Unchanged
-        );
-        let gone = s
-            .retract(&r.run.external_id, &WriteContext::new())
-            .await
-            .expect("retract")
-            .expect("receipt");
+        assert_eq!(s.upsert(&r, &WriteContext::new()).await.expect("re-sync").write, WriteKind::Unchanged);
+        let gone = s.retract(&r.run.external_id, &WriteContext::new()).await.expect("retract").expect("receipt");
         assert_eq!(gone.write, WriteKind::Removed);
         let st = stats(&vp).await;
         assert_eq!(st["rejected"], 0, "{st}");
@@ -881,21 +560,10 @@ mod auth {
             "sagemaker-mlflow".into(),
             SharedCredentialsProvider::new(wrong),
         ));
-        let err = bad
-            .upsert(&synthetic("sigv4-bad"), &WriteContext::new())
-            .await
-            .expect_err("refused");
+        let err = bad.upsert(&synthetic("sigv4-bad"), &WriteContext::new()).await.expect_err("refused");
         assert!(!err.is_retryable());
-        assert!(
-            err.chain().contains("403") && err.chain().contains("signature mismatch"),
-            "{}",
-            err.chain()
-        );
-        assert!(
-            !err.chain().contains("not-the-secret") && !err.chain().contains(SESSION),
-            "{}",
-            err.chain()
-        );
+        assert!(err.chain().contains("403") && err.chain().contains("signature mismatch"), "{}", err.chain());
+        assert!(!err.chain().contains("not-the-secret") && !err.chain().contains(SESSION), "{}", err.chain());
         assert!(stats(&vp).await["rejected"].as_u64().unwrap_or(0) >= 1);
     }
 
@@ -905,30 +573,29 @@ mod auth {
         let token = format!("tok-{:016x}", fastrand::u64(..));
         let vp = verifying_proxy(&["--mode", "token", "--token", &token]);
         let _g2 = DumpOnPanic(vec![("verifying proxy".into(), vp.log.clone())]);
-        let good: MlflowSinkConfig = serde_json::from_value(json!({"tracking_uri": vp.url(), "experiment": "token-{project}", "auth": {"type": "token", "token": token}})).expect("config");
+        let good: MlflowSinkConfig = serde_json::from_value(
+            json!({"tracking_uri": vp.url(), "experiment": "token-{project}", "auth": {"type": "token", "token": token}}),
+        )
+        .expect("config");
         let s = MlflowSink::new(good.settings().expect("settings")).expect("sink");
         let r = synthetic("token");
-        let rc = s
-            .upsert(&r, &WriteContext::new())
-            .await
-            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
         assert_run_matches(&rest, &rc.ids["run_id"], &r).await;
         let st = stats(&vp).await;
         assert_eq!(st["rejected"], 0, "{st}");
         assert!(st["accepted"].as_u64().unwrap_or(0) >= 5, "{st}");
         let wrong = format!("{token}-wrong");
-        let bad: MlflowSinkConfig = serde_json::from_value(json!({"tracking_uri": vp.url(), "experiment": "token-{project}", "auth": {"type": "token", "token": wrong}})).expect("config");
+        let bad: MlflowSinkConfig = serde_json::from_value(
+            json!({"tracking_uri": vp.url(), "experiment": "token-{project}", "auth": {"type": "token", "token": wrong}}),
+        )
+        .expect("config");
         let err = MlflowSink::new(bad.settings().expect("settings"))
             .expect("sink")
             .upsert(&synthetic("token-bad"), &WriteContext::new())
             .await
             .expect_err("refused");
         assert!(err.chain().contains("403"), "{}", err.chain());
-        assert!(
-            !err.chain().contains(&token),
-            "the token never shows: {}",
-            err.chain()
-        );
+        assert!(!err.chain().contains(&token), "the token never shows: {}", err.chain());
         assert!(!err.is_retryable());
     }
 }
@@ -936,25 +603,15 @@ mod auth {
 mod cloudwatch {
     use super::*;
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-    use sagesync_source_sagemaker::api::history::{
-        metric_names, read_history, HistoryOptions, NAMESPACE,
-    };
+    use sagesync_source_sagemaker::api::history::{metric_names, read_history, HistoryOptions, NAMESPACE};
     use support::child::Peer;
 
     #[tokio::test]
     async fn histories_from_cloudwatch_end_up_in_mlflow_metric_history() {
         let (_g, proxy, rest) = setup().await;
-        let moto = Peer::start(
-            "moto",
-            "moto_launcher.py",
-            &[],
-            &[],
-            std::time::Duration::from_secs(90),
-        )
-        .killed_on_stop();
+        let moto = Peer::start("moto", "moto_launcher.py", &[], &[], std::time::Duration::from_secs(90)).killed_on_stop();
         let _g2 = DumpOnPanic(vec![("moto".into(), moto.log.clone())]);
-        let creds =
-            aws_credential_types::Credentials::new("testing", "testing", None, None, "test");
+        let creds = aws_credential_types::Credentials::new("testing", "testing", None, None, "test");
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(creds)
@@ -964,65 +621,31 @@ mod cloudwatch {
         let cw = aws_sdk_cloudwatch::Client::new(&conf);
         let mut r = synthetic("cw");
         let now = chrono::Utc::now().timestamp() - 4 * 3600;
-        let start = chrono::DateTime::<chrono::Utc>::from_timestamp(now - now.rem_euclid(60), 0)
-            .expect("time");
-        let loss: Vec<(chrono::DateTime<chrono::Utc>, f64)> = (0..120)
-            .map(|i| (start + chrono::Duration::minutes(i), 3.0 - i as f64 / 60.0))
-            .collect();
+        let start = chrono::DateTime::<chrono::Utc>::from_timestamp(now - now.rem_euclid(60), 0).expect("time");
+        let loss: Vec<(chrono::DateTime<chrono::Utc>, f64)> =
+            (0..120).map(|i| (start + chrono::Duration::minutes(i), 3.0 - i as f64 / 60.0)).collect();
         let data: Vec<MetricDatum> = loss
             .iter()
             .map(|(t, v)| {
                 MetricDatum::builder()
                     .metric_name("train:loss")
-                    .dimensions(
-                        Dimension::builder()
-                            .name("Host")
-                            .value(format!("{}/algo-1", r.run.name))
-                            .build(),
-                    )
-                    .timestamp(aws_smithy_types::DateTime::from_millis(
-                        t.timestamp_millis(),
-                    ))
+                    .dimensions(Dimension::builder().name("Host").value(format!("{}/algo-1", r.run.name)).build())
+                    .timestamp(aws_smithy_types::DateTime::from_millis(t.timestamp_millis()))
                     .value(*v)
                     .build()
             })
             .collect();
-        cw.put_metric_data()
-            .namespace(NAMESPACE)
-            .set_metric_data(Some(data))
-            .send()
-            .await
-            .expect("PutMetricData");
-        let mut job = sagesync_core::TrainingJob::new(
-            r.run.name.clone(),
-            r.run.external_id.clone(),
-            "Completed",
-        );
-        job.metric_definitions = vec![sagesync_core::MetricDefinition {
-            name: "train:loss".into(),
-            regex: "loss=(\\S+)".into(),
-        }];
-        job.final_metrics = vec![sagesync_core::FinalMetric {
-            name: "validation:auc".into(),
-            value: 0.91,
-            timestamp: None,
-        }];
-        let series = read_history(
-            &cw,
-            &job.name,
-            &metric_names(&job),
-            start,
-            start + chrono::Duration::minutes(119),
-            &HistoryOptions::default(),
-        )
-        .await
-        .expect("history");
+        cw.put_metric_data().namespace(NAMESPACE).set_metric_data(Some(data)).send().await.expect("PutMetricData");
+        let mut job = sagesync_core::TrainingJob::new(r.run.name.clone(), r.run.external_id.clone(), "Completed");
+        job.metric_definitions = vec![sagesync_core::MetricDefinition { name: "train:loss".into(), regex: "loss=(\\S+)".into() }];
+        job.final_metrics = vec![sagesync_core::FinalMetric { name: "validation:auc".into(), value: 0.91, timestamp: None }];
+        let series =
+            read_history(&cw, &job.name, &metric_names(&job), start, start + chrono::Duration::minutes(119), &HistoryOptions::default())
+                .await
+                .expect("history");
         assert_eq!(series.len(), 1);
         r.metric_history = series;
-        let rc = sink(&proxy.url, "cw-{project}")
-            .upsert(&r, &WriteContext::new())
-            .await
-            .unwrap_or_else(|e| panic!("{}", e.chain()));
+        let rc = sink(&proxy.url, "cw-{project}").upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
         let mut h = rest.history(&rc.ids["run_id"], "train:loss").await;
         h.sort_by_key(|p| p["step"].as_i64());
         assert_eq!(h.len(), 120);

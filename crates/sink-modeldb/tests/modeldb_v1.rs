@@ -7,8 +7,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use sagesync_core::WriteContext;
 use sagesync_core::builtin::TagsMapper;
+use sagesync_core::WriteContext;
 use sagesync_core::{Mapper, RunRecord, Sink, TagKeys, WriteKind};
 use sagesync_sink_modeldb::v1::{ModelDbV1Settings, ModelDbV1Sink};
 use serde_json::Value;
@@ -26,7 +26,13 @@ fn fixture(name: &str) -> std::path::PathBuf {
 }
 
 fn sink(port: u16, compat: bool) -> ModelDbV1Sink {
-    ModelDbV1Sink::new(ModelDbV1Settings { host: "127.0.0.1".into(), port, connect_timeout: Duration::from_secs(5), request_timeout: Duration::from_secs(10), compat })
+    ModelDbV1Sink::new(ModelDbV1Settings {
+        host: "127.0.0.1".into(),
+        port,
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        compat,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +157,13 @@ async fn refused_connections_and_timeouts_are_retryable() {
         let (_s, _) = listener.accept().await.unwrap();
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
-    let s = ModelDbV1Sink::new(ModelDbV1Settings { host: "127.0.0.1".into(), port, connect_timeout: Duration::from_secs(2), request_timeout: Duration::from_secs(1), compat: false });
+    let s = ModelDbV1Sink::new(ModelDbV1Settings {
+        host: "127.0.0.1".into(),
+        port,
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(1),
+        compat: false,
+    });
     let e = s.upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("timed out"), "{e}");
@@ -161,13 +173,20 @@ async fn refused_connections_and_timeouts_are_retryable() {
 // Cross-check: the original Python Light API and compat mode give the same RPC log.
 
 fn run_light_api(port: u16, job: &Path) -> std::process::Output {
-    std::process::Command::new(python()).arg(repo_root().join("tests/peers/light_api_driver.py")).arg("127.0.0.1").arg(port.to_string()).arg(job).output().unwrap()
+    std::process::Command::new(python())
+        .arg(repo_root().join("tests/peers/light_api_driver.py"))
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .arg(job)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn compat_mode_matches_the_python_light_api_on_every_example_job() {
     let root = repo_root();
-    let mut jobs: Vec<std::path::PathBuf> = vec![fixture("deepar-example.json"), fixture("validation-only.json"), fixture("train-only-unicode.json")];
+    let mut jobs: Vec<std::path::PathBuf> =
+        vec![fixture("deepar-example.json"), fixture("validation-only.json"), fixture("train-only-unicode.json")];
     for e in std::fs::read_dir(root.join("examples/jobs")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().and_then(|x| x.to_str()) == Some("json") {
@@ -212,7 +231,12 @@ async fn compat_mode_matches_the_python_light_api_on_every_example_job() {
                 assert_eq!(receipt.write, WriteKind::Created);
                 original_crashes += 1;
                 let methods = rust_peer.methods();
-                assert_eq!(&methods[..4], ["storeProjectEvent", "storeExperimentEvent", "storeExperimentRunEvent", "storeFitEvent"], "{}", job.display());
+                assert_eq!(
+                    &methods[..4],
+                    ["storeProjectEvent", "storeExperimentEvent", "storeExperimentRunEvent", "storeFitEvent"],
+                    "{}",
+                    job.display()
+                );
             }
             other => panic!("light API driver failed ({other:?}) on {}: {}", job.display(), String::from_utf8_lossy(&out.stderr)),
         }
@@ -302,7 +326,13 @@ async fn default_mode_never_duplicates_a_run() {
     assert_eq!(st["metric_events"].as_array().unwrap().len(), writes_before);
     // A re-sync that finds a new final metric writes only that one.
     let mut r2 = r.clone();
-    r2.metrics.push(sagesync_core::Metric { name: "test:p90".into(), value: 1.5, split: sagesync_core::Split::Test, timestamp: None, step: None });
+    r2.metrics.push(sagesync_core::Metric {
+        name: "test:p90".into(),
+        value: 1.5,
+        split: sagesync_core::Split::Test,
+        timestamp: None,
+        step: None,
+    });
     let upd = s.upsert(&r2, &WriteContext::new()).await.unwrap();
     assert_eq!(upd.write, WriteKind::Updated);
     assert_eq!(upd.writes, 1);
@@ -337,7 +367,11 @@ async fn a_failure_part_way_says_what_was_written_and_a_retry_completes_without_
 
 #[tokio::test]
 async fn server_exceptions_on_each_stage_are_clear() {
-    for (method, written) in [("storeProjectEvent", "nothing written"), ("storeExperimentRunEvent", "nothing written"), ("storeFitEvent", "already written: run 1")] {
+    for (method, written) in [
+        ("storeProjectEvent", "nothing written"),
+        ("storeExperimentRunEvent", "nothing written"),
+        ("storeFitEvent", "already written: run 1"),
+    ] {
         let peer = Peer::start(&["--fail", method]);
         let e = sink(peer.port, false).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
         let m = e.to_string();
@@ -349,7 +383,11 @@ async fn server_exceptions_on_each_stage_are_clear() {
     let peer = Peer::start(&["--fail", "storeFitEvent"]);
     let e = sink(peer.port, true).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(!e.is_retryable());
-    assert_eq!(peer.methods(), ["storeProjectEvent", "storeExperimentEvent", "storeExperimentRunEvent", "storeFitEvent"], "the first failure stops the rest");
+    assert_eq!(
+        peer.methods(),
+        ["storeProjectEvent", "storeExperimentEvent", "storeExperimentRunEvent", "storeFitEvent"],
+        "the first failure stops the rest"
+    );
 }
 
 #[tokio::test]

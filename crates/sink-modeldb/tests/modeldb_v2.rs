@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use sagesync_core::WriteContext;
 use sagesync_core::builtin::TagsMapper;
-use sagesync_core::{ChannelManifest, Mapper, ManifestObject, Metric, RunRecord, Secret, Sink, Split, Tag, TagKeys, WriteKind};
+use sagesync_core::WriteContext;
+use sagesync_core::{ChannelManifest, ManifestObject, Mapper, Metric, RunRecord, Secret, Sink, Split, Tag, TagKeys, WriteKind};
 use sagesync_sink_modeldb::v2::{ApiSettings, ModelDbV2Settings, ModelDbV2Sink, OnConflict};
 use serde_json::{json, Value};
 use support::peer::repo_root;
@@ -51,7 +51,12 @@ fn assert_conformant(fake: &Fake) {
         if spec.covers(&r.path) {
             problems.extend(spec.check(&r));
         } else {
-            assert!(r.path.starts_with("/dataset/") || r.path.starts_with("/dataset-version/"), "request outside the spec: {} {}", r.method, r.path);
+            assert!(
+                r.path.starts_with("/dataset/") || r.path.starts_with("/dataset-version/"),
+                "request outside the spec: {} {}",
+                r.method,
+                r.path
+            );
         }
         assert!(r.status != 405 && !(r.status == 404 && r.body.is_none() && r.method != "GET"), "unknown route {} {}", r.method, r.path);
     }
@@ -84,7 +89,10 @@ async fn first_sync_is_one_run_write_and_a_resync_writes_nothing() {
     assert_eq!(kv(&run["attributes"], "original_key/metrics/validation_auc")["value"], "validation:auc");
     assert_eq!(kv(&run["attributes"], "training_job_arn")["value"], r.run.external_id.as_str());
     assert_eq!(kv(&run["attributes"], "instance_count")["value"], json!(1));
-    assert_eq!(kv(&run["datasets"], "train"), &json!({"key": "train", "path": "s3://acme-ml-data/churn/train/", "path_only": true, "artifact_type": "DATA"}));
+    assert_eq!(
+        kv(&run["datasets"], "train"),
+        &json!({"key": "train", "path": "s3://acme-ml-data/churn/train/", "path_only": true, "artifact_type": "DATA"})
+    );
     assert_eq!(kv(&run["artifacts"], "model")["artifact_type"], "MODEL");
     assert!(run["tags"].as_array().unwrap().contains(&json!("team:growth-analytics")));
     assert!(run["tags"].as_array().unwrap().contains(&json!("MODEL_DB_SYNC:true")));
@@ -191,7 +199,11 @@ async fn long_tags_become_attributes_and_odd_keys_are_sanitised() {
     r.tags.0.push(Tag { key: "description".into(), value: "a tag value far longer than forty characters allows".into() });
     r.tags.0.push(Tag { key: "short".into(), value: "ok".into() });
     r.metrics.push(Metric { name: "validation_ndcg@10".into(), value: 0.5, split: Split::Validation, timestamp: None, step: None });
-    r.hyperparameters.push(sagesync_core::HyperParameter { name: "lr schedule (cosine)".into(), raw: "\"warm\"".into(), value: json!("warm") });
+    r.hyperparameters.push(sagesync_core::HyperParameter {
+        name: "lr schedule (cosine)".into(),
+        raw: "\"warm\"".into(),
+        value: json!("warm"),
+    });
     let rc = sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(rc.write, WriteKind::Created);
     let run = &fake.runs()[0];
@@ -242,7 +254,12 @@ async fn credentials_go_in_headers_and_never_in_debug_output() {
 fn manifest(etag: &str) -> ChannelManifest {
     ChannelManifest {
         objects: vec![
-            ManifestObject { key: "churn/train/part-0.csv".into(), size: 1000, etag: etag.into(), last_modified: Some("2026-10-01T00:00:00Z".parse().unwrap()) },
+            ManifestObject {
+                key: "churn/train/part-0.csv".into(),
+                size: 1000,
+                etag: etag.into(),
+                last_modified: Some("2026-10-01T00:00:00Z".parse().unwrap()),
+            },
             ManifestObject { key: "churn/train/part-1.csv".into(), size: 2000, etag: "e2".into(), last_modified: None },
         ],
         truncated: false,
@@ -263,7 +280,10 @@ async fn manifests_become_dataset_versions_once() {
     assert_eq!(info["location_type"], "S3_FILE_SYSTEM");
     assert_eq!(info["size"], "3000");
     assert_eq!(info["base_path"], "acme-ml-data/churn/train/");
-    assert_eq!(info["dataset_part_infos"][0], json!({"path": "churn/train/part-0.csv", "size": "1000", "checksum": "e1", "last_modified_at_source": "1790812800000"}));
+    assert_eq!(
+        info["dataset_part_infos"][0],
+        json!({"path": "churn/train/part-0.csv", "size": "1000", "checksum": "e1", "last_modified_at_source": "1790812800000"})
+    );
     let run = &fake.runs()[0];
     assert_eq!(kv(&run["datasets"], "train")["linked_artifact_id"], versions[0]["id"]);
     // The same manifest, again and from another job: no second version.
@@ -330,7 +350,15 @@ async fn the_fake_enforces_the_documented_rules() {
     assert_eq!(post("/experiment/createExperiment", json!({"projectId": "nope", "name": "e"})).await.0, 404);
     let pid = p["project"]["id"].as_str().unwrap().to_string();
     let (_, e) = post("/experiment/createExperiment", json!({"projectId": pid, "name": "e"})).await;
-    assert_eq!(post("/experiment-run/createExperimentRun", json!({"project_id": pid, "experiment_id": e["experiment"]["id"], "name": "r", "tags": ["x".repeat(41)]})).await.0, 400);
+    assert_eq!(
+        post(
+            "/experiment-run/createExperimentRun",
+            json!({"project_id": pid, "experiment_id": e["experiment"]["id"], "name": "r", "tags": ["x".repeat(41)]})
+        )
+        .await
+        .0,
+        400
+    );
     assert_eq!(post("/experiment-run/logMetrics", json!({"id": "nope", "metrics": [{"key": "a", "value": 1}]})).await.0, 404);
     assert_eq!(http.get(u("/project/nope")).send().await.unwrap().status().as_u16(), 404);
     assert_eq!(http.get(u("/project/createProject")).send().await.unwrap().status().as_u16(), 405);

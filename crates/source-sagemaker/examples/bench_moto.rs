@@ -37,7 +37,15 @@ async fn main() {
         let wall = t.elapsed().as_secs_f64();
         assert_eq!(s.synced, n, "failed: {}", s.failed);
         let calls: u64 = s.api_calls.values().sum();
-        println!("{:<8} {:>6} {:>10.2} {:>10.1} {:>14.3}  {:?}", format!("{mode:?}").to_lowercase(), n, wall, n as f64 / wall, calls as f64 / n as f64, s.api_calls);
+        println!(
+            "{:<8} {:>6} {:>10.2} {:>10.1} {:>14.3}  {:?}",
+            format!("{mode:?}").to_lowercase(),
+            n,
+            wall,
+            n as f64 / wall,
+            calls as f64 / n as f64,
+            s.api_calls
+        );
     }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -65,7 +65,11 @@ fn opt_arr<'a>(obj: &'a Map<String, Value>, key: &str, field: &str) -> Result<&'
 fn opt_u64(obj: &Map<String, Value>, key: &str, field: &str) -> Result<Option<u64>, DocumentError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)).map(Some).ok_or_else(|| err(field, "expected a non-negative integer")),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or_else(|| err(field, "expected a non-negative integer")),
         Some(Value::String(s)) => s.trim().parse::<u64>().map(Some).map_err(|_| err(field, "expected a non-negative integer")),
         Some(v) => Err(err(field, format!("expected a number, found {}", type_name(v)))),
     }
@@ -210,8 +214,13 @@ pub fn job_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
     let Value::Object(o) = doc else {
         return Err(err("(document)", format!("expected a JSON object, found {}", type_name(doc))));
     };
-    let name = opt_str(o, "TrainingJobName", "TrainingJobName")?.filter(|s| !s.is_empty()).ok_or_else(|| err("TrainingJobName", "missing"))?;
-    let mut job = TrainingJob::new(name, opt_str(o, "TrainingJobArn", "TrainingJobArn")?.unwrap_or_default(), opt_str(o, "TrainingJobStatus", "TrainingJobStatus")?.unwrap_or_default());
+    let name =
+        opt_str(o, "TrainingJobName", "TrainingJobName")?.filter(|s| !s.is_empty()).ok_or_else(|| err("TrainingJobName", "missing"))?;
+    let mut job = TrainingJob::new(
+        name,
+        opt_str(o, "TrainingJobArn", "TrainingJobArn")?.unwrap_or_default(),
+        opt_str(o, "TrainingJobStatus", "TrainingJobStatus")?.unwrap_or_default(),
+    );
     job.secondary_status = opt_str(o, "SecondaryStatus", "SecondaryStatus")?;
     job.failure_reason = opt_str(o, "FailureReason", "FailureReason")?;
     job.creation_time = opt_ts(o, "CreationTime")?;
@@ -230,7 +239,8 @@ pub fn job_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
         }
         job.hyperparameters = map;
     }
-    job.channels = opt_arr(o, "InputDataConfig", "InputDataConfig")?.iter().enumerate().map(|(i, c)| parse_channel(c, i)).collect::<Result<_, _>>()?;
+    job.channels =
+        opt_arr(o, "InputDataConfig", "InputDataConfig")?.iter().enumerate().map(|(i, c)| parse_channel(c, i)).collect::<Result<_, _>>()?;
     for (i, m) in opt_arr(o, "FinalMetricDataList", "FinalMetricDataList")?.iter().enumerate() {
         let f = format!("FinalMetricDataList[{i}]");
         let Value::Object(mo) = m else {
@@ -260,7 +270,10 @@ pub fn job_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
             let Value::Object(d) = d else {
                 return Err(err(f, "expected an object"));
             };
-            job.metric_definitions.push(MetricDefinition { name: opt_str(d, "Name", &f)?.unwrap_or_default(), regex: opt_str(d, "Regex", &f)?.unwrap_or_default() });
+            job.metric_definitions.push(MetricDefinition {
+                name: opt_str(d, "Name", &f)?.unwrap_or_default(),
+                regex: opt_str(d, "Regex", &f)?.unwrap_or_default(),
+            });
         }
     }
     if let Some(ma) = opt_obj(o, "ModelArtifacts", "ModelArtifacts")? {
@@ -275,7 +288,8 @@ pub fn job_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
         if job.instance_type.is_none() {
             // Heterogeneous clusters list instance groups instead.
             if let Some(Value::Array(groups)) = rc.get("InstanceGroups") {
-                let types: Vec<String> = groups.iter().filter_map(|g| g.get("InstanceType").and_then(Value::as_str).map(str::to_string)).collect();
+                let types: Vec<String> =
+                    groups.iter().filter_map(|g| g.get("InstanceType").and_then(Value::as_str).map(str::to_string)).collect();
                 if !types.is_empty() {
                     job.instance_type = Some(types.join(","));
                     let count: u64 = groups.iter().filter_map(|g| g.get("InstanceCount").and_then(Value::as_u64)).sum();
@@ -303,7 +317,14 @@ mod tests {
     #[test]
     fn timestamps_in_every_form() {
         let want = Utc.with_ymd_and_hms(2020, 3, 10, 9, 18, 9).unwrap() + chrono::Duration::milliseconds(50);
-        for v in [json!(1583831889.05), json!(1583831889050u64), json!("1583831889050"), json!("2020-03-10T09:18:09.050000+00:00"), json!("2020-03-10T09:18:09.05Z"), json!("2020-03-10 09:18:09.050")] {
+        for v in [
+            json!(1583831889.05),
+            json!(1583831889050u64),
+            json!("1583831889050"),
+            json!("2020-03-10T09:18:09.050000+00:00"),
+            json!("2020-03-10T09:18:09.05Z"),
+            json!("2020-03-10 09:18:09.050"),
+        ] {
             assert_eq!(parse_timestamp(&v, "t").unwrap(), Some(want), "{v}");
         }
         assert!(parse_timestamp(&json!("yesterday"), "t").is_err());
@@ -328,7 +349,10 @@ mod tests {
         assert!(j.arn.is_empty());
         let e = job_from_document(&json!({"TrainingJobName": "x", "HyperParameters": [1]})).unwrap_err();
         assert_eq!(e.field, "HyperParameters");
-        let e = job_from_document(&json!({"TrainingJobName": "x", "InputDataConfig": [{"ChannelName": "t", "DataSource": {"S3DataSource": {}}}]})).unwrap_err();
+        let e = job_from_document(
+            &json!({"TrainingJobName": "x", "InputDataConfig": [{"ChannelName": "t", "DataSource": {"S3DataSource": {}}}]}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "InputDataConfig[0].DataSource.S3DataSource.S3Uri");
         assert!(job_from_document(&json!([])).is_err());
         assert!(job_from_document(&json!({})).is_err());

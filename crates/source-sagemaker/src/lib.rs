@@ -12,6 +12,6 @@ pub mod api;
 pub mod document;
 pub mod recorded;
 
-pub use document::{job_from_document, parse_tags, parse_timestamp, DocumentError};
 pub use api::{SageMakerSource, SageMakerSourceConfig};
+pub use document::{job_from_document, parse_tags, parse_timestamp, DocumentError};
 pub use recorded::{RecordedSource, RecordedSourceConfig};

@@ -16,9 +16,21 @@ async fn seed(cw: &aws_sdk_cloudwatch::Client, host: &str, name: &str, points: &
     for chunk in points.chunks(500) {
         let data: Vec<MetricDatum> = chunk
             .iter()
-            .map(|(t, v)| MetricDatum::builder().metric_name(name).dimensions(Dimension::builder().name("Host").value(host).build()).timestamp(aws_smithy_types::DateTime::from_millis(t.timestamp_millis())).value(*v).build())
+            .map(|(t, v)| {
+                MetricDatum::builder()
+                    .metric_name(name)
+                    .dimensions(Dimension::builder().name("Host").value(host).build())
+                    .timestamp(aws_smithy_types::DateTime::from_millis(t.timestamp_millis()))
+                    .value(*v)
+                    .build()
+            })
             .collect();
-        cw.put_metric_data().namespace(NAMESPACE).set_metric_data(Some(data)).send().await.unwrap_or_else(|e| panic!("PutMetricData: {e:?}"));
+        cw.put_metric_data()
+            .namespace(NAMESPACE)
+            .set_metric_data(Some(data))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutMetricData: {e:?}"));
     }
 }
 
@@ -42,7 +54,11 @@ async fn histories_come_back_in_order_with_steps() {
     let end = start + Duration::minutes(89);
     let names = vec!["train:loss".to_string(), "validation:auc".to_string(), "never:logged".to_string(), "train:loss".to_string()];
     let series = read_history(&cw, "job-a", &names, start, end, &HistoryOptions::default()).await.expect("read");
-    assert_eq!(series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["train:loss", "validation:auc"], "metrics without points are left out");
+    assert_eq!(
+        series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["train:loss", "validation:auc"],
+        "metrics without points are left out"
+    );
     for (s, want) in series.iter().zip([&loss, &auc]) {
         assert_eq!(s.points.len(), want.len(), "{}", s.name);
         for (i, (p, (t, v))) in s.points.iter().zip(want.iter()).enumerate() {
@@ -52,7 +68,9 @@ async fn histories_come_back_in_order_with_steps() {
         }
     }
     // The cap keeps the oldest points.
-    let capped = read_history(&cw, "job-a", &names[..1], start, end, &HistoryOptions { max_points_per_metric: 10, ..Default::default() }).await.expect("read");
+    let capped = read_history(&cw, "job-a", &names[..1], start, end, &HistoryOptions { max_points_per_metric: 10, ..Default::default() })
+        .await
+        .expect("read");
     assert_eq!(capped[0].points.len(), 10);
     assert_eq!(capped[0].points[9].timestamp, start + Duration::minutes(9));
     // Nothing to read: no call errors, no series.

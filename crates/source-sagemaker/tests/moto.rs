@@ -2,12 +2,14 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
-use sagesync_core::{CancellationToken, Cursor, Engine, JobRef, ListScope, NoObserver, PassRequest, PipelineSettings, RefOptions, Source, SyncError, TagKeys};
+use sagesync_core::{
+    CancellationToken, Cursor, Engine, JobRef, ListScope, NoObserver, PassRequest, PipelineSettings, RefOptions, Source, SyncError, TagKeys,
+};
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 use serde_json::json;
+use std::collections::BTreeSet;
 use support::moto::{Moto, SYNC_TAGS};
 use support::throttle::Throttler;
 
@@ -112,7 +114,10 @@ async fn the_next_poll_starts_before_the_previous_one_began() {
             c = p.next;
         };
         let w = final_cursor.watermark.expect("a watermark");
-        assert!(w <= before - chrono::Duration::seconds(299), "{mode:?}: the watermark {w} is not before the listing's start minus the overlap");
+        assert!(
+            w <= before - chrono::Duration::seconds(299),
+            "{mode:?}: the watermark {w} is not before the listing's start minus the overlap"
+        );
         // Everything modified since is listed again by the next poll.
         assert_eq!(list_all(&s, &final_cursor).await.len(), 3, "{mode:?}");
     }
@@ -132,7 +137,11 @@ async fn status_filters() {
         let mut st = settings(&moto.url(), mode);
         st.filters.statuses = vec!["Failed".into()];
         let failed = list_all(&SageMakerSource::new(st), &Cursor::default()).await;
-        assert_eq!(failed.iter().map(|r| r.name.clone()).collect::<BTreeSet<_>>(), names[..3].iter().cloned().collect::<BTreeSet<_>>(), "{mode:?}");
+        assert_eq!(
+            failed.iter().map(|r| r.name.clone()).collect::<BTreeSet<_>>(),
+            names[..3].iter().cloned().collect::<BTreeSet<_>>(),
+            "{mode:?}"
+        );
         let mut st = settings(&moto.url(), mode);
         st.filters.statuses = vec!["Failed".into(), "InProgress".into()];
         assert_eq!(list_all(&SageMakerSource::new(st), &Cursor::default()).await.len(), 5, "{mode:?}");
@@ -152,13 +161,16 @@ async fn tags_via_list_tags_and_via_search_give_the_same_job() {
     let mut tags: Vec<(&str, &str)> = SYNC_TAGS.to_vec();
     tags.push(("team", "growth"));
     let names = moto.create_jobs("tg", 3, &tags).await;
-    moto.edit(&names[0], json!({
-        "FinalMetricDataList": [
-            {"MetricName": "train:auc", "Value": 0.9375, "Timestamp": "2026-03-01T10:00:00Z"},
-            {"MetricName": "validation:auc", "Value": 0.875, "Timestamp": "2026-03-01T10:00:01Z"}
-        ],
-        "BillableTimeInSeconds": 321
-    }));
+    moto.edit(
+        &names[0],
+        json!({
+            "FinalMetricDataList": [
+                {"MetricName": "train:auc", "Value": 0.9375, "Timestamp": "2026-03-01T10:00:00Z"},
+                {"MetricName": "validation:auc", "Value": 0.875, "Timestamp": "2026-03-01T10:00:01Z"}
+            ],
+            "BillableTimeInSeconds": 321
+        }),
+    );
     let list = SageMakerSource::new(settings(&moto.url(), Mode::List));
     let search = SageMakerSource::new(settings(&moto.url(), Mode::Search));
     let found = list_all(&search, &Cursor::default()).await;
@@ -170,7 +182,10 @@ async fn tags_via_list_tags_and_via_search_give_the_same_job() {
         assert_eq!(via_describe.tags.len(), 7);
     }
     let j = list.fetch_by_name(&names[0]).await.unwrap();
-    assert_eq!(j.final_metrics.iter().map(|m| (m.name.as_str(), m.value)).collect::<Vec<_>>(), [("train:auc", 0.9375), ("validation:auc", 0.875)]);
+    assert_eq!(
+        j.final_metrics.iter().map(|m| (m.name.as_str(), m.value)).collect::<Vec<_>>(),
+        [("train:auc", 0.9375), ("validation:auc", 0.875)]
+    );
     assert_eq!(j.billable_seconds, Some(321));
     assert_eq!(j.channels.len(), 2);
     assert_eq!(j.channels[1].source.uri(), "s3://moto-data/validation/");
@@ -191,8 +206,16 @@ async fn a_missing_job_is_a_clear_non_retryable_error() {
     assert!(e.to_string().contains("no-such-job"), "{e}");
     // through the engine: a failed job with the reason
     let dir = tempfile::tempdir().unwrap();
-    let p = Engine::builder().source(s).mapper(TagsMapper::new(TagKeys::default())).sink("file", FileSink::new(dir.path())).build().unwrap();
-    let rep = p.sync_refs(vec![JobRef::by_name("no-such-job")], &RefOptions { collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    let p =
+        Engine::builder().source(s).mapper(TagsMapper::new(TagKeys::default())).sink("file", FileSink::new(dir.path())).build().unwrap();
+    let rep = p
+        .sync_refs(
+            vec![JobRef::by_name("no-such-job")],
+            &RefOptions { collect: true, ..Default::default() },
+            &CancellationToken::new(),
+            &NoObserver,
+        )
+        .await;
     let r = &rep.jobs[0];
     assert_eq!(r.outcome, sagesync_core::Outcome::Failed);
     assert!(r.reason.as_deref().unwrap().contains("job not found"));
@@ -229,12 +252,19 @@ async fn throttling_loses_nothing_and_syncs_every_job_exactly_once() {
             .validator("status", StatusFilter::new(["Completed"]))
             .mapper(TagsMapper::new(TagKeys::default()))
             .sink("file", FileSink::new(&out))
-            .settings(PipelineSettings { concurrency: 4, max_attempts: 6, initial_backoff_ms: 10, max_backoff_ms: 200, ..Default::default() })
+            .settings(PipelineSettings {
+                concurrency: 4,
+                max_attempts: 6,
+                initial_backoff_ms: 10,
+                max_backoff_ms: 200,
+                ..Default::default()
+            })
             .build()
             .unwrap();
         let s = p.pass(&PassRequest::poll().collecting(), &CancellationToken::new(), &NoObserver).await;
         assert_eq!((s.synced, s.failed), (40, 0), "{mode:?}: {:?}", s.jobs.iter().filter(|j| j.reason.is_some()).collect::<Vec<_>>());
-        let files: BTreeSet<String> = std::fs::read_dir(out.join("moto-project")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+        let files: BTreeSet<String> =
+            std::fs::read_dir(out.join("moto-project")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
         let want: BTreeSet<String> = names.iter().map(|n| format!("{n}.json")).collect();
         assert_eq!(files, want, "{mode:?}: every job exactly once");
         let created = s.jobs.iter().filter(|j| j.receipts[0].write == sagesync_core::WriteKind::Created).count();
@@ -268,7 +298,9 @@ async fn dataset_manifests_from_s3() {
     let moto = Moto::start();
     let s3 = moto.s3().await;
     s3.create_bucket().bucket("moto-data").send().await.unwrap();
-    for (key, body) in [("train/a.csv", "1,2\n"), ("train/b.csv", "3,4,5\n"), ("train/c.csv", "6\n"), ("validation/v.csv", "7,8\n"), ("trainer/x", "no")] {
+    for (key, body) in
+        [("train/a.csv", "1,2\n"), ("train/b.csv", "3,4,5\n"), ("train/c.csv", "6\n"), ("validation/v.csv", "7,8\n"), ("trainer/x", "no")]
+    {
         s3.put_object().bucket("moto-data").key(key).body(body.as_bytes().to_vec().into()).send().await.unwrap();
     }
     let names = moto.create_jobs("man", 1, &SYNC_TAGS).await;
@@ -293,6 +325,9 @@ async fn dataset_manifests_from_s3() {
     st.max_manifest_objects = 2;
     let search = SageMakerSource::new(st);
     let found = list_all(&search, &Cursor::default()).await;
-    assert!(found[0].job.as_ref().unwrap().channels[0].manifest.is_none(), "manifests are read when the job is worked on, not while listing");
+    assert!(
+        found[0].job.as_ref().unwrap().channels[0].manifest.is_none(),
+        "manifests are read when the job is worked on, not while listing"
+    );
     assert_eq!(search.fetch(&found[0]).await.unwrap(), j);
 }

@@ -86,7 +86,9 @@ fn mutated_job_documents_and_events_never_panic() {
     for e in std::fs::read_dir(repo_root().join("examples/jobs")).unwrap() {
         let p = e.unwrap().path();
         for line in std::fs::read_to_string(&p).unwrap().split("\n{") {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(if line.starts_with('{') { line.to_string() } else { format!("{{{line}") }.as_str()) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(
+                if line.starts_with('{') { line.to_string() } else { format!("{{{line}") }.as_str(),
+            ) {
                 docs.push(v);
             }
         }
@@ -102,17 +104,30 @@ fn mutated_job_documents_and_events_never_panic() {
         let r = catch_unwind(AssertUnwindSafe(|| sagesync_source_sagemaker::job_from_document(&doc).is_ok()));
         assert!(r.is_ok(), "panic on document {doc}");
         parsed += usize::from(r.unwrap_or(false));
-        let event = serde_json::json!({"source": "aws.sagemaker", "detail-type": "SageMaker Training Job State Change", "id": "x", "detail": doc});
+        let event =
+            serde_json::json!({"source": "aws.sagemaker", "detail-type": "SageMaker Training Job State Change", "id": "x", "detail": doc});
         let mut ev = event.clone();
         if round % 3 == 0 {
             mutate_json(&mut rng, &mut ev, 1);
         }
-        assert!(catch_unwind(AssertUnwindSafe(|| { let _ = sagesync_source_sagemaker::api::parse_event(&ev); })).is_ok(), "panic on event {ev}");
+        assert!(
+            catch_unwind(AssertUnwindSafe(|| {
+                let _ = sagesync_source_sagemaker::api::parse_event(&ev);
+            }))
+            .is_ok(),
+            "panic on event {ev}"
+        );
         // Byte-level damage through the recorded source's reader.
         let bytes = mutate(&mut rng, doc.to_string().as_bytes());
         if let Ok(text) = std::str::from_utf8(&bytes) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
-                assert!(catch_unwind(AssertUnwindSafe(|| { let _ = sagesync_source_sagemaker::job_from_document(&v); })).is_ok(), "panic on {text}");
+                assert!(
+                    catch_unwind(AssertUnwindSafe(|| {
+                        let _ = sagesync_source_sagemaker::job_from_document(&v);
+                    }))
+                    .is_ok(),
+                    "panic on {text}"
+                );
             }
         }
     }
@@ -131,12 +146,14 @@ fn mutated_configs_never_panic() {
     for _ in 0..4000 {
         let m = mutate(&mut rng, &input);
         let Ok(text) = std::str::from_utf8(&m) else { continue };
-        let r = catch_unwind(AssertUnwindSafe(|| match sagesync_core::Config::parse(text, "fuzz.toml", &|k| (k == "X").then(|| "v".to_string())) {
-            Ok(c) => c.build().is_err(),
-            Err(e) => {
-                // Every error is located.
-                assert!(e.0.iter().all(|x| x.line >= 1 && x.column >= 1 && x.file == "fuzz.toml"));
-                true
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            match sagesync_core::Config::parse(text, "fuzz.toml", &|k| (k == "X").then(|| "v".to_string())) {
+                Ok(c) => c.build().is_err(),
+                Err(e) => {
+                    // Every error is located.
+                    assert!(e.0.iter().all(|x| x.line >= 1 && x.column >= 1 && x.file == "fuzz.toml"));
+                    true
+                }
             }
         }));
         assert!(r.is_ok(), "panic on config:\n{text}");

@@ -27,7 +27,12 @@ fn ts(t: Timestamp) -> String {
 }
 
 fn parse_ts(s: Option<String>, loc: &str) -> Result<Option<Timestamp>, StateError> {
-    s.map(|s| DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(|e| StateError::Decode { location: loc.into(), message: format!("time `{s}`: {e}") })).transpose()
+    s.map(|s| {
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| StateError::Decode { location: loc.into(), message: format!("time `{s}`: {e}") })
+    })
+    .transpose()
 }
 
 impl SqliteState {
@@ -58,7 +63,11 @@ impl SqliteState {
                 let path = self.path.clone();
                 let busy = self.busy_ms;
                 let loc = self.loc();
-                let conn = tokio::task::spawn_blocking(move || open_file(&path, busy, &loc)).await.map_err(|e| StateError::Backend { location: self.loc(), message: format!("open task failed: {e}"), retryable: true })??;
+                let conn = tokio::task::spawn_blocking(move || open_file(&path, busy, &loc)).await.map_err(|e| StateError::Backend {
+                    location: self.loc(),
+                    message: format!("open task failed: {e}"),
+                    retryable: true,
+                })??;
                 Ok::<_, StateError>(Arc::new(Mutex::new(conn)))
             })
             .await
@@ -66,7 +75,10 @@ impl SqliteState {
     }
 
     /// Runs `f` with the connection on a blocking thread.
-    async fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection, &str) -> Result<T, StateError> + Send + 'static) -> Result<T, StateError> {
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &str) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, StateError> {
         let conn = self.connection().await?;
         let loc = self.loc();
         tokio::task::spawn_blocking(move || {
@@ -90,18 +102,32 @@ fn open_file(path: &Path, busy_ms: u64, loc: &str) -> Result<Connection, StateEr
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| unusable(format!("cannot create its directory: {e}")))?;
     }
-    let lock_path = path.with_extension(format!("{}lock", path.extension().map(|e| format!("{}.", e.to_string_lossy())).unwrap_or_default()));
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| unusable(format!("cannot open its lock file {}: {e}", lock_path.display())))?;
+    let lock_path =
+        path.with_extension(format!("{}lock", path.extension().map(|e| format!("{}.", e.to_string_lossy())).unwrap_or_default()));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| unusable(format!("cannot open its lock file {}: {e}", lock_path.display())))?;
     let deadline = Instant::now() + Duration::from_millis(busy_ms.max(1000) * 3);
     loop {
         match lock.try_lock() {
             Ok(()) => break,
             Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StateError::Backend { location: loc.into(), message: format!("another process holds {} (it is opening the state file)", lock_path.display()), retryable: true }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Backend {
+                    location: loc.into(),
+                    message: format!("another process holds {} (it is opening the state file)", lock_path.display()),
+                    retryable: true,
+                })
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(unusable(format!("cannot lock {}: {e}", lock_path.display()))),
         }
     }
-    let bad = |e: rusqlite::Error| unusable(format!("not a usable sagesync state database: {e}. It was left untouched; move it aside or point [state] path elsewhere"));
+    let bad = |e: rusqlite::Error| {
+        unusable(format!("not a usable sagesync state database: {e}. It was left untouched; move it aside or point [state] path elsewhere"))
+    };
     let mut conn = Connection::open(path).map_err(bad)?;
     conn.busy_timeout(Duration::from_millis(busy_ms)).map_err(bad)?;
     // Reading the header is what detects a file that is not a database.
@@ -112,8 +138,14 @@ fn open_file(path: &Path, busy_ms: u64, loc: &str) -> Result<Connection, StateEr
         rows.collect::<Result<_, _>>().map_err(bad)?
     };
     if app_id != APPLICATION_ID && (app_id != 0 || !tables.is_empty()) {
-        let what = if tables.is_empty() { format!("application_id {app_id:#x}, no tables") } else { format!("application_id {app_id:#x}, tables: {}", tables.join(", ")) };
-        return Err(unusable(format!("a SQLite database of another application ({what}). It was left untouched; point [state] path elsewhere")));
+        let what = if tables.is_empty() {
+            format!("application_id {app_id:#x}, no tables")
+        } else {
+            format!("application_id {app_id:#x}, tables: {}", tables.join(", "))
+        };
+        return Err(unusable(format!(
+            "a SQLite database of another application ({what}). It was left untouched; point [state] path elsewhere"
+        )));
     }
     let fresh = tables.is_empty();
     if !fresh {
@@ -131,7 +163,11 @@ fn open_file(path: &Path, busy_ms: u64, loc: &str) -> Result<Connection, StateEr
     migrations().to_latest(&mut conn).map_err(|e| unusable(format!("cannot migrate the schema: {e}")))?;
     conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};")).map_err(bad)?;
     if fresh {
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('created_by', ?1)", [format!("sagesync {}", env!("CARGO_PKG_VERSION"))]).map_err(bad)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_by', ?1)",
+            [format!("sagesync {}", env!("CARGO_PKG_VERSION"))],
+        )
+        .map_err(bad)?;
     }
     drop(lock);
     Ok(conn)
@@ -146,8 +182,13 @@ fn read_job(r: &rusqlite::Row<'_>, loc: &str) -> rusqlite::Result<Result<JobStat
         Ok(JobState {
             arn: r.get(0).map_err(|e| err(loc, e))?,
             job: r.get(1).map_err(|e| err(loc, e))?,
-            basis: Basis { last_modified: parse_ts(lm.clone(), loc)?, tags_digest: r.get(3).map_err(|e| err(loc, e))?, config_digest: r.get(4).map_err(|e| err(loc, e))? },
-            outcome: Outcome::parse(&outcome).ok_or_else(|| StateError::Decode { location: loc.into(), message: format!("outcome `{outcome}`") })?,
+            basis: Basis {
+                last_modified: parse_ts(lm.clone(), loc)?,
+                tags_digest: r.get(3).map_err(|e| err(loc, e))?,
+                config_digest: r.get(4).map_err(|e| err(loc, e))?,
+            },
+            outcome: Outcome::parse(&outcome)
+                .ok_or_else(|| StateError::Decode { location: loc.into(), message: format!("outcome `{outcome}`") })?,
             reason: r.get(6).map_err(|e| err(loc, e))?,
             record_digest: r.get(7).map_err(|e| err(loc, e))?,
             deliveries: BTreeMap::new(),
@@ -177,12 +218,26 @@ fn add_deliveries(c: &Connection, loc: &str, jobs: &mut [JobState]) -> Result<()
         return Ok(());
     }
     let marks = vec!["?"; jobs.len()].join(",");
-    let mut st = c.prepare(&format!("SELECT arn, sink, record_digest, sink_digest, receipt, at FROM deliveries WHERE arn IN ({marks})")).map_err(|e| err(loc, e))?;
-    let rows = st.query_map(params_from_iter(jobs.iter().map(|j| j.arn.clone())), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?))).map_err(|e| err(loc, e))?;
+    let mut st = c
+        .prepare(&format!("SELECT arn, sink, record_digest, sink_digest, receipt, at FROM deliveries WHERE arn IN ({marks})"))
+        .map_err(|e| err(loc, e))?;
+    let rows = st
+        .query_map(params_from_iter(jobs.iter().map(|j| j.arn.clone())), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(|e| err(loc, e))?;
     let mut by_arn: BTreeMap<String, BTreeMap<String, Delivery>> = BTreeMap::new();
     for row in rows {
         let (arn, sink, rd, sd, receipt, at) = row.map_err(|e| err(loc, e))?;
-        let receipt = serde_json::from_str(&receipt).map_err(|e| StateError::Decode { location: loc.into(), message: format!("receipt: {e}") })?;
+        let receipt =
+            serde_json::from_str(&receipt).map_err(|e| StateError::Decode { location: loc.into(), message: format!("receipt: {e}") })?;
         let at = parse_ts(Some(at), loc)?.unwrap_or_else(Utc::now);
         by_arn.entry(arn).or_default().insert(sink, Delivery { record_digest: rd, sink_digest: sd, receipt, at });
     }
@@ -195,7 +250,9 @@ fn add_deliveries(c: &Connection, loc: &str, jobs: &mut [JobState]) -> Result<()
 }
 
 fn lease_row(tx: &rusqlite::Transaction<'_>, arn: &str, loc: &str) -> Result<Option<(Option<String>, Option<i64>, i64)>, StateError> {
-    tx.query_row("SELECT owner, expires_at, fence FROM leases WHERE arn = ?1", [arn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional().map_err(|e| err(loc, e))
+    tx.query_row("SELECT owner, expires_at, fence FROM leases WHERE arn = ?1", [arn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .map_err(|e| err(loc, e))
 }
 
 fn holds(row: &Option<(Option<String>, Option<i64>, i64)>, lease: &Lease) -> bool {
@@ -211,8 +268,10 @@ impl StateStore for SqliteState {
     async fn cursor(&self, key: &str) -> Result<Option<Cursor>, StateError> {
         let key = key.to_string();
         self.with(move |c, loc| {
-            let s: Option<String> = c.query_row("SELECT cursor FROM cursors WHERE key = ?1", [&key], |r| r.get(0)).optional().map_err(|e| err(loc, e))?;
-            s.map(|s| serde_json::from_str(&s).map_err(|e| StateError::Decode { location: loc.into(), message: format!("cursor: {e}") })).transpose()
+            let s: Option<String> =
+                c.query_row("SELECT cursor FROM cursors WHERE key = ?1", [&key], |r| r.get(0)).optional().map_err(|e| err(loc, e))?;
+            s.map(|s| serde_json::from_str(&s).map_err(|e| StateError::Decode { location: loc.into(), message: format!("cursor: {e}") }))
+                .transpose()
         })
         .await
     }
@@ -234,7 +293,10 @@ impl StateStore for SqliteState {
             let mut out = Vec::new();
             for row in rows {
                 let (k, v) = row.map_err(|e| err(loc, e))?;
-                out.push((k, serde_json::from_str(&v).map_err(|e| StateError::Decode { location: loc.into(), message: format!("cursor: {e}") })?));
+                out.push((
+                    k,
+                    serde_json::from_str(&v).map_err(|e| StateError::Decode { location: loc.into(), message: format!("cursor: {e}") })?,
+                ));
             }
             Ok(out)
         })
@@ -290,7 +352,12 @@ impl StateStore for SqliteState {
         let lease = lease.clone();
         self.with(move |c, loc| {
             let exp = (Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)).timestamp_millis();
-            let n = c.execute("UPDATE leases SET expires_at = ?1 WHERE arn = ?2 AND owner = ?3 AND fence = ?4", params![exp, lease.arn, lease.owner, lease.fence as i64]).map_err(|e| err(loc, e))?;
+            let n = c
+                .execute(
+                    "UPDATE leases SET expires_at = ?1 WHERE arn = ?2 AND owner = ?3 AND fence = ?4",
+                    params![exp, lease.arn, lease.owner, lease.fence as i64],
+                )
+                .map_err(|e| err(loc, e))?;
             Ok(n == 1)
         })
         .await
@@ -305,13 +372,32 @@ impl StateStore for SqliteState {
             }
             tx.execute(
                 &format!("INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
-                params![e.arn, e.job, e.basis.last_modified.map(ts), e.basis.tags_digest, e.basis.config_digest, e.outcome.as_str(), e.reason, e.record_digest, e.attempts, e.parked, e.next_attempt_at.map(ts), e.pass, ts(e.updated_at)],
+                params![
+                    e.arn,
+                    e.job,
+                    e.basis.last_modified.map(ts),
+                    e.basis.tags_digest,
+                    e.basis.config_digest,
+                    e.outcome.as_str(),
+                    e.reason,
+                    e.record_digest,
+                    e.attempts,
+                    e.parked,
+                    e.next_attempt_at.map(ts),
+                    e.pass,
+                    ts(e.updated_at)
+                ],
             )
             .map_err(|x| err(loc, x))?;
             tx.execute("DELETE FROM deliveries WHERE arn = ?1", [&e.arn]).map_err(|x| err(loc, x))?;
             for (sink, d) in &e.deliveries {
-                let receipt = serde_json::to_string(&d.receipt).map_err(|x| StateError::Decode { location: loc.into(), message: x.to_string() })?;
-                tx.execute("INSERT INTO deliveries (arn, sink, record_digest, sink_digest, receipt, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![e.arn, sink, d.record_digest, d.sink_digest, receipt, ts(d.at)]).map_err(|x| err(loc, x))?;
+                let receipt =
+                    serde_json::to_string(&d.receipt).map_err(|x| StateError::Decode { location: loc.into(), message: x.to_string() })?;
+                tx.execute(
+                    "INSERT INTO deliveries (arn, sink, record_digest, sink_digest, receipt, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![e.arn, sink, d.record_digest, d.sink_digest, receipt, ts(d.at)],
+                )
+                .map_err(|x| err(loc, x))?;
             }
             tx.execute("UPDATE leases SET owner = NULL, expires_at = NULL WHERE arn = ?1", [&e.arn]).map_err(|x| err(loc, x))?;
             tx.commit().map_err(|x| err(loc, x))?;
@@ -323,7 +409,11 @@ impl StateStore for SqliteState {
     async fn release(&self, lease: &Lease) -> Result<(), StateError> {
         let lease = lease.clone();
         self.with(move |c, loc| {
-            c.execute("UPDATE leases SET owner = NULL, expires_at = NULL WHERE arn = ?1 AND owner = ?2 AND fence = ?3", params![lease.arn, lease.owner, lease.fence as i64]).map_err(|e| err(loc, e))?;
+            c.execute(
+                "UPDATE leases SET owner = NULL, expires_at = NULL WHERE arn = ?1 AND owner = ?2 AND fence = ?3",
+                params![lease.arn, lease.owner, lease.fence as i64],
+            )
+            .map_err(|e| err(loc, e))?;
             Ok(())
         })
         .await
@@ -339,7 +429,15 @@ impl StateStore for SqliteState {
 
     async fn failed(&self, after: Option<&str>, limit: usize) -> Result<Vec<JobState>, StateError> {
         let after = after.unwrap_or("").to_string();
-        self.with(move |c, loc| query_jobs(c, loc, &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE outcome = 'failed' AND arn > ?1 ORDER BY arn LIMIT ?2"), &[&after, &(limit as i64)])).await
+        self.with(move |c, loc| {
+            query_jobs(
+                c,
+                loc,
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE outcome = 'failed' AND arn > ?1 ORDER BY arn LIMIT ?2"),
+                &[&after, &(limit as i64)],
+            )
+        })
+        .await
     }
 
     async fn unpark(&self, jobs: &[String]) -> Result<Vec<String>, StateError> {
@@ -359,7 +457,8 @@ impl StateStore for SqliteState {
                 out
             };
             for a in &arns {
-                tx.execute("UPDATE jobs SET parked = 0, attempts = 0, next_attempt_at = NULL WHERE arn = ?1", [a]).map_err(|e| err(loc, e))?;
+                tx.execute("UPDATE jobs SET parked = 0, attempts = 0, next_attempt_at = NULL WHERE arn = ?1", [a])
+                    .map_err(|e| err(loc, e))?;
             }
             tx.commit().map_err(|e| err(loc, e))?;
             Ok(arns)
@@ -370,7 +469,9 @@ impl StateStore for SqliteState {
     async fn counts(&self) -> Result<LedgerCounts, StateError> {
         self.with(|c, loc| {
             let mut st = c.prepare("SELECT outcome, count(*), sum(parked) FROM jobs GROUP BY outcome").map_err(|e| err(loc, e))?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?))).map_err(|e| err(loc, e))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)))
+                .map_err(|e| err(loc, e))?;
             let mut out = LedgerCounts::default();
             for row in rows {
                 let (o, n, p) = row.map_err(|e| err(loc, e))?;
@@ -388,4 +489,3 @@ impl StateStore for SqliteState {
         .await
     }
 }
-

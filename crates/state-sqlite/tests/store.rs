@@ -102,7 +102,8 @@ async fn a_first_release_file_is_migrated() {
 async fn damaged_and_foreign_files_are_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.db");
-    std::fs::write(&garbage, b"this is not a database at all, just some text that is long enough to look like a file header..............").unwrap();
+    std::fs::write(&garbage, b"this is not a database at all, just some text that is long enough to look like a file header..............")
+        .unwrap();
     let before = std::fs::read(&garbage).unwrap();
     let e = SqliteState::open(&garbage).await.err().unwrap();
     assert!(e.to_string().contains("not a usable sagesync state database"), "{e}");

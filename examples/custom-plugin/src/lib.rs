@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use sagesync_core::{async_trait, BuildContext, FieldProblem, RunRecord, Sink, SinkPlugin, SinkReceipt, SyncError, WriteContext, WriteKind};
+use sagesync_core::{
+    async_trait, BuildContext, FieldProblem, RunRecord, Sink, SinkPlugin, SinkReceipt, SyncError, WriteContext, WriteKind,
+};
 use serde::Deserialize;
 
 /// A sink that prints one line per run. Real sinks talk to a store and must be idempotent,
@@ -54,7 +56,9 @@ mod tests {
     fn plugin_is_registered_and_builds_from_toml() {
         let d = sagesync_core::registry::find(sagesync_core::PluginKind::Sink, "stdout_lines").unwrap();
         sagesync_core::config::check_example(d).unwrap();
-        let bad = sagesync_core::Config::parse("[source]\ntype = \"x\"\n[[sinks]]\ntype = \"stdout_lines\"\nprefx = 1\n", "t.toml", &|_| None).unwrap();
+        let bad =
+            sagesync_core::Config::parse("[source]\ntype = \"x\"\n[[sinks]]\ntype = \"stdout_lines\"\nprefx = 1\n", "t.toml", &|_| None)
+                .unwrap();
         let e = bad.build().err().unwrap().to_string();
         assert!(e.contains("t.toml:5:1: key `sinks[0].prefx`: unknown field `prefx`"), "{e}");
     }

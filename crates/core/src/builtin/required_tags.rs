@@ -20,7 +20,11 @@ pub struct RequiredTags {
 impl RequiredTags {
     /// The sample's check with the given tag keys.
     pub fn new(keys: &TagKeys) -> Self {
-        RequiredTags { sync_tag: Some(keys.sync.clone()), required: keys.required().iter().map(|s| s.to_string()).collect(), non_empty: false }
+        RequiredTags {
+            sync_tag: Some(keys.sync.clone()),
+            required: keys.required().iter().map(|s| s.to_string()).collect(),
+            non_empty: false,
+        }
     }
     /// Also require these keys.
     pub fn with_extra(mut self, extra: impl IntoIterator<Item = String>) -> Self {
@@ -85,7 +89,10 @@ impl ValidatorPlugin for RequiredTagsConfig {
         let mut problems = Vec::new();
         for (i, k) in self.extra.iter().enumerate() {
             if k.trim().is_empty() {
-                problems.push(FieldProblem { path: crate::keypath::KeyPath::root().key("extra").index(i), message: "tag keys must not be empty".into() });
+                problems.push(FieldProblem {
+                    path: crate::keypath::KeyPath::root().key("extra").index(i),
+                    message: "tag keys must not be empty".into(),
+                });
             }
         }
         if !problems.is_empty() {

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::TagKeys;
 use crate::error::SyncError;
-use crate::model::{decode_hyperparameter, DataSource, Dataset, HyperParameter, Metric, Model, Project, Run, RunRecord, Split, Tags, TrainingJob};
+use crate::model::{
+    decode_hyperparameter, DataSource, Dataset, HyperParameter, Metric, Model, Project, Run, RunRecord, Split, Tags, TrainingJob,
+};
 use crate::registry::{BuildContext, FieldProblem, MapperPlugin};
 use crate::stage::Mapper;
 
@@ -107,7 +109,13 @@ impl Mapper for TagsMapper {
             .final_metrics
             .iter()
             .filter(|m| m.value.is_finite())
-            .map(|m| Metric { name: m.name.clone(), value: m.value, split: Split::from_metric_name(&m.name), timestamp: m.timestamp, step: None })
+            .map(|m| Metric {
+                name: m.name.clone(),
+                value: m.value,
+                split: Split::from_metric_name(&m.name),
+                timestamp: m.timestamp,
+                step: None,
+            })
             .collect();
 
         let mut attributes: IndexMap<String, serde_json::Value> = IndexMap::new();
@@ -136,12 +144,30 @@ impl Mapper for TagsMapper {
         Ok(RunRecord {
             project: Project { name: project_name, user: tag(&self.keys.project_user), description: tag(&self.keys.project_desc) },
             experiment,
-            run: Run { name: job.name.clone(), external_id: job.arn.clone(), status: job.status.clone(), start: job.start_time, end: job.end_time },
-            model: Model { name: tag(&self.keys.model_name), model_type: tag(&self.keys.model_type), artifact_uri: job.model_artifact.clone() },
+            run: Run {
+                name: job.name.clone(),
+                external_id: job.arn.clone(),
+                status: job.status.clone(),
+                start: job.start_time,
+                end: job.end_time,
+            },
+            model: Model {
+                name: tag(&self.keys.model_name),
+                model_type: tag(&self.keys.model_type),
+                artifact_uri: job.model_artifact.clone(),
+            },
             hyperparameters,
             datasets,
             metrics,
-            metric_history: job.metric_history.iter().map(|s| crate::model::MetricSeries { name: s.name.clone(), points: s.points.iter().filter(|p| p.value.is_finite()).cloned().collect() }).filter(|s| !s.points.is_empty()).collect(),
+            metric_history: job
+                .metric_history
+                .iter()
+                .map(|s| crate::model::MetricSeries {
+                    name: s.name.clone(),
+                    points: s.points.iter().filter(|p| p.value.is_finite()).cloned().collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect(),
             tags: if self.keep_job_tags { job.tags.clone() } else { Tags::default() },
             attributes,
         })
@@ -201,7 +227,9 @@ mod tests {
     #[tokio::test]
     async fn maps_everything() {
         let mut j = TrainingJob::new("xgb-1", "arn:aws:sagemaker:us-east-1:1:training-job/xgb-1", "Completed");
-        j.tags = [("MODEL_DB_PROJECT_NAME", "churn"), ("MODEL_DB_PROJECT_USER", "ana"), ("MODEL_DB_MODEL_TYPE", "XGBoost"), ("EXP", "e1")].into_iter().collect();
+        j.tags = [("MODEL_DB_PROJECT_NAME", "churn"), ("MODEL_DB_PROJECT_USER", "ana"), ("MODEL_DB_MODEL_TYPE", "XGBoost"), ("EXP", "e1")]
+            .into_iter()
+            .collect();
         j.hyperparameters.insert("max_depth".into(), "5".into());
         j.hyperparameters.insert("sagemaker_program".into(), "\"train.py\"".into());
         j.channels.push(Channel {
@@ -224,7 +252,10 @@ mod tests {
         assert_eq!(r.model.model_type, "XGBoost");
         assert_eq!(r.hyperparameters[1].value, json!("train.py"));
         assert_eq!(r.hyperparameters[0].value, json!(5));
-        assert_eq!(r.datasets[0].metadata.keys().collect::<Vec<_>>(), ["CompressionType", "RecordWrapperType", "ContentType", "DataSource", "S3DataType"]);
+        assert_eq!(
+            r.datasets[0].metadata.keys().collect::<Vec<_>>(),
+            ["CompressionType", "RecordWrapperType", "ContentType", "DataSource", "S3DataType"]
+        );
         assert_eq!(r.metrics.len(), 1, "non-finite values are dropped");
         assert_eq!(r.metrics[0].split, Split::Validation);
         assert_eq!(r.attributes["instance_count"], json!(2));

@@ -89,7 +89,13 @@ impl Config {
     /// errors, parse problems included.
     pub fn build(&self) -> Result<Built, ConfigErrors> {
         let mut errors = self.problems.clone();
-        let default_mapper = ComponentConfig { kind: PluginKind::Mapper, id: "tags".into(), type_name: "tags".into(), options: Options::default(), path: KeyPath::root().key("mapper") };
+        let default_mapper = ComponentConfig {
+            kind: PluginKind::Mapper,
+            id: "tags".into(),
+            type_name: "tags".into(),
+            options: Options::default(),
+            path: KeyPath::root().key("mapper"),
+        };
         let source = self.source.as_ref().and_then(|c| match self.build_one(c, &mut errors) {
             Some(One::Source(s)) => Some(s),
             _ => None,
@@ -134,7 +140,13 @@ impl Config {
     /// Builds the state store of type `type_name` with `options`, for runners whose config has
     /// no `[state]` (the daemon's default SQLite file, the CLI's memory store).
     pub fn build_default_state(&self, type_name: &str, options: toml::Table) -> Result<Arc<dyn StateStore>, ConfigErrors> {
-        let c = ComponentConfig { kind: PluginKind::State, id: type_name.into(), type_name: type_name.into(), options: Options(options), path: KeyPath::root().key("state") };
+        let c = ComponentConfig {
+            kind: PluginKind::State,
+            id: type_name.into(),
+            type_name: type_name.into(),
+            options: Options(options),
+            path: KeyPath::root().key("state"),
+        };
         let mut errors = Vec::new();
         match self.build_one(&c, &mut errors) {
             Some(One::State(s)) => Ok(s),
@@ -146,7 +158,8 @@ impl Config {
 /// Checks a plugin's example: its table is read like a config file's (interpolation with an
 /// empty environment) and built. Every runner's tests call this for every registered plugin.
 pub fn check_example(d: &PluginDescriptor) -> Result<(), String> {
-    let doc: toml::Table = d.example_toml.parse().map_err(|e: toml::de::Error| format!("{}: example is not TOML: {}", d.type_name, e.message()))?;
+    let doc: toml::Table =
+        d.example_toml.parse().map_err(|e: toml::de::Error| format!("{}: example is not TOML: {}", d.type_name, e.message()))?;
     let section = match d.kind() {
         PluginKind::Source => "source",
         PluginKind::Validator => "validators",
@@ -169,7 +182,14 @@ pub fn check_example(d: &PluginDescriptor) -> Result<(), String> {
         }
     }
     let mut wrapped = toml::Table::new();
-    wrapped.insert(section.into(), if section.ends_with('s') { toml::Value::Array(vec![toml::Value::Table(table.clone())]) } else { toml::Value::Table(table.clone()) });
+    wrapped.insert(
+        section.into(),
+        if section.ends_with('s') {
+            toml::Value::Array(vec![toml::Value::Table(table.clone())])
+        } else {
+            toml::Value::Table(table.clone())
+        },
+    );
     for (k, v) in doc.iter().filter(|(k, _)| k.as_str() != section) {
         wrapped.insert(k.clone(), v.clone());
     }

@@ -25,7 +25,9 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
                     Some((n, d)) => (n, Some(d)),
                     None => (expr, None),
                 };
-                let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit());
+                let valid = !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !name.starts_with(|c: char| c.is_ascii_digit());
                 if !valid {
                     return Err(format!("invalid environment variable name `{}` in `${{...}}`", name));
                 }
@@ -33,7 +35,12 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
                     Some(v) if !(v.is_empty() && default.is_some()) => out.push_str(&v),
                     _ => match default {
                         Some(d) => out.push_str(d),
-                        None => return Err(format!("environment variable `{}` is not set (write `${{{}:-default}}` to give a default)", name, name)),
+                        None => {
+                            return Err(format!(
+                                "environment variable `{}` is not set (write `${{{}:-default}}` to give a default)",
+                                name, name
+                            ))
+                        }
                     },
                 }
                 let end = i + 2 + close;

@@ -180,7 +180,13 @@ impl Loader<'_> {
             }
             None => None,
         };
-        Some(ComponentConfig { kind, id: id.unwrap_or_else(|| type_name.clone()), type_name, options: Options(options), path: path.clone() })
+        Some(ComponentConfig {
+            kind,
+            id: id.unwrap_or_else(|| type_name.clone()),
+            type_name,
+            options: Options(options),
+            path: path.clone(),
+        })
     }
 
     /// Deserialises a typed section and range-checks it, with located errors.
@@ -234,7 +240,13 @@ impl Config {
             Err(e) => {
                 let (line, column) = e.span().map(|s| loader.spans.line_col(s.start)).unwrap_or((1, 1));
                 let message = e.message().trim().to_string();
-                return Err(ConfigErrors(vec![ConfigError { file: file.to_string(), line, column, key: String::new(), message: format!("invalid TOML: {message}") }]));
+                return Err(ConfigErrors(vec![ConfigError {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    key: String::new(),
+                    message: format!("invalid TOML: {message}"),
+                }]));
             }
         };
         let root = loader.table(doc.as_table(), &KeyPath::root());
@@ -311,10 +323,19 @@ impl Config {
         let lambda: LambdaSettings = loader.typed(lambda_v, "lambda");
 
         if source.is_none() && !loader.errors.iter().any(|e| e.key.starts_with("source")) {
-            loader.err_at(&KeyPath::root(), format!("missing `[source]` section; available source types: {}", registry::names(PluginKind::Source).join(", ")));
+            loader.err_at(
+                &KeyPath::root(),
+                format!("missing `[source]` section; available source types: {}", registry::names(PluginKind::Source).join(", ")),
+            );
         }
         if sinks.is_empty() && !loader.errors.iter().any(|e| e.key.starts_with("sinks")) {
-            loader.err_at(&KeyPath::root(), format!("missing `[[sinks]]`: at least one sink is required; available sink types: {}", registry::names(PluginKind::Sink).join(", ")));
+            loader.err_at(
+                &KeyPath::root(),
+                format!(
+                    "missing `[[sinks]]`: at least one sink is required; available sink types: {}",
+                    registry::names(PluginKind::Sink).join(", ")
+                ),
+            );
         }
         // Repeated sink types without ids get numbered; every id must then be unique.
         let mut per_type: HashMap<String, usize> = HashMap::new();

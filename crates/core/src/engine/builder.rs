@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{owner_id, Engine, InFlight};
-use crate::config::{Config, ConfigErrors, NamedSink, PipelineSettings};
 use crate::config::Check;
+use crate::config::{Config, ConfigErrors, NamedSink, PipelineSettings};
 use crate::sink::Sink;
 use crate::source::Source;
 use crate::stage::{Mapper, Validator};

@@ -36,7 +36,15 @@ pub(crate) fn delivered_everywhere(st: &JobState, sinks: &[NamedSink]) -> bool {
 
 /// The decision for a listed job. `urgent` (events, `sagesync retry`) ignores a failed job's
 /// retry time.
-pub(crate) fn decide(r: &JobRef, st: Option<&JobState>, sinks: &[NamedSink], config_digest: &str, on_ineligible: OnIneligible, now: Timestamp, urgent: bool) -> Decision {
+pub(crate) fn decide(
+    r: &JobRef,
+    st: Option<&JobState>,
+    sinks: &[NamedSink],
+    config_digest: &str,
+    on_ineligible: OnIneligible,
+    now: Timestamp,
+    urgent: bool,
+) -> Decision {
     let Some(st) = st else { return Decision::Process };
     let changed = basis_changed(r, st, config_digest);
     match st.outcome {
@@ -98,9 +106,30 @@ mod tests {
     fn state(outcome: Outcome, lm: Timestamp, sinks: &[&str]) -> JobState {
         let mut deliveries = BTreeMap::new();
         for s in sinks {
-            deliveries.insert(s.to_string(), Delivery { record_digest: "r".into(), sink_digest: format!("d-{s}"), receipt: SinkReceipt::new(WriteKind::Created), at: lm });
+            deliveries.insert(
+                s.to_string(),
+                Delivery {
+                    record_digest: "r".into(),
+                    sink_digest: format!("d-{s}"),
+                    receipt: SinkReceipt::new(WriteKind::Created),
+                    at: lm,
+                },
+            );
         }
-        JobState { arn: "a".into(), job: "j".into(), basis: Basis { last_modified: Some(lm), tags_digest: Some(crate::digest::of_tags(&tags("1"))), config_digest: "c".into() }, outcome, reason: None, record_digest: Some("r".into()), deliveries, attempts: 0, parked: false, next_attempt_at: None, pass: None, updated_at: lm }
+        JobState {
+            arn: "a".into(),
+            job: "j".into(),
+            basis: Basis { last_modified: Some(lm), tags_digest: Some(crate::digest::of_tags(&tags("1"))), config_digest: "c".into() },
+            outcome,
+            reason: None,
+            record_digest: Some("r".into()),
+            deliveries,
+            attempts: 0,
+            parked: false,
+            next_attempt_at: None,
+            pass: None,
+            updated_at: lm,
+        }
     }
 
     fn r(lm: Timestamp, t: Option<Tags>) -> JobRef {
@@ -119,7 +148,11 @@ mod tests {
         assert_eq!(d(&r(lm, Some(tags("1"))), &synced), Decision::Done, "same time, same tags");
         assert_eq!(d(&r(lm, Some(tags("2"))), &synced), Decision::Process, "tags changed without moving LastModifiedTime");
         assert_eq!(d(&r(now, None), &synced), Decision::Process, "modified");
-        assert_eq!(decide(&r(lm, None), Some(&synced), &sinks, "other", OnIneligible::Retract, now, false), Decision::Process, "config changed");
+        assert_eq!(
+            decide(&r(lm, None), Some(&synced), &sinks, "other", OnIneligible::Retract, now, false),
+            Decision::Process,
+            "config changed"
+        );
         let one = state(Outcome::Synced, lm, &["file"]);
         assert_eq!(d(&r(lm, None), &one), Decision::Process, "a sink added later");
         let mut moved = synced.clone();

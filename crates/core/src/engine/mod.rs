@@ -84,7 +84,13 @@ impl PassRequest {
     /// A reconciliation pass: every job modified within `lookback`, tags in bulk, re-decided.
     pub fn reconcile(lookback: Duration) -> Self {
         let from = chrono::Utc::now() - chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::MAX);
-        PassRequest { key: Self::RECONCILE.into(), scope: ListScope::Range { from: Some(from), until: None }, retry_due: false, collect: false, floor: None }
+        PassRequest {
+            key: Self::RECONCILE.into(),
+            scope: ListScope::Range { from: Some(from), until: None },
+            retry_due: false,
+            collect: false,
+            floor: None,
+        }
     }
     /// A backfill of `[since, until)`: resumable under its own cursor key.
     pub fn backfill(since: Timestamp, until: Option<Timestamp>) -> Self {
@@ -162,7 +168,11 @@ impl Drop for InFlightGuard<'_> {
 }
 
 fn owner_id() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string())).unwrap_or_else(|| "host".into());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_else(|| "host".into());
     format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
 }
 
@@ -203,6 +213,11 @@ impl Engine {
 
     /// What the ledger holds: counts, cursors and up to `limit` failed jobs.
     pub async fn status(&self, limit: usize) -> Result<StatusReport, StateError> {
-        Ok(StatusReport { location: self.state.location(), counts: self.state.counts().await?, cursors: self.state.cursors().await?, failed: self.state.failed(None, limit).await? })
+        Ok(StatusReport {
+            location: self.state.location(),
+            counts: self.state.counts().await?,
+            cursors: self.state.cursors().await?,
+            failed: self.state.failed(None, limit).await?,
+        })
     }
 }

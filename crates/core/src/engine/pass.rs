@@ -31,11 +31,17 @@ pub(crate) struct Ctx<'a> {
     pub obs: &'a dyn Observer,
 }
 
-fn api_delta(before: &std::collections::BTreeMap<String, u64>, after: std::collections::BTreeMap<String, u64>) -> std::collections::BTreeMap<String, u64> {
-    after.into_iter().filter_map(|(k, v)| {
-        let d = v.saturating_sub(before.get(&k).copied().unwrap_or(0));
-        (d > 0).then_some((k, d))
-    }).collect()
+fn api_delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let d = v.saturating_sub(before.get(&k).copied().unwrap_or(0));
+            (d > 0).then_some((k, d))
+        })
+        .collect()
 }
 
 impl Engine {
@@ -135,7 +141,15 @@ impl Engine {
                 t.cancel();
             })
         });
-        let ctx = Ctx { pass: self.next_pass_id(), cancel: &deadline_token, deadline: opts.deadline, force: opts.force, urgent: opts.urgent, collect: opts.collect, obs };
+        let ctx = Ctx {
+            pass: self.next_pass_id(),
+            cancel: &deadline_token,
+            deadline: opts.deadline,
+            force: opts.force,
+            urgent: opts.urgent,
+            collect: opts.collect,
+            obs,
+        };
         let mut rep = PassReport { pass: ctx.pass.clone(), ..Default::default() };
         obs.event(&Event::PassStarted { key: "" });
         let mut refs = refs.into_iter().peekable();
@@ -163,7 +177,10 @@ impl Engine {
     /// Unparks failed jobs (the named ones, by name or ARN, or all) and works on them now.
     pub async fn retry(&self, jobs: &[String], cancel: &CancellationToken, obs: &dyn Observer) -> Result<PassReport, StateError> {
         let arns = state_call(&self.settings, cancel, || self.state.unpark(jobs)).await?;
-        let refs = arns.into_iter().map(|arn| JobRef { name: arn.rsplit('/').next().unwrap_or(&arn).to_string(), arn: Some(arn), ..Default::default() }).collect();
+        let refs = arns
+            .into_iter()
+            .map(|arn| JobRef { name: arn.rsplit('/').next().unwrap_or(&arn).to_string(), arn: Some(arn), ..Default::default() })
+            .collect();
         Ok(self.sync_refs(refs, &RefOptions { urgent: true, collect: true, ..Default::default() }, cancel, obs).await)
     }
 
@@ -175,7 +192,13 @@ impl Engine {
         }
     }
 
-    fn finish(&self, mut rep: PassReport, started: Instant, calls_before: &std::collections::BTreeMap<String, u64>, obs: &dyn Observer) -> PassReport {
+    fn finish(
+        &self,
+        mut rep: PassReport,
+        started: Instant,
+        calls_before: &std::collections::BTreeMap<String, u64>,
+        obs: &dyn Observer,
+    ) -> PassReport {
         rep.api_calls = api_delta(calls_before, self.source.api_calls());
         rep.elapsed_ms = started.elapsed().as_millis() as u64;
         obs.event(&Event::PassFinished(&rep));
@@ -198,7 +221,10 @@ impl Engine {
             };
             let n = due.len();
             after = due.last().map(|j| j.arn.clone());
-            let refs = due.into_iter().map(|j| JobRef { name: j.job, arn: Some(j.arn), last_modified: j.basis.last_modified, ..Default::default() }).collect();
+            let refs = due
+                .into_iter()
+                .map(|j| JobRef { name: j.job, arn: Some(j.arn), last_modified: j.basis.last_modified, ..Default::default() })
+                .collect();
             self.process_page(refs, Vec::new(), ctx, rep).await;
             if n < PAGE {
                 return;
@@ -221,7 +247,11 @@ impl Engine {
         let mut items = Vec::new();
         for r in refs {
             let st = r.arn.as_ref().and_then(|a| states.get(a));
-            let d = if ctx.force { Decision::Process } else { decide(&r, st, &self.sinks, &self.config_digest, self.settings.on_ineligible, now, ctx.urgent) };
+            let d = if ctx.force {
+                Decision::Process
+            } else {
+                decide(&r, st, &self.sinks, &self.config_digest, self.settings.on_ineligible, now, ctx.urgent)
+            };
             ctx.obs.event(&Event::Decided(d));
             match d {
                 Decision::Done => rep.already_done += 1,
@@ -303,7 +333,8 @@ impl Engine {
                     }
                 }
                 rep.count(r.outcome, 1);
-                let keep = ctx.collect || (matches!(r.outcome, Outcome::Failed | Outcome::Interrupted) && rep.jobs.len() < PassReport::MAX_KEPT);
+                let keep =
+                    ctx.collect || (matches!(r.outcome, Outcome::Failed | Outcome::Interrupted) && rep.jobs.len() < PassReport::MAX_KEPT);
                 if keep {
                     rep.jobs.push(r);
                 }

@@ -49,7 +49,20 @@ pub struct JobReport {
 impl JobReport {
     /// A report for `job` with `outcome` and nothing else.
     pub fn new(job: impl Into<String>, arn: Option<String>, outcome: Outcome) -> Self {
-        JobReport { job: job.into(), arn, outcome, reason: None, stage: None, receipts: Vec::new(), attempts: 0, last_modified: None, retryable: false, failed_sinks: Vec::new(), parked: false, recorded: false }
+        JobReport {
+            job: job.into(),
+            arn,
+            outcome,
+            reason: None,
+            stage: None,
+            receipts: Vec::new(),
+            attempts: 0,
+            last_modified: None,
+            retryable: false,
+            failed_sinks: Vec::new(),
+            parked: false,
+            recorded: false,
+        }
     }
 }
 

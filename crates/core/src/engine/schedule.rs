@@ -44,7 +44,18 @@ impl Engine {
                     break;
                 }
                 let rep = self.pass(&PassRequest { floor, ..PassRequest::poll() }, stop, obs).await;
-                tracing::info!(synced = rep.synced, skipped = rep.skipped, rejected = rep.rejected, failed = rep.failed, interrupted = rep.interrupted, already_done = rep.already_done, deferred = rep.deferred, busy = rep.busy, elapsed_ms = rep.elapsed_ms, "poll done");
+                tracing::info!(
+                    synced = rep.synced,
+                    skipped = rep.skipped,
+                    rejected = rep.rejected,
+                    failed = rep.failed,
+                    interrupted = rep.interrupted,
+                    already_done = rep.already_done,
+                    deferred = rep.deferred,
+                    busy = rep.busy,
+                    elapsed_ms = rep.elapsed_ms,
+                    "poll done"
+                );
                 if let Some(interval) = d.reconcile_interval() {
                     if !stop.is_cancelled() && (reconcile_now || last_reconcile.elapsed() >= interval) {
                         let mut req = PassRequest::reconcile(Duration::from_secs(d.reconcile_lookback_secs));
@@ -52,8 +63,21 @@ impl Engine {
                             *from = Some(from.map_or(f, |x| x.max(f)));
                         }
                         let rep = self.pass(&req, stop, obs).await;
-                        tracing::info!(synced = rep.synced, skipped = rep.skipped, rejected = rep.rejected, failed = rep.failed, already_done = rep.already_done, elapsed_ms = rep.elapsed_ms, "reconciliation done");
-                        if rep.listing_error.is_none() && rep.state_error.is_none() && rep.busy == 0 && rep.interrupted == 0 && !rep.cancelled {
+                        tracing::info!(
+                            synced = rep.synced,
+                            skipped = rep.skipped,
+                            rejected = rep.rejected,
+                            failed = rep.failed,
+                            already_done = rep.already_done,
+                            elapsed_ms = rep.elapsed_ms,
+                            "reconciliation done"
+                        );
+                        if rep.listing_error.is_none()
+                            && rep.state_error.is_none()
+                            && rep.busy == 0
+                            && rep.interrupted == 0
+                            && !rep.cancelled
+                        {
                             let c = Cursor { token: Some(self.config_digest.clone()), ..Default::default() };
                             let _ = state_call(&self.settings, &never, || self.state.save_cursor(CONFIG_KEY, &c)).await;
                             reconcile_now = false;

@@ -28,7 +28,12 @@ pub(crate) async fn pause(d: Duration, cancel: &CancellationToken, deadline: Opt
 /// value or the last error, with the attempts made. Cancellation before an attempt or during a
 /// backoff, and a deadline that leaves no room for the next attempt, give
 /// [`SyncError::Cancelled`].
-pub(crate) async fn retry<T, F, Fut>(settings: &PipelineSettings, cancel: &CancellationToken, deadline: Option<Instant>, mut f: F) -> Result<(T, u32), (SyncError, u32)>
+pub(crate) async fn retry<T, F, Fut>(
+    settings: &PipelineSettings,
+    cancel: &CancellationToken,
+    deadline: Option<Instant>,
+    mut f: F,
+) -> Result<(T, u32), (SyncError, u32)>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, SyncError>>,

@@ -94,7 +94,17 @@ impl Engine {
                         fetched = Some((job, attempts));
                         a
                     }
-                    Ok((job, _)) => return Handled::Report(self.unrecorded_failure(&job.name, None, Stage::Source, &SyncError::Malformed { origin: format!("training job {}", job.name), message: "the source returned no ARN".into() })),
+                    Ok((job, _)) => {
+                        return Handled::Report(self.unrecorded_failure(
+                            &job.name,
+                            None,
+                            Stage::Source,
+                            &SyncError::Malformed {
+                                origin: format!("training job {}", job.name),
+                                message: "the source returned no ARN".into(),
+                            },
+                        ))
+                    }
                     Err((e, _)) if e.is_cancelled() => return Handled::Report(interrupted(&name, None, "cancelled while fetching")),
                     Err((e, _)) => return Handled::Report(self.unrecorded_failure(&name, None, Stage::Source, &e)),
                 },
@@ -129,7 +139,10 @@ impl Engine {
         // Decide again with the entry read under the lease: another writer may have just
         // finished this job.
         if let (Item::Ref(r), false) = (&item, ctx.force) {
-            if fetched.is_none() && decide(r, fresh.as_ref(), &self.sinks, &self.config_digest, self.settings.on_ineligible, Utc::now(), ctx.urgent) != Decision::Process {
+            if fetched.is_none()
+                && decide(r, fresh.as_ref(), &self.sinks, &self.config_digest, self.settings.on_ineligible, Utc::now(), ctx.urgent)
+                    != Decision::Process
+            {
                 let _ = state_call(&self.settings, &CancellationToken::new(), || self.state.release(&lease)).await;
                 return Handled::Done;
             }
@@ -137,7 +150,9 @@ impl Engine {
         // Someone wrote the entry since this page was decided: the listing's copy of the job may
         // be older than what they wrote, so read the job afresh instead of writing it back.
         let item = match item {
-            Item::Ref(r) if r.job.is_some() && fresh.as_ref().map(|f| f.updated_at) != prior.as_ref().map(|p| p.updated_at) => Item::Ref(JobRef { name: r.name, arn: r.arn, origin: r.origin, ..Default::default() }),
+            Item::Ref(r) if r.job.is_some() && fresh.as_ref().map(|f| f.updated_at) != prior.as_ref().map(|p| p.updated_at) => {
+                Item::Ref(JobRef { name: r.name, arn: r.arn, origin: r.origin, ..Default::default() })
+            }
             other => other,
         };
         let job_cancel = ctx.cancel.child_token();
@@ -157,7 +172,11 @@ impl Engine {
                         report.recorded = true;
                         Handled::Report(report)
                     }
-                    Ok(false) => Handled::Report(interrupted(&name, Some(&arn), "the job's lease was taken over by another writer, which records it")),
+                    Ok(false) => Handled::Report(interrupted(
+                        &name,
+                        Some(&arn),
+                        "the job's lease was taken over by another writer, which records it",
+                    )),
                     Err(e) => {
                         tracing::error!(job = %name, error = %e, "cannot record the outcome; the job will be worked on again");
                         report.outcome = Outcome::Failed;
@@ -220,13 +239,28 @@ impl Engine {
 
     /// The entry and report of a job that ends with `outcome`.
     #[allow(clippy::too_many_arguments)]
-    fn entry(&self, arn: &str, name: &str, basis: Basis, outcome: Outcome, reason: Option<String>, failure: Option<(&SyncError, Stage)>, record_digest: Option<String>, deliveries: BTreeMap<String, Delivery>, prior: Option<&JobState>, ctx: &Ctx<'_>) -> JobState {
+    fn entry(
+        &self,
+        arn: &str,
+        name: &str,
+        basis: Basis,
+        outcome: Outcome,
+        reason: Option<String>,
+        failure: Option<(&SyncError, Stage)>,
+        record_digest: Option<String>,
+        deliveries: BTreeMap<String, Delivery>,
+        prior: Option<&JobState>,
+        ctx: &Ctx<'_>,
+    ) -> JobState {
         let now = Utc::now();
         let (attempts, parked, next_attempt_at) = match failure {
             None => (0, false, None),
             Some((e, _)) => {
                 // Tries count while the job's content stays the same.
-                let before = prior.filter(|p| p.outcome == Outcome::Failed && p.basis.last_modified == basis.last_modified).map(|p| p.attempts).unwrap_or(0);
+                let before = prior
+                    .filter(|p| p.outcome == Outcome::Failed && p.basis.last_modified == basis.last_modified)
+                    .map(|p| p.attempts)
+                    .unwrap_or(0);
                 let attempts = before.saturating_add(1);
                 // Only the job's own content parks it; the network, throttling or a store that is
                 // down never do.
@@ -234,10 +268,29 @@ impl Engine {
                 (attempts, parked, (!parked).then(|| now + self.settings.retry_delay(attempts)))
             }
         };
-        JobState { arn: arn.to_string(), job: name.to_string(), basis, outcome, reason, record_digest: record_digest.or_else(|| prior.and_then(|p| p.record_digest.clone())), deliveries, attempts, parked, next_attempt_at, pass: Some(ctx.pass.clone()), updated_at: now }
+        JobState {
+            arn: arn.to_string(),
+            job: name.to_string(),
+            basis,
+            outcome,
+            reason,
+            record_digest: record_digest.or_else(|| prior.and_then(|p| p.record_digest.clone())),
+            deliveries,
+            attempts,
+            parked,
+            next_attempt_at,
+            pass: Some(ctx.pass.clone()),
+            updated_at: now,
+        }
     }
 
-    fn report_of(entry: &JobState, receipts: Vec<SinkReceipt>, failure: Option<(&SyncError, Stage)>, failed_sinks: Vec<String>, attempts: u32) -> JobReport {
+    fn report_of(
+        entry: &JobState,
+        receipts: Vec<SinkReceipt>,
+        failure: Option<(&SyncError, Stage)>,
+        failed_sinks: Vec<String>,
+        attempts: u32,
+    ) -> JobReport {
         let mut r = JobReport::new(&entry.job, Some(entry.arn.clone()), entry.outcome);
         r.reason = entry.reason.clone();
         r.receipts = receipts;
@@ -252,14 +305,32 @@ impl Engine {
         r
     }
 
-    async fn work(&self, item: &Item, fetched: Option<(TrainingJob, u32)>, prior: Option<&JobState>, ctx: &Ctx<'_>, cancel: &CancellationToken) -> Work {
+    async fn work(
+        &self,
+        item: &Item,
+        fetched: Option<(TrainingJob, u32)>,
+        prior: Option<&JobState>,
+        ctx: &Ctx<'_>,
+        cancel: &CancellationToken,
+    ) -> Work {
         let r = match item {
             Item::Problem(p) => {
                 let arn = p.arn.clone().unwrap_or_default();
                 let name = p.job.clone().unwrap_or_else(|| arn.rsplit('/').next().unwrap_or(&arn).to_string());
                 let basis = Basis { last_modified: p.last_modified, tags_digest: None, config_digest: self.config_digest.clone() };
                 let reason = Some(format!("source: {}: {}", p.origin, p.error.chain()));
-                let e = self.entry(&arn, &name, basis, Outcome::Failed, reason, Some((&p.error, Stage::Source)), None, prior.map(|p| p.deliveries.clone()).unwrap_or_default(), prior, ctx);
+                let e = self.entry(
+                    &arn,
+                    &name,
+                    basis,
+                    Outcome::Failed,
+                    reason,
+                    Some((&p.error, Stage::Source)),
+                    None,
+                    prior.map(|p| p.deliveries.clone()).unwrap_or_default(),
+                    prior,
+                    ctx,
+                );
                 let rep = Self::report_of(&e, Vec::new(), Some((&p.error, Stage::Source)), Vec::new(), 1);
                 return Work::Finished(Box::new(e), rep);
             }
@@ -269,21 +340,47 @@ impl Engine {
             Some(j) => j,
             None => match retry(&self.settings, cancel, ctx.deadline, || self.source.fetch(r)).await {
                 Ok(j) => j,
-                Err((e, _)) if e.is_cancelled() => return Work::Interrupted(interrupted(&r.name, r.arn.as_deref(), "cancelled while fetching")),
+                Err((e, _)) if e.is_cancelled() => {
+                    return Work::Interrupted(interrupted(&r.name, r.arn.as_deref(), "cancelled while fetching"))
+                }
                 Err((e, attempts)) => {
                     tracing::warn!(job = %r.name, error = %e.chain(), "fetching the job failed");
                     let arn = r.arn.clone().unwrap_or_default();
-                    let basis = Basis { last_modified: r.last_modified, tags_digest: r.tags.as_ref().map(crate::digest::of_tags), config_digest: self.config_digest.clone() };
+                    let basis = Basis {
+                        last_modified: r.last_modified,
+                        tags_digest: r.tags.as_ref().map(crate::digest::of_tags),
+                        config_digest: self.config_digest.clone(),
+                    };
                     let reason = Some(format!("source: {}", e.chain()));
-                    let entry = self.entry(&arn, &r.name, basis, Outcome::Failed, reason, Some((&e, Stage::Source)), None, prior.map(|p| p.deliveries.clone()).unwrap_or_default(), prior, ctx);
+                    let entry = self.entry(
+                        &arn,
+                        &r.name,
+                        basis,
+                        Outcome::Failed,
+                        reason,
+                        Some((&e, Stage::Source)),
+                        None,
+                        prior.map(|p| p.deliveries.clone()).unwrap_or_default(),
+                        prior,
+                        ctx,
+                    );
                     let rep = Self::report_of(&entry, Vec::new(), Some((&e, Stage::Source)), Vec::new(), attempts);
                     return Work::Finished(Box::new(entry), rep);
                 }
             },
         };
-        let basis = Basis { last_modified: job.last_modified_time, tags_digest: Some(crate::digest::of_tags(&job.tags)), config_digest: self.config_digest.clone() };
+        let basis = Basis {
+            last_modified: job.last_modified_time,
+            tags_digest: Some(crate::digest::of_tags(&job.tags)),
+            config_digest: self.config_digest.clone(),
+        };
         // Deliveries to sinks that are no longer configured are forgotten.
-        let mut deliveries: BTreeMap<String, Delivery> = prior.map(|p| p.deliveries.clone()).unwrap_or_default().into_iter().filter(|(id, _)| self.sinks.iter().any(|s| &s.id == id)).collect();
+        let mut deliveries: BTreeMap<String, Delivery> = prior
+            .map(|p| p.deliveries.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(id, _)| self.sinks.iter().any(|s| &s.id == id))
+            .collect();
         let mut receipts = Vec::new();
         let mut failures: Vec<(String, SyncError)> = Vec::new();
         let verdict = self.validate_and_map(&job).await;
@@ -294,20 +391,33 @@ impl Engine {
                     let e = self.entry(&job.arn, &job.name, basis, Outcome::Synced, None, None, Some(digest), deliveries, prior, ctx);
                     return Work::Finished(Box::new(e.clone()), Self::report_of(&e, Vec::new(), None, Vec::new(), attempts));
                 }
-                let writes = self.sinks.iter().filter(|s| ctx.force || !deliveries.get(&s.id).is_some_and(|d| d.record_digest == digest && d.sink_digest == s.digest)).map(|s| {
-                    let record = &record;
-                    let cx = WriteContext::new().with_previous(deliveries.get(&s.id).map(|d| d.receipt.clone())).with_deadline(ctx.deadline);
-                    async move {
-                        let res = retry(&self.settings, cancel, ctx.deadline, || s.sink.upsert(record, &cx)).await;
-                        (s, res)
-                    }
-                });
+                let writes = self
+                    .sinks
+                    .iter()
+                    .filter(|s| ctx.force || !deliveries.get(&s.id).is_some_and(|d| d.record_digest == digest && d.sink_digest == s.digest))
+                    .map(|s| {
+                        let record = &record;
+                        let cx =
+                            WriteContext::new().with_previous(deliveries.get(&s.id).map(|d| d.receipt.clone())).with_deadline(ctx.deadline);
+                        async move {
+                            let res = retry(&self.settings, cancel, ctx.deadline, || s.sink.upsert(record, &cx)).await;
+                            (s, res)
+                        }
+                    });
                 for (s, res) in futures::future::join_all(writes).await {
                     match res {
                         Ok((mut receipt, a)) => {
                             attempts = attempts.max(a);
                             receipt.sink = s.id.clone();
-                            deliveries.insert(s.id.clone(), Delivery { record_digest: digest.clone(), sink_digest: s.digest.clone(), receipt: receipt.clone(), at: Utc::now() });
+                            deliveries.insert(
+                                s.id.clone(),
+                                Delivery {
+                                    record_digest: digest.clone(),
+                                    sink_digest: s.digest.clone(),
+                                    receipt: receipt.clone(),
+                                    at: Utc::now(),
+                                },
+                            );
                             receipts.push(receipt);
                         }
                         Err((e, a)) => {
@@ -370,7 +480,18 @@ impl Engine {
         let failed_sinks = failures.iter().map(|(id, _)| id.clone()).collect();
         let err = SyncError::Transient { message: String::new(), source: None };
         let cause = if worst.is_retryable() { &err } else { worst };
-        let e = self.entry(&job.arn, &job.name, basis, Outcome::Failed, Some(text), Some((cause, Stage::Sink)), record_digest, deliveries, prior, ctx);
+        let e = self.entry(
+            &job.arn,
+            &job.name,
+            basis,
+            Outcome::Failed,
+            Some(text),
+            Some((cause, Stage::Sink)),
+            record_digest,
+            deliveries,
+            prior,
+            ctx,
+        );
         let rep = Self::report_of(&e, receipts, Some((cause, Stage::Sink)), failed_sinks, attempts);
         Work::Finished(Box::new(e), rep)
     }

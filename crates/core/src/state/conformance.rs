@@ -75,7 +75,15 @@ pub async fn cursors(s: &dyn StateStore) {
 /// `jobs` answers in request order with `None` for unknown jobs.
 pub async fn batch_reads(s: &dyn StateStore) {
     let mut e = entry("arn:j/b", Outcome::Synced);
-    e.deliveries.insert("file".into(), Delivery { record_digest: "r".into(), sink_digest: "s".into(), receipt: SinkReceipt::new(WriteKind::Created).id("path", "p/b.json"), at: Utc::now() });
+    e.deliveries.insert(
+        "file".into(),
+        Delivery {
+            record_digest: "r".into(),
+            sink_digest: "s".into(),
+            receipt: SinkReceipt::new(WriteKind::Created).id("path", "p/b.json"),
+            at: Utc::now(),
+        },
+    );
     put(s, &e).await;
     put(s, &entry("arn:j/a", Outcome::Skipped)).await;
     let got = s.jobs(&["arn:j/a".into(), "arn:j/zz".into(), "arn:j/b".into()]).await.unwrap();
@@ -149,7 +157,12 @@ pub async fn expired_leases_are_taken_over_and_fence_the_old_writer(s: &dyn Stat
 /// Commit writes the whole entry (deliveries replaced, not merged) and frees the job.
 pub async fn commit_replaces_the_entry_and_releases(s: &dyn StateStore) {
     let mut e = entry("arn:j/c", Outcome::Synced);
-    let d = |path: &str| Delivery { record_digest: "r".into(), sink_digest: "s".into(), receipt: SinkReceipt::new(WriteKind::Created).id("path", path), at: Utc::now() };
+    let d = |path: &str| Delivery {
+        record_digest: "r".into(),
+        sink_digest: "s".into(),
+        receipt: SinkReceipt::new(WriteKind::Created).id("path", path),
+        at: Utc::now(),
+    };
     e.deliveries.insert("a".into(), d("1"));
     e.deliveries.insert("b".into(), d("2"));
     put(s, &e).await;

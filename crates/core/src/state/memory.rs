@@ -125,7 +125,12 @@ impl StateStore for MemoryState {
             Some(a) => g.jobs.range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
             None => g.jobs.range::<str, _>(..),
         };
-        Ok(range.map(|(_, j)| j).filter(|j| j.outcome == Outcome::Failed && !j.parked && j.next_attempt_at.is_none_or(|t| t <= now)).take(limit).cloned().collect())
+        Ok(range
+            .map(|(_, j)| j)
+            .filter(|j| j.outcome == Outcome::Failed && !j.parked && j.next_attempt_at.is_none_or(|t| t <= now))
+            .take(limit)
+            .cloned()
+            .collect())
     }
     async fn failed(&self, after: Option<&str>, limit: usize) -> Result<Vec<JobState>, StateError> {
         let g = self.lock();
@@ -189,6 +194,9 @@ type = "memory"
 mod tests {
     #[tokio::test]
     async fn memory_store_passes_the_conformance_suite() {
-        super::super::conformance::run_all(&|| Box::pin(async { std::sync::Arc::new(super::MemoryState::new()) as std::sync::Arc<dyn super::StateStore> })).await;
+        super::super::conformance::run_all(&|| {
+            Box::pin(async { std::sync::Arc::new(super::MemoryState::new()) as std::sync::Arc<dyn super::StateStore> })
+        })
+        .await;
     }
 }

@@ -130,7 +130,9 @@ pub fn registered() -> Vec<(&'static str, &'static str)> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(errors) = registry::check_unique() {
@@ -143,11 +145,17 @@ pub fn main() -> ExitCode {
         Command::Plugins { format } => render::plugins(format == Format::Json),
         Command::Example { type_name } => example(&type_name),
         Command::Validate { config } => validate(&config),
-        Command::Run { config, dry_run, format } => with_engine(&config, EngineOptions::memory().dry_run(dry_run), format, false, |e, cancel, progress| async move { Ok(e.pass(&PassRequest::poll().collecting(), &cancel, &progress).await) }),
-        Command::SyncJob { name, config, dry_run, format } => with_engine(&config, EngineOptions::memory().dry_run(dry_run), format, false, |e, cancel, progress| async move {
-            let opts = RefOptions { force: true, urgent: true, collect: true, ..Default::default() };
-            Ok(e.sync_refs(vec![JobRef::by_name(name)], &opts, &cancel, &progress).await)
-        }),
+        Command::Run { config, dry_run, format } => {
+            with_engine(&config, EngineOptions::memory().dry_run(dry_run), format, false, |e, cancel, progress| async move {
+                Ok(e.pass(&PassRequest::poll().collecting(), &cancel, &progress).await)
+            })
+        }
+        Command::SyncJob { name, config, dry_run, format } => {
+            with_engine(&config, EngineOptions::memory().dry_run(dry_run), format, false, |e, cancel, progress| async move {
+                let opts = RefOptions { force: true, urgent: true, collect: true, ..Default::default() };
+                Ok(e.sync_refs(vec![JobRef::by_name(name)], &opts, &cancel, &progress).await)
+            })
+        }
         Command::Backfill { config, since, until, format } => {
             let range = parse_time(&since).and_then(|s| until.as_deref().map(parse_time).transpose().map(|u| (s, u)));
             let (since, until) = match range {
@@ -161,15 +169,22 @@ pub fn main() -> ExitCode {
                 eprintln!("error: --until must be after --since");
                 return ExitCode::from(EXIT_USAGE);
             }
-            with_engine(&config, EngineOptions::sqlite(), format, true, move |e, cancel, progress| async move { Ok(e.pass(&PassRequest::backfill(since, until), &cancel, &progress).await) })
+            with_engine(&config, EngineOptions::sqlite(), format, true, move |e, cancel, progress| async move {
+                Ok(e.pass(&PassRequest::backfill(since, until), &cancel, &progress).await)
+            })
         }
-        Command::Retry { config, jobs, format } => with_engine(&config, EngineOptions::sqlite(), format, true, |e, cancel, progress| async move {
-            let r = e.retry(&jobs, &cancel, &progress).await?;
-            if r.pages == 0 {
-                eprintln!("no failed jobs{} in the ledger", if jobs.is_empty() { String::new() } else { format!(" named {}", jobs.join(", ")) });
-            }
-            Ok(r)
-        }),
+        Command::Retry { config, jobs, format } => {
+            with_engine(&config, EngineOptions::sqlite(), format, true, |e, cancel, progress| async move {
+                let r = e.retry(&jobs, &cancel, &progress).await?;
+                if r.pages == 0 {
+                    eprintln!(
+                        "no failed jobs{} in the ledger",
+                        if jobs.is_empty() { String::new() } else { format!(" named {}", jobs.join(", ")) }
+                    );
+                }
+                Ok(r)
+            })
+        }
         Command::Status { config, format } => status(&config, format),
     }
 }

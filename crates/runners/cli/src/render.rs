@@ -31,7 +31,15 @@ pub fn text(r: &PassReport) -> String {
         out.push_str(&format!("{:<8}  {:<width$}  {}\n", j.outcome.as_str(), j.job, detail, width = width));
     }
     let total = r.total();
-    out.push_str(&format!("{} job{}: {} synced, {} skipped, {} rejected, {} failed", total, if total == 1 { "" } else { "s" }, r.synced, r.skipped, r.rejected, r.failed));
+    out.push_str(&format!(
+        "{} job{}: {} synced, {} skipped, {} rejected, {} failed",
+        total,
+        if total == 1 { "" } else { "s" },
+        r.synced,
+        r.skipped,
+        r.rejected,
+        r.failed
+    ));
     if r.interrupted > 0 {
         out.push_str(&format!(", {} interrupted", r.interrupted));
     }
@@ -81,12 +89,27 @@ pub fn status(s: &StatusReport, json: bool) {
         return;
     }
     let c = &s.counts;
-    println!("{}: {} jobs — {} synced, {} skipped, {} rejected, {} failed ({} parked)", s.location, c.total(), c.synced, c.skipped, c.rejected, c.failed, c.parked);
+    println!(
+        "{}: {} jobs — {} synced, {} skipped, {} rejected, {} failed ({} parked)",
+        s.location,
+        c.total(),
+        c.synced,
+        c.skipped,
+        c.rejected,
+        c.failed,
+        c.parked
+    );
     for (k, cur) in &s.cursors {
         println!("cursor {k}: {}", cur.watermark.map(|w| w.to_rfc3339()).unwrap_or_else(|| "(start)".into()));
     }
     for e in &s.failed {
-        println!("failed  {} (attempts {}{}): {}", e.job, e.attempts, if e.parked { ", parked" } else { "" }, e.reason.as_deref().unwrap_or(""));
+        println!(
+            "failed  {} (attempts {}{}): {}",
+            e.job,
+            e.attempts,
+            if e.parked { ", parked" } else { "" },
+            e.reason.as_deref().unwrap_or("")
+        );
     }
 }
 
@@ -94,7 +117,8 @@ pub fn status(s: &StatusReport, json: bool) {
 pub fn plugins(json: bool) -> ExitCode {
     let all = registry::all();
     if json {
-        let v: Vec<serde_json::Value> = all.iter().map(|d| serde_json::json!({"kind": d.kind().as_str(), "type": d.type_name, "summary": d.summary})).collect();
+        let v: Vec<serde_json::Value> =
+            all.iter().map(|d| serde_json::json!({"kind": d.kind().as_str(), "type": d.type_name, "summary": d.summary})).collect();
         println!("{}", serde_json::Value::Array(v));
         return ExitCode::SUCCESS;
     }
@@ -147,7 +171,9 @@ impl Observer for Progress {
         c[i] += 1;
         match &self.bar {
             Some(b) => b.set_message(format!("{} synced, {} skipped, {} rejected, {} failed — {}", c[0], c[1], c[2], c[3], r.job)),
-            None if self.lines => eprintln!("{:<8} {}{}", r.outcome.as_str(), r.job, r.reason.as_deref().map(|x| format!(" ({x})")).unwrap_or_default()),
+            None if self.lines => {
+                eprintln!("{:<8} {}{}", r.outcome.as_str(), r.job, r.reason.as_deref().map(|x| format!(" ({x})")).unwrap_or_default())
+            }
             None => {}
         }
     }

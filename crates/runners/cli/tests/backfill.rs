@@ -63,7 +63,12 @@ async fn kill_9_at_random_points_five_times_then_every_job_exactly_once() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut progress = Vec::new();
     for round in 0..5 {
-        let mut child = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = sagesync(dir.path())
+            .args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let delay = rng.u64(300..1500);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let finished = child.try_wait().unwrap().is_some();
@@ -72,7 +77,10 @@ async fn kill_9_at_random_points_five_times_then_every_job_exactly_once() {
         progress.push((seed, round, delay, finished, runs_by_job(&peer).len()));
     }
     // The final run finishes what is left.
-    let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"]).output().unwrap();
+    let out = sagesync(dir.path())
+        .args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}\n{progress:?}", String::from_utf8_lossy(&out.stderr));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["failed"], 0);
@@ -89,7 +97,10 @@ async fn kill_9_at_random_points_five_times_then_every_job_exactly_once() {
     // The same backfill again re-decides the range against the ledger: nothing to write, and
     // nothing but Search pages.
     for since in ["2000-01-01", "1999-01-01"] {
-        let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", since, "--format", "json"]).output().unwrap();
+        let out = sagesync(dir.path())
+            .args(["backfill", "--config", cfg.to_str().unwrap(), "--since", since, "--format", "json"])
+            .output()
+            .unwrap();
         let s: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!((s["synced"].as_u64(), s["already_done"].as_u64()), (Some(0), Some(500)), "{s}");
         let calls = &s["api_calls"];
@@ -122,11 +133,15 @@ async fn status_and_retry_of_failed_jobs() {
     assert_eq!(st["counts"]["parked"], 3);
     let failed = st["failed_jobs"].as_array().unwrap();
     assert!(failed.iter().all(|f| f["error"].as_str().unwrap().contains("injected failure in storeFitEvent")), "{st}");
-    let text = String::from_utf8(sagesync(dir.path()).args(["status", "--config", cfg.to_str().unwrap()]).output().unwrap().stdout).unwrap();
+    let text =
+        String::from_utf8(sagesync(dir.path()).args(["status", "--config", cfg.to_str().unwrap()]).output().unwrap().stdout).unwrap();
     assert!(text.contains("3 failed (3 parked)") && text.contains(&names[0]), "{text}");
     // A parked job stays put on the next backfill.
     let peer = Peer::start(&["--port", &port.to_string()]);
-    let out = sagesync(dir.path()).args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"]).output().unwrap();
+    let out = sagesync(dir.path())
+        .args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"])
+        .output()
+        .unwrap();
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["already_done"], 3, "parked jobs wait for `retry`");
     // Retry one by name, then the rest.
@@ -151,7 +166,10 @@ fn backfill_needs_valid_dates() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");
     std::fs::write(&p, "[source]\ntype = \"sagemaker_json\"\npaths = [\"x\"]\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n").unwrap();
-    let out = sagesync(dir.path()).args(["backfill", "--config", p.to_str().unwrap(), "--since", "2026-02-01", "--until", "2026-01-01"]).output().unwrap();
+    let out = sagesync(dir.path())
+        .args(["backfill", "--config", p.to_str().unwrap(), "--since", "2026-02-01", "--until", "2026-01-01"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--until must be after --since"));
     std::fs::write(&p, "[source]\ntype = \"sagemaker\"\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n").unwrap();

@@ -21,7 +21,12 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 }
 
 fn job<'a>(summary: &'a Value, name_prefix: &str) -> &'a Value {
-    summary["jobs"].as_array().unwrap().iter().find(|j| j["job"].as_str().unwrap().starts_with(name_prefix)).unwrap_or_else(|| panic!("no job {name_prefix}"))
+    summary["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"].as_str().unwrap().starts_with(name_prefix))
+        .unwrap_or_else(|| panic!("no job {name_prefix}"))
 }
 
 fn doc(path: &Path) -> Value {
@@ -31,10 +36,20 @@ fn doc(path: &Path) -> Value {
 #[test]
 fn quickstart_end_to_end() {
     let out = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = run(sagesync().current_dir(repo_root()).env("SAGESYNC_OUT", out.path()).args(["run", "--config", "examples/quickstart.toml", "--format", "json"]));
+    let (code, stdout, stderr) = run(sagesync().current_dir(repo_root()).env("SAGESYNC_OUT", out.path()).args([
+        "run",
+        "--config",
+        "examples/quickstart.toml",
+        "--format",
+        "json",
+    ]));
     assert_eq!(code, 0, "{stderr}");
     let s: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!((s["synced"].as_u64(), s["skipped"].as_u64(), s["rejected"].as_u64(), s["failed"].as_u64()), (Some(4), Some(2), Some(1), Some(0)), "{stdout}");
+    assert_eq!(
+        (s["synced"].as_u64(), s["skipped"].as_u64(), s["rejected"].as_u64(), s["failed"].as_u64()),
+        (Some(4), Some(2), Some(1), Some(0)),
+        "{stdout}"
+    );
     assert_eq!(s["jobs"].as_array().unwrap().len(), 7);
     for j in s["jobs"].as_array().unwrap() {
         assert!(["synced", "skipped", "rejected", "failed"].contains(&j["outcome"].as_str().unwrap()));
@@ -64,7 +79,10 @@ fn quickstart_end_to_end() {
     assert_eq!(xgb["schema"], "sagesync.run-record");
     assert_eq!(xgb["schema_version"], 1);
     let r = &xgb["record"];
-    assert_eq!(r["project"], serde_json::json!({"name": "customer-churn", "user": "ana.silva", "description": "Predict which mobile customers will churn next month"}));
+    assert_eq!(
+        r["project"],
+        serde_json::json!({"name": "customer-churn", "user": "ana.silva", "description": "Predict which mobile customers will churn next month"})
+    );
     assert_eq!(r["experiment"], "Default_Experiment");
     assert_eq!(r["run"]["name"], "xgboost-churn-2026-11-02-10-15-42-118");
     assert_eq!(r["run"]["external_id"], "arn:aws:sagemaker:us-east-1:111122223333:training-job/xgboost-churn-2026-11-02-10-15-42-118");
@@ -75,7 +93,8 @@ fn quickstart_end_to_end() {
     assert_eq!(r["hyperparameters"].as_array().unwrap().len(), 8);
     assert_eq!(r["hyperparameters"][0], serde_json::json!({"name": "eta", "raw": "0.2", "value": 0.2}));
     assert_eq!(r["hyperparameters"][6]["value"], "binary:logistic");
-    let splits: Vec<(&str, &str)> = r["metrics"].as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap(), m["split"].as_str().unwrap())).collect();
+    let splits: Vec<(&str, &str)> =
+        r["metrics"].as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap(), m["split"].as_str().unwrap())).collect();
     assert_eq!(splits, [("train:auc", "train"), ("validation:auc", "validation"), ("validation:logloss", "validation")]);
     assert_eq!(r["datasets"][1]["name"], "validation");
     assert_eq!(r["datasets"][1]["uri"], "s3://acme-ml-data/churn/validation/");
@@ -102,14 +121,26 @@ fn quickstart_end_to_end() {
     assert_eq!(fsx["record"]["run"]["end"], "2026-11-11T00:50:10Z", "epoch-second timestamps");
 
     // A second run writes nothing.
-    let before: Vec<_> = walk(out.path()).iter().map(|p| (p.clone(), std::fs::read(p).unwrap(), std::fs::metadata(p).unwrap().modified().unwrap())).collect();
-    let (code, stdout, _) = run(sagesync().current_dir(repo_root()).env("SAGESYNC_OUT", out.path()).args(["run", "--config", "examples/quickstart.toml", "--format", "json"]));
+    let before: Vec<_> = walk(out.path())
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).unwrap(), std::fs::metadata(p).unwrap().modified().unwrap()))
+        .collect();
+    let (code, stdout, _) = run(sagesync().current_dir(repo_root()).env("SAGESYNC_OUT", out.path()).args([
+        "run",
+        "--config",
+        "examples/quickstart.toml",
+        "--format",
+        "json",
+    ]));
     assert_eq!(code, 0);
     let s2: Value = serde_json::from_str(&stdout).unwrap();
     for j in s2["jobs"].as_array().unwrap().iter().filter(|j| j["outcome"] == "synced") {
         assert_eq!(j["receipts"][0]["write"], "unchanged", "{j}");
     }
-    let after: Vec<_> = walk(out.path()).iter().map(|p| (p.clone(), std::fs::read(p).unwrap(), std::fs::metadata(p).unwrap().modified().unwrap())).collect();
+    let after: Vec<_> = walk(out.path())
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).unwrap(), std::fs::metadata(p).unwrap().modified().unwrap()))
+        .collect();
     assert_eq!(before, after);
 }
 
@@ -130,7 +161,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn text_summary_counts_match() {
     let out = tempfile::tempdir().unwrap();
-    let (code, stdout, _) = run(sagesync().current_dir(repo_root()).env("SAGESYNC_OUT", out.path()).args(["run", "--config", "examples/quickstart.toml"]));
+    let (code, stdout, _) =
+        run(sagesync().current_dir(repo_root()).env("SAGESYNC_OUT", out.path()).args(["run", "--config", "examples/quickstart.toml"]));
     assert_eq!(code, 0);
     assert!(stdout.trim_end().ends_with("7 jobs: 4 synced, 2 skipped, 1 rejected, 0 failed"), "{stdout}");
 }
@@ -138,7 +170,14 @@ fn text_summary_counts_match() {
 #[test]
 fn dry_run_writes_nothing() {
     let out = tempfile::tempdir().unwrap();
-    let (code, stdout, _) = run(sagesync().current_dir(repo_root()).env("SAGESYNC_OUT", out.path()).args(["run", "--config", "examples/quickstart.toml", "--dry-run", "--format", "json"]));
+    let (code, stdout, _) = run(sagesync().current_dir(repo_root()).env("SAGESYNC_OUT", out.path()).args([
+        "run",
+        "--config",
+        "examples/quickstart.toml",
+        "--dry-run",
+        "--format",
+        "json",
+    ]));
     assert_eq!(code, 0);
     let s: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(s["synced"], 4);
@@ -176,7 +215,13 @@ fn malformed_job_is_reported_and_others_still_sync() {
 fn stdin_source() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &format!("[source]\ntype = \"sagemaker_json\"\npaths = [\"-\"]\n{GOOD_REST}"));
-    let mut child = sagesync().current_dir(dir.path()).args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = sagesync()
+        .current_dir(dir.path())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(&std::fs::read(repo_root().join("examples/jobs/more.jsonl")).unwrap()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -209,7 +254,10 @@ fn config_error_unknown_key() {
 #[test]
 fn config_error_unknown_type_lists_available() {
     let e = validate_err("[source]\ntype = \"sagemaker_json\"\npaths = [\"a\"]\n\n[[sinks]]\ntype = \"fiel\"\n");
-    assert!(e.contains("pipeline.toml:6:8: key `sinks[0].type`: unknown sink type `fiel`; available: file, mlflow, modeldb_v1, modeldb_v2"), "{e}");
+    assert!(
+        e.contains("pipeline.toml:6:8: key `sinks[0].type`: unknown sink type `fiel`; available: file, mlflow, modeldb_v1, modeldb_v2"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -249,10 +297,25 @@ fn registered_plugin_set() {
     let (code, stdout, _) = run(sagesync().args(["plugins", "--format", "json"]));
     assert_eq!(code, 0);
     let v: Vec<Value> = serde_json::from_str(&stdout).unwrap();
-    let mut got: Vec<(String, String)> = v.iter().map(|d| (d["kind"].as_str().unwrap().to_string(), d["type"].as_str().unwrap().to_string())).collect();
+    let mut got: Vec<(String, String)> =
+        v.iter().map(|d| (d["kind"].as_str().unwrap().to_string(), d["type"].as_str().unwrap().to_string())).collect();
     got.sort();
-    let mut want: Vec<(String, String)> =
-        [("source", "sagemaker"), ("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("state", "memory"), ("state", "sqlite")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let mut want: Vec<(String, String)> = [
+        ("source", "sagemaker"),
+        ("source", "sagemaker_json"),
+        ("validator", "required_tags"),
+        ("validator", "status"),
+        ("mapper", "tags"),
+        ("sink", "file"),
+        ("sink", "mlflow"),
+        ("sink", "modeldb_v1"),
+        ("sink", "modeldb_v2"),
+        ("state", "memory"),
+        ("state", "sqlite"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
     want.sort();
     assert_eq!(got, want);
     let (_, text, _) = run(sagesync().arg("plugins"));

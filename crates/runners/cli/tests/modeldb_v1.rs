@@ -7,7 +7,11 @@ use peer::{repo_root, Peer};
 use serde_json::Value;
 
 fn run_once(cfg: &std::path::Path) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sagesync")).current_dir(repo_root()).args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sagesync"))
+        .current_dir(repo_root())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }

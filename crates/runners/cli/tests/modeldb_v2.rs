@@ -8,7 +8,12 @@ mod v2fake;
 use serde_json::Value;
 
 async fn run_once(cfg: std::path::PathBuf) -> Value {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagesync")).current_dir(peer::repo_root()).args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"]).output().await.unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagesync"))
+        .current_dir(peer::repo_root())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
 use sagesync_core::{CancellationToken, Engine, NoObserver, PassRequest, PipelineSettings, TagKeys};
-use sagesync_state_sqlite::SqliteState;
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
+use sagesync_state_sqlite::SqliteState;
 
 fn proc_stat(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -55,13 +55,26 @@ async fn main() {
     let wall = t.elapsed().as_secs_f64();
     assert_eq!(s.synced, n);
     let calls: u64 = s.api_calls.values().sum();
-    println!("backfill: {n} jobs in {wall:.2} s = {:.1} jobs/s, {:.3} SageMaker calls/job {:?} (ledger + file sink)", n as f64 / wall, calls as f64 / n as f64, s.api_calls);
+    println!(
+        "backfill: {n} jobs in {wall:.2} s = {:.1} jobs/s, {:.3} SageMaker calls/job {:?} (ledger + file sink)",
+        n as f64 / wall,
+        calls as f64 / n as f64,
+        s.api_calls
+    );
 
     // Idle daemon over the same account: the ledger already has every job.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.path().join("d.toml");
     std::fs::write(&cfg, format!("[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"out\"\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 5\nreconcile_interval_secs = 0\nlisten = \"127.0.0.1:{port}\"\n", moto.url())).unwrap();
-    let mut child = std::process::Command::new(&bin).current_dir(dir.path()).args(["--config", cfg.to_str().unwrap()]).envs(moto::TEST_ENV).env("RUST_LOG", "error").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = std::process::Command::new(&bin)
+        .current_dir(dir.path())
+        .args(["--config", cfg.to_str().unwrap()])
+        .envs(moto::TEST_ENV)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait for the first poll (it lists all N jobs once and finds them in the ledger).
     let client = reqwest::Client::new();
     let t0 = Instant::now();
@@ -87,7 +100,13 @@ async fn main() {
     let (cpu1, rss) = proc_stat(child.id()).unwrap();
     let metrics = client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap();
     let polls = metrics.lines().find(|l| l.starts_with("sagesync_polls_total{result=\"ok\"}")).unwrap_or("").to_string();
-    println!("idle daemon over {secs} s (5 s poll, nothing new): CPU {:.2} s = {:.2} % of one core, RSS {:.1} MiB (peak {:.1} MiB); {polls}", cpu1 - cpu0, (cpu1 - cpu0) / secs as f64 * 100.0, rss as f64 / 1024.0, peak as f64 / 1024.0);
+    println!(
+        "idle daemon over {secs} s (5 s poll, nothing new): CPU {:.2} s = {:.2} % of one core, RSS {:.1} MiB (peak {:.1} MiB); {polls}",
+        cpu1 - cpu0,
+        (cpu1 - cpu0) / secs as f64 * 100.0,
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

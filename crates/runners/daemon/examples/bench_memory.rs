@@ -14,7 +14,10 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
-use sagesync_core::{async_trait, CancellationToken, Engine, NoObserver, PassRequest, PipelineSettings, RunRecord, Sink, SinkReceipt, SyncError, TagKeys, WriteContext, WriteKind};
+use sagesync_core::{
+    async_trait, CancellationToken, Engine, NoObserver, PassRequest, PipelineSettings, RunRecord, Sink, SinkReceipt, SyncError, TagKeys,
+    WriteContext, WriteKind,
+};
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 use serde_json::{json, Value};
 
@@ -96,7 +99,10 @@ impl Sink for Counting {
 }
 
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status").ok().and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())).unwrap_or(0)
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
 
 async fn one(n: usize) {
@@ -122,13 +128,24 @@ async fn one(n: usize) {
         .build()
         .expect("engine");
     let t = Instant::now();
-    let r = engine.pass(&PassRequest::backfill(chrono::DateTime::from_timestamp(BASE as i64 - 1, 0).expect("time"), None), &CancellationToken::new(), &NoObserver).await;
+    let r = engine
+        .pass(
+            &PassRequest::backfill(chrono::DateTime::from_timestamp(BASE as i64 - 1, 0).expect("time"), None),
+            &CancellationToken::new(),
+            &NoObserver,
+        )
+        .await;
     let wall = t.elapsed().as_secs_f64();
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     assert_eq!((r.synced, sink.0.load(Ordering::Relaxed)), (n, n), "{:?} {:?}", r.listing_error, r.state_error);
-    println!("{n:>7} jobs  {wall:>8.2} s  {:>8.0} jobs/s  peak RSS {:>6.1} MiB  Search calls {}", n as f64 / wall, peak_rss_kib() as f64 / 1024.0, r.api_calls.get("Search").copied().unwrap_or(0));
+    println!(
+        "{n:>7} jobs  {wall:>8.2} s  {:>8.0} jobs/s  peak RSS {:>6.1} MiB  Search calls {}",
+        n as f64 / wall,
+        peak_rss_kib() as f64 / 1024.0,
+        r.api_calls.get("Search").copied().unwrap_or(0)
+    );
 }
 
 #[tokio::main]

@@ -297,7 +297,8 @@ impl Daemon {
     pub async fn serve_http(&self, shutdown: CancellationToken) -> Result<SocketAddr, DaemonError> {
         use axum::routing::get;
         let addr = self.settings.listen.clone();
-        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| DaemonError::Listen { addr: addr.clone(), message: e.to_string() })?;
+        let listener =
+            tokio::net::TcpListener::bind(&addr).await.map_err(|e| DaemonError::Listen { addr: addr.clone(), message: e.to_string() })?;
         let bound = listener.local_addr().map_err(|e| DaemonError::Listen { addr, message: e.to_string() })?;
         let (h, m) = (self.metrics.clone(), self.metrics.clone());
         let app = axum::Router::new()
@@ -315,7 +316,9 @@ impl Daemon {
                 "/metrics",
                 get(move || {
                     let m = m.clone();
-                    async move { ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render()) }
+                    async move {
+                        ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+                    }
                 }),
             );
         tokio::spawn(async move {
@@ -365,7 +368,13 @@ pub fn main() -> std::process::ExitCode {
         config: std::path::PathBuf,
     }
     let args = Args::parse();
-    tracing_subscriber::fmt().json().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if let Err(errors) = sagesync_core::registry::check_unique() {
         for e in errors {
             eprintln!("error: {e}");

@@ -25,8 +25,17 @@ struct Daemon {
 impl Daemon {
     fn start(cfg: &Path, dir: &Path) -> Daemon {
         let text = std::fs::read_to_string(cfg).unwrap();
-        let port = text.lines().find_map(|l| l.strip_prefix("listen = \"127.0.0.1:")).and_then(|p| p.trim_end_matches('"').parse().ok()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir).args(["--config", cfg.to_str().unwrap()]).envs(TEST_ENV).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let port =
+            text.lines().find_map(|l| l.strip_prefix("listen = \"127.0.0.1:")).and_then(|p| p.trim_end_matches('"').parse().ok()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sagesyncd"))
+            .current_dir(dir)
+            .args(["--config", cfg.to_str().unwrap()])
+            .envs(TEST_ENV)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         Daemon { child, port }
     }
     fn signal(&self, sig: &str) {
@@ -43,7 +52,12 @@ impl Daemon {
         }
     }
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::Client::new().get(format!("http://127.0.0.1:{}{path}", self.port)).timeout(Duration::from_secs(5)).send().await.ok()?;
+        let r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
         Some((r.status().as_u16(), r.text().await.ok()?))
     }
 }
@@ -83,13 +97,29 @@ fn ledger(path: &Path) -> Option<LedgerCounts> {
         return None;
     }
     let p = path.to_path_buf();
-    std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?.block_on(async { sagesync_state_sqlite::SqliteState::new(p, 10_000).counts().await.ok() })).join().ok().flatten()
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?
+            .block_on(async { sagesync_state_sqlite::SqliteState::new(p, 10_000).counts().await.ok() })
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 /// Finished documents only (not the sink's temporary files, which are renamed into place).
 fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).filter(|e| { let n = e.file_name().to_string_lossy().to_string(); n.ends_with(".json") && !n.starts_with('.') }).count())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.ends_with(".json") && !n.starts_with('.')
+                })
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -162,9 +192,13 @@ async fn picks_up_existing_new_and_modified_jobs_with_health_and_metrics() {
 
     // A job modified after it was synced is synced again.
     let later = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
-    moto.edit(&names[0], json!({"LastModifiedTime": later, "FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.5, "Timestamp": later}]}));
+    moto.edit(
+        &names[0],
+        json!({"LastModifiedTime": later, "FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.5, "Timestamp": later}]}),
+    );
     let f0 = out.join(format!("{}.json", names[0]));
-    wait_until("the modified job re-synced", 30, || std::fs::read_to_string(&f0).map(|t| t.contains("validation:auc")).unwrap_or(false)).await;
+    wait_until("the modified job re-synced", 30, || std::fs::read_to_string(&f0).map(|t| t.contains("validation:auc")).unwrap_or(false))
+        .await;
 
     // /metrics parses and matches the ledger.
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -180,7 +214,10 @@ async fn picks_up_existing_new_and_modified_jobs_with_health_and_metrics() {
     assert_eq!(m["sagesync_jobs_total{outcome=\"skipped\"}"], 1.0, "the untagged job once; afterwards the ledger has it");
     assert_eq!(m["sagesync_sink_writes_total{sink=\"file\",write=\"updated\"}"], 1.0);
     assert!(m["sagesync_sagemaker_calls_total{operation=\"ListTrainingJobs\"}"] >= 3.0);
-    assert_eq!(m["sagesync_sagemaker_calls_total{operation=\"DescribeTrainingJob\"}"], 7.0, "each job described once, the modified one twice");
+    assert_eq!(
+        m["sagesync_sagemaker_calls_total{operation=\"DescribeTrainingJob\"}"], 7.0,
+        "each job described once, the modified one twice"
+    );
     assert!(m["sagesync_polls_total{result=\"ok\"}"] >= 3.0);
 
     d.signal("-TERM");
@@ -193,7 +230,12 @@ async fn sigterm_mid_batch_exits_cleanly_and_a_restart_finishes_the_rest() {
     let names = moto.create_jobs("t", 300, &SYNC_TAGS).await;
     let peer = Peer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &moto, &format!("[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {}\n\n[pipeline]\nconcurrency = 1", peer.port), "");
+    let cfg = config(
+        dir.path(),
+        &moto,
+        &format!("[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {}\n\n[pipeline]\nconcurrency = 1", peer.port),
+        "",
+    );
     let runs = |p: &Peer| p.state().get("runs").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
     let mut d = Daemon::start(&cfg, dir.path());
     wait_until("some runs", 60, || runs(&peer) >= 20).await;
@@ -238,7 +280,8 @@ async fn a_sink_down_for_a_while_loses_nothing() {
     let peer = Peer::start(&["--port", &port.to_string()]);
     wait_until("every job synced", 60, || peer.state().get("runs").and_then(Value::as_array).is_some_and(|r| r.len() == 12)).await;
     wait_until("the ledger agrees", 30, || ledger(&state_path).is_some_and(|c| c.synced == 12 && c.failed == 0)).await;
-    let descs: Vec<String> = peer.state()["runs"].as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap().to_string()).collect();
+    let descs: Vec<String> =
+        peer.state()["runs"].as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap().to_string()).collect();
     for n in &names {
         assert_eq!(descs.iter().filter(|d| d.contains(&format!("/{n})"))).count(), 1);
     }
@@ -251,7 +294,9 @@ async fn corrupt_or_foreign_state_is_a_clear_error_never_a_reset() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &moto, "[[sinks]]\ntype = \"file\"\ndir = \"out\"", "");
-    for (name, content) in [("garbage", b"not a database, definitely not, some text to fill the first page header.....".to_vec()), ("foreign", Vec::new())] {
+    for (name, content) in
+        [("garbage", b"not a database, definitely not, some text to fill the first page header.....".to_vec()), ("foreign", Vec::new())]
+    {
         let state = dir.path().join("state.db");
         let _ = std::fs::remove_file(&state);
         if name == "foreign" {
@@ -261,10 +306,18 @@ async fn corrupt_or_foreign_state_is_a_clear_error_never_a_reset() {
             std::fs::write(&state, &content).unwrap();
         }
         let before = std::fs::read(&state).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir.path()).args(["--config", cfg.to_str().unwrap()]).envs(TEST_ENV).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sagesyncd"))
+            .current_dir(dir.path())
+            .args(["--config", cfg.to_str().unwrap()])
+            .envs(TEST_ENV)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{name}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("state.db") && (err.contains("not a usable sagesync state database") || err.contains("another application")), "{name}: {err}");
+        assert!(
+            err.contains("state.db") && (err.contains("not a usable sagesync state database") || err.contains("another application")),
+            "{name}: {err}"
+        );
         assert_eq!(std::fs::read(&state).unwrap(), before, "{name}: the file was modified");
     }
 }
@@ -297,7 +350,19 @@ async fn start_from_now_skips_existing_jobs() {
 #[test]
 fn every_plugin_crate_is_linked() {
     let names = sagesync_daemon::registered();
-    for want in [("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("source", "sagemaker"), ("source", "sagemaker_json"), ("mapper", "tags"), ("validator", "required_tags"), ("validator", "status"), ("state", "sqlite"), ("state", "memory")] {
+    for want in [
+        ("sink", "file"),
+        ("sink", "mlflow"),
+        ("sink", "modeldb_v1"),
+        ("sink", "modeldb_v2"),
+        ("source", "sagemaker"),
+        ("source", "sagemaker_json"),
+        ("mapper", "tags"),
+        ("validator", "required_tags"),
+        ("validator", "status"),
+        ("state", "sqlite"),
+        ("state", "memory"),
+    ] {
         assert!(names.contains(&want), "{want:?} missing from {names:?}");
     }
 }
@@ -307,17 +372,27 @@ fn bad_daemon_settings_are_config_errors() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");
     std::fs::write(&p, "[source]\ntype = \"sagemaker_json\"\npaths = [\"x\"]\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n[daemon]\npoll_interval_secs = 0\nlisten = \"nowhere\"\nstart_from = \"someday\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir.path()).args(["--config", p.to_str().unwrap()]).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir.path()).args(["--config", p.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for want in ["daemon.poll_interval_secs", "daemon.listen", "`nowhere`", "daemon.start_from"] {
         assert!(err.contains(want), "{want}: {err}");
     }
     let p2 = dir.path().join("c2.toml");
-    std::fs::write(&p2, "[source]\ntype = \"sagemaker_json\"\npaths = [\"x\"]\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n[daemon]\npoll_intervall = 3\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir.path()).args(["--config", p2.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &p2,
+        "[source]\ntype = \"sagemaker_json\"\npaths = [\"x\"]\n[[sinks]]\ntype = \"file\"\ndir = \"o\"\n[daemon]\npoll_intervall = 3\n",
+    )
+    .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_sagesyncd")).current_dir(dir.path()).args(["--config", p2.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("c2.toml:8:1: key `daemon.poll_intervall`: unknown field"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("c2.toml:8:1: key `daemon.poll_intervall`: unknown field"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -123,7 +123,8 @@ impl App {
     pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<App, ConfigErrors> {
         let mut cfg = match config_path(env) {
             Some(p) => {
-                let text = std::fs::read_to_string(&p).map_err(|e| ConfigErrors::one(&p.display().to_string(), format!("cannot read config file: {e}")))?;
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| ConfigErrors::one(&p.display().to_string(), format!("cannot read config file: {e}")))?;
                 let mut c = Config::parse(&text, &p.display().to_string(), env)?;
                 c.dir = p.parent().map(|d| d.to_path_buf());
                 c
@@ -145,10 +146,13 @@ impl App {
     pub async fn handle(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
         let items = read_payload(&payload);
         let batch = items.iter().any(|i| i.message_id.is_some());
-        let refs: Vec<_> = items.iter().filter_map(|i| match &i.kind {
-            ItemKind::Job(c) => Some(c.job_ref()),
-            _ => None,
-        }).collect();
+        let refs: Vec<_> = items
+            .iter()
+            .filter_map(|i| match &i.kind {
+                ItemKind::Job(c) => Some(c.job_ref()),
+                _ => None,
+            })
+            .collect();
         let stop_at = deadline.map(|d| d.checked_sub(Duration::from_millis(self.settings.deadline_margin_ms)).unwrap_or(d));
         let report = if refs.is_empty() {
             None
@@ -167,10 +171,16 @@ impl App {
                 ItemKind::Ignored(reason) => ItemResult::Ok(json!({"outcome": "ignored", "reason": reason})),
                 ItemKind::Job(change) => {
                     let rep = report.as_ref();
-                    let found: Option<&JobReport> = rep.and_then(|r| r.jobs.iter().find(|j| j.job == change.name || (j.arn.is_some() && j.arn == change.arn)));
-                    let busy = rep.is_some_and(|r| r.busy_jobs.iter().any(|a| Some(a) == change.arn.as_ref() || a.ends_with(&format!("/{}", change.name))));
+                    let found: Option<&JobReport> =
+                        rep.and_then(|r| r.jobs.iter().find(|j| j.job == change.name || (j.arn.is_some() && j.arn == change.arn)));
+                    let busy = rep.is_some_and(|r| {
+                        r.busy_jobs.iter().any(|a| Some(a) == change.arn.as_ref() || a.ends_with(&format!("/{}", change.name)))
+                    });
                     match found {
-                        _ if busy && found.is_none() => ItemResult::Err(HandlerError::Retryable(format!("training job {}: another writer holds it; deliver again", change.name))),
+                        _ if busy && found.is_none() => ItemResult::Err(HandlerError::Retryable(format!(
+                            "training job {}: another writer holds it; deliver again",
+                            change.name
+                        ))),
                         None => ItemResult::Ok(json!({"job": change.name, "outcome": "already_synced", "event_id": change.event_id})),
                         Some(j) => outcome_of(j, persistent, change.event_id.as_deref()),
                     }
@@ -214,14 +224,20 @@ fn outcome_of(j: &JobReport, persistent: bool, event_id: Option<&str>) -> ItemRe
     let mut v = serde_json::to_value(j).unwrap_or_else(|_| json!({}));
     v["event_id"] = json!(event_id);
     match j.outcome {
-        Outcome::Interrupted => ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("interrupted")))),
-        Outcome::Failed if j.retryable || !j.recorded => ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed")))),
+        Outcome::Interrupted => {
+            ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("interrupted"))))
+        }
+        Outcome::Failed if j.retryable || !j.recorded => {
+            ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed"))))
+        }
         // Parked in a persistent ledger, where `sagesync status` shows it: done here.
         Outcome::Failed if persistent => {
             tracing::warn!(job = %j.job, reason = j.reason.as_deref().unwrap_or(""), "permanent failure recorded in the ledger");
             ItemResult::Ok(v)
         }
-        Outcome::Failed => ItemResult::Err(HandlerError::PermanentFailure(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed")))),
+        Outcome::Failed => {
+            ItemResult::Err(HandlerError::PermanentFailure(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed"))))
+        }
         _ => ItemResult::Ok(v),
     }
 }

@@ -15,7 +15,9 @@ fn deadline(ctx: &lambda_runtime::Context) -> Option<std::time::Instant> {
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_current_span(false)
         .without_time()
         .init();

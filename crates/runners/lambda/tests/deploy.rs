@@ -14,18 +14,38 @@ fn sam_template_passes_cfn_lint() {
     assert!(out.status.success(), "cfn-lint failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(root.join("deploy/lambda/template.yaml")).unwrap();
     // Least privilege: exactly these actions, and the SageMaker ones only on training jobs.
-    let actions: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with("- sagemaker:") || l.starts_with("- logs:") || l.starts_with("Action: sqs:")).collect();
-    assert_eq!(actions, ["- sagemaker:DescribeTrainingJob", "- sagemaker:ListTags", "- logs:CreateLogStream", "- logs:PutLogEvents", "Action: sqs:SendMessage"]);
+    let actions: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("- sagemaker:") || l.starts_with("- logs:") || l.starts_with("Action: sqs:"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "- sagemaker:DescribeTrainingJob",
+            "- sagemaker:ListTags",
+            "- logs:CreateLogStream",
+            "- logs:PutLogEvents",
+            "Action: sqs:SendMessage"
+        ]
+    );
     assert!(text.contains(":training-job/*"));
     assert!(!text.contains("Action: \"*\"") && !text.contains("sagemaker:*"));
-    for needle in ["Runtime: provided.al2023", "Architectures: [arm64]", "TrainingJobStatus: [Completed, Failed, Stopped]", "OnFailure:", "SubnetIds: !Ref SubnetIds"] {
+    for needle in [
+        "Runtime: provided.al2023",
+        "Architectures: [arm64]",
+        "TrainingJobStatus: [Completed, Failed, Stopped]",
+        "OnFailure:",
+        "SubnetIds: !Ref SubnetIds",
+    ] {
         assert!(text.contains(needle), "template lacks {needle}");
     }
 }
 
 #[test]
 fn state_machine_definition_is_consistent() {
-    let asl: Value = serde_json::from_slice(&std::fs::read(peer::repo_root().join("deploy/lambda/statemachine.asl.json")).unwrap()).unwrap();
+    let asl: Value =
+        serde_json::from_slice(&std::fs::read(peer::repo_root().join("deploy/lambda/statemachine.asl.json")).unwrap()).unwrap();
     let states = asl["States"].as_object().unwrap();
     assert!(states.contains_key(asl["StartAt"].as_str().unwrap()));
     let mut targets = Vec::new();

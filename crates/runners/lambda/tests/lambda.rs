@@ -53,7 +53,10 @@ fn config(dir: &std::path::Path, moto: &Moto, sink: &str) -> std::path::PathBuf 
 async fn eventbridge_events_through_the_runtime() {
     let moto = Moto::start();
     let names = moto.create_jobs("lam", 4, &SYNC_TAGS).await;
-    moto.edit(&names[0], json!({"FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.875, "Timestamp": "2026-11-20T09:59:00Z"}]}));
+    moto.edit(
+        &names[0],
+        json!({"FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.875, "Timestamp": "2026-11-20T09:59:00Z"}]}),
+    );
     moto.edit(&names[1], json!({"TrainingJobStatus": "Failed", "FailureReason": "boom"}));
     moto.edit(&names[2], json!({"TrainingJobStatus": "Stopped"}));
     let dir = tempfile::tempdir().unwrap();
@@ -63,7 +66,9 @@ async fn eventbridge_events_through_the_runtime() {
     let _f = Function { child: start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]) };
 
     // Completed, tags as a map: one Describe, no ListTags, synced with the final metric.
-    let completed = event(json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed", "LastModifiedTime": 1795651200000u64, "Tags": tag_map()}));
+    let completed = event(
+        json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed", "LastModifiedTime": 1795651200000u64, "Tags": tag_map()}),
+    );
     let r = ok(rt.invoke(completed.clone()).await);
     assert_eq!(r["outcome"], "synced", "{r}");
     assert_eq!(r["api_calls"], json!({"DescribeTrainingJob": 1}));
@@ -207,7 +212,19 @@ async fn modeldb_v1_from_the_original_env_knobs_exactly_once_and_errors_when_dow
 fn every_plugin_crate_is_linked() {
     let mut names: Vec<(&str, &str)> = sagesync_lambda::registered();
     names.sort();
-    for want in [("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("source", "sagemaker"), ("source", "sagemaker_json"), ("mapper", "tags"), ("validator", "required_tags"), ("validator", "status"), ("state", "sqlite"), ("state", "memory")] {
+    for want in [
+        ("sink", "file"),
+        ("sink", "mlflow"),
+        ("sink", "modeldb_v1"),
+        ("sink", "modeldb_v2"),
+        ("source", "sagemaker"),
+        ("source", "sagemaker_json"),
+        ("mapper", "tags"),
+        ("validator", "required_tags"),
+        ("validator", "status"),
+        ("state", "sqlite"),
+        ("state", "memory"),
+    ] {
         assert!(names.contains(&want), "{want:?} missing from {names:?}");
     }
 }

@@ -38,7 +38,10 @@ mod tests {
     fn traversal_and_separators_neutralised() {
         for bad in ["..", ".", "../../etc/passwd", "/abs", "a/b", "a\\b", "\0", "", ".hidden", "a\nb", "C:\\x"] {
             let out = s(bad);
-            assert!(!out.contains('/') && !out.contains('\\') && !out.contains('\0') && !out.starts_with('.') && !out.is_empty(), "{bad:?} -> {out:?}");
+            assert!(
+                !out.contains('/') && !out.contains('\\') && !out.contains('\0') && !out.starts_with('.') && !out.is_empty(),
+                "{bad:?} -> {out:?}"
+            );
         }
     }
 

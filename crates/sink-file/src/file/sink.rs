@@ -47,7 +47,8 @@ impl FileSink {
     /// The bytes written for `record`.
     pub fn render(&self, record: &RunRecord) -> Result<Vec<u8>, SyncError> {
         let doc = RunDocument { schema: SCHEMA_NAME.into(), schema_version: SCHEMA_VERSION, record: record.clone() };
-        let mut bytes = if self.pretty { serde_json::to_vec_pretty(&doc) } else { serde_json::to_vec(&doc) }.map_err(|e| SyncError::permanent_with("cannot serialise the record", e))?;
+        let mut bytes = if self.pretty { serde_json::to_vec_pretty(&doc) } else { serde_json::to_vec(&doc) }
+            .map_err(|e| SyncError::permanent_with("cannot serialise the record", e))?;
         bytes.push(b'\n');
         Ok(bytes)
     }
@@ -159,7 +160,11 @@ mod tests {
         assert_eq!(doc.schema_version, SCHEMA_VERSION);
         assert_eq!(doc.record, r);
         // no temp files left behind
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("p")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("p"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty());
     }
 
@@ -168,7 +173,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("out");
         let sink = FileSink::new(&dir);
-        for (p, r) in [("../../escape", "../../../x"), ("/etc", "passwd"), ("..", ".."), ("a\u{202e}b", "r\u{0}n"), ("日本語プロジェクト", "ジョブ/1")] {
+        for (p, r) in [
+            ("../../escape", "../../../x"),
+            ("/etc", "passwd"),
+            ("..", ".."),
+            ("a\u{202e}b", "r\u{0}n"),
+            ("日本語プロジェクト", "ジョブ/1"),
+        ] {
             let receipt = sink.upsert(&record(p, r), &WriteContext::new()).await.unwrap();
             let written = PathBuf::from(&receipt.ids["path"]);
             let canon = written.canonicalize().unwrap();

@@ -41,13 +41,7 @@ pub struct Peer {
 
 impl Peer {
     /// Starts `python tests/peers/<script> <args>` and waits up to `wait` for `READY <port>`.
-    pub fn start(
-        name: &str,
-        script: &str,
-        args: &[String],
-        env: &[(&str, &str)],
-        wait: Duration,
-    ) -> Peer {
+    pub fn start(name: &str, script: &str, args: &[String], env: &[(&str, &str)], wait: Duration) -> Peer {
         let mut cmd = Command::new(python());
         cmd.arg(repo_root().join("tests/peers").join(script))
             .args(args)
@@ -57,9 +51,7 @@ impl Peer {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({script}): {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name} ({script}): {e}"));
         let log = Log::default();
         let err = child.stderr.take().expect("piped stderr");
         let l = log.clone();
@@ -93,10 +85,7 @@ impl Peer {
                 while Instant::now() < until && log.text().is_empty() {
                     std::thread::yield_now();
                 }
-                panic!(
-                    "{name} exited ({status}) before it was ready; stderr:\n{}",
-                    log.text()
-                );
+                panic!("{name} exited ({status}) before it was ready; stderr:\n{}", log.text());
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -106,21 +95,9 @@ impl Peer {
         let port = line
             .strip_prefix("READY ")
             .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{name}: unexpected output {line:?}; stderr:\n{}",
-                    log.text()
-                )
-            });
+            .unwrap_or_else(|| panic!("{name}: unexpected output {line:?}; stderr:\n{}", log.text()));
         let stdin = child.stdin.take();
-        Peer {
-            name: name.to_string(),
-            child,
-            stdin,
-            port,
-            log,
-            stdin_stops: true,
-        }
+        Peer { name: name.to_string(), child, stdin, port, log, stdin_stops: true }
     }
 
     /// For peers that do not watch stdin: stopping kills them.
@@ -166,13 +143,8 @@ impl Drop for DumpOnPanic {
             for (name, log) in &self.0 {
                 let text = log.text();
                 let tail_at = text.len().saturating_sub(24 << 10);
-                let tail_at = (tail_at..=text.len())
-                    .find(|i| text.is_char_boundary(*i))
-                    .unwrap_or(0);
-                eprintln!(
-                    "----- stderr of {name} (last 24 KiB) -----\n{}\n----- end of {name} -----",
-                    &text[tail_at..]
-                );
+                let tail_at = (tail_at..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+                eprintln!("----- stderr of {name} (last 24 KiB) -----\n{}\n----- end of {name} -----", &text[tail_at..]);
             }
         }
     }

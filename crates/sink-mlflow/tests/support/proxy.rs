@@ -26,10 +26,7 @@ impl Logged {
         self.method != "GET" && !self.path.ends_with("/search")
     }
     pub fn op(&self) -> &str {
-        self.path
-            .split("/api/2.0/mlflow/")
-            .nth(1)
-            .unwrap_or(&self.path)
+        self.path.split("/api/2.0/mlflow/").nth(1).unwrap_or(&self.path)
     }
 }
 
@@ -59,17 +56,10 @@ impl Proxy {
             upstream: Arc::new(Mutex::new(upstream.to_string())),
             log: Default::default(),
             faults: Default::default(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
         };
-        let app = axum::Router::new()
-            .fallback(forward)
-            .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let app = axum::Router::new().fallback(forward).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -78,11 +68,7 @@ impl Proxy {
     }
 
     pub fn log(&self) -> Vec<Logged> {
-        self.shared
-            .log
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default()
+        self.shared.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
     pub fn writes(&self) -> Vec<Logged> {
         self.log().into_iter().filter(Logged::is_write).collect()
@@ -127,34 +113,20 @@ impl Proxy {
 fn reply(status: u16, body: &str) -> Response<Body> {
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    r.headers_mut().insert(
-        "content-type",
-        axum::http::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json"));
     r
 }
 
 async fn forward(State(s): State<Shared>, req: Request<Body>) -> Response<Body> {
     let method = req.method().clone();
-    let path_q = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+    let path_q = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
-    let bytes = to_bytes(req.into_body(), 64 << 20)
-        .await
-        .unwrap_or_default();
+    let bytes = to_bytes(req.into_body(), 64 << 20).await.unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let record = |status: u16| {
         if let Ok(mut l) = s.log.lock() {
-            l.push(Logged {
-                method: method.to_string(),
-                path: path.clone(),
-                body: body.clone(),
-                status,
-            });
+            l.push(Logged { method: method.to_string(), path: path.clone(), body: body.clone(), status });
         }
     };
     let (fail, hold, barrier) = {
@@ -175,10 +147,7 @@ async fn forward(State(s): State<Shared>, req: Request<Body>) -> Response<Body> 
     };
     if fail {
         record(503);
-        return reply(
-            503,
-            r#"{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected by the test proxy"}"#,
-        );
+        return reply(503, r#"{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected by the test proxy"}"#);
     }
     if let Some((_, arrived, release)) = hold {
         arrived.notify_one();
@@ -188,10 +157,7 @@ async fn forward(State(s): State<Shared>, req: Request<Body>) -> Response<Body> 
         let _ = tokio::time::timeout(Duration::from_secs(20), b.wait()).await;
     }
     let upstream = s.upstream.lock().map(|u| u.clone()).unwrap_or_default();
-    let mut rb = s
-        .http
-        .request(method.clone(), format!("{upstream}{path_q}"))
-        .body(bytes.to_vec());
+    let mut rb = s.http.request(method.clone(), format!("{upstream}{path_q}")).body(bytes.to_vec());
     for (k, v) in &headers {
         if k != "host" && k != "content-length" {
             rb = rb.header(k, v);
@@ -212,7 +178,10 @@ async fn forward(State(s): State<Shared>, req: Request<Body>) -> Response<Body> 
         }
         Err(e) => {
             record(502);
-            reply(502, &serde_json::json!({"error_code": "BAD_GATEWAY", "message": format!("test proxy: upstream unreachable: {e}")}).to_string())
+            reply(
+                502,
+                &serde_json::json!({"error_code": "BAD_GATEWAY", "message": format!("test proxy: upstream unreachable: {e}")}).to_string(),
+            )
         }
     }
 }

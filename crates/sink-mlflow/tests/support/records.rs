@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use sagesync_core::builtin::TagsMapper;
 use sagesync_core::{
-    Cursor, HyperParameter, Mapper, Metric, RunRecord, Sink, SinkReceipt, Source, Split, SyncError,
-    TagKeys, WriteContext,
+    Cursor, HyperParameter, Mapper, Metric, RunRecord, Sink, SinkReceipt, Source, Split, SyncError, TagKeys, WriteContext,
 };
 use sagesync_sink_mlflow::{MlflowSettings, MlflowSink, MlflowSinkConfig, OnParamChange};
 use serde_json::json;
@@ -17,10 +16,7 @@ use super::child::repo_root;
 /// Every job of `examples/jobs` that the `tags` mapper maps (the others are rejected by design:
 /// no project tag), through the recorded source.
 pub async fn quickstart() -> Vec<RunRecord> {
-    let source = sagesync_source_sagemaker::RecordedSource::new(
-        vec![repo_root().join("examples/jobs")],
-        false,
-    );
+    let source = sagesync_source_sagemaker::RecordedSource::new(vec![repo_root().join("examples/jobs")], false);
     let mapper = TagsMapper::new(TagKeys::default());
     let mut cursor = Cursor::default();
     let mut out = Vec::new();
@@ -50,10 +46,7 @@ pub fn fresh(r: &RunRecord, tag: &str) -> RunRecord {
     let suffix = format!("{tag}-{:08x}", fastrand::u32(..));
     r.run.name = format!("{}-{suffix}", r.run.name);
     r.run.external_id = format!("{}-{suffix}", r.run.external_id);
-    for (k, v) in [
-        ("training_job_arn", &r.run.external_id),
-        ("training_job_name", &r.run.name),
-    ] {
+    for (k, v) in [("training_job_arn", &r.run.external_id), ("training_job_name", &r.run.name)] {
         if r.attributes.contains_key(k) {
             r.attributes.insert(k.into(), json!(v));
         }
@@ -63,18 +56,10 @@ pub fn fresh(r: &RunRecord, tag: &str) -> RunRecord {
 
 /// A small synthetic record.
 pub fn synthetic(tag: &str) -> RunRecord {
-    let t = |s: &str| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|d| d.with_timezone(&chrono::Utc))
-    };
+    let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&chrono::Utc));
     let name = format!("synthetic-{tag}-{:08x}", fastrand::u32(..));
     RunRecord {
-        project: sagesync_core::Project {
-            name: format!("proj-{tag}"),
-            user: "tester".into(),
-            description: "synthetic".into(),
-        },
+        project: sagesync_core::Project { name: format!("proj-{tag}"), user: "tester".into(), description: "synthetic".into() },
         experiment: "Default_Experiment".into(),
         run: sagesync_core::Run {
             name: name.clone(),
@@ -89,23 +74,13 @@ pub fn synthetic(tag: &str) -> RunRecord {
             artifact_uri: Some(format!("s3://bucket/{name}/output/model.tar.gz")),
         },
         hyperparameters: vec![
-            HyperParameter {
-                name: "eta".into(),
-                raw: "0.2".into(),
-                value: json!(0.2),
-            },
-            HyperParameter {
-                name: "max_depth".into(),
-                raw: "6".into(),
-                value: json!(6),
-            },
+            HyperParameter { name: "eta".into(), raw: "0.2".into(), value: json!(0.2) },
+            HyperParameter { name: "max_depth".into(), raw: "6".into(), value: json!(6) },
         ],
         datasets: vec![sagesync_core::Dataset {
             name: "train".into(),
             uri: "s3://bucket/train/".into(),
-            metadata: [("ContentType".to_string(), "text/csv".to_string())]
-                .into_iter()
-                .collect(),
+            metadata: [("ContentType".to_string(), "text/csv".to_string())].into_iter().collect(),
             manifest: None,
         }],
         metrics: vec![Metric {

@@ -182,5 +182,10 @@ pub fn interpret(method: &str, name: String, kind: u8, body: TValue) -> Result<T
             return Err(exception_for(method, id, ex.str_field(1)));
         }
     }
-    Err(V1Error::Application { method: method.into(), kind: 5, kind_name: "MISSING_RESULT", message: format!("{method} failed: unknown result") })
+    Err(V1Error::Application {
+        method: method.into(),
+        kind: 5,
+        kind_name: "MISSING_RESULT",
+        message: format!("{method} failed: unknown result"),
+    })
 }

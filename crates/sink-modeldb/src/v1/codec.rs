@@ -297,7 +297,8 @@ impl<'a> Reader<'a> {
             return self.fail(format!("bad version header {header:#010x} (strict binary protocol expected)"));
         }
         let kind = (header & 0xff) as u8;
-        let name = String::from_utf8(self.bytes()?).map_err(|_| DecodeError { offset: self.pos, message: "method name is not UTF-8".into() })?;
+        let name =
+            String::from_utf8(self.bytes()?).map_err(|_| DecodeError { offset: self.pos, message: "method name is not UTF-8".into() })?;
         let seqid = self.i32()?;
         let body = self.value(ttype::STRUCT, 0)?;
         if self.pos != self.buf.len() {

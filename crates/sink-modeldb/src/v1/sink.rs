@@ -31,7 +31,13 @@ pub struct ModelDbV1Settings {
 
 impl Default for ModelDbV1Settings {
     fn default() -> Self {
-        ModelDbV1Settings { host: "localhost".into(), port: 6543, connect_timeout: Duration::from_secs(10), request_timeout: Duration::from_secs(60), compat: false }
+        ModelDbV1Settings {
+            host: "localhost".into(),
+            port: 6543,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            compat: false,
+        }
     }
 }
 
@@ -152,7 +158,13 @@ impl ModelDbV1Sink {
 
     /// Stores the project (deduplicated by name and author on the server) and the experiment
     /// (the project's default one, or a named one); returns their ids.
-    async fn project_and_experiment(&self, c: &mut Connection, record: &RunRecord, experiment: Option<&str>, p: &mut Progress) -> Result<(i32, i32), V1Error> {
+    async fn project_and_experiment(
+        &self,
+        c: &mut Connection,
+        record: &RunRecord,
+        experiment: Option<&str>,
+        p: &mut Progress,
+    ) -> Result<(i32, i32), V1Error> {
         let m = "storeProjectEvent";
         let r = c.call(m, store_project_event(&record.project.name, &record.project.user, &record.project.description)).await?;
         let pid = field_i32(&r, 1, "projectId", m)?;
@@ -190,10 +202,19 @@ impl ModelDbV1Sink {
             spec: TransformerSpec {
                 id: -1,
                 transformer_type: record.model.model_type.clone(),
-                hyperparameters: record.hyperparameters.iter().map(|h| HyperParameter { name: h.name.clone(), value: h.raw.clone(), kind: "str".into() }).collect(),
+                hyperparameters: record
+                    .hyperparameters
+                    .iter()
+                    .map(|h| HyperParameter { name: h.name.clone(), value: h.raw.clone(), kind: "str".into() })
+                    .collect(),
                 tag: String::new(),
             },
-            model: Transformer { id: -1, transformer_type: record.model.model_type.clone(), tag: String::new(), filepath: record.model.artifact_uri.clone() },
+            model: Transformer {
+                id: -1,
+                transformer_type: record.model.model_type.clone(),
+                tag: String::new(),
+                filepath: record.model.artifact_uri.clone(),
+            },
             experiment_run_id: rid,
             metadata: "{}".into(),
         };
@@ -204,7 +225,13 @@ impl ModelDbV1Sink {
         p.ids.push(("model_id", model_id));
         p.wrote(format!("fit event {} (model {model_id})", field_i32(&r, 5, "fitEventId", m)?));
         for (name, value, _) in dedup_metrics(record) {
-            let me = MetricEvent { df: df_for(test, &known), model: Transformer::known(model_id), metric_type: name.clone(), metric_value: value, experiment_run_id: rid };
+            let me = MetricEvent {
+                df: df_for(test, &known),
+                model: Transformer::known(model_id),
+                metric_type: name.clone(),
+                metric_value: value,
+                experiment_run_id: rid,
+            };
             let m = "storeMetricEvent";
             let r = c.call(m, store_metric_event(&me)).await?;
             known.insert(key_of(test), field_i32(&r, 2, "dfId", m)?);
@@ -237,7 +264,13 @@ impl ModelDbV1Sink {
                 p.ids.push(("run_id", rid));
                 let m = "getExperimentRunDetails";
                 let d = c.call(m, get_experiment_run_details(rid)).await?;
-                let model = d.field(4).map(TValue::as_list).unwrap_or(&[]).iter().min_by_key(|mr| mr.field(1).and_then(TValue::as_i32).unwrap_or(i32::MAX)).cloned();
+                let model = d
+                    .field(4)
+                    .map(TValue::as_list)
+                    .unwrap_or(&[])
+                    .iter()
+                    .min_by_key(|mr| mr.field(1).and_then(TValue::as_i32).unwrap_or(i32::MAX))
+                    .cloned();
                 (rid, model)
             }
             None => {
@@ -266,7 +299,8 @@ impl ModelDbV1Sink {
                     let Some(name) = k.as_str() else { continue };
                     if let Some((df, _)) = v.as_map().first() {
                         if let Some(df) = df.as_i32() {
-                            let split = metrics.iter().find(|(n, _, _)| n == &name).map(|(_, _, s)| *s).unwrap_or(Split::from_metric_name(&name));
+                            let split =
+                                metrics.iter().find(|(n, _, _)| n == &name).map(|(_, _, s)| *s).unwrap_or(Split::from_metric_name(&name));
                             known.entry(key_of(split_dataset(record, split))).or_insert(df);
                         }
                     }
@@ -322,7 +356,12 @@ impl ModelDbV1Sink {
                             .collect(),
                         tag: record.model.name.clone(),
                     },
-                    model: Transformer { id: -1, transformer_type: record.model.model_type.clone(), tag: record.model.name.clone(), filepath: record.model.artifact_uri.clone() },
+                    model: Transformer {
+                        id: -1,
+                        transformer_type: record.model.model_type.clone(),
+                        tag: record.model.name.clone(),
+                        filepath: record.model.artifact_uri.clone(),
+                    },
                     experiment_run_id: rid,
                     metadata: metadata.to_string(),
                 };
@@ -340,7 +379,16 @@ impl ModelDbV1Sink {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn write_metrics(&self, c: &mut Connection, record: &RunRecord, metrics: &[(String, f64, Split)], rid: i32, model_id: i32, known: &mut HashMap<DfKey, i32>, p: &mut Progress) -> Result<(), V1Error> {
+    async fn write_metrics(
+        &self,
+        c: &mut Connection,
+        record: &RunRecord,
+        metrics: &[(String, f64, Split)],
+        rid: i32,
+        model_id: i32,
+        known: &mut HashMap<DfKey, i32>,
+        p: &mut Progress,
+    ) -> Result<(), V1Error> {
         for (name, value, split) in metrics {
             let ds = split_dataset(record, *split);
             let key = key_of(ds);
@@ -348,7 +396,13 @@ impl ModelDbV1Sink {
                 Some(id) => DataFrame::known(*id),
                 None => full_df(ds, false),
             };
-            let me = MetricEvent { df, model: Transformer::known(model_id), metric_type: name.clone(), metric_value: *value, experiment_run_id: rid };
+            let me = MetricEvent {
+                df,
+                model: Transformer::known(model_id),
+                metric_type: name.clone(),
+                metric_value: *value,
+                experiment_run_id: rid,
+            };
             let m = "storeMetricEvent";
             let r = c.call(m, store_metric_event(&me)).await?;
             known.insert(key, field_i32(&r, 2, "dfId", m)?);
@@ -380,7 +434,8 @@ impl Sink for ModelDbV1Sink {
                 Ok(receipt)
             }
             Err(e) => {
-                let written = if p.written.is_empty() { "nothing written".to_string() } else { format!("already written: {}", p.written.join(", ")) };
+                let written =
+                    if p.written.is_empty() { "nothing written".to_string() } else { format!("already written: {}", p.written.join(", ")) };
                 let message = format!("ModelDB v1 at {}:{}: {e} ({written})", self.settings.host, self.settings.port);
                 // Compat mode is not idempotent (like the original): once the run call went out,
                 // a retry would create a second run, so only earlier failures are retryable.

@@ -160,7 +160,12 @@ impl Api {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let text = resp.text().await.unwrap_or_default();
-                    let body: Value = if text.trim().is_empty() { Value::Object(Default::default()) } else { serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({ "message": text.chars().take(500).collect::<String>() })) };
+                    let body: Value = if text.trim().is_empty() {
+                        Value::Object(Default::default())
+                    } else {
+                        serde_json::from_str(&text)
+                            .unwrap_or_else(|_| serde_json::json!({ "message": text.chars().take(500).collect::<String>() }))
+                    };
                     if (200..300).contains(&status) {
                         if method != Method::GET {
                             self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -172,7 +177,16 @@ impl Api {
                     }
                     error_from(path, status, &body)
                 }
-                Err(e) => V2Error::Connection { op: path.to_string(), message: if e.is_timeout() { "request timed out".to_string() } else if e.is_connect() { format!("cannot connect to {}", self.base) } else { format!("connection error: {e}") } },
+                Err(e) => V2Error::Connection {
+                    op: path.to_string(),
+                    message: if e.is_timeout() {
+                        "request timed out".to_string()
+                    } else if e.is_connect() {
+                        format!("cannot connect to {}", self.base)
+                    } else {
+                        format!("connection error: {e}")
+                    },
+                },
             };
             if !(err.is_retryable() && attempt < self.max_attempts) {
                 return Err(err);

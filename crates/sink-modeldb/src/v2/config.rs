@@ -47,7 +47,12 @@ pub struct ModelDbV2Config {
 
 impl std::fmt::Debug for ModelDbV2Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModelDbV2Config").field("base_url", &self.base_url).field("api_prefix", &self.api_prefix).field("email", &self.email).field("developer_key", &self.developer_key).finish_non_exhaustive()
+        f.debug_struct("ModelDbV2Config")
+            .field("base_url", &self.base_url)
+            .field("api_prefix", &self.api_prefix)
+            .field("email", &self.email)
+            .field("developer_key", &self.developer_key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +85,10 @@ impl SinkPlugin for ModelDbV2Config {
             problems.push(FieldProblem::at("api_prefix", "must start with `/`"));
         }
         if self.email.is_some() != self.developer_key.is_some() {
-            problems.push(FieldProblem::at(if self.email.is_some() { "developer_key" } else { "email" }, "`email` and `developer_key` go together"));
+            problems.push(FieldProblem::at(
+                if self.email.is_some() { "developer_key" } else { "email" },
+                "`email` and `developer_key` go together",
+            ));
         }
         if !(1..=10).contains(&self.max_attempts) {
             problems.push(FieldProblem::at("max_attempts", "must be between 1 and 10"));

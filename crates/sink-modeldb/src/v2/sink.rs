@@ -76,7 +76,9 @@ fn same_value(a: &Value, b: &Value) -> bool {
 fn same_artifact(stored: &Value, ours: &Value) -> bool {
     let f = |v: &Value, k: &str| v.get(k).cloned().unwrap_or(Value::Null);
     let flag = |v: &Value| v.get("path_only").and_then(Value::as_bool).unwrap_or(false);
-    f(stored, "path") == f(ours, "path") && flag(stored) == flag(ours) && f(stored, "linked_artifact_id").as_str().unwrap_or("") == f(ours, "linked_artifact_id").as_str().unwrap_or("")
+    f(stored, "path") == f(ours, "path")
+        && flag(stored) == flag(ours)
+        && f(stored, "linked_artifact_id").as_str().unwrap_or("") == f(ours, "linked_artifact_id").as_str().unwrap_or("")
 }
 
 /// The run description: names the job and carries its full ARN.
@@ -145,7 +147,9 @@ impl ModelDbV2Sink {
             if key != orig {
                 originals.push((format!("original_key/datasets/{key}"), orig.clone()));
             }
-            d.datasets.push(json!({"key": key, "path": ds.map(|x| x.uri.clone()).unwrap_or_default(), "path_only": true, "artifact_type": "DATA"}));
+            d.datasets.push(
+                json!({"key": key, "path": ds.map(|x| x.uri.clone()).unwrap_or_default(), "path_only": true, "artifact_type": "DATA"}),
+            );
         }
         if let Some(uri) = &r.model.artifact_uri {
             if !uri.is_empty() {
@@ -191,7 +195,12 @@ impl ModelDbV2Sink {
     }
 
     /// Get-or-create by name: GET; absent → create; 409 → GET again.
-    async fn get_or_create(&self, get: (&str, &[(&str, &str)]), create: (&str, Value), pick: &(dyn Fn(&Value) -> Option<String> + Send + Sync)) -> Result<(String, bool), V2Error> {
+    async fn get_or_create(
+        &self,
+        get: (&str, &[(&str, &str)]),
+        create: (&str, Value),
+        pick: &(dyn Fn(&Value) -> Option<String> + Send + Sync),
+    ) -> Result<(String, bool), V2Error> {
         for round in 0..2 {
             let r = self.api.get(get.0, get.1).await?;
             if r.status == 200 {
@@ -227,22 +236,40 @@ impl ModelDbV2Sink {
         if !r.project.user.is_empty() {
             body["attributes"] = json!([kv("owner", &json!(r.project.user))]);
         }
-        let pick = |b: &Value| field_str(b, "/project_by_user/id").or_else(|| field_str(b, "/shared_projects/0/id")).or_else(|| field_str(b, "/project/id"));
+        let pick = |b: &Value| {
+            field_str(b, "/project_by_user/id").or_else(|| field_str(b, "/shared_projects/0/id")).or_else(|| field_str(b, "/project/id"))
+        };
         Ok(self.get_or_create(("/project/getProjectByName", &[("name", name)]), ("/project/createProject", body), &pick).await?.0)
     }
 
     async fn experiment_id(&self, project_id: &str, name: &str) -> Result<String, V2Error> {
         let pick = |b: &Value| field_str(b, "/experiment/id");
-        Ok(self.get_or_create(("/experiment/getExperimentByName", &[("project_id", project_id), ("name", name)]), ("/experiment/createExperiment", json!({"project_id": project_id, "name": name})), &pick).await?.0)
+        Ok(self
+            .get_or_create(
+                ("/experiment/getExperimentByName", &[("project_id", project_id), ("name", name)]),
+                ("/experiment/createExperiment", json!({"project_id": project_id, "name": name})),
+                &pick,
+            )
+            .await?
+            .0)
     }
 
     /// Dataset + version for a manifest channel; returns the version id. The version is tagged
     /// with the manifest's fingerprint, so one manifest never makes two versions.
     async fn dataset_version(&self, ds: &sagesync_core::Dataset, m: &sagesync_core::ChannelManifest) -> Result<String, V2Error> {
         let name = ds.uri.clone();
-        let pick = |b: &Value| field_str(b, "/dataset_by_user/id").or_else(|| field_str(b, "/shared_datasets/0/id")).or_else(|| field_str(b, "/dataset/id"));
+        let pick = |b: &Value| {
+            field_str(b, "/dataset_by_user/id").or_else(|| field_str(b, "/shared_datasets/0/id")).or_else(|| field_str(b, "/dataset/id"))
+        };
         let (dataset_id, _) = self
-            .get_or_create(("/dataset/getDatasetByName", &[("name", name.as_str())]), ("/dataset/createDataset", json!({"name": name, "dataset_type": "PATH", "description": format!("S3 data of channel {}", ds.name)})), &pick)
+            .get_or_create(
+                ("/dataset/getDatasetByName", &[("name", name.as_str())]),
+                (
+                    "/dataset/createDataset",
+                    json!({"name": name, "dataset_type": "PATH", "description": format!("S3 data of channel {}", ds.name)}),
+                ),
+                &pick,
+            )
             .await?;
         let tag = manifest_tag(m);
         let op = "/dataset-version/getAllDatasetVersionsByDatasetId";
@@ -250,7 +277,9 @@ impl ModelDbV2Sink {
         if r.status != 200 {
             return Err(self.fail(op, &r));
         }
-        if let Some(v) = r.body.get("dataset_versions").and_then(Value::as_array).and_then(|vs| vs.iter().find(|v| v.get("tags").and_then(Value::as_array).is_some_and(|t| t.iter().any(|x| x.as_str() == Some(tag.as_str()))))) {
+        if let Some(v) = r.body.get("dataset_versions").and_then(Value::as_array).and_then(|vs| {
+            vs.iter().find(|v| v.get("tags").and_then(Value::as_array).is_some_and(|t| t.iter().any(|x| x.as_str() == Some(tag.as_str()))))
+        }) {
             if let Some(id) = field_str(v, "/id") {
                 return Ok(id);
             }
@@ -291,17 +320,38 @@ impl ModelDbV2Sink {
 
     /// Writes what the stored run lacks; returns (writes, kept conflicts).
     async fn reconcile(&self, run: &Value, d: &Desired) -> Result<(u32, u32), V2Error> {
-        let id = field_str(run, "/id").ok_or_else(|| V2Error::Decode { op: "getExperimentRunByName".into(), message: "run without id".into() })?;
+        let id = field_str(run, "/id")
+            .ok_or_else(|| V2Error::Decode { op: "getExperimentRunByName".into(), message: "run without id".into() })?;
         let mut writes = 0;
         let mut conflicts = 0;
         let replace = self.settings.on_conflict == OnConflict::Replace;
         // Key/value lists.
         for (field, log_op, del_op, del_field, desired) in [
-            ("hyperparameters", "/experiment-run/logHyperparameters", "/experiment-run/deleteHyperparameters", "hyperparameter_keys", &d.hyperparameters),
+            (
+                "hyperparameters",
+                "/experiment-run/logHyperparameters",
+                "/experiment-run/deleteHyperparameters",
+                "hyperparameter_keys",
+                &d.hyperparameters,
+            ),
             ("metrics", "/experiment-run/logMetrics", "/experiment-run/deleteMetrics", "metric_keys", &d.metrics),
-            ("attributes", "/experiment-run/logAttributes", "/experiment-run/deleteExperimentRunAttributes", "attribute_keys", &d.attributes),
+            (
+                "attributes",
+                "/experiment-run/logAttributes",
+                "/experiment-run/deleteExperimentRunAttributes",
+                "attribute_keys",
+                &d.attributes,
+            ),
         ] {
-            let stored: BTreeMap<String, Value> = run.get(field).and_then(Value::as_array).map(|a| a.iter().filter_map(|kv| Some((kv.get("key")?.as_str()?.to_string(), kv.get("value").cloned().unwrap_or(Value::Null)))).collect()).unwrap_or_default();
+            let stored: BTreeMap<String, Value> = run
+                .get(field)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|kv| Some((kv.get("key")?.as_str()?.to_string(), kv.get("value").cloned().unwrap_or(Value::Null))))
+                        .collect()
+                })
+                .unwrap_or_default();
             let mut missing = Vec::new();
             let mut changed = Vec::new();
             for kv in desired {
@@ -332,7 +382,11 @@ impl ModelDbV2Sink {
             }
         }
         // Datasets (overwrite replaces by key) and artifacts.
-        let stored_ds: BTreeMap<String, Value> = run.get("datasets").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| Some((x.get("key")?.as_str()?.to_string(), x.clone()))).collect()).unwrap_or_default();
+        let stored_ds: BTreeMap<String, Value> = run
+            .get("datasets")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| Some((x.get("key")?.as_str()?.to_string(), x.clone()))).collect())
+            .unwrap_or_default();
         let mut ds_missing = Vec::new();
         let mut ds_changed = Vec::new();
         for x in &d.datasets {
@@ -362,7 +416,11 @@ impl ModelDbV2Sink {
                 conflicts += ds_changed.len() as u32;
             }
         }
-        let stored_art: BTreeMap<String, Value> = run.get("artifacts").and_then(Value::as_array).map(|a| a.iter().filter_map(|x| Some((x.get("key")?.as_str()?.to_string(), x.clone()))).collect()).unwrap_or_default();
+        let stored_art: BTreeMap<String, Value> = run
+            .get("artifacts")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|x| Some((x.get("key")?.as_str()?.to_string(), x.clone()))).collect())
+            .unwrap_or_default();
         let mut art_missing = Vec::new();
         for x in &d.artifacts {
             let key = x["key"].as_str().unwrap_or_default();
@@ -392,7 +450,8 @@ impl ModelDbV2Sink {
             }
             writes += 1;
         }
-        let stored_tags: Vec<&str> = run.get("tags").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let stored_tags: Vec<&str> =
+            run.get("tags").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         let tags_missing: Vec<&String> = d.tags.iter().filter(|t| !stored_tags.contains(&t.as_str())).collect();
         if !tags_missing.is_empty() {
             let op = "/experiment-run/addExperimentRunTags";
@@ -417,7 +476,9 @@ impl ModelDbV2Sink {
                 }
             }
         }
-        let receipt = |run_id: String, kind: WriteKind| SinkReceipt::new(kind).id("project_id", &project_id).id("experiment_id", &experiment_id).id("run_id", run_id);
+        let receipt = |run_id: String, kind: WriteKind| {
+            SinkReceipt::new(kind).id("project_id", &project_id).id("experiment_id", &experiment_id).id("run_id", run_id)
+        };
         let mut existing = self.get_run(&experiment_id, &r.run.name).await?;
         if existing.is_none() {
             let mut body = json!({
@@ -442,7 +503,8 @@ impl ModelDbV2Sink {
             let c = self.api.post(op, &body).await?;
             match c.status {
                 200 => {
-                    let id = field_str(&c.body, "/experiment_run/id").ok_or_else(|| V2Error::Decode { op: op.into(), message: "no experiment_run.id".into() })?;
+                    let id = field_str(&c.body, "/experiment_run/id")
+                        .ok_or_else(|| V2Error::Decode { op: op.into(), message: "no experiment_run.id".into() })?;
                     return Ok(receipt(id, WriteKind::Created));
                 }
                 409 => {

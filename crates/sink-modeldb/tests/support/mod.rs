@@ -1,3 +1,3 @@
 pub mod peer;
-pub mod v2fake;
 pub mod swagger;
+pub mod v2fake;

@@ -48,7 +48,8 @@ impl Peer {
             }
             assert!(Instant::now() < deadline, "ModelDB v1 peer not ready within 60 s");
         };
-        let ports: Vec<u16> = line.strip_prefix("READY ").map(|p| p.split_whitespace().filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
+        let ports: Vec<u16> =
+            line.strip_prefix("READY ").map(|p| p.split_whitespace().filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
         let [port, http_port] = ports[..] else { panic!("unexpected peer output: {line}") };
         Peer { child, port, http_port, dir }
     }

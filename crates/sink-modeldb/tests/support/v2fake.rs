@@ -71,7 +71,10 @@ const KNOWN: [(&str, &str); 22] = [
 ];
 
 fn err(status: StatusCode, code: i64, msg: &str, req: &str) -> (StatusCode, Value) {
-    (status, json!({"error": msg, "code": code, "message": msg, "details": [{"@type": format!("type.googleapis.com/ai.verta.modeldb.{req}.Response")}]}))
+    (
+        status,
+        json!({"error": msg, "code": code, "message": msg, "details": [{"@type": format!("type.googleapis.com/ai.verta.modeldb.{req}.Response")}]}),
+    )
 }
 
 fn bad(msg: &str, req: &str) -> (StatusCode, Value) {
@@ -100,16 +103,27 @@ fn snake(k: &str) -> String {
 /// lowerCamelCase → snake_case keys, enums as numbers → names.
 fn normalize(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| {
-            let k = snake(&k);
-            let v = normalize(v);
-            let v = match (k.as_str(), &v) {
-                ("value_type", Value::Number(n)) => json!(["STRING", "NUMBER", "LIST", "BLOB"].get(n.as_u64().unwrap_or(0) as usize).copied().unwrap_or("STRING")),
-                ("artifact_type", Value::Number(n)) => json!(["IMAGE", "MODEL", "TENSORBOARD", "DATA", "BLOB", "STRING", "CODE", "CONTAINER"].get(n.as_u64().unwrap_or(0) as usize).copied().unwrap_or("IMAGE")),
-                _ => v,
-            };
-            (k, v)
-        }).collect()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let k = snake(&k);
+                    let v = normalize(v);
+                    let v = match (k.as_str(), &v) {
+                        ("value_type", Value::Number(n)) => {
+                            json!(["STRING", "NUMBER", "LIST", "BLOB"].get(n.as_u64().unwrap_or(0) as usize).copied().unwrap_or("STRING"))
+                        }
+                        ("artifact_type", Value::Number(n)) => {
+                            json!(["IMAGE", "MODEL", "TENSORBOARD", "DATA", "BLOB", "STRING", "CODE", "CONTAINER"]
+                                .get(n.as_u64().unwrap_or(0) as usize)
+                                .copied()
+                                .unwrap_or("IMAGE"))
+                        }
+                        _ => v,
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
         Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
         o => o,
     }
@@ -137,7 +151,10 @@ fn encode(v: &Value) -> Value {
                     continue;
                 }
                 let v = match (k.as_str(), v) {
-                    ("date_created" | "date_updated" | "start_time" | "end_time" | "time_logged" | "time_updated" | "version" | "size", Value::Number(n)) => json!(n.to_string()),
+                    (
+                        "date_created" | "date_updated" | "start_time" | "end_time" | "time_logged" | "time_updated" | "version" | "size",
+                        Value::Number(n),
+                    ) => json!(n.to_string()),
                     (_, v) => v,
                 };
                 out.insert(k.clone(), v);
@@ -291,7 +308,11 @@ impl FakeState {
                 self.runs.push(r.clone());
                 Ok(json!({"experiment_run": r}))
             }
-            "/experiment-run/logHyperparameters" | "/experiment-run/logMetrics" | "/experiment-run/logAttributes" | "/experiment-run/logArtifacts" | "/experiment-run/logDatasets" => {
+            "/experiment-run/logHyperparameters"
+            | "/experiment-run/logMetrics"
+            | "/experiment-run/logAttributes"
+            | "/experiment-run/logArtifacts"
+            | "/experiment-run/logDatasets" => {
                 let field = match path {
                     "/experiment-run/logHyperparameters" => "hyperparameters",
                     "/experiment-run/logMetrics" => "metrics",
@@ -306,7 +327,9 @@ impl FakeState {
                     return Err(bad(&format!("New {field} not found in {req} request"), req));
                 }
                 let overwrite = body.get("overwrite").and_then(Value::as_bool).unwrap_or(false);
-                let Some(run) = self.run_mut(&id) else { return Err(not_found(&format!("ExperimentRun not found for given ID : {id}"), req)) };
+                let Some(run) = self.run_mut(&id) else {
+                    return Err(not_found(&format!("ExperimentRun not found for given ID : {id}"), req));
+                };
                 let stored = run[field].as_array_mut().expect("list");
                 for it in &items {
                     let key = it["key"].as_str().unwrap_or("");
@@ -327,7 +350,9 @@ impl FakeState {
                     return Err(bad("Tags not found in AddExperimentRunTags request", "AddExperimentRunTags"));
                 }
                 check_tags(&json!(tags), "AddExperimentRunTags")?;
-                let Some(run) = self.run_mut(&id) else { return Err(not_found("ExperimentRun not found for given ID", "AddExperimentRunTags")) };
+                let Some(run) = self.run_mut(&id) else {
+                    return Err(not_found("ExperimentRun not found for given ID", "AddExperimentRunTags"));
+                };
                 let stored = run["tags"].as_array_mut().expect("list");
                 for t in tags {
                     if !stored.contains(&t) {
@@ -336,7 +361,10 @@ impl FakeState {
                 }
                 Ok(json!({"experiment_run": run.clone()}))
             }
-            "/experiment-run/deleteHyperparameters" | "/experiment-run/deleteMetrics" | "/experiment-run/deleteExperimentRunAttributes" | "/experiment-run/deleteArtifact" => {
+            "/experiment-run/deleteHyperparameters"
+            | "/experiment-run/deleteMetrics"
+            | "/experiment-run/deleteExperimentRunAttributes"
+            | "/experiment-run/deleteArtifact" => {
                 let (field, keys_field) = match path {
                     "/experiment-run/deleteHyperparameters" => ("hyperparameters", "hyperparameter_keys"),
                     "/experiment-run/deleteMetrics" => ("metrics", "metric_keys"),
@@ -378,7 +406,9 @@ impl FakeState {
             }
             "/dataset-version/createDatasetVersion" => {
                 let did = s(&body, "dataset_id");
-                let Some(ds) = self.datasets.iter().find(|d| d["id"] == did) else { return Err(not_found("Dataset not found", "CreateDatasetVersion")) };
+                let Some(ds) = self.datasets.iter().find(|d| d["id"] == did) else {
+                    return Err(not_found("Dataset not found", "CreateDatasetVersion"));
+                };
                 if body.get("dataset_type").is_some_and(|t| t != &ds["dataset_type"]) {
                     return Err(bad("Dataset type does not match", "CreateDatasetVersion"));
                 }
@@ -399,7 +429,8 @@ async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri
     let hdrs: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
     let parsed: Option<Value> = if body.is_empty() { None } else { serde_json::from_slice(&body).ok() };
     let bad_json = !body.is_empty() && parsed.is_none();
-    let mut rec = Recorded { method: method.to_string(), path: full.clone(), query: query.clone(), headers: hdrs, body: parsed.clone(), status: 0 };
+    let mut rec =
+        Recorded { method: method.to_string(), path: full.clone(), query: query.clone(), headers: hdrs, body: parsed.clone(), status: 0 };
     let finish = |st: &mut FakeState, mut rec: Recorded, status: StatusCode, resp: Response| {
         rec.status = status.as_u16();
         st.requests.push(rec);
@@ -428,7 +459,12 @@ async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri
         return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response());
     }
     if !KNOWN.iter().any(|(m, p)| *p == path && *m == method.as_str()) {
-        return finish(&mut st, rec, StatusCode::METHOD_NOT_ALLOWED, (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n").into_response());
+        return finish(
+            &mut st,
+            rec,
+            StatusCode::METHOD_NOT_ALLOWED,
+            (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n").into_response(),
+        );
     }
     if bad_json {
         let (s, b) = bad("invalid character in JSON body", "Request");

@@ -157,7 +157,10 @@ where
             let code = se.err().code().unwrap_or("Unknown").to_string();
             let message = se.err().message().unwrap_or("").to_string();
             let lower = message.to_ascii_lowercase();
-            if code == "ResourceNotFound" || code == "NoSuchBucket" || (code == "ValidationException" && (lower.contains("could not find") || lower.contains("does not exist"))) {
+            if code == "ResourceNotFound"
+                || code == "NoSuchBucket"
+                || (code == "ValidationException" && (lower.contains("could not find") || lower.contains("does not exist")))
+            {
                 return SyncError::NotFound(format!("{subject} ({op}: {code}: {message})"));
             }
             let text = format!("{op} {subject}: {code}: {message}");
@@ -167,7 +170,9 @@ where
                 SyncError::permanent(text)
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => SyncError::transient(format!("{op} {subject}: {}", sagesync_core::error_chain(&err))),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            SyncError::transient(format!("{op} {subject}: {}", sagesync_core::error_chain(&err)))
+        }
         _ => SyncError::permanent(format!("{op} {subject}: {}", sagesync_core::error_chain(&err))),
     }
 }

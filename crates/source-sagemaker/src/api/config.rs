@@ -127,7 +127,13 @@ impl SageMakerSourceConfig {
         };
         for (i, s) in self.statuses.iter().enumerate() {
             if !sagesync_core::builtin::status::KNOWN_STATUSES.contains(&s.as_str()) {
-                problems.push(FieldProblem { path: KeyPath::root().key("statuses").index(i), message: format!("unknown status `{s}`; expected one of: {}", sagesync_core::builtin::status::KNOWN_STATUSES.join(", ")) });
+                problems.push(FieldProblem {
+                    path: KeyPath::root().key("statuses").index(i),
+                    message: format!(
+                        "unknown status `{s}`; expected one of: {}",
+                        sagesync_core::builtin::status::KNOWN_STATUSES.join(", ")
+                    ),
+                });
             }
         }
         for (k, v) in [("endpoint_url", &self.endpoint_url), ("s3_endpoint_url", &self.s3_endpoint_url)] {
@@ -142,12 +148,22 @@ impl SageMakerSourceConfig {
                 problems.push(FieldProblem::at("max_requests_per_second", "must be 0 (unlimited) or between 0.001 and 10000"));
             }
         }
-        let mut rates: BTreeMap<String, f64> = OPERATIONS.iter().map(|(op, def)| (op.to_string(), self.max_requests_per_second.unwrap_or(*def))).collect();
+        let mut rates: BTreeMap<String, f64> =
+            OPERATIONS.iter().map(|(op, def)| (op.to_string(), self.max_requests_per_second.unwrap_or(*def))).collect();
         for (op, r) in &self.rate_limits {
             if !OPERATIONS.iter().any(|(o, _)| o == op) {
-                problems.push(FieldProblem { path: KeyPath::root().key("rate_limits").key(op), message: format!("unknown operation; expected one of: {}", OPERATIONS.iter().map(|(o, _)| *o).collect::<Vec<_>>().join(", ")) });
+                problems.push(FieldProblem {
+                    path: KeyPath::root().key("rate_limits").key(op),
+                    message: format!(
+                        "unknown operation; expected one of: {}",
+                        OPERATIONS.iter().map(|(o, _)| *o).collect::<Vec<_>>().join(", ")
+                    ),
+                });
             } else if !rate_ok(*r) {
-                problems.push(FieldProblem { path: KeyPath::root().key("rate_limits").key(op), message: "must be 0 (unlimited) or between 0.001 and 10000".into() });
+                problems.push(FieldProblem {
+                    path: KeyPath::root().key("rate_limits").key(op),
+                    message: "must be 0 (unlimited) or between 0.001 and 10000".into(),
+                });
             } else {
                 rates.insert(op.clone(), *r);
             }

@@ -136,7 +136,10 @@ pub fn describe_document(out: &aws_sdk_sagemaker::operation::describe_training_j
     let mut doc = job_document!(out);
     if let Some(md) = out.mlflow_details() {
         if let Some(o) = doc.as_object_mut() {
-            o.insert("MlflowDetails".into(), json!({"MlflowExperimentId": s(md.mlflow_experiment_id()), "MlflowRunId": s(md.mlflow_run_id())}));
+            o.insert(
+                "MlflowDetails".into(),
+                json!({"MlflowExperimentId": s(md.mlflow_experiment_id()), "MlflowRunId": s(md.mlflow_run_id())}),
+            );
         }
     }
     doc
@@ -171,7 +174,11 @@ mod tests {
         use aws_sdk_sagemaker::types::*;
         let ch = Channel::builder()
             .channel_name("train")
-            .data_source(DataSource::builder().s3_data_source(S3DataSource::builder().s3_uri("s3://b/t/").s3_data_type(S3DataType::S3Prefix).build()).build())
+            .data_source(
+                DataSource::builder()
+                    .s3_data_source(S3DataSource::builder().s3_uri("s3://b/t/").s3_data_type(S3DataType::S3Prefix).build())
+                    .build(),
+            )
             .compression_type(CompressionType::None)
             .build();
         let md = MetricData::builder().metric_name("train:loss").value(0.5).timestamp(DateTime::from_secs(1_700_000_000)).build();

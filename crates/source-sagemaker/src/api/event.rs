@@ -85,7 +85,12 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
             Some(_) => Err(malformed(&origin, format!("`detail.{k}` is not a string"))),
         }
     };
-    let arn = str_field("TrainingJobArn")?.or_else(|| o.get("resources").and_then(Value::as_array).and_then(|r| r.iter().filter_map(Value::as_str).find(|a| a.contains(":training-job/"))).map(str::to_string));
+    let arn = str_field("TrainingJobArn")?.or_else(|| {
+        o.get("resources")
+            .and_then(Value::as_array)
+            .and_then(|r| r.iter().filter_map(Value::as_str).find(|a| a.contains(":training-job/")))
+            .map(str::to_string)
+    });
     let status = str_field("TrainingJobStatus")?;
     let last_modified = match detail.get("LastModifiedTime") {
         Some(v) => parse_timestamp(v, "detail.LastModifiedTime").map_err(|e| malformed(&origin, e.to_string()))?,
@@ -110,7 +115,15 @@ impl StateChange {
     /// DescribeTrainingJob; tags from the event, or ListTags when it has none) and decides
     /// against the ledger like any other listed job.
     pub fn job_ref(&self) -> JobRef {
-        JobRef { name: self.name.clone(), arn: self.arn.clone(), last_modified: self.last_modified, status: self.status.clone(), tags: self.tags.clone(), origin: Some(format!("event {}", self.event_id.as_deref().unwrap_or("(no id)"))), job: None }
+        JobRef {
+            name: self.name.clone(),
+            arn: self.arn.clone(),
+            last_modified: self.last_modified,
+            status: self.status.clone(),
+            tags: self.tags.clone(),
+            origin: Some(format!("event {}", self.event_id.as_deref().unwrap_or("(no id)"))),
+            job: None,
+        }
     }
 }
 
@@ -136,7 +149,10 @@ pub enum ItemKind {
 
 /// Reads a Lambda payload: one EventBridge event, or an SQS batch of them.
 pub fn read_payload(payload: &Value) -> Vec<PayloadItem> {
-    let records = payload.get("Records").and_then(Value::as_array).filter(|r| r.iter().any(|x| x.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")));
+    let records = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .filter(|r| r.iter().any(|x| x.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")));
     match records {
         Some(records) => records
             .iter()
@@ -144,7 +160,10 @@ pub fn read_payload(payload: &Value) -> Vec<PayloadItem> {
                 let id = r.get("messageId").and_then(Value::as_str).unwrap_or("").to_string();
                 let kind = match r.get("body").and_then(Value::as_str).map(serde_json::from_str::<Value>) {
                     Some(Ok(ev)) => classify(&ev),
-                    Some(Err(e)) => ItemKind::Malformed(SyncError::Malformed { origin: format!("SQS message {id}"), message: format!("body is not JSON: {e}") }),
+                    Some(Err(e)) => ItemKind::Malformed(SyncError::Malformed {
+                        origin: format!("SQS message {id}"),
+                        message: format!("body is not JSON: {e}"),
+                    }),
                     None => ItemKind::Malformed(SyncError::Malformed { origin: format!("SQS message {id}"), message: "no body".into() }),
                 };
                 PayloadItem { message_id: Some(id), kind }
@@ -158,7 +177,9 @@ fn classify(ev: &Value) -> ItemKind {
     match parse_event(ev) {
         Err(e) => ItemKind::Malformed(e),
         Ok(EventKind::Other(reason)) => ItemKind::Ignored(reason),
-        Ok(EventKind::StateChange(c)) if !c.is_terminal() => ItemKind::Ignored(format!("status {} is not final; nothing to sync yet", c.status.as_deref().unwrap_or("(none)"))),
+        Ok(EventKind::StateChange(c)) if !c.is_terminal() => {
+            ItemKind::Ignored(format!("status {} is not final; nothing to sync yet", c.status.as_deref().unwrap_or("(none)")))
+        }
         Ok(EventKind::StateChange(c)) => ItemKind::Job(Box::new(c)),
     }
 }
@@ -175,7 +196,10 @@ mod tests {
 
     #[test]
     fn both_tag_shapes_and_timestamp_forms() {
-        let a = parse_event(&ev(json!({"TrainingJobName": "j", "TrainingJobStatus": "Completed", "Tags": {"a": "1"}, "LastModifiedTime": 1583831889050u64}))).unwrap();
+        let a = parse_event(&ev(
+            json!({"TrainingJobName": "j", "TrainingJobStatus": "Completed", "Tags": {"a": "1"}, "LastModifiedTime": 1583831889050u64}),
+        ))
+        .unwrap();
         let b = parse_event(&ev(json!({"TrainingJobName": "j", "TrainingJobStatus": "Completed", "Tags": [{"Key": "a", "Value": "1"}], "LastModifiedTime": "1583831889050"}))).unwrap();
         assert_eq!(a, b);
         let EventKind::StateChange(c) = a else { panic!() };
@@ -198,6 +222,9 @@ mod tests {
         assert!(e.to_string().contains("Tags"), "{e}");
         let e = parse_event(&ev(json!({"TrainingJobName": "j", "LastModifiedTime": "soon"}))).unwrap_err();
         assert!(e.to_string().contains("LastModifiedTime"), "{e}");
-        assert!(matches!(parse_event(&json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}})).unwrap(), EventKind::Other(_)));
+        assert!(matches!(
+            parse_event(&json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}})).unwrap(),
+            EventKind::Other(_)
+        ));
     }
 }

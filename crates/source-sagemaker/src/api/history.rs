@@ -45,7 +45,12 @@ pub struct HistoryOptions {
 
 impl Default for HistoryOptions {
     fn default() -> Self {
-        HistoryOptions { period_secs: 60, stat: "Average".into(), max_points_per_metric: DEFAULT_MAX_POINTS_PER_METRIC, host: "algo-1".into() }
+        HistoryOptions {
+            period_secs: 60,
+            stat: "Average".into(),
+            max_points_per_metric: DEFAULT_MAX_POINTS_PER_METRIC,
+            host: "algo-1".into(),
+        }
     }
 }
 
@@ -55,7 +60,14 @@ fn aws_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
 
 /// Reads the histories of `metric_names` (duplicates and empty names are ignored) for the job
 /// `job_name` between `start` and `end`.
-pub async fn read_history(client: &aws_sdk_cloudwatch::Client, job_name: &str, metric_names: &[String], start: DateTime<Utc>, end: DateTime<Utc>, opts: &HistoryOptions) -> Result<Vec<MetricSeries>, SyncError> {
+pub async fn read_history(
+    client: &aws_sdk_cloudwatch::Client,
+    job_name: &str,
+    metric_names: &[String],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    opts: &HistoryOptions,
+) -> Result<Vec<MetricSeries>, SyncError> {
     let mut names: Vec<&str> = Vec::new();
     for n in metric_names {
         if !n.is_empty() && !names.contains(&n.as_str()) {
@@ -76,8 +88,16 @@ pub async fn read_history(client: &aws_sdk_cloudwatch::Client, job_name: &str, m
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let metric = Metric::builder().namespace(NAMESPACE).metric_name(*name).dimensions(Dimension::builder().name("Host").value(&host).build()).build();
-                MetricDataQuery::builder().id(format!("m{}", chunk_no * QUERIES_PER_CALL + i)).metric_stat(MetricStat::builder().metric(metric).period(opts.period_secs).stat(&opts.stat).build()).return_data(true).build()
+                let metric = Metric::builder()
+                    .namespace(NAMESPACE)
+                    .metric_name(*name)
+                    .dimensions(Dimension::builder().name("Host").value(&host).build())
+                    .build();
+                MetricDataQuery::builder()
+                    .id(format!("m{}", chunk_no * QUERIES_PER_CALL + i))
+                    .metric_stat(MetricStat::builder().metric(metric).period(opts.period_secs).stat(&opts.stat).build())
+                    .return_data(true)
+                    .build()
             })
             .collect();
         let mut token: Option<String> = None;
@@ -108,7 +128,10 @@ pub async fn read_history(client: &aws_sdk_cloudwatch::Client, job_name: &str, m
                 }
             }
             token = out.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            let all_full = chunk.iter().enumerate().all(|(i, _)| points.get(&(chunk_no * QUERIES_PER_CALL + i)).is_some_and(|p| p.len() >= opts.max_points_per_metric));
+            let all_full = chunk
+                .iter()
+                .enumerate()
+                .all(|(i, _)| points.get(&(chunk_no * QUERIES_PER_CALL + i)).is_some_and(|p| p.len() >= opts.max_points_per_metric));
             if token.is_none() || all_full {
                 break;
             }
@@ -128,7 +151,9 @@ pub async fn read_history(client: &aws_sdk_cloudwatch::Client, job_name: &str, m
         let points = pts
             .into_iter()
             .enumerate()
-            .filter_map(|(step, (ms, value))| Some(MetricPoint { timestamp: DateTime::<Utc>::from_timestamp_millis(ms)?, step: i64::try_from(step).ok()?, value }))
+            .filter_map(|(step, (ms, value))| {
+                Some(MetricPoint { timestamp: DateTime::<Utc>::from_timestamp_millis(ms)?, step: i64::try_from(step).ok()?, value })
+            })
             .collect();
         series.push(MetricSeries { name: name.to_string(), points });
     }

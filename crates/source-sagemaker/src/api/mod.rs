@@ -8,6 +8,6 @@ pub mod history;
 mod source;
 
 pub use client::{ClientSettings, RateLimits, RetryMode};
-pub use event::{parse_event, read_payload, EventKind, ItemKind, PayloadItem, StateChange};
 pub use config::{parse_time_filter, SageMakerSourceConfig};
+pub use event::{parse_event, read_payload, EventKind, ItemKind, PayloadItem, StateChange};
 pub use source::{job_name, Filters, Mode, SageMakerSettings, SageMakerSource, OPERATIONS};

@@ -45,7 +45,8 @@ pub struct Filters {
 /// publishes 2 TPS (per account and region, not adjustable) for ListTrainingJobs; the others
 /// have no published figure and share the account's quota with every other caller, so the
 /// defaults stay modest and the SDK's retries absorb throttling.
-pub const OPERATIONS: [(&str, f64); 5] = [("ListTrainingJobs", 2.0), ("DescribeTrainingJob", 10.0), ("ListTags", 10.0), ("Search", 2.0), ("ListObjectsV2", 50.0)];
+pub const OPERATIONS: [(&str, f64); 5] =
+    [("ListTrainingJobs", 2.0), ("DescribeTrainingJob", 10.0), ("ListTags", 10.0), ("Search", 2.0), ("ListObjectsV2", 50.0)];
 
 /// Settings of the source.
 #[derive(Debug, Clone)]
@@ -73,7 +74,13 @@ impl SageMakerSettings {
     /// endpoint override, each operation's default budget, pages of 100, no manifests).
     pub fn new(mode: Mode) -> Self {
         SageMakerSettings {
-            client: ClientSettings { max_attempts: 5, initial_backoff: std::time::Duration::from_secs(1), connect_timeout: std::time::Duration::from_secs(10), attempt_timeout: std::time::Duration::from_secs(60), ..Default::default() },
+            client: ClientSettings {
+                max_attempts: 5,
+                initial_backoff: std::time::Duration::from_secs(1),
+                connect_timeout: std::time::Duration::from_secs(10),
+                attempt_timeout: std::time::Duration::from_secs(60),
+                ..Default::default()
+            },
             mode,
             filters: Filters::default(),
             rate_limits: OPERATIONS.iter().map(|(o, r)| (o.to_string(), *r)).collect(),
@@ -148,9 +155,18 @@ impl SageMakerSource {
     pub async fn describe(&self, name: &str) -> Result<(TrainingJob, Value), SyncError> {
         let name = job_name(name);
         self.before("DescribeTrainingJob").await;
-        let out = self.clients().await.sagemaker.describe_training_job().training_job_name(name).send().await.map_err(|e| map_sdk_error("DescribeTrainingJob", &format!("training job `{name}`"), e))?;
+        let out = self
+            .clients()
+            .await
+            .sagemaker
+            .describe_training_job()
+            .training_job_name(name)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("DescribeTrainingJob", &format!("training job `{name}`"), e))?;
         let doc = convert::describe_document(&out);
-        let job = job_from_document(&doc).map_err(|e| SyncError::Malformed { origin: format!("DescribeTrainingJob {name}"), message: e.to_string() })?;
+        let job = job_from_document(&doc)
+            .map_err(|e| SyncError::Malformed { origin: format!("DescribeTrainingJob {name}"), message: e.to_string() })?;
         Ok((job, doc))
     }
 
@@ -161,14 +177,26 @@ impl SageMakerSource {
         let mut seen = std::collections::HashSet::new();
         loop {
             self.before("ListTags").await;
-            let out = self.clients().await.sagemaker.list_tags().resource_arn(arn).max_results(100).set_next_token(token.clone()).send().await.map_err(|e| map_sdk_error("ListTags", arn, e))?;
+            let out = self
+                .clients()
+                .await
+                .sagemaker
+                .list_tags()
+                .resource_arn(arn)
+                .max_results(100)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| map_sdk_error("ListTags", arn, e))?;
             if let Value::Array(a) = convert::tags(out.tags()) {
                 all.extend(a);
             }
             match out.next_token() {
                 Some(t) if !t.is_empty() => {
                     if !seen.insert(t.to_string()) {
-                        return Err(SyncError::transient(format!("ListTags {arn}: the API returned a page token it had already returned; stopping")));
+                        return Err(SyncError::transient(format!(
+                            "ListTags {arn}: the API returned a page token it had already returned; stopping"
+                        )));
                     }
                     token = Some(t.to_string());
                 }
@@ -192,9 +220,13 @@ impl SageMakerSource {
             self.add_manifests(&mut doc).await?;
         }
         let name = doc.get("TrainingJobName").and_then(Value::as_str).unwrap_or("?").to_string();
-        let job = job_from_document(&doc).map_err(|e| SyncError::Malformed { origin: format!("training job {name}"), message: e.to_string() })?;
+        let job =
+            job_from_document(&doc).map_err(|e| SyncError::Malformed { origin: format!("training job {name}"), message: e.to_string() })?;
         if job.arn.is_empty() || job.status.is_empty() {
-            return Err(SyncError::Malformed { origin: format!("training job {name}"), message: "the API returned no ARN or status".into() });
+            return Err(SyncError::Malformed {
+                origin: format!("training job {name}"),
+                message: "the API returned no ARN or status".into(),
+            });
         }
         Ok(job)
     }
@@ -258,7 +290,9 @@ impl SageMakerSource {
             match out.next_continuation_token() {
                 Some(t) if more => {
                     if !seen.insert(t.to_string()) {
-                        return Err(SyncError::transient(format!("ListObjectsV2 s3://{bucket}/{prefix}: a continuation token came back twice; stopping")));
+                        return Err(SyncError::transient(format!(
+                            "ListObjectsV2 s3://{bucket}/{prefix}: a continuation token came back twice; stopping"
+                        )));
                     }
                     token = Some(t.to_string());
                 }
@@ -328,14 +362,34 @@ impl SageMakerSource {
             if !self.status_ok(&status) {
                 continue;
             }
-            let lm = s.last_modified_time().or(s.creation_time()).map(convert::time).and_then(|v| v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc)));
-            jobs.push(JobRef { name: s.training_job_name().unwrap_or_default().to_string(), arn: s.training_job_arn().map(str::to_string), last_modified: lm, status: Some(status), ..Default::default() });
+            let lm = s
+                .last_modified_time()
+                .or(s.creation_time())
+                .map(convert::time)
+                .and_then(|v| v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc)));
+            jobs.push(JobRef {
+                name: s.training_job_name().unwrap_or_default().to_string(),
+                arn: s.training_job_arn().map(str::to_string),
+                last_modified: lm,
+                status: Some(status),
+                ..Default::default()
+            });
         }
         match page.next_token() {
-            Some(t) if !t.is_empty() && Some(t) != cursor.token.as_deref() => Ok(Page { jobs, problems: Vec::new(), next: Cursor { watermark: cursor.watermark, token: Some(t.to_string()), started: Some(started), ..Default::default() }, done: false }),
+            Some(t) if !t.is_empty() && Some(t) != cursor.token.as_deref() => Ok(Page {
+                jobs,
+                problems: Vec::new(),
+                next: Cursor { watermark: cursor.watermark, token: Some(t.to_string()), started: Some(started), ..Default::default() },
+                done: false,
+            }),
             _ => {
                 let overlap = chrono::Duration::from_std(self.settings.watermark_overlap).unwrap_or_default();
-                Ok(Page { jobs, problems: Vec::new(), next: Cursor { watermark: Some(started - overlap), ..Default::default() }, done: true })
+                Ok(Page {
+                    jobs,
+                    problems: Vec::new(),
+                    next: Cursor { watermark: Some(started - overlap), ..Default::default() },
+                    done: true,
+                })
             }
         }
     }
@@ -390,14 +444,22 @@ impl SageMakerSource {
             .send()
             .await
             .map_err(|e| map_sdk_error("Search", "TrainingJob", e))?;
-        let mut next = Cursor { watermark: cursor.watermark.or(lower), seen_at_watermark: cursor.seen_at_watermark.clone(), started: Some(started), token: None };
+        let mut next = Cursor {
+            watermark: cursor.watermark.or(lower),
+            seen_at_watermark: cursor.seen_at_watermark.clone(),
+            started: Some(started),
+            token: None,
+        };
         let mut jobs = Vec::new();
         let mut problems = Vec::new();
         let results = page.results();
         for (i, r) in results.iter().enumerate() {
             let Some(tj) = r.training_job() else { continue };
             let arn = tj.training_job_arn().unwrap_or_default().to_string();
-            let lm = tj.last_modified_time().map(convert::time).and_then(|v| v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc)));
+            let lm = tj
+                .last_modified_time()
+                .map(convert::time)
+                .and_then(|v| v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc)));
             if cursor.covers(lm, &arn) {
                 continue;
             }
@@ -410,9 +472,21 @@ impl SageMakerSource {
                         jobs.push(JobRef::with_job(job, None));
                     }
                 }
-                Ok(_) => problems.push(ListingProblem { origin: format!("Search record {i} ({name})"), job: Some(name), arn: (!arn.is_empty()).then_some(arn), last_modified: lm, error: SyncError::Malformed { origin: "Search".into(), message: "the record has no ARN or status".into() } }),
+                Ok(_) => problems.push(ListingProblem {
+                    origin: format!("Search record {i} ({name})"),
+                    job: Some(name),
+                    arn: (!arn.is_empty()).then_some(arn),
+                    last_modified: lm,
+                    error: SyncError::Malformed { origin: "Search".into(), message: "the record has no ARN or status".into() },
+                }),
                 // One bad record fails alone, with its reason; the rest of the page syncs.
-                Err(e) => problems.push(ListingProblem { origin: format!("Search record {i} ({name})"), job: Some(name.clone()), arn: (!arn.is_empty()).then_some(arn), last_modified: lm, error: SyncError::Malformed { origin: format!("training job {name}"), message: e.to_string() } }),
+                Err(e) => problems.push(ListingProblem {
+                    origin: format!("Search record {i} ({name})"),
+                    job: Some(name.clone()),
+                    arn: (!arn.is_empty()).then_some(arn),
+                    last_modified: lm,
+                    error: SyncError::Malformed { origin: format!("training job {name}"), message: e.to_string() },
+                }),
             }
         }
         let token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
@@ -463,7 +537,8 @@ impl Source for SageMakerSource {
         let tags = match &job.tags {
             Some(t) => tags_value(t),
             None => {
-                let arn = doc.get("TrainingJobArn").and_then(Value::as_str).map(str::to_string).or_else(|| job.arn.clone()).unwrap_or_default();
+                let arn =
+                    doc.get("TrainingJobArn").and_then(Value::as_str).map(str::to_string).or_else(|| job.arn.clone()).unwrap_or_default();
                 self.list_tags(&arn).await?
             }
         };

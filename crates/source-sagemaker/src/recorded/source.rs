@@ -65,7 +65,13 @@ impl RecordedSource {
                 match tokio::fs::read(&f).await {
                     Ok(bytes) => match String::from_utf8(bytes) {
                         Ok(text) => parse_text(&text, &origin, is_lines(&f), &mut out),
-                        Err(e) => out.problems.push((origin, SyncError::Malformed { origin: f.display().to_string(), message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()) })),
+                        Err(e) => out.problems.push((
+                            origin,
+                            SyncError::Malformed {
+                                origin: f.display().to_string(),
+                                message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+                            },
+                        )),
                     },
                     Err(e) => out.problems.push((origin, SyncError::permanent(format!("cannot read: {e}")))),
                 }
@@ -110,8 +116,14 @@ fn accept(doc: &Value, origin: String, out: &mut Loaded) {
         return;
     }
     match job_from_document(doc) {
-        Ok(job) if job.arn.is_empty() => out.problems.push((origin.clone(), SyncError::Malformed { origin, message: format!("job `{}`: field `TrainingJobArn`: missing", job.name) })),
-        Ok(job) if job.status.is_empty() => out.problems.push((origin.clone(), SyncError::Malformed { origin, message: format!("job `{}`: field `TrainingJobStatus`: missing", job.name) })),
+        Ok(job) if job.arn.is_empty() => out.problems.push((
+            origin.clone(),
+            SyncError::Malformed { origin, message: format!("job `{}`: field `TrainingJobArn`: missing", job.name) },
+        )),
+        Ok(job) if job.status.is_empty() => out.problems.push((
+            origin.clone(),
+            SyncError::Malformed { origin, message: format!("job `{}`: field `TrainingJobStatus`: missing", job.name) },
+        )),
         Ok(job) => out.jobs.push((job, origin)),
         Err(e) => out.problems.push((origin.clone(), SyncError::Malformed { origin, message: e.to_string() })),
     }
@@ -201,14 +213,20 @@ mod tests {
     use super::*;
 
     fn doc(name: &str, lm: &str) -> String {
-        format!(r#"{{"TrainingJobName": "{name}", "TrainingJobArn": "arn:x:{name}", "TrainingJobStatus": "Completed", "LastModifiedTime": "{lm}"}}"#)
+        format!(
+            r#"{{"TrainingJobName": "{name}", "TrainingJobArn": "arn:x:{name}", "TrainingJobStatus": "Completed", "LastModifiedTime": "{lm}"}}"#
+        )
     }
 
     #[tokio::test]
     async fn reads_files_lines_and_reports_bad_ones() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.json"), doc("a", "2026-01-02T00:00:00Z")).unwrap();
-        std::fs::write(dir.path().join("b.jsonl"), format!("{}\n\n{{oops\n{}\n", doc("b1", "2026-01-01T00:00:00Z"), doc("b2", "2026-01-03T00:00:00Z"))).unwrap();
+        std::fs::write(
+            dir.path().join("b.jsonl"),
+            format!("{}\n\n{{oops\n{}\n", doc("b1", "2026-01-01T00:00:00Z"), doc("b2", "2026-01-03T00:00:00Z")),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("c.json"), "{\n  \"TrainingJobName\": \"c\",\n  \"HyperParameters\": 5\n}").unwrap();
         std::fs::write(dir.path().join("d.json"), "{\n  \"TrainingJobName\": ").unwrap();
         std::fs::write(dir.path().join("ignored.txt"), "nope").unwrap();
@@ -223,7 +241,8 @@ mod tests {
         assert!(l.problems[1].error.to_string().contains("HyperParameters"));
         assert!(origins[2].ends_with("d.json:2:21"), "{origins:?}");
         // A range keeps what was modified within it.
-        let range = ListScope::Range { from: Some("2026-01-02T00:00:00Z".parse().unwrap()), until: Some("2026-01-03T00:00:00Z".parse().unwrap()) };
+        let range =
+            ListScope::Range { from: Some("2026-01-02T00:00:00Z".parse().unwrap()), until: Some("2026-01-03T00:00:00Z".parse().unwrap()) };
         let r = s.list(&range, &Cursor::default()).await.unwrap();
         assert_eq!(r.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["a"]);
         // fetch by name

@@ -66,7 +66,8 @@ impl Moto {
             }
             assert!(Instant::now() < deadline, "moto not ready within 90 s");
         };
-        let port = line.strip_prefix("READY ").and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("unexpected moto output: {line}"));
+        let port =
+            line.strip_prefix("READY ").and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("unexpected moto output: {line}"));
         let m = Moto { child, port };
         m.post("/moto-api/reset", "{}");
         m
@@ -132,7 +133,17 @@ pub async fn create_job(c: &aws_sdk_sagemaker::Client, name: &str, tags: &[(Stri
     let channel = |n: &str| {
         Channel::builder()
             .channel_name(n)
-            .data_source(DataSource::builder().s3_data_source(S3DataSource::builder().s3_data_type(S3DataType::S3Prefix).s3_uri(format!("s3://moto-data/{n}/")).s3_data_distribution_type(S3DataDistribution::FullyReplicated).build()).build())
+            .data_source(
+                DataSource::builder()
+                    .s3_data_source(
+                        S3DataSource::builder()
+                            .s3_data_type(S3DataType::S3Prefix)
+                            .s3_uri(format!("s3://moto-data/{n}/"))
+                            .s3_data_distribution_type(S3DataDistribution::FullyReplicated)
+                            .build(),
+                    )
+                    .build(),
+            )
             .content_type("text/csv")
             .compression_type(CompressionType::None)
             .record_wrapper_type(RecordWrapper::None)
@@ -141,12 +152,19 @@ pub async fn create_job(c: &aws_sdk_sagemaker::Client, name: &str, tags: &[(Stri
     let mut req = c
         .create_training_job()
         .training_job_name(name)
-        .algorithm_specification(AlgorithmSpecification::builder().training_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1").training_input_mode(TrainingInputMode::File).build())
+        .algorithm_specification(
+            AlgorithmSpecification::builder()
+                .training_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
+                .training_input_mode(TrainingInputMode::File)
+                .build(),
+        )
         .role_arn("arn:aws:iam::123456789012:role/sagemaker")
         .input_data_config(channel("train"))
         .input_data_config(channel("validation"))
         .output_data_config(OutputDataConfig::builder().s3_output_path("s3://moto-out/output").build())
-        .resource_config(ResourceConfig::builder().instance_type(TrainingInstanceType::MlM5Xlarge).instance_count(1).volume_size_in_gb(10).build())
+        .resource_config(
+            ResourceConfig::builder().instance_type(TrainingInstanceType::MlM5Xlarge).instance_count(1).volume_size_in_gb(10).build(),
+        )
         .stopping_condition(StoppingCondition::builder().max_runtime_in_seconds(3600).build())
         .hyper_parameters("max_depth", "5")
         .hyper_parameters("eta", "0.2")

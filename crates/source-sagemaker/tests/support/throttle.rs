@@ -40,7 +40,14 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
-async fn handle(client: TcpStream, upstream: u16, every: usize, counter: Arc<AtomicUsize>, throttled: Arc<AtomicUsize>, forwarded: Arc<AtomicUsize>) -> std::io::Result<()> {
+async fn handle(
+    client: TcpStream,
+    upstream: u16,
+    every: usize,
+    counter: Arc<AtomicUsize>,
+    throttled: Arc<AtomicUsize>,
+    forwarded: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
     let (rd, mut wr) = client.into_split();
     let mut rd = BufReader::new(rd);
     while let Some((first, headers)) = read_head(&mut rd).await? {
@@ -83,7 +90,10 @@ async fn handle(client: TcpStream, upstream: u16, every: usize, counter: Arc<Ato
         }
         let mut resp = status;
         for (k, v) in &rheaders {
-            if !k.eq_ignore_ascii_case("connection") && !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("transfer-encoding") {
+            if !k.eq_ignore_ascii_case("connection")
+                && !k.eq_ignore_ascii_case("content-length")
+                && !k.eq_ignore_ascii_case("transfer-encoding")
+            {
                 resp.push_str(&format!("{k}: {v}\r\n"));
             }
         }
