@@ -12,6 +12,10 @@ export no_proxy="$NO_PROXY"
 scripts/setup-peers.sh
 export SAGESYNC_PYTHON="$PWD/.venv/bin/python"
 
+# Style and lints first: cheap, and they fail the run like a test would. Clippy's
+# `incompatible_msrv` lint holds the code to the workspace's declared `rust-version`.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --workspace --all-targets
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

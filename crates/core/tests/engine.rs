@@ -43,8 +43,11 @@ struct MemSource {
     lists: AtomicUsize,
     page: usize,
     with_tags: bool,
-    on_page: Mutex<Option<Box<dyn FnMut(usize, &mut Vec<TrainingJob>) + Send>>>,
+    on_page: Mutex<Option<PageHook>>,
 }
+
+/// Changes the source's jobs before page N is listed.
+type PageHook = Box<dyn FnMut(usize, &mut Vec<TrainingJob>) + Send>;
 
 impl MemSource {
     fn new(jobs: Vec<TrainingJob>) -> Self {

@@ -68,7 +68,7 @@ impl Endpoint {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EndpointError(format!("scheme `{}` is not supported; use http:// or https://", url.scheme())));
         }
-        if url.host_str().map_or(true, str::is_empty) {
+        if url.host_str().is_none_or(str::is_empty) {
             return Err(EndpointError("has no host".into()));
         }
         if url.query().is_some() || url.fragment().is_some() {

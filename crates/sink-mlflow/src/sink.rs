@@ -88,7 +88,7 @@ fn tag_of<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 fn is_active(run: &Value) -> bool {
-    str_at(run, "/info/lifecycle_stage").map_or(true, |s| s == "active")
+    str_at(run, "/info/lifecycle_stage").is_none_or(|s| s == "active")
 }
 
 /// Whether a write failed because the run was deleted meanwhile (a concurrent writer settled

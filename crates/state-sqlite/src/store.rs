@@ -249,7 +249,10 @@ fn add_deliveries(c: &Connection, loc: &str, jobs: &mut [JobState]) -> Result<()
     Ok(())
 }
 
-fn lease_row(tx: &rusqlite::Transaction<'_>, arn: &str, loc: &str) -> Result<Option<(Option<String>, Option<i64>, i64)>, StateError> {
+/// A lease row: owner, expiry (ms), fencing counter.
+type LeaseRow = (Option<String>, Option<i64>, i64);
+
+fn lease_row(tx: &rusqlite::Transaction<'_>, arn: &str, loc: &str) -> Result<Option<LeaseRow>, StateError> {
     tx.query_row("SELECT owner, expires_at, fence FROM leases WHERE arn = ?1", [arn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
         .map_err(|e| err(loc, e))

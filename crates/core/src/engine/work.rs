@@ -56,7 +56,7 @@ pub(crate) enum Handled {
 }
 
 enum Leased {
-    Granted(Lease, Option<JobState>),
+    Granted(Lease, Option<Box<JobState>>),
     Busy(String),
     Cancelled,
     Failed(String),
@@ -121,7 +121,7 @@ impl Engine {
             };
         }
         let (lease, fresh) = match self.lease(&arn, ctx, wait).await {
-            Leased::Granted(l, s) => (l, s),
+            Leased::Granted(l, s) => (l, s.map(|b| *b)),
             Leased::Busy(_) if !wait && fetched.is_none() => return Handled::Held(Box::new(item), prior),
             Leased::Busy(owner) => {
                 tracing::info!(job = %name, holder = %owner, "another writer holds the job; leaving it to them");
@@ -209,7 +209,7 @@ impl Engine {
         let mut delay = Duration::from_millis(25);
         loop {
             match state_call(&self.settings, ctx.cancel, || self.state.acquire(arn, &self.owner, self.settings.lease_ttl())).await {
-                Ok(Acquired::Granted { lease, state }) => return Leased::Granted(lease, state.map(|b| *b)),
+                Ok(Acquired::Granted { lease, state }) => return Leased::Granted(lease, state),
                 Ok(Acquired::Held { owner, .. }) => {
                     let left = wait_until.saturating_duration_since(Instant::now());
                     if left.is_zero() {

@@ -101,7 +101,7 @@ impl Sink for FileSink {
         let p = path.clone();
         let kind = tokio::task::spawn_blocking(move || -> Result<WriteKind, SyncError> {
             match std::fs::read(&p) {
-                Ok(existing) if existing == bytes => return Ok(WriteKind::Unchanged),
+                Ok(existing) if existing == bytes => Ok(WriteKind::Unchanged),
                 Ok(_) => {
                     write_atomically(&p, &bytes)?;
                     Ok(WriteKind::Updated)

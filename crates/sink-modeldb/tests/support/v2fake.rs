@@ -425,7 +425,7 @@ impl FakeState {
 async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let mut st = state.lock().unwrap();
     let full = uri.path().to_string();
-    let query: Vec<(String, String)> = uri.query().map(|q| url_pairs(q)).unwrap_or_default();
+    let query: Vec<(String, String)> = uri.query().map(url_pairs).unwrap_or_default();
     let hdrs: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
     let parsed: Option<Value> = if body.is_empty() { None } else { serde_json::from_slice(&body).ok() };
     let bad_json = !body.is_empty() && parsed.is_none();

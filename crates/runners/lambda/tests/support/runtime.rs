@@ -114,10 +114,20 @@ impl Runtime {
     }
 }
 
+/// The built `bootstrap`: cargo names it to integration tests at compile time; examples find it
+/// beside themselves (`target/<profile>/examples/..`).
+fn bootstrap_bin() -> std::path::PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_bootstrap") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().and_then(|d| d.parent()).map(std::path::Path::to_path_buf).unwrap_or_default();
+    dir.join("bootstrap")
+}
+
 /// Starts `bootstrap` against the runtime with the given extra environment.
 pub fn start_function(rt: &Runtime, env: &[(&str, String)]) -> std::process::Child {
-    let bin = option_env!("CARGO_BIN_EXE_bootstrap").expect("only integration tests start the function this way");
-    let mut c = std::process::Command::new(bin);
+    let mut c = std::process::Command::new(bootstrap_bin());
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", rt.port))
