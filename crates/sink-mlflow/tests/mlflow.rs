@@ -603,7 +603,8 @@ mod auth {
 mod cloudwatch {
     use super::*;
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-    use sagesync_source_sagemaker::api::history::{metric_names, read_history, HistoryOptions, NAMESPACE};
+    use sagesync_source_sagemaker::api::client::{CallCounter, RateLimits};
+    use sagesync_source_sagemaker::api::history::{metric_names, read_history, Budget, HistoryOptions, NAMESPACE};
     use support::child::Peer;
 
     #[tokio::test]
@@ -639,10 +640,11 @@ mod cloudwatch {
         let mut job = sagesync_core::TrainingJob::new(r.run.name.clone(), r.run.external_id.clone(), "Completed");
         job.metric_definitions = vec![sagesync_core::MetricDefinition { name: "train:loss".into(), regex: "loss=(\\S+)".into() }];
         job.final_metrics = vec![sagesync_core::FinalMetric { name: "validation:auc".into(), value: 0.91, timestamp: None }];
+        let (limits, calls) = (RateLimits::new(&Default::default()), CallCounter::default());
+        let budget = Budget { limits: &limits, calls: &calls };
+        let end = start + chrono::Duration::minutes(119);
         let series =
-            read_history(&cw, &job.name, &metric_names(&job), start, start + chrono::Duration::minutes(119), &HistoryOptions::default())
-                .await
-                .expect("history");
+            read_history(&cw, budget, &job.name, &metric_names(&job), start, end, &HistoryOptions::default()).await.expect("history");
         assert_eq!(series.len(), 1);
         r.metric_history = series;
         let rc = sink(&proxy.url, "cw-{project}").upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));

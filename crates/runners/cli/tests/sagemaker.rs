@@ -85,3 +85,54 @@ async fn sync_job_by_name() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("failed") && text.contains("job not found"), "{text}");
 }
+
+/// `metrics = "history"`: moto's CloudWatch points reach the file the sink writes, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_histories_reach_the_file_sink() {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    use chrono::{Duration, Timelike, Utc};
+    let moto = Moto::start();
+    let names = moto.create_jobs("hist", 1, &SYNC_TAGS).await;
+    let start = (Utc::now() - Duration::hours(1)).with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap();
+    moto.edit(
+        &names[0],
+        serde_json::json!({"TrainingStartTime": start.to_rfc3339(), "TrainingEndTime": (start + Duration::minutes(10)).to_rfc3339()}),
+    );
+    let sm = moto.client().await;
+    let d = sm.describe_training_job().training_job_name(&names[0]).send().await.unwrap();
+    let metric = d.final_metric_data_list()[0].metric_name().unwrap().to_string();
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(moto.url()).load().await;
+    let cw = aws_sdk_cloudwatch::Client::new(&conf);
+    let data: Vec<MetricDatum> = (0..5)
+        .map(|i| {
+            MetricDatum::builder()
+                .metric_name(&metric)
+                .dimensions(Dimension::builder().name("Host").value(format!("{}/algo-1", names[0])).build())
+                .timestamp(aws_smithy_types::DateTime::from_millis((start + Duration::minutes(i)).timestamp_millis()))
+                .value(1.0 / (1.0 + i as f64))
+                .build()
+        })
+        .collect();
+    cw.put_metric_data().namespace("/aws/sagemaker/TrainingJobs").set_metric_data(Some(data)).send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", &moto.url(), "list", "out");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("mode = \"list\"\n", &format!("mode = \"list\"\nmetrics = \"history\"\ncloudwatch_endpoint_url = \"{}\"\n", moto.url()));
+    std::fs::write(&cfg, text).unwrap();
+    let out = sagesync(dir.path()).args(["sync-job", &names[0], "--config", cfg.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["api_calls"]["GetMetricData"], 1, "{s}");
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("out/moto-project/{}.json", names[0]))).unwrap()).unwrap();
+    let series = file["record"]["metric_history"].as_array().unwrap_or_else(|| panic!("no metric_history in {file}"));
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0]["name"], metric.as_str());
+    let points = series[0]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 5);
+    for (i, p) in points.iter().enumerate() {
+        assert_eq!(p["step"], i as i64);
+        assert_eq!(p["value"].as_f64(), Some(1.0 / (1.0 + i as f64)));
+    }
+}

@@ -31,6 +31,8 @@ pub struct ClientSettings {
     pub endpoint_url: Option<String>,
     /// S3 endpoint override, for dataset manifests (path-style addressing when set).
     pub s3_endpoint_url: Option<String>,
+    /// CloudWatch endpoint override, for metric histories.
+    pub cloudwatch_endpoint_url: Option<String>,
     /// Attempts per call, first included.
     pub max_attempts: u32,
     /// First retry backoff.
@@ -49,10 +51,12 @@ pub struct Clients {
     pub sagemaker: aws_sdk_sagemaker::Client,
     /// S3.
     pub s3: aws_sdk_s3::Client,
+    /// CloudWatch (metric histories).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl ClientSettings {
-    /// Loads the shared config and builds both clients.
+    /// Loads the shared config and builds the clients.
     pub async fn build(&self) -> Clients {
         use aws_config::retry::RetryConfig;
         let retry = match self.retry_mode {
@@ -83,7 +87,15 @@ impl ClientSettings {
         if let Some(e) = &self.s3_endpoint_url {
             s3 = s3.endpoint_url(e).force_path_style(true);
         }
-        Clients { sagemaker: aws_sdk_sagemaker::Client::from_conf(sm.build()), s3: aws_sdk_s3::Client::from_conf(s3.build()) }
+        let mut cw = aws_sdk_cloudwatch::config::Builder::from(&shared);
+        if let Some(e) = &self.cloudwatch_endpoint_url {
+            cw = cw.endpoint_url(e);
+        }
+        Clients {
+            sagemaker: aws_sdk_sagemaker::Client::from_conf(sm.build()),
+            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cw.build()),
+        }
     }
 }
 

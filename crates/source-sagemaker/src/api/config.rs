@@ -9,6 +9,10 @@ use sagesync_core::{BuildContext, FieldProblem, Source, SourcePlugin};
 use serde::Deserialize;
 
 use super::client::{ClientSettings, RetryMode};
+use super::history::HistoryOptions;
+
+/// The statistics `history_stat` accepts.
+const HISTORY_STATS: [&str; 5] = ["Average", "Maximum", "Minimum", "Sum", "SampleCount"];
 use super::source::{Filters, Mode, SageMakerSettings, SageMakerSource, OPERATIONS};
 
 /// Options of `sagemaker`.
@@ -23,6 +27,8 @@ pub struct SageMakerSourceConfig {
     pub endpoint_url: Option<String>,
     /// S3 endpoint override for dataset manifests.
     pub s3_endpoint_url: Option<String>,
+    /// CloudWatch endpoint override for metric histories.
+    pub cloudwatch_endpoint_url: Option<String>,
     /// Polls: `list` (ListTrainingJobs + Describe + ListTags) or `search` (Search, tags in bulk).
     /// Reconciliation passes and backfills always use Search.
     pub mode: Mode,
@@ -64,6 +70,26 @@ pub struct SageMakerSourceConfig {
     pub dataset_manifests: bool,
     /// Cap on objects per channel manifest.
     pub max_manifest_objects: usize,
+    /// `final` (the job's `FinalMetricDataList` only) or `history` (also each metric's points
+    /// from CloudWatch `GetMetricData`, when the job is worked on).
+    pub metrics: MetricsMode,
+    /// History: aggregation period, seconds (a multiple of 60).
+    pub history_period_secs: i32,
+    /// History: the statistic (`Average`, `Maximum`, `Minimum`, `Sum`, `SampleCount`).
+    pub history_stat: String,
+    /// History: points kept per metric (the oldest), 1 to 100000.
+    pub history_max_points: usize,
+}
+
+/// Which metrics a record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsMode {
+    /// The final metrics only.
+    #[default]
+    Final,
+    /// Final metrics and their CloudWatch histories.
+    History,
 }
 
 impl Default for SageMakerSourceConfig {
@@ -91,6 +117,11 @@ impl Default for SageMakerSourceConfig {
             watermark_overlap_secs: 300,
             dataset_manifests: false,
             max_manifest_objects: 1000,
+            cloudwatch_endpoint_url: None,
+            metrics: MetricsMode::Final,
+            history_period_secs: 60,
+            history_stat: "Average".into(),
+            history_max_points: super::history::DEFAULT_MAX_POINTS_PER_METRIC,
         }
     }
 }
@@ -136,7 +167,11 @@ impl SageMakerSourceConfig {
                 });
             }
         }
-        for (k, v) in [("endpoint_url", &self.endpoint_url), ("s3_endpoint_url", &self.s3_endpoint_url)] {
+        for (k, v) in [
+            ("endpoint_url", &self.endpoint_url),
+            ("s3_endpoint_url", &self.s3_endpoint_url),
+            ("cloudwatch_endpoint_url", &self.cloudwatch_endpoint_url),
+        ] {
             if let Some(u) = v {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
                     problems.push(FieldProblem::at(k, "must be an http:// or https:// URL"));
@@ -188,15 +223,31 @@ impl SageMakerSourceConfig {
         if self.max_manifest_objects == 0 || self.max_manifest_objects > 1_000_000 {
             problems.push(FieldProblem::at("max_manifest_objects", "must be between 1 and 1000000"));
         }
+        if self.history_period_secs <= 0 || self.history_period_secs % 60 != 0 || self.history_period_secs > 86_400 {
+            problems.push(FieldProblem::at("history_period_secs", "must be a multiple of 60 between 60 and 86400"));
+        }
+        if !HISTORY_STATS.contains(&self.history_stat.as_str()) {
+            problems.push(FieldProblem::at("history_stat", format!("unknown statistic; expected one of: {}", HISTORY_STATS.join(", "))));
+        }
+        if !(1..=100_000).contains(&self.history_max_points) {
+            problems.push(FieldProblem::at("history_max_points", "must be between 1 and 100000"));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
+        let history = (self.metrics == MetricsMode::History).then(|| HistoryOptions {
+            period_secs: self.history_period_secs,
+            stat: self.history_stat.clone(),
+            max_points_per_metric: self.history_max_points,
+            ..HistoryOptions::default()
+        });
         Ok(SageMakerSettings {
             client: ClientSettings {
                 region: self.region.clone(),
                 profile: self.profile.clone(),
                 endpoint_url: self.endpoint_url.clone(),
                 s3_endpoint_url: self.s3_endpoint_url.clone(),
+                cloudwatch_endpoint_url: self.cloudwatch_endpoint_url.clone(),
                 max_attempts: self.max_attempts,
                 initial_backoff: Duration::from_millis(self.initial_backoff_ms),
                 retry_mode: self.retry_mode,
@@ -210,6 +261,7 @@ impl SageMakerSourceConfig {
             watermark_overlap: Duration::from_secs(self.watermark_overlap_secs),
             dataset_manifests: self.dataset_manifests,
             max_manifest_objects: self.max_manifest_objects,
+            history,
         })
     }
 }
@@ -238,6 +290,12 @@ statuses = []          # e.g. ["Completed", "Failed"]; empty lists every status
 # name_contains = "xgboost"
 # created_after = "2026-01-01"
 # modified_before = "2026-06-30T00:00:00Z"
+# Metrics: "final" (FinalMetricDataList) or "history" (also every metric's points from
+# CloudWatch GetMetricData, namespace /aws/sagemaker/TrainingJobs, one call per job).
+metrics = "final"
+# history_period_secs = 60
+# history_stat = "Average"
+# history_max_points = 10000
 # Client-side budgets per operation, calls per second (defaults shown; 0 = unlimited).
 # max_requests_per_second = 1.0   # one budget for every operation not listed below
 [source.rate_limits]
@@ -246,5 +304,6 @@ DescribeTrainingJob = 10.0
 ListTags = 10.0
 Search = 2.0
 ListObjectsV2 = 50.0
+GetMetricData = 10.0        # AWS: 50 TPS; only with metrics = "history"
 "#
 );

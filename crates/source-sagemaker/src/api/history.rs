@@ -19,7 +19,7 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, 
 use chrono::{DateTime, Utc};
 use sagesync_core::{MetricPoint, MetricSeries, SyncError};
 
-use super::client::map_sdk_error;
+use super::client::{map_sdk_error, CallCounter, RateLimits};
 
 /// The CloudWatch namespace of SageMaker training jobs.
 pub const NAMESPACE: &str = "/aws/sagemaker/TrainingJobs";
@@ -58,10 +58,21 @@ fn aws_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
     aws_smithy_types::DateTime::from_millis(t.timestamp_millis())
 }
 
+/// The budget and the call counter that `GetMetricData` calls go through.
+#[derive(Clone, Copy)]
+pub struct Budget<'a> {
+    /// Per-operation budgets (`GetMetricData`).
+    pub limits: &'a RateLimits,
+    /// Per-operation call counts.
+    pub calls: &'a CallCounter,
+}
+
 /// Reads the histories of `metric_names` (duplicates and empty names are ignored) for the job
-/// `job_name` between `start` and `end`.
+/// `job_name` between `start` and `end`. Each `GetMetricData` call waits for its slot in
+/// `budget` and is counted there.
 pub async fn read_history(
     client: &aws_sdk_cloudwatch::Client,
+    budget: Budget<'_>,
     job_name: &str,
     metric_names: &[String],
     start: DateTime<Utc>,
@@ -106,6 +117,8 @@ pub async fn read_history(
                 tracing::warn!(job = job_name, "CloudWatch history stopped after {MAX_PAGES} pages");
                 break;
             }
+            budget.limits.acquire("GetMetricData").await;
+            budget.calls.count("GetMetricData");
             let out = client
                 .get_metric_data()
                 .set_metric_data_queries(Some(queries.clone()))

@@ -11,6 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::client::{map_sdk_error, CallCounter, ClientSettings, Clients, RateLimits};
 use super::convert;
+use super::history::{metric_names, read_history, Budget, HistoryOptions};
 use crate::document::job_from_document;
 
 /// How jobs are listed.
@@ -45,8 +46,14 @@ pub struct Filters {
 /// publishes 2 TPS (per account and region, not adjustable) for ListTrainingJobs; the others
 /// have no published figure and share the account's quota with every other caller, so the
 /// defaults stay modest and the SDK's retries absorb throttling.
-pub const OPERATIONS: [(&str, f64); 5] =
-    [("ListTrainingJobs", 2.0), ("DescribeTrainingJob", 10.0), ("ListTags", 10.0), ("Search", 2.0), ("ListObjectsV2", 50.0)];
+pub const OPERATIONS: [(&str, f64); 6] = [
+    ("ListTrainingJobs", 2.0),
+    ("DescribeTrainingJob", 10.0),
+    ("ListTags", 10.0),
+    ("Search", 2.0),
+    ("ListObjectsV2", 50.0),
+    ("GetMetricData", 10.0),
+];
 
 /// Settings of the source.
 #[derive(Debug, Clone)]
@@ -67,6 +74,9 @@ pub struct SageMakerSettings {
     pub dataset_manifests: bool,
     /// Cap on objects listed per channel.
     pub max_manifest_objects: usize,
+    /// Read each job's metric histories from CloudWatch (`metrics = "history"`), with these
+    /// options; `None` keeps the final metrics only.
+    pub history: Option<HistoryOptions>,
 }
 
 impl SageMakerSettings {
@@ -88,12 +98,15 @@ impl SageMakerSettings {
             watermark_overlap: std::time::Duration::from_secs(300),
             dataset_manifests: false,
             max_manifest_objects: 1000,
+            history: None,
         }
     }
-    /// Sends SageMaker (and S3) calls to `url` in `region` (emulators, VPC endpoints).
+    /// Sends SageMaker (and S3 and CloudWatch) calls to `url` in `region` (emulators, VPC
+    /// endpoints).
     pub fn endpoint(mut self, url: &str, region: &str) -> Self {
         self.client.endpoint_url = Some(url.to_string());
         self.client.s3_endpoint_url = Some(url.to_string());
+        self.client.cloudwatch_endpoint_url = Some(url.to_string());
         self.client.region = Some(region.to_string());
         self
     }
@@ -214,7 +227,8 @@ impl SageMakerSource {
         self.fetch(&JobRef::by_name(name)).await
     }
 
-    /// Adds manifests (when enabled) and reads the document.
+    /// Adds manifests (when enabled), reads the document, then adds metric histories (when
+    /// enabled).
     pub async fn finish(&self, mut doc: Value) -> Result<TrainingJob, SyncError> {
         if self.settings.dataset_manifests {
             self.add_manifests(&mut doc).await?;
@@ -228,7 +242,22 @@ impl SageMakerSource {
                 message: "the API returned no ARN or status".into(),
             });
         }
+        let mut job = job;
+        if let Some(opts) = &self.settings.history {
+            self.add_history(&mut job, opts).await?;
+        }
         Ok(job)
+    }
+
+    /// Reads the job's metric histories from CloudWatch, between its training start and its
+    /// end (or now, for a job still running). A job that never started has none.
+    async fn add_history(&self, job: &mut TrainingJob, opts: &HistoryOptions) -> Result<(), SyncError> {
+        let Some(start) = job.start_time.or(job.creation_time) else { return Ok(()) };
+        let end = job.end_time.unwrap_or_else(Utc::now);
+        let names = metric_names(job);
+        let budget = Budget { limits: &self.limits, calls: &self.calls };
+        job.metric_history = read_history(&self.clients().await.cloudwatch, budget, &job.name, &names, start, end, opts).await?;
+        Ok(())
     }
 
     async fn add_manifests(&self, doc: &mut Value) -> Result<(), SyncError> {
@@ -523,7 +552,7 @@ impl Source for SageMakerSource {
 
     async fn fetch(&self, job: &JobRef) -> Result<TrainingJob, SyncError> {
         if let Some(j) = &job.job {
-            if !self.settings.dataset_manifests {
+            if !self.settings.dataset_manifests && self.settings.history.is_none() {
                 return Ok(Arc::unwrap_or_clone(j.clone()));
             }
             let mut doc = j.original.clone();
@@ -553,7 +582,11 @@ impl Source for SageMakerSource {
     }
 
     fn fingerprint(&self) -> String {
-        format!("manifests={}:{}", self.settings.dataset_manifests, self.settings.max_manifest_objects)
+        let history = match &self.settings.history {
+            None => "final".to_string(),
+            Some(h) => format!("history:{}:{}:{}:{}", h.period_secs, h.stat, h.max_points_per_metric, h.host),
+        };
+        format!("manifests={}:{};metrics={history}", self.settings.dataset_manifests, self.settings.max_manifest_objects)
     }
 }
 
