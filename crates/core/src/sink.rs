@@ -57,6 +57,11 @@ pub struct WriteContext {
     /// When the caller needs an answer (the Lambda's invocation deadline); a sink should not
     /// start a request that cannot finish before it.
     pub deadline: Option<std::time::Instant>,
+    /// The ledger is persistent and has no earlier write of this job to this sink: most likely
+    /// the record does not exist yet, so a sink may create before it searches. Only a hint (a
+    /// write that crashed before its ledger row, or another tool, may have left a record): the
+    /// sink must still find and settle duplicates.
+    pub first_write: bool,
 }
 
 impl WriteContext {
@@ -67,6 +72,11 @@ impl WriteContext {
     /// With the previous receipt.
     pub fn with_previous(mut self, previous: Option<SinkReceipt>) -> Self {
         self.previous = previous;
+        self
+    }
+    /// Marks the write as the first one the ledger knows of.
+    pub fn with_first_write(mut self, first: bool) -> Self {
+        self.first_write = first;
         self
     }
     /// With a deadline.

@@ -216,13 +216,20 @@ impl MlflowSink {
         Ok(())
     }
 
-    /// The winner among runs of one job: earliest start time, then smallest run id. The others
-    /// are deleted (whoever created them: a writer still writing into a loser fails on its
-    /// next write and finds the winner).
+    /// The winner among runs of one job: a finished run (`FINISHED`, `FAILED`, `KILLED`) before
+    /// one still being written, then the earliest start time, then the smallest run id; every
+    /// writer that sees the same runs picks the same one. The others are deleted (whoever
+    /// created them: a writer still writing into a loser fails on its next write and finds the
+    /// winner).
     async fn settle(&self, mut runs: Vec<Value>, b: &Budget) -> Result<(Value, Vec<String>), MlflowError> {
         runs.sort_by(|x, y| {
-            let k =
-                |r: &Value| (i64_at(r, "/info/start_time").unwrap_or(i64::MAX), str_at(r, "/info/run_id").unwrap_or_default().to_string());
+            let k = |r: &Value| {
+                (
+                    matches!(str_at(r, "/info/status"), Some("RUNNING" | "SCHEDULED") | None),
+                    i64_at(r, "/info/start_time").unwrap_or(i64::MAX),
+                    str_at(r, "/info/run_id").unwrap_or_default().to_string(),
+                )
+            };
             k(x).cmp(&k(y))
         });
         let mut it = runs.into_iter();
@@ -271,10 +278,16 @@ impl MlflowSink {
                 }
             }
         }
-        let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
-        if !runs.is_empty() {
-            let (winner, deleted) = self.settle(runs, b).await?;
-            return Ok(Located { deleted, ..found(winner, false) });
+        // The first write the ledger knows of goes straight to the create: the search after it
+        // finds any run that was there already (a crash before the ledger row, another tool)
+        // and settles the two, so a new job costs one search, not two. A second look (after
+        // losing a race) searches first.
+        if !(cx.first_write && use_previous) {
+            let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
+            if !runs.is_empty() {
+                let (winner, deleted) = self.settle(runs, b).await?;
+                return Ok(Located { deleted, ..found(winner, false) });
+            }
         }
         // Create, with as many tags as one request takes (the ARN tag first).
         let tags: Vec<Value> = d.tags.iter().take(MAX_CREATE_TAGS).map(|(k, v)| json!({"key": k, "value": v})).collect();
@@ -293,7 +306,7 @@ impl MlflowSink {
         let mine = str_at(&created, "/run/info/run_id")
             .ok_or_else(|| MlflowError::Decode { op: "runs/create", message: "no run.info.run_id".into() })?
             .to_string();
-        // Catch a concurrent create of the same job.
+        // Catch a concurrent create of the same job, or (first writes) a run made earlier.
         let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
         if runs.len() <= 1 {
             let run = created.get("run").cloned().unwrap_or(Value::Null);

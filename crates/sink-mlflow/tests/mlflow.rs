@@ -312,6 +312,52 @@ async fn two_concurrent_syncs_of_one_job_give_one_run() {
     }
 }
 
+/// With a persistent ledger that has never written the job (`first_write`), a new job costs at
+/// most 5 requests (create, search, log-batch, log-inputs, update). The search after the create
+/// still finds a run made earlier (a ledger lost, a crash before the ledger row): the finished
+/// run wins and the new one is deleted. Two such writers at once also end with one run.
+#[tokio::test]
+async fn first_writes_create_first_and_still_settle_on_one_run() {
+    let (_g, proxy, rest) = setup().await;
+    let first = WriteContext::new().with_first_write(true);
+    let records: Vec<RunRecord> = quickstart().await.iter().map(|r| fresh(r, "fw")).collect();
+    let s = sink(&proxy.url, "fw-{project}");
+    let mut receipts = Vec::new();
+    for r in &records {
+        proxy.clear();
+        let rc = s.upsert(r, &first).await.unwrap_or_else(|e| panic!("{}: {}", r.run.name, e.chain()));
+        assert_eq!(rc.write, WriteKind::Created, "{}", r.run.name);
+        let ops: Vec<String> = proxy.ops().into_iter().filter(|o| !o.starts_with("experiments/")).collect();
+        assert!(ops.len() <= 5, "{}: {ops:?}", r.run.name);
+        assert_eq!(ops.first().map(String::as_str), Some("runs/create"), "{ops:?}");
+        assert_eq!(ops.iter().filter(|o| *o == "runs/search").count(), 1, "{ops:?}");
+        assert_run_matches(&rest, &rc.ids["run_id"], r).await;
+        receipts.push(rc);
+    }
+    // The ledger is lost: every job is a "first write" again. One run per job stays.
+    for (r, earlier) in records.iter().zip(&receipts) {
+        let rc = s.upsert(r, &first).await.unwrap_or_else(|e| panic!("{}: {}", r.run.name, e.chain()));
+        let active = rest.runs_of(&r.run.external_id, "ACTIVE_ONLY").await;
+        assert_eq!(active.len(), 1, "{}: {active:?}", r.run.name);
+        assert_eq!(active[0]["info"]["run_id"].as_str(), Some(rc.ids["run_id"].as_str()));
+        if r.run.status != "InProgress" {
+            assert_eq!(rc.ids["run_id"], earlier.ids["run_id"], "{}: the finished run wins over the new one", r.run.name);
+        }
+        assert_run_matches(&rest, &rc.ids["run_id"], r).await;
+    }
+    // Two first writes of one new job at once.
+    let r = synthetic("fwrace");
+    let (a, b) = (sink(&proxy.url, "fw-{project}"), sink(&proxy.url, "fw-{project}"));
+    proxy.clear();
+    proxy.barrier("runs/create", 2);
+    let (ra, rb) = tokio::join!(upsert_retrying(&a, &r, &first, 5), upsert_retrying(&b, &r, &first, 5));
+    let (ra, rb) = (ra.0.expect("writer a"), rb.0.expect("writer b"));
+    assert_eq!(proxy.ops().iter().filter(|o| *o == "runs/create").count(), 2, "both created a run");
+    assert_eq!(ra.ids["run_id"], rb.ids["run_id"], "both settled on one run");
+    assert_eq!(rest.runs_of(&r.run.external_id, "ACTIVE_ONLY").await.len(), 1);
+    assert_run_matches(&rest, &ra.ids["run_id"], &r).await;
+}
+
 #[tokio::test]
 async fn a_5xx_burst_is_retried() {
     let (_g, proxy, rest) = setup().await;

@@ -397,10 +397,18 @@ impl Engine {
                     .filter(|s| ctx.force || !deliveries.get(&s.id).is_some_and(|d| d.record_digest == digest && d.sink_digest == s.digest))
                     .map(|s| {
                         let record = &record;
-                        let cx =
-                            WriteContext::new().with_previous(deliveries.get(&s.id).map(|d| d.receipt.clone())).with_deadline(ctx.deadline);
+                        let previous = deliveries.get(&s.id).map(|d| d.receipt.clone());
+                        let first = previous.is_none() && self.state.persistent();
+                        let again = WriteContext::new().with_previous(previous).with_deadline(ctx.deadline);
+                        let cx = again.clone().with_first_write(first);
+                        // Only the first attempt is a "first write": a retry may follow a create.
+                        let tried = std::sync::atomic::AtomicBool::new(false);
                         async move {
-                            let res = retry(&self.settings, cancel, ctx.deadline, || s.sink.upsert(record, &cx)).await;
+                            let res = retry(&self.settings, cancel, ctx.deadline, || {
+                                let c = if tried.swap(true, std::sync::atomic::Ordering::Relaxed) { &again } else { &cx };
+                                s.sink.upsert(record, c)
+                            })
+                            .await;
                             (s, res)
                         }
                     });
