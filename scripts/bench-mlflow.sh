@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sagesync-target}"
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
 scripts/setup-peers.sh
-cargo build -q --release -p sagesync-sink-mlflow --example bench_mlflow
+# Release builds share one directory of their own (as the daemon bench's), apart from the debug one.
+RELEASE_DIR="${SAGESYNC_RELEASE_TARGET_DIR:-$HOME/.cache/sagesync-release}"
+CARGO_TARGET_DIR="$RELEASE_DIR" cargo build -q --release -p sagesync-sink-mlflow --example bench_mlflow
 dir=$(mktemp -d)
 fifo="$dir/stdin"
 mkfifo "$fifo"
@@ -27,4 +29,4 @@ until grep -q '^READY ' "$dir/ready" 2>/dev/null; do
 done
 port=$(awk '/^READY/ {print $2}' "$dir/ready")
 echo "MLflow $(.venv/bin/python -c 'import mlflow; print(mlflow.__version__)') on 127.0.0.1:$port (--workers 1, SQLite)"
-"$CARGO_TARGET_DIR/release/examples/bench_mlflow" "http://127.0.0.1:$port" "${1:-200}" "${2:-20000}"
+"$RELEASE_DIR/release/examples/bench_mlflow" "http://127.0.0.1:$port" "${1:-200}" "${2:-20000}"
