@@ -100,17 +100,18 @@ impl SyncError {
     pub fn transient(message: impl Into<String>) -> Self {
         SyncError::Transient { message: message.into(), source: None }
     }
-    /// A retryable error with its cause.
+    /// A retryable error with its cause. The cause is kept as its redacted text (and its
+    /// causes'), so walking [`std::error::Error::source`] cannot show a credential either.
     pub fn transient_with(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        SyncError::Transient { message: message.into(), source: Some(Box::new(source)) }
+        SyncError::Transient { message: message.into(), source: Some(Box::new(RedactedCause::of(&source))) }
     }
     /// A non-retryable error.
     pub fn permanent(message: impl Into<String>) -> Self {
         SyncError::Permanent { message: message.into(), source: None }
     }
-    /// A non-retryable error with its cause.
+    /// A non-retryable error with its cause (kept redacted, as in [`SyncError::transient_with`]).
     pub fn permanent_with(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        SyncError::Permanent { message: message.into(), source: Some(Box::new(source)) }
+        SyncError::Permanent { message: message.into(), source: Some(Box::new(RedactedCause::of(&source))) }
     }
     /// Whether retrying could succeed.
     pub fn is_retryable(&self) -> bool {
@@ -123,6 +124,46 @@ impl SyncError {
     /// The message with its chain of causes, `: `-separated, credentials in URLs redacted.
     pub fn chain(&self) -> String {
         error_chain(self)
+    }
+}
+
+/// A cause of a [`SyncError`], kept as text with credentials in URLs redacted, and its own
+/// causes likewise.
+#[derive(Debug)]
+pub struct RedactedCause {
+    text: String,
+    source: Option<Box<RedactedCause>>,
+}
+
+impl RedactedCause {
+    /// The redacted copy of `e` and of its chain of causes (at most 32 deep).
+    pub fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut texts = vec![crate::secret::redact(&e.to_string()).into_owned()];
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            if texts.len() >= 32 {
+                break;
+            }
+            texts.push(crate::secret::redact(&c.to_string()).into_owned());
+            cur = c.source();
+        }
+        let mut out: Option<Box<RedactedCause>> = None;
+        while let Some(text) = texts.pop() {
+            out = Some(Box::new(RedactedCause { text, source: out }));
+        }
+        out.map(|b| *b).unwrap_or(RedactedCause { text: String::new(), source: None })
+    }
+}
+
+impl fmt::Display for RedactedCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for RedactedCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
     }
 }
 

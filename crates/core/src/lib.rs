@@ -30,7 +30,7 @@ pub use engine::{
     Decision, Engine, EngineBuilder, EngineOptions, Event, JobReport, ListingFailure, NoObserver, Observer, PassReport, PassRequest,
     RefOptions, StatusReport,
 };
-pub use error::{error_chain, Stage, SyncError};
+pub use error::{error_chain, RedactedCause, Stage, SyncError};
 pub use model::*;
 pub use registry::{
     BuildContext, FieldProblem, MapperPlugin, PluginDescriptor, PluginKind, SinkPlugin, SourcePlugin, StatePlugin, ValidatorPlugin,

@@ -20,10 +20,10 @@ const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
 const MAX_MESSAGE_CHARS: usize = 500;
 
 /// Errors from the REST API. Messages never carry credentials.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum MlflowError {
     /// The server answered with an error status.
-    #[error("{op}: HTTP {status}{}: {message}", code_suffix(.error_code))]
+    #[error("{op}: HTTP {status}{}: {}", code_suffix(.error_code), sagesync_core::secret::redact(&.message))]
     Status {
         /// Operation (path below the API root).
         op: &'static str,
@@ -35,7 +35,7 @@ pub enum MlflowError {
         message: String,
     },
     /// Could not connect, or the connection broke.
-    #[error("{op}: connection failed: {message}")]
+    #[error("{op}: connection failed: {}", sagesync_core::secret::redact(&.message))]
     Connection {
         /// Operation.
         op: &'static str,
@@ -65,7 +65,7 @@ pub enum MlflowError {
         limit: usize,
     },
     /// The reply is not what the API documents.
-    #[error("{op}: unexpected reply: {message}")]
+    #[error("{op}: unexpected reply: {}", sagesync_core::secret::redact(&.message))]
     Decode {
         /// Operation.
         op: &'static str,
@@ -73,7 +73,7 @@ pub enum MlflowError {
         message: String,
     },
     /// The request could not be signed.
-    #[error("{op}: {source}")]
+    #[error("{op}: {}", sagesync_core::secret::redact(&.source.to_string()))]
     Sign {
         /// Operation.
         op: &'static str,
@@ -82,7 +82,7 @@ pub enum MlflowError {
         source: SignError,
     },
     /// The request could not be built (a header value the HTTP library refuses).
-    #[error("{op}: cannot build the request: {message}")]
+    #[error("{op}: cannot build the request: {}", sagesync_core::secret::redact(&.message))]
     Request {
         /// Operation.
         op: &'static str,
@@ -192,7 +192,7 @@ impl std::fmt::Debug for Client {
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
+#[error("{}", sagesync_core::secret::redact(&.0))]
 pub struct BuildError(String);
 
 impl Client {
@@ -420,3 +420,5 @@ mod tests {
         assert!(s(404).is_absent());
     }
 }
+
+sagesync_core::debug_as_display!(MlflowError);

@@ -179,11 +179,11 @@ impl LedgerCounts {
 }
 
 /// State store errors. None of them names the storage's own types.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum StateError {
     /// The store cannot be used at all (not a sagesync store, damaged, a newer schema). Left
     /// untouched.
-    #[error("{location}: {message}")]
+    #[error("{}: {}", crate::secret::redact(&.location), crate::secret::redact(&.message))]
     Unusable {
         /// Where (`sqlite state.db`, `dynamodb table sagesync`).
         location: String,
@@ -191,7 +191,7 @@ pub enum StateError {
         message: String,
     },
     /// A read or write failed.
-    #[error("{location}: {message}")]
+    #[error("{}: {}", crate::secret::redact(&.location), crate::secret::redact(&.message))]
     Backend {
         /// Where.
         location: String,
@@ -201,7 +201,7 @@ pub enum StateError {
         retryable: bool,
     },
     /// A stored value could not be read back.
-    #[error("{location}: unreadable stored value: {message}")]
+    #[error("{}: unreadable stored value: {}", crate::secret::redact(&.location), crate::secret::redact(&.message))]
     Decode {
         /// Where.
         location: String,
@@ -254,3 +254,5 @@ pub trait StateStore: Send + Sync {
     /// Counts by outcome.
     async fn counts(&self) -> Result<LedgerCounts, StateError>;
 }
+
+crate::debug_as_display!(StateError);

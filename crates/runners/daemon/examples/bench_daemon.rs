@@ -98,10 +98,13 @@ async fn main() {
         }
     }
     let (cpu1, rss) = proc_stat(child.id()).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let field = |k: &str| status.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?").to_string();
+    let breakdown = format!("anonymous {} kB, file-backed {} kB, threads {}", field("RssAnon:"), field("RssFile:"), field("Threads:"));
     let metrics = client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap();
     let polls = metrics.lines().find(|l| l.starts_with("sagesync_polls_total{result=\"ok\"}")).unwrap_or("").to_string();
     println!(
-        "idle daemon over {secs} s (5 s poll, nothing new): CPU {:.2} s = {:.2} % of one core, RSS {:.1} MiB (peak {:.1} MiB); {polls}",
+        "idle daemon over {secs} s (5 s poll, nothing new): CPU {:.2} s = {:.2} % of one core, RSS {:.1} MiB (peak {:.1} MiB; {breakdown}); {polls}",
         cpu1 - cpu0,
         (cpu1 - cpu0) / secs as f64 * 100.0,
         rss as f64 / 1024.0,

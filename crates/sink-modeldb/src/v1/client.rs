@@ -11,10 +11,10 @@ use super::codec::{decode, mtype, TValue, Writer};
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// Errors talking to a ModelDB v1 server.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum V1Error {
     /// Could not connect (refused, unreachable, DNS).
-    #[error("cannot connect to ModelDB at {addr}: {source}")]
+    #[error("cannot connect to ModelDB at {}: {}", sagesync_core::secret::redact(&.addr), sagesync_core::secret::redact(&.source.to_string()))]
     Connect {
         /// host:port.
         addr: String,
@@ -23,7 +23,7 @@ pub enum V1Error {
         source: std::io::Error,
     },
     /// Connecting or a call took too long.
-    #[error("{what} timed out after {secs}s")]
+    #[error("{} timed out after {secs}s", sagesync_core::secret::redact(&.what))]
     Timeout {
         /// What timed out.
         what: String,
@@ -31,7 +31,7 @@ pub enum V1Error {
         secs: u64,
     },
     /// The connection broke during a call.
-    #[error("{method}: connection error: {source}")]
+    #[error("{}: connection error: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.source.to_string()))]
     Io {
         /// Method being called.
         method: String,
@@ -40,7 +40,7 @@ pub enum V1Error {
         source: std::io::Error,
     },
     /// The server raised `ServerLogicException`.
-    #[error("{method}: ServerLogicException: {message}")]
+    #[error("{}: ServerLogicException: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
     ServerLogic {
         /// Method.
         method: String,
@@ -48,7 +48,7 @@ pub enum V1Error {
         message: String,
     },
     /// The server raised `InvalidExperimentRunException`.
-    #[error("{method}: InvalidExperimentRunException: {message}")]
+    #[error("{}: InvalidExperimentRunException: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
     InvalidExperimentRun {
         /// Method.
         method: String,
@@ -56,7 +56,7 @@ pub enum V1Error {
         message: String,
     },
     /// The server raised `ResourceNotFoundException`.
-    #[error("{method}: ResourceNotFoundException: {message}")]
+    #[error("{}: ResourceNotFoundException: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
     ResourceNotFound {
         /// Method.
         method: String,
@@ -64,7 +64,7 @@ pub enum V1Error {
         message: String,
     },
     /// The server answered with a `TApplicationException`.
-    #[error("{method}: TApplicationException ({kind_name}): {message}")]
+    #[error("{}: TApplicationException ({kind_name}): {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
     Application {
         /// Method.
         method: String,
@@ -76,7 +76,7 @@ pub enum V1Error {
         message: String,
     },
     /// The reply could not be understood.
-    #[error("{method}: protocol error: {message}")]
+    #[error("{}: protocol error: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
     Protocol {
         /// Method.
         method: String,
@@ -189,3 +189,5 @@ pub fn interpret(method: &str, name: String, kind: u8, body: TValue) -> Result<T
         message: format!("{method} failed: unknown result"),
     })
 }
+
+sagesync_core::debug_as_display!(V1Error);

@@ -9,10 +9,10 @@ use sagesync_core::Secret;
 use serde_json::Value;
 
 /// Errors from the REST API.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum V2Error {
     /// The server answered with an error status.
-    #[error("{op}: HTTP {status} (gRPC code {code}): {message}")]
+    #[error("{}: HTTP {status} (gRPC code {code}): {}", sagesync_core::secret::redact(&.op), sagesync_core::secret::redact(&.message))]
     Status {
         /// Operation (path).
         op: String,
@@ -24,7 +24,7 @@ pub enum V2Error {
         message: String,
     },
     /// Could not connect, or the connection broke.
-    #[error("{op}: {message}")]
+    #[error("{}: {}", sagesync_core::secret::redact(&.op), sagesync_core::secret::redact(&.message))]
     Connection {
         /// Operation.
         op: String,
@@ -32,7 +32,7 @@ pub enum V2Error {
         message: String,
     },
     /// The response body is not what the API documents.
-    #[error("{op}: unexpected response: {message}")]
+    #[error("{}: unexpected response: {}", sagesync_core::secret::redact(&.op), sagesync_core::secret::redact(&.message))]
     Decode {
         /// Operation.
         op: String,
@@ -212,3 +212,5 @@ pub fn is_absent(r: &Reply) -> bool {
     let code = r.body.get("code").and_then(Value::as_i64);
     (r.status == 404 && code.is_none_or(|c| c == 5)) || (r.status == 403 && code == Some(7))
 }
+
+sagesync_core::debug_as_display!(V2Error);
