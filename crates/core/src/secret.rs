@@ -82,6 +82,20 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Implements `Debug` for an error type as its name and its `Display` text, which the type
+/// already redacts, so `{:?}` (a `dbg!`, an `expect`, a log field) cannot show what `Display`
+/// hides.
+#[macro_export]
+macro_rules! debug_as_display {
+    ($t:ty) => {
+        impl ::std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, "{}({:?})", stringify!($t), self.to_string())
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,18 +117,4 @@ mod tests {
         assert_eq!(redact("http://p@ss@host/"), "http://***@host/");
         assert_eq!(redact("s3://bucket/key"), "s3://bucket/key");
     }
-}
-
-/// Implements `Debug` for an error type as its name and its `Display` text, which the type
-/// already redacts, so `{:?}` (a `dbg!`, an `expect`, a log field) cannot show what `Display`
-/// hides.
-#[macro_export]
-macro_rules! debug_as_display {
-    ($t:ty) => {
-        impl ::std::fmt::Debug for $t {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                write!(f, "{}({:?})", stringify!($t), self.to_string())
-            }
-        }
-    };
 }

@@ -12,13 +12,16 @@ fn t(secs: i64) -> DateTime<Utc> {
 }
 
 /// Jobs with distinct ARNs and a few distinct times (so that many share one).
-fn jobs() -> impl Strategy<Value = Vec<(i64, String)>> {
+fn jobs() -> impl Strategy<Value = Jobs> {
     prop::collection::btree_map(0u32..500, 0i64..6, 1..40)
         .prop_map(|m| m.into_iter().map(|(arn, secs)| (secs, format!("arn:aws:sagemaker:us-east-1:1:training-job/j{arn}"))).collect())
 }
 
+/// Jobs as (seconds, ARN).
+type Jobs = Vec<(i64, String)>;
+
 /// A permutation of the jobs cut into pages.
-fn listing() -> impl Strategy<Value = (Vec<(i64, String)>, Vec<(i64, String)>, Vec<usize>)> {
+fn listing() -> impl Strategy<Value = (Jobs, Jobs, Vec<usize>)> {
     jobs().prop_flat_map(|j| {
         let n = j.len();
         (Just(j.clone()), Just(j).prop_shuffle(), prop::collection::vec(1usize..8, 1..n.max(2)))

@@ -23,7 +23,7 @@ const MAX_MESSAGE_CHARS: usize = 500;
 #[derive(thiserror::Error)]
 pub enum MlflowError {
     /// The server answered with an error status.
-    #[error("{op}: HTTP {status}{}: {}", code_suffix(.error_code), sagesync_core::secret::redact(&.message))]
+    #[error("{op}: HTTP {status}{}: {}", code_suffix(.error_code), sagesync_core::secret::redact(.message))]
     Status {
         /// Operation (path below the API root).
         op: &'static str,
@@ -35,7 +35,7 @@ pub enum MlflowError {
         message: String,
     },
     /// Could not connect, or the connection broke.
-    #[error("{op}: connection failed: {}", sagesync_core::secret::redact(&.message))]
+    #[error("{op}: connection failed: {}", sagesync_core::secret::redact(.message))]
     Connection {
         /// Operation.
         op: &'static str,
@@ -65,7 +65,7 @@ pub enum MlflowError {
         limit: usize,
     },
     /// The reply is not what the API documents.
-    #[error("{op}: unexpected reply: {}", sagesync_core::secret::redact(&.message))]
+    #[error("{op}: unexpected reply: {}", sagesync_core::secret::redact(.message))]
     Decode {
         /// Operation.
         op: &'static str,
@@ -82,7 +82,7 @@ pub enum MlflowError {
         source: SignError,
     },
     /// The request could not be built (a header value the HTTP library refuses).
-    #[error("{op}: cannot build the request: {}", sagesync_core::secret::redact(&.message))]
+    #[error("{op}: cannot build the request: {}", sagesync_core::secret::redact(.message))]
     Request {
         /// Operation.
         op: &'static str,
@@ -192,7 +192,7 @@ impl std::fmt::Debug for Client {
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", sagesync_core::secret::redact(&.0))]
+#[error("{}", sagesync_core::secret::redact(.0))]
 pub struct BuildError(String);
 
 impl Client {
@@ -363,27 +363,31 @@ impl Client {
                 Err(e) => return Err(MlflowError::Connection { op, message: describe(&e) }),
             }
         }
-        let parsed: Option<Value> = if buf.iter().all(u8::is_ascii_whitespace) {
-            Some(Value::Object(Default::default()))
-        } else {
-            serde_json::from_slice(&buf).ok()
-        };
-        if (200..300).contains(&status) {
-            return match parsed {
-                Some(v @ Value::Object(_)) => Ok(v),
-                _ => Err(MlflowError::Decode { op, message: format!("HTTP {status} with a body that is not a JSON object") }),
-            };
-        }
-        let (error_code, message) = match &parsed {
-            Some(v) => (
-                v.get("error_code").and_then(Value::as_str).unwrap_or_default().to_string(),
-                v.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| v.to_string()),
-            ),
-            None => (String::new(), String::from_utf8_lossy(&buf).into_owned()),
-        };
-        let message: String = message.chars().filter(|c| !c.is_control() || *c == ' ').take(MAX_MESSAGE_CHARS).collect();
-        Err(MlflowError::Status { op, status, error_code, message })
+        decode_reply(op, status, &buf)
     }
+}
+
+/// A reply from its status and raw body (already capped): a 2xx must carry a JSON object (an
+/// empty body counts as `{}`); any other status becomes [`MlflowError::Status`] with MLflow's
+/// `error_code` and a message cut to 500 characters without control characters.
+pub fn decode_reply(op: &'static str, status: u16, buf: &[u8]) -> Result<Value, MlflowError> {
+    let parsed: Option<Value> =
+        if buf.iter().all(u8::is_ascii_whitespace) { Some(Value::Object(Default::default())) } else { serde_json::from_slice(buf).ok() };
+    if (200..300).contains(&status) {
+        return match parsed {
+            Some(v @ Value::Object(_)) => Ok(v),
+            _ => Err(MlflowError::Decode { op, message: format!("HTTP {status} with a body that is not a JSON object") }),
+        };
+    }
+    let (error_code, message) = match &parsed {
+        Some(v) => (
+            v.get("error_code").and_then(Value::as_str).unwrap_or_default().to_string(),
+            v.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| v.to_string()),
+        ),
+        None => (String::new(), String::from_utf8_lossy(buf).into_owned()),
+    };
+    let message: String = message.chars().filter(|c| !c.is_control() || *c == ' ').take(MAX_MESSAGE_CHARS).collect();
+    Err(MlflowError::Status { op, status, error_code, message })
 }
 
 /// An error's chain without the URL (which could, on a misconfigured proxy, carry more than it
@@ -401,6 +405,8 @@ fn describe(e: &reqwest::Error) -> String {
         None => head.to_string(),
     }
 }
+
+sagesync_core::debug_as_display!(MlflowError);
 
 #[cfg(test)]
 mod tests {
@@ -420,5 +426,3 @@ mod tests {
         assert!(s(404).is_absent());
     }
 }
-
-sagesync_core::debug_as_display!(MlflowError);

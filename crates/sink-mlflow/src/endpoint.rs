@@ -10,7 +10,7 @@ use sagesync_core::Secret;
 
 /// A `tracking_uri` that cannot be used; the message never repeats credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", sagesync_core::secret::redact(&.0))]
+#[error("{}", sagesync_core::secret::redact(.0))]
 pub struct EndpointError(pub String);
 
 /// A parsed SageMaker MLflow ARN.

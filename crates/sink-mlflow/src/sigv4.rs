@@ -23,13 +23,13 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// The credential chain gave nothing.
-    #[error("no AWS credentials: {}", sagesync_core::secret::redact(&.0))]
+    #[error("no AWS credentials: {}", sagesync_core::secret::redact(.0))]
     Credentials(String),
     /// The chain took too long.
     #[error("loading AWS credentials timed out after {0:?}")]
     Timeout(Duration),
     /// The signer refused the request.
-    #[error("cannot sign the request: {}", sagesync_core::secret::redact(&.0))]
+    #[error("cannot sign the request: {}", sagesync_core::secret::redact(.0))]
     Sign(String),
 }
 

@@ -183,7 +183,7 @@ impl LedgerCounts {
 pub enum StateError {
     /// The store cannot be used at all (not a sagesync store, damaged, a newer schema). Left
     /// untouched.
-    #[error("{}: {}", crate::secret::redact(&.location), crate::secret::redact(&.message))]
+    #[error("{}: {}", crate::secret::redact(.location), crate::secret::redact(.message))]
     Unusable {
         /// Where (`sqlite state.db`, `dynamodb table sagesync`).
         location: String,
@@ -191,7 +191,7 @@ pub enum StateError {
         message: String,
     },
     /// A read or write failed.
-    #[error("{}: {}", crate::secret::redact(&.location), crate::secret::redact(&.message))]
+    #[error("{}: {}", crate::secret::redact(.location), crate::secret::redact(.message))]
     Backend {
         /// Where.
         location: String,
@@ -201,7 +201,7 @@ pub enum StateError {
         retryable: bool,
     },
     /// A stored value could not be read back.
-    #[error("{}: unreadable stored value: {}", crate::secret::redact(&.location), crate::secret::redact(&.message))]
+    #[error("{}: unreadable stored value: {}", crate::secret::redact(.location), crate::secret::redact(.message))]
     Decode {
         /// Where.
         location: String,

@@ -14,7 +14,7 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 #[derive(thiserror::Error)]
 pub enum V1Error {
     /// Could not connect (refused, unreachable, DNS).
-    #[error("cannot connect to ModelDB at {}: {}", sagesync_core::secret::redact(&.addr), sagesync_core::secret::redact(&.source.to_string()))]
+    #[error("cannot connect to ModelDB at {}: {}", sagesync_core::secret::redact(.addr), sagesync_core::secret::redact(&.source.to_string()))]
     Connect {
         /// host:port.
         addr: String,
@@ -23,7 +23,7 @@ pub enum V1Error {
         source: std::io::Error,
     },
     /// Connecting or a call took too long.
-    #[error("{} timed out after {secs}s", sagesync_core::secret::redact(&.what))]
+    #[error("{} timed out after {secs}s", sagesync_core::secret::redact(.what))]
     Timeout {
         /// What timed out.
         what: String,
@@ -31,7 +31,7 @@ pub enum V1Error {
         secs: u64,
     },
     /// The connection broke during a call.
-    #[error("{}: connection error: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.source.to_string()))]
+    #[error("{}: connection error: {}", sagesync_core::secret::redact(.method), sagesync_core::secret::redact(&.source.to_string()))]
     Io {
         /// Method being called.
         method: String,
@@ -40,7 +40,7 @@ pub enum V1Error {
         source: std::io::Error,
     },
     /// The server raised `ServerLogicException`.
-    #[error("{}: ServerLogicException: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
+    #[error("{}: ServerLogicException: {}", sagesync_core::secret::redact(.method), sagesync_core::secret::redact(.message))]
     ServerLogic {
         /// Method.
         method: String,
@@ -48,7 +48,7 @@ pub enum V1Error {
         message: String,
     },
     /// The server raised `InvalidExperimentRunException`.
-    #[error("{}: InvalidExperimentRunException: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
+    #[error("{}: InvalidExperimentRunException: {}", sagesync_core::secret::redact(.method), sagesync_core::secret::redact(.message))]
     InvalidExperimentRun {
         /// Method.
         method: String,
@@ -56,7 +56,7 @@ pub enum V1Error {
         message: String,
     },
     /// The server raised `ResourceNotFoundException`.
-    #[error("{}: ResourceNotFoundException: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
+    #[error("{}: ResourceNotFoundException: {}", sagesync_core::secret::redact(.method), sagesync_core::secret::redact(.message))]
     ResourceNotFound {
         /// Method.
         method: String,
@@ -64,7 +64,7 @@ pub enum V1Error {
         message: String,
     },
     /// The server answered with a `TApplicationException`.
-    #[error("{}: TApplicationException ({kind_name}): {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
+    #[error("{}: TApplicationException ({kind_name}): {}", sagesync_core::secret::redact(.method), sagesync_core::secret::redact(.message))]
     Application {
         /// Method.
         method: String,
@@ -76,7 +76,7 @@ pub enum V1Error {
         message: String,
     },
     /// The reply could not be understood.
-    #[error("{}: protocol error: {}", sagesync_core::secret::redact(&.method), sagesync_core::secret::redact(&.message))]
+    #[error("{}: protocol error: {}", sagesync_core::secret::redact(.method), sagesync_core::secret::redact(.message))]
     Protocol {
         /// Method.
         method: String,

@@ -12,7 +12,7 @@ use serde_json::Value;
 #[derive(thiserror::Error)]
 pub enum V2Error {
     /// The server answered with an error status.
-    #[error("{}: HTTP {status} (gRPC code {code}): {}", sagesync_core::secret::redact(&.op), sagesync_core::secret::redact(&.message))]
+    #[error("{}: HTTP {status} (gRPC code {code}): {}", sagesync_core::secret::redact(.op), sagesync_core::secret::redact(.message))]
     Status {
         /// Operation (path).
         op: String,
@@ -24,7 +24,7 @@ pub enum V2Error {
         message: String,
     },
     /// Could not connect, or the connection broke.
-    #[error("{}: {}", sagesync_core::secret::redact(&.op), sagesync_core::secret::redact(&.message))]
+    #[error("{}: {}", sagesync_core::secret::redact(.op), sagesync_core::secret::redact(.message))]
     Connection {
         /// Operation.
         op: String,
@@ -32,7 +32,7 @@ pub enum V2Error {
         message: String,
     },
     /// The response body is not what the API documents.
-    #[error("{}: unexpected response: {}", sagesync_core::secret::redact(&.op), sagesync_core::secret::redact(&.message))]
+    #[error("{}: unexpected response: {}", sagesync_core::secret::redact(.op), sagesync_core::secret::redact(.message))]
     Decode {
         /// Operation.
         op: String,
@@ -121,6 +121,9 @@ impl Api {
             .connect_timeout(s.connect_timeout)
             .timeout(s.request_timeout)
             .no_proxy()
+            // Credentials ride in default headers: never follow a redirect that could carry
+            // them to another host. A 3xx is returned as it is, and fails the write.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Api {
@@ -157,15 +160,20 @@ impl Api {
                 req = req.json(b);
             }
             let err = match req.send().await {
-                Ok(resp) => {
+                Ok(mut resp) => {
                     let status = resp.status().as_u16();
-                    let text = resp.text().await.unwrap_or_default();
-                    let body: Value = if text.trim().is_empty() {
-                        Value::Object(Default::default())
-                    } else {
-                        serde_json::from_str(&text)
-                            .unwrap_or_else(|_| serde_json::json!({ "message": text.chars().take(500).collect::<String>() }))
+                    let bytes = match read_capped(path, &mut resp).await {
+                        Ok(b) => b,
+                        Err(e @ V2Error::Decode { .. }) => return Err(e),
+                        Err(e) => {
+                            if attempt < self.max_attempts {
+                                tracing::debug!(op = path, attempt, error = %e, "retrying ModelDB request");
+                                continue;
+                            }
+                            return Err(e);
+                        }
                     };
+                    let Reply { body, .. } = decode_reply(status, &bytes);
                     if (200..300).contains(&status) {
                         if method != Method::GET {
                             self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -197,6 +205,45 @@ impl Api {
             tokio::time::sleep(jittered).await;
         }
     }
+}
+
+/// The largest reply body read from the server (16 MiB); a larger one fails the request.
+pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads the body, at most [`MAX_REPLY_BYTES`]: a larger one is a `Decode` error (it will not
+/// shrink), a body that breaks off a `Connection` error (retryable).
+async fn read_capped(op: &str, resp: &mut reqwest::Response) -> Result<Vec<u8>, V2Error> {
+    let too_large = || V2Error::Decode { op: op.to_string(), message: format!("reply larger than {MAX_REPLY_BYTES} bytes") };
+    if resp.content_length().is_some_and(|n| n > MAX_REPLY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf),
+            Err(e) => return Err(V2Error::Connection { op: op.to_string(), message: format!("the reply broke off: {e}") }),
+        }
+    }
+}
+
+/// A reply from its status and raw body: JSON as sent, `{}` when empty, and anything else
+/// as `{"message": <its first 500 characters>}`.
+pub fn decode_reply(status: u16, bytes: &[u8]) -> Reply {
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(bytes).unwrap_or_else(|_| {
+            let text: String = String::from_utf8_lossy(bytes).chars().take(500).collect();
+            serde_json::json!({ "message": text })
+        })
+    };
+    Reply { status, body }
 }
 
 /// The error for a non-2xx reply.
