@@ -26,4 +26,8 @@ set -e
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "TOTAL: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+# Short, bounded fuzz runs of every parser that takes outside input.
+fuzz_status=0
+scripts/fuzz.sh || fuzz_status=$?
+[ "$status" -ne 0 ] && exit "$status"
+exit "$fuzz_status"

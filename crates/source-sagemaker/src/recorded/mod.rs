@@ -5,4 +5,4 @@ mod config;
 mod source;
 
 pub use config::RecordedSourceConfig;
-pub use source::RecordedSource;
+pub use source::{parse_recorded, RecordedSource};

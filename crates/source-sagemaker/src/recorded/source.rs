@@ -129,6 +129,17 @@ fn accept(doc: &Value, origin: String, out: &mut Loaded) {
     }
 }
 
+/// What one recorded file's text holds: its jobs with their origins (`name:line:column`, with
+/// `[i]` for items of a top-level array), and its problems, each against its origin. `lines`
+/// reads JSON Lines (`.jsonl`, `.ndjson`); otherwise one document, an array of documents, or
+/// documents one after another.
+#[allow(clippy::type_complexity)]
+pub fn parse_recorded(text: &str, name: &str, lines: bool) -> (Vec<(TrainingJob, String)>, Vec<(String, SyncError)>) {
+    let mut out = Loaded { jobs: Vec::new(), problems: Vec::new() };
+    parse_text(text, name, lines, &mut out);
+    (out.jobs, out.problems)
+}
+
 fn parse_text(text: &str, name: &str, lines: bool, out: &mut Loaded) {
     if lines {
         for (i, line) in text.lines().enumerate() {
@@ -138,7 +149,8 @@ fn parse_text(text: &str, name: &str, lines: bool, out: &mut Loaded) {
             match serde_json::from_str::<Value>(line) {
                 Ok(doc) => accept(&doc, format!("{}:{}:1", name, i + 1), out),
                 Err(e) => {
-                    let origin = format!("{}:{}:{}", name, i + 1, e.column());
+                    // serde_json counts a position just after a newline as column 0.
+                    let origin = format!("{}:{}:{}", name, i + 1, e.column().max(1));
                     out.problems.push((origin.clone(), SyncError::Malformed { origin, message: format!("invalid JSON: {e}") }));
                 }
             }
@@ -161,7 +173,8 @@ fn parse_text(text: &str, name: &str, lines: bool, out: &mut Loaded) {
                 start = stream.byte_offset();
             }
             Some(Err(e)) => {
-                let origin = format!("{}:{}:{}", name, e.line(), e.column());
+                // serde_json counts a position just after a newline as column 0.
+                let origin = format!("{}:{}:{}", name, e.line().max(1), e.column().max(1));
                 out.problems.push((origin.clone(), SyncError::Malformed { origin, message: format!("invalid JSON: {e}") }));
                 break;
             }
@@ -216,6 +229,19 @@ mod tests {
         format!(
             r#"{{"TrainingJobName": "{name}", "TrainingJobArn": "arn:x:{name}", "TrainingJobStatus": "Completed", "LastModifiedTime": "{lm}"}}"#
         )
+    }
+
+    #[test]
+    fn error_positions_are_never_column_zero() {
+        // Found by the recorded_reader fuzz target: serde_json reports an error just after a
+        // newline (here: the end of the text) as column 0.
+        for (text, lines) in [("{\"TrainingJobName\":\n", false), ("{\"a\":\n", true), ("[\n", false)] {
+            let (jobs, problems) = super::parse_recorded(text, "f.json", lines);
+            assert!(jobs.is_empty());
+            assert_eq!(problems.len(), 1, "{text:?}");
+            let origin = &problems[0].0;
+            assert!(!origin.ends_with(":0"), "{origin}");
+        }
     }
 
     #[tokio::test]
