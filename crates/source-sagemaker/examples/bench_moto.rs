@@ -20,15 +20,20 @@ async fn main() {
     println!("seeded {n} jobs into moto in {:.1} s", t.elapsed().as_secs_f64());
     let out = std::env::temp_dir().join(format!("sagesync-bench-{}", std::process::id()));
     println!("{:<8} {:>6} {:>10} {:>10} {:>14}  calls", "mode", "jobs", "wall s", "jobs/s", "calls/job");
-    for mode in [Mode::List, Mode::Search] {
-        let mut settings = SageMakerSettings::new(mode).endpoint(&moto.url(), "us-east-1").unlimited();
+    // List mode twice: without client-side budgets (the engine's own speed), and with the
+    // default per-operation budgets a user gets (DescribeTrainingJob's 10/s bounds it).
+    for (mode, budgets) in [(Mode::List, false), (Mode::List, true), (Mode::Search, false)] {
+        let mut settings = SageMakerSettings::new(mode).endpoint(&moto.url(), "us-east-1");
+        if !budgets {
+            settings = settings.unlimited();
+        }
         settings.client.initial_backoff = std::time::Duration::from_millis(50);
         let p = Engine::builder()
             .source(SageMakerSource::new(settings))
             .validator("required_tags", RequiredTags::new(&TagKeys::default()))
             .validator("status", StatusFilter::new(["Completed"]))
             .mapper(TagsMapper::new(TagKeys::default()))
-            .sink("file", FileSink::new(out.join(format!("{mode:?}"))))
+            .sink("file", FileSink::new(out.join(format!("{mode:?}{budgets}"))))
             .settings(PipelineSettings { concurrency: 8, ..Default::default() })
             .build()
             .expect("engine");
@@ -39,7 +44,7 @@ async fn main() {
         let calls: u64 = s.api_calls.values().sum();
         println!(
             "{:<8} {:>6} {:>10.2} {:>10.1} {:>14.3}  {:?}",
-            format!("{mode:?}").to_lowercase(),
+            format!("{}{}", format!("{mode:?}").to_lowercase(), if budgets { "*" } else { "" }),
             n,
             wall,
             n as f64 / wall,
@@ -47,5 +52,6 @@ async fn main() {
             s.api_calls
         );
     }
+    println!("* with the default budgets (ListTrainingJobs 2/s, DescribeTrainingJob 10/s, ListTags 10/s)");
     let _ = std::fs::remove_dir_all(&out);
 }
