@@ -236,7 +236,8 @@ async fn retries_transient_errors_and_isolates_bad_jobs() {
     // their retry time has come.
     let st = e.state().jobs(&[job(7, "").arn]).await.unwrap().remove(0).unwrap();
     assert_eq!((st.outcome, st.attempts), (Outcome::Failed, 1));
-    assert!(st.next_attempt_at.is_some());
+    let at = st.next_attempt_at.expect("a retry time");
+    assert_eq!(at - st.updated_at, fast().retry_delay(1), "retried after the first backoff (1 s)");
 }
 
 #[tokio::test]
@@ -581,7 +582,9 @@ fn registry_lists_core_plugins_and_unknown_types() {
     assert_eq!(registry::names(PluginKind::State), ["memory"]);
     let e = registry::find(PluginKind::Sink, "nope").unwrap_err();
     assert_eq!(e.to_string(), "unknown sink type `nope`; available: (none registered: is the plugin crate linked?)");
-    assert!(registry::check_unique().is_ok());
+    if let Err(errors) = registry::check_unique() {
+        panic!("duplicate plugin registrations: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    }
     for d in registry::all() {
         config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
     }
