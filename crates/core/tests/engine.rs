@@ -530,8 +530,14 @@ async fn an_interrupted_backoff_records_nothing() {
     let e = engine(src, vec![("mem", sink.clone())], settings);
     let cancel = CancellationToken::new();
     let c = cancel.clone();
+    let calls = sink.clone();
+    // Cancel once each of the 3 slots has failed a write and is in its 10 s backoff.
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while calls.calls.lock().unwrap().values().sum::<usize>() < 3 {
+            assert!(std::time::Instant::now() < deadline, "3 first writes within 5 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         c.cancel();
     });
     let s = tokio::time::timeout(Duration::from_secs(5), e.pass(&PassRequest::poll().collecting(), &cancel, &NoObserver))
@@ -539,7 +545,7 @@ async fn an_interrupted_backoff_records_nothing() {
         .expect("cancellation returns promptly");
     assert!(s.cancelled);
     assert_eq!(s.failed, 0, "an interruption is not a failure: {:#?}", s.jobs);
-    assert!(s.interrupted >= 1);
+    assert!(s.interrupted >= 3, "the three jobs in their backoff at least: {:#?}", s.jobs);
     assert!(s.jobs.iter().all(|j| !j.recorded));
     assert_eq!(e.state().counts().await.unwrap().total(), 0, "nothing recorded against any job");
     assert_eq!(e.state().cursor(PassRequest::POLL).await.unwrap(), None, "the cursor did not move");
