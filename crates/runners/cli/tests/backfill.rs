@@ -83,7 +83,7 @@ async fn aborted_at_every_crash_point_then_every_job_exactly_once() {
             .status()
             .unwrap();
         let step = at.split(':').next().unwrap();
-        assert_eq!(status.signal(), Some(6), "{at}: the run must abort (SIGABRT), not exit ({status}); stderr:\n{}", log.tail(8 << 10));
+        assert_eq!(status.signal(), Some(6), "{at}: the run must abort (SIGABRT), not exit ({status}) (no abort and no `{}` on stderr: is {} built from this tree? A target directory shared with another checkout replaces it); stderr:\n{}", "SAGESYNC_CRASH_AT", env!("CARGO_BIN_EXE_sagesync"), log.tail(8 << 10));
         assert!(log.text().contains(&format!("aborting at {step}")), "{at}: {}", log.tail(8 << 10));
         let runs = runs_by_job(&peer);
         assert!(runs.values().all(|n| *n == 1), "{at}: a job written twice: {runs:?}");

@@ -48,7 +48,11 @@ impl Daemon {
                 break port;
             }
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("sagesyncd exited ({status}) before it served /healthz; stderr:\n{}", log.text());
+                panic!(
+                    "sagesyncd exited ({status}) before it served /healthz (an unknown --listen-file means {} is not built from this tree: a target directory shared with another checkout replaces it); stderr:\n{}",
+                    env!("CARGO_BIN_EXE_sagesyncd"),
+                    log.text()
+                );
             }
             assert!(Instant::now() < deadline, "sagesyncd did not report its address within 30 s; stderr:\n{}", log.text());
             std::thread::sleep(Duration::from_millis(20));
