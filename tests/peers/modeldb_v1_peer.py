@@ -3,7 +3,8 @@
 in-memory handler that behaves like the reference Java server (server/ @ e576f2f) for the calls
 the Light API and sagesync use.
 
-Usage: python modeldb_v1_peer.py --log rpc.jsonl [--port 0] [--fail METHOD] [--fail-times N]
+Usage: python modeldb_v1_peer.py --log rpc.jsonl [--port 0 [--reuse-port]] [--fail METHOD] [--fail-times N]
+--reuse-port binds with SO_REUSEPORT, to take over a port a test holds (bound, not listening).
 Prints "READY <thrift port> <http port>" on stdout once it accepts connections. Every RPC is
 logged as one JSON line {"seq", "method", "args", "reply", "error"}; GET /state on the HTTP port
 returns the peer's tables as JSON.
@@ -11,6 +12,7 @@ returns the peer's tables as JSON.
 import argparse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
+import socket
 import sys
 import threading
 import time
@@ -287,6 +289,7 @@ def serve_client(processor, client):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (take over a held port)")
     ap.add_argument("--log", required=True)
     ap.add_argument("--fail")
     ap.add_argument("--fail-times", type=int, default=-1, help="-1: always")
@@ -295,7 +298,14 @@ def main():
     handler = LoggingHandler(Handler(Store(), a.fail, a.fail_times), log)
     processor = ModelDBService.Processor(handler)
     server = TSocket.TServerSocket(host="127.0.0.1", port=a.port)
-    server.listen()
+    if a.reuse_port:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", a.port))
+        sock.listen(128)
+        server.handle = sock
+    else:
+        server.listen()
     port = server.handle.getsockname()[1]
 
     class StateHTTP(BaseHTTPRequestHandler):

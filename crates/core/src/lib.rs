@@ -12,6 +12,7 @@
 
 pub mod builtin;
 pub mod config;
+pub mod crash;
 pub mod digest;
 pub mod engine;
 pub mod error;

@@ -236,7 +236,8 @@ async fn retries_transient_errors_and_isolates_bad_jobs() {
     // their retry time has come.
     let st = e.state().jobs(&[job(7, "").arn]).await.unwrap().remove(0).unwrap();
     assert_eq!((st.outcome, st.attempts), (Outcome::Failed, 1));
-    assert!(st.next_attempt_at.is_some());
+    let at = st.next_attempt_at.expect("a retry time");
+    assert_eq!(at - st.updated_at, fast().retry_delay(1), "retried after the first backoff (1 s)");
 }
 
 #[tokio::test]
@@ -529,8 +530,14 @@ async fn an_interrupted_backoff_records_nothing() {
     let e = engine(src, vec![("mem", sink.clone())], settings);
     let cancel = CancellationToken::new();
     let c = cancel.clone();
+    let calls = sink.clone();
+    // Cancel once each of the 3 slots has failed a write and is in its 10 s backoff.
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while calls.calls.lock().unwrap().values().sum::<usize>() < 3 {
+            assert!(std::time::Instant::now() < deadline, "3 first writes within 5 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         c.cancel();
     });
     let s = tokio::time::timeout(Duration::from_secs(5), e.pass(&PassRequest::poll().collecting(), &cancel, &NoObserver))
@@ -538,7 +545,7 @@ async fn an_interrupted_backoff_records_nothing() {
         .expect("cancellation returns promptly");
     assert!(s.cancelled);
     assert_eq!(s.failed, 0, "an interruption is not a failure: {:#?}", s.jobs);
-    assert!(s.interrupted >= 1);
+    assert!(s.interrupted >= 3, "the three jobs in their backoff at least: {:#?}", s.jobs);
     assert!(s.jobs.iter().all(|j| !j.recorded));
     assert_eq!(e.state().counts().await.unwrap().total(), 0, "nothing recorded against any job");
     assert_eq!(e.state().cursor(PassRequest::POLL).await.unwrap(), None, "the cursor did not move");
@@ -581,7 +588,9 @@ fn registry_lists_core_plugins_and_unknown_types() {
     assert_eq!(registry::names(PluginKind::State), ["memory"]);
     let e = registry::find(PluginKind::Sink, "nope").unwrap_err();
     assert_eq!(e.to_string(), "unknown sink type `nope`; available: (none registered: is the plugin crate linked?)");
-    assert!(registry::check_unique().is_ok());
+    if let Err(errors) = registry::check_unique() {
+        panic!("duplicate plugin registrations: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    }
     for d in registry::all() {
         config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
     }

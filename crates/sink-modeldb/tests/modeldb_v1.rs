@@ -143,9 +143,9 @@ async fn application_exception_and_garbage_replies_are_typed_errors() {
 
 #[tokio::test]
 async fn refused_connections_and_timeouts_are_retryable() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
+    // Held (bound, not listening) for the whole test: connections are refused.
+    let held = support::peer::HeldPort::new();
+    let port = held.port;
     let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("cannot connect"), "{e}");

@@ -156,17 +156,38 @@ async fn a_concurrent_409_on_create_is_resolved_without_a_duplicate() {
     let rc = sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
     assert_eq!(rc.write, WriteKind::Unchanged, "the other writer stored the same run");
     assert_eq!(fake.runs().len(), 1);
-    // A race on project creation too.
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn two_writers_racing_to_create_a_project_make_one_and_both_succeed() {
     let fake = Fake::start().await;
     fake.with(|s| {
         s.projects.push(json!({"id": "proj-other", "name": "zzz"}));
+        // Both writers find no project, and the fake holds the first create until the second
+        // arrives: one creates, the other gets 409.
+        s.race_create_project = Some(std::sync::Arc::new(tokio::sync::Barrier::new(2)));
     });
-    let statuses: Vec<u16> = {
-        let s = sink(&fake);
-        s.upsert(&r, &WriteContext::new()).await.unwrap();
-        fake.requests().iter().map(|q| q.status).collect()
-    };
-    assert!(statuses.iter().all(|s| [200, 404].contains(s)), "{statuses:?}");
+    let a = record("xgboost-churn.json").await;
+    let mut b = record("pytorch-sentiment.json").await;
+    b.project = a.project.clone();
+    assert_ne!(a.run.external_id, b.run.external_id, "two different jobs");
+    let (sa, sb) = (sink(&fake), sink(&fake));
+    let cx = WriteContext::new();
+    let (ra, rb) = tokio::join!(sa.upsert(&a, &cx), sb.upsert(&b, &cx));
+    let (ra, rb) = (ra.expect("writer a"), rb.expect("writer b"));
+    assert_eq!((ra.write, rb.write), (WriteKind::Created, WriteKind::Created));
+    assert!(fake.with(|s| s.race_create_project.is_none()), "both creates met at the barrier");
+    let creates: Vec<u16> = fake.requests().iter().filter(|q| q.path == "/project/createProject").map(|q| q.status).collect();
+    let mut sorted = creates.clone();
+    sorted.sort();
+    assert_eq!(sorted, [200, 409], "both writers tried to create the project, one lost: {creates:?}");
+    let projects: Vec<Value> = fake.with(|s| s.projects.clone());
+    assert_eq!(projects.iter().filter(|p| p["name"] == json!(a.project.name)).count(), 1, "one project: {projects:?}");
+    let pid = projects.iter().find(|p| p["name"] == json!(a.project.name)).unwrap()["id"].clone();
+    let runs = fake.runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r["project_id"] == pid), "both runs in the one project: {runs:?}");
     assert_conformant(&fake);
 }
 
@@ -313,12 +334,9 @@ async fn server_errors_carry_the_message_and_are_not_retried() {
     let e = sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap_err();
     assert!(!e.is_retryable());
     assert!(e.to_string().contains("HTTP 400") && e.to_string().contains("Project name length exceeded"), "{e}");
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        drop(l);
-        p
-    };
+    // Held (bound, not listening) for the rest of the test: connections are refused.
+    let held = support::peer::HeldPort::new();
+    let refused = held.port;
     let mut st = settings(&fake);
     st.api.base_url = format!("http://127.0.0.1:{refused}");
     st.api.max_attempts = 2;

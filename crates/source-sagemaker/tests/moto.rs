@@ -314,7 +314,9 @@ async fn dataset_manifests_from_s3() {
     assert!(train.truncated);
     assert_eq!(train.objects[1].size, 6);
     assert_eq!(train.objects[0].etag.len(), 32, "MD5 ETag without quotes: {}", train.objects[0].etag);
-    assert!(train.objects[0].last_modified.is_some());
+    let uploaded = train.objects[0].last_modified.expect("S3's LastModified");
+    let age = chrono::Utc::now() - uploaded;
+    assert!(age >= chrono::Duration::seconds(-5) && age < chrono::Duration::minutes(10), "uploaded by this test, not {uploaded}");
     let val = j.channel("validation").unwrap().manifest.clone().unwrap();
     assert_eq!(val.objects.len(), 1);
     assert!(!val.truncated);

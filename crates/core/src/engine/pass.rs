@@ -104,6 +104,7 @@ impl Engine {
             if recorded && committing && !self.settings.dry_run {
                 match state_call(&self.settings, &CancellationToken::new(), || self.state.save_cursor(&req.key, &page.next)).await {
                     Ok(()) => {
+                        crate::crash::reached(crate::crash::Step::AfterCursor);
                         obs.event(&Event::PageCommitted { key: &req.key, cursor: &page.next });
                         rep.cursor = Some(page.next.clone());
                     }

@@ -121,7 +121,10 @@ impl Engine {
             };
         }
         let (lease, fresh) = match self.lease(&arn, ctx, wait).await {
-            Leased::Granted(l, s) => (l, s.map(|b| *b)),
+            Leased::Granted(l, s) => {
+                crate::crash::reached(crate::crash::Step::AfterLease);
+                (l, s.map(|b| *b))
+            }
             Leased::Busy(_) if !wait && fetched.is_none() => return Handled::Held(Box::new(item), prior),
             Leased::Busy(owner) => {
                 tracing::info!(job = %name, holder = %owner, "another writer holds the job; leaving it to them");
@@ -169,6 +172,7 @@ impl Engine {
                 // Committed even while stopping: the sinks were written, the ledger must say so.
                 match state_call(&self.settings, &CancellationToken::new(), || self.state.commit(&lease, &entry)).await {
                     Ok(true) => {
+                        crate::crash::reached(crate::crash::Step::AfterCommit);
                         report.recorded = true;
                         Handled::Report(report)
                     }
@@ -433,6 +437,9 @@ impl Engine {
                             failures.push((s.id.clone(), e));
                         }
                     }
+                }
+                if !receipts.is_empty() {
+                    crate::crash::reached(crate::crash::Step::AfterSinkWrite);
                 }
                 (Outcome::Synced, None, Some(digest))
             }

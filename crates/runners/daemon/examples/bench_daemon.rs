@@ -63,18 +63,29 @@ async fn main() {
     );
 
     // Idle daemon over the same account: the ledger already has every job.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = dir.path().join("d.toml");
-    std::fs::write(&cfg, format!("[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"out\"\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 5\nreconcile_interval_secs = 0\nlisten = \"127.0.0.1:{port}\"\n", moto.url())).unwrap();
+    std::fs::write(&cfg, format!("[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"out\"\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 5\nreconcile_interval_secs = 0\nlisten = \"127.0.0.1:0\"\n", moto.url())).unwrap();
+    // sagesyncd binds a port of its own choosing and writes the address to --listen-file.
+    let addr_file = dir.path().join("listen.addr");
+    let log = moto::StderrLog::new("sagesyncd");
     let mut child = std::process::Command::new(&bin)
         .current_dir(dir.path())
-        .args(["--config", cfg.to_str().unwrap()])
+        .args(["--config", cfg.to_str().unwrap(), "--listen-file", addr_file.to_str().unwrap()])
         .envs(moto::TEST_ENV)
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log.stdio())
         .spawn()
         .unwrap();
+    let t0 = Instant::now();
+    let port = loop {
+        if let Some(a) = std::fs::read_to_string(&addr_file).ok().and_then(|t| t.trim().parse::<std::net::SocketAddr>().ok()) {
+            break a.port();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "sagesyncd exited before it listened:\n{}", log.text());
+        assert!(t0.elapsed() < Duration::from_secs(120), "sagesyncd did not report its address");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     // Wait for the first poll (it lists all N jobs once and finds them in the ledger).
     let client = reqwest::Client::new();
     let t0 = Instant::now();

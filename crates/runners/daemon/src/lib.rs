@@ -388,6 +388,11 @@ pub fn main() -> std::process::ExitCode {
         /// Pipeline config (TOML) with optional [daemon] and [state] sections.
         #[arg(long, short)]
         config: std::path::PathBuf,
+        /// Once /healthz and /metrics are served, write the bound address (`IP:PORT`) to this
+        /// file (written whole, then renamed into place): with `listen = "127.0.0.1:0"` the
+        /// system picks the port and this tells which.
+        #[arg(long, value_name = "FILE")]
+        listen_file: Option<std::path::PathBuf>,
     }
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -437,7 +442,15 @@ pub fn main() -> std::process::ExitCode {
             s.cancel();
         });
         match daemon.serve_http(shutdown.clone()).await {
-            Ok(addr) => tracing::info!(listen = %addr, "serving /healthz and /metrics"),
+            Ok(addr) => {
+                tracing::info!(listen = %addr, "serving /healthz and /metrics");
+                if let Some(path) = &args.listen_file {
+                    if let Err(e) = write_listen_file(path, addr) {
+                        eprintln!("error: cannot write the listen address to {}: {e}", path.display());
+                        return std::process::ExitCode::from(1);
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return std::process::ExitCode::from(e.exit_code());
@@ -451,4 +464,13 @@ pub fn main() -> std::process::ExitCode {
             }
         }
     })
+}
+
+/// Writes `addr` to `path` through a temporary file beside it, so a reader sees all or nothing.
+fn write_listen_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, path)
 }

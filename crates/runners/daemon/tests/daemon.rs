@@ -12,44 +12,69 @@ use serde_json::{json, Value};
 use support::moto::{Moto, SYNC_TAGS, TEST_ENV};
 use support::peer::Peer;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 struct Daemon {
     child: Child,
     port: u16,
+    /// sagesyncd's stderr (printed when the test panics).
+    log: support::moto::StderrLog,
 }
 
 impl Daemon {
+    /// Starts sagesyncd in `dir` (with `listen = "127.0.0.1:0"`) and waits for the address it
+    /// bound, which it writes to `--listen-file`.
     fn start(cfg: &Path, dir: &Path) -> Daemon {
-        let text = std::fs::read_to_string(cfg).unwrap();
-        let port =
-            text.lines().find_map(|l| l.strip_prefix("listen = \"127.0.0.1:")).and_then(|p| p.trim_end_matches('"').parse().ok()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sagesyncd"))
+        Daemon::start_with(cfg, dir, &[])
+    }
+
+    fn start_with(cfg: &Path, dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let addr_file = dir.join("listen.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = support::moto::StderrLog::new("sagesyncd");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sagesyncd"))
             .current_dir(dir)
-            .args(["--config", cfg.to_str().unwrap()])
+            .args(["--config", cfg.to_str().unwrap(), "--listen-file", addr_file.to_str().unwrap()])
             .envs(TEST_ENV)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.stdio())
             .spawn()
             .unwrap();
-        Daemon { child, port }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Some(port) =
+                std::fs::read_to_string(&addr_file).ok().and_then(|t| t.trim().parse::<std::net::SocketAddr>().ok()).map(|a| a.port())
+            {
+                break port;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "sagesyncd exited ({status}) before it served /healthz (an unknown --listen-file means {} is not built from this tree: a target directory shared with another checkout replaces it); stderr:\n{}",
+                    env!("CARGO_BIN_EXE_sagesyncd"),
+                    log.text()
+                );
+            }
+            assert!(Instant::now() < deadline, "sagesyncd did not report its address within 30 s; stderr:\n{}", log.text());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Daemon { child, port, log }
     }
     fn signal(&self, sig: &str) {
         assert!(Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success());
     }
-    fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+    /// Waits for the daemon to exit; its status.
+    fn wait_status(&mut self, secs: u64) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
+                return s;
             }
             assert!(Instant::now() < deadline, "sagesyncd did not exit within {secs} s");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+    fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        self.wait_status(secs).code()
     }
     async fn get(&self, path: &str) -> Option<(u16, String)> {
         let r = reqwest::Client::new()
@@ -59,6 +84,37 @@ impl Daemon {
             .await
             .ok()?;
         Some((r.status().as_u16(), r.text().await.ok()?))
+    }
+    /// The parsed /metrics (panics when the endpoint does not answer 200).
+    async fn metrics(&self) -> BTreeMap<String, f64> {
+        match self.get("/metrics").await {
+            Some((200, text)) => parse_prometheus(&text),
+            other => panic!("/metrics: {other:?}"),
+        }
+    }
+    /// One sample of /metrics (0 while the series does not exist yet).
+    async fn metric(&self, series: &str) -> f64 {
+        self.metrics().await.get(series).copied().unwrap_or(0.0)
+    }
+    /// Waits until `series` satisfies `ok`; its value then.
+    async fn wait_metric(&self, series: &str, secs: u64, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.metric(series).await;
+            if ok(v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out after {secs} s waiting on {series} (now {v})");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    /// Waits until a whole poll started and finished successfully after the call (two more
+    /// finished): everything an earlier poll started is then done and recorded, and a later
+    /// poll found nothing else to do, or did it.
+    async fn wait_next_poll(&self) {
+        let ok = "sagesync_polls_total{result=\"ok\"}";
+        let before = self.metric(ok).await;
+        self.wait_metric(ok, 60, |v| v >= before + 2.0).await;
     }
 }
 
@@ -82,9 +138,8 @@ fn config(dir: &Path, moto: &Moto, sink: &str, extra: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\nmax_attempts = 2\ninitial_backoff_ms = 20\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n{sink}\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 0.5\nlisten = \"127.0.0.1:{}\"\nshutdown_grace_secs = 10\n{extra}\n",
+            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\nmax_attempts = 2\ninitial_backoff_ms = 20\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n{sink}\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 0.5\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 10\n{extra}\n",
             moto.url(),
-            free_port()
         ),
     )
     .unwrap();
@@ -200,11 +255,11 @@ async fn picks_up_existing_new_and_modified_jobs_with_health_and_metrics() {
     wait_until("the modified job re-synced", 30, || std::fs::read_to_string(&f0).map(|t| t.contains("validation:auc")).unwrap_or(false))
         .await;
 
-    // /metrics parses and matches the ledger.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let (code, text) = d.get("/metrics").await.unwrap();
-    assert_eq!(code, 200);
-    let m = parse_prometheus(&text);
+    // /metrics parses and matches the ledger, once the re-sync is counted and a poll finished
+    // after it (so that nothing more is on its way).
+    d.wait_metric("sagesync_jobs_total{outcome=\"synced\"}", 30, |v| v >= 6.0).await;
+    d.wait_next_poll().await;
+    let m = d.metrics().await;
     let counts = ledger(&dir.path().join("state.db")).unwrap();
     assert_eq!((counts.synced, counts.skipped, counts.failed), (5, 1, 0));
     assert_eq!(m["sagesync_ledger_jobs{outcome=\"synced\"}"], counts.synced as f64);
@@ -245,7 +300,10 @@ async fn sigterm_mid_batch_exits_cleanly_and_a_restart_finishes_the_rest() {
     assert!(at_stop < 300, "stopped mid-batch ({at_stop} of 300)");
     let mut d = Daemon::start(&cfg, dir.path());
     wait_until("all 300 runs", 120, || runs(&peer) >= 300).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let state_path = dir.path().join("state.db");
+    wait_until("300 synced in the ledger", 60, || ledger(&state_path).is_some_and(|c| c.synced >= 300)).await;
+    // A whole poll after that: a duplicate write would have happened by now.
+    d.wait_next_poll().await;
     d.signal("-INT");
     assert_eq!(d.wait_exit(15), Some(0), "SIGINT exits 0");
     let st = peer.state();
@@ -257,11 +315,62 @@ async fn sigterm_mid_batch_exits_cleanly_and_a_restart_finishes_the_rest() {
     assert_eq!(ledger(&dir.path().join("state.db")).unwrap().synced, 300);
 }
 
+/// The daemon aborted (SIGABRT, no cleanup) at a chosen step, twice, then restarted: every
+/// job is in ModelDB once and the ledger agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_at_chosen_steps_then_restarted_every_job_exactly_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let moto = Moto::start();
+    let names = moto.create_jobs("ab", 20, &SYNC_TAGS).await;
+    let peer = Peer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &moto,
+        &format!(
+            "[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {}\n\n[pipeline]\nconcurrency = 2\nlease_ttl_secs = 1",
+            peer.port
+        ),
+        "",
+    );
+    let runs = |p: &Peer| p.state().get("runs").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    let state_path = dir.path().join("state.db");
+    let mut before = 0;
+    for at in ["after-sink-write:4", "after-commit:3", "after-lease:2", "after-cursor"] {
+        let mut d = Daemon::start_with(&cfg, dir.path(), &[("SAGESYNC_CRASH_AT", at)]);
+        let status = d.wait_status(60);
+        assert_eq!(status.signal(), Some(6), "{at}: aborted (SIGABRT), not {status}; stderr:\n{}", d.log.text());
+        assert!(d.log.text().contains(&format!("aborting at {}", at.split(':').next().unwrap())), "{at}: {}", d.log.text());
+        let now = runs(&peer);
+        assert!(now >= before, "{at}: runs went from {before} to {now}");
+        if at == "after-sink-write:4" {
+            assert!(now < 20, "the first abort stopped the daemon mid-way ({now} of 20)");
+        }
+        before = now;
+    }
+    let mut d = Daemon::start(&cfg, dir.path());
+    wait_until("all 20 runs", 60, || runs(&peer) >= 20).await;
+    wait_until("20 synced in the ledger", 60, || ledger(&state_path).is_some_and(|c| c.synced >= 20)).await;
+    d.wait_next_poll().await;
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(15), Some(0));
+    let st = peer.state();
+    let descs: Vec<String> = st["runs"].as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap().to_string()).collect();
+    assert_eq!(descs.len(), 20, "no duplicates");
+    for n in &names {
+        assert_eq!(descs.iter().filter(|d| d.contains(&format!("/{n})"))).count(), 1, "{n}");
+    }
+    let c = ledger(&state_path).unwrap();
+    assert_eq!((c.synced, c.failed), (20, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_down_for_a_while_loses_nothing() {
     let moto = Moto::start();
     let names = moto.create_jobs("down", 12, &SYNC_TAGS).await;
-    let port = free_port();
+    // Refuses connections until the peer takes it over.
+    let held = support::peer::HeldPort::new();
+    let port = held.port;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
         dir.path(),
@@ -277,7 +386,7 @@ async fn a_sink_down_for_a_while_loses_nothing() {
     let m = parse_prometheus(&text);
     assert!(m["sagesync_sink_failures_total{sink=\"modeldb_v1\"}"] >= 12.0);
     // The store comes back.
-    let peer = Peer::start(&["--port", &port.to_string()]);
+    let peer = Peer::start_on(&held, &[]);
     wait_until("every job synced", 60, || peer.state().get("runs").and_then(Value::as_array).is_some_and(|r| r.len() == 12)).await;
     wait_until("the ledger agrees", 30, || ledger(&state_path).is_some_and(|c| c.synced == 12 && c.failed == 0)).await;
     let descs: Vec<String> =
@@ -339,10 +448,14 @@ async fn start_from_now_skips_existing_jobs() {
     let out = dir.path().join("out/moto-project");
     let cfg = config(dir.path(), &moto, "[[sinks]]\ntype = \"file\"\ndir = \"out\"", "start_from = \"now\"");
     let mut d = Daemon::start(&cfg, dir.path());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The first poll fixes "now"; the fresh job comes after it.
+    d.wait_metric("sagesync_polls_total{result=\"ok\"}", 30, |v| v >= 1.0).await;
+    assert_eq!(count_files(&out), 0, "the first poll synced existing jobs");
     let fresh = moto.create_jobs("fresh", 1, &SYNC_TAGS).await;
     wait_until("the fresh job", 30, || out.join(format!("{}.json", fresh[0])).exists()).await;
+    d.wait_next_poll().await;
     assert_eq!(count_files(&out), 1, "existing jobs were not synced");
+    assert_eq!(d.metric("sagesync_jobs_total{outcome=\"synced\"}").await, 1.0);
     d.signal("-TERM");
     assert_eq!(d.wait_exit(15), Some(0));
 }

@@ -22,16 +22,6 @@ fn tag_map() -> Value {
     Value::Object(SYNC_TAGS.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
 }
 
-struct Function {
-    child: std::process::Child,
-}
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn ok(o: Outcome) -> Value {
     match o {
         Outcome::Response(v) => v,
@@ -63,7 +53,7 @@ async fn eventbridge_events_through_the_runtime() {
     let out = dir.path().join("out");
     let cfg = config(dir.path(), &moto, &format!("[[sinks]]\ntype = \"file\"\ndir = \"{}\"", out.display()));
     let rt = Runtime::start().await;
-    let _f = Function { child: start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]) };
+    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
 
     // Completed, tags as a map: one Describe, no ListTags, synced with the final metric.
     let completed = event(
@@ -77,7 +67,7 @@ async fn eventbridge_events_through_the_runtime() {
     let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(doc["record"]["metrics"][0]["name"], "validation:auc");
 
-    // The same event again, and an older InProgress event arriving late: nothing new.
+    // The same event again, and an older InProgress event arriving late (ignored at any age): nothing new.
     let before = std::fs::metadata(&file).unwrap().modified().unwrap();
     let again = ok(rt.invoke(completed.clone()).await);
     assert!(again["outcome"] == "synced" || again["outcome"] == "already_synced", "{again}");
@@ -87,6 +77,33 @@ async fn eventbridge_events_through_the_runtime() {
     assert_eq!(late["outcome"], "ignored");
     assert_eq!(late["api_calls"], json!({}), "non-terminal events make no API call");
     assert_eq!(std::fs::read_dir(out.join("moto-project")).unwrap().count(), 1);
+
+    // A late *terminal* event: the job was modified since it was synced (a new final metric),
+    // and a Completed event older than the synced state arrives, with its old tags. The ledger
+    // decides: the event's state differs from what was synced, so the job is read afresh — the
+    // stale event never writes its own, older state, and the sink ends with the newer record.
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
+    moto.edit(
+        &names[0],
+        json!({"LastModifiedTime": later, "FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.5, "Timestamp": later}]}),
+    );
+    let stale = event(
+        json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed", "LastModifiedTime": 1795650000000u64, "Tags": tag_map()}),
+    );
+    let r = ok(rt.invoke(stale.clone()).await);
+    assert_eq!(r["outcome"], "synced", "{r}");
+    assert_eq!(r["api_calls"], json!({"DescribeTrainingJob": 1}), "the job is read again, not taken from the event: {r}");
+    assert_eq!(r["receipts"][0]["write"], "updated", "{r}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(doc["record"]["metrics"][0]["value"], 0.5, "the newer state, never the stale event's: {doc}");
+    // The same stale event again: read again, same record, nothing written.
+    let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let r = ok(rt.invoke(stale).await);
+    assert!(r["outcome"] == "synced" || r["outcome"] == "already_synced", "{r}");
+    assert!(r["receipts"].as_array().is_none_or(|a| a.is_empty()), "the sink already holds the newer record: {r}");
+    assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), before, "not rewritten");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(doc["record"]["metrics"][0]["value"], 0.5, "{doc}");
 
     // Failed and Stopped: skipped with their status (the status validator), no retry.
     for (n, st) in [(&names[1], "Failed"), (&names[2], "Stopped")] {
@@ -137,7 +154,7 @@ async fn sqs_batches_report_only_the_failed_records() {
     let out = dir.path().join("out");
     let cfg = config(dir.path(), &moto, &format!("[[sinks]]\ntype = \"file\"\ndir = \"{}\"", out.display()));
     let rt = Runtime::start().await;
-    let _f = Function { child: start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]) };
+    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
     let rec = |id: &str, body: String| json!({"messageId": id, "receiptHandle": "h", "body": body, "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"});
     let batch = json!({"Records": [
         rec("m-1", event(json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed", "Tags": tag_map()})).to_string()),
@@ -177,7 +194,7 @@ async fn modeldb_v1_from_the_original_env_knobs_exactly_once_and_errors_when_dow
     };
     let ev = event(json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed"}));
     {
-        let _f = Function { child: start_function(&rt, &env(peer.port)) };
+        let _f = start_function(&rt, &env(peer.port));
         for i in 0..3 {
             let r = ok(rt.invoke(ev.clone()).await);
             assert_eq!(r["outcome"], "synced", "{r}");
@@ -190,14 +207,11 @@ async fn modeldb_v1_from_the_original_env_knobs_exactly_once_and_errors_when_dow
         assert_eq!(st["projects"][0]["name"], "env-project");
     }
     // ModelDB down: an error so that Lambda retries, then the failure destination.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        drop(l);
-        p
-    };
+    // A port held (bound, not listening) for the rest of the test: connections are refused.
+    let held = support::peer::HeldPort::new();
+    let closed = held.port;
     let rt2 = Runtime::start().await;
-    let _f = Function { child: start_function(&rt2, &env(closed)) };
+    let _f = start_function(&rt2, &env(closed));
     match rt2.invoke(ev).await {
         Outcome::Error { error_type, body } => {
             assert_eq!(error_type, "unhandled", "the runtime's header");

@@ -7,24 +7,40 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 include!("../../../../tests/rust-support/locate.rs");
+include!("../../../../tests/rust-support/stderr.rs");
+include!("../../../../tests/rust-support/ports.rs");
 
 pub struct Peer {
     child: Child,
     pub port: u16,
     http_port: u16,
     pub dir: tempfile::TempDir,
+    /// The peer's stderr (printed when the test panics).
+    pub log: StderrLog,
 }
 
 impl Peer {
+    /// Starts the peer on the port `held` holds, taking it over (`--reuse-port`): until then,
+    /// and between two peers on it, connections to it are refused.
+    pub fn start_on(held: &HeldPort, extra: &[&str]) -> Peer {
+        let port = held.port.to_string();
+        let mut args = vec!["--port", port.as_str(), "--reuse-port"];
+        args.extend_from_slice(extra);
+        let p = Peer::start(&args);
+        assert_eq!(p.port, held.port);
+        p
+    }
+
     pub fn start(extra: &[&str]) -> Peer {
         let dir = tempfile::tempdir().unwrap();
+        let log = StderrLog::new("the ModelDB v1 peer");
         let mut child = Command::new(python())
             .arg(repo_root().join("tests/peers/modeldb_v1_peer.py"))
             .arg("--log")
             .arg(dir.path().join("rpc.jsonl"))
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(log.stdio())
             .spawn()
             .expect("cannot start the ModelDB v1 peer");
         let stdout = child.stdout.take().unwrap();
@@ -41,17 +57,14 @@ impl Peer {
                 break l;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                use std::io::Read;
-                child.stderr.take().unwrap().read_to_string(&mut err).ok();
-                panic!("ModelDB v1 peer exited ({status}) before it was ready:\n{err}");
+                panic!("ModelDB v1 peer exited ({status}) before it was ready:\n{}", log.text());
             }
-            assert!(Instant::now() < deadline, "ModelDB v1 peer not ready within 60 s");
+            assert!(Instant::now() < deadline, "ModelDB v1 peer not ready within 60 s:\n{}", log.text());
         };
         let ports: Vec<u16> =
             line.strip_prefix("READY ").map(|p| p.split_whitespace().filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
-        let [port, http_port] = ports[..] else { panic!("unexpected peer output: {line}") };
-        Peer { child, port, http_port, dir }
+        let [port, http_port] = ports[..] else { panic!("unexpected peer output: {line}\n{}", log.text()) };
+        Peer { child, port, http_port, dir, log }
     }
 
     /// Every RPC so far, without the sequence numbers.

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -36,6 +37,9 @@ pub struct FakeState {
     pub fail_next: VecDeque<u16>,
     /// On the next createExperimentRun, store the run as another writer would, then answer 409.
     pub race_create_run: bool,
+    /// When set, the first createProject is held until a second arrives (both are then handled,
+    /// one after the other), so that two writers race on the project every time. Used once.
+    pub race_create_project: Option<Arc<tokio::sync::Barrier>>,
     next_id: u64,
 }
 
@@ -423,6 +427,23 @@ impl FakeState {
 }
 
 async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if uri.path().ends_with("/project/createProject") {
+        let barrier = state.lock().unwrap().race_create_project.clone();
+        if let Some(b) = barrier {
+            match tokio::time::timeout(Duration::from_secs(10), b.wait()).await {
+                Ok(w) => {
+                    if w.is_leader() {
+                        state.lock().unwrap().race_create_project = None;
+                    }
+                }
+                Err(_) => {
+                    let msg = "race_create_project: no second createProject within 10 s";
+                    return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"error": msg, "code": 13, "message": msg})))
+                        .into_response();
+                }
+            }
+        }
+    }
     let mut st = state.lock().unwrap();
     let full = uri.path().to_string();
     let query: Vec<(String, String)> = uri.query().map(url_pairs).unwrap_or_default();

@@ -10,6 +10,7 @@ use aws_sdk_sagemaker::types::*;
 use futures::stream::{self, StreamExt};
 
 include!("../../../../tests/rust-support/locate.rs");
+include!("../../../../tests/rust-support/stderr.rs");
 
 /// Environment every SDK client and child process in the tests uses.
 pub const TEST_ENV: [(&str, &str); 6] = [
@@ -37,15 +38,18 @@ pub fn set_test_env() {
 pub struct Moto {
     child: Child,
     pub port: u16,
+    /// moto's stderr (printed when the test panics).
+    pub log: StderrLog,
 }
 
 impl Moto {
     pub fn start() -> Moto {
         set_test_env();
+        let log = StderrLog::new("moto");
         let mut child = Command::new(python())
             .arg(repo_root().join("tests/peers/moto_launcher.py"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.stdio())
             .spawn()
             .expect("cannot start moto");
         let stdout = child.stdout.take().unwrap();
@@ -62,13 +66,15 @@ impl Moto {
                 break l;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("moto exited ({status}) before it was ready; run scripts/setup-peers.sh");
+                panic!("moto exited ({status}) before it was ready; run scripts/setup-peers.sh; stderr:\n{}", log.tail(24 << 10));
             }
-            assert!(Instant::now() < deadline, "moto not ready within 90 s");
+            assert!(Instant::now() < deadline, "moto not ready within 90 s; stderr:\n{}", log.tail(24 << 10));
         };
-        let port =
-            line.strip_prefix("READY ").and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("unexpected moto output: {line}"));
-        let m = Moto { child, port };
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected moto output: {line}; stderr:\n{}", log.tail(24 << 10)));
+        let m = Moto { child, port, log };
         m.post("/moto-api/reset", "{}");
         m
     }

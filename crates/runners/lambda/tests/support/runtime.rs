@@ -125,8 +125,37 @@ fn bootstrap_bin() -> std::path::PathBuf {
     dir.join("bootstrap")
 }
 
+/// A running `bootstrap`: killed when dropped; its stderr is printed when the test panics.
+pub struct Function {
+    child: std::process::Child,
+    /// The function's stderr.
+    pub log: super::moto::StderrLog,
+}
+
+impl Function {
+    /// Waits up to `secs` for the function to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "bootstrap did not exit within {secs} s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `bootstrap` against the runtime with the given extra environment.
-pub fn start_function(rt: &Runtime, env: &[(&str, String)]) -> std::process::Child {
+pub fn start_function(rt: &Runtime, env: &[(&str, String)]) -> Function {
+    let log = super::moto::StderrLog::new("bootstrap");
     let mut c = std::process::Command::new(bootstrap_bin());
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -136,12 +165,12 @@ pub fn start_function(rt: &Runtime, env: &[(&str, String)]) -> std::process::Chi
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(log.stdio());
     for (k, v) in super::moto::TEST_ENV {
         c.env(k, v);
     }
     for (k, v) in env {
         c.env(k, v);
     }
-    c.spawn().expect("cannot start bootstrap")
+    Function { child: c.spawn().expect("cannot start bootstrap"), log }
 }
