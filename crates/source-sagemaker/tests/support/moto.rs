@@ -66,7 +66,10 @@ impl Moto {
             }
             assert!(Instant::now() < deadline, "moto not ready within 90 s");
         };
-        let port = line.strip_prefix("READY ").and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("unexpected moto output: {line}"));
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected moto output: {line}"));
         let m = Moto { child, port };
         m.post("/moto-api/reset", "{}");
         m
@@ -82,30 +85,49 @@ impl Moto {
         write!(s, "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{path}: {out}");
+        assert!(
+            out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"),
+            "{path}: {out}"
+        );
         out
     }
 
     /// Edits a stored job (status, failure reason, metrics, timestamps...).
     pub fn edit(&self, name: &str, set: serde_json::Value) {
-        self.post("/_sm/training-job", &serde_json::json!({"name": name, "set": set}).to_string());
+        self.post(
+            "/_sm/training-job",
+            &serde_json::json!({"name": name, "set": set}).to_string(),
+        );
     }
 
     pub async fn client(&self) -> aws_sdk_sagemaker::Client {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.url())
+            .load()
+            .await;
         aws_sdk_sagemaker::Client::new(&conf)
     }
 
     pub async fn s3(&self) -> aws_sdk_s3::Client {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build())
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.url())
+            .load()
+            .await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        )
     }
 
     /// Creates jobs `{prefix}-{i:04}` through CreateTrainingJob, 8 at a time.
     pub async fn create_jobs(&self, prefix: &str, n: usize, tags: &[(&str, &str)]) -> Vec<String> {
         let c = self.client().await;
         let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:04}")).collect();
-        let tags: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let tags: Vec<(String, String)> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         stream::iter(names.clone())
             .map(|name| {
                 let c = c.clone();
@@ -132,7 +154,17 @@ pub async fn create_job(c: &aws_sdk_sagemaker::Client, name: &str, tags: &[(Stri
     let channel = |n: &str| {
         Channel::builder()
             .channel_name(n)
-            .data_source(DataSource::builder().s3_data_source(S3DataSource::builder().s3_data_type(S3DataType::S3Prefix).s3_uri(format!("s3://moto-data/{n}/")).s3_data_distribution_type(S3DataDistribution::FullyReplicated).build()).build())
+            .data_source(
+                DataSource::builder()
+                    .s3_data_source(
+                        S3DataSource::builder()
+                            .s3_data_type(S3DataType::S3Prefix)
+                            .s3_uri(format!("s3://moto-data/{n}/"))
+                            .s3_data_distribution_type(S3DataDistribution::FullyReplicated)
+                            .build(),
+                    )
+                    .build(),
+            )
             .content_type("text/csv")
             .compression_type(CompressionType::None)
             .record_wrapper_type(RecordWrapper::None)
@@ -141,20 +173,43 @@ pub async fn create_job(c: &aws_sdk_sagemaker::Client, name: &str, tags: &[(Stri
     let mut req = c
         .create_training_job()
         .training_job_name(name)
-        .algorithm_specification(AlgorithmSpecification::builder().training_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1").training_input_mode(TrainingInputMode::File).build())
+        .algorithm_specification(
+            AlgorithmSpecification::builder()
+                .training_image(
+                    "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+                )
+                .training_input_mode(TrainingInputMode::File)
+                .build(),
+        )
         .role_arn("arn:aws:iam::123456789012:role/sagemaker")
         .input_data_config(channel("train"))
         .input_data_config(channel("validation"))
-        .output_data_config(OutputDataConfig::builder().s3_output_path("s3://moto-out/output").build())
-        .resource_config(ResourceConfig::builder().instance_type(TrainingInstanceType::MlM5Xlarge).instance_count(1).volume_size_in_gb(10).build())
-        .stopping_condition(StoppingCondition::builder().max_runtime_in_seconds(3600).build())
+        .output_data_config(
+            OutputDataConfig::builder()
+                .s3_output_path("s3://moto-out/output")
+                .build(),
+        )
+        .resource_config(
+            ResourceConfig::builder()
+                .instance_type(TrainingInstanceType::MlM5Xlarge)
+                .instance_count(1)
+                .volume_size_in_gb(10)
+                .build(),
+        )
+        .stopping_condition(
+            StoppingCondition::builder()
+                .max_runtime_in_seconds(3600)
+                .build(),
+        )
         .hyper_parameters("max_depth", "5")
         .hyper_parameters("eta", "0.2")
         .hyper_parameters("objective", "binary:logistic");
     for (k, v) in tags {
         req = req.tags(Tag::builder().key(k).value(v).build());
     }
-    req.send().await.unwrap_or_else(|e| panic!("CreateTrainingJob {name}: {e:?}"));
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTrainingJob {name}: {e:?}"));
 }
 
 impl Drop for Moto {
