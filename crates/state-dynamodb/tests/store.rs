@@ -116,8 +116,7 @@ async fn a_missing_or_foreign_table_is_refused_and_left_untouched() {
     let e = DynamoState::new(st)
         .counts()
         .await
-        .err()
-        .expect("missing table");
+        .expect_err("missing table");
     assert!(!e.is_retryable(), "{e}");
     assert!(
         e.to_string().contains("does not exist") && e.to_string().contains("create_table"),
@@ -147,8 +146,7 @@ async fn a_missing_or_foreign_table_is_refused_and_left_untouched() {
     let e = store(&moto.url(), "invoices")
         .counts()
         .await
-        .err()
-        .expect("foreign table");
+        .expect_err("foreign table");
     assert!(e.to_string().contains("not a sagesync table"), "{e}");
     assert_eq!(
         c.scan()
@@ -171,8 +169,7 @@ async fn a_missing_or_foreign_table_is_refused_and_left_untouched() {
     let e = DynamoState::new(st)
         .counts()
         .await
-        .err()
-        .expect("unreachable");
+        .expect_err("unreachable");
     assert!(e.is_retryable(), "{e}");
 }
 

@@ -252,7 +252,7 @@ fn registered_plugin_set() {
     let mut got: Vec<(String, String)> = v.iter().map(|d| (d["kind"].as_str().unwrap().to_string(), d["type"].as_str().unwrap().to_string())).collect();
     got.sort();
     let mut want: Vec<(String, String)> =
-        [("source", "sagemaker"), ("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("state", "memory"), ("state", "sqlite")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        [("source", "sagemaker"), ("source", "sagemaker_json"), ("validator", "required_tags"), ("validator", "status"), ("mapper", "tags"), ("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("state", "dynamodb"), ("state", "memory"), ("state", "sqlite")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     want.sort();
     assert_eq!(got, want);
     let (_, text, _) = run(sagesync().arg("plugins"));

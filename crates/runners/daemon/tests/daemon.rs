@@ -297,7 +297,7 @@ async fn start_from_now_skips_existing_jobs() {
 #[test]
 fn every_plugin_crate_is_linked() {
     let names = sagesync_daemon::registered();
-    for want in [("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("source", "sagemaker"), ("source", "sagemaker_json"), ("mapper", "tags"), ("validator", "required_tags"), ("validator", "status"), ("state", "sqlite"), ("state", "memory")] {
+    for want in [("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("source", "sagemaker"), ("source", "sagemaker_json"), ("mapper", "tags"), ("validator", "required_tags"), ("validator", "status"), ("state", "sqlite"), ("state", "dynamodb"), ("state", "memory")] {
         assert!(names.contains(&want), "{want:?} missing from {names:?}");
     }
 }

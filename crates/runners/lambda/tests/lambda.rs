@@ -207,7 +207,7 @@ async fn modeldb_v1_from_the_original_env_knobs_exactly_once_and_errors_when_dow
 fn every_plugin_crate_is_linked() {
     let mut names: Vec<(&str, &str)> = sagesync_lambda::registered();
     names.sort();
-    for want in [("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("source", "sagemaker"), ("source", "sagemaker_json"), ("mapper", "tags"), ("validator", "required_tags"), ("validator", "status"), ("state", "sqlite"), ("state", "memory")] {
+    for want in [("sink", "file"), ("sink", "mlflow"), ("sink", "modeldb_v1"), ("sink", "modeldb_v2"), ("source", "sagemaker"), ("source", "sagemaker_json"), ("mapper", "tags"), ("validator", "required_tags"), ("validator", "status"), ("state", "sqlite"), ("state", "dynamodb"), ("state", "memory")] {
         assert!(names.contains(&want), "{want:?} missing from {names:?}");
     }
 }
