@@ -360,6 +360,29 @@ impl DynamoState {
         }
     }
 
+    /// The lease on a job as stored (holder, expiry, fence), whether or not it has expired:
+    /// for operators and tests. `None` when no writer holds or held it since the last commit.
+    pub async fn lease_of(&self, arn: &str) -> Result<Option<Lease>, StateError> {
+        let Some(item) = self.get_item(job_key(arn)).await? else {
+            return Ok(None);
+        };
+        let (Some(owner), Some(exp), Some(fence)) = (
+            text(&item, "lease_owner"),
+            num(&item, "lease_expires"),
+            num(&item, "fence"),
+        ) else {
+            return Ok(None);
+        };
+        let expires_at = DateTime::<Utc>::from_timestamp_millis(exp)
+            .ok_or_else(|| self.decode(format!("job {arn}: lease expiry {exp}")))?;
+        Ok(Some(Lease {
+            arn: arn.to_string(),
+            owner: owner.to_string(),
+            fence: fence as u64,
+            expires_at,
+        }))
+    }
+
     fn entry_of(
         &self,
         item: &HashMap<String, AttributeValue>,
