@@ -14,9 +14,14 @@ fn sam_template_passes_cfn_lint() {
     assert!(out.status.success(), "cfn-lint failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(root.join("deploy/lambda/template.yaml")).unwrap();
     // Least privilege: exactly these actions, and the SageMaker ones only on training jobs.
-    let actions: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with("- sagemaker:") || l.starts_with("- logs:") || l.starts_with("Action: sqs:")).collect();
-    assert_eq!(actions, ["- sagemaker:DescribeTrainingJob", "- sagemaker:ListTags", "- logs:CreateLogStream", "- logs:PutLogEvents", "Action: sqs:SendMessage"]);
+    let actions: Vec<&str> = text.lines().map(str::trim).filter(|l| l.starts_with("- sagemaker:") || l.starts_with("- dynamodb:") || l.starts_with("- logs:") || l.starts_with("Action: sqs:")).collect();
+    assert_eq!(actions, ["- sagemaker:DescribeTrainingJob", "- sagemaker:ListTags", "- dynamodb:DescribeTable", "- dynamodb:GetItem", "- dynamodb:BatchGetItem", "- dynamodb:UpdateItem", "- logs:CreateLogStream", "- logs:PutLogEvents", "Action: sqs:SendMessage"]);
     assert!(text.contains(":training-job/*"));
+    // The ledger: only on the template's own table, on-demand, TTL on the lease attribute, PITR.
+    assert!(text.contains("Resource: !GetAtt StateTable.Arn") && !text.contains("dynamodb:*"));
+    for needle in ["Type: AWS::DynamoDB::Table", "BillingMode: PAY_PER_REQUEST", &format!("AttributeName: {}", sagesync_state_dynamodb::TTL_ATTRIBUTE), "PointInTimeRecoveryEnabled: true", "SAGESYNC_STATE_TABLE: !Ref StateTable"] {
+        assert!(text.contains(needle), "template lacks {needle}");
+    }
     assert!(!text.contains("Action: \"*\"") && !text.contains("sagemaker:*"));
     for needle in ["Runtime: provided.al2023", "Architectures: [arm64]", "TrainingJobStatus: [Completed, Failed, Stopped]", "OnFailure:", "SubnetIds: !Ref SubnetIds"] {
         assert!(text.contains(needle), "template lacks {needle}");

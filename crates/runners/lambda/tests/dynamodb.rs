@@ -31,11 +31,16 @@ fn event(name: &str, status: &str) -> Value {
 }
 
 fn config(dir: &std::path::Path, moto: &Moto, peer_port: u16, table: &str) -> std::path::PathBuf {
+    config_via(dir, moto, peer_port, table, &moto.url())
+}
+
+/// The config with the state's requests sent to `state_url` (a counting proxy in front of moto).
+fn config_via(dir: &std::path::Path, moto: &Moto, peer_port: u16, table: &str, state_url: &str) -> std::path::PathBuf {
     let p = dir.join("sagesync.toml");
     std::fs::write(
         &p,
         format!(
-            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_requests_per_second = 0\ninitial_backoff_ms = 10\nmax_attempts = 2\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {peer_port}\n\n[state]\ntype = \"dynamodb\"\ntable = \"{table}\"\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\n\n[pipeline]\nmax_attempts = 2\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\nlease_ttl_secs = 10\nlease_wait_secs = 10\nmax_job_attempts = 1\n",
+            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_requests_per_second = 0\ninitial_backoff_ms = 10\nmax_attempts = 2\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {peer_port}\n\n[state]\ntype = \"dynamodb\"\ntable = \"{table}\"\nregion = \"us-east-1\"\nendpoint_url = \"{state_url}\"\n\n[pipeline]\nmax_attempts = 2\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\nlease_ttl_secs = 10\nlease_wait_secs = 10\nmax_job_attempts = 1\n",
             url = moto.url()
         ),
     )
@@ -112,7 +117,8 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     let peer = Peer::start(&[]);
     let state = table(&moto, "lambda-batch").await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &moto, peer.port, "lambda-batch");
+    let proxy = support::proxy::Proxy::start(moto.port, 0).await;
+    let cfg = config_via(dir.path(), &moto, peer.port, "lambda-batch", &proxy.url());
     let rt = Runtime::start().await;
     let _f = Function(start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]));
     let rec = |id: &str, body: String| json!({"messageId": id, "receiptHandle": "h", "body": body, "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"});
@@ -127,6 +133,15 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     };
     assert_eq!(r["batchItemFailures"], json!([]), "the permanent failure is parked in the ledger, not redelivered: {r}");
     assert_eq!(runs_of(&peer, &names[0]).len(), 1, "the same job twice in a batch: one write");
+    // The function needs only the DynamoDB actions the SAM template grants it.
+    let template = std::fs::read_to_string(support::peer::repo_root().join("deploy/lambda/template.yaml")).unwrap();
+    let granted: Vec<&str> = template.lines().filter_map(|l| l.trim().strip_prefix("- dynamodb:")).collect();
+    let used = proxy.counters.snapshot();
+    eprintln!("DynamoDB requests of the invocation (2 jobs, one twice): {used:?}");
+    assert!(!used.is_empty());
+    for op in used.keys() {
+        assert!(granted.contains(&op.as_str()), "the function calls {op}, which the template does not grant ({granted:?})");
+    }
     // The ghost job is in the shared ledger with its reason, parked (max_job_attempts = 1).
     let failed = state.failed(None, 10).await.unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");

@@ -3,3 +3,5 @@ pub mod moto;
 #[path = "../../../../sink-modeldb/tests/support/peer.rs"]
 pub mod peer;
 pub mod runtime;
+#[path = "../../../../state-dynamodb/tests/support/proxy.rs"]
+pub mod proxy;
