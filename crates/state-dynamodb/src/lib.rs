@@ -11,13 +11,16 @@
 //!   fence; a writer whose lease was taken over gets `false` and nothing is written.
 //!
 //! A synced job costs two requests (acquire, commit), plus its share of one `BatchGetItem` per
-//! listing page. `due`, `failed`, `unpark`, `counts` and `cursors` scan the table (strongly
-//! consistent): they serve `sagesync status`, `sagesync retry` and the daemon's retry sweep, not
-//! the per-job path. See `docs/state.md`.
+//! listing page. `due`, `failed` and `unpark` query a sparse global secondary index that holds
+//! failed jobs only; `counts` and `cursors` scan the table (they serve `sagesync status`). See
+//! `docs/state.md`.
 #![deny(missing_docs)]
 
 mod config;
 mod store;
 
 pub use config::DynamoStateConfig;
-pub use store::{DynamoSettings, DynamoState, LEASE_GC_GRACE, NEVER, PK, TTL_ATTRIBUTE};
+pub use store::{
+    DynamoSettings, DynamoState, FAILED_INDEX, FAILED_PK_VALUE, LEASE_GC_GRACE, NEVER, PK,
+    TTL_ATTRIBUTE,
+};

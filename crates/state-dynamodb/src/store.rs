@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -26,6 +27,12 @@ pub const TTL_ATTRIBUTE: &str = "lease_ttl";
 pub const LEASE_GC_GRACE: Duration = Duration::from_secs(86_400);
 /// The TTL value of items holding a ledger entry: 9999-12-31, never reached.
 pub const NEVER: i64 = 253_402_300_799;
+
+/// The sparse global secondary index of failed jobs: partition key `failed_pk` (set to
+/// [`FAILED_PK_VALUE`] on failed jobs only), sort key `arn`. `due`, `failed` and `unpark` query it.
+pub const FAILED_INDEX: &str = "failed-by-arn";
+/// The value of `failed_pk` on failed jobs.
+pub const FAILED_PK_VALUE: &str = "failed";
 
 const JOB_PREFIX: &str = "job#";
 const CURSOR_PREFIX: &str = "cursor#";
@@ -272,6 +279,13 @@ impl DynamoState {
         if pk_type.as_deref() != Some("S") {
             return Err(unusable(format!("not a sagesync table: `{PK}` is of type {pk_type:?}, expected S. It was left untouched")));
         }
+        if !table
+            .global_secondary_indexes()
+            .iter()
+            .any(|g| g.index_name() == Some(FAILED_INDEX))
+        {
+            return Err(unusable(format!("the table lacks the global secondary index `{FAILED_INDEX}` (partition key failed_pk, sort key arn, both strings) that failed jobs are read from; add it (docs/state.md) or let create_table make a new table")));
+        }
         if table.table_status() == Some(&TableStatus::Creating) {
             self.wait_active(c).await?;
         }
@@ -299,6 +313,49 @@ impl DynamoState {
                 AttributeDefinition::builder()
                     .attribute_name(PK)
                     .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(build)?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("failed_pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(build)?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("arn")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(build)?,
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(FAILED_INDEX)
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("failed_pk")
+                            .key_type(KeyType::Hash)
+                            .build()
+                            .map_err(build)?,
+                    )
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("arn")
+                            .key_type(KeyType::Range)
+                            .build()
+                            .map_err(build)?,
+                    )
+                    // Only what `due` and `failed` read: lease traffic never writes to the index.
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .non_key_attributes("entry")
+                            .non_key_attributes("parked")
+                            .non_key_attributes("next_at")
+                            .build(),
+                    )
                     .build()
                     .map_err(build)?,
             )
@@ -430,28 +487,65 @@ impl DynamoState {
         Err(StateError::Backend { location: self.loc(), message: format!("Scan: more than {MAX_SCAN_PAGES} pages; the table is too large for this store's scans"), retryable: false })
     }
 
-    /// Failed jobs' entries (parked or not), in ARN order; `due_at` keeps only unparked jobs due then.
-    async fn failed_entries(&self, due_at: Option<Timestamp>) -> Result<Vec<JobState>, StateError> {
-        let mut values = HashMap::from([
-            (":job".to_string(), s("job")),
-            (":failed".to_string(), s(Outcome::Failed.as_str())),
-        ]);
-        let mut filter = "#kind = :job AND #outcome = :failed".to_string();
+    /// Failed jobs' entries (parked or not) in ARN order after `after`, at most `limit`, from the
+    /// sparse failed-jobs index (it holds failed jobs only, sorted by ARN); `due_at` keeps only
+    /// unparked jobs whose retry time has come by then. Index reads are eventually consistent:
+    /// a failure recorded a moment ago may show on the next call (every job is read again under
+    /// its lease before it is worked on).
+    async fn failed_entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        due_at: Option<Timestamp>,
+    ) -> Result<Vec<JobState>, StateError> {
+        let c = self.client().await?;
+        let mut values = HashMap::from([(":failed_pk".to_string(), s(FAILED_PK_VALUE))]);
+        let mut key = "#failed_pk = :failed_pk".to_string();
+        if let Some(a) = after {
+            key.push_str(" AND #arn > :after");
+            values.insert(":after".into(), s(a));
+        }
+        let mut filter = None;
         if let Some(now) = due_at {
-            filter.push_str(
-                " AND #parked = :no AND (attribute_not_exists(#next_at) OR #next_at <= :now)",
-            );
+            filter = Some("#parked = :no AND (attribute_not_exists(#next_at) OR #next_at <= :now)");
             values.insert(":no".into(), AttributeValue::Bool(false));
             values.insert(":now".into(), n(millis(now)));
         }
-        let items = self.scan(&filter, "#pk, #entry", values).await?;
+        let projection = "#pk, #entry";
+        let names = names(&[&key, filter.unwrap_or(""), projection]);
         let mut out = Vec::new();
-        for it in &items {
-            if let Some(e) = self.entry_of(it)? {
-                out.push(e);
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        for _ in 0..MAX_SCAN_PAGES {
+            if out.len() >= limit {
+                break;
+            }
+            let page = c
+                .query()
+                .table_name(self.table())
+                .index_name(FAILED_INDEX)
+                .key_condition_expression(&key)
+                .set_filter_expression(filter.map(str::to_string))
+                .projection_expression(projection)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .limit(
+                    i32::try_from(limit.saturating_sub(out.len()).clamp(1, 1000)).unwrap_or(1000),
+                )
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("Query", e))?;
+            for it in page.items() {
+                if let Some(e) = self.entry_of(it)? {
+                    out.push(e);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
             }
         }
-        out.sort_by(|a, b| a.arn.cmp(&b.arn));
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -527,31 +621,37 @@ fn text<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a st
     }
 }
 
-/// The attributes a committed entry is written with, besides the entry itself: what scans filter on.
-fn entry_values(e: &JobState, json: String) -> HashMap<String, AttributeValue> {
-    HashMap::from([
+/// The update of a job item that writes `e`: the SET clause, the attributes to REMOVE and the
+/// values. Besides the entry itself it writes what the failed-jobs index and the scans read:
+/// `outcome`, `parked`, `job`, `next_at` (only with a retry time) and `failed_pk` (only on
+/// failed jobs, so the index holds failed jobs alone).
+fn entry_update(
+    e: &JobState,
+    json: String,
+) -> (String, Vec<&'static str>, HashMap<String, AttributeValue>) {
+    let mut set = String::from("#entry = :entry, #outcome = :outcome, #parked = :parked, #job = :name, #lease_ttl = :never, #entry_ttl = :never");
+    let mut remove = Vec::new();
+    let mut values = HashMap::from([
         (":entry".to_string(), s(json)),
         (":outcome".to_string(), s(e.outcome.as_str())),
         (":parked".to_string(), AttributeValue::Bool(e.parked)),
         (":name".to_string(), s(e.job.clone())),
-        (
-            ":next".to_string(),
-            e.next_attempt_at
-                .map(|t| n(millis(t)))
-                .unwrap_or(AttributeValue::Null(true)),
-        ),
         (":never".to_string(), n(NEVER)),
-    ])
-}
-
-/// SET clause for [`entry_values`]; `next_at` is written as NULL when there is no retry time and
-/// then removed by the caller's clause, so the scan's `attribute_not_exists(next_at)` holds.
-fn entry_set(e: &JobState) -> (&'static str, &'static str) {
-    if e.next_attempt_at.is_some() {
-        ("#entry = :entry, #outcome = :outcome, #parked = :parked, #job = :name, #next_at = :next, #lease_ttl = :never", "")
-    } else {
-        ("#entry = :entry, #outcome = :outcome, #parked = :parked, #job = :name, #lease_ttl = :never", " #next_at,")
+    ]);
+    match e.next_attempt_at {
+        Some(t) => {
+            set.push_str(", #next_at = :next");
+            values.insert(":next".into(), n(millis(t)));
+        }
+        None => remove.push("#next_at"),
     }
+    if e.outcome == Outcome::Failed {
+        set.push_str(", #failed_pk = :failed_pk");
+        values.insert(":failed_pk".into(), s(FAILED_PK_VALUE));
+    } else {
+        remove.push("#failed_pk");
+    }
+    (set, remove, values)
 }
 
 #[async_trait]
@@ -774,18 +874,18 @@ impl StateStore for DynamoState {
     async fn commit(&self, lease: &Lease, entry: &JobState) -> Result<bool, StateError> {
         let c = self.client().await?;
         let json = serde_json::to_string(entry).map_err(|e| self.decode(e.to_string()))?;
-        let (set, remove_next) = entry_set(entry);
-        let mut values = entry_values(entry, json);
-        if entry.next_attempt_at.is_none() {
-            values.remove(":next");
-        }
+        let (set, mut remove, mut values) = entry_update(entry, json);
+        remove.extend(["#lease_owner", "#lease_expires"]);
         values.insert(":me".into(), s(&lease.owner));
         values.insert(":f".into(), n(lease.fence));
         let r = c
             .update_item()
             .table_name(self.table())
             .key(PK, job_key(&lease.arn))
-            .exprs(&format!("SET {set}, #entry_ttl = :never REMOVE{remove_next} #lease_owner, #lease_expires"), "#lease_owner = :me AND #fence = :f")
+            .exprs(
+                &format!("SET {set} REMOVE {}", remove.join(", ")),
+                "#lease_owner = :me AND #fence = :f",
+            )
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
@@ -823,31 +923,17 @@ impl StateStore for DynamoState {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<JobState>, StateError> {
-        let all = self.failed_entries(Some(now)).await?;
-        Ok(all
-            .into_iter()
-            .filter(|e| {
-                !e.parked
-                    && e.next_attempt_at.is_none_or(|t| t <= now)
-                    && after.is_none_or(|a| e.arn.as_str() > a)
-            })
-            .take(limit)
-            .collect())
+        self.failed_entries(after, limit, Some(now)).await
     }
 
     async fn failed(&self, after: Option<&str>, limit: usize) -> Result<Vec<JobState>, StateError> {
-        let all = self.failed_entries(None).await?;
-        Ok(all
-            .into_iter()
-            .filter(|e| after.is_none_or(|a| e.arn.as_str() > a))
-            .take(limit)
-            .collect())
+        self.failed_entries(after, limit, None).await
     }
 
     async fn unpark(&self, jobs: &[String]) -> Result<Vec<String>, StateError> {
         let c = self.client().await?;
         let mut out = Vec::new();
-        for e in self.failed_entries(None).await? {
+        for e in self.failed_entries(None, usize::MAX, None).await? {
             if !(jobs.is_empty() || jobs.iter().any(|j| j == &e.arn || j == &e.job)) {
                 continue;
             }
@@ -871,18 +957,18 @@ impl StateStore for DynamoState {
                 next.attempts = 0;
                 next.next_attempt_at = None;
                 let json = serde_json::to_string(&next).map_err(|x| self.decode(x.to_string()))?;
-                let mut values = entry_values(&next, json);
-                values.remove(":next");
+                let (set, remove, mut values) = entry_update(&next, json);
                 values.insert(":old".into(), s(old));
-                let (set, remove_next) = entry_set(&next);
+                let update = if remove.is_empty() {
+                    format!("SET {set}")
+                } else {
+                    format!("SET {set} REMOVE {}", remove.join(", "))
+                };
                 let r = c
                     .update_item()
                     .table_name(self.table())
                     .key(PK, job_key(&next.arn))
-                    .exprs(
-                        &format!("SET {set} REMOVE{}", remove_next.trim_end_matches(',')),
-                        "#entry = :old",
-                    )
+                    .exprs(&update, "#entry = :old")
                     .set_expression_attribute_values(Some(values))
                     .send()
                     .await;

@@ -62,6 +62,18 @@ async fn the_table_is_created_on_demand_with_on_demand_billing_and_ttl() {
         Some(&BillingMode::PayPerRequest)
     );
     assert_eq!(d.key_schema()[0].attribute_name(), "pk");
+    let gsi = d
+        .global_secondary_indexes()
+        .iter()
+        .find(|g| g.index_name() == Some(sagesync_state_dynamodb::FAILED_INDEX))
+        .expect("the failed-jobs index");
+    assert_eq!(
+        gsi.key_schema()
+            .iter()
+            .map(|k| k.attribute_name())
+            .collect::<Vec<_>>(),
+        ["failed_pk", "arn"]
+    );
     let ttl = c
         .describe_time_to_live()
         .table_name(&table)
