@@ -50,9 +50,7 @@ impl Default for DynamoStateConfig {
 }
 
 fn table_name_ok(t: &str) -> bool {
-    (3..=255).contains(&t.len())
-        && t.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    (3..=255).contains(&t.len()) && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
 }
 
 impl DynamoStateConfig {
@@ -60,34 +58,25 @@ impl DynamoStateConfig {
     pub fn settings(&self) -> Result<DynamoSettings, Vec<FieldProblem>> {
         let mut p = Vec::new();
         if self.table.is_empty() {
+            p.push(FieldProblem::at("table", "is required: the DynamoDB table holding the ledger"));
+        } else if !table_name_ok(&self.table) {
             p.push(FieldProblem::at(
                 "table",
-                "is required: the DynamoDB table holding the ledger",
+                format!("`{}` is not a DynamoDB table name (3 to 255 characters: letters, digits, `_`, `-`, `.`)", self.table),
             ));
-        } else if !table_name_ok(&self.table) {
-            p.push(FieldProblem::at("table", format!("`{}` is not a DynamoDB table name (3 to 255 characters: letters, digits, `_`, `-`, `.`)", self.table)));
         }
         if let Some(u) = &self.endpoint_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                p.push(FieldProblem::at(
-                    "endpoint_url",
-                    "must be an http:// or https:// URL",
-                ));
+                p.push(FieldProblem::at("endpoint_url", "must be an http:// or https:// URL"));
             }
         }
         for (k, v) in [("region", &self.region), ("profile", &self.profile)] {
             if v.as_deref().is_some_and(str::is_empty) {
-                p.push(FieldProblem::at(
-                    k,
-                    "must not be empty (leave it out for the standard chain)",
-                ));
+                p.push(FieldProblem::at(k, "must not be empty (leave it out for the standard chain)"));
             }
         }
         if !(1..=20).contains(&self.max_attempts) {
-            p.push(FieldProblem::at(
-                "max_attempts",
-                format!("must be between 1 and 20, got {}", self.max_attempts),
-            ));
+            p.push(FieldProblem::at("max_attempts", format!("must be between 1 and 20, got {}", self.max_attempts)));
         }
         for (k, v, lo, hi) in [
             ("initial_backoff_ms", self.initial_backoff_ms, 1, 60_000),
@@ -95,10 +84,7 @@ impl DynamoStateConfig {
             ("request_timeout_ms", self.request_timeout_ms, 100, 300_000),
         ] {
             if !(lo..=hi).contains(&v) {
-                p.push(FieldProblem::at(
-                    k,
-                    format!("must be between {lo} and {hi}, got {v}"),
-                ));
+                p.push(FieldProblem::at(k, format!("must be between {lo} and {hi}, got {v}")));
             }
         }
         if !p.is_empty() {

@@ -20,7 +20,4 @@ mod config;
 mod store;
 
 pub use config::DynamoStateConfig;
-pub use store::{
-    DynamoSettings, DynamoState, FAILED_INDEX, FAILED_PK_VALUE, LEASE_GC_GRACE, NEVER, PK,
-    TTL_ATTRIBUTE,
-};
+pub use store::{DynamoSettings, DynamoState, FAILED_INDEX, FAILED_PK_VALUE, LEASE_GC_GRACE, NEVER, PK, TTL_ATTRIBUTE};

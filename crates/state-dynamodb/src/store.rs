@@ -7,15 +7,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, KeysAndAttributes, Projection, ProjectionType, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use sagesync_core::{
-    Acquired, Cursor, JobState, Lease, LedgerCounts, Outcome, StateError, StateStore, Timestamp,
-};
+use sagesync_core::{Acquired, Cursor, JobState, Lease, LedgerCounts, Outcome, StateError, StateStore, Timestamp};
 
 /// The partition key attribute (a string: `job#<arn>` or `cursor#<key>`).
 pub const PK: &str = "pk";
@@ -93,14 +90,9 @@ impl DynamoSettings {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(self.connect_timeout.max(Duration::from_millis(100)))
             .operation_attempt_timeout(self.request_timeout.max(Duration::from_millis(100)))
-            .operation_timeout(
-                (self.request_timeout + Duration::from_secs(5))
-                    .saturating_mul(self.max_attempts.max(1)),
-            )
+            .operation_timeout((self.request_timeout + Duration::from_secs(5)).saturating_mul(self.max_attempts.max(1)))
             .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(retry)
-            .timeout_config(timeouts);
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).timeout_config(timeouts);
         if let Some(r) = &self.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
         }
@@ -159,10 +151,7 @@ fn conditional_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) ->
 impl DynamoState {
     /// A store over the table of `settings` (nothing is contacted until first use).
     pub fn new(settings: DynamoSettings) -> Self {
-        DynamoState {
-            settings,
-            client: tokio::sync::OnceCell::new(),
-        }
+        DynamoState { settings, client: tokio::sync::OnceCell::new() }
     }
 
     /// The settings.
@@ -193,97 +182,62 @@ impl DynamoState {
             .await
     }
 
-    fn err<E: ProvideErrorMetadata + std::error::Error + 'static>(
-        &self,
-        op: &str,
-        e: SdkError<E, HttpResponse>,
-    ) -> StateError {
+    fn err<E: ProvideErrorMetadata + std::error::Error + 'static>(&self, op: &str, e: SdkError<E, HttpResponse>) -> StateError {
         let (retryable, message) = match &e {
             SdkError::ServiceError(se) => {
                 let code = se.err().code().unwrap_or("unknown error");
                 let status = se.raw().status().as_u16();
                 let retryable = status >= 500 || RETRYABLE_CODES.contains(&code);
-                (
-                    retryable,
-                    format!(
-                        "{op}: {code} (HTTP {status}): {}",
-                        se.err().message().unwrap_or("no message")
-                    ),
-                )
+                (retryable, format!("{op}: {code} (HTTP {status}): {}", se.err().message().unwrap_or("no message")))
             }
-            SdkError::ConstructionFailure(_) => {
-                (false, format!("{op}: {}", DisplayErrorContext(&e)))
-            }
+            SdkError::ConstructionFailure(_) => (false, format!("{op}: {}", DisplayErrorContext(&e))),
             // Timeouts, connection failures, unreadable responses.
             _ => (true, format!("{op}: {}", DisplayErrorContext(&e))),
         };
         if retryable {
             tracing::debug!(table = %self.settings.table, %message, "retryable DynamoDB failure");
         }
-        if matches!(&e, SdkError::ServiceError(se) if se.err().code() == Some("ResourceNotFoundException"))
-        {
-            return StateError::Unusable { location: self.loc(), message: format!("{message}. Create the table (docs/state.md) or set [state] create_table = true") };
+        if matches!(&e, SdkError::ServiceError(se) if se.err().code() == Some("ResourceNotFoundException")) {
+            return StateError::Unusable {
+                location: self.loc(),
+                message: format!("{message}. Create the table (docs/state.md) or set [state] create_table = true"),
+            };
         }
-        StateError::Backend {
-            location: self.loc(),
-            message,
-            retryable,
-        }
+        StateError::Backend { location: self.loc(), message, retryable }
     }
 
     fn decode(&self, message: impl Into<String>) -> StateError {
-        StateError::Decode {
-            location: self.loc(),
-            message: message.into(),
-        }
+        StateError::Decode { location: self.loc(), message: message.into() }
     }
 
     async fn ensure_table(&self, c: &Client) -> Result<(), StateError> {
-        let unusable = |m: String| StateError::Unusable {
-            location: self.loc(),
-            message: m,
-        };
+        let unusable = |m: String| StateError::Unusable { location: self.loc(), message: m };
         let described = match c.describe_table().table_name(self.table()).send().await {
             Ok(d) => d.table,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                None
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => None,
             Err(e) => return Err(self.err("DescribeTable", e)),
         };
         let table = match described {
             Some(t) => t,
             None if self.settings.create_table => return self.create_table(c).await,
-            None => return Err(unusable("the table does not exist. Create it (see docs/state.md, or the SAM template), or set [state] create_table = true".into())),
+            None => {
+                return Err(unusable(
+                    "the table does not exist. Create it (see docs/state.md, or the SAM template), or set [state] create_table = true"
+                        .into(),
+                ))
+            }
         };
-        let keys: Vec<(String, String)> = table
-            .key_schema()
-            .iter()
-            .map(|k| {
-                (
-                    k.attribute_name().to_string(),
-                    k.key_type().as_str().to_string(),
-                )
-            })
-            .collect();
+        let keys: Vec<(String, String)> =
+            table.key_schema().iter().map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string())).collect();
         if keys != [(PK.to_string(), "HASH".to_string())] {
             return Err(unusable(format!("not a sagesync table: its key schema is {keys:?}, expected a single partition key `{PK}` (string). It was left untouched; point [state] table elsewhere")));
         }
-        let pk_type = table
-            .attribute_definitions()
-            .iter()
-            .find(|a| a.attribute_name() == PK)
-            .map(|a| a.attribute_type().as_str().to_string());
+        let pk_type =
+            table.attribute_definitions().iter().find(|a| a.attribute_name() == PK).map(|a| a.attribute_type().as_str().to_string());
         if pk_type.as_deref() != Some("S") {
             return Err(unusable(format!("not a sagesync table: `{PK}` is of type {pk_type:?}, expected S. It was left untouched")));
         }
-        if !table
-            .global_secondary_indexes()
-            .iter()
-            .any(|g| g.index_name() == Some(FAILED_INDEX))
-        {
+        if !table.global_secondary_indexes().iter().any(|g| g.index_name() == Some(FAILED_INDEX)) {
             return Err(unusable(format!("the table lacks the global secondary index `{FAILED_INDEX}` (partition key failed_pk, sort key arn, both strings) that failed jobs are read from; add it (docs/state.md) or let create_table make a new table")));
         }
         if table.table_status() == Some(&TableStatus::Creating) {
@@ -302,51 +256,21 @@ impl DynamoState {
             .create_table()
             .table_name(self.table())
             .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(PK)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(build)?,
+            .key_schema(KeySchemaElement::builder().attribute_name(PK).key_type(KeyType::Hash).build().map_err(build)?)
+            .attribute_definitions(
+                AttributeDefinition::builder().attribute_name(PK).attribute_type(ScalarAttributeType::S).build().map_err(build)?,
             )
             .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(PK)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(build)?,
+                AttributeDefinition::builder().attribute_name("failed_pk").attribute_type(ScalarAttributeType::S).build().map_err(build)?,
             )
             .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("failed_pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(build)?,
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("arn")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(build)?,
+                AttributeDefinition::builder().attribute_name("arn").attribute_type(ScalarAttributeType::S).build().map_err(build)?,
             )
             .global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
                     .index_name(FAILED_INDEX)
-                    .key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name("failed_pk")
-                            .key_type(KeyType::Hash)
-                            .build()
-                            .map_err(build)?,
-                    )
-                    .key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name("arn")
-                            .key_type(KeyType::Range)
-                            .build()
-                            .map_err(build)?,
-                    )
+                    .key_schema(KeySchemaElement::builder().attribute_name("failed_pk").key_type(KeyType::Hash).build().map_err(build)?)
+                    .key_schema(KeySchemaElement::builder().attribute_name("arn").key_type(KeyType::Range).build().map_err(build)?)
                     // Only what `due` and `failed` read: lease traffic never writes to the index.
                     .projection(
                         Projection::builder()
@@ -364,32 +288,15 @@ impl DynamoState {
         match created {
             Ok(_) => {}
             // Another process is creating it at the same moment.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
             Err(e) => return Err(self.err("CreateTable", e)),
         }
         self.wait_active(c).await?;
-        let spec = TimeToLiveSpecification::builder()
-            .attribute_name(TTL_ATTRIBUTE)
-            .enabled(true)
-            .build()
-            .map_err(build)?;
-        match c
-            .update_time_to_live()
-            .table_name(self.table())
-            .time_to_live_specification(spec)
-            .send()
-            .await
-        {
+        let spec = TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().map_err(build)?;
+        match c.update_time_to_live().table_name(self.table()).time_to_live_specification(spec).send().await {
             Ok(_) => Ok(()),
             // Already enabled (by the racing creator).
-            Err(e)
-                if e.code() == Some("ValidationException")
-                    && e.message().is_some_and(|m| m.contains("already")) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.code() == Some("ValidationException") && e.message().is_some_and(|m| m.contains("already")) => Ok(()),
             Err(e) => Err(self.err("UpdateTimeToLive", e)),
         }
     }
@@ -397,12 +304,7 @@ impl DynamoState {
     async fn wait_active(&self, c: &Client) -> Result<(), StateError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         loop {
-            let d = c
-                .describe_table()
-                .table_name(self.table())
-                .send()
-                .await
-                .map_err(|e| self.err("DescribeTable", e))?;
+            let d = c.describe_table().table_name(self.table()).send().await.map_err(|e| self.err("DescribeTable", e))?;
             if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
                 return Ok(());
             }
@@ -423,36 +325,21 @@ impl DynamoState {
         let Some(item) = self.get_item(job_key(arn)).await? else {
             return Ok(None);
         };
-        let (Some(owner), Some(exp), Some(fence)) = (
-            text(&item, "lease_owner"),
-            num(&item, "lease_expires"),
-            num(&item, "fence"),
-        ) else {
+        let (Some(owner), Some(exp), Some(fence)) = (text(&item, "lease_owner"), num(&item, "lease_expires"), num(&item, "fence")) else {
             return Ok(None);
         };
-        let expires_at = DateTime::<Utc>::from_timestamp_millis(exp)
-            .ok_or_else(|| self.decode(format!("job {arn}: lease expiry {exp}")))?;
-        Ok(Some(Lease {
-            arn: arn.to_string(),
-            owner: owner.to_string(),
-            fence: fence as u64,
-            expires_at,
-        }))
+        let expires_at =
+            DateTime::<Utc>::from_timestamp_millis(exp).ok_or_else(|| self.decode(format!("job {arn}: lease expiry {exp}")))?;
+        Ok(Some(Lease { arn: arn.to_string(), owner: owner.to_string(), fence: fence as u64, expires_at }))
     }
 
-    fn entry_of(
-        &self,
-        item: &HashMap<String, AttributeValue>,
-    ) -> Result<Option<JobState>, StateError> {
+    fn entry_of(&self, item: &HashMap<String, AttributeValue>) -> Result<Option<JobState>, StateError> {
         match item.get("entry") {
             None => Ok(None),
-            Some(AttributeValue::S(json)) => serde_json::from_str(json)
-                .map(Some)
-                .map_err(|e| self.decode(format!("ledger entry of {}: {e}", item_name(item)))),
-            Some(_) => Err(self.decode(format!(
-                "ledger entry of {} is not a string",
-                item_name(item)
-            ))),
+            Some(AttributeValue::S(json)) => {
+                serde_json::from_str(json).map(Some).map_err(|e| self.decode(format!("ledger entry of {}: {e}", item_name(item))))
+            }
+            Some(_) => Err(self.decode(format!("ledger entry of {} is not a string", item_name(item)))),
         }
     }
 
@@ -484,7 +371,11 @@ impl DynamoState {
                 _ => return Ok(out),
             }
         }
-        Err(StateError::Backend { location: self.loc(), message: format!("Scan: more than {MAX_SCAN_PAGES} pages; the table is too large for this store's scans"), retryable: false })
+        Err(StateError::Backend {
+            location: self.loc(),
+            message: format!("Scan: more than {MAX_SCAN_PAGES} pages; the table is too large for this store's scans"),
+            retryable: false,
+        })
     }
 
     /// Failed jobs' entries (parked or not) in ARN order after `after`, at most `limit`, from the
@@ -492,12 +383,7 @@ impl DynamoState {
     /// unparked jobs whose retry time has come by then. Index reads are eventually consistent:
     /// a failure recorded a moment ago may show on the next call (every job is read again under
     /// its lease before it is worked on).
-    async fn failed_entries(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        due_at: Option<Timestamp>,
-    ) -> Result<Vec<JobState>, StateError> {
+    async fn failed_entries(&self, after: Option<&str>, limit: usize, due_at: Option<Timestamp>) -> Result<Vec<JobState>, StateError> {
         let c = self.client().await?;
         let mut values = HashMap::from([(":failed_pk".to_string(), s(FAILED_PK_VALUE))]);
         let mut key = "#failed_pk = :failed_pk".to_string();
@@ -528,9 +414,7 @@ impl DynamoState {
                 .projection_expression(projection)
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
-                .limit(
-                    i32::try_from(limit.saturating_sub(out.len()).clamp(1, 1000)).unwrap_or(1000),
-                )
+                .limit(i32::try_from(limit.saturating_sub(out.len()).clamp(1, 1000)).unwrap_or(1000))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -549,19 +433,10 @@ impl DynamoState {
         Ok(out)
     }
 
-    async fn get_item(
-        &self,
-        key: AttributeValue,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, StateError> {
+    async fn get_item(&self, key: AttributeValue) -> Result<Option<HashMap<String, AttributeValue>>, StateError> {
         let c = self.client().await?;
-        let r = c
-            .get_item()
-            .table_name(self.table())
-            .key(PK, key)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err("GetItem", e))?;
+        let r =
+            c.get_item().table_name(self.table()).key(PK, key).consistent_read(true).send().await.map_err(|e| self.err("GetItem", e))?;
         Ok(r.item)
     }
 }
@@ -575,9 +450,7 @@ fn names(exprs: &[&str]) -> HashMap<String, String> {
         let mut rest = *e;
         while let Some(i) = rest.find('#') {
             let tail = &rest[i + 1..];
-            let end = tail
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len());
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
             if end > 0 {
                 out.insert(format!("#{}", &tail[..end]), tail[..end].to_string());
             }
@@ -594,9 +467,7 @@ trait Exprs {
 
 impl Exprs for aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
     fn exprs(self, update: &str, condition: &str) -> Self {
-        self.update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names(&[update, condition])))
+        self.update_expression(update).condition_expression(condition).set_expression_attribute_names(Some(names(&[update, condition])))
     }
 }
 
@@ -625,11 +496,9 @@ fn text<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a st
 /// values. Besides the entry itself it writes what the failed-jobs index and the scans read:
 /// `outcome`, `parked`, `job`, `next_at` (only with a retry time) and `failed_pk` (only on
 /// failed jobs, so the index holds failed jobs alone).
-fn entry_update(
-    e: &JobState,
-    json: String,
-) -> (String, Vec<&'static str>, HashMap<String, AttributeValue>) {
-    let mut set = String::from("#entry = :entry, #outcome = :outcome, #parked = :parked, #job = :name, #lease_ttl = :never, #entry_ttl = :never");
+fn entry_update(e: &JobState, json: String) -> (String, Vec<&'static str>, HashMap<String, AttributeValue>) {
+    let mut set =
+        String::from("#entry = :entry, #outcome = :outcome, #parked = :parked, #job = :name, #lease_ttl = :never, #entry_ttl = :never");
     let mut remove = Vec::new();
     let mut values = HashMap::from([
         (":entry".to_string(), s(json)),
@@ -664,11 +533,8 @@ impl StateStore for DynamoState {
         let Some(item) = self.get_item(s(format!("{CURSOR_PREFIX}{key}"))).await? else {
             return Ok(None);
         };
-        let json = text(&item, "cursor")
-            .ok_or_else(|| self.decode(format!("cursor {key}: no `cursor` attribute")))?;
-        serde_json::from_str(json)
-            .map(Some)
-            .map_err(|e| self.decode(format!("cursor {key}: {e}")))
+        let json = text(&item, "cursor").ok_or_else(|| self.decode(format!("cursor {key}: no `cursor` attribute")))?;
+        serde_json::from_str(json).map(Some).map_err(|e| self.decode(format!("cursor {key}: {e}")))
     }
 
     async fn save_cursor(&self, key: &str, cursor: &Cursor) -> Result<(), StateError> {
@@ -688,22 +554,13 @@ impl StateStore for DynamoState {
     }
 
     async fn cursors(&self) -> Result<Vec<(String, Cursor)>, StateError> {
-        let items = self
-            .scan(
-                "#kind = :cursor",
-                "#key, #cursor",
-                HashMap::from([(":cursor".to_string(), s("cursor"))]),
-            )
-            .await?;
+        let items = self.scan("#kind = :cursor", "#key, #cursor", HashMap::from([(":cursor".to_string(), s("cursor"))])).await?;
         let mut out = Vec::new();
         for it in &items {
             let (Some(k), Some(json)) = (text(it, "key"), text(it, "cursor")) else {
                 return Err(self.decode("a cursor item without `key` or `cursor`"));
             };
-            out.push((
-                k.to_string(),
-                serde_json::from_str(json).map_err(|e| self.decode(format!("cursor {k}: {e}")))?,
-            ));
+            out.push((k.to_string(), serde_json::from_str(json).map_err(|e| self.decode(format!("cursor {k}: {e}")))?));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
@@ -719,10 +576,7 @@ impl StateStore for DynamoState {
         let unique: Vec<&String> = arns.iter().filter(|a| seen.insert(a.as_str())).collect();
         let mut found: BTreeMap<String, JobState> = BTreeMap::new();
         for chunk in unique.chunks(BATCH_GET_MAX) {
-            let keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|a| HashMap::from([(PK.to_string(), job_key(a))]))
-                .collect();
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk.iter().map(|a| HashMap::from([(PK.to_string(), job_key(a))])).collect();
             let mut pending = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
@@ -736,31 +590,23 @@ impl StateStore for DynamoState {
             while let Some(ka) = pending.take() {
                 if round > 0 {
                     if round > UNPROCESSED_ROUNDS {
-                        return Err(StateError::Backend { location: self.loc(), message: format!("BatchGetItem: keys still unprocessed after {UNPROCESSED_ROUNDS} retries (throttled)"), retryable: true });
+                        return Err(StateError::Backend {
+                            location: self.loc(),
+                            message: format!("BatchGetItem: keys still unprocessed after {UNPROCESSED_ROUNDS} retries (throttled)"),
+                            retryable: true,
+                        });
                     }
                     let backoff = Duration::from_millis((25u64 << round.min(7)).min(2_000));
                     tokio::time::sleep(backoff).await;
                 }
                 round += 1;
-                let r = c
-                    .batch_get_item()
-                    .request_items(self.table(), ka)
-                    .send()
-                    .await
-                    .map_err(|e| self.err("BatchGetItem", e))?;
-                for item in r
-                    .responses
-                    .and_then(|mut m| m.remove(self.table()))
-                    .unwrap_or_default()
-                {
+                let r = c.batch_get_item().request_items(self.table(), ka).send().await.map_err(|e| self.err("BatchGetItem", e))?;
+                for item in r.responses.and_then(|mut m| m.remove(self.table())).unwrap_or_default() {
                     if let Some(e) = self.entry_of(&item)? {
                         found.insert(e.arn.clone(), e);
                     }
                 }
-                pending = r
-                    .unprocessed_keys
-                    .and_then(|mut m| m.remove(self.table()))
-                    .filter(|k| !k.keys().is_empty());
+                pending = r.unprocessed_keys.and_then(|mut m| m.remove(self.table())).filter(|k| !k.keys().is_empty());
             }
         }
         Ok(arns.iter().map(|a| found.get(a).cloned()).collect())
@@ -794,16 +640,10 @@ impl StateStore for DynamoState {
             match r {
                 Ok(out) => {
                     let item = out.attributes.unwrap_or_default();
-                    let fence = num(&item, "fence")
-                        .ok_or_else(|| self.decode(format!("job {arn}: no fence after acquire")))?;
+                    let fence = num(&item, "fence").ok_or_else(|| self.decode(format!("job {arn}: no fence after acquire")))?;
                     let state = self.entry_of(&item)?.map(Box::new);
                     return Ok(Acquired::Granted {
-                        lease: Lease {
-                            arn: arn.to_string(),
-                            owner: owner.to_string(),
-                            fence: fence as u64,
-                            expires_at,
-                        },
+                        lease: Lease { arn: arn.to_string(), owner: owner.to_string(), fence: fence as u64, expires_at },
                         state,
                     });
                 }
@@ -817,18 +657,12 @@ impl StateStore for DynamoState {
                         Some(i) => Some(i),
                         None => self.get_item(job_key(arn)).await?,
                     };
-                    let holder = old.as_ref().and_then(|i| {
-                        Some((
-                            text(i, "lease_owner")?.to_string(),
-                            num(i, "lease_expires")?,
-                        ))
-                    });
+                    let holder = old.as_ref().and_then(|i| Some((text(i, "lease_owner")?.to_string(), num(i, "lease_expires")?)));
                     if let Some((owner, exp)) = holder {
                         if exp >= millis(Utc::now()) {
                             return Ok(Acquired::Held {
                                 owner,
-                                expires_at: DateTime::<Utc>::from_timestamp_millis(exp)
-                                    .unwrap_or_else(Utc::now),
+                                expires_at: DateTime::<Utc>::from_timestamp_millis(exp).unwrap_or_else(Utc::now),
                             });
                         }
                     }
@@ -851,15 +685,9 @@ impl StateStore for DynamoState {
             .update_item()
             .table_name(self.table())
             .key(PK, job_key(&lease.arn))
-            .exprs(
-                "SET #lease_expires = :exp, #lease_ttl = if_not_exists(#entry_ttl, :gc)",
-                "#lease_owner = :me AND #fence = :f",
-            )
+            .exprs("SET #lease_expires = :exp, #lease_ttl = if_not_exists(#entry_ttl, :gc)", "#lease_owner = :me AND #fence = :f")
             .expression_attribute_values(":exp", n(millis(expires_at)))
-            .expression_attribute_values(
-                ":gc",
-                n(ttl_after(expires_at, LEASE_GC_GRACE).timestamp()),
-            )
+            .expression_attribute_values(":gc", n(ttl_after(expires_at, LEASE_GC_GRACE).timestamp()))
             .expression_attribute_values(":me", s(&lease.owner))
             .expression_attribute_values(":f", n(lease.fence))
             .send()
@@ -882,10 +710,7 @@ impl StateStore for DynamoState {
             .update_item()
             .table_name(self.table())
             .key(PK, job_key(&lease.arn))
-            .exprs(
-                &format!("SET {set} REMOVE {}", remove.join(", ")),
-                "#lease_owner = :me AND #fence = :f",
-            )
+            .exprs(&format!("SET {set} REMOVE {}", remove.join(", ")), "#lease_owner = :me AND #fence = :f")
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
@@ -902,10 +727,7 @@ impl StateStore for DynamoState {
             .update_item()
             .table_name(self.table())
             .key(PK, job_key(&lease.arn))
-            .exprs(
-                "REMOVE #lease_owner, #lease_expires",
-                "#lease_owner = :me AND #fence = :f",
-            )
+            .exprs("REMOVE #lease_owner, #lease_expires", "#lease_owner = :me AND #fence = :f")
             .expression_attribute_values(":me", s(&lease.owner))
             .expression_attribute_values(":f", n(lease.fence))
             .send()
@@ -917,12 +739,7 @@ impl StateStore for DynamoState {
         }
     }
 
-    async fn due(
-        &self,
-        now: Timestamp,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<JobState>, StateError> {
+    async fn due(&self, now: Timestamp, after: Option<&str>, limit: usize) -> Result<Vec<JobState>, StateError> {
         self.failed_entries(after, limit, Some(now)).await
     }
 
@@ -943,15 +760,11 @@ impl StateStore for DynamoState {
                 if attempt >= UNPARK_TRIES {
                     return Err(StateError::Backend {
                         location: self.loc(),
-                        message: format!(
-                            "job {}: its entry kept changing while it was unparked",
-                            current.arn
-                        ),
+                        message: format!("job {}: its entry kept changing while it was unparked", current.arn),
                         retryable: true,
                     });
                 }
-                let old =
-                    serde_json::to_string(&current).map_err(|x| self.decode(x.to_string()))?;
+                let old = serde_json::to_string(&current).map_err(|x| self.decode(x.to_string()))?;
                 let mut next = current.clone();
                 next.parked = false;
                 next.attempts = 0;
@@ -959,11 +772,7 @@ impl StateStore for DynamoState {
                 let json = serde_json::to_string(&next).map_err(|x| self.decode(x.to_string()))?;
                 let (set, remove, mut values) = entry_update(&next, json);
                 values.insert(":old".into(), s(old));
-                let update = if remove.is_empty() {
-                    format!("SET {set}")
-                } else {
-                    format!("SET {set} REMOVE {}", remove.join(", "))
-                };
+                let update = if remove.is_empty() { format!("SET {set}") } else { format!("SET {set} REMOVE {}", remove.join(", ")) };
                 let r = c
                     .update_item()
                     .table_name(self.table())
@@ -979,12 +788,7 @@ impl StateStore for DynamoState {
                     }
                     Err(x) if conditional_failed(&x) => {
                         let item = self.get_item(job_key(&next.arn)).await?;
-                        match item
-                            .as_ref()
-                            .map(|i| self.entry_of(i))
-                            .transpose()?
-                            .flatten()
-                        {
+                        match item.as_ref().map(|i| self.entry_of(i)).transpose()?.flatten() {
                             Some(j) if j.outcome == Outcome::Failed => current = j,
                             // Recorded otherwise in the meantime: not a failed job any more.
                             _ => break,
@@ -999,11 +803,7 @@ impl StateStore for DynamoState {
 
     async fn counts(&self) -> Result<LedgerCounts, StateError> {
         let items = self
-            .scan(
-                "#kind = :job AND attribute_exists(#entry)",
-                "#outcome, #parked",
-                HashMap::from([(":job".to_string(), s("job"))]),
-            )
+            .scan("#kind = :job AND attribute_exists(#entry)", "#outcome, #parked", HashMap::from([(":job".to_string(), s("job"))]))
             .await?;
         let mut out = LedgerCounts::default();
         for it in &items {

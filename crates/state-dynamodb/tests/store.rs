@@ -7,10 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveStatus,
-};
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveStatus};
 use sagesync_core::state::conformance;
 use sagesync_core::{Acquired, Cursor, Outcome, StateStore};
 use sagesync_state_dynamodb::{DynamoState, TTL_ATTRIBUTE};
@@ -43,69 +40,29 @@ async fn the_table_is_created_on_demand_with_on_demand_billing_and_ttl() {
     let moto = Moto::start();
     let table = fresh_table("created");
     let s = store(&moto.url(), &table);
-    assert_eq!(
-        s.counts().await.unwrap().total(),
-        0,
-        "first use creates the table"
-    );
+    assert_eq!(s.counts().await.unwrap().total(), 0, "first use creates the table");
     let c = raw_client(&moto.url()).await;
-    let d = c
-        .describe_table()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
-    assert_eq!(
-        d.billing_mode_summary().and_then(|b| b.billing_mode()),
-        Some(&BillingMode::PayPerRequest)
-    );
+    let d = c.describe_table().table_name(&table).send().await.unwrap().table.unwrap();
+    assert_eq!(d.billing_mode_summary().and_then(|b| b.billing_mode()), Some(&BillingMode::PayPerRequest));
     assert_eq!(d.key_schema()[0].attribute_name(), "pk");
     let gsi = d
         .global_secondary_indexes()
         .iter()
         .find(|g| g.index_name() == Some(sagesync_state_dynamodb::FAILED_INDEX))
         .expect("the failed-jobs index");
-    assert_eq!(
-        gsi.key_schema()
-            .iter()
-            .map(|k| k.attribute_name())
-            .collect::<Vec<_>>(),
-        ["failed_pk", "arn"]
-    );
-    let ttl = c
-        .describe_time_to_live()
-        .table_name(&table)
-        .send()
-        .await
-        .unwrap()
-        .time_to_live_description
-        .unwrap();
+    assert_eq!(gsi.key_schema().iter().map(|k| k.attribute_name()).collect::<Vec<_>>(), ["failed_pk", "arn"]);
+    let ttl = c.describe_time_to_live().table_name(&table).send().await.unwrap().time_to_live_description.unwrap();
     assert_eq!(ttl.attribute_name(), Some(TTL_ATTRIBUTE));
     assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
     // A second store on the same table (a second process) finds it and shares the leases.
     let other = store(&moto.url(), &table);
-    let Acquired::Granted { lease, .. } = s
-        .acquire("arn:j/1", "a", Duration::from_secs(30))
-        .await
-        .unwrap()
-    else {
-        panic!("granted")
-    };
-    assert!(
-        matches!(other.acquire("arn:j/1", "b", Duration::from_secs(30)).await.unwrap(), Acquired::Held { owner, .. } if owner == "a")
-    );
-    assert!(s
-        .commit(&lease, &conformance::entry("arn:j/1", Outcome::Synced))
-        .await
-        .unwrap());
+    let Acquired::Granted { lease, .. } = s.acquire("arn:j/1", "a", Duration::from_secs(30)).await.unwrap() else { panic!("granted") };
+    assert!(matches!(other.acquire("arn:j/1", "b", Duration::from_secs(30)).await.unwrap(), Acquired::Held { owner, .. } if owner == "a"));
+    assert!(s.commit(&lease, &conformance::entry("arn:j/1", Outcome::Synced)).await.unwrap());
     assert_eq!(other.counts().await.unwrap().synced, 1);
     // Eight first starts racing to create one table: every one opens it.
     let racing = fresh_table("race");
-    let stores: Vec<Arc<DynamoState>> = (0..8)
-        .map(|_| Arc::new(store(&moto.url(), &racing)))
-        .collect();
+    let stores: Vec<Arc<DynamoState>> = (0..8).map(|_| Arc::new(store(&moto.url(), &racing))).collect();
     let tasks: Vec<_> = stores
         .iter()
         .map(|s| {
@@ -114,9 +71,7 @@ async fn the_table_is_created_on_demand_with_on_demand_billing_and_ttl() {
         })
         .collect();
     for t in tasks {
-        t.await
-            .unwrap()
-            .expect("every racing first start opens the table");
+        t.await.unwrap().expect("every racing first start opens the table");
     }
 }
 
@@ -125,51 +80,21 @@ async fn a_missing_or_foreign_table_is_refused_and_left_untouched() {
     let moto = Moto::start();
     let mut st = settings(&moto.url(), "no-such-table");
     st.create_table = false;
-    let e = DynamoState::new(st)
-        .counts()
-        .await
-        .expect_err("missing table");
+    let e = DynamoState::new(st).counts().await.expect_err("missing table");
     assert!(!e.is_retryable(), "{e}");
-    assert!(
-        e.to_string().contains("does not exist") && e.to_string().contains("create_table"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("does not exist") && e.to_string().contains("create_table"), "{e}");
     let c = raw_client(&moto.url()).await;
     c.create_table()
         .table_name("invoices")
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::N)
-                .build()
-                .unwrap(),
-        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::N).build().unwrap())
         .send()
         .await
         .unwrap();
-    let e = store(&moto.url(), "invoices")
-        .counts()
-        .await
-        .expect_err("foreign table");
+    let e = store(&moto.url(), "invoices").counts().await.expect_err("foreign table");
     assert!(e.to_string().contains("not a sagesync table"), "{e}");
-    assert_eq!(
-        c.scan()
-            .table_name("invoices")
-            .send()
-            .await
-            .unwrap()
-            .count(),
-        0,
-        "nothing was written"
-    );
+    assert_eq!(c.scan().table_name("invoices").send().await.unwrap().count(), 0, "nothing was written");
     // Unreachable: retryable.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -178,10 +103,7 @@ async fn a_missing_or_foreign_table_is_refused_and_left_untouched() {
     let mut st = settings(&format!("http://127.0.0.1:{closed}"), "t-unreachable");
     st.max_attempts = 2;
     st.connect_timeout = Duration::from_millis(300);
-    let e = DynamoState::new(st)
-        .counts()
-        .await
-        .expect_err("unreachable");
+    let e = DynamoState::new(st).counts().await.expect_err("unreachable");
     assert!(e.is_retryable(), "{e}");
 }
 
@@ -202,15 +124,10 @@ async fn throttling_loses_nothing() {
             let mut committed = Vec::new();
             for j in 0..60 {
                 let arn = format!("arn:j/{j:03}");
-                if let Acquired::Granted { lease, .. } = s
-                    .acquire(&arn, &format!("w{w}"), Duration::from_secs(30))
-                    .await
-                    .expect("acquire under throttling")
+                if let Acquired::Granted { lease, .. } =
+                    s.acquire(&arn, &format!("w{w}"), Duration::from_secs(30)).await.expect("acquire under throttling")
                 {
-                    assert!(s
-                        .commit(&lease, &conformance::entry(&arn, Outcome::Synced))
-                        .await
-                        .expect("commit under throttling"));
+                    assert!(s.commit(&lease, &conformance::entry(&arn, Outcome::Synced)).await.expect("commit under throttling"));
                     committed.push(arn);
                 }
             }
@@ -224,30 +141,14 @@ async fn throttling_loses_nothing() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 60, "every job was committed by someone");
-    s.save_cursor("poll", &Cursor::default())
-        .await
-        .expect("cursor under throttling");
+    s.save_cursor("poll", &Cursor::default()).await.expect("cursor under throttling");
     let arns: Vec<String> = (0..60).map(|j| format!("arn:j/{j:03}")).collect();
     let got = s.jobs(&arns).await.expect("batch read under throttling");
-    assert!(
-        got.iter()
-            .all(|e| e.as_ref().is_some_and(|e| e.outcome == Outcome::Synced)),
-        "every entry is there"
-    );
+    assert!(got.iter().all(|e| e.as_ref().is_some_and(|e| e.outcome == Outcome::Synced)), "every entry is there");
     assert_eq!(s.counts().await.expect("scan under throttling").synced, 60);
-    assert!(
-        proxy
-            .counters
-            .throttled
-            .load(std::sync::atomic::Ordering::SeqCst)
-            >= 40,
-        "the proxy throttled requests"
-    );
+    assert!(proxy.counters.throttled.load(std::sync::atomic::Ordering::SeqCst) >= 40, "the proxy throttled requests");
     // Read through moto directly: the same ledger.
-    assert_eq!(
-        store(&moto.url(), &table).counts().await.unwrap().synced,
-        60
-    );
+    assert_eq!(store(&moto.url(), &table).counts().await.unwrap().synced, 60);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,22 +160,10 @@ async fn a_lease_costs_two_requests_per_job() {
     proxy.counters.reset();
     for j in 0..10 {
         let arn = format!("arn:j/{j}");
-        let Acquired::Granted { lease, state } =
-            s.acquire(&arn, "w", Duration::from_secs(30)).await.unwrap()
-        else {
-            panic!()
-        };
+        let Acquired::Granted { lease, state } = s.acquire(&arn, "w", Duration::from_secs(30)).await.unwrap() else { panic!() };
         assert!(state.is_none());
-        assert!(s
-            .commit(&lease, &conformance::entry(&arn, Outcome::Synced))
-            .await
-            .unwrap());
+        assert!(s.commit(&lease, &conformance::entry(&arn, Outcome::Synced)).await.unwrap());
     }
     assert_eq!(proxy.counters.snapshot().get("UpdateItem"), Some(&20));
-    assert_eq!(
-        proxy.counters.total(),
-        20,
-        "acquire (with the entry) and commit (with the release): {:?}",
-        proxy.counters.snapshot()
-    );
+    assert_eq!(proxy.counters.total(), 20, "acquire (with the entry) and commit (with the release): {:?}", proxy.counters.snapshot());
 }

@@ -93,7 +93,11 @@ async fn status_and_retry_see_and_redrive_the_shared_ledger() {
     assert_eq!(code, Some(0), "{err}");
     let s: Value = serde_json::from_str(&out).unwrap();
     assert!(s["state"].as_str().unwrap().contains("dynamodb table cli-ledger"), "{s}");
-    assert_eq!((s["counts"]["synced"].as_u64(), s["counts"]["failed"].as_u64(), s["counts"]["parked"].as_u64()), (Some(2), Some(1), Some(1)), "{s}");
+    assert_eq!(
+        (s["counts"]["synced"].as_u64(), s["counts"]["failed"].as_u64(), s["counts"]["parked"].as_u64()),
+        (Some(2), Some(1), Some(1)),
+        "{s}"
+    );
     assert_eq!(s["failed_jobs"][0]["arn"], arn.as_str());
     assert!(s["failed_jobs"][0]["error"].as_str().unwrap().contains("project name too long"), "{s}");
 

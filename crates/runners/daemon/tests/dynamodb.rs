@@ -51,7 +51,17 @@ struct Daemon(Child);
 
 impl Daemon {
     fn start(cfg: &Path, dir: &Path) -> Daemon {
-        Daemon(Command::new(private_bin(env!("CARGO_BIN_EXE_sagesyncd"))).current_dir(dir).args(["--config", cfg.to_str().unwrap()]).envs(TEST_ENV).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+        Daemon(
+            Command::new(private_bin(env!("CARGO_BIN_EXE_sagesyncd")))
+                .current_dir(dir)
+                .args(["--config", cfg.to_str().unwrap()])
+                .envs(TEST_ENV)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
     fn kill_9(&mut self) {
         assert!(Command::new("kill").args(["-9", &self.0.id().to_string()]).status().unwrap().success());
@@ -114,7 +124,11 @@ fn counts(moto_url: &str, table: &str) -> Option<sagesync_core::LedgerCounts> {
 }
 
 fn runs(p: &Peer) -> Vec<String> {
-    p.state().get("runs").and_then(Value::as_array).map(|r| r.iter().map(|r| r["description"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+    p.state()
+        .get("runs")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().map(|r| r["description"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +139,10 @@ async fn two_daemons_on_one_table_killed_at_random_sync_every_job_exactly_once()
     let dir = tempfile::tempdir().unwrap();
     let table = "ha-daemons";
     store(&moto, table).open().await.unwrap();
-    let cfgs = [config(dir.path(), "a", &moto, peer.port, table, "concurrency = 2\nlease_ttl_secs = 3"), config(dir.path(), "b", &moto, peer.port, table, "concurrency = 2\nlease_ttl_secs = 3")];
+    let cfgs = [
+        config(dir.path(), "a", &moto, peer.port, table, "concurrency = 2\nlease_ttl_secs = 3"),
+        config(dir.path(), "b", &moto, peer.port, table, "concurrency = 2\nlease_ttl_secs = 3"),
+    ];
     let mut ds = [Daemon::start(&cfgs[0], dir.path()), Daemon::start(&cfgs[1], dir.path())];
     // Random kills; set SAGESYNC_CRASH_SEED to replay a run.
     let seed: u64 = std::env::var("SAGESYNC_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
@@ -148,7 +165,10 @@ async fn two_daemons_on_one_table_killed_at_random_sync_every_job_exactly_once()
         ds[target] = Daemon::start(&cfgs[target], dir.path());
     }
     eprintln!("kills (daemon, runs at kill): {kills:?}");
-    assert!(kills.len() >= 3 && kills.iter().any(|k| k.0 == 0) && kills.iter().any(|k| k.0 == 1), "both daemons were killed mid-sync: {kills:?}");
+    assert!(
+        kills.len() >= 3 && kills.iter().any(|k| k.0 == 0) && kills.iter().any(|k| k.0 == 1),
+        "both daemons were killed mid-sync: {kills:?}"
+    );
     wait_until("all 300 runs", 180, || runs(&peer).len() >= 300).await;
     wait_until("the ledger agrees", 60, || counts(&moto.url(), table).is_some_and(|c| c.synced == 300)).await;
     // Both still running: give them a few more polls to (not) write anything twice.

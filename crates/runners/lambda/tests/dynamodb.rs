@@ -59,14 +59,23 @@ async fn table(moto: &Moto, name: &str) -> DynamoState {
 }
 
 fn runs_of(peer: &Peer, job: &str) -> Vec<Value> {
-    peer.state()["runs"].as_array().unwrap().iter().filter(|r| r["description"].as_str().unwrap_or("").contains(&format!("/{job})"))).cloned().collect()
+    peer.state()["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["description"].as_str().unwrap_or("").contains(&format!("/{job})")))
+        .cloned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_concurrent_invocations_of_one_event_write_one_run_with_its_metrics_once() {
     let moto = Moto::start();
     let names = moto.create_jobs("conc", 1, &SYNC_TAGS).await;
-    moto.edit(&names[0], json!({"FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.875, "Timestamp": "2026-11-20T09:59:00Z"}]}));
+    moto.edit(
+        &names[0],
+        json!({"FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.875, "Timestamp": "2026-11-20T09:59:00Z"}]}),
+    );
     let peer = Peer::start(&[]);
     let state = table(&moto, "lambda-conc").await;
     let dir = tempfile::tempdir().unwrap();
@@ -98,14 +107,20 @@ async fn eight_concurrent_invocations_of_one_event_write_one_run_with_its_metric
             other => panic!("redelivery: {other:?}"),
         }
     }
-    let written: usize = outcomes.iter().filter(|o| matches!(o, Outcome::Response(v) if v["receipts"].as_array().is_some_and(|r| !r.is_empty()))).count();
+    let written: usize =
+        outcomes.iter().filter(|o| matches!(o, Outcome::Response(v) if v["receipts"].as_array().is_some_and(|r| !r.is_empty()))).count();
     assert_eq!(written, 1, "exactly one invocation wrote: {outcomes:?}");
     let runs = runs_of(&peer, &names[0]);
     assert_eq!(runs.len(), 1, "eight deliveries, one run");
     let st = peer.state();
     let aucs: Vec<&Value> = st["metric_events"].as_array().unwrap().iter().filter(|m| m["metricType"] == "validation:auc").collect();
     assert_eq!(aucs.len(), 1, "the metric once: {aucs:?}");
-    let e = state.jobs(&[format!("arn:aws:sagemaker:us-east-1:123456789012:training-job/{}", names[0])]).await.unwrap().remove(0).expect("in the shared ledger");
+    let e = state
+        .jobs(&[format!("arn:aws:sagemaker:us-east-1:123456789012:training-job/{}", names[0])])
+        .await
+        .unwrap()
+        .remove(0)
+        .expect("in the shared ledger");
     assert_eq!(e.outcome, JobOutcome::Synced);
     assert_eq!(e.deliveries.len(), 1);
 }
@@ -161,7 +176,8 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     support::moto::create_job(&moto.client().await, "ghost-job", &tags).await;
     let report = engine.retry(&["ghost-job".to_string()], &CancellationToken::new(), &NoObserver).await.unwrap();
     assert_eq!(report.synced, 1, "{report:?}");
-    let after = state.jobs(&["arn:aws:sagemaker:us-east-1:123456789012:training-job/ghost-job".to_string()]).await.unwrap().remove(0).unwrap();
+    let after =
+        state.jobs(&["arn:aws:sagemaker:us-east-1:123456789012:training-job/ghost-job".to_string()]).await.unwrap().remove(0).unwrap();
     assert!(!after.parked && after.outcome == JobOutcome::Synced, "re-driven by retry: {after:?}");
     assert_eq!(runs_of(&peer, "ghost-job").len(), 1);
     assert_eq!(state.failed(None, 10).await.unwrap().len(), 0);

@@ -9,11 +9,7 @@ use sagesync_state_dynamodb::{DynamoSettings, DynamoState};
 /// A table name no other test in this process uses.
 pub fn fresh_table(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Settings for a fresh table at `url`, created on first use.

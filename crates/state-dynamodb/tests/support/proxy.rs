@@ -59,16 +59,10 @@ async fn head<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<
 }
 
 fn get<'a>(hs: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    hs.iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(k))
-        .map(|(_, v)| v.as_str())
+    hs.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str())
 }
 
-async fn body<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-    hs: &[(String, String)],
-    to_end: bool,
-) -> std::io::Result<Vec<u8>> {
+async fn body<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, hs: &[(String, String)], to_end: bool) -> std::io::Result<Vec<u8>> {
     let mut b = Vec::new();
     match get(hs, "content-length").and_then(|v| v.parse::<usize>().ok()) {
         Some(n) => {
@@ -83,12 +77,7 @@ async fn body<R: tokio::io::AsyncBufRead + Unpin>(
     Ok(b)
 }
 
-async fn serve(
-    client: TcpStream,
-    upstream: u16,
-    every: usize,
-    c: Arc<Counters>,
-) -> std::io::Result<()> {
+async fn serve(client: TcpStream, upstream: u16, every: usize, c: Arc<Counters>) -> std::io::Result<()> {
     let (rd, mut wr) = client.into_split();
     let mut rd = BufReader::new(rd);
     while let Some((first, hs)) = head(&mut rd).await? {
@@ -126,10 +115,7 @@ async fn serve(
         let rb = body(&mut urd, &rhs, true).await?;
         let mut resp = status;
         for (k, v) in &rhs {
-            if !["connection", "content-length", "transfer-encoding"]
-                .iter()
-                .any(|x| k.eq_ignore_ascii_case(x))
-            {
+            if !["connection", "content-length", "transfer-encoding"].iter().any(|x| k.eq_ignore_ascii_case(x)) {
                 resp.push_str(&format!("{k}: {v}\r\n"));
             }
         }
