@@ -17,6 +17,11 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   (POST /service/GraniteServiceVersion20100801/operation/<Op>) are translated to the JSON
   protocol moto does speak, and the replies back to CBOR (timestamps as CBOR tag 1).
 
+* DynamoDB requests are served one at a time. moto evaluates a conditional write's condition
+  and applies its update without a lock, so under a threaded server two racing conditional
+  UpdateItems on one item could both succeed; DynamoDB itself applies each item write
+  atomically. Serialising them gives the tests DynamoDB's semantics.
+
 Usage: python moto_launcher.py [--port 0]   -> prints "READY <port>" when serving.
 Reset between tests with POST /moto-api/reset.
 """
@@ -27,6 +32,7 @@ import io
 import json
 import re
 import sys
+import threading
 
 import cbor2
 
@@ -229,6 +235,9 @@ def rpcv2_cbor(moto_app, environ, start_response):
     return [encoded]
 
 
+DYNAMODB_LOCK = threading.Lock()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
@@ -245,6 +254,11 @@ def main():
             return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)
         if environ.get("REQUEST_METHOD") == "POST" and RPCV2_PATH.match(environ.get("PATH_INFO", "")):
             return rpcv2_cbor(moto_app, environ, start_response)
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with DYNAMODB_LOCK:
+                # Drain the response while holding the lock: the write happens as it is produced.
+                body = b"".join(moto_app(environ, start_response))
+            return [body]
         return moto_app(environ, start_response)
 
     server = make_server("127.0.0.1", a.port, app, threaded=True)

@@ -16,6 +16,7 @@ use sagesync_sink_file as _;
 use sagesync_sink_mlflow as _;
 use sagesync_sink_modeldb as _;
 use sagesync_source_sagemaker as _;
+use sagesync_state_dynamodb as _;
 use sagesync_state_sqlite as _;
 
 #[derive(Parser)]

@@ -310,6 +310,7 @@ fn registered_plugin_set() {
         ("sink", "mlflow"),
         ("sink", "modeldb_v1"),
         ("sink", "modeldb_v2"),
+        ("state", "dynamodb"),
         ("state", "memory"),
         ("state", "sqlite"),
     ]

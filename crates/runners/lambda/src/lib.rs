@@ -20,6 +20,7 @@ use sagesync_sink_file as _;
 use sagesync_sink_mlflow as _;
 use sagesync_sink_modeldb as _;
 use sagesync_source_sagemaker as _;
+use sagesync_state_dynamodb as _;
 use sagesync_state_sqlite as _;
 
 /// The pipeline used when no config file exists: the AWS sample's (SageMaker → required tags →
@@ -100,6 +101,22 @@ pub fn config_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     [root.join("sagesync.toml"), PathBuf::from("sagesync.toml")].into_iter().find(|p| p.exists())
 }
 
+/// The state used when the config has no `[state]`: the DynamoDB table named by
+/// `SAGESYNC_STATE_TABLE` (the SAM template sets it), else memory (one sandbox's lifetime).
+pub fn default_state(env: &dyn Fn(&str) -> Option<String>) -> EngineOptions {
+    match env("SAGESYNC_STATE_TABLE").filter(|t| !t.is_empty()) {
+        Some(table) => {
+            let mut options = toml::Table::new();
+            options.insert("table".into(), toml::Value::String(table));
+            if let Some(url) = env("SAGESYNC_STATE_ENDPOINT_URL").filter(|u| !u.is_empty()) {
+                options.insert("endpoint_url".into(), toml::Value::String(url));
+            }
+            EngineOptions { default_state: "dynamodb".into(), default_state_options: options, dry_run: false }
+        }
+        None => EngineOptions::memory(),
+    }
+}
+
 /// Registered plugin type names (for the linking test).
 pub fn registered() -> Vec<(&'static str, &'static str)> {
     sagesync_core::registry::registered()
@@ -118,8 +135,9 @@ impl App {
     }
 
     /// Loads the configuration, reading variables through `env`. Without `[state]`, the ledger
-    /// is in memory (one sandbox's lifetime); `[state] type = "dynamodb"` shares it across
-    /// invocations.
+    /// is the DynamoDB table named by `SAGESYNC_STATE_TABLE` when set, else in memory (one
+    /// sandbox's lifetime); `[state] type = "dynamodb"` in the file shares it across invocations
+    /// too.
     pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<App, ConfigErrors> {
         let mut cfg = match config_path(env) {
             Some(p) => {
@@ -132,7 +150,7 @@ impl App {
             None => Config::parse(DEFAULT_CONFIG, "<built-in Lambda config>", env)?,
         };
         cfg.pipeline.lease_wait_secs = cfg.pipeline.lease_wait_secs.min(10);
-        let engine = Engine::from_config(&cfg, &EngineOptions::memory())?;
+        let engine = Engine::from_config(&cfg, &default_state(env))?;
         Ok(App { engine, settings: cfg.lambda })
     }
 

@@ -17,19 +17,36 @@ fn sam_template_passes_cfn_lint() {
     let actions: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("- sagemaker:") || l.starts_with("- logs:") || l.starts_with("Action: sqs:"))
+        .filter(|l| {
+            l.starts_with("- sagemaker:") || l.starts_with("- dynamodb:") || l.starts_with("- logs:") || l.starts_with("Action: sqs:")
+        })
         .collect();
     assert_eq!(
         actions,
         [
             "- sagemaker:DescribeTrainingJob",
             "- sagemaker:ListTags",
+            "- dynamodb:DescribeTable",
+            "- dynamodb:GetItem",
+            "- dynamodb:BatchGetItem",
+            "- dynamodb:UpdateItem",
             "- logs:CreateLogStream",
             "- logs:PutLogEvents",
             "Action: sqs:SendMessage"
         ]
     );
     assert!(text.contains(":training-job/*"));
+    // The ledger: only on the template's own table, on-demand, TTL on the lease attribute, PITR.
+    assert!(text.contains("Resource: !GetAtt StateTable.Arn") && !text.contains("dynamodb:*"));
+    for needle in [
+        "Type: AWS::DynamoDB::Table",
+        "BillingMode: PAY_PER_REQUEST",
+        &format!("AttributeName: {}", sagesync_state_dynamodb::TTL_ATTRIBUTE),
+        "PointInTimeRecoveryEnabled: true",
+        "SAGESYNC_STATE_TABLE: !Ref StateTable",
+    ] {
+        assert!(text.contains(needle), "template lacks {needle}");
+    }
     assert!(!text.contains("Action: \"*\"") && !text.contains("sagemaker:*"));
     for needle in [
         "Runtime: provided.al2023",

@@ -237,6 +237,7 @@ fn every_plugin_crate_is_linked() {
         ("validator", "required_tags"),
         ("validator", "status"),
         ("state", "sqlite"),
+        ("state", "dynamodb"),
         ("state", "memory"),
     ] {
         assert!(names.contains(&want), "{want:?} missing from {names:?}");

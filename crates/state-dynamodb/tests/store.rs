@@ -1,0 +1,169 @@
+//! The DynamoDB store against moto's DynamoDB (server mode, real HTTP): the shared conformance
+//! suite, the table created on demand, refusal of a missing or foreign table, and throttling
+//! through a loopback proxy that loses nothing.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveStatus};
+use sagesync_core::state::conformance;
+use sagesync_core::{Acquired, Cursor, Outcome, StateStore};
+use sagesync_state_dynamodb::{DynamoState, TTL_ATTRIBUTE};
+use support::moto::Moto;
+use support::proxy::Proxy;
+use support::{fresh_table, settings, store};
+
+async fn raw_client(url: &str) -> aws_sdk_dynamodb::Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&conf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_the_conformance_suite() {
+    let moto = Arc::new(Moto::start());
+    let url = moto.url();
+    conformance::run_all(&move || {
+        let url = url.clone();
+        Box::pin(async move { Arc::new(store(&url, &fresh_table("conf"))) as Arc<dyn StateStore> })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_is_created_on_demand_with_on_demand_billing_and_ttl() {
+    let moto = Moto::start();
+    let table = fresh_table("created");
+    let s = store(&moto.url(), &table);
+    assert_eq!(s.counts().await.unwrap().total(), 0, "first use creates the table");
+    let c = raw_client(&moto.url()).await;
+    let d = c.describe_table().table_name(&table).send().await.unwrap().table.unwrap();
+    assert_eq!(d.billing_mode_summary().and_then(|b| b.billing_mode()), Some(&BillingMode::PayPerRequest));
+    assert_eq!(d.key_schema()[0].attribute_name(), "pk");
+    let gsi = d
+        .global_secondary_indexes()
+        .iter()
+        .find(|g| g.index_name() == Some(sagesync_state_dynamodb::FAILED_INDEX))
+        .expect("the failed-jobs index");
+    assert_eq!(gsi.key_schema().iter().map(|k| k.attribute_name()).collect::<Vec<_>>(), ["failed_pk", "arn"]);
+    let ttl = c.describe_time_to_live().table_name(&table).send().await.unwrap().time_to_live_description.unwrap();
+    assert_eq!(ttl.attribute_name(), Some(TTL_ATTRIBUTE));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    // A second store on the same table (a second process) finds it and shares the leases.
+    let other = store(&moto.url(), &table);
+    let Acquired::Granted { lease, .. } = s.acquire("arn:j/1", "a", Duration::from_secs(30)).await.unwrap() else { panic!("granted") };
+    assert!(matches!(other.acquire("arn:j/1", "b", Duration::from_secs(30)).await.unwrap(), Acquired::Held { owner, .. } if owner == "a"));
+    assert!(s.commit(&lease, &conformance::entry("arn:j/1", Outcome::Synced)).await.unwrap());
+    assert_eq!(other.counts().await.unwrap().synced, 1);
+    // Eight first starts racing to create one table: every one opens it.
+    let racing = fresh_table("race");
+    let stores: Vec<Arc<DynamoState>> = (0..8).map(|_| Arc::new(store(&moto.url(), &racing))).collect();
+    let tasks: Vec<_> = stores
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            tokio::spawn(async move { s.open().await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().expect("every racing first start opens the table");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_foreign_table_is_refused_and_left_untouched() {
+    let moto = Moto::start();
+    let mut st = settings(&moto.url(), "no-such-table");
+    st.create_table = false;
+    let e = DynamoState::new(st).counts().await.expect_err("missing table");
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("does not exist") && e.to_string().contains("create_table"), "{e}");
+    let c = raw_client(&moto.url()).await;
+    c.create_table()
+        .table_name("invoices")
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::N).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let e = store(&moto.url(), "invoices").counts().await.expect_err("foreign table");
+    assert!(e.to_string().contains("not a sagesync table"), "{e}");
+    assert_eq!(c.scan().table_name("invoices").send().await.unwrap().count(), 0, "nothing was written");
+    // Unreachable: retryable.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut st = settings(&format!("http://127.0.0.1:{closed}"), "t-unreachable");
+    st.max_attempts = 2;
+    st.connect_timeout = Duration::from_millis(300);
+    let e = DynamoState::new(st).counts().await.expect_err("unreachable");
+    assert!(e.is_retryable(), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttling_loses_nothing() {
+    let moto = Moto::start();
+    // Every third DynamoDB request answered ProvisionedThroughputExceeded.
+    let proxy = Proxy::start(moto.port, 3).await;
+    let table = fresh_table("throttled");
+    let mut st = settings(&proxy.url(), &table);
+    st.max_attempts = 10;
+    st.initial_backoff = Duration::from_millis(5);
+    let s = Arc::new(DynamoState::new(st));
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut committed = Vec::new();
+            for j in 0..60 {
+                let arn = format!("arn:j/{j:03}");
+                if let Acquired::Granted { lease, .. } =
+                    s.acquire(&arn, &format!("w{w}"), Duration::from_secs(30)).await.expect("acquire under throttling")
+                {
+                    assert!(s.commit(&lease, &conformance::entry(&arn, Outcome::Synced)).await.expect("commit under throttling"));
+                    committed.push(arn);
+                }
+            }
+            committed
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 60, "every job was committed by someone");
+    s.save_cursor("poll", &Cursor::default()).await.expect("cursor under throttling");
+    let arns: Vec<String> = (0..60).map(|j| format!("arn:j/{j:03}")).collect();
+    let got = s.jobs(&arns).await.expect("batch read under throttling");
+    assert!(got.iter().all(|e| e.as_ref().is_some_and(|e| e.outcome == Outcome::Synced)), "every entry is there");
+    assert_eq!(s.counts().await.expect("scan under throttling").synced, 60);
+    assert!(proxy.counters.throttled.load(std::sync::atomic::Ordering::SeqCst) >= 40, "the proxy throttled requests");
+    // Read through moto directly: the same ledger.
+    assert_eq!(store(&moto.url(), &table).counts().await.unwrap().synced, 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_costs_two_requests_per_job() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(moto.port, 0).await;
+    let s = store(&proxy.url(), &fresh_table("count"));
+    s.open().await.unwrap();
+    proxy.counters.reset();
+    for j in 0..10 {
+        let arn = format!("arn:j/{j}");
+        let Acquired::Granted { lease, state } = s.acquire(&arn, "w", Duration::from_secs(30)).await.unwrap() else { panic!() };
+        assert!(state.is_none());
+        assert!(s.commit(&lease, &conformance::entry(&arn, Outcome::Synced)).await.unwrap());
+    }
+    assert_eq!(proxy.counters.snapshot().get("UpdateItem"), Some(&20));
+    assert_eq!(proxy.counters.total(), 20, "acquire (with the entry) and commit (with the release): {:?}", proxy.counters.snapshot());
+}
