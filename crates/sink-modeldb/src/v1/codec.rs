@@ -239,12 +239,18 @@ const MAX_DEPTH: usize = 64;
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    nodes: usize,
 }
+
+/// Most values one reply may hold. Every value takes at least one byte, but a decoded value
+/// takes tens of bytes of memory, so a frame near `MAX_FRAME` of one-byte values would need
+/// gigabytes; real replies hold a few thousand.
+pub const MAX_NODES: usize = 1_000_000;
 
 impl<'a> Reader<'a> {
     /// A reader over one message (without frame length).
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader { buf, pos: 0, nodes: 0 }
     }
     fn fail<T>(&self, message: impl Into<String>) -> Result<T, DecodeError> {
         Err(DecodeError { offset: self.pos, message: message.into() })
@@ -310,6 +316,10 @@ impl<'a> Reader<'a> {
     fn value(&mut self, ty: u8, depth: usize) -> Result<TValue, DecodeError> {
         if depth > MAX_DEPTH {
             return self.fail("nesting too deep");
+        }
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return self.fail(format!("more than {MAX_NODES} values"));
         }
         Ok(match ty {
             ttype::BOOL => TValue::Bool(self.u8()? != 0),
@@ -398,6 +408,25 @@ mod tests {
         let mut w = Writer::message("x", mtype::REPLY, 0);
         w.field(ttype::LIST, 0).list(ttype::I32, i32::MAX as usize);
         assert!(decode(&w.into_bytes()).is_err());
+    }
+
+    #[test]
+    fn replies_with_too_many_values_are_refused() {
+        // A list of 1,500,000 bools: 1.5 MB on the wire, far more decoded.
+        let n = MAX_NODES + 500_000;
+        let mut b = Vec::new();
+        b.extend_from_slice(&(VERSION_1 | 2).to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.push(b'x');
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(ttype::LIST);
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.push(ttype::BOOL);
+        b.extend_from_slice(&(n as i32).to_be_bytes());
+        b.extend(std::iter::repeat_n(1u8, n));
+        b.push(ttype::STOP);
+        let e = decode(&b).expect_err("refused");
+        assert!(e.message.contains("values"), "{e}");
     }
 
     #[test]
