@@ -334,10 +334,12 @@ impl Engine {
                     }
                 }
                 rep.count(r.outcome, 1);
-                let keep =
-                    ctx.collect || (matches!(r.outcome, Outcome::Failed | Outcome::Interrupted) && rep.jobs.len() < PassReport::MAX_KEPT);
+                let keep = (ctx.collect && rep.jobs.len() < PassReport::MAX_COLLECTED)
+                    || (matches!(r.outcome, Outcome::Failed | Outcome::Interrupted) && rep.jobs.len() < PassReport::MAX_KEPT);
                 if keep {
                     rep.jobs.push(r);
+                } else {
+                    rep.jobs_omitted += 1;
                 }
             }
         }

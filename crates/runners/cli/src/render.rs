@@ -46,6 +46,9 @@ pub fn text(r: &PassReport) -> String {
     if r.already_done > 0 || r.deferred > 0 || r.busy > 0 {
         out.push_str(&format!("\n{} already in the ledger, {} deferred, {} held by another writer", r.already_done, r.deferred, r.busy));
     }
+    if r.jobs_omitted > 0 {
+        out.push_str(&format!("\n({} more job reports not listed; every job is counted above)", r.jobs_omitted));
+    }
     if !r.api_calls.is_empty() {
         let calls: Vec<String> = r.api_calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("\nAPI calls: {}", calls.join(", ")));
