@@ -334,11 +334,11 @@ impl Engine {
                     }
                 }
                 rep.count(r.outcome, 1);
-                let keep = (ctx.collect && rep.jobs.len() < PassReport::MAX_COLLECTED)
-                    || (matches!(r.outcome, Outcome::Failed | Outcome::Interrupted) && rep.jobs.len() < PassReport::MAX_KEPT);
-                if keep {
+                let wanted = ctx.collect || matches!(r.outcome, Outcome::Failed | Outcome::Interrupted);
+                let room = if ctx.collect { PassReport::MAX_COLLECTED } else { PassReport::MAX_KEPT };
+                if wanted && rep.jobs.len() < room {
                     rep.jobs.push(r);
-                } else {
+                } else if wanted {
                     rep.jobs_omitted += 1;
                 }
             }

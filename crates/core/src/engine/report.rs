@@ -111,7 +111,8 @@ pub struct PassReport {
     /// [`PassReport::MAX_COLLECTED`]), else failed and interrupted ones (at most
     /// [`PassReport::MAX_KEPT`]).
     pub jobs: Vec<JobReport>,
-    /// Reports left out of `jobs` because it was full (their jobs are counted all the same).
+    /// Reports that belonged in `jobs` but were left out because it was full (their jobs are
+    /// counted all the same).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub jobs_omitted: usize,
     /// Why the listing stopped early, if it did.

@@ -85,7 +85,7 @@ pub fn status(s: &StatusReport, json: bool) {
             "state": s.location,
             "counts": s.counts,
             "total": s.counts.total(),
-            "failed_jobs": s.failed.iter().map(|e| serde_json::json!({"job": e.job, "arn": e.arn, "attempts": e.attempts, "parked": e.parked, "error": e.reason, "next_attempt_at": e.next_attempt_at})).collect::<Vec<_>>(),
+            "failed_jobs": s.failed.iter().map(|e| serde_json::json!({"job": e.job, "arn": e.arn, "attempts": e.attempts, "permanent_failures": e.permanent_failures, "parked": e.parked, "error": e.reason, "next_attempt_at": e.next_attempt_at})).collect::<Vec<_>>(),
             "cursors": s.cursors.iter().map(|(k, c)| serde_json::json!({"key": k, "watermark": c.watermark, "in_progress": c.token.is_some() || !c.seen_at_watermark.is_empty()})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
