@@ -13,7 +13,13 @@ pub struct Spec {
 impl Spec {
     pub fn load() -> Spec {
         let dir = super::peer::repo_root().join("../shared/modeldb-v2-swagger/v2.0.8.2");
-        let docs = ["modeldb_ProjectService", "modeldb_ExperimentService", "modeldb_ExperimentRunService"]
+        let docs = [
+            "modeldb_ProjectService",
+            "modeldb_ExperimentService",
+            "modeldb_ExperimentRunService",
+            "modeldb_DatasetService",
+            "modeldb_DatasetVersionService",
+        ]
             .iter()
             .map(|f| {
                 let p = dir.join(format!("{f}.swagger.json"));
