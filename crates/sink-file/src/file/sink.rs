@@ -267,8 +267,8 @@ fn sync_dir(dir: &Path) -> Result<(), SyncError> {
     d.sync_all().map_err(|e| io_error("cannot sync directory", dir, e))
 }
 
-/// The bytes of `path` when it is a regular file (a symlink counts as absent: it is replaced,
-/// never followed).
+/// The bytes of `path` when it is a regular file; `None` when nothing is there. Anything else
+/// (a symbolic link, a directory) is refused, never followed or replaced.
 fn read_if_file(path: &Path) -> Result<Option<Vec<u8>>, SyncError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_file() => match std::fs::read(path) {
@@ -276,7 +276,11 @@ fn read_if_file(path: &Path) -> Result<Option<Vec<u8>>, SyncError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("cannot read", path, e)),
         },
-        Ok(_) => Ok(None),
+        Ok(m) => Err(SyncError::transient(format!(
+            "refusing to write {}: it is {}, not a document",
+            path.display(),
+            if m.file_type().is_symlink() { "a symbolic link" } else { "not a regular file" }
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("cannot inspect", path, e)),
     }
@@ -314,6 +318,9 @@ fn create_new(path: &Path, bytes: &[u8]) -> Result<bool, SyncError> {
 
 /// Removes `path` if it is a document of `arn`; `true` when it removed one.
 fn remove_if_owned(path: &Path, arn: &str) -> Result<bool, SyncError> {
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+        return Ok(false);
+    }
     let Some(existing) = read_if_file(path)? else { return Ok(false) };
     if owner_of(&existing).as_deref() != Some(arn) {
         return Ok(false);
@@ -580,6 +587,25 @@ mod tests {
         assert!(e.is_retryable(), "not the job's fault: {e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_symlink_in_place_of_a_document_is_refused_and_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("target.txt");
+        std::fs::write(&target, b"precious").unwrap();
+        let dir = root.path().join("out");
+        std::fs::create_dir_all(dir.join("p")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("p/j.json")).unwrap();
+        let sink = FileSink::new(&dir);
+        let e = sink.upsert(&record("p", "j"), &WriteContext::new()).await.unwrap_err();
+        assert!(e.is_retryable() && e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert!(std::fs::symlink_metadata(dir.join("p/j.json")).unwrap().file_type().is_symlink());
+        // A retract never removes it either.
+        let rc = SinkReceipt::new(WriteKind::Created).id("path", dir.join("p/j.json").display());
+        let gone = sink.retract("arn:j", &WriteContext::new().with_previous(Some(rc))).await.unwrap().unwrap();
+        assert_eq!(gone.writes, 0);
     }
 
     #[tokio::test]

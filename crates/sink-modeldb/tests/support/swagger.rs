@@ -20,12 +20,12 @@ impl Spec {
             "modeldb_DatasetService",
             "modeldb_DatasetVersionService",
         ]
-            .iter()
-            .map(|f| {
-                let p = dir.join(format!("{f}.swagger.json"));
-                serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("swagger spec {}: {e}", p.display()))).unwrap()
-            })
-            .collect();
+        .iter()
+        .map(|f| {
+            let p = dir.join(format!("{f}.swagger.json"));
+            serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("swagger spec {}: {e}", p.display()))).unwrap()
+        })
+        .collect();
         Spec { docs }
     }
 
