@@ -498,3 +498,25 @@ async fn an_oversized_reply_body_fails_the_write_clearly() {
         assert!(!e.is_retryable(), "a reply that large will not shrink: {e}");
     }
 }
+
+#[tokio::test]
+async fn a_write_the_ledger_never_learned_of_is_retracted_from_its_names() {
+    let fake = Fake::start().await;
+    let s = sink(&fake);
+    let r = record("xgboost-churn.json").await;
+    s.upsert(&r, &WriteContext::new()).await.unwrap();
+    // What the engine records before a first write: the names, no ids of the store's.
+    let pending = sagesync_core::SinkReceipt::new(WriteKind::Created)
+        .id("pending_project", &r.project.name)
+        .id("pending_experiment", &r.experiment)
+        .id("pending_run", &r.run.name);
+    let gone = s.retract(&r.run.external_id, &WriteContext::new().with_previous(Some(pending.clone()))).await.unwrap().unwrap();
+    assert_eq!(gone.writes, 1);
+    assert!(runs_of(&fake, &r.run.external_id).is_empty());
+    // Nothing there: nothing deleted, nothing created.
+    let projects = fake.with(|st| st.projects.len());
+    let again = s.retract(&r.run.external_id, &WriteContext::new().with_previous(Some(pending))).await.unwrap().unwrap();
+    assert_eq!(again.writes, 0);
+    assert_eq!(fake.with(|st| st.projects.len()), projects);
+    assert_conformant(&fake);
+}

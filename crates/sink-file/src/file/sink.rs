@@ -236,21 +236,34 @@ impl FileSink {
         out
     }
 
-    /// Removes every document of `arn` (blocking): the previous one and its namesakes in every
-    /// project directory.
-    fn retract_blocking(&self, arn: &str, previous: Option<&Path>) -> Result<u32, SyncError> {
+    /// Removes every document of `arn` (blocking): the one the receipt names (or, for a write
+    /// whose outcome the ledger never learned, the ones its names lead to) and their namesakes in
+    /// every project directory.
+    fn retract_blocking(&self, arn: &str, previous: Option<&SinkReceipt>) -> Result<u32, SyncError> {
         let Some(previous) = previous else { return Ok(0) };
-        let Some(file_name) = previous.file_name() else { return Ok(0) };
-        let mut removed = u32::from(remove_if_owned(previous, arn)?);
+        let mut paths: Vec<PathBuf> = previous.ids.get("path").map(PathBuf::from).into_iter().collect();
+        if let (Some(project), Some(run)) = (previous.ids.get("pending_project"), previous.ids.get("pending_run")) {
+            let key = Key { project: project.clone(), run: run.clone(), arn: arn.to_string() };
+            let pdir = self.dir.join(sanitize_component(project));
+            paths.push(pdir.join(key.plain_name()));
+            paths.push(pdir.join(key.hashed_name()));
+        }
+        let names: Vec<std::ffi::OsString> = paths.iter().filter_map(|p| p.file_name().map(|n| n.to_os_string())).collect();
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    let candidate = entry.path().join(file_name);
-                    if candidate != previous && candidate.exists() {
-                        removed += u32::from(remove_if_owned(&candidate, arn)?);
+                    for n in &names {
+                        let candidate = entry.path().join(n);
+                        if !paths.contains(&candidate) && candidate.exists() {
+                            paths.push(candidate);
+                        }
                     }
                 }
             }
+        }
+        let mut removed = 0;
+        for p in &paths {
+            removed += u32::from(remove_if_owned(p, arn)?);
         }
         Ok(removed)
     }
@@ -382,8 +395,8 @@ impl Sink for FileSink {
 
     async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
         let previous = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from);
-        let (sink, arn, prev) = (self.clone(), external_id.to_string(), previous.clone());
-        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, prev.as_deref()))
+        let (sink, arn, prev) = (self.clone(), external_id.to_string(), cx.previous.clone());
+        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, prev.as_ref()))
             .await
             .map_err(|e| SyncError::transient(format!("file sink task failed: {e}")))??;
         let mut receipt = SinkReceipt::new(WriteKind::Removed);
@@ -552,6 +565,19 @@ mod tests {
         let gone = sink.retract("arn:x", &WriteContext::new().with_previous(Some(rc))).await.unwrap().unwrap();
         assert_eq!((gone.write, gone.writes), (WriteKind::Removed, 1));
         assert_eq!(docs(dir.path()), vec![("new/job.json".to_string(), "arn:other".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_ledger_never_learned_of_is_retracted_from_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path());
+        let r = with_arn("p", "job", "arn:crashed");
+        sink.upsert(&r, &WriteContext::new()).await.unwrap();
+        // What the engine records before a first write: the names, no path.
+        let pending = SinkReceipt::new(WriteKind::Created).id("pending_project", "p").id("pending_run", "job");
+        let gone = sink.retract("arn:crashed", &WriteContext::new().with_previous(Some(pending))).await.unwrap().unwrap();
+        assert_eq!(gone.writes, 1);
+        assert!(docs(dir.path()).is_empty());
     }
 
     #[tokio::test]
