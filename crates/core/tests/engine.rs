@@ -432,6 +432,9 @@ impl StateStore for NoRenew {
     async fn commit(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
         self.0.commit(l, e).await
     }
+    async fn record(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
+        self.0.record(l, e).await
+    }
     async fn release(&self, l: &Lease) -> Result<(), StateError> {
         self.0.release(l).await
     }
@@ -674,6 +677,9 @@ impl StateStore for Forgetful {
             return Ok(true);
         }
         self.inner.commit(l, e).await
+    }
+    async fn record(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
+        self.inner.record(l, e).await
     }
     async fn release(&self, l: &Lease) -> Result<(), StateError> {
         self.inner.release(l).await

@@ -149,6 +149,35 @@ fn conditional_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) ->
 }
 
 impl DynamoState {
+    /// Writes `entry` under `lease` in one conditional update; releases the lease too when
+    /// `release`.
+    async fn write(&self, lease: &Lease, entry: &JobState, release: bool) -> Result<bool, StateError> {
+        let c = self.client().await?;
+        let json = serde_json::to_string(entry).map_err(|e| self.decode(e.to_string()))?;
+        let (set, mut remove, mut values) = entry_update(entry, json);
+        if release {
+            remove.extend(["#lease_owner", "#lease_expires"]);
+        }
+        values.insert(":me".into(), s(&lease.owner));
+        values.insert(":f".into(), n(lease.fence));
+        let r = c
+            .update_item()
+            .table_name(self.table())
+            .key(PK, job_key(&lease.arn))
+            .exprs(
+                &if remove.is_empty() { format!("SET {set}") } else { format!("SET {set} REMOVE {}", remove.join(", ")) },
+                "#lease_owner = :me AND #fence = :f",
+            )
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_failed(&e) => Ok(false),
+            Err(e) => Err(self.err("UpdateItem", e)),
+        }
+    }
+
     /// A store over the table of `settings` (nothing is contacted until first use).
     pub fn new(settings: DynamoSettings) -> Self {
         DynamoState { settings, client: tokio::sync::OnceCell::new() }
@@ -700,25 +729,11 @@ impl StateStore for DynamoState {
     }
 
     async fn commit(&self, lease: &Lease, entry: &JobState) -> Result<bool, StateError> {
-        let c = self.client().await?;
-        let json = serde_json::to_string(entry).map_err(|e| self.decode(e.to_string()))?;
-        let (set, mut remove, mut values) = entry_update(entry, json);
-        remove.extend(["#lease_owner", "#lease_expires"]);
-        values.insert(":me".into(), s(&lease.owner));
-        values.insert(":f".into(), n(lease.fence));
-        let r = c
-            .update_item()
-            .table_name(self.table())
-            .key(PK, job_key(&lease.arn))
-            .exprs(&format!("SET {set} REMOVE {}", remove.join(", ")), "#lease_owner = :me AND #fence = :f")
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_failed(&e) => Ok(false),
-            Err(e) => Err(self.err("UpdateItem", e)),
-        }
+        self.write(lease, entry, true).await
+    }
+
+    async fn record(&self, lease: &Lease, entry: &JobState) -> Result<bool, StateError> {
+        self.write(lease, entry, false).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StateError> {

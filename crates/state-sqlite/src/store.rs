@@ -75,6 +75,24 @@ impl SqliteState {
     }
 
     /// Runs `f` with the connection on a blocking thread.
+    /// Writes `e` under `lease` in one transaction; releases the lease too when `release`.
+    async fn write(&self, lease: &Lease, e: &JobState, release: bool) -> Result<bool, StateError> {
+        let (lease, e) = (lease.clone(), e.clone());
+        self.with(move |c, loc| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|x| err(loc, x))?;
+            if !holds(&lease_row(&tx, &lease.arn, loc)?, &lease) {
+                return Ok(false);
+            }
+            write_entry(&tx, &e, loc)?;
+            if release {
+                tx.execute("UPDATE leases SET owner = NULL, expires_at = NULL WHERE arn = ?1", [&e.arn]).map_err(|x| err(loc, x))?;
+            }
+            tx.commit().map_err(|x| err(loc, x))?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &str) -> Result<T, StateError> + Send + 'static,
@@ -260,6 +278,40 @@ fn lease_row(tx: &rusqlite::Transaction<'_>, arn: &str, loc: &str) -> Result<Opt
         .map_err(|e| err(loc, e))
 }
 
+/// Writes a job's entry and its deliveries inside `tx`.
+fn write_entry(tx: &rusqlite::Transaction<'_>, e: &JobState, loc: &str) -> Result<(), StateError> {
+    tx.execute(
+        &format!("INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        params![
+            e.arn,
+            e.job,
+            e.basis.last_modified.map(ts),
+            e.basis.tags_digest,
+            e.basis.config_digest,
+            e.outcome.as_str(),
+            e.reason,
+            e.record_digest,
+            e.attempts,
+            e.parked,
+            e.next_attempt_at.map(ts),
+            e.pass,
+            ts(e.updated_at),
+            e.permanent_failures
+        ],
+    )
+    .map_err(|x| err(loc, x))?;
+    tx.execute("DELETE FROM deliveries WHERE arn = ?1", [&e.arn]).map_err(|x| err(loc, x))?;
+    for (sink, d) in &e.deliveries {
+        let receipt = serde_json::to_string(&d.receipt).map_err(|x| StateError::Decode { location: loc.into(), message: x.to_string() })?;
+        tx.execute(
+            "INSERT INTO deliveries (arn, sink, record_digest, sink_digest, receipt, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![e.arn, sink, d.record_digest, d.sink_digest, receipt, ts(d.at)],
+        )
+        .map_err(|x| err(loc, x))?;
+    }
+    Ok(())
+}
+
 fn holds(row: &Option<(Option<String>, Option<i64>, i64)>, lease: &Lease) -> bool {
     matches!(row, Some((Some(o), _, f)) if o == &lease.owner && *f as u64 == lease.fence)
 }
@@ -369,49 +421,11 @@ impl StateStore for SqliteState {
     }
 
     async fn commit(&self, lease: &Lease, e: &JobState) -> Result<bool, StateError> {
-        let (lease, e) = (lease.clone(), e.clone());
-        self.with(move |c, loc| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|x| err(loc, x))?;
-            if !holds(&lease_row(&tx, &lease.arn, loc)?, &lease) {
-                return Ok(false);
-            }
-            tx.execute(
-                &format!(
-                    "INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-                ),
-                params![
-                    e.arn,
-                    e.job,
-                    e.basis.last_modified.map(ts),
-                    e.basis.tags_digest,
-                    e.basis.config_digest,
-                    e.outcome.as_str(),
-                    e.reason,
-                    e.record_digest,
-                    e.attempts,
-                    e.parked,
-                    e.next_attempt_at.map(ts),
-                    e.pass,
-                    ts(e.updated_at),
-                    e.permanent_failures
-                ],
-            )
-            .map_err(|x| err(loc, x))?;
-            tx.execute("DELETE FROM deliveries WHERE arn = ?1", [&e.arn]).map_err(|x| err(loc, x))?;
-            for (sink, d) in &e.deliveries {
-                let receipt =
-                    serde_json::to_string(&d.receipt).map_err(|x| StateError::Decode { location: loc.into(), message: x.to_string() })?;
-                tx.execute(
-                    "INSERT INTO deliveries (arn, sink, record_digest, sink_digest, receipt, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![e.arn, sink, d.record_digest, d.sink_digest, receipt, ts(d.at)],
-                )
-                .map_err(|x| err(loc, x))?;
-            }
-            tx.execute("UPDATE leases SET owner = NULL, expires_at = NULL WHERE arn = ?1", [&e.arn]).map_err(|x| err(loc, x))?;
-            tx.commit().map_err(|x| err(loc, x))?;
-            Ok(true)
-        })
-        .await
+        self.write(lease, e, true).await
+    }
+
+    async fn record(&self, lease: &Lease, e: &JobState) -> Result<bool, StateError> {
+        self.write(lease, e, false).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), StateError> {

@@ -450,7 +450,7 @@ impl Engine {
                         );
                     }
                     let intent = self.intent(&job, prior, deliveries.clone());
-                    match state_call(&self.settings, cancel, || self.state.commit(lease, &intent)).await {
+                    match state_call(&self.settings, cancel, || self.state.record(lease, &intent)).await {
                         Ok(true) => {}
                         Ok(false) => return Work::Interrupted(interrupted(&job.name, Some(&job.arn), "the job's lease was lost")),
                         Err(e) => {

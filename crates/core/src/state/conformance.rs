@@ -25,6 +25,7 @@ pub async fn run_all(make: MakeStore<'_>) {
     concurrent_acquires_grant_one(make().await).await;
     expired_leases_are_taken_over_and_fence_the_old_writer(make().await.as_ref()).await;
     commit_replaces_the_entry_and_releases(make().await.as_ref()).await;
+    record_keeps_the_lease(make().await.as_ref()).await;
     failed_jobs_due_unpark_and_counts(make().await.as_ref()).await;
 }
 
@@ -180,6 +181,35 @@ pub async fn commit_replaces_the_entry_and_releases(s: &dyn StateStore) {
     assert_eq!(got.reason.as_deref(), Some("untagged"));
     // Released: someone else can take it at once.
     let (_l, _) = grant(s, "arn:j/c", "other", Duration::from_secs(30)).await;
+}
+
+/// `record` writes the entry (the engine's intent before a first write) and keeps the lease:
+/// nobody else can take the job, and the holder's commit afterwards succeeds. A writer whose
+/// lease was taken over records nothing.
+pub async fn record_keeps_the_lease(s: &dyn StateStore) {
+    let (lease, state) = grant(s, "arn:j/r", "w", Duration::from_secs(30)).await;
+    assert!(state.is_none());
+    let mut intent = entry("arn:j/r", Outcome::Failed);
+    intent.deliveries.insert(
+        "a".into(),
+        Delivery {
+            record_digest: Delivery::PENDING.into(),
+            sink_digest: String::new(),
+            receipt: SinkReceipt::new(WriteKind::Created).id("pending_run", "r"),
+            at: Utc::now(),
+        },
+    );
+    assert!(s.record(&lease, &intent).await.unwrap(), "recorded");
+    let got = s.jobs(&["arn:j/r".into()]).await.unwrap().remove(0).expect("the intent is readable");
+    assert_eq!(got.deliveries["a"].record_digest, Delivery::PENDING);
+    assert!(matches!(s.acquire("arn:j/r", "other", Duration::from_secs(30)).await.unwrap(), Acquired::Held { .. }), "still held");
+    let done = entry("arn:j/r", Outcome::Synced);
+    assert!(s.commit(&lease, &done).await.unwrap(), "the holder commits after recording");
+    assert!(s.jobs(&["arn:j/r".into()]).await.unwrap().remove(0).expect("entry").deliveries.is_empty());
+    // A stale lease records nothing.
+    let (_l, _) = grant(s, "arn:j/r", "other", Duration::from_secs(30)).await;
+    assert!(!s.record(&lease, &intent).await.unwrap(), "fenced out");
+    assert_eq!(s.jobs(&["arn:j/r".into()]).await.unwrap().remove(0).expect("entry").outcome, Outcome::Synced);
 }
 
 /// `due`, `failed`, `unpark` and `counts`.

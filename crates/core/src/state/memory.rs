@@ -109,6 +109,15 @@ impl StateStore for MemoryState {
         g.jobs.insert(entry.arn.clone(), entry.clone());
         Ok(true)
     }
+    async fn record(&self, lease: &Lease, entry: &JobState) -> Result<bool, StateError> {
+        let mut g = self.lock();
+        match g.leases.get(&lease.arn) {
+            Some(row) if row.fence == lease.fence && row.owner.as_deref() == Some(lease.owner.as_str()) => {}
+            _ => return Ok(false),
+        }
+        g.jobs.insert(entry.arn.clone(), entry.clone());
+        Ok(true)
+    }
     async fn release(&self, lease: &Lease) -> Result<(), StateError> {
         let mut g = self.lock();
         if let Some(row) = g.leases.get_mut(&lease.arn) {

@@ -265,6 +265,14 @@ pub trait StateStore: Send + Sync {
     /// Writes the job's entry (replacing it, deliveries included) and releases the lease, only if
     /// the lease is still this writer's; `false` (nothing written) when it was taken over.
     async fn commit(&self, lease: &Lease, entry: &JobState) -> Result<bool, StateError>;
+    /// Writes the job's entry and keeps the lease (the intent the engine records before a job's
+    /// first write to a sink), only if the lease is still this writer's; `false` (nothing
+    /// written) when it was taken over. The default writes nothing and answers `true`: a store
+    /// without it only loses track of records written just before a crash.
+    async fn record(&self, lease: &Lease, entry: &JobState) -> Result<bool, StateError> {
+        let _ = (lease, entry);
+        Ok(true)
+    }
     /// Releases a lease without recording anything (an interrupted job).
     async fn release(&self, lease: &Lease) -> Result<(), StateError>;
     /// Failed, unparked jobs whose retry time has come, in ARN order after `after`.
