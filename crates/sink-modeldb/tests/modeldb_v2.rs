@@ -404,6 +404,13 @@ async fn one_name_two_arns_two_runs_that_never_flip() {
     let names: Vec<String> = fake.runs().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names[0], a.run.name);
     assert_eq!(names[1], sagesync_sink_modeldb::v2::hashed_run_name(&b));
+    // The first holder leaves: the namesake keeps its run and name (no flip, no second run).
+    s.retract(&a.run.external_id, &WriteContext::new().with_previous(Some(ra))).await.unwrap();
+    let mut b2 = b.clone();
+    b2.metrics.push(Metric { name: "extra".into(), value: 1.0, split: Split::Test, timestamp: None, step: None });
+    let again = s.upsert(&b2, &WriteContext::new()).await.unwrap();
+    assert_eq!((again.write, &again.ids["run_id"]), (WriteKind::Updated, &rb.ids["run_id"]));
+    assert_eq!(fake.runs().len(), 1);
     assert_conformant(&fake);
 }
 

@@ -465,9 +465,13 @@ impl Engine {
                 }
                 let writes = due.into_iter().map(|s| {
                     let record = &record;
-                    // A pending delivery has no ids of the store's: only a hint that a
-                    // record may exist (an earlier attempt crashed before its commit).
-                    let previous = deliveries.get(&s.id).filter(|d| d.record_digest != Delivery::PENDING).map(|d| d.receipt.clone());
+                    // A pending delivery made by this attempt is not a previous write; one left
+                    // by an earlier attempt that crashed before its commit is handed on (its
+                    // names, no ids of the store's) so that the sink can look for its record.
+                    let previous = deliveries
+                        .get(&s.id)
+                        .filter(|_| prior.is_some_and(|p| p.deliveries.contains_key(&s.id)))
+                        .map(|d| d.receipt.clone());
                     let first = self.state.persistent() && !prior.is_some_and(|p| p.deliveries.contains_key(&s.id));
                     let again = WriteContext::new().with_previous(previous).with_deadline(ctx.deadline);
                     let cx = again.clone().with_first_write(first);

@@ -54,6 +54,14 @@ enum DfKey {
     Default,
 }
 
+/// Where the job's run was first written, from the ledger's receipt.
+enum PreviousProject {
+    /// The project id of a committed write.
+    Id(i32),
+    /// The project name of a write whose commit never happened.
+    Name(String),
+}
+
 /// What one upsert has written so far, for error messages and receipts.
 #[derive(Default)]
 struct Progress {
@@ -241,7 +249,12 @@ impl ModelDbV1Sink {
     }
 
     /// Idempotent sync: find the run by ARN, write only what is missing.
-    async fn upsert_default(&self, record: &RunRecord, previous_project: Option<i32>, p: &mut Progress) -> Result<WriteKind, V1Error> {
+    async fn upsert_default(
+        &self,
+        record: &RunRecord,
+        previous_project: Option<PreviousProject>,
+        p: &mut Progress,
+    ) -> Result<WriteKind, V1Error> {
         let mut c = self.connect().await?;
         let named = (record.experiment != DEFAULT_EXPERIMENT).then_some(record.experiment.as_str());
         let (pid, eid) = self.project_and_experiment(&mut c, record, named, p).await?;
@@ -263,7 +276,18 @@ impl ModelDbV1Sink {
         // The Light API cannot move or delete a run: a job whose project changed keeps its one
         // run in the project it was first written to (found through the ledger's receipt).
         if existing.is_none() {
-            if let Some(prev) = previous_project.filter(|&prev| prev != pid) {
+            let prev = match previous_project {
+                Some(PreviousProject::Id(id)) => Some(id),
+                // An earlier write crashed before its ledger commit: its project by name (the
+                // server dedups projects by name).
+                Some(PreviousProject::Name(name)) if name != record.project.name => {
+                    let m = "storeProjectEvent";
+                    let r = c.call(m, store_project_event(&name, &record.project.user, &record.project.description)).await?;
+                    Some(field_i32(&r, 1, "projectId", m)?)
+                }
+                _ => None,
+            };
+            if let Some(prev) = prev.filter(|&prev| prev != pid) {
                 let r = c.call(m, get_runs_and_experiments_in_project(prev)).await?;
                 if let Some((rid, eid)) = find(&r) {
                     tracing::warn!(
@@ -444,7 +468,13 @@ impl ModelDbV1Sink {
 #[async_trait]
 impl Sink for ModelDbV1Sink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
-        let previous_project = cx.previous.as_ref().and_then(|p| p.ids.get("project_id")).and_then(|v| v.parse::<i32>().ok());
+        let previous_project = cx.previous.as_ref().and_then(|p| {
+            p.ids
+                .get("project_id")
+                .and_then(|v| v.parse::<i32>().ok())
+                .map(PreviousProject::Id)
+                .or_else(|| p.ids.get("pending_project").map(|n| PreviousProject::Name(n.clone())))
+        });
         let mut p = Progress::default();
         let result = if self.settings.compat {
             self.compat(record, &mut p).await

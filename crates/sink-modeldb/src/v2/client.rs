@@ -45,7 +45,8 @@ impl V2Error {
     /// Whether retrying later could help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            V2Error::Status { status, .. } => matches!(status, 502..=504),
+            // Throttling and server errors are the server's state, not the record's.
+            V2Error::Status { status, .. } => matches!(status, 429 | 500 | 502..=504),
             V2Error::Connection { .. } => true,
             V2Error::Decode { .. } => false,
         }

@@ -603,7 +603,17 @@ impl ModelDbV2Sink {
         let arn = r.run.external_id.as_str();
         let names = [r.run.name.clone(), hashed_run_name(r)];
         let mut found: Option<(String, Value)> = None;
+        // The job's run under either name first: a run under the hashed name stays there even
+        // after the plain name is freed (no flip, no second run).
         for name in &names {
+            if let Some(run) = self.get_run(&experiment_id, name).await? {
+                if run_owner(&run).as_deref() == Some(arn) {
+                    found = Some((name.clone(), run));
+                    break;
+                }
+            }
+        }
+        for name in names.iter().filter(|_| found.is_none()) {
             match self.get_run(&experiment_id, name).await? {
                 Some(run) if run_owner(&run).as_deref() == Some(arn) => {
                     found = Some((name.clone(), run));
