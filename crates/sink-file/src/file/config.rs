@@ -34,7 +34,7 @@ sagesync_core::register_plugin!(
     Sink,
     "file",
     FileSinkConfig,
-    summary = "One JSON document per run at <dir>/<project>/<run>.json, written atomically",
+    summary = "One JSON document per job ARN at <dir>/<project>/<run>.json, written atomically and durably",
     example = r#"[[sinks]]
 type = "file"
 # Relative to the working directory unless absolute.

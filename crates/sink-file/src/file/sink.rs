@@ -1,9 +1,13 @@
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sagesync_core::{RunRecord, Sink, SinkReceipt, SyncError, WriteContext, WriteKind};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::sanitize_component;
 
@@ -24,25 +28,78 @@ pub struct RunDocument {
 }
 
 /// The `file` sink.
+///
+/// One document per job ARN: `<dir>/<project>/<run>.json`, or `<run>--<12 hex of the ARN's
+/// SHA-256>.json` when another job (same name, another account or region) already holds the
+/// plain name. A document stays where it first landed while its project is unchanged; when the
+/// project changes, the new document is written first and then every other document of the ARN
+/// is removed. Writes go through a temporary file, fsync, rename and a directory fsync.
 #[derive(Debug, Clone)]
 pub struct FileSink {
     dir: PathBuf,
     pretty: bool,
+    swept: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+/// Temporary files older than this are left over from a crashed writer.
+const STALE_TMP: Duration = Duration::from_secs(600);
+
+/// Just enough of a document to tell whose it is.
+#[derive(Deserialize)]
+struct Probe {
+    record: ProbeRecord,
+}
+#[derive(Deserialize)]
+struct ProbeRecord {
+    run: ProbeRun,
+}
+#[derive(Deserialize)]
+struct ProbeRun {
+    external_id: String,
+}
+
+/// What names a document: the job's project, run name and ARN.
+#[derive(Debug, Clone)]
+struct Key {
+    project: String,
+    run: String,
+    arn: String,
+}
+
+impl Key {
+    fn of(record: &RunRecord) -> Key {
+        Key { project: record.project.name.clone(), run: record.run.name.clone(), arn: record.run.external_id.clone() }
+    }
+    fn plain_name(&self) -> String {
+        format!("{}.json", sanitize_component(&self.run))
+    }
+    /// The file name used when the plain one belongs to another job.
+    fn hashed_name(&self) -> String {
+        let digest = Sha256::digest(self.arn.as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        format!("{}--{hex}.json", sanitize_component(&self.run))
+    }
+}
+
+/// The job ARN a document holds, when it is one of ours.
+fn owner_of(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Probe>(bytes).ok().map(|p| p.record.run.external_id)
 }
 
 impl FileSink {
     /// Writes under `dir` (relative to the working directory unless absolute).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileSink { dir: dir.into(), pretty: true }
+        FileSink { dir: dir.into(), pretty: true, swept: Arc::new(Mutex::new(HashSet::new())) }
     }
     /// Pretty-print or not.
     pub fn pretty(mut self, yes: bool) -> Self {
         self.pretty = yes;
         self
     }
-    /// Where `record` is written.
+    /// Where `record` is written when no other job holds its name.
     pub fn path_for(&self, record: &RunRecord) -> PathBuf {
-        self.dir.join(sanitize_component(&record.project.name)).join(format!("{}.json", sanitize_component(&record.run.name)))
+        let key = Key::of(record);
+        self.dir.join(sanitize_component(&key.project)).join(key.plain_name())
     }
     /// The bytes written for `record`.
     pub fn render(&self, record: &RunRecord) -> Result<Vec<u8>, SyncError> {
@@ -52,38 +109,246 @@ impl FileSink {
         bytes.push(b'\n');
         Ok(bytes)
     }
-}
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> SyncError {
-    use std::io::ErrorKind::*;
-    let msg = format!("{what} {}: {e}", path.display());
-    match e.kind() {
-        Interrupted | WouldBlock | TimedOut => SyncError::transient(msg),
-        _ => SyncError::permanent(msg),
+    /// The project directory, created (and its creation made durable) when missing. A symlink
+    /// in its place is refused: documents never land outside `dir`.
+    fn project_dir(&self, project: &str) -> Result<PathBuf, SyncError> {
+        if !self.dir.exists() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| io_error("cannot create directory", &self.dir, e))?;
+            if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        let dir = self.dir.join(sanitize_component(project));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(SyncError::transient(format!("refusing to write through {}: it is a symbolic link", dir.display())))
+            }
+            Ok(m) if !m.is_dir() => return Err(SyncError::transient(format!("{} is not a directory", dir.display()))),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+                Ok(()) => sync_dir(&self.dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_error("cannot create directory", &dir, e)),
+            },
+            Err(e) => return Err(io_error("cannot inspect", &dir, e)),
+        }
+        self.sweep(&dir);
+        Ok(dir)
+    }
+
+    /// Removes temporary files a crashed writer left in `dir` (once per directory and sink):
+    /// those older than ten minutes and, on Linux, those whose writing process is gone.
+    fn sweep(&self, dir: &Path) {
+        {
+            let Ok(mut swept) = self.swept.lock() else { return };
+            if !swept.insert(dir.to_path_buf()) {
+                return;
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let me = std::process::id();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with('.') && name.ends_with(".tmp")) {
+                continue;
+            }
+            let old =
+                entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_TMP);
+            let pid: Option<u32> = name.trim_end_matches(".tmp").rsplit('.').nth(1).and_then(|p| p.parse().ok());
+            let orphan = cfg!(target_os = "linux") && pid.is_some_and(|p| p != me && !Path::new(&format!("/proc/{p}")).exists());
+            if old || orphan {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => tracing::info!(path = %entry.path().display(), "removed a temporary file left by a crashed writer"),
+                    Err(e) => tracing::debug!(path = %entry.path().display(), error = %e, "cannot remove a stale temporary file"),
+                }
+            }
+        }
+    }
+
+    /// Writes `bytes` as the document of `record` (blocking).
+    fn write_blocking(&self, record: &Key, bytes: &[u8], previous: Option<&Path>) -> Result<(PathBuf, WriteKind), SyncError> {
+        let arn = record.arn.as_str();
+        let pdir = self.project_dir(&record.project)?;
+        let plain = pdir.join(record.plain_name());
+        let hashed = pdir.join(record.hashed_name());
+        let mut outcome = None;
+        // A document already here stays where it is; otherwise the plain name is claimed
+        // (atomically: hard link, which never replaces) unless another job holds it.
+        for _ in 0..4 {
+            if let Some(existing) = read_if_file(&hashed)? {
+                if owner_of(&existing).as_deref() == Some(arn) {
+                    outcome = Some(replace(&hashed, &existing, bytes)?);
+                    break;
+                }
+            }
+            match read_if_file(&plain)? {
+                Some(existing) if owner_of(&existing).as_deref() == Some(arn) => {
+                    outcome = Some(replace(&plain, &existing, bytes)?);
+                    break;
+                }
+                Some(_) => {
+                    if create_new(&hashed, bytes)? {
+                        outcome = Some((hashed.clone(), WriteKind::Created));
+                        break;
+                    }
+                }
+                None => {
+                    if create_new(&plain, bytes)? {
+                        outcome = Some((plain.clone(), WriteKind::Created));
+                        break;
+                    }
+                }
+            }
+            // Another writer claimed a name meanwhile: look again.
+        }
+        let Some((path, kind)) = outcome else {
+            return Err(SyncError::transient(format!("{} keeps changing under concurrent writers", plain.display())));
+        };
+        // One document per ARN: after a project change (or a lost ledger), other copies go.
+        let mut others: Vec<PathBuf> = previous.filter(|p| *p != path).map(Path::to_path_buf).into_iter().collect();
+        if kind == WriteKind::Created {
+            others.extend(self.copies_elsewhere(&pdir, record));
+        }
+        for other in others {
+            remove_if_owned(&other, arn)?;
+        }
+        Ok((path, kind))
+    }
+
+    /// Documents of `record`'s ARN in other project directories.
+    fn copies_elsewhere(&self, except: &Path, record: &Key) -> Vec<PathBuf> {
+        let names = [record.plain_name(), record.hashed_name()];
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == except || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            for n in &names {
+                let candidate = path.join(n);
+                if candidate.exists() {
+                    out.push(candidate);
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes every document of `arn` (blocking): the previous one and its namesakes in every
+    /// project directory.
+    fn retract_blocking(&self, arn: &str, previous: Option<&Path>) -> Result<u32, SyncError> {
+        let Some(previous) = previous else { return Ok(0) };
+        let Some(file_name) = previous.file_name() else { return Ok(0) };
+        let mut removed = u32::from(remove_if_owned(previous, arn)?);
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let candidate = entry.path().join(file_name);
+                    if candidate != previous && candidate.exists() {
+                        removed += u32::from(remove_if_owned(&candidate, arn)?);
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
-    let parent = path.parent().ok_or_else(|| SyncError::permanent("output path has no parent directory"))?;
-    std::fs::create_dir_all(parent).map_err(|e| io_error("cannot create directory", parent, e))?;
+/// Classifies an I/O error. None of them is about the job's content (a full disk, an I/O
+/// error, a permission or a missing mount is fixed outside sagesync), so all are retryable.
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> SyncError {
+    SyncError::transient(format!("{what} {}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SyncError> {
+    let d = std::fs::File::open(dir).map_err(|e| io_error("cannot open directory", dir, e))?;
+    d.sync_all().map_err(|e| io_error("cannot sync directory", dir, e))
+}
+
+/// The bytes of `path` when it is a regular file (a symlink counts as absent: it is replaced,
+/// never followed).
+fn read_if_file(path: &Path) -> Result<Option<Vec<u8>>, SyncError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => match std::fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("cannot read", path, e)),
+        },
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("cannot inspect", path, e)),
+    }
+}
+
+/// Replaces the document at `path` unless it already holds `bytes`.
+fn replace(path: &Path, existing: &[u8], bytes: &[u8]) -> Result<(PathBuf, WriteKind), SyncError> {
+    if existing == bytes {
+        return Ok((path.to_path_buf(), WriteKind::Unchanged));
+    }
+    let tmp = write_tmp(path, bytes)?;
+    let done = std::fs::rename(&tmp, path).map_err(|e| io_error("cannot rename into", path, e));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done?;
+    sync_dir(parent_of(path)?)?;
+    Ok((path.to_path_buf(), WriteKind::Updated))
+}
+
+/// Creates the document at `path` if nothing is there; `false` when something is.
+fn create_new(path: &Path, bytes: &[u8]) -> Result<bool, SyncError> {
+    let tmp = write_tmp(path, bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(parent_of(path)?)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io_error("cannot create", path, e)),
+    }
+}
+
+/// Removes `path` if it is a document of `arn`; `true` when it removed one.
+fn remove_if_owned(path: &Path, arn: &str) -> Result<bool, SyncError> {
+    let Some(existing) = read_if_file(path)? else { return Ok(false) };
+    if owner_of(&existing).as_deref() != Some(arn) {
+        return Ok(false);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            sync_dir(parent_of(path)?)?;
+            tracing::debug!(path = %path.display(), "file sink: removed a document of the job");
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("cannot remove", path, e)),
+    }
+}
+
+fn parent_of(path: &Path) -> Result<&Path, SyncError> {
+    path.parent().ok_or_else(|| SyncError::permanent("output path has no parent directory"))
+}
+
+/// Writes and fsyncs a temporary sibling of `path`, named after the process (so that a sweep
+/// can tell an orphan).
+fn write_tmp(path: &Path, bytes: &[u8]) -> Result<PathBuf, SyncError> {
+    let parent = parent_of(path)?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("run");
     let tmp = parent.join(format!(".{}.{}.{:016x}.tmp", file_name, std::process::id(), fastrand_u64()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| io_error("cannot create", &tmp, e))?;
         f.write_all(bytes).map_err(|e| io_error("cannot write", &tmp, e))?;
         f.sync_all().map_err(|e| io_error("cannot sync", &tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| io_error("cannot rename into", path, e))?;
-        // Persist the rename itself.
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
         Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result
+    result.map(|()| tmp)
 }
 
 fn fastrand_u64() -> u64 {
@@ -95,30 +360,31 @@ fn fastrand_u64() -> u64 {
 
 #[async_trait]
 impl Sink for FileSink {
-    async fn upsert(&self, record: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
-        let path = self.path_for(record);
+    async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         let bytes = self.render(record)?;
-        let p = path.clone();
-        let kind = tokio::task::spawn_blocking(move || -> Result<WriteKind, SyncError> {
-            match std::fs::read(&p) {
-                Ok(existing) if existing == bytes => Ok(WriteKind::Unchanged),
-                Ok(_) => {
-                    write_atomically(&p, &bytes)?;
-                    Ok(WriteKind::Updated)
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    write_atomically(&p, &bytes)?;
-                    Ok(WriteKind::Created)
-                }
-                Err(e) => Err(io_error("cannot read", &p, e)),
-            }
-        })
-        .await
-        .map_err(|e| SyncError::permanent(format!("file sink task failed: {e}")))??;
+        let previous = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from);
+        let (sink, rec) = (self.clone(), Key::of(record));
+        let (path, kind) = tokio::task::spawn_blocking(move || sink.write_blocking(&rec, &bytes, previous.as_deref()))
+            .await
+            .map_err(|e| SyncError::transient(format!("file sink task failed: {e}")))??;
         tracing::debug!(path = %path.display(), write = ?kind, "file sink");
         let mut receipt = SinkReceipt::new(kind).id("path", path.display());
         receipt.writes = u32::from(kind != WriteKind::Unchanged);
         Ok(receipt)
+    }
+
+    async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
+        let previous = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from);
+        let (sink, arn, prev) = (self.clone(), external_id.to_string(), previous.clone());
+        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, prev.as_deref()))
+            .await
+            .map_err(|e| SyncError::transient(format!("file sink task failed: {e}")))??;
+        let mut receipt = SinkReceipt::new(WriteKind::Removed);
+        if let Some(p) = &previous {
+            receipt = receipt.id("path", p.display());
+        }
+        receipt.writes = removed;
+        Ok(Some(receipt))
     }
 }
 
@@ -188,5 +454,160 @@ mod tests {
         // Nothing was written beside `out`.
         let siblings: Vec<_> = std::fs::read_dir(root.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
         assert_eq!(siblings, vec![std::ffi::OsString::from("out")]);
+    }
+
+    fn docs(root: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for p in std::fs::read_dir(root).unwrap().flatten() {
+            for f in std::fs::read_dir(p.path()).unwrap().flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                assert!(!name.starts_with('.'), "left over: {name}");
+                let doc: RunDocument = serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap();
+                out.push((format!("{}/{name}", p.file_name().to_string_lossy()), doc.record.run.external_id));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn with_arn(project: &str, run: &str, arn: &str) -> RunRecord {
+        let mut r = record(project, run);
+        r.run.external_id = arn.into();
+        r
+    }
+
+    #[tokio::test]
+    async fn one_name_two_arns_two_documents_that_never_flip() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path());
+        let a = with_arn("p", "job", "arn:aws:sagemaker:us-east-1:111111111111:training-job/job");
+        let b = with_arn("p", "job", "arn:aws:sagemaker:eu-west-1:222222222222:training-job/job");
+        let ra = sink.upsert(&a, &WriteContext::new()).await.unwrap();
+        let rb = sink.upsert(&b, &WriteContext::new()).await.unwrap();
+        assert_eq!((ra.write, rb.write), (WriteKind::Created, WriteKind::Created));
+        assert_ne!(ra.ids["path"], rb.ids["path"]);
+        for _ in 0..3 {
+            for (r, rc) in [(&a, &ra), (&b, &rb)] {
+                let again = sink.upsert(r, &WriteContext::new().with_previous(Some(rc.clone()))).await.unwrap();
+                assert_eq!(again.write, WriteKind::Unchanged);
+                assert_eq!(again.ids["path"], rc.ids["path"]);
+            }
+        }
+        let d = docs(dir.path());
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0].0, "p/job--".to_string() + &d[0].0[7..]);
+        assert_eq!(d[1], ("p/job.json".into(), a.run.external_id.clone()));
+        // The first holder leaves: the second keeps its name (no flip), and takes nothing over.
+        sink.retract(&a.run.external_id, &WriteContext::new().with_previous(Some(ra))).await.unwrap();
+        let again = sink.upsert(&b, &WriteContext::new()).await.unwrap();
+        assert_eq!((again.write, &again.ids["path"]), (WriteKind::Unchanged, &rb.ids["path"]));
+        assert_eq!(docs(dir.path()).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn many_writers_of_one_name_leave_one_document_per_arn() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path());
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let s = sink.clone();
+            let r = with_arn("p", "same", &format!("arn:{}", i % 3));
+            tasks.push(tokio::spawn(async move { s.upsert(&r, &WriteContext::new()).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let arns: Vec<String> = docs(dir.path()).into_iter().map(|(_, a)| a).collect();
+        assert_eq!(arns.len(), 3, "{arns:?}");
+        assert_eq!(arns.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_project_change_moves_the_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path());
+        let r1 = with_arn("old", "job", "arn:x");
+        let rc = sink.upsert(&r1, &WriteContext::new()).await.unwrap();
+        // Another job's namesake in the new project is never touched.
+        let other = with_arn("new", "job", "arn:other");
+        sink.upsert(&other, &WriteContext::new()).await.unwrap();
+        let r2 = with_arn("new", "job", "arn:x");
+        let moved = sink.upsert(&r2, &WriteContext::new().with_previous(Some(rc))).await.unwrap();
+        assert_eq!(moved.write, WriteKind::Created);
+        let d = docs(dir.path());
+        assert_eq!(d.iter().filter(|(_, a)| a == "arn:x").count(), 1, "{d:?}");
+        assert!(d.iter().any(|(p, a)| p.starts_with("new/job--") && a == "arn:x"), "{d:?}");
+        assert!(d.contains(&("new/job.json".into(), "arn:other".into())));
+        // Without a previous receipt (a lost ledger) the old copy is found too.
+        let rc = sink.upsert(&with_arn("third", "job", "arn:x"), &WriteContext::new()).await.unwrap();
+        let d = docs(dir.path());
+        assert_eq!(d.iter().filter(|(_, a)| a == "arn:x").map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["third/job.json"]);
+        let gone = sink.retract("arn:x", &WriteContext::new().with_previous(Some(rc))).await.unwrap().unwrap();
+        assert_eq!((gone.write, gone.writes), (WriteKind::Removed, 1));
+        assert_eq!(docs(dir.path()), vec![("new/job.json".to_string(), "arn:other".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn stale_temporary_files_are_swept_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("p");
+        std::fs::create_dir_all(&pdir).unwrap();
+        let old = pdir.join(".j.json.1.00000000000000aa.tmp");
+        std::fs::write(&old, b"half").unwrap();
+        let f = std::fs::File::options().write(true).open(&old).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+        drop(f);
+        // pid 4000000000 cannot exist: an orphan even though it is fresh.
+        let orphan = pdir.join(".k.json.4000000000.00000000000000bb.tmp");
+        std::fs::write(&orphan, b"half").unwrap();
+        // pid 1 is alive: a fresh file of a live writer stays.
+        let live = pdir.join(".l.json.1.00000000000000cc.tmp");
+        std::fs::write(&live, b"half").unwrap();
+        FileSink::new(dir.path()).upsert(&record("p", "j"), &WriteContext::new()).await.unwrap();
+        assert!(!old.exists() && !orphan.exists());
+        assert!(live.exists());
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_project_directory_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let dir = root.path().join("out");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("p")).unwrap();
+        let e = FileSink::new(&dir).upsert(&record("p", "j"), &WriteContext::new()).await.unwrap_err();
+        assert!(e.is_retryable(), "not the job's fault: {e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn reserved_names_never_reach_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let rc = FileSink::new(dir.path()).upsert(&record("CON", "nul"), &WriteContext::new()).await.unwrap();
+        let p = PathBuf::from(&rc.ids["path"]);
+        assert!(!super::super::names::is_reserved(&p.file_name().unwrap().to_string_lossy()), "{p:?}");
+        assert!(!super::super::names::is_reserved(&p.parent().unwrap().file_name().unwrap().to_string_lossy()), "{p:?}");
+    }
+
+    #[test]
+    fn a_full_disk_or_an_io_error_is_retryable() {
+        for code in [28 /* ENOSPC */, 5 /* EIO */, 13 /* EACCES */, 30 /* EROFS */] {
+            let e = io_error("cannot write", Path::new("/x"), std::io::Error::from_raw_os_error(code));
+            assert!(e.is_retryable(), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_foreign_document_is_never_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path());
+        let rc = sink.upsert(&with_arn("p", "j", "arn:mine"), &WriteContext::new()).await.unwrap();
+        // Someone replaced the file with another job's document.
+        std::fs::write(&rc.ids["path"], sink.render(&with_arn("p", "j", "arn:theirs")).unwrap()).unwrap();
+        let gone = sink.retract("arn:mine", &WriteContext::new().with_previous(Some(rc.clone()))).await.unwrap().unwrap();
+        assert_eq!(gone.writes, 0);
+        assert!(Path::new(&rc.ids["path"]).exists());
     }
 }
