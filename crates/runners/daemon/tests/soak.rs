@@ -777,7 +777,10 @@ async fn soak_random_changes_kills_throttling_and_a_sink_outage_converge_to_exac
     let mode = if rng.bool() { "list" } else { "search" };
     let page_size = [3, 10, 100][rng.usize(..3)];
     let base_throttle = rng.u32(50..250);
-    eprintln!("soak: seed {seed} (SAGESYNC_SOAK_SEED={seed}), {secs} s, mode {mode}, page_size {page_size}, {base_throttle}‰ throttled");
+    let concurrency = [1, 4, 8][rng.usize(..3)];
+    eprintln!(
+        "soak: seed {seed} (SAGESYNC_SOAK_SEED={seed}), {secs} s, mode {mode}, page_size {page_size}, concurrency {concurrency}, {base_throttle}‰ throttled"
+    );
 
     let t0 = Instant::now();
     let moto = Moto::start();
@@ -822,7 +825,7 @@ connect_timeout_secs = 1
 request_timeout_secs = 2
 
 [pipeline]
-concurrency = 4
+concurrency = {concurrency}
 max_attempts = 2
 initial_backoff_ms = 20
 max_backoff_ms = 200
