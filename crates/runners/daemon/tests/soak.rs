@@ -266,34 +266,48 @@ impl Gate {
 
 struct Daemon {
     child: Child,
+    /// The port of /metrics (0 when the daemon aborted before it served it).
     port: u16,
+    /// `SAGESYNC_CRASH_AT`, when this daemon was started with it.
+    crash: Option<String>,
 }
 
 impl Daemon {
-    fn start(cfg: &Path, dir: &Path, log: &StderrLog, seed: u64) -> Daemon {
+    /// Starts sagesyncd; with `crash`, as `SAGESYNC_CRASH_AT` (it aborts itself at that step,
+    /// like `kill -9`).
+    fn start(cfg: &Path, dir: &Path, log: &StderrLog, seed: u64, crash: Option<String>) -> Daemon {
         let addr_file = dir.join("listen.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let mut child = Command::new(private_bin(env!("CARGO_BIN_EXE_sagesyncd")))
-            .current_dir(dir)
+        let mut cmd = Command::new(private_bin(env!("CARGO_BIN_EXE_sagesyncd")));
+        cmd.current_dir(dir)
             .args(["--config", cfg.to_str().unwrap(), "--listen-file", addr_file.to_str().unwrap()])
             .envs(TEST_ENV)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(log.stdio())
-            .spawn()
-            .unwrap();
+            .stderr(log.stdio());
+        if let Some(c) = &crash {
+            cmd.env("SAGESYNC_CRASH_AT", c);
+        }
+        let mut child = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         let port = loop {
             if let Some(a) = std::fs::read_to_string(&addr_file).ok().and_then(|t| t.trim().parse::<std::net::SocketAddr>().ok()) {
                 break a.port();
             }
             if let Some(status) = child.try_wait().unwrap() {
+                if crash.is_some() {
+                    break 0;
+                }
                 panic!("seed {seed}: sagesyncd exited ({status}) before it served /healthz");
             }
             assert!(Instant::now() < deadline, "seed {seed}: sagesyncd did not report its address within 30 s");
             std::thread::sleep(Duration::from_millis(20));
         };
-        Daemon { child, port }
+        Daemon { child, port, crash }
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     fn sigkill(&mut self) {
@@ -856,7 +870,7 @@ shutdown_grace_secs = 5
         w.create().await;
     }
     let log = StderrLog::new("sagesyncd (every start)");
-    let mut daemon = Some(Daemon::start(&cfg, dir.path(), &log, seed));
+    let mut daemon = Some(Daemon::start(&cfg, dir.path(), &log, seed, None));
 
     // The disruptions, at random moments of the mutating phase.
     let mutate = Duration::from_secs_f64(secs as f64 * 0.6);
@@ -885,8 +899,20 @@ shutdown_grace_secs = 5
     let start = Instant::now();
     let mut sink_up_at: Option<Instant> = None;
     let mut storm_end: Option<Instant> = None;
-    let mut kills = 0;
+    // While the daemon is down (killed, or aborted at its crash step), jobs keep changing.
+    let mut restart_at: Option<(Instant, Option<String>)> = None;
+    let (mut kills, mut aborts) = (0, 0);
     while start.elapsed() < mutate {
+        if daemon.as_mut().is_some_and(Daemon::exited) {
+            let d = daemon.take().unwrap();
+            aborts += 1;
+            eprintln!("soak: {:.1} s: sagesyncd aborted at {:?}", t0.elapsed().as_secs_f64(), d.crash);
+            restart_at = Some((Instant::now() + Duration::from_millis(w.rng.u64(0..3000)), None));
+        }
+        if restart_at.as_ref().is_some_and(|(t, _)| Instant::now() >= *t) {
+            let (_, crash) = restart_at.take().unwrap();
+            daemon = Some(Daemon::start(&cfg, dir.path(), &log, seed, crash));
+        }
         if sink_up_at.is_some_and(|t| Instant::now() >= t) {
             gate.set(GateMode::Open);
             sink_up_at = None;
@@ -903,10 +929,15 @@ shutdown_grace_secs = 5
                 Disrupt::Kill => {
                     if let Some(mut d) = daemon.take() {
                         d.sigkill();
+                        kills += 1;
                     }
-                    kills += 1;
-                    tokio::time::sleep(Duration::from_millis(w.rng.u64(0..1500))).await;
-                    daemon = Some(Daemon::start(&cfg, dir.path(), &log, seed));
+                    // Half the restarts abort themselves later at a chosen crash point.
+                    let crash = w.rng.bool().then(|| {
+                        let step = ["after-lease", "after-sink-write", "after-commit", "after-cursor"][w.rng.usize(..4)];
+                        format!("{step}:{}", w.rng.u32(1..30))
+                    });
+                    eprintln!("soak: {:.1} s: restart with SAGESYNC_CRASH_AT={crash:?}", t0.elapsed().as_secs_f64());
+                    restart_at = Some((Instant::now() + Duration::from_millis(w.rng.u64(0..3000)), crash));
                 }
                 Disrupt::SinkDown(mode, dur) => {
                     gate.set(mode);
@@ -927,10 +958,18 @@ shutdown_grace_secs = 5
     }
     gate.set(GateMode::Open);
     throttle.permille.store(base_throttle, Ordering::SeqCst);
+    // Converge with a daemon that runs to the end.
+    if daemon.as_mut().is_none_or(|d| d.crash.is_some() || d.exited()) {
+        if let Some(mut d) = daemon.take() {
+            d.sigkill();
+        }
+        daemon = Some(Daemon::start(&cfg, dir.path(), &log, seed, None));
+    }
     w.check_moto_tags().await;
+    assert!(throttle.throttled.load(Ordering::SeqCst) > 0, "seed {seed}: the proxy throttled nothing");
     let eligible = w.jobs.iter().filter(|j| j.eligible()).count();
     eprintln!(
-        "soak: seed {seed}: mutations done at {:.1} s: {} jobs ({eligible} eligible), actions {:?}, {kills} kills, {} SageMaker requests throttled, {} forwarded",
+        "soak: seed {seed}: mutations done at {:.1} s: {} jobs ({eligible} eligible), actions {:?}, {kills} SIGKILLs, {aborts} aborts at a crash point, {} SageMaker requests throttled, {} forwarded",
         t0.elapsed().as_secs_f64(),
         w.jobs.len(),
         w.actions,
@@ -979,4 +1018,53 @@ shutdown_grace_secs = 5
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "seed {seed}: SIGTERM exits 0");
+}
+
+/// What the soak test can hit when a SIGKILL lands between a sink write and the ledger commit
+/// and the job then stops being eligible before the daemon runs again: the ledger never learnt
+/// of the record, so nothing retracts it. Recipe: one eligible job; sagesyncd aborts right after
+/// the file sink wrote its document (`SAGESYNC_CRASH_AT=after-sink-write`); the job's opt-in tag
+/// is removed; sagesyncd starts again and runs its polls and reconciliation passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_written_just_before_a_crash_is_retracted_when_the_job_turns_ineligible() {
+    use std::os::unix::process::ExitStatusExt;
+    let moto = Moto::start();
+    let names = moto.create_jobs("orphan", 1, &support::moto::SYNC_TAGS).await;
+    let client = moto.client().await;
+    let arn = client.describe_training_job().training_job_name(&names[0]).send().await.unwrap().training_job_arn().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sagesyncd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"out\"\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 0.5\nreconcile_interval_secs = 1\nlisten = \"127.0.0.1:0\"\n",
+            moto.url()
+        ),
+    )
+    .unwrap();
+    let log = StderrLog::new("sagesyncd");
+    let docs = || file_documents(&dir.path().join("out")).0.into_iter().map(|d| d.path).collect::<Vec<_>>();
+    let mut d = Daemon::start(&cfg, dir.path(), &log, 0, Some("after-sink-write".into()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !d.exited() {
+        assert!(Instant::now() < deadline, "sagesyncd did not reach after-sink-write within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(d.child.wait().unwrap().signal(), Some(6), "aborted at after-sink-write");
+    assert_eq!(docs().len(), 1, "the document was written before the abort");
+    client.delete_tags().resource_arn(&arn).tag_keys("MODEL_DB_SYNC").send().await.unwrap();
+    let d = Daemon::start(&cfg, dir.path(), &log, 0, None);
+    let series = "sagesync_passes_total{key=\"reconcile\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while d.metric(series).await < 2.0 {
+        assert!(Instant::now() < deadline, "no two reconciliation passes within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = ledger(&dir.path().join("state.db")).unwrap();
+    assert_eq!((c.synced, c.skipped), (0, 1), "the ledger has the job as skipped");
+    assert!(
+        docs().is_empty(),
+        "the job is no longer eligible, yet the file sink still holds its document {:?} (the ledger never recorded the delivery, so nothing retracts it)",
+        docs()
+    );
 }
