@@ -248,14 +248,24 @@ async fn permanent_failures_park_after_max_job_attempts_and_retryable_ones_never
     let e = engine(src.clone(), vec![("mem", sink.clone())], settings);
     let opts = RefOptions { urgent: true, collect: true, ..Default::default() };
     let refs = || vec![JobRef { name: "job-1".into(), arn: Some(job(1, "").arn), ..Default::default() }];
+    // Retryable failures first (the store is down): they never count toward parking.
+    sink.down.store(true, Ordering::SeqCst);
+    for _ in 0..4 {
+        let r = e.sync_refs(refs(), &opts, &CancellationToken::new(), &NoObserver).await;
+        assert!(r.jobs[0].retryable && !r.jobs[0].parked);
+    }
+    sink.down.store(false, Ordering::SeqCst);
     for i in 1..=3 {
         let r = e.sync_refs(refs(), &opts, &CancellationToken::new(), &NoObserver).await;
-        assert_eq!(r.jobs[0].parked, i == 3, "try {i}");
+        assert_eq!(r.jobs[0].parked, i == 3, "permanent failure {i} after four retryable ones");
     }
+    let st = e.state().jobs(&[job(1, "").arn]).await.unwrap().remove(0).unwrap();
+    assert_eq!((st.attempts, st.permanent_failures, st.parked), (7, 3, true));
     // Parked: a poll leaves it alone.
     let p = poll(&e).await;
     assert_eq!(p.synced, 1);
-    assert_eq!(sink.calls.lock().unwrap()["job-1"], 3);
+    // Each retryable try is retried in the pass (max_attempts = 4 in `fast`); permanent ones not.
+    assert_eq!(sink.calls.lock().unwrap()["job-1"], 4 * 4 + 3);
     // A store that is down is not the job's fault: never parked.
     sink.down.store(true, Ordering::SeqCst);
     for _ in 0..5 {
@@ -270,7 +280,7 @@ async fn permanent_failures_park_after_max_job_attempts_and_retryable_ones_never
         assert!(r.jobs[0].retryable && !r.jobs[0].parked);
     }
     let st = e.state().jobs(&[job(2, "").arn]).await.unwrap().remove(0).unwrap();
-    assert_eq!((st.attempts, st.parked), (5, false));
+    assert_eq!((st.attempts, st.permanent_failures, st.parked), (5, 0, false));
 }
 
 #[tokio::test]

@@ -413,3 +413,22 @@ async fn test_connection_answers() {
     let peer = Peer::start(&[]);
     assert_eq!(sink(peer.port, false).test_connection().await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn a_job_whose_project_changed_keeps_its_one_run() {
+    let peer = Peer::start(&[]);
+    let s = sink(peer.port, false);
+    let r = record(&fixture("deepar-example.json")).await;
+    let first = s.upsert(&r, &WriteContext::new()).await.unwrap();
+    let mut moved = r.clone();
+    moved.project.name = "a-new-project".into();
+    let again = s.upsert(&moved, &WriteContext::new().with_previous(Some(first.clone()))).await.unwrap();
+    assert_eq!(again.write, WriteKind::Unchanged, "{again:?}");
+    assert_eq!(again.ids["run_id"], first.ids["run_id"]);
+    assert_eq!(again.ids["project_id"], first.ids["project_id"], "the run stays where it was first written");
+    let st = peer.state();
+    let of_arn = st["runs"].as_array().unwrap().iter().filter(|x| x["description"].as_str().unwrap().contains(&r.run.external_id)).count();
+    assert_eq!(of_arn, 1, "one run per ARN: {st}");
+    // The Light API cannot delete: a retract keeps the run and says so.
+    assert!(s.retract(&r.run.external_id, &WriteContext::new().with_previous(Some(again))).await.unwrap().is_none());
+}

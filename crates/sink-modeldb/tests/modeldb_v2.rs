@@ -21,9 +21,13 @@ async fn record(name: &str) -> RunRecord {
 }
 
 fn settings(fake: &Fake) -> ModelDbV2Settings {
+    settings_at(&fake.base_url)
+}
+
+fn settings_at(base_url: &str) -> ModelDbV2Settings {
     ModelDbV2Settings {
         api: ApiSettings {
-            base_url: fake.base_url.clone(),
+            base_url: base_url.to_string(),
             api_prefix: "/api/v1/modeldb".into(),
             email: None,
             developer_key: None,
@@ -380,4 +384,125 @@ async fn the_fake_enforces_the_documented_rules() {
     assert_eq!(post("/experiment-run/logMetrics", json!({"id": "nope", "metrics": [{"key": "a", "value": 1}]})).await.0, 404);
     assert_eq!(http.get(u("/project/nope")).send().await.unwrap().status().as_u16(), 404);
     assert_eq!(http.get(u("/project/createProject")).send().await.unwrap().status().as_u16(), 405);
+}
+
+fn runs_of(fake: &Fake, arn: &str) -> Vec<Value> {
+    fake.runs().into_iter().filter(|r| r["description"].as_str().is_some_and(|d| d.ends_with(&format!("({arn})")))).collect()
+}
+
+#[tokio::test]
+async fn one_name_two_arns_two_runs_that_never_flip() {
+    let fake = Fake::start().await;
+    let s = sink(&fake);
+    let a = record("xgboost-churn.json").await;
+    let mut b = a.clone();
+    b.run.external_id = a.run.external_id.replace("us-east-1", "eu-west-1");
+    b.attributes.insert("training_job_arn".into(), json!(b.run.external_id));
+    let ra = s.upsert(&a, &WriteContext::new()).await.unwrap();
+    let rb = s.upsert(&b, &WriteContext::new()).await.unwrap();
+    assert_eq!((ra.write, rb.write), (WriteKind::Created, WriteKind::Created));
+    assert_ne!(ra.ids["run_id"], rb.ids["run_id"]);
+    for _ in 0..2 {
+        for (r, rc) in [(&a, &ra), (&b, &rb)] {
+            let again = s.upsert(r, &WriteContext::new().with_previous(Some(rc.clone()))).await.unwrap();
+            assert_eq!((again.write, &again.ids["run_id"]), (WriteKind::Unchanged, &rc.ids["run_id"]));
+        }
+    }
+    assert_eq!(fake.runs().len(), 2);
+    let names: Vec<String> = fake.runs().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names[0], a.run.name);
+    assert_eq!(names[1], sagesync_sink_modeldb::v2::hashed_run_name(&b));
+    assert_conformant(&fake);
+}
+
+#[tokio::test]
+async fn a_project_change_moves_the_run_and_retract_deletes_it() {
+    let fake = Fake::start().await;
+    let s = sink(&fake);
+    let r = record("xgboost-churn.json").await;
+    let arn = r.run.external_id.clone();
+    let first = s.upsert(&r, &WriteContext::new()).await.unwrap();
+    let mut moved = r.clone();
+    moved.project.name = "another-project".into();
+    let second = s.upsert(&moved, &WriteContext::new().with_previous(Some(first.clone()))).await.unwrap();
+    assert_eq!(second.write, WriteKind::Created);
+    assert_ne!(second.ids["project_id"], first.ids["project_id"]);
+    let held = runs_of(&fake, &arn);
+    assert_eq!(held.len(), 1, "one run per ARN after a move: {held:?}");
+    assert_eq!(held[0]["id"].as_str(), Some(second.ids["run_id"].as_str()));
+    // Retract: the run goes. A receipt naming another job's run deletes nothing.
+    let other = record("pytorch-sentiment.json").await;
+    let orc = s.upsert(&other, &WriteContext::new()).await.unwrap();
+    let mut wrong = second.clone();
+    wrong.ids.insert("run_id".into(), orc.ids["run_id"].clone());
+    let none = s.retract(&arn, &WriteContext::new().with_previous(Some(wrong))).await.unwrap().unwrap();
+    assert_eq!((none.write, none.writes), (WriteKind::Removed, 0));
+    let gone = s.retract(&arn, &WriteContext::new().with_previous(Some(second))).await.unwrap().unwrap();
+    assert_eq!((gone.write, gone.writes), (WriteKind::Removed, 1));
+    assert!(runs_of(&fake, &arn).is_empty());
+    assert_eq!(runs_of(&fake, &other.run.external_id).len(), 1);
+    // Retracting again finds nothing and fails nothing.
+    let again = s.retract(&arn, &WriteContext::new().with_previous(Some(gone))).await.unwrap().unwrap();
+    assert_eq!(again.writes, 0);
+    assert_conformant(&fake);
+}
+
+/// A server on 127.0.0.1 that answers every request with `reply` and counts the requests.
+async fn hostile(reply: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let reply = std::sync::Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(&reply).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_with_credentials() {
+    let (target, target_hits) = hostile(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec()).await;
+    let redirect = format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}/api/v1/modeldb/project/getProjectByName\r\ncontent-length: 0\r\n\r\n"
+    );
+    let (url, _) = hostile(redirect.into_bytes()).await;
+    let mut st = settings_at(&url);
+    st.api.email = Some("bot@example.com".into());
+    st.api.developer_key = Some(Secret::new("dk-very-secret-123"));
+    st.api.max_attempts = 1;
+    let e = ModelDbV2Sink::new(st).unwrap().upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap_err();
+    assert_eq!(target_hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect target was contacted");
+    assert!(e.to_string().contains("307"), "{e}");
+    assert!(!format!("{e} {e:?}").contains("dk-very-secret-123"));
+}
+
+#[tokio::test]
+async fn an_oversized_reply_body_fails_the_write_clearly() {
+    // 17 MiB of JSON string, announced and not announced.
+    let big = 17 * 1024 * 1024;
+    let mut announced = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n\"", big + 2).into_bytes();
+    announced.extend(std::iter::repeat_n(b'a', big));
+    announced.push(b'"');
+    let mut chunked = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n\"".to_vec();
+    chunked.extend(std::iter::repeat_n(b'a', big));
+    chunked.push(b'"');
+    for reply in [announced, chunked] {
+        let (url, _) = hostile(reply).await;
+        let mut st = settings_at(&url);
+        st.api.max_attempts = 1;
+        let e = ModelDbV2Sink::new(st).unwrap().upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap_err();
+        assert!(e.to_string().contains("reply larger than 16777216 bytes"), "{e}");
+        assert!(!e.is_retryable(), "a reply that large will not shrink: {e}");
+    }
 }

@@ -768,6 +768,7 @@ impl StateStore for DynamoState {
                 let mut next = current.clone();
                 next.parked = false;
                 next.attempts = 0;
+                next.permanent_failures = 0;
                 next.next_attempt_at = None;
                 let json = serde_json::to_string(&next).map_err(|x| self.decode(x.to_string()))?;
                 let (set, remove, mut values) = entry_update(&next, json);

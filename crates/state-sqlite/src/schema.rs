@@ -3,7 +3,8 @@
 use rusqlite_migration::{Migrations, M};
 
 /// Version 1 is the first release's ledger (one row per job, receipts as JSON); version 2 keeps
-/// one row per job and one per (job, sink) delivery, plus leases. Version 1 files are migrated:
+/// one row per job and one per (job, sink) delivery, plus leases; version 3 adds the count of
+/// permanent failures. Version 1 files are migrated:
 /// their entries come back with an empty configuration digest, so every job is decided once
 /// more and delivered again where needed (the sinks are idempotent).
 pub fn migrations() -> Migrations<'static> {
@@ -35,6 +36,12 @@ pub fn migrations() -> Migrations<'static> {
              DROP TABLE cursors;
              ALTER TABLE cursors2 RENAME TO cursors;
              INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2');",
+        ),
+        // Version 3 counts permanent failures apart from retryable ones (only they park a job).
+        // Existing failed entries start from zero: none is parked by the upgrade.
+        M::up(
+            "ALTER TABLE jobs ADD COLUMN permanent_failures INTEGER NOT NULL DEFAULT 0;
+             INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '3');",
         ),
     ])
 }

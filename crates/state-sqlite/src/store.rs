@@ -156,7 +156,7 @@ fn open_file(path: &Path, busy_ms: u64, loc: &str) -> Result<Connection, StateEr
     }
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(bad)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(bad)?;
-    let latest = 2;
+    let latest = 3;
     if version > latest {
         return Err(unusable(format!("schema version {version}; this sagesync understands up to {latest}. It was left untouched")));
     }
@@ -173,7 +173,8 @@ fn open_file(path: &Path, busy_ms: u64, loc: &str) -> Result<Connection, StateEr
     Ok(conn)
 }
 
-const JOB_COLUMNS: &str = "arn, job, last_modified, tags_digest, config_digest, outcome, reason, record_digest, attempts, parked, next_attempt_at, pass, updated_at";
+const JOB_COLUMNS: &str =
+    "arn, job, last_modified, tags_digest, config_digest, outcome, reason, record_digest, attempts, parked, next_attempt_at, pass, updated_at, permanent_failures";
 
 fn read_job(r: &rusqlite::Row<'_>, loc: &str) -> rusqlite::Result<Result<JobState, StateError>> {
     let outcome: String = r.get(5)?;
@@ -193,6 +194,7 @@ fn read_job(r: &rusqlite::Row<'_>, loc: &str) -> rusqlite::Result<Result<JobStat
             record_digest: r.get(7).map_err(|e| err(loc, e))?,
             deliveries: BTreeMap::new(),
             attempts: r.get(8).map_err(|e| err(loc, e))?,
+            permanent_failures: r.get(13).map_err(|e| err(loc, e))?,
             parked: r.get(9).map_err(|e| err(loc, e))?,
             next_attempt_at: parse_ts(next.clone(), loc)?,
             pass: r.get(11).map_err(|e| err(loc, e))?,
@@ -374,7 +376,9 @@ impl StateStore for SqliteState {
                 return Ok(false);
             }
             tx.execute(
-                &format!("INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!(
+                    "INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ),
                 params![
                     e.arn,
                     e.job,
@@ -388,7 +392,8 @@ impl StateStore for SqliteState {
                     e.parked,
                     e.next_attempt_at.map(ts),
                     e.pass,
-                    ts(e.updated_at)
+                    ts(e.updated_at),
+                    e.permanent_failures
                 ],
             )
             .map_err(|x| err(loc, x))?;
@@ -460,7 +465,7 @@ impl StateStore for SqliteState {
                 out
             };
             for a in &arns {
-                tx.execute("UPDATE jobs SET parked = 0, attempts = 0, next_attempt_at = NULL WHERE arn = ?1", [a])
+                tx.execute("UPDATE jobs SET parked = 0, attempts = 0, permanent_failures = 0, next_attempt_at = NULL WHERE arn = ?1", [a])
                     .map_err(|e| err(loc, e))?;
             }
             tx.commit().map_err(|e| err(loc, e))?;

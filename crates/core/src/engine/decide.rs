@@ -125,6 +125,7 @@ mod tests {
             record_digest: Some("r".into()),
             deliveries,
             attempts: 0,
+            permanent_failures: 0,
             parked: false,
             next_attempt_at: None,
             pass: None,

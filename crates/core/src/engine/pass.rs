@@ -334,10 +334,12 @@ impl Engine {
                     }
                 }
                 rep.count(r.outcome, 1);
-                let keep =
-                    ctx.collect || (matches!(r.outcome, Outcome::Failed | Outcome::Interrupted) && rep.jobs.len() < PassReport::MAX_KEPT);
-                if keep {
+                let wanted = ctx.collect || matches!(r.outcome, Outcome::Failed | Outcome::Interrupted);
+                let room = if ctx.collect { PassReport::MAX_COLLECTED } else { PassReport::MAX_KEPT };
+                if wanted && rep.jobs.len() < room {
                     rep.jobs.push(r);
+                } else if wanted {
+                    rep.jobs_omitted += 1;
                 }
             }
         }

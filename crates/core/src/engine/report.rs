@@ -107,9 +107,14 @@ pub struct PassReport {
     pub busy_jobs: Vec<String>,
     /// Pages listed.
     pub pages: usize,
-    /// Job reports: every one when the caller asked to collect them, else failed and
-    /// interrupted ones (at most [`PassReport::MAX_KEPT`]).
+    /// Job reports: every one when the caller asked to collect them (at most
+    /// [`PassReport::MAX_COLLECTED`]), else failed and interrupted ones (at most
+    /// [`PassReport::MAX_KEPT`]).
     pub jobs: Vec<JobReport>,
+    /// Reports that belonged in `jobs` but were left out because it was full (their jobs are
+    /// counted all the same).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jobs_omitted: usize,
     /// Why the listing stopped early, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listing_error: Option<ListingFailure>,
@@ -130,6 +135,8 @@ pub struct PassReport {
 impl PassReport {
     /// How many reports are kept when not collecting all.
     pub const MAX_KEPT: usize = 1000;
+    /// How many reports a collecting pass keeps: memory stays bounded on any backfill.
+    pub const MAX_COLLECTED: usize = 100_000;
 
     /// Distinct jobs with a final outcome.
     pub fn total(&self) -> usize {
@@ -151,4 +158,8 @@ impl PassReport {
         };
         *c = c.saturating_add_signed(delta);
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -257,19 +257,17 @@ impl Engine {
         ctx: &Ctx<'_>,
     ) -> JobState {
         let now = Utc::now();
-        let (attempts, parked, next_attempt_at) = match failure {
-            None => (0, false, None),
+        let (attempts, permanent_failures, parked, next_attempt_at) = match failure {
+            None => (0, 0, false, None),
             Some((e, _)) => {
                 // Tries count while the job's content stays the same.
-                let before = prior
-                    .filter(|p| p.outcome == Outcome::Failed && p.basis.last_modified == basis.last_modified)
-                    .map(|p| p.attempts)
-                    .unwrap_or(0);
-                let attempts = before.saturating_add(1);
-                // Only the job's own content parks it; the network, throttling or a store that is
-                // down never do.
-                let parked = !e.is_retryable() && attempts >= self.settings.max_job_attempts;
-                (attempts, parked, (!parked).then(|| now + self.settings.retry_delay(attempts)))
+                let same = prior.filter(|p| p.outcome == Outcome::Failed && p.basis.last_modified == basis.last_modified);
+                let attempts = same.map(|p| p.attempts).unwrap_or(0).saturating_add(1);
+                // Only the job's own content parks it: permanent failures count toward
+                // `max_job_attempts`; the network, throttling or a store that is down never do.
+                let permanent = same.map(|p| p.permanent_failures).unwrap_or(0).saturating_add(u32::from(!e.is_retryable()));
+                let parked = !e.is_retryable() && permanent >= self.settings.max_job_attempts;
+                (attempts, permanent, parked, (!parked).then(|| now + self.settings.retry_delay(attempts)))
             }
         };
         JobState {
@@ -281,6 +279,7 @@ impl Engine {
             record_digest: record_digest.or_else(|| prior.and_then(|p| p.record_digest.clone())),
             deliveries,
             attempts,
+            permanent_failures,
             parked,
             next_attempt_at,
             pass: Some(ctx.pass.clone()),

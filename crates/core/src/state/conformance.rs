@@ -39,6 +39,7 @@ pub fn entry(arn: &str, outcome: Outcome) -> JobState {
         record_digest: Some("r".into()),
         deliveries: BTreeMap::new(),
         attempts: 0,
+        permanent_failures: 0,
         parked: false,
         next_attempt_at: None,
         pass: Some("p".into()),
@@ -193,11 +194,14 @@ pub async fn failed_jobs_due_unpark_and_counts(s: &dyn StateStore) {
     let mut parked = entry("arn:j/f3", Outcome::Failed);
     parked.parked = true;
     parked.attempts = 5;
+    parked.permanent_failures = 5;
     for e in [&later, &due, &parked, &entry("arn:j/ok", Outcome::Synced), &entry("arn:j/sk", Outcome::Skipped)] {
         put(s, e).await;
     }
     let d: Vec<String> = s.due(now, None, 10).await.unwrap().into_iter().map(|j| j.arn).collect();
     assert_eq!(d, ["arn:j/f2"]);
+    let stored = s.jobs(&["arn:j/f3".into()]).await.unwrap().remove(0).expect("f3");
+    assert_eq!((stored.attempts, stored.permanent_failures), (5, 5), "both counts are kept");
     let f: Vec<String> = s.failed(None, 2).await.unwrap().into_iter().map(|j| j.arn).collect();
     assert_eq!(f, ["arn:j/f1", "arn:j/f2"], "ARN order, limited");
     let f2: Vec<String> = s.failed(Some("arn:j/f2"), 10).await.unwrap().into_iter().map(|j| j.arn).collect();
@@ -207,7 +211,7 @@ pub async fn failed_jobs_due_unpark_and_counts(s: &dyn StateStore) {
     let mut un = s.unpark(&["f3".into()]).await.unwrap();
     assert_eq!(un, ["arn:j/f3"], "by name");
     let e = s.jobs(&["arn:j/f3".into()]).await.unwrap().remove(0).expect("f3");
-    assert!(!e.parked && e.attempts == 0 && e.next_attempt_at.is_none());
+    assert!(!e.parked && e.attempts == 0 && e.permanent_failures == 0 && e.next_attempt_at.is_none());
     un = s.unpark(&[]).await.unwrap();
     un.sort();
     assert_eq!(un, ["arn:j/f1", "arn:j/f2", "arn:j/f3"], "every failed job");

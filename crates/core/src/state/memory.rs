@@ -147,6 +147,7 @@ impl StateStore for MemoryState {
             if jobs.is_empty() || jobs.iter().any(|x| x == &j.arn || x == &j.job) {
                 j.parked = false;
                 j.attempts = 0;
+                j.permanent_failures = 0;
                 j.next_attempt_at = None;
                 out.push(j.arn.clone());
             }

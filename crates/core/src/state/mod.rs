@@ -110,8 +110,13 @@ pub struct JobState {
     pub record_digest: Option<String>,
     /// What each sink holds, by sink id.
     pub deliveries: BTreeMap<String, Delivery>,
-    /// Consecutive failed attempts (0 after a success).
+    /// Consecutive failed attempts (0 after a success): what the retry backoff grows with.
     pub attempts: u32,
+    /// How many of them were permanent failures on the job's current content (a record the
+    /// store rejects, a malformed document): what parks the job at `max_job_attempts`.
+    /// Retryable failures (the network, throttling, a store that is down) never count.
+    #[serde(default)]
+    pub permanent_failures: u32,
     /// Failed on the job's own content too often: left alone until its content changes or
     /// `sagesync retry`.
     pub parked: bool,

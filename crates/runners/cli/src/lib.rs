@@ -252,7 +252,22 @@ where
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            // SIGINT (a terminal) and SIGTERM (systemd, Kubernetes, `kill`) alike: stop
+            // cleanly, record nothing against the jobs in flight.
+            #[cfg(unix)]
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut t) => t.recv().await,
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let term = std::future::pending::<Option<()>>();
+            let got = tokio::select! {
+                r = tokio::signal::ctrl_c() => r.is_ok(),
+                _ = term => true,
+            };
+            if got {
                 eprintln!("interrupted: finishing writes in flight, starting nothing new (run again to resume)");
                 c.cancel();
             }

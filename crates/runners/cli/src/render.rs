@@ -46,6 +46,9 @@ pub fn text(r: &PassReport) -> String {
     if r.already_done > 0 || r.deferred > 0 || r.busy > 0 {
         out.push_str(&format!("\n{} already in the ledger, {} deferred, {} held by another writer", r.already_done, r.deferred, r.busy));
     }
+    if r.jobs_omitted > 0 {
+        out.push_str(&format!("\n({} more job reports not listed; every job is counted above)", r.jobs_omitted));
+    }
     if !r.api_calls.is_empty() {
         let calls: Vec<String> = r.api_calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("\nAPI calls: {}", calls.join(", ")));
@@ -82,7 +85,7 @@ pub fn status(s: &StatusReport, json: bool) {
             "state": s.location,
             "counts": s.counts,
             "total": s.counts.total(),
-            "failed_jobs": s.failed.iter().map(|e| serde_json::json!({"job": e.job, "arn": e.arn, "attempts": e.attempts, "parked": e.parked, "error": e.reason, "next_attempt_at": e.next_attempt_at})).collect::<Vec<_>>(),
+            "failed_jobs": s.failed.iter().map(|e| serde_json::json!({"job": e.job, "arn": e.arn, "attempts": e.attempts, "permanent_failures": e.permanent_failures, "parked": e.parked, "error": e.reason, "next_attempt_at": e.next_attempt_at})).collect::<Vec<_>>(),
             "cursors": s.cursors.iter().map(|(k, c)| serde_json::json!({"key": k, "watermark": c.watermark, "in_progress": c.token.is_some() || !c.seen_at_watermark.is_empty()})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

@@ -241,7 +241,7 @@ impl ModelDbV1Sink {
     }
 
     /// Idempotent sync: find the run by ARN, write only what is missing.
-    async fn upsert_default(&self, record: &RunRecord, p: &mut Progress) -> Result<WriteKind, V1Error> {
+    async fn upsert_default(&self, record: &RunRecord, previous_project: Option<i32>, p: &mut Progress) -> Result<WriteKind, V1Error> {
         let mut c = self.connect().await?;
         let named = (record.experiment != DEFAULT_EXPERIMENT).then_some(record.experiment.as_str());
         let (pid, eid) = self.project_and_experiment(&mut c, record, named, p).await?;
@@ -250,14 +250,36 @@ impl ModelDbV1Sink {
         let m = "getRunsAndExperimentsInProject";
         let r = c.call(m, get_runs_and_experiments_in_project(pid)).await?;
         let marker = format!("({})", record.run.external_id);
-        let existing = r
-            .field(3)
-            .map(TValue::as_list)
-            .unwrap_or(&[])
-            .iter()
-            .filter(|run| run.str_field(3).contains(&marker))
-            .filter_map(|run| run.field(1).and_then(TValue::as_i32))
-            .min();
+        let find = |r: &TValue| {
+            r.field(3)
+                .map(TValue::as_list)
+                .unwrap_or(&[])
+                .iter()
+                .filter(|run| run.str_field(3).contains(&marker))
+                .filter_map(|run| Some((run.field(1).and_then(TValue::as_i32)?, run.field(2).and_then(TValue::as_i32))))
+                .min_by_key(|(rid, _)| *rid)
+        };
+        let mut existing = find(&r).map(|(rid, _)| rid);
+        // The Light API cannot move or delete a run: a job whose project changed keeps its one
+        // run in the project it was first written to (found through the ledger's receipt).
+        if existing.is_none() {
+            if let Some(prev) = previous_project.filter(|&prev| prev != pid) {
+                let r = c.call(m, get_runs_and_experiments_in_project(prev)).await?;
+                if let Some((rid, eid)) = find(&r) {
+                    tracing::warn!(
+                        job = %record.run.name,
+                        project_id = prev,
+                        "the job's project changed; ModelDB v1 cannot move runs, so its run stays in the project it was first written to"
+                    );
+                    p.ids.retain(|(k, _)| *k != "project_id" && *k != "experiment_id");
+                    p.ids.push(("project_id", prev));
+                    if let Some(eid) = eid {
+                        p.ids.push(("experiment_id", eid));
+                    }
+                    existing = Some(rid);
+                }
+            }
+        }
 
         let (rid, resume) = match existing {
             Some(rid) => {
@@ -421,9 +443,14 @@ impl ModelDbV1Sink {
 
 #[async_trait]
 impl Sink for ModelDbV1Sink {
-    async fn upsert(&self, record: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        let previous_project = cx.previous.as_ref().and_then(|p| p.ids.get("project_id")).and_then(|v| v.parse::<i32>().ok());
         let mut p = Progress::default();
-        let result = if self.settings.compat { self.compat(record, &mut p).await } else { self.upsert_default(record, &mut p).await };
+        let result = if self.settings.compat {
+            self.compat(record, &mut p).await
+        } else {
+            self.upsert_default(record, previous_project, &mut p).await
+        };
         match result {
             Ok(kind) => {
                 let mut receipt = SinkReceipt::new(kind);

@@ -7,4 +7,4 @@ mod sink;
 
 pub use client::{ApiSettings, V2Error};
 pub use config::ModelDbV2Config;
-pub use sink::{manifest_tag, run_description, ModelDbV2Settings, ModelDbV2Sink, OnConflict};
+pub use sink::{hashed_run_name, manifest_tag, run_description, ModelDbV2Settings, ModelDbV2Sink, OnConflict};

@@ -86,6 +86,32 @@ pub fn run_description(record: &RunRecord) -> String {
     format!("SageMaker training job {} ({})", record.run.name, record.run.external_id)
 }
 
+/// The run name used when another job's run holds the plain one: the name, `--` and 12 hex
+/// digits of the SHA-256 of the ARN.
+pub fn hashed_run_name(record: &RunRecord) -> String {
+    let hex: String = Sha256::digest(record.run.external_id.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{}--{hex}", record.run.name)
+}
+
+/// The job ARN a stored run belongs to: the one its description names (sagesync writes it at
+/// creation and never changes it), else its `training_job_arn` attribute.
+fn run_owner(run: &Value) -> Option<String> {
+    let from_description = run.get("description").and_then(Value::as_str).and_then(|d| {
+        let d = d.strip_prefix("SageMaker training job ")?.strip_suffix(')')?;
+        let open = d.rfind(" (")?;
+        Some(d[open + 2..].to_string())
+    });
+    from_description.or_else(|| {
+        run.get("attributes")?
+            .as_array()?
+            .iter()
+            .find(|kv| kv.get("key").and_then(Value::as_str) == Some("training_job_arn"))?
+            .get("value")?
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
 /// The tag that marks a dataset version made from one manifest.
 pub fn manifest_tag(m: &sagesync_core::ChannelManifest) -> String {
     let mut h = Sha256::new();
@@ -110,6 +136,15 @@ impl ModelDbV2Sink {
     pub fn new(settings: ModelDbV2Settings) -> Result<Self, String> {
         let api = Api::new(&settings.api)?;
         Ok(ModelDbV2Sink { settings, api })
+    }
+
+    fn sync_error(&self, e: V2Error) -> SyncError {
+        let message = format!("ModelDB v2 at {}: {e}", self.settings.api.base_url);
+        if e.is_retryable() {
+            SyncError::transient_with(message, e)
+        } else {
+            SyncError::permanent_with(message, e)
+        }
     }
 
     fn experiment<'a>(&'a self, r: &'a RunRecord) -> &'a str {
@@ -464,7 +499,46 @@ impl ModelDbV2Sink {
         Ok((writes, conflicts))
     }
 
-    async fn upsert_inner(&self, r: &RunRecord) -> Result<SinkReceipt, V2Error> {
+    /// Deletes the run with `run_id` if it is a run of `arn`; `false` when there was none.
+    async fn delete_run_of(&self, run_id: &str, arn: &str) -> Result<bool, V2Error> {
+        let op = "/experiment-run/getExperimentRunById";
+        let r = self.api.get(op, &[("id", run_id)]).await?;
+        if is_absent(&r) {
+            return Ok(false);
+        }
+        if r.status != 200 {
+            return Err(self.fail(op, &r));
+        }
+        let run = r.body.get("experiment_run").cloned().unwrap_or(Value::Null);
+        if run_owner(&run).as_deref() != Some(arn) {
+            tracing::warn!(run_id, "ModelDB v2: the run the ledger names now holds another job; left alone");
+            return Ok(false);
+        }
+        let op = "/experiment-run/deleteExperimentRun";
+        let d = self.api.delete(op, &json!({"id": run_id})).await?;
+        if is_absent(&d) {
+            return Ok(false);
+        }
+        if d.status != 200 {
+            return Err(self.fail(op, &d));
+        }
+        Ok(true)
+    }
+
+    /// After a move (the job's project, experiment or run name changed), deletes the run the
+    /// previous write made, so that the ARN keeps one run.
+    async fn remove_previous(&self, cx: &WriteContext, current_run_id: &str, arn: &str) -> Result<(), V2Error> {
+        let Some(old) = cx.previous.as_ref().and_then(|p| p.ids.get("run_id")) else { return Ok(()) };
+        if old.is_empty() || old == current_run_id {
+            return Ok(());
+        }
+        if self.delete_run_of(old, arn).await? {
+            tracing::info!(old_run_id = %old, run_id = current_run_id, "ModelDB v2: the job moved; its previous run was deleted");
+        }
+        Ok(())
+    }
+
+    async fn upsert_inner(&self, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, V2Error> {
         let project_id = self.project(r).await?;
         let experiment_id = self.experiment_id(&project_id, self.experiment(r)).await?;
         let mut d = self.desired(r);
@@ -479,12 +553,24 @@ impl ModelDbV2Sink {
         let receipt = |run_id: String, kind: WriteKind| {
             SinkReceipt::new(kind).id("project_id", &project_id).id("experiment_id", &experiment_id).id("run_id", run_id)
         };
-        let mut existing = self.get_run(&experiment_id, &r.run.name).await?;
-        if existing.is_none() {
+        // One run per ARN: the plain name unless another job's run holds it (a namesake from
+        // another account or region), then the hashed name.
+        let arn = r.run.external_id.as_str();
+        let names = [r.run.name.clone(), hashed_run_name(r)];
+        let mut found: Option<(String, Value)> = None;
+        for name in &names {
+            match self.get_run(&experiment_id, name).await? {
+                Some(run) if run_owner(&run).as_deref() == Some(arn) => {
+                    found = Some((name.clone(), run));
+                    break;
+                }
+                Some(_) => continue,
+                None => {}
+            }
             let mut body = json!({
                 "project_id": project_id,
                 "experiment_id": experiment_id,
-                "name": r.run.name,
+                "name": name,
                 "description": run_description(r),
                 "tags": d.tags,
                 "attributes": d.attributes,
@@ -505,26 +591,37 @@ impl ModelDbV2Sink {
                 200 => {
                     let id = field_str(&c.body, "/experiment_run/id")
                         .ok_or_else(|| V2Error::Decode { op: op.into(), message: "no experiment_run.id".into() })?;
+                    self.remove_previous(cx, &id, arn).await?;
                     return Ok(receipt(id, WriteKind::Created));
                 }
                 409 => {
-                    // Another writer created it meanwhile: reconcile with what it stored.
-                    existing = self.get_run(&experiment_id, &r.run.name).await?;
-                    if existing.is_none() {
-                        return Err(self.fail(op, &c));
+                    // Another writer created it meanwhile: ours to reconcile, or a namesake's.
+                    match self.get_run(&experiment_id, name).await? {
+                        Some(run) if run_owner(&run).as_deref() == Some(arn) => {
+                            found = Some((name.clone(), run));
+                            break;
+                        }
+                        Some(_) => continue,
+                        None => return Err(self.fail(op, &c)),
                     }
                 }
                 _ => return Err(self.fail(op, &c)),
             }
         }
-        let run = existing.unwrap_or(Value::Null);
+        let Some((run_name, run)) = found else {
+            return Err(V2Error::Decode {
+                op: "getExperimentRunByName".into(),
+                message: format!("both run names of this job ({}) hold other jobs' runs", names.join(", ")),
+            });
+        };
         let run_id = field_str(&run, "/id").unwrap_or_default();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = if attempt == 1 { run.clone() } else { self.get_run(&experiment_id, &r.run.name).await?.unwrap_or(Value::Null) };
+            let current = if attempt == 1 { run.clone() } else { self.get_run(&experiment_id, &run_name).await?.unwrap_or(Value::Null) };
             match self.reconcile(&current, &d).await {
                 Ok((writes, conflicts)) => {
+                    self.remove_previous(cx, &run_id, arn).await?;
                     let mut rc = receipt(run_id.clone(), if writes == 0 { WriteKind::Unchanged } else { WriteKind::Updated });
                     if conflicts > 0 {
                         rc = rc.id("kept_conflicts", conflicts);
@@ -541,19 +638,30 @@ impl ModelDbV2Sink {
 
 #[async_trait]
 impl Sink for ModelDbV2Sink {
-    async fn upsert(&self, record: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         use std::sync::atomic::Ordering;
         let before = self.api.writes.load(Ordering::SeqCst);
-        match self.upsert_inner(record).await {
+        match self.upsert_inner(record, cx).await {
             Ok(mut rc) => {
                 rc.writes = self.api.writes.load(Ordering::SeqCst).saturating_sub(before);
                 Ok(rc)
             }
-            Err(e) => {
-                let message = format!("ModelDB v2 at {}: {e}", self.settings.api.base_url);
-                Err(if e.is_retryable() { SyncError::transient_with(message, e) } else { SyncError::permanent_with(message, e) })
+            Err(e) => Err(self.sync_error(e)),
+        }
+    }
+
+    async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
+        let Some(previous) = cx.previous.as_ref() else { return Ok(Some(SinkReceipt::new(WriteKind::Removed))) };
+        let mut rc = SinkReceipt::new(WriteKind::Removed);
+        for (k, v) in &previous.ids {
+            if k == "project_id" || k == "experiment_id" || k == "run_id" {
+                rc = rc.id(k, v);
             }
         }
+        let Some(run_id) = previous.ids.get("run_id") else { return Ok(Some(rc)) };
+        let deleted = self.delete_run_of(run_id, external_id).await.map_err(|e| self.sync_error(e))?;
+        rc.writes = u32::from(deleted);
+        Ok(Some(rc))
     }
 }
 

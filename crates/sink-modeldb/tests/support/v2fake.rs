@@ -49,7 +49,7 @@ pub struct Fake {
     pub base_url: String,
 }
 
-const KNOWN: [(&str, &str); 22] = [
+const KNOWN: [(&str, &str); 23] = [
     ("GET", "/project/verifyConnection"),
     ("GET", "/project/getProjectByName"),
     ("POST", "/project/createProject"),
@@ -72,6 +72,7 @@ const KNOWN: [(&str, &str); 22] = [
     ("GET", "/dataset-version/getAllDatasetVersionsByDatasetId"),
     ("POST", "/dataset-version/createDatasetVersion"),
     ("GET", "/experiment-run/getExperimentRunById"),
+    ("DELETE", "/experiment-run/deleteExperimentRun"),
 ];
 
 fn err(status: StatusCode, code: i64, msg: &str, req: &str) -> (StatusCode, Value) {
@@ -387,6 +388,18 @@ impl FakeState {
                 let Some(run) = self.run_mut(&id) else { return Err(not_found("ExperimentRun not found for given ID", "Delete")) };
                 run[field].as_array_mut().expect("list").retain(|x| !keys.contains(&x["key"]));
                 Ok(json!({}))
+            }
+            "/experiment-run/deleteExperimentRun" => {
+                let id = s(&body, "id");
+                if id.is_empty() {
+                    return Err(bad("ExperimentRun ID not found in DeleteExperimentRun request", "DeleteExperimentRun"));
+                }
+                let before = self.runs.len();
+                self.runs.retain(|r| r["id"] != id.as_str());
+                if self.runs.len() == before {
+                    return Err(not_found("ExperimentRun not found for given ID", "DeleteExperimentRun"));
+                }
+                Ok(json!({"status": true}))
             }
             "/dataset/getDatasetByName" => match self.datasets.iter().find(|d| d["name"] == qp("name")) {
                 Some(d) => Ok(json!({"dataset_by_user": d})),
