@@ -663,13 +663,12 @@ fn problems(jobs: &[Job], out: &Path, peer: &Peer, state: &Path) -> Vec<String> 
         }
     }
 
-    // ModelDB v1. It cannot delete: a job that stops being eligible keeps its run (`retract` is
-    // the default no-op), and a job that moves project gets a run in the new project while the
-    // old project keeps the old one (v1 finds a job's run by its ARN within the project). So:
-    // every eligible job has exactly one run in its current project, with every final metric
-    // name of its latest state (v1 adds the metrics a run lacks, by name; it does not replace a
-    // value); no job has two runs in one project; and runs exist only in projects where the job
-    // was eligible at some moment (never for a job that never was).
+    // ModelDB v1 can neither delete nor move a run (guarantees.md): a job that stops being
+    // eligible keeps its run (`retract` is a no-op), and a job whose project changed keeps its
+    // one run in the project it was first written to. So: every eligible job has exactly one
+    // run, in a project where it was eligible at some moment, carrying every final metric name
+    // of its latest state (v1 adds the metrics a run lacks, by name; it does not replace a
+    // value); no ARN has more than one run; a job that never was eligible has none.
     let st = peer.state();
     if st.is_null() {
         out_problems.push("ModelDB v1: the peer's state is unreadable".into());
@@ -697,26 +696,28 @@ fn problems(jobs: &[Job], out: &Path, peer: &Peer, state: &Path) -> Vec<String> 
             out_problems.push(format!("ModelDB v1: runs of an unknown ARN {arn:?}"));
             continue;
         };
-        for (project, ids) in per_project {
-            if ids.len() > 1 {
-                out_problems.push(format!("ModelDB v1: {} has {} runs in project {project}: {ids:?}", j.name, ids.len()));
-            }
+        let n: usize = per_project.values().map(Vec::len).sum();
+        if n > 1 {
+            out_problems.push(format!("ModelDB v1: {} has {n} runs for one ARN (project -> run ids): {per_project:?}", j.name));
+        }
+        for project in per_project.keys() {
             if !j.eligible_in.contains(project) {
                 out_problems.push(format!("ModelDB v1: {} has a run in project {project}, where it never was eligible", j.name));
             }
         }
     }
     for j in jobs.iter().filter(|j| j.eligible()) {
-        let project = j.project().unwrap();
-        match runs.get(&j.arn).and_then(|r| r.get(project)) {
-            None => out_problems.push(format!("ModelDB v1: no run for eligible {} in project {project}", j.name)),
-            Some(ids) => {
-                let have = metric_names.get(&ids[0]).cloned().unwrap_or_default();
+        let ids: Vec<i64> = runs.get(&j.arn).map(|r| r.values().flatten().copied().collect()).unwrap_or_default();
+        match ids[..] {
+            [] => out_problems.push(format!("ModelDB v1: no run for eligible {}", j.name)),
+            [id] => {
+                let have = metric_names.get(&id).cloned().unwrap_or_default();
                 let missing: Vec<&String> = j.metrics.keys().filter(|m| !have.contains(*m)).collect();
                 if !missing.is_empty() {
-                    out_problems.push(format!("ModelDB v1: run {} of {} lacks metrics {missing:?} (has {have:?})", ids[0], j.name));
+                    out_problems.push(format!("ModelDB v1: run {id} of {} lacks metrics {missing:?} (has {have:?})", j.name));
                 }
             }
+            _ => {} // reported above
         }
     }
 
@@ -1067,4 +1068,76 @@ async fn a_document_written_just_before_a_crash_is_retracted_when_the_job_turns_
         "the job is no longer eligible, yet the file sink still holds its document {:?} (the ledger never recorded the delivery, so nothing retracts it)",
         docs()
     );
+}
+
+/// Another recipe from the soak test: a job synced to ModelDB v1, then not eligible for a while
+/// (its opt-in tag removed), then eligible again in another project. v1 cannot move or delete a
+/// run, so the job must keep its one run where it was first written; the sink finds that run
+/// through the ledger's receipt, which must therefore outlive the job's ineligible spell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_leaves_and_comes_back_in_another_project_keeps_one_modeldb_v1_run() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("rejoin", 1, &support::moto::SYNC_TAGS).await;
+    let client = moto.client().await;
+    let arn = client.describe_training_job().training_job_name(&names[0]).send().await.unwrap().training_job_arn().unwrap().to_string();
+    let peer = Peer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sagesyncd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {}\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 0.5\nreconcile_interval_secs = 1\nlisten = \"127.0.0.1:0\"\n",
+            moto.url(),
+            peer.port
+        ),
+    )
+    .unwrap();
+    let runs = || {
+        peer.state()["runs"]
+            .as_array()
+            .map(|r| r.iter().filter(|r| r["description"].as_str().is_some_and(|d| d.contains(&format!("({arn})")))).count())
+            .unwrap_or(0)
+    };
+    let state = dir.path().join("state.db");
+    let log = StderrLog::new("sagesyncd");
+    let d = Daemon::start(&cfg, dir.path(), &log, 0, None);
+    let reconciled = |n: f64| {
+        let d = &d;
+        async move {
+            let series = "sagesync_passes_total{key=\"reconcile\"}";
+            let target = d.metric(series).await + n;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while d.metric(series).await < target {
+                assert!(Instant::now() < deadline, "no reconciliation pass within 60 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runs() == 0 || !ledger(&state).is_some_and(|c| c.synced == 1) {
+        assert!(Instant::now() < deadline, "the job was not synced within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Not eligible: v1 keeps the run (it cannot delete).
+    client.delete_tags().resource_arn(&arn).tag_keys("MODEL_DB_SYNC").send().await.unwrap();
+    reconciled(2.0).await;
+    assert_eq!(ledger(&state).unwrap().skipped, 1, "the job is skipped once its opt-in tag is gone");
+    // Eligible again, in another project (SageMaker's AddTags replaces a key's value; moto
+    // appends, so the old value is deleted first).
+    client.delete_tags().resource_arn(&arn).tag_keys("MODEL_DB_PROJECT_NAME").send().await.unwrap();
+    client
+        .add_tags()
+        .resource_arn(&arn)
+        .tags(Tag::builder().key("MODEL_DB_PROJECT_NAME").value("elsewhere").build())
+        .tags(Tag::builder().key("MODEL_DB_SYNC").value("true").build())
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ledger(&state).is_some_and(|c| c.synced == 1) {
+        assert!(Instant::now() < deadline, "the job was not synced again within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reconciled(2.0).await;
+    assert_eq!(runs(), 1, "one job, one ModelDB v1 run: {}", peer.state()["runs"]);
 }
