@@ -1114,7 +1114,7 @@ async fn a_job_that_leaves_and_comes_back_in_another_project_keeps_one_modeldb_v
         }
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while runs() == 0 || !ledger(&state).is_some_and(|c| c.synced == 1) {
+    while runs() == 0 || ledger(&state).is_none_or(|c| c.synced != 1) {
         assert!(Instant::now() < deadline, "the job was not synced within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1134,7 +1134,7 @@ async fn a_job_that_leaves_and_comes_back_in_another_project_keeps_one_modeldb_v
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ledger(&state).is_some_and(|c| c.synced == 1) {
+    while ledger(&state).is_none_or(|c| c.synced != 1) {
         assert!(Instant::now() < deadline, "the job was not synced again within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
