@@ -129,11 +129,16 @@ struct MemSink {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     delay_ms: u64,
+    /// Keeps the records of ineligible jobs (`retract` answers `None`), like ModelDB v1.
+    keeps: bool,
+    /// The previous receipt each upsert was given, by run name (the last one).
+    previous: Mutex<BTreeMap<String, Option<SinkReceipt>>>,
 }
 
 #[async_trait]
 impl Sink for MemSink {
-    async fn upsert(&self, r: &RunRecord, _cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+    async fn upsert(&self, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        self.previous.lock().unwrap().insert(r.run.name.clone(), cx.previous.clone());
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
@@ -166,6 +171,9 @@ impl Sink for MemSink {
     }
     async fn retract(&self, arn: &str, _cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
         self.retracts.fetch_add(1, Ordering::SeqCst);
+        if self.keeps {
+            return Ok(None);
+        }
         let removed = self.stored.lock().unwrap().remove(arn).is_some();
         Ok(Some(SinkReceipt::new(if removed { WriteKind::Removed } else { WriteKind::Unchanged })))
     }
@@ -499,7 +507,12 @@ async fn a_writer_whose_lease_was_taken_over_records_nothing() {
     assert_eq!(sink.calls.load(Ordering::SeqCst), 1);
     assert_eq!(r.jobs[0].outcome, Outcome::Interrupted, "{r:#?}");
     assert!(!r.jobs[0].recorded);
-    assert!(state.jobs(&[job(1, "").arn]).await.unwrap()[0].is_none(), "the fenced-out writer recorded nothing");
+    // The fenced-out writer recorded no outcome: at most the intent it wrote before writing.
+    let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0);
+    assert!(
+        st.as_ref().is_none_or(|e| e.outcome == Outcome::Failed && e.deliveries.values().all(|d| d.record_digest == Delivery::PENDING)),
+        "the fenced-out writer recorded nothing: {st:?}"
+    );
     assert!(thief_lease.fence >= 2);
 }
 
@@ -622,4 +635,111 @@ async fn a_deadline_records_nothing() {
         .await;
     assert_eq!(r.jobs[0].outcome, Outcome::Interrupted, "{r:#?}");
     assert_eq!(e.state().counts().await.unwrap().total(), 0, "out of time is not a verdict");
+}
+
+/// A persistent-looking store that, while `forget` is set, loses every outcome (as a crash
+/// between the sink write and the commit would) but keeps the intents recorded before first
+/// writes.
+struct Forgetful {
+    inner: MemoryState,
+    forget: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl StateStore for Forgetful {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn cursor(&self, k: &str) -> Result<Option<Cursor>, StateError> {
+        self.inner.cursor(k).await
+    }
+    async fn save_cursor(&self, k: &str, c: &Cursor) -> Result<(), StateError> {
+        self.inner.save_cursor(k, c).await
+    }
+    async fn cursors(&self) -> Result<Vec<(String, Cursor)>, StateError> {
+        self.inner.cursors().await
+    }
+    async fn jobs(&self, a: &[String]) -> Result<Vec<Option<JobState>>, StateError> {
+        self.inner.jobs(a).await
+    }
+    async fn acquire(&self, a: &str, o: &str, t: Duration) -> Result<Acquired, StateError> {
+        self.inner.acquire(a, o, t).await
+    }
+    async fn renew(&self, l: &Lease, t: Duration) -> Result<bool, StateError> {
+        self.inner.renew(l, t).await
+    }
+    async fn commit(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
+        let intent = e.deliveries.values().any(|d| d.record_digest == sagesync_core::Delivery::PENDING);
+        if self.forget.load(Ordering::SeqCst) && !intent {
+            return Ok(true);
+        }
+        self.inner.commit(l, e).await
+    }
+    async fn release(&self, l: &Lease) -> Result<(), StateError> {
+        self.inner.release(l).await
+    }
+    async fn due(&self, n: Timestamp, a: Option<&str>, l: usize) -> Result<Vec<JobState>, StateError> {
+        self.inner.due(n, a, l).await
+    }
+    async fn failed(&self, a: Option<&str>, l: usize) -> Result<Vec<JobState>, StateError> {
+        self.inner.failed(a, l).await
+    }
+    async fn unpark(&self, j: &[String]) -> Result<Vec<String>, StateError> {
+        self.inner.unpark(j).await
+    }
+    async fn counts(&self) -> Result<LedgerCounts, StateError> {
+        self.inner.counts().await
+    }
+}
+
+#[tokio::test]
+async fn a_record_written_just_before_a_crash_is_known_to_the_ledger() {
+    let sink = Arc::new(MemSink::default());
+    let mut src = MemSource::new(vec![job(1, "Completed")]);
+    src.with_tags = true;
+    let src = Arc::new(src);
+    let state = Arc::new(Forgetful { inner: MemoryState::new(), forget: std::sync::atomic::AtomicBool::new(true) });
+    let e = engine_with(src.clone(), vec![("mem", sink.clone())], fast(), state.clone());
+    let s = poll(&e).await;
+    assert_eq!(s.synced, 1);
+    assert_eq!(sink.stored.lock().unwrap().len(), 1, "written; its outcome is lost");
+    let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0).expect("the intent is in the ledger");
+    assert_eq!(st.deliveries["mem"].record_digest, sagesync_core::Delivery::PENDING);
+    // The process comes back; meanwhile the job lost its opt-in tag: the record is retracted.
+    state.forget.store(false, Ordering::SeqCst);
+    src.edit(|j| j[0].tags.0.retain(|t| t.key != "MODEL_DB_SYNC"));
+    let s = poll(&e).await;
+    assert_eq!(s.skipped, 1, "{:#?}", s.jobs);
+    assert_eq!(sink.retracts.load(Ordering::SeqCst), 1);
+    assert!(sink.stored.lock().unwrap().is_empty(), "nothing else is in the sink");
+    let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0).unwrap();
+    assert!(st.deliveries.is_empty());
+}
+
+#[tokio::test]
+async fn a_sink_that_keeps_records_keeps_its_receipt_for_when_the_job_comes_back() {
+    let sink = Arc::new(MemSink { keeps: true, ..Default::default() });
+    let mut src = MemSource::new(vec![job(1, "Completed")]);
+    src.with_tags = true;
+    let src = Arc::new(src);
+    let state: Arc<dyn StateStore> = Arc::new(MemoryState::new());
+    let e = engine_with(src.clone(), vec![("v1", sink.clone())], fast(), state.clone());
+    assert_eq!(poll(&e).await.synced, 1);
+    src.edit(|j| j[0].tags.0.retain(|t| t.key != "MODEL_DB_SYNC"));
+    assert_eq!(poll(&e).await.skipped, 1);
+    // Kept: not retracted again on every pass.
+    let s = poll(&e).await;
+    assert_eq!((s.skipped, s.already_done), (0, 1), "{:#?}", s.jobs);
+    assert_eq!(sink.retracts.load(Ordering::SeqCst), 1);
+    let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0).unwrap();
+    assert_eq!(st.deliveries["v1"].record_digest, sagesync_core::Delivery::KEPT);
+    // Back, in another project: the sink is given its earlier receipt to find its record by.
+    src.edit(|j| {
+        j[0].tags = tagged();
+        j[0].tags.0.retain(|t| t.key != "MODEL_DB_PROJECT_NAME");
+        j[0].tags.0.push(sagesync_core::Tag { key: "MODEL_DB_PROJECT_NAME".into(), value: "elsewhere".into() });
+    });
+    assert_eq!(poll(&e).await.synced, 1);
+    let previous = sink.previous.lock().unwrap()["job-1"].clone();
+    assert_eq!(previous.map(|p| p.ids["run"].clone()), Some(job(1, "").arn));
 }

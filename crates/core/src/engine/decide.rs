@@ -66,7 +66,7 @@ pub(crate) fn decide(
             }
         }
         Outcome::Skipped | Outcome::Rejected => {
-            if on_ineligible == OnIneligible::Retract && !st.deliveries.is_empty() {
+            if on_ineligible == OnIneligible::Retract && st.deliveries.values().any(|d| d.retractable()) {
                 Decision::Process
             } else {
                 Decision::Done

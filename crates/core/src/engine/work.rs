@@ -14,10 +14,11 @@ use super::pass::Ctx;
 use super::report::JobReport;
 use super::steps::{pause, retry, state_call};
 use super::Engine;
+use crate::config::NamedSink;
 use crate::config::OnIneligible;
 use crate::error::{Stage, SyncError};
 use crate::model::{RunRecord, TrainingJob};
-use crate::sink::{SinkReceipt, WriteContext};
+use crate::sink::{SinkReceipt, WriteContext, WriteKind};
 use crate::source::{JobRef, ListingProblem};
 use crate::stage::Verdict;
 use crate::state::{Acquired, Basis, Delivery, JobState, Lease, Outcome, StateStore};
@@ -111,7 +112,7 @@ impl Engine {
             },
         };
         if self.settings.dry_run {
-            return match self.work(&item, fetched, prior.as_ref(), ctx, ctx.cancel).await {
+            return match self.work(&item, fetched, prior.as_ref(), None, ctx, ctx.cancel).await {
                 Work::Finished(_, mut r) | Work::Interrupted(mut r) => {
                     if r.outcome == Outcome::Synced {
                         r.reason = Some("dry run: nothing written".into());
@@ -160,7 +161,7 @@ impl Engine {
         };
         let job_cancel = ctx.cancel.child_token();
         let renewal = AbortOnDrop(spawn_renewal(self.state.clone(), lease.clone(), self.settings.lease_ttl(), job_cancel.clone()));
-        let work = self.work(&item, fetched, fresh.as_ref(), ctx, &job_cancel).await;
+        let work = self.work(&item, fetched, fresh.as_ref(), Some(&lease), ctx, &job_cancel).await;
         drop(renewal);
         let lost = job_cancel.is_cancelled() && !ctx.cancel.is_cancelled();
         match work {
@@ -241,6 +242,34 @@ impl Engine {
         self.mapper.map(job).await.map_err(|e| (Outcome::Rejected, format!("map: {}", e.chain())))
     }
 
+    /// The entry recorded before a job's first write to a sink: what the ledger held, with the
+    /// pending deliveries; for a job new to the ledger, a failure (what a crash before the
+    /// outcome's commit leaves: the job is worked on again by the next pass that lists it, or
+    /// once its first backoff has passed).
+    fn intent(&self, job: &TrainingJob, prior: Option<&JobState>, deliveries: BTreeMap<String, Delivery>) -> JobState {
+        let now = Utc::now();
+        match prior {
+            Some(p) => JobState { deliveries, updated_at: now, ..p.clone() },
+            None => JobState {
+                arn: job.arn.clone(),
+                job: job.name.clone(),
+                basis: Basis { last_modified: None, tags_digest: None, config_digest: String::new() },
+                outcome: Outcome::Failed,
+                reason: Some("its first write was interrupted; it is worked on again".into()),
+                record_digest: None,
+                deliveries,
+                attempts: 0,
+                permanent_failures: 0,
+                parked: false,
+                // Not due in this pass (the outcome is being committed); after a crash the
+                // job is listed again, or re-driven once the first backoff has passed.
+                next_attempt_at: Some(now + self.settings.retry_delay(1)),
+                pass: None,
+                updated_at: now,
+            },
+        }
+    }
+
     /// The entry and report of a job that ends with `outcome`.
     #[allow(clippy::too_many_arguments)]
     fn entry(
@@ -313,6 +342,7 @@ impl Engine {
         item: &Item,
         fetched: Option<(TrainingJob, u32)>,
         prior: Option<&JobState>,
+        lease: Option<&Lease>,
         ctx: &Ctx<'_>,
         cancel: &CancellationToken,
     ) -> Work {
@@ -394,27 +424,64 @@ impl Engine {
                     let e = self.entry(&job.arn, &job.name, basis, Outcome::Synced, None, None, Some(digest), deliveries, prior, ctx);
                     return Work::Finished(Box::new(e.clone()), Self::report_of(&e, Vec::new(), None, Vec::new(), attempts));
                 }
-                let writes = self
+                let due: Vec<&NamedSink> = self
                     .sinks
                     .iter()
                     .filter(|s| ctx.force || !deliveries.get(&s.id).is_some_and(|d| d.record_digest == digest && d.sink_digest == s.digest))
-                    .map(|s| {
-                        let record = &record;
-                        let previous = deliveries.get(&s.id).map(|d| d.receipt.clone());
-                        let first = previous.is_none() && self.state.persistent();
-                        let again = WriteContext::new().with_previous(previous).with_deadline(ctx.deadline);
-                        let cx = again.clone().with_first_write(first);
-                        // Only the first attempt is a "first write": a retry may follow a create.
-                        let tried = std::sync::atomic::AtomicBool::new(false);
-                        async move {
-                            let res = retry(&self.settings, cancel, ctx.deadline, || {
-                                let c = if tried.swap(true, std::sync::atomic::Ordering::Relaxed) { &again } else { &cx };
-                                s.sink.upsert(record, c)
-                            })
-                            .await;
-                            (s, res)
+                    .collect();
+                // Before a sink sees the job for the first time, the ledger records the intent:
+                // a crash between the write and the outcome's commit then still leaves the
+                // ledger knowing that the sink may hold a record (to find, or to retract).
+                let first: Vec<&NamedSink> = due.iter().copied().filter(|s| !deliveries.contains_key(&s.id)).collect();
+                if let Some(lease) = lease.filter(|_| !first.is_empty() && self.state.persistent()) {
+                    for s in &first {
+                        let receipt = SinkReceipt::new(WriteKind::Created)
+                            .id("pending_project", &record.project.name)
+                            .id("pending_experiment", &record.experiment)
+                            .id("pending_run", &record.run.name);
+                        deliveries.insert(
+                            s.id.clone(),
+                            Delivery {
+                                record_digest: Delivery::PENDING.into(),
+                                sink_digest: String::new(),
+                                receipt: SinkReceipt { sink: s.id.clone(), ..receipt },
+                                at: Utc::now(),
+                            },
+                        );
+                    }
+                    let intent = self.intent(&job, prior, deliveries.clone());
+                    match state_call(&self.settings, cancel, || self.state.commit(lease, &intent)).await {
+                        Ok(true) => {}
+                        Ok(false) => return Work::Interrupted(interrupted(&job.name, Some(&job.arn), "the job's lease was lost")),
+                        Err(e) => {
+                            tracing::warn!(job = %job.name, error = %e, "cannot record the intent to write; the job will be worked on again");
+                            return Work::Interrupted(interrupted(
+                                &job.name,
+                                Some(&job.arn),
+                                "the state store failed before the first write",
+                            ));
                         }
-                    });
+                    }
+                }
+                let writes = due.into_iter().map(|s| {
+                    let record = &record;
+                    // A pending delivery has no ids of the store's: only a hint that a
+                    // record may exist (an earlier attempt crashed before its commit).
+                    let previous = deliveries.get(&s.id).filter(|d| d.record_digest != Delivery::PENDING).map(|d| d.receipt.clone());
+                    let first = self.state.persistent() && !prior.is_some_and(|p| p.deliveries.contains_key(&s.id));
+                    let again = WriteContext::new().with_previous(previous).with_deadline(ctx.deadline);
+                    let cx = again.clone().with_first_write(first);
+                    // Only the first attempt is a "first write": a retry may follow a create.
+                    let tried = std::sync::atomic::AtomicBool::new(false);
+                    async move {
+                        let res = retry(&self.settings, cancel, ctx.deadline, || {
+                            let c = if tried.swap(true, std::sync::atomic::Ordering::Relaxed) { &again } else { &cx };
+                            s.sink.upsert(record, c)
+                        })
+                        .await;
+                        (s, res)
+                    }
+                });
                 for (s, res) in futures::future::join_all(writes).await {
                     match res {
                         Ok((mut receipt, a)) => {
@@ -445,17 +512,24 @@ impl Engine {
             Err((outcome, reason)) => {
                 tracing::info!(job = %job.name, outcome = outcome.as_str(), reason = %reason, "job not synced");
                 if self.settings.on_ineligible == OnIneligible::Retract && !self.settings.dry_run {
-                    let held: Vec<(String, SinkReceipt)> = deliveries.iter().map(|(id, d)| (id.clone(), d.receipt.clone())).collect();
+                    let held: Vec<(String, SinkReceipt)> =
+                        deliveries.iter().filter(|(_, d)| d.retractable()).map(|(id, d)| (id.clone(), d.receipt.clone())).collect();
                     for (id, previous) in held {
                         let Some(s) = self.sinks.iter().find(|s| s.id == id) else { continue };
                         let cx = WriteContext::new().with_previous(Some(previous)).with_deadline(ctx.deadline);
                         match retry(&self.settings, cancel, ctx.deadline, || s.sink.retract(&job.arn, &cx)).await {
-                            Ok((receipt, a)) => {
+                            Ok((Some(mut rc), a)) => {
                                 attempts = attempts.max(a);
                                 deliveries.remove(&id);
-                                if let Some(mut rc) = receipt {
-                                    rc.sink = id.clone();
-                                    receipts.push(rc);
+                                rc.sink = id.clone();
+                                receipts.push(rc);
+                            }
+                            Ok((None, a)) => {
+                                // The sink keeps records of ineligible jobs: its receipt stays,
+                                // so that the record is found again if the job comes back.
+                                attempts = attempts.max(a);
+                                if let Some(d) = deliveries.get_mut(&id) {
+                                    d.record_digest = Delivery::KEPT.into();
                                 }
                             }
                             Err((e, a)) => {

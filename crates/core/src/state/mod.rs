@@ -81,6 +81,12 @@ pub struct Basis {
 }
 
 /// What one sink holds for a job.
+///
+/// Two `record_digest` values are markers rather than digests: [`Delivery::PENDING`] (the
+/// engine is about to write the job to the sink for the first time and recorded the intent
+/// first, so that a crash before the outcome is committed still leaves the ledger knowing the
+/// sink may hold a record) and [`Delivery::KEPT`] (the job became ineligible and the sink keeps
+/// the records of such jobs: the receipt is kept so that the record is found again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     /// Digest of the record written.
@@ -91,6 +97,18 @@ pub struct Delivery {
     pub receipt: SinkReceipt,
     /// When it was written.
     pub at: Timestamp,
+}
+
+impl Delivery {
+    /// The `record_digest` of a write that was started and whose outcome is not known yet.
+    pub const PENDING: &'static str = "pending";
+    /// The `record_digest` of a record a sink kept when its job became ineligible.
+    pub const KEPT: &'static str = "kept";
+
+    /// Whether the sink may hold a record that a retraction should remove.
+    pub fn retractable(&self) -> bool {
+        self.record_digest != Self::KEPT
+    }
 }
 
 /// One job in the ledger.

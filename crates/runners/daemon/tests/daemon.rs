@@ -2,6 +2,8 @@
 
 mod support;
 
+include!("../../../../tests/rust-support/private_bin.rs");
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +32,7 @@ impl Daemon {
         let addr_file = dir.join("listen.addr");
         let _ = std::fs::remove_file(&addr_file);
         let log = support::moto::StderrLog::new("sagesyncd");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sagesyncd"))
+        let mut child = Command::new(private_bin(env!("CARGO_BIN_EXE_sagesyncd")))
             .current_dir(dir)
             .args(["--config", cfg.to_str().unwrap(), "--listen-file", addr_file.to_str().unwrap()])
             .envs(TEST_ENV)
@@ -515,4 +517,189 @@ fn every_example_builds_through_its_plugin_config() {
     for d in sagesync_core::registry::all() {
         sagesync_core::config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
     }
+}
+
+/// A config of sagesyncd writing to the file sink in `out`, with `source` and `daemon` lines.
+fn file_config(dir: &Path, endpoint: &str, source: &str, daemon: &str) -> PathBuf {
+    let p = dir.join("sagesyncd.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n{source}\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"out\"\n\n[state]\npath = \"state.db\"\n\n[daemon]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 10\n{daemon}\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Recipe 1 of issue 11: list mode, one request a second, a 3 s poll interval, no
+/// reconciliation. While the first poll is still describing the 20 jobs it listed, a new job is
+/// created (at ~4 s) and the last of the 20 is modified (at ~6 s). Both are synced by polls
+/// alone: a poll lists from the previous poll's start, not from the last job it described.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipe_1_list_mode_loses_nothing_created_or_modified_during_a_slow_poll() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("wm", 20, &SYNC_TAGS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = file_config(
+        dir.path(),
+        &moto.url(),
+        "mode = \"list\"\nmax_requests_per_second = 1",
+        "poll_interval_secs = 3\nreconcile_interval_secs = 0",
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let late = moto.create_jobs("wm-late", 1, &SYNC_TAGS).await.remove(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let modified_at = chrono::Utc::now().to_rfc3339();
+    moto.edit(&names[19], json!({"LastModifiedTime": modified_at, "FinalMetricDataList": [{"MetricName": "validation:auc", "Value": 0.75, "Timestamp": modified_at}]}));
+    let out = dir.path().join("out/moto-project");
+    let f19 = out.join(format!("{}.json", names[19]));
+    // ~45 requests at one a second for the first poll, then the next polls.
+    wait_until("the late job and the modified one synced", 240, || {
+        out.join(format!("{late}.json")).exists() && std::fs::read_to_string(&f19).is_ok_and(|t| t.contains("0.75"))
+    })
+    .await;
+    assert_eq!(count_files(&out), 21, "every job once");
+    let state_path = dir.path().join("state.db");
+    wait_until("21 synced in the ledger", 30, || ledger(&state_path).is_some_and(|c| c.synced == 21)).await;
+    drop(d);
+}
+
+/// Recipe 6: a daemon and a backfill on one SQLite ledger, side by side, both writing to one
+/// ModelDB v1 peer: the daemon never exits on a busy database, the backfill writes nothing the
+/// ledger does not hold, and every job ends in the store exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipe_6_a_daemon_and_a_backfill_share_one_sqlite_ledger() {
+    // The CLI of the same build (the daemon's tests cannot name another package's binary).
+    let built = Path::new(env!("CARGO_BIN_EXE_sagesyncd")).with_file_name("sagesync");
+    assert!(built.exists(), "{} is not built: build the workspace (`cargo build --workspace`) first", built.display());
+    let bin_dir = tempfile::tempdir().unwrap();
+    let cli = bin_dir.path().join("sagesync");
+    if std::fs::hard_link(&built, &cli).is_err() {
+        std::fs::copy(&built, &cli).unwrap();
+    }
+    let moto = Moto::start();
+    let names = moto.create_jobs("share", 120, &SYNC_TAGS).await;
+    let peer = Peer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &moto,
+        &format!("[[sinks]]\ntype = \"modeldb_v1\"\nhost = \"127.0.0.1\"\nport = {}\n\n[pipeline]\nconcurrency = 4", peer.port),
+        "",
+    );
+    let mut d = Daemon::start(&cfg, dir.path());
+    let backfill = Command::new(&cli)
+        .current_dir(dir.path())
+        .args(["backfill", "--since", "2000-01-01", "--config", cfg.to_str().unwrap(), "--format", "json"])
+        .envs(TEST_ENV)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let summary: Value = serde_json::from_slice(&backfill.stdout).unwrap_or(Value::Null);
+    assert_eq!(backfill.status.code(), Some(0), "{summary}\n{}", String::from_utf8_lossy(&backfill.stderr));
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon is still running; stderr:\n{}", d.log.text());
+    let state_path = dir.path().join("state.db");
+    wait_until("120 synced in the ledger", 120, || ledger(&state_path).is_some_and(|c| c.synced == 120)).await;
+    d.wait_next_poll().await;
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(15), Some(0));
+    let descs: Vec<String> =
+        peer.state()["runs"].as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap().to_string()).collect();
+    assert_eq!(descs.len(), 120, "one run per job, none without a ledger row");
+    for n in &names {
+        assert_eq!(descs.iter().filter(|x| x.contains(&format!("/{n})"))).count(), 1, "{n}");
+    }
+}
+
+/// A TCP proxy to `to` that can be switched to accept and never answer (cutting the
+/// connections it forwards).
+struct Stall {
+    port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Tells the forwarding tasks to drop their connections.
+    cut: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Stall {
+    async fn start(to: u16) -> Stall {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (s, c) = (stalled.clone(), cut.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut inbound, _)) = l.accept().await {
+                if s.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(inbound);
+                    continue;
+                }
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = c.notified() => {}
+                    }
+                });
+            }
+        });
+        Stall { port, stalled, cut }
+    }
+    fn stall(&self) {
+        self.stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+}
+
+/// Recipe 9: SageMaker stops answering (connections accepted, nothing sent back). Polls fail
+/// on their timeouts instead of hanging, and /healthz turns unhealthy once the last successful
+/// poll is older than `unhealthy_after_polls` intervals (+30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipe_9_a_stalled_sagemaker_makes_health_fail_and_polls_time_out() {
+    let moto = Moto::start();
+    moto.create_jobs("stall", 2, &SYNC_TAGS).await;
+    let proxy = Stall::start(moto.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = file_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{}", proxy.port),
+        "max_requests_per_second = 0\nmax_attempts = 1\nrequest_timeout_secs = 1\nconnect_timeout_secs = 1",
+        "poll_interval_secs = 0.5\nunhealthy_after_polls = 1\nreconcile_interval_secs = 0",
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    d.wait_metric("sagesync_polls_total{result=\"ok\"}", 60, |v| v >= 1.0).await;
+    assert_eq!(d.get("/healthz").await.map(|(s, _)| s), Some(200));
+    proxy.stall();
+    let stalled_at = Instant::now();
+    // Polls keep ending (in errors), each within its timeouts.
+    let errors = d.wait_metric("sagesync_polls_total{result=\"failed\"}", 30, |v| v >= 3.0).await;
+    assert!(errors >= 3.0);
+    // Unhealthy at once (the last poll failed), then stale once the last success is older
+    // than one interval + 30 s.
+    let health = |want: &'static str| {
+        let d = &d;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let (status, body) = d.get("/healthz").await.expect("/healthz answers");
+                let h: Value = serde_json::from_str(&body).unwrap();
+                if h["status"] == want || Instant::now() > deadline {
+                    return (status, h);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let (status, h) = health("degraded").await;
+    assert_eq!((status, h["status"].as_str()), (503, Some("degraded")), "{h}");
+    let (status, h) = health("stale").await;
+    assert_eq!((status, h["status"].as_str()), (503, Some("stale")), "{h}");
+    assert!(stalled_at.elapsed() >= Duration::from_secs(30), "stale only after the documented age");
+    assert!(
+        h["last_error"].as_str().is_some_and(|e| e.to_lowercase().contains("timeout") || e.to_lowercase().contains("timed out")),
+        "{h}"
+    );
 }

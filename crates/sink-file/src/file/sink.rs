@@ -236,21 +236,34 @@ impl FileSink {
         out
     }
 
-    /// Removes every document of `arn` (blocking): the previous one and its namesakes in every
-    /// project directory.
-    fn retract_blocking(&self, arn: &str, previous: Option<&Path>) -> Result<u32, SyncError> {
+    /// Removes every document of `arn` (blocking): the one the receipt names (or, for a write
+    /// whose outcome the ledger never learned, the ones its names lead to) and their namesakes in
+    /// every project directory.
+    fn retract_blocking(&self, arn: &str, previous: Option<&SinkReceipt>) -> Result<u32, SyncError> {
         let Some(previous) = previous else { return Ok(0) };
-        let Some(file_name) = previous.file_name() else { return Ok(0) };
-        let mut removed = u32::from(remove_if_owned(previous, arn)?);
+        let mut paths: Vec<PathBuf> = previous.ids.get("path").map(PathBuf::from).into_iter().collect();
+        if let (Some(project), Some(run)) = (previous.ids.get("pending_project"), previous.ids.get("pending_run")) {
+            let key = Key { project: project.clone(), run: run.clone(), arn: arn.to_string() };
+            let pdir = self.dir.join(sanitize_component(project));
+            paths.push(pdir.join(key.plain_name()));
+            paths.push(pdir.join(key.hashed_name()));
+        }
+        let names: Vec<std::ffi::OsString> = paths.iter().filter_map(|p| p.file_name().map(|n| n.to_os_string())).collect();
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    let candidate = entry.path().join(file_name);
-                    if candidate != previous && candidate.exists() {
-                        removed += u32::from(remove_if_owned(&candidate, arn)?);
+                    for n in &names {
+                        let candidate = entry.path().join(n);
+                        if !paths.contains(&candidate) && candidate.exists() {
+                            paths.push(candidate);
+                        }
                     }
                 }
             }
+        }
+        let mut removed = 0;
+        for p in &paths {
+            removed += u32::from(remove_if_owned(p, arn)?);
         }
         Ok(removed)
     }
@@ -267,8 +280,8 @@ fn sync_dir(dir: &Path) -> Result<(), SyncError> {
     d.sync_all().map_err(|e| io_error("cannot sync directory", dir, e))
 }
 
-/// The bytes of `path` when it is a regular file (a symlink counts as absent: it is replaced,
-/// never followed).
+/// The bytes of `path` when it is a regular file; `None` when nothing is there. Anything else
+/// (a symbolic link, a directory) is refused, never followed or replaced.
 fn read_if_file(path: &Path) -> Result<Option<Vec<u8>>, SyncError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_file() => match std::fs::read(path) {
@@ -276,7 +289,11 @@ fn read_if_file(path: &Path) -> Result<Option<Vec<u8>>, SyncError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("cannot read", path, e)),
         },
-        Ok(_) => Ok(None),
+        Ok(m) => Err(SyncError::transient(format!(
+            "refusing to write {}: it is {}, not a document",
+            path.display(),
+            if m.file_type().is_symlink() { "a symbolic link" } else { "not a regular file" }
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("cannot inspect", path, e)),
     }
@@ -314,6 +331,9 @@ fn create_new(path: &Path, bytes: &[u8]) -> Result<bool, SyncError> {
 
 /// Removes `path` if it is a document of `arn`; `true` when it removed one.
 fn remove_if_owned(path: &Path, arn: &str) -> Result<bool, SyncError> {
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+        return Ok(false);
+    }
     let Some(existing) = read_if_file(path)? else { return Ok(false) };
     if owner_of(&existing).as_deref() != Some(arn) {
         return Ok(false);
@@ -375,8 +395,8 @@ impl Sink for FileSink {
 
     async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
         let previous = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from);
-        let (sink, arn, prev) = (self.clone(), external_id.to_string(), previous.clone());
-        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, prev.as_deref()))
+        let (sink, arn, prev) = (self.clone(), external_id.to_string(), cx.previous.clone());
+        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, prev.as_ref()))
             .await
             .map_err(|e| SyncError::transient(format!("file sink task failed: {e}")))??;
         let mut receipt = SinkReceipt::new(WriteKind::Removed);
@@ -548,6 +568,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_the_ledger_never_learned_of_is_retracted_from_its_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FileSink::new(dir.path());
+        let r = with_arn("p", "job", "arn:crashed");
+        sink.upsert(&r, &WriteContext::new()).await.unwrap();
+        // What the engine records before a first write: the names, no path.
+        let pending = SinkReceipt::new(WriteKind::Created).id("pending_project", "p").id("pending_run", "job");
+        let gone = sink.retract("arn:crashed", &WriteContext::new().with_previous(Some(pending))).await.unwrap().unwrap();
+        assert_eq!(gone.writes, 1);
+        assert!(docs(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
     async fn stale_temporary_files_are_swept_live_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
         let pdir = dir.path().join("p");
@@ -580,6 +613,25 @@ mod tests {
         assert!(e.is_retryable(), "not the job's fault: {e}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_symlink_in_place_of_a_document_is_refused_and_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("target.txt");
+        std::fs::write(&target, b"precious").unwrap();
+        let dir = root.path().join("out");
+        std::fs::create_dir_all(dir.join("p")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("p/j.json")).unwrap();
+        let sink = FileSink::new(&dir);
+        let e = sink.upsert(&record("p", "j"), &WriteContext::new()).await.unwrap_err();
+        assert!(e.is_retryable() && e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert!(std::fs::symlink_metadata(dir.join("p/j.json")).unwrap().file_type().is_symlink());
+        // A retract never removes it either.
+        let rc = SinkReceipt::new(WriteKind::Created).id("path", dir.join("p/j.json").display());
+        let gone = sink.retract("arn:j", &WriteContext::new().with_previous(Some(rc))).await.unwrap().unwrap();
+        assert_eq!(gone.writes, 0);
     }
 
     #[tokio::test]

@@ -89,8 +89,12 @@ pub fn run_description(record: &RunRecord) -> String {
 /// The run name used when another job's run holds the plain one: the name, `--` and 12 hex
 /// digits of the SHA-256 of the ARN.
 pub fn hashed_run_name(record: &RunRecord) -> String {
-    let hex: String = Sha256::digest(record.run.external_id.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("{}--{hex}", record.run.name)
+    hashed_name(&record.run.name, &record.run.external_id)
+}
+
+fn hashed_name(run: &str, arn: &str) -> String {
+    let hex: String = Sha256::digest(arn.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{run}--{hex}")
 }
 
 /// The job ARN a stored run belongs to: the one its description names (sagesync writes it at
@@ -525,6 +529,47 @@ impl ModelDbV2Sink {
         Ok(true)
     }
 
+    /// The ids of the runs a pending receipt's names (project, experiment, run) lead to, read
+    /// only: nothing is created.
+    async fn runs_by_pending_names(&self, previous: &SinkReceipt, arn: &str) -> Result<Vec<String>, V2Error> {
+        let (Some(project), Some(run)) = (previous.ids.get("pending_project"), previous.ids.get("pending_run")) else {
+            return Ok(Vec::new());
+        };
+        let experiment = self.settings.experiment.clone().or_else(|| previous.ids.get("pending_experiment").cloned()).unwrap_or_default();
+        let op = "/project/getProjectByName";
+        let r = self.api.get(op, &[("name", project.as_str())]).await?;
+        if is_absent(&r) {
+            return Ok(Vec::new());
+        }
+        if r.status != 200 {
+            return Err(self.fail(op, &r));
+        }
+        let Some(project_id) = field_str(&r.body, "/project_by_user/id")
+            .or_else(|| field_str(&r.body, "/shared_projects/0/id"))
+            .or_else(|| field_str(&r.body, "/project/id"))
+        else {
+            return Ok(Vec::new());
+        };
+        let op = "/experiment/getExperimentByName";
+        let r = self.api.get(op, &[("project_id", project_id.as_str()), ("name", experiment.as_str())]).await?;
+        if is_absent(&r) {
+            return Ok(Vec::new());
+        }
+        if r.status != 200 {
+            return Err(self.fail(op, &r));
+        }
+        let Some(experiment_id) = field_str(&r.body, "/experiment/id") else { return Ok(Vec::new()) };
+        let mut ids = Vec::new();
+        for name in [run.clone(), hashed_name(run, arn)] {
+            if let Some(found) = self.get_run(&experiment_id, &name).await? {
+                if run_owner(&found).as_deref() == Some(arn) {
+                    ids.extend(field_str(&found, "/id"));
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// After a move (the job's project, experiment or run name changed), deletes the run the
     /// previous write made, so that the ARN keeps one run.
     async fn remove_previous(&self, cx: &WriteContext, current_run_id: &str, arn: &str) -> Result<(), V2Error> {
@@ -658,9 +703,15 @@ impl Sink for ModelDbV2Sink {
                 rc = rc.id(k, v);
             }
         }
-        let Some(run_id) = previous.ids.get("run_id") else { return Ok(Some(rc)) };
-        let deleted = self.delete_run_of(run_id, external_id).await.map_err(|e| self.sync_error(e))?;
-        rc.writes = u32::from(deleted);
+        let run_ids = match previous.ids.get("run_id") {
+            Some(id) => vec![id.clone()],
+            // A write whose outcome the ledger never learned (the process stopped before its
+            // commit): the names it was written under lead to the run, if it exists.
+            None => self.runs_by_pending_names(previous, external_id).await.map_err(|e| self.sync_error(e))?,
+        };
+        for id in run_ids {
+            rc.writes += u32::from(self.delete_run_of(&id, external_id).await.map_err(|e| self.sync_error(e))?);
+        }
         Ok(Some(rc))
     }
 }

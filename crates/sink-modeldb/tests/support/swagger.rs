@@ -13,13 +13,19 @@ pub struct Spec {
 impl Spec {
     pub fn load() -> Spec {
         let dir = super::peer::repo_root().join("../shared/modeldb-v2-swagger/v2.0.8.2");
-        let docs = ["modeldb_ProjectService", "modeldb_ExperimentService", "modeldb_ExperimentRunService"]
-            .iter()
-            .map(|f| {
-                let p = dir.join(format!("{f}.swagger.json"));
-                serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("swagger spec {}: {e}", p.display()))).unwrap()
-            })
-            .collect();
+        let docs = [
+            "modeldb_ProjectService",
+            "modeldb_ExperimentService",
+            "modeldb_ExperimentRunService",
+            "modeldb_DatasetService",
+            "modeldb_DatasetVersionService",
+        ]
+        .iter()
+        .map(|f| {
+            let p = dir.join(format!("{f}.swagger.json"));
+            serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("swagger spec {}: {e}", p.display()))).unwrap()
+        })
+        .collect();
         Spec { docs }
     }
 
