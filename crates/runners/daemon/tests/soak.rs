@@ -1022,8 +1022,8 @@ shutdown_grace_secs = 5
 }
 
 /// What the soak test can hit when a SIGKILL lands between a sink write and the ledger commit
-/// and the job then stops being eligible before the daemon runs again: the ledger never learnt
-/// of the record, so nothing retracts it. Recipe: one eligible job; sagesyncd aborts right after
+/// and the job then stops being eligible before the daemon runs again (found by the soak test:
+/// without a pending delivery in the ledger, nothing retracted the record). Recipe: one eligible job; sagesyncd aborts right after
 /// the file sink wrote its document (`SAGESYNC_CRASH_AT=after-sink-write`); the job's opt-in tag
 /// is removed; sagesyncd starts again and runs its polls and reconciliation passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
