@@ -763,7 +763,7 @@ fn ledger(path: &Path) -> Option<sagesync_core::LedgerCounts> {
 }
 
 /// The problems, with the history of every job they name.
-fn report(seed: u64, jobs: &[Job], problems: &[String]) -> String {
+fn report(seed: u64, jobs: &[Job], problems: &[String], peer: &Peer) -> String {
     let mut s = format!("seed {seed} (rerun with SAGESYNC_SOAK_SEED={seed}): {} problem(s):\n", problems.len());
     for p in problems.iter().take(60) {
         s.push_str(&format!("  - {p}\n"));
@@ -774,6 +774,16 @@ fn report(seed: u64, jobs: &[Job], problems: &[String]) -> String {
         s.push_str(&format!("history of {} ({}):\n", j.name, j.arn));
         for h in &j.history {
             s.push_str(&format!("    {h}\n"));
+        }
+    }
+    // The ModelDB v1 calls that name the jobs of a v1 problem (the run's description carries
+    // the job's name), in order.
+    let log = peer.rpc_log();
+    for j in named.iter().filter(|j| problems.iter().any(|p| p.starts_with("ModelDB v1") && p.contains(&format!("{} ", j.name)))).take(3) {
+        s.push_str(&format!("ModelDB v1 calls naming {}:\n", j.name));
+        for call in log.iter().filter(|c| c.to_string().contains(&format!("{} (", j.name))) {
+            let text = call.to_string();
+            s.push_str(&format!("    {}\n", text.chars().take(400).collect::<String>()));
         }
     }
     s
@@ -988,7 +998,7 @@ shutdown_grace_secs = 5
             break;
         }
         if Instant::now() >= deadline {
-            panic!("not converged {converge_secs} s after the last change; {}", report(seed, &w.jobs, &last));
+            panic!("not converged {converge_secs} s after the last change; {}", report(seed, &w.jobs, &last, &peer));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -1002,7 +1012,7 @@ shutdown_grace_secs = 5
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let after = problems(&w.jobs, &out, &peer, &state);
-    assert!(after.is_empty(), "converged at {converged:.1} s, then changed: {}", report(seed, &w.jobs, &after));
+    assert!(after.is_empty(), "converged at {converged:.1} s, then changed: {}", report(seed, &w.jobs, &after, &peer));
     eprintln!(
         "soak: seed {seed}: converged at {converged:.1} s (total {:.1} s): {} jobs, {eligible} eligible in both sinks exactly once",
         t0.elapsed().as_secs_f64(),
