@@ -776,12 +776,12 @@ fn report(seed: u64, jobs: &[Job], problems: &[String], peer: &Peer) -> String {
             s.push_str(&format!("    {h}\n"));
         }
     }
-    // The ModelDB v1 calls that name the jobs of a v1 problem (the run's description carries
-    // the job's name), in order.
+    // The ModelDB v1 calls whose arguments name the job of a v1 problem (the run's description
+    // carries the job's name), in order.
     let log = peer.rpc_log();
     for j in named.iter().filter(|j| problems.iter().any(|p| p.starts_with("ModelDB v1") && p.contains(&format!("{} ", j.name)))).take(3) {
         s.push_str(&format!("ModelDB v1 calls naming {}:\n", j.name));
-        for call in log.iter().filter(|c| c.to_string().contains(&format!("{} (", j.name))) {
+        for call in log.iter().filter(|c| c["args"].to_string().contains(&format!("{} (", j.name))) {
             let text = call.to_string();
             s.push_str(&format!("    {}\n", text.chars().take(400).collect::<String>()));
         }
