@@ -65,6 +65,20 @@ pub enum SyncError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The store or sagesync's setup refuses the write, not the job's content: a TLS
+    /// certificate that is not trusted, credentials refused, a deleted experiment, a ledger that
+    /// refuses an entry. Retrying at once does not help (the engine does not repeat it within
+    /// the pass), but it is never a verdict on the job either: the job is failed without counting
+    /// toward `max_job_attempts`, and tried again after its backoff, so it resumes by itself once
+    /// the setup is fixed.
+    #[error("{}", crate::secret::redact(.message))]
+    Setup {
+        /// What happened, and what to fix.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The job does not exist in the source.
     #[error("job not found: {}", crate::secret::redact(.0))]
     NotFound(String),
@@ -87,6 +101,7 @@ impl fmt::Debug for SyncError {
         let kind = match self {
             SyncError::Transient { .. } => "Transient",
             SyncError::Permanent { .. } => "Permanent",
+            SyncError::Setup { .. } => "Setup",
             SyncError::NotFound(_) => "NotFound",
             SyncError::Malformed { .. } => "Malformed",
             SyncError::Cancelled => "Cancelled",
@@ -113,9 +128,23 @@ impl SyncError {
     pub fn permanent_with(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         SyncError::Permanent { message: message.into(), source: Some(Box::new(RedactedCause::of(&source))) }
     }
-    /// Whether retrying could succeed.
+    /// A failure of the store or the setup, not of the job (see [`SyncError::Setup`]).
+    pub fn setup(message: impl Into<String>) -> Self {
+        SyncError::Setup { message: message.into(), source: None }
+    }
+    /// A failure of the store or the setup with its cause (kept redacted).
+    pub fn setup_with(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SyncError::Setup { message: message.into(), source: Some(Box::new(RedactedCause::of(&source))) }
+    }
+    /// Whether retrying at once could succeed (the engine retries these within a pass).
     pub fn is_retryable(&self) -> bool {
         matches!(self, SyncError::Transient { .. })
+    }
+    /// Whether the failure is about the job's own content (a record the store rejects, a
+    /// malformed document, a job that does not exist): only these count toward
+    /// `max_job_attempts` and park a job. Transient and setup failures never do.
+    pub fn is_about_the_job(&self) -> bool {
+        matches!(self, SyncError::Permanent { .. } | SyncError::NotFound(_) | SyncError::Malformed { .. })
     }
     /// Whether this is a cancellation (not a failure of the job).
     pub fn is_cancelled(&self) -> bool {

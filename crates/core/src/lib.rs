@@ -37,10 +37,10 @@ pub use registry::{
     BuildContext, FieldProblem, MapperPlugin, PluginDescriptor, PluginKind, SinkPlugin, SourcePlugin, StatePlugin, ValidatorPlugin,
 };
 pub use secret::{redact, Secret};
-pub use sink::{Sink, SinkReceipt, WriteContext, WriteKind};
+pub use sink::{LeaseGuard, Sink, SinkReceipt, WriteContext, WriteKind};
 pub use source::{Cursor, JobRef, ListScope, ListingProblem, Page, Source};
 pub use stage::{Mapper, Validator, Verdict};
-pub use state::{Acquired, Basis, Delivery, JobState, Lease, LedgerCounts, MemoryState, Outcome, StateError, StateStore};
+pub use state::{Acquired, Basis, CountClass, Delivery, JobState, Lease, LedgerCounts, MemoryState, Outcome, StateError, StateStore};
 
 pub use async_trait::async_trait;
 #[doc(hidden)]

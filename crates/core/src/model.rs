@@ -8,6 +8,53 @@ use serde::{Deserialize, Serialize};
 /// A timestamp in UTC. Serialised as RFC 3339 with millisecond precision.
 pub type Timestamp = DateTime<Utc>;
 
+/// Serde for metric values, which may be non-finite (a diverged loss): finite values are JSON
+/// numbers, `NaN`, `Infinity` and `-Infinity` are those strings (what SageMaker's JSON wire
+/// and MLflow's REST API use); either form is read back.
+pub mod metric_value {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// The string form of a non-finite value (`None` for a finite one).
+    pub fn non_finite_name(v: f64) -> Option<&'static str> {
+        if v.is_nan() {
+            Some("NaN")
+        } else if v == f64::INFINITY {
+            Some("Infinity")
+        } else if v == f64::NEG_INFINITY {
+            Some("-Infinity")
+        } else {
+            None
+        }
+    }
+
+    /// Parses `NaN`, `Infinity`, `-Infinity` (any case, `inf` too) or a number written as text.
+    pub fn parse(s: &str) -> Option<f64> {
+        s.trim().parse::<f64>().ok()
+    }
+
+    /// Serialises a value.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match non_finite_name(*v) {
+            Some(name) => s.serialize_str(name),
+            None => s.serialize_f64(*v),
+        }
+    }
+
+    /// Reads a number or one of the strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(f64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(t) => parse(&t).ok_or_else(|| serde::de::Error::custom(format!("`{t}` is not a number, NaN or Infinity"))),
+        }
+    }
+}
+
 /// One key/value tag, kept in the order the source gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
@@ -175,7 +222,8 @@ pub struct Channel {
 pub struct FinalMetric {
     /// `MetricName`, e.g. `validation:auc`.
     pub name: String,
-    /// `Value`.
+    /// `Value` (non-finite when training diverged: `NaN`, `Infinity`, `-Infinity`).
+    #[serde(with = "metric_value")]
     pub value: f64,
     /// `Timestamp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,7 +237,8 @@ pub struct MetricPoint {
     pub timestamp: Timestamp,
     /// Position in the series (0, 1, 2... in timestamp order).
     pub step: i64,
-    /// Value.
+    /// Value (possibly non-finite).
+    #[serde(with = "metric_value")]
     pub value: f64,
 }
 
@@ -446,7 +495,8 @@ impl Split {
 pub struct Metric {
     /// The full metric name as the job reported it (`validation:auc`).
     pub name: String,
-    /// Value.
+    /// Value (possibly non-finite: `NaN`, `Infinity`, `-Infinity` in JSON).
+    #[serde(with = "metric_value")]
     pub value: f64,
     /// Split read from the name.
     pub split: Split,

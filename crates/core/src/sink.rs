@@ -1,6 +1,9 @@
 //! The [`Sink`] trait and what a write returns.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,75 @@ impl SinkReceipt {
         self.ids.insert(key.to_string(), value.to_string());
         self
     }
+    /// Cuts the receipt to what the ledger keeps: at most
+    /// [`RECEIPT_IDS`](crate::state::limits::RECEIPT_IDS) ids, each of at most
+    /// [`ID_CHARS`](crate::state::limits::ID_CHARS) characters. A receipt holds the store's ids,
+    /// digests and counts, never lists that grow with a job's content.
+    pub fn bound(&mut self) {
+        use crate::state::limits::{ID_CHARS, RECEIPT_IDS};
+        if self.ids.len() > RECEIPT_IDS {
+            let extra: Vec<String> = self.ids.keys().skip(RECEIPT_IDS - 1).cloned().collect();
+            for k in &extra {
+                self.ids.remove(k);
+            }
+            self.ids.insert("omitted_ids".into(), extra.len().to_string());
+        }
+        for v in self.ids.values_mut() {
+            crate::state::cut_text(v, ID_CHARS);
+        }
+    }
+}
+
+/// Whether the engine still holds the job's lease: what a sink checks (through
+/// [`WriteContext::check`]) before every request it sends to its store. The engine renews the
+/// lease in the background; when a renewal fails for good, or the lease's time runs out without
+/// one (a process paused by `SIGSTOP`, a stalled state store), the guard stops holding, and no
+/// further request of the job may reach a store: another writer may own the job by then.
+///
+/// A default guard always holds (a job worked on without a lease).
+#[derive(Clone, Default)]
+pub struct LeaseGuard(Option<Arc<GuardState>>);
+
+struct GuardState {
+    origin: Instant,
+    /// Milliseconds after `origin` at which the lease must be taken as lapsed.
+    valid_until_ms: AtomicU64,
+    lost: AtomicBool,
+}
+
+impl LeaseGuard {
+    /// A guard that holds until `valid_until` unless extended.
+    pub fn new(valid_until: Instant) -> Self {
+        let origin = Instant::now();
+        let g = GuardState { origin, valid_until_ms: AtomicU64::new(0), lost: AtomicBool::new(false) };
+        g.valid_until_ms.store(valid_until.saturating_duration_since(origin).as_millis() as u64, Ordering::SeqCst);
+        LeaseGuard(Some(Arc::new(g)))
+    }
+    /// Moves the end of validity to `until` (after a successful renewal).
+    pub fn extend(&self, until: Instant) {
+        if let Some(g) = &self.0 {
+            g.valid_until_ms.store(until.saturating_duration_since(g.origin).as_millis() as u64, Ordering::SeqCst);
+        }
+    }
+    /// Marks the lease lost for good.
+    pub fn lose(&self) {
+        if let Some(g) = &self.0 {
+            g.lost.store(true, Ordering::SeqCst);
+        }
+    }
+    /// Whether the lease still holds now.
+    pub fn holds(&self) -> bool {
+        match &self.0 {
+            None => true,
+            Some(g) => !g.lost.load(Ordering::SeqCst) && (g.origin.elapsed().as_millis() as u64) < g.valid_until_ms.load(Ordering::SeqCst),
+        }
+    }
+}
+
+impl std::fmt::Debug for LeaseGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseGuard").field("holds", &self.holds()).finish()
+    }
 }
 
 /// What the engine knows about a write besides the record itself.
@@ -62,6 +134,8 @@ pub struct WriteContext {
     /// write that crashed before its ledger row, or another tool, may have left a record): the
     /// sink must still find and settle duplicates.
     pub first_write: bool,
+    /// The job's lease: [`WriteContext::check`] reads it.
+    pub guard: LeaseGuard,
 }
 
 impl WriteContext {
@@ -84,11 +158,38 @@ impl WriteContext {
         self.deadline = deadline;
         self
     }
+    /// With the job's lease guard.
+    pub fn with_guard(mut self, guard: LeaseGuard) -> Self {
+        self.guard = guard;
+        self
+    }
+    /// What a sink calls before **every** request to its store: `Err(SyncError::Cancelled)` when
+    /// the job's lease no longer holds (another writer may own the job: nothing more of this
+    /// attempt may reach a store) or the deadline has passed. Cancellation is never a verdict on
+    /// the job: the engine records nothing and the job is picked up again.
+    pub fn check(&self) -> Result<(), SyncError> {
+        if !self.guard.holds() {
+            return Err(SyncError::Cancelled);
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(SyncError::Cancelled);
+        }
+        Ok(())
+    }
+    /// The time left before the deadline (`None` when there is none): a sink caps each
+    /// request's timeout with it, so that no request outlives the job's deadline.
+    pub fn time_left(&self) -> Option<std::time::Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
 }
 
 /// Writes records to a metadata store. `upsert` must be idempotent, keyed by
 /// `record.run.external_id` (the job ARN): writing the same record twice creates nothing new,
 /// and one job has one record per sink whatever its name or project.
+///
+/// Before every request to its store, a sink calls [`WriteContext::check`] and stops with its
+/// error when it fails; each request's timeout is capped by [`WriteContext::time_left`]. A sink
+/// classifies its errors (retryable or not) and returns: the engine alone retries.
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// Creates or updates the run for `record`.

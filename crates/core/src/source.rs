@@ -170,6 +170,13 @@ pub trait Source: Send + Sync {
     fn fingerprint(&self) -> String {
         String::new()
     }
+    /// How far a job's `LastModifiedTime` may lag behind the moment it changed, as this source
+    /// sees it (clock skew, eventual consistency): the overlap its incremental listings keep.
+    /// A daemon's `start_from` floor is moved back by as much, so that a job changed just after
+    /// the daemon started is never cut off.
+    fn clock_tolerance(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 #[cfg(test)]

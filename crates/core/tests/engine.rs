@@ -749,3 +749,290 @@ async fn a_sink_that_keeps_records_keeps_its_receipt_for_when_the_job_comes_back
     let previous = sink.previous.lock().unwrap()["job-1"].clone();
     assert_eq!(previous.map(|p| p.ids["run"].clone()), Some(job(1, "").arn));
 }
+
+/// A memory store whose commits can be refused (as a store refuses an entry it will never
+/// take) and whose renewals can be answered "lost".
+struct Hooked {
+    inner: MemoryState,
+    /// Commits whose entry holds a receipt id this long or longer are refused, non-retryably.
+    refuse_receipts_over: Option<usize>,
+    /// Every renewal answers "lost" (another writer took the job).
+    lose_on_renew: bool,
+    commits: AtomicUsize,
+}
+
+impl Hooked {
+    fn new() -> Hooked {
+        Hooked { inner: MemoryState::new(), refuse_receipts_over: None, lose_on_renew: false, commits: AtomicUsize::new(0) }
+    }
+}
+
+#[async_trait]
+impl StateStore for Hooked {
+    fn location(&self) -> String {
+        "hooked memory".into()
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+    async fn cursor(&self, k: &str) -> Result<Option<Cursor>, StateError> {
+        self.inner.cursor(k).await
+    }
+    async fn save_cursor(&self, k: &str, c: &Cursor) -> Result<(), StateError> {
+        self.inner.save_cursor(k, c).await
+    }
+    async fn cursors(&self) -> Result<Vec<(String, Cursor)>, StateError> {
+        self.inner.cursors().await
+    }
+    async fn jobs(&self, a: &[String]) -> Result<Vec<Option<JobState>>, StateError> {
+        self.inner.jobs(a).await
+    }
+    async fn acquire(&self, a: &str, o: &str, t: Duration) -> Result<Acquired, StateError> {
+        self.inner.acquire(a, o, t).await
+    }
+    async fn renew(&self, l: &Lease, t: Duration) -> Result<bool, StateError> {
+        if self.lose_on_renew {
+            return Ok(false);
+        }
+        self.inner.renew(l, t).await
+    }
+    async fn commit(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        if let Some(max) = self.refuse_receipts_over {
+            let len = e.deliveries.values().flat_map(|d| d.receipt.ids.values()).map(|v| v.len()).max().unwrap_or(0);
+            if len >= max {
+                return Err(StateError::Backend {
+                    location: "hooked memory".into(),
+                    message: format!("ValidationException: Item size has exceeded the maximum allowed size ({len})"),
+                    retryable: false,
+                });
+            }
+        }
+        self.inner.commit(l, e).await
+    }
+    async fn record(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
+        self.inner.record(l, e).await
+    }
+    async fn release(&self, l: &Lease) -> Result<(), StateError> {
+        self.inner.release(l).await
+    }
+    async fn due(&self, n: Timestamp, a: Option<&str>, l: usize) -> Result<Vec<JobState>, StateError> {
+        self.inner.due(n, a, l).await
+    }
+    async fn failed(&self, a: Option<&str>, l: usize) -> Result<Vec<JobState>, StateError> {
+        self.inner.failed(a, l).await
+    }
+    async fn unpark(&self, j: &[String]) -> Result<Vec<String>, StateError> {
+        self.inner.unpark(j).await
+    }
+    async fn counts(&self) -> Result<LedgerCounts, StateError> {
+        self.inner.counts().await
+    }
+}
+
+/// A sink whose receipts carry one id of `len` characters.
+struct BigReceipts {
+    len: usize,
+}
+
+#[async_trait]
+impl Sink for BigReceipts {
+    async fn upsert(&self, _: &RunRecord, _: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        Ok(SinkReceipt::new(WriteKind::Created).id("notes", "x".repeat(self.len)).id("run_id", "r-1"))
+    }
+}
+
+#[tokio::test]
+async fn what_the_ledger_keeps_per_job_is_bounded() {
+    // 500 000 characters in one receipt id, and 50 ids: the entry keeps at most 32 ids of at
+    // most 1024 characters each.
+    struct ManyIds;
+    #[async_trait]
+    impl Sink for ManyIds {
+        async fn upsert(&self, _: &RunRecord, _: &WriteContext) -> Result<SinkReceipt, SyncError> {
+            let mut rc = SinkReceipt::new(WriteKind::Created);
+            for i in 0..50 {
+                rc = rc.id(&format!("id{i:02}"), "y".repeat(10_000));
+            }
+            Ok(rc)
+        }
+    }
+    let state = Arc::new(Hooked::new());
+    let e = Engine::builder()
+        .source(MemSource::new(vec![job(1, "Completed")]))
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .sink("big", BigReceipts { len: 500_000 })
+        .sink("many", ManyIds)
+        .settings(fast())
+        .state(state.clone())
+        .build()
+        .unwrap();
+    assert_eq!(poll(&e).await.synced, 1);
+    let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0).unwrap();
+    let size = serde_json::to_vec(&st).unwrap().len();
+    assert!(size < 80_000, "the entry is {size} bytes");
+    assert!(st.deliveries["big"].receipt.ids["notes"].chars().count() <= sagesync_core::state::limits::ID_CHARS);
+    assert!(st.deliveries["big"].receipt.ids["notes"].contains("more characters"));
+    assert_eq!(st.deliveries["many"].receipt.ids.len(), sagesync_core::state::limits::RECEIPT_IDS);
+    assert_eq!(st.deliveries["many"].receipt.ids["omitted_ids"], "19");
+}
+
+#[tokio::test]
+async fn a_commit_the_store_refuses_releases_the_lease_and_is_recorded_as_what_it_is() {
+    // The store refuses entries with a receipt id of 100 characters or more; the engine bounds
+    // ids at 1024, so this store refuses this job's entry every time.
+    let state = Arc::new(Hooked { refuse_receipts_over: Some(100), ..Hooked::new() });
+    let e = Engine::builder()
+        .source(MemSource::new(vec![job(1, "Completed"), job(2, "Completed")]))
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .sink("big", BigReceipts { len: 5_000 })
+        .settings(PipelineSettings { max_job_attempts: 1, ..fast() })
+        .state(state.clone())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let s = poll(&e).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "no wait on its own lease: {:?}", started.elapsed());
+    assert_eq!((s.failed, s.synced, s.total()), (2, 0, 2), "each job counted once: {s:#?}");
+    for j in &s.jobs {
+        assert_eq!(j.stage, Some(Stage::State), "{j:#?}");
+        assert!(j.reason.as_deref().unwrap_or("").contains("refused the job's entry"), "{j:#?}");
+        assert!(j.recorded, "the refusal itself is recorded: {j:#?}");
+        assert!(!j.parked, "a refused commit is the store's state, not the job's content: {j:#?}");
+    }
+    // The lease is free at once, for anyone.
+    let other = state.acquire(&job(1, "").arn, "someone-else", Duration::from_secs(10)).await.unwrap();
+    assert!(matches!(other, Acquired::Granted { .. }), "{other:?}");
+    let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0).unwrap();
+    assert_eq!(st.outcome, Outcome::Failed);
+    assert_eq!(st.permanent_failures, 0, "never counted toward parking");
+    assert!(st.reason.as_deref().unwrap().contains("state store refused"), "{st:?}");
+    assert!(st.deliveries["big"].receipt.ids.is_empty(), "the refused receipt is not kept");
+    assert_eq!(st.deliveries["big"].record_digest, st.record_digest.clone().unwrap(), "the sink holds the record");
+}
+
+/// A sink that makes two requests per write, pausing between them, and records which it sent.
+struct TwoRequests {
+    pause: Duration,
+    sent: Mutex<Vec<&'static str>>,
+}
+
+#[async_trait]
+impl Sink for TwoRequests {
+    async fn upsert(&self, _: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        cx.check()?;
+        self.sent.lock().unwrap().push("first");
+        tokio::time::sleep(self.pause).await;
+        cx.check()?;
+        self.sent.lock().unwrap().push("second");
+        Ok(SinkReceipt::new(WriteKind::Created))
+    }
+}
+
+#[tokio::test]
+async fn after_a_lease_is_lost_no_request_of_the_job_reaches_a_store() {
+    let state = Arc::new(Hooked { lose_on_renew: true, ..Hooked::new() });
+    let sink = Arc::new(TwoRequests { pause: Duration::from_millis(1500), sent: Mutex::new(Vec::new()) });
+    let e = Engine::builder()
+        .source(MemSource::new(vec![job(1, "Completed")]))
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .sink_arc("two", sink.clone())
+        .settings(PipelineSettings { lease_ttl_secs: 1, ..fast() })
+        .state(state.clone())
+        .build()
+        .unwrap();
+    let events = Mutex::new(Vec::new());
+    let obs = |e: &Event<'_>| {
+        if let Event::Recorded { after, .. } = e {
+            events.lock().unwrap().push(after.outcome);
+        }
+    };
+    let r = e
+        .sync_refs(vec![JobRef::by_name("job-1")], &RefOptions { collect: true, ..Default::default() }, &CancellationToken::new(), &obs)
+        .await;
+    assert_eq!(*sink.sent.lock().unwrap(), ["first"], "the second request never went out");
+    assert_eq!(r.jobs[0].outcome, Outcome::Interrupted, "{r:#?}");
+    assert!(r.jobs[0].reason.as_deref().unwrap().contains("lease was lost"), "{r:#?}");
+    assert_eq!(state.commits.load(Ordering::SeqCst), 0, "no outcome was committed");
+    assert!(events.lock().unwrap().iter().all(|o| *o == Outcome::Failed), "at most the intent: {:?}", events.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_duplicate_reference_is_done_and_a_parked_job_whose_content_did_not_change_stays_parked() {
+    let sink = Arc::new(MemSink { broken: vec!["job-2".into()], ..Default::default() });
+    let src = Arc::new(MemSource::new(vec![job(1, "Completed"), job(2, "Completed")]));
+    let state: Arc<dyn StateStore> = Arc::new(Hooked::new());
+    let e = engine_with(src.clone(), vec![("mem", sink.clone())], PipelineSettings { max_job_attempts: 1, ..fast() }, state.clone());
+    // An event carries a time of its own (older than the job's, here).
+    let event = |i: usize| JobRef {
+        name: format!("job-{i}"),
+        arn: Some(job(i, "").arn),
+        last_modified: Some(chrono::Utc.timestamp_opt(1_600_000_000, 0).unwrap()),
+        tags: Some(tagged()),
+        ..Default::default()
+    };
+    let urgent = RefOptions { urgent: true, collect: true, ..Default::default() };
+    let first = e.sync_refs(vec![event(1), event(2)], &urgent, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!((first.synced, first.failed), (1, 1), "{first:#?}");
+    assert!(first.jobs.iter().any(|j| j.parked), "job-2 parked after one failure of its content");
+    let fetches = src.fetches.load(Ordering::SeqCst);
+    let calls = sink.calls.lock().unwrap().clone();
+    // The same events again: nothing read, nothing written.
+    let again = e.sync_refs(vec![event(1), event(2)], &urgent, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!((again.already_done, again.total()), (2, 0), "{again:#?}");
+    assert_eq!(src.fetches.load(Ordering::SeqCst), fetches, "a duplicate costs no fetch");
+    // Another event time, same content: read once, but the parked job's sink is not tried again.
+    let mut other = event(2);
+    other.last_modified = Some(chrono::Utc.timestamp_opt(1_650_000_000, 0).unwrap());
+    let r = e.sync_refs(vec![other], &urgent, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!(r.total(), 0, "{r:#?}");
+    assert_eq!(*sink.calls.lock().unwrap(), calls, "no sink saw the parked job again");
+    let st = state.jobs(&[job(2, "").arn]).await.unwrap().remove(0).unwrap();
+    assert!(st.parked);
+    // Its content changes: worked on again.
+    src.edit(|j| j[1].last_modified_time = Some(chrono::Utc::now()));
+    let r = e.sync_refs(vec![JobRef::by_name("job-2")], &urgent, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!(r.failed, 1, "{r:#?}");
+}
+
+#[tokio::test]
+async fn a_redrive_works_on_failed_jobs_whose_time_has_come() {
+    let sink = Arc::new(MemSink::default());
+    sink.down.store(true, Ordering::SeqCst);
+    let src = Arc::new(MemSource::new(vec![job(1, "Completed")]));
+    let state: Arc<dyn StateStore> = Arc::new(Hooked::new());
+    let e = engine_with(src, vec![("mem", sink.clone())], PipelineSettings { max_attempts: 1, ..fast() }, state.clone());
+    let r = e
+        .sync_refs(
+            vec![JobRef::by_name("job-1")],
+            &RefOptions { urgent: true, collect: true, ..Default::default() },
+            &CancellationToken::new(),
+            &NoObserver,
+        )
+        .await;
+    assert_eq!(r.failed, 1);
+    sink.down.store(false, Ordering::SeqCst);
+    // Not due yet: nothing.
+    let early = e.redrive(&RefOptions::default(), &CancellationToken::new(), &NoObserver).await;
+    assert_eq!(early.total(), 0, "{early:#?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = e.redrive(&RefOptions { collect: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!((r.synced, r.key.as_str()), (1, PassRequest::REDRIVE), "{r:#?}");
+    assert_eq!(state.counts().await.unwrap().synced, 1);
+}
+
+#[tokio::test]
+async fn an_interrupted_first_write_is_counted_apart_from_failures() {
+    let sink = Arc::new(TwoRequests { pause: Duration::from_millis(1500), sent: Mutex::new(Vec::new()) });
+    let e = Engine::builder()
+        .source(MemSource::new(vec![job(1, "Completed")]))
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .sink_arc("two", sink)
+        .settings(PipelineSettings { lease_ttl_secs: 1, ..fast() })
+        .state(Arc::new(Hooked { lose_on_renew: true, ..Hooked::new() }))
+        .build()
+        .unwrap();
+    let _ = e.sync_refs(vec![JobRef::by_name("job-1")], &RefOptions::default(), &CancellationToken::new(), &NoObserver).await;
+    let c = e.state().counts().await.unwrap();
+    assert_eq!((c.failed, c.interrupted), (0, 1), "{c:?}");
+}

@@ -1,9 +1,10 @@
 //! HTTP calls to MLflow's REST API (`/api/2.0/mlflow/...`): JSON in and out, authentication,
-//! timeouts bounded by the caller's deadline, reply bodies read up to a cap, and a short retry
-//! of idempotent requests whose connection broke (uvicorn closes idle keep-alive connections).
+//! timeouts bounded by the caller's deadline, reply bodies read up to a cap, the job's lease
+//! checked before every request. Errors are classified and returned: the engine alone retries.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Method;
@@ -12,8 +13,6 @@ use serde_json::Value;
 use crate::config::{Auth, MlflowSettings};
 use crate::sigv4::{SignError, Signer};
 
-/// Attempts for an idempotent request whose connection broke before a reply.
-const CONNECTION_ATTEMPTS: u32 = 3;
 /// The shortest time left before a deadline in which a request is still started.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
 /// How much of a server's error message is kept.
@@ -55,6 +54,20 @@ pub enum MlflowError {
     Deadline {
         /// Operation.
         op: &'static str,
+    },
+    /// Not sent: the job's lease no longer holds (another writer may own the job).
+    #[error("{op}: not sent, the job's lease was lost")]
+    LeaseLost {
+        /// Operation.
+        op: &'static str,
+    },
+    /// The server's TLS certificate is not trusted (or the TLS setup cannot be loaded).
+    #[error("{op}: {}", sagesync_core::secret::redact(.message))]
+    Tls {
+        /// Operation.
+        op: &'static str,
+        /// What is wrong and what to do.
+        message: String,
     },
     /// The reply body is larger than `max_response_bytes`.
     #[error("{op}: reply larger than max_response_bytes ({limit} bytes)")]
@@ -100,14 +113,34 @@ fn code_suffix(code: &str) -> String {
 }
 
 impl MlflowError {
-    /// Whether retrying later could help: connection problems, timeouts, 429 and 5xx, a
-    /// deadline, and credentials that could not be loaded in time.
+    /// Whether retrying at once could help: connection problems, timeouts, 429 and 5xx, and
+    /// credentials that could not be loaded in time.
     pub fn is_retryable(&self) -> bool {
         match self {
             MlflowError::Status { status, .. } => *status == 429 || *status >= 500,
-            MlflowError::Connection { .. } | MlflowError::Timeout { .. } | MlflowError::Deadline { .. } => true,
+            MlflowError::Connection { .. } | MlflowError::Timeout { .. } => true,
             MlflowError::Sign { source, .. } => matches!(source, SignError::Timeout(_)),
-            MlflowError::TooLarge { .. } | MlflowError::Decode { .. } | MlflowError::Request { .. } => false,
+            MlflowError::Deadline { .. }
+            | MlflowError::LeaseLost { .. }
+            | MlflowError::Tls { .. }
+            | MlflowError::TooLarge { .. }
+            | MlflowError::Decode { .. }
+            | MlflowError::Request { .. } => false,
+        }
+    }
+    /// Whether the request was not sent because the job must stop (the deadline, a lost lease):
+    /// an interruption, never a failure of the job.
+    pub fn is_stop(&self) -> bool {
+        matches!(self, MlflowError::Deadline { .. } | MlflowError::LeaseLost { .. })
+    }
+    /// Whether the store or the setup refuses, not the job's content: an untrusted certificate,
+    /// credentials refused (401, 403), signing that cannot work.
+    pub fn is_setup(&self) -> bool {
+        match self {
+            MlflowError::Tls { .. } => true,
+            MlflowError::Status { status, .. } => matches!(status, 401 | 403),
+            MlflowError::Sign { source, .. } => !matches!(source, SignError::Timeout(_)),
+            _ => false,
         }
     }
     /// MLflow's `error_code`, if the server sent one.
@@ -141,21 +174,34 @@ pub enum Kind {
     Create,
 }
 
-/// What one sink call has sent so far, and by when it must finish.
+/// What one sink call has sent so far, by when it must finish, and whether it may still send
+/// (the job's lease).
 #[derive(Debug, Default)]
 pub struct Budget {
     /// Write requests sent.
     pub writes: AtomicU32,
     /// All requests sent.
     pub requests: AtomicU32,
-    /// The caller's deadline.
-    pub deadline: Option<Instant>,
+    /// The engine's context: deadline and lease guard.
+    pub cx: sagesync_core::WriteContext,
 }
 
 impl Budget {
-    /// A budget with this deadline.
-    pub fn new(deadline: Option<Instant>) -> Self {
-        Budget { deadline, ..Default::default() }
+    /// A budget for one sink call of the engine.
+    pub fn new(cx: &sagesync_core::WriteContext) -> Self {
+        Budget { cx: cx.clone(), ..Default::default() }
+    }
+    /// The timeout of the next request: `request_timeout`, cut to the time left before the
+    /// deadline; an error when the request must not be sent at all.
+    fn admit(&self, op: &'static str, request_timeout: Duration) -> Result<Duration, MlflowError> {
+        if !self.cx.guard.holds() {
+            return Err(MlflowError::LeaseLost { op });
+        }
+        match self.cx.time_left() {
+            Some(left) if left < MIN_REQUEST_TIME => Err(MlflowError::Deadline { op }),
+            Some(left) => Ok(left.min(request_timeout)),
+            None => Ok(request_timeout),
+        }
     }
     /// Write requests sent so far.
     pub fn writes(&self) -> u32 {
@@ -176,7 +222,11 @@ enum Authorizer {
 
 /// The REST client.
 pub struct Client {
-    http: reqwest::Client,
+    /// Built on first use (the TLS setup reads the trust store and `ca_file`): building the
+    /// sink stays free of I/O.
+    http: OnceLock<Result<reqwest::Client, String>>,
+    tls: sagesync_http::TlsOptions,
+    connect_timeout: Duration,
     api: String,
     auth: Authorizer,
     routing: Option<(HeaderName, HeaderValue)>,
@@ -216,22 +266,30 @@ impl Client {
             )),
             None => None,
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(s.connect_timeout)
-            .timeout(s.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(2))
-            .user_agent(concat!("sagesync-sink-mlflow/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BuildError(format!("cannot build the HTTP client: {e}")))?;
         Ok(Client {
-            http,
+            http: OnceLock::new(),
+            tls: sagesync_http::TlsOptions { ca_file: s.ca_file.clone() },
+            connect_timeout: s.connect_timeout,
             api: s.endpoint.api_base(),
             auth,
             routing,
             request_timeout: s.request_timeout,
             max_response_bytes: s.max_response_bytes,
         })
+    }
+
+    fn http(&self, op: &'static str) -> Result<&reqwest::Client, MlflowError> {
+        let built = self.http.get_or_init(|| {
+            sagesync_http::client_builder(&self.tls, self.connect_timeout)
+                .map_err(|e| e.0)?
+                .timeout(self.request_timeout)
+                // uvicorn closes idle keep-alive connections; reuse only fresh ones.
+                .pool_idle_timeout(Duration::from_secs(2))
+                .user_agent(concat!("sagesync-sink-mlflow/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        });
+        built.as_ref().map_err(|m| MlflowError::Tls { op, message: m.clone() })
     }
 
     /// Replaces the signer's credential chain with fixed credentials (tests, embedding callers).
@@ -269,41 +327,28 @@ impl Client {
             Some(v) => serde_json::to_vec(v).map_err(|e| MlflowError::Request { op, message: e.to_string() })?,
             None => Vec::new(),
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let timeout = match b.deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left < MIN_REQUEST_TIME {
-                        return Err(MlflowError::Deadline { op });
-                    }
-                    left.min(self.request_timeout)
-                }
-                None => self.request_timeout,
-            };
-            let req = self.build(&method, op, &url, body.is_some(), &bytes, timeout).await?;
-            b.requests.fetch_add(1, Ordering::SeqCst);
-            if kind != Kind::Read {
-                b.writes.fetch_add(1, Ordering::SeqCst);
-            }
-            match self.http.execute(req).await {
-                Ok(resp) => return self.reply(op, resp, timeout).await,
-                Err(e) if e.is_timeout() => return Err(MlflowError::Timeout { op, timeout }),
-                Err(e) => {
-                    let err = MlflowError::Connection { op, message: describe(&e) };
-                    if kind == Kind::Create || attempt >= CONNECTION_ATTEMPTS {
-                        return Err(err);
-                    }
-                    tracing::debug!(op, attempt, error = %err, "MLflow connection broke; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                }
-            }
+        // Checked before the request is built (signing may take a while) and again right
+        // before it is sent.
+        let timeout = b.admit(op, self.request_timeout)?;
+        let http = self.http(op)?;
+        let req = self.build(http, &method, op, &url, body.is_some(), &bytes, timeout).await?;
+        let timeout = b.admit(op, timeout)?;
+        b.requests.fetch_add(1, Ordering::SeqCst);
+        if kind != Kind::Read {
+            b.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        match http.execute(req).await {
+            Ok(resp) => self.reply(op, resp, timeout).await,
+            Err(e) if e.is_timeout() => Err(MlflowError::Timeout { op, timeout }),
+            Err(e) if sagesync_http::is_tls_verification(&e) => Err(MlflowError::Tls { op, message: describe(&e) }),
+            Err(e) => Err(MlflowError::Connection { op, message: describe(&e) }),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn build(
         &self,
+        http: &reqwest::Client,
         method: &Method,
         op: &'static str,
         url: &str,
@@ -311,7 +356,7 @@ impl Client {
         bytes: &[u8],
         timeout: Duration,
     ) -> Result<reqwest::Request, MlflowError> {
-        let mut rb = self.http.request(method.clone(), url).timeout(timeout);
+        let mut rb = http.request(method.clone(), url).timeout(timeout);
         if has_body {
             rb = rb.header(CONTENT_TYPE, "application/json").body(bytes.to_vec());
         }
@@ -346,23 +391,12 @@ impl Client {
     /// Reads the reply up to the cap and decodes it; non-2xx statuses become errors.
     async fn reply(&self, op: &'static str, mut resp: reqwest::Response, timeout: Duration) -> Result<Value, MlflowError> {
         let status = resp.status().as_u16();
-        if resp.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
-            return Err(MlflowError::TooLarge { op, limit: self.max_response_bytes });
-        }
-        let mut buf: Vec<u8> = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if buf.len() + chunk.len() > self.max_response_bytes {
-                        return Err(MlflowError::TooLarge { op, limit: self.max_response_bytes });
-                    }
-                    buf.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(MlflowError::Timeout { op, timeout }),
-                Err(e) => return Err(MlflowError::Connection { op, message: describe(&e) }),
-            }
-        }
+        let buf = match sagesync_http::read_capped(&mut resp, self.max_response_bytes).await {
+            Ok(b) => b,
+            Err(sagesync_http::ReadError::TooLarge(limit)) => return Err(MlflowError::TooLarge { op, limit }),
+            Err(sagesync_http::ReadError::Timeout) => return Err(MlflowError::Timeout { op, timeout }),
+            Err(sagesync_http::ReadError::BrokeOff(message)) => return Err(MlflowError::Connection { op, message }),
+        };
         decode_reply(op, status, &buf)
     }
 }
@@ -390,20 +424,9 @@ pub fn decode_reply(op: &'static str, status: u16, buf: &[u8]) -> Result<Value, 
     Err(MlflowError::Status { op, status, error_code, message })
 }
 
-/// An error's chain without the URL (which could, on a misconfigured proxy, carry more than it
-/// should).
+/// An error's chain without the URL.
 fn describe(e: &reqwest::Error) -> String {
-    let head = if e.is_connect() {
-        "cannot connect"
-    } else if e.is_body() || e.is_decode() {
-        "the reply broke off"
-    } else {
-        "the request failed"
-    };
-    match std::error::Error::source(e) {
-        Some(cause) => format!("{head}: {}", sagesync_core::error_chain(cause)),
-        None => head.to_string(),
-    }
+    sagesync_http::describe(e)
 }
 
 sagesync_core::debug_as_display!(MlflowError);

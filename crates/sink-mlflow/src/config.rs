@@ -102,6 +102,10 @@ pub struct MlflowSinkConfig {
     /// Largest reply body read, bytes (64 KiB..=1 GiB).
     #[serde(default = "default_max_response")]
     pub max_response_bytes: u64,
+    /// A PEM file of CA certificates to trust besides the system's store (a server behind a
+    /// private CA). Relative paths are read from the config file's directory.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for MlflowSinkConfig {
@@ -115,6 +119,7 @@ impl std::fmt::Debug for MlflowSinkConfig {
             .field("adopt_native_runs", &self.adopt_native_runs)
             .field("on_param_change", &self.on_param_change)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -193,6 +198,8 @@ pub struct MlflowSettings {
     pub on_param_change: OnParamChange,
     /// Cap on a reply body, bytes.
     pub max_response_bytes: usize,
+    /// Extra trusted CA certificates.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl MlflowSettings {
@@ -220,12 +227,29 @@ impl MlflowSinkConfig {
             adopt_native_runs: false,
             on_param_change: OnParamChange::default(),
             max_response_bytes: default_max_response(),
+            ca_file: None,
         }
     }
 
     /// Checks every option (no I/O) and returns the settings, or every problem found.
     pub fn settings(self) -> Result<MlflowSettings, Vec<FieldProblem>> {
+        self.settings_in(None)
+    }
+
+    /// [`MlflowSinkConfig::settings`], with a relative `ca_file` read from `dir`.
+    pub fn settings_in(self, dir: Option<&std::path::Path>) -> Result<MlflowSettings, Vec<FieldProblem>> {
         let mut problems = Vec::new();
+        let ca_file = match &self.ca_file {
+            Some(p) if p.as_os_str().is_empty() => {
+                problems.push(FieldProblem::at("ca_file", "must not be empty (leave it out to trust the system's store only)"));
+                None
+            }
+            Some(p) => Some(match dir {
+                Some(d) if p.is_relative() => d.join(p),
+                _ => p.clone(),
+            }),
+            None => None,
+        };
         bounded(&mut problems, "request_timeout_secs", self.request_timeout_secs, 1..=3600, "seconds");
         bounded(&mut problems, "connect_timeout_secs", self.connect_timeout_secs, 1..=600, "seconds");
         bounded(&mut problems, "max_response_bytes", self.max_response_bytes, 64 << 10..=1 << 30, "bytes");
@@ -262,6 +286,7 @@ impl MlflowSinkConfig {
                     adopt_native_runs: self.adopt_native_runs,
                     on_param_change: self.on_param_change,
                     max_response_bytes: usize::try_from(self.max_response_bytes).unwrap_or(usize::MAX),
+                    ca_file,
                 })
             }
             _ => Err(problems),

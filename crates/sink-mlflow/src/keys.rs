@@ -2,7 +2,8 @@
 //!
 //! A tracking server accepts a param, metric or tag key when it matches `^[/\w.\- :]*$`, is at
 //! most 250 characters long, and is a normalised relative path (no leading or trailing `/`, no
-//! `//`, no `.` or `..` segment). Python's `\w` is Unicode-aware, but other MLflow-compatible
+//! `//`, no `.` or `..` segment, and does not start with `..` at all: MLflow's
+//! `path_not_unique`). Python's `\w` is Unicode-aware, but other MLflow-compatible
 //! servers are stricter, so this module only lets ASCII letters and digits through.
 //!
 //! [`mlflow_key`] maps any name to a valid key:
@@ -38,8 +39,11 @@ pub fn is_valid_key(key: &str) -> bool {
     if key.is_empty() || key.chars().count() > MAX_KEY_CHARS || !key.chars().all(allowed_char) {
         return false;
     }
-    // posixpath.normpath(key) == key, and not "." / "../..." / "/...".
-    if key.starts_with('/') || key.ends_with('/') {
+    // MLflow's `path_not_unique`: posixpath.normpath(key) must be the key itself, and must not
+    // be "." or start with ".." or "/". normpath leaves a key unchanged exactly when it has no
+    // leading or trailing `/`, no `//`, and no `.` or `..` segment; `..lr` or `...` survive
+    // normpath but still start with "..".
+    if key.starts_with('/') || key.ends_with('/') || key.starts_with("..") {
         return false;
     }
     key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
@@ -75,6 +79,10 @@ pub fn mlflow_key(name: &str) -> String {
         .map(|seg| if seg.is_empty() || seg.chars().all(|c| c == '.') { "_".to_string() } else { seg.to_string() })
         .collect();
     let mut base = segments.join("/");
+    // A leading ".." (`..lr`) is refused even where it is not a segment of its own.
+    if base.starts_with("..") {
+        base.replace_range(..1, "_");
+    }
     // Room for "_" + suffix; the base is ASCII now, so bytes are characters.
     base.truncate(MAX_KEY_CHARS - SUFFIX_HEX - 1);
     while base.ends_with('/') {

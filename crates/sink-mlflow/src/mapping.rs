@@ -29,7 +29,7 @@ const RESERVED_PREFIXES: [&str; 3] = ["mlflow.", "sagemaker.", "sagesync."];
 pub struct Point {
     /// Key.
     pub key: String,
-    /// Value (finite).
+    /// Value (possibly non-finite: sent as `"NaN"`, `"Infinity"`, `"-Infinity"`).
     pub value: f64,
     /// Epoch milliseconds, from the job.
     pub timestamp: i64,
@@ -38,13 +38,31 @@ pub struct Point {
 }
 
 impl Point {
-    /// The `log-batch` JSON form.
+    /// The `log-batch` JSON form (MLflow's REST API takes a non-finite double as its name).
     pub fn json(&self) -> Value {
-        json!({"key": self.key, "value": self.value, "timestamp": self.timestamp, "step": self.step})
+        let value = match sagesync_core::model::metric_value::non_finite_name(self.value) {
+            Some(name) => json!(name),
+            None => json!(self.value),
+        };
+        json!({"key": self.key, "value": value, "timestamp": self.timestamp, "step": self.step})
     }
-    /// Identity for de-duplication (bit-exact value).
+    /// Identity for de-duplication (bit-exact value, see [`value_bits`]).
     pub fn identity(&self) -> (i64, i64, u64) {
-        (self.timestamp, self.step, self.value.to_bits())
+        (self.timestamp, self.step, value_bits(self.value))
+    }
+}
+
+/// A metric value's bits as MLflow gives it back: every NaN alike, and the largest finite
+/// double as infinity (a SQL tracking store keeps ±Infinity as ±1.7976931348623157e308).
+pub fn value_bits(v: f64) -> u64 {
+    if v.is_nan() {
+        f64::NAN.to_bits()
+    } else if v == f64::MAX {
+        f64::INFINITY.to_bits()
+    } else if v == f64::MIN {
+        f64::NEG_INFINITY.to_bits()
+    } else {
+        v.to_bits()
     }
 }
 
@@ -104,8 +122,6 @@ pub struct Desired {
     pub inputs: Vec<Input>,
     /// Values that did not fit and were cut (`param x: 7000 characters`...), for the receipt.
     pub cut_values: Vec<String>,
-    /// Non-finite metric points left out.
-    pub skipped_points: u32,
     /// The SageMaker-native run id of the job, when it has one.
     pub native_run_id: Option<String>,
 }
@@ -215,7 +231,6 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
     }
 
     // Metrics: final values and histories share one key space.
-    let mut skipped_points = 0;
     let names: Vec<&str> = r.metrics.iter().map(|m| m.name.as_str()).chain(r.metric_history.iter().map(|h| h.name.as_str())).collect();
     let keys: BTreeMap<String, String> = assign_keys("metric", names)?.into_iter().map(|(k, n)| (n, k)).collect();
     for (name, key) in &keys {
@@ -231,10 +246,6 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         let mut seen = BTreeSet::new();
         let mut points = Vec::new();
         for p in &series.points {
-            if !p.value.is_finite() {
-                skipped_points += 1;
-                continue;
-            }
             let point = Point { key: key.clone(), value: p.value, timestamp: p.timestamp.timestamp_millis(), step: p.step };
             if seen.insert(point.identity()) {
                 points.push(point);
@@ -247,10 +258,6 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
     }
     let mut metrics: Vec<Point> = Vec::new();
     for m in &r.metrics {
-        if !m.value.is_finite() {
-            skipped_points += 1;
-            continue;
-        }
         let Some(key) = keys.get(&m.name) else {
             continue;
         };
@@ -389,7 +396,6 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         history_digest,
         inputs,
         cut_values,
-        skipped_points,
         native_run_id,
     })
 }
@@ -406,7 +412,7 @@ fn digest_history(history: &[(String, Vec<Point>)]) -> String {
         for p in points {
             h.update(p.timestamp.to_le_bytes());
             h.update(p.step.to_le_bytes());
-            h.update(p.value.to_bits().to_le_bytes());
+            h.update(value_bits(p.value).to_le_bytes());
         }
         h.update([1]);
     }
@@ -505,10 +511,10 @@ mod tests {
         assert_eq!(d.params.iter().find(|(k, _)| k == "long").map(|(_, v)| v.chars().count()), Some(6000));
         let key = mlflow_key("validation:mAP@0.75");
         assert_eq!(tag(&format!("sagesync.original.metric.{key}")), Some("validation:mAP@0.75"));
-        assert_eq!(d.metrics.len(), 1);
+        assert_eq!(d.metrics.len(), 2, "a NaN final value is sent too (MLflow stores it)");
         assert_eq!(d.metrics[0].step, 1, "the final value comes after its history");
         assert_eq!(d.metrics[0].timestamp, 1767229200000, "the job's end time");
-        assert_eq!(d.skipped_points, 1);
+        assert_eq!(d.metrics[1].json()["value"], json!("NaN"));
         assert!(!d.history_digest.is_empty());
     }
 

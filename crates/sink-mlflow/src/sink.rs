@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::client::{Budget, BuildError, Client, Kind, MlflowError};
 use crate::config::{MlflowSettings, OnParamChange};
 use crate::keys::{cut_chars, mlflow_key, MAX_TAG_VALUE_CHARS};
-use crate::mapping::{desired, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX};
+use crate::mapping::{desired, value_bits, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX};
 
 /// Items of one `log-batch`, as the server limits them.
 const MAX_BATCH_PARAMS: usize = 100;
@@ -26,6 +26,8 @@ const MAX_CREATE_TAGS: usize = 100;
 const SEARCH_PAGE: u32 = 100;
 /// Points read per `metrics/get-history` page.
 const HISTORY_PAGE: u32 = 25_000;
+/// Items of a list a receipt names (the rest are counted).
+const RECEIPT_CUT_VALUES: usize = 3;
 /// Experiment ids per `runs/search` when a retract has to look everywhere.
 const EXPERIMENTS_PER_SEARCH: usize = 100;
 
@@ -40,6 +42,9 @@ enum SinkError {
     Content(String),
     #[error("{0}")]
     Retry(String),
+    /// The store's state refuses the write (a deleted experiment): not the job's content.
+    #[error("{0}")]
+    Store(String),
 }
 
 /// The sink.
@@ -106,7 +111,7 @@ fn is_concurrent_write(e: &MlflowError) -> bool {
 
 /// MLflow returns metric values as numbers, or `"NaN"`-style strings.
 fn metric_value(v: &Value) -> Option<f64> {
-    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_f64().or_else(|| v.as_str().and_then(sagesync_core::model::metric_value::parse))
 }
 
 impl MlflowSink {
@@ -132,7 +137,9 @@ impl MlflowSink {
             match self.client.get("experiments/get-by-name", &[("experiment_name", name)], b).await {
                 Ok(v) => {
                     if str_at(&v, "/experiment/lifecycle_stage") == Some("deleted") {
-                        return Err(SinkError::Content(format!(
+                        // The store's state, not the job's: the job is tried again after its
+                        // backoff and resumes by itself once the experiment is restored.
+                        return Err(SinkError::Store(format!(
                             "experiment `{name}` is deleted in MLflow; restore it, or purge it, or change `experiment`"
                         )));
                     }
@@ -355,7 +362,7 @@ impl MlflowSink {
                     .filter_map(|m| {
                         Some((
                             m.get("key")?.as_str()?.to_string(),
-                            (i64_at(m, "/timestamp")?, i64_at(m, "/step").unwrap_or(0), metric_value(m.get("value")?)?.to_bits()),
+                            (i64_at(m, "/timestamp")?, i64_at(m, "/step").unwrap_or(0), value_bits(metric_value(m.get("value")?)?)),
                         ))
                     })
                     .collect()
@@ -426,7 +433,7 @@ impl MlflowSink {
             let v = self.client.get("metrics/get-history", &q, b).await?;
             for m in v.get("metrics").and_then(Value::as_array).into_iter().flatten() {
                 if let (Some(ts), Some(val)) = (i64_at(m, "/timestamp"), m.get("value").and_then(metric_value)) {
-                    have.insert((ts, i64_at(m, "/step").unwrap_or(0), val.to_bits()));
+                    have.insert((ts, i64_at(m, "/step").unwrap_or(0), value_bits(val)));
                 }
             }
             token = v.get("next_page_token").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -447,8 +454,11 @@ impl MlflowSink {
                 return Ok(rc);
             }
         }
-        for cut in &d.cut_values {
+        for cut in d.cut_values.iter().take(RECEIPT_CUT_VALUES) {
             tracing::warn!(job = %d.run_name, value = %cut, "value longer than MLflow stores; the first part is logged and the full length and hash are in a sagesync.truncated.* tag");
+        }
+        if d.cut_values.len() > RECEIPT_CUT_VALUES {
+            tracing::warn!(job = %d.run_name, more = d.cut_values.len() - RECEIPT_CUT_VALUES, "more values longer than MLflow stores");
         }
         let experiment_id = self.experiment_id(&d.experiment, b).await?;
         let mut use_previous = true;
@@ -482,16 +492,22 @@ impl MlflowSink {
                         rc = rc.id("adopted", "true");
                     }
                     if !d.cut_values.is_empty() {
-                        rc = rc.id("cut_values", d.cut_values.join("; "));
+                        // A receipt holds counts, not lists that grow with the job: the first
+                        // few, and how many in all (every one is in its sagesync.truncated.* tag).
+                        let mut listed = d.cut_values.iter().take(RECEIPT_CUT_VALUES).cloned().collect::<Vec<_>>().join("; ");
+                        if d.cut_values.len() > RECEIPT_CUT_VALUES {
+                            listed.push_str(&format!("; and {} more", d.cut_values.len() - RECEIPT_CUT_VALUES));
+                        }
+                        rc = rc.id("cut_values", listed).id("cut_value_count", d.cut_values.len());
                     }
                     if notes.param_changes > 0 {
                         rc = rc.id("param_changes", notes.param_changes);
                     }
-                    if d.skipped_points > 0 {
-                        rc = rc.id("skipped_points", d.skipped_points);
-                    }
                     if !deleted.is_empty() {
-                        rc = rc.id("deleted_runs", deleted.join(","));
+                        rc = rc.id("deleted_runs", deleted.iter().take(RECEIPT_CUT_VALUES).cloned().collect::<Vec<_>>().join(","));
+                        if deleted.len() > RECEIPT_CUT_VALUES {
+                            rc = rc.id("deleted_run_count", deleted.len());
+                        }
                     }
                     return Ok(rc);
                 }
@@ -544,11 +560,17 @@ impl MlflowSink {
     fn sync_error(&self, e: SinkError) -> SyncError {
         let at = &self.settings.endpoint.base;
         match e {
+            SinkError::Api(e) if e.is_stop() => {
+                tracing::debug!(error = %e, "MLflow request not sent");
+                SyncError::Cancelled
+            }
             SinkError::Api(e) if e.is_retryable() => SyncError::transient_with(format!("MLflow at {at}: {e}"), e),
+            SinkError::Api(e) if e.is_setup() => SyncError::setup_with(format!("MLflow at {at}: {e}"), e),
             SinkError::Api(e) => SyncError::permanent_with(format!("MLflow at {at}: {e}"), e),
             SinkError::Mapping(e) => SyncError::permanent_with(format!("MLflow: {e}"), e),
             SinkError::Content(m) => SyncError::permanent(format!("MLflow at {at}: {m}")),
             SinkError::Retry(m) => SyncError::transient(format!("MLflow at {at}: {m}")),
+            SinkError::Store(m) => SyncError::setup(format!("MLflow at {at}: {m}")),
         }
     }
 }
@@ -604,7 +626,7 @@ fn batches(params: &[(String, String)], tags: &[(String, String)], metrics: &[Po
 #[async_trait]
 impl Sink for MlflowSink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
-        let b = Budget::new(cx.deadline);
+        let b = Budget::new(cx);
         match self.upsert_inner(record, cx, &b).await {
             Ok(mut rc) => {
                 rc.writes = b.writes();
@@ -615,7 +637,7 @@ impl Sink for MlflowSink {
     }
 
     async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
-        let b = Budget::new(cx.deadline);
+        let b = Budget::new(cx);
         if external_id.contains('\'') || external_id.contains('\\') || external_id.trim().is_empty() {
             return Err(self.sync_error(MappingError::BadArn(external_id.to_string()).into()));
         }

@@ -551,7 +551,16 @@ mod auth {
     }
 
     async fn stats(p: &Peer) -> Value {
-        reqwest::get(format!("{}/_proxy/stats", p.url())).await.expect("stats").json().await.expect("json")
+        sagesync_test_support::http()
+            .build()
+            .expect("client")
+            .get(format!("{}/_proxy/stats", p.url()))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json")
     }
 
     #[tokio::test]

@@ -33,8 +33,7 @@ fn settings_at(base_url: &str) -> ModelDbV2Settings {
             developer_key: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(5),
+            ca_file: None,
         },
         experiment: None,
         on_conflict: OnConflict::Keep,
@@ -335,7 +334,6 @@ async fn server_errors_carry_the_message_and_are_not_retried() {
     let refused = held.port;
     let mut st = settings(&fake);
     st.api.base_url = format!("http://127.0.0.1:{refused}");
-    st.api.max_attempts = 2;
     let e = ModelDbV2Sink::new(st).unwrap().upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("cannot connect"), "{e}");
@@ -345,7 +343,7 @@ async fn server_errors_carry_the_message_and_are_not_retried() {
 async fn the_fake_enforces_the_documented_rules() {
     // The fake itself: duplicates 409, required fields 400, unknown ids 404, defaults omitted.
     let fake = Fake::start().await;
-    let http = reqwest::Client::new();
+    let http = sagesync_test_support::http().build().unwrap();
     let u = |p: &str| format!("{}/api/v1/modeldb{p}", fake.base_url);
     let post = |p: &'static str, b: Value| {
         let http = http.clone();
@@ -479,7 +477,6 @@ async fn a_redirect_is_never_followed_with_credentials() {
     let mut st = settings_at(&url);
     st.api.email = Some("bot@example.com".into());
     st.api.developer_key = Some(Secret::new("dk-very-secret-123"));
-    st.api.max_attempts = 1;
     let e = ModelDbV2Sink::new(st).unwrap().upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap_err();
     assert_eq!(target_hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect target was contacted");
     assert!(e.to_string().contains("307"), "{e}");
@@ -498,8 +495,7 @@ async fn an_oversized_reply_body_fails_the_write_clearly() {
     chunked.push(b'"');
     for reply in [announced, chunked] {
         let (url, _) = hostile(reply).await;
-        let mut st = settings_at(&url);
-        st.api.max_attempts = 1;
+        let st = settings_at(&url);
         let e = ModelDbV2Sink::new(st).unwrap().upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap_err();
         assert!(e.to_string().contains("reply larger than 16777216 bytes"), "{e}");
         assert!(!e.is_retryable(), "a reply that large will not shrink: {e}");

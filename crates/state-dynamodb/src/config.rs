@@ -30,6 +30,9 @@ pub struct DynamoStateConfig {
     pub connect_timeout_ms: u64,
     /// Timeout of one attempt of a request, milliseconds (100 to 300000).
     pub request_timeout_ms: u64,
+    /// Pages (of up to 1 MB) a counting scan reads per second, 0.1 to 100: `sagesync status`
+    /// and a daemon's opted-in `ledger_recount_secs` scan the table to count it.
+    pub scan_pages_per_second: f64,
 }
 
 impl Default for DynamoStateConfig {
@@ -45,6 +48,7 @@ impl Default for DynamoStateConfig {
             initial_backoff_ms: d.initial_backoff.as_millis() as u64,
             connect_timeout_ms: d.connect_timeout.as_millis() as u64,
             request_timeout_ms: d.request_timeout.as_millis() as u64,
+            scan_pages_per_second: d.scan_pages_per_second,
         }
     }
 }
@@ -66,9 +70,12 @@ impl DynamoStateConfig {
             ));
         }
         if let Some(u) = &self.endpoint_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                p.push(FieldProblem::at("endpoint_url", "must be an http:// or https:// URL"));
+            if let Err(m) = sagesync_core::config::endpoint_url(u) {
+                p.push(FieldProblem::at("endpoint_url", m));
             }
+        }
+        if !self.scan_pages_per_second.is_finite() || !(0.1..=100.0).contains(&self.scan_pages_per_second) {
+            p.push(FieldProblem::at("scan_pages_per_second", format!("must be between 0.1 and 100, got {}", self.scan_pages_per_second)));
         }
         for (k, v) in [("region", &self.region), ("profile", &self.profile)] {
             if v.as_deref().is_some_and(str::is_empty) {
@@ -100,6 +107,7 @@ impl DynamoStateConfig {
             initial_backoff: Duration::from_millis(self.initial_backoff_ms),
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            scan_pages_per_second: self.scan_pages_per_second,
         })
     }
 }
@@ -127,5 +135,6 @@ max_attempts = 8            # per request, SDK retries on throttling, 5xx and ti
 initial_backoff_ms = 50
 connect_timeout_ms = 5000
 request_timeout_ms = 10000
+scan_pages_per_second = 4   # counting scans (sagesync status)
 "#
 );

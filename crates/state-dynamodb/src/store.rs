@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
-use sagesync_core::{Acquired, Cursor, JobState, Lease, LedgerCounts, Outcome, StateError, StateStore, Timestamp};
+use sagesync_core::{Acquired, CountClass, Cursor, JobState, Lease, LedgerCounts, Outcome, StateError, StateStore, Timestamp};
 
 /// The partition key attribute (a string: `job#<arn>` or `cursor#<key>`).
 pub const PK: &str = "pk";
@@ -63,6 +63,8 @@ pub struct DynamoSettings {
     pub connect_timeout: Duration,
     /// Timeout of one attempt of a request.
     pub request_timeout: Duration,
+    /// Pages a counting scan reads per second (`sagesync status`, a daemon's opted-in recount).
+    pub scan_pages_per_second: f64,
 }
 
 impl DynamoSettings {
@@ -78,6 +80,7 @@ impl DynamoSettings {
             initial_backoff: Duration::from_millis(50),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            scan_pages_per_second: 4.0,
         }
     }
 
@@ -330,22 +333,15 @@ impl DynamoState {
         }
     }
 
+    /// Waits (the SDK's `TableExists` waiter, up to 300 s) until the table is ACTIVE.
     async fn wait_active(&self, c: &Client) -> Result<(), StateError> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        loop {
-            let d = c.describe_table().table_name(self.table()).send().await.map_err(|e| self.err("DescribeTable", e))?;
-            if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(StateError::Backend {
-                    location: self.loc(),
-                    message: "the table did not become ACTIVE within 300 s".into(),
-                    retryable: true,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        use aws_sdk_dynamodb::client::Waiters;
+        c.wait_until_table_exists().table_name(self.table()).wait(Duration::from_secs(300)).await.map_err(|e| StateError::Backend {
+            location: self.loc(),
+            message: format!("the table did not become ACTIVE: {}", DisplayErrorContext(&e)),
+            retryable: true,
+        })?;
+        Ok(())
     }
 
     /// The lease on a job as stored (holder, expiry, fence), whether or not it has expired:
@@ -526,13 +522,15 @@ fn text<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a st
 /// `outcome`, `parked`, `job`, `next_at` (only with a retry time) and `failed_pk` (only on
 /// failed jobs, so the index holds failed jobs alone).
 fn entry_update(e: &JobState, json: String) -> (String, Vec<&'static str>, HashMap<String, AttributeValue>) {
-    let mut set =
-        String::from("#entry = :entry, #outcome = :outcome, #parked = :parked, #job = :name, #lease_ttl = :never, #entry_ttl = :never");
+    let mut set = String::from(
+        "#entry = :entry, #outcome = :outcome, #parked = :parked, #attempts = :attempts, #job = :name, #lease_ttl = :never, #entry_ttl = :never",
+    );
     let mut remove = Vec::new();
     let mut values = HashMap::from([
         (":entry".to_string(), s(json)),
         (":outcome".to_string(), s(e.outcome.as_str())),
         (":parked".to_string(), AttributeValue::Bool(e.parked)),
+        (":attempts".to_string(), n(e.attempts)),
         (":name".to_string(), s(e.job.clone())),
         (":never".to_string(), n(NEVER)),
     ]);
@@ -817,22 +815,53 @@ impl StateStore for DynamoState {
         Ok(out)
     }
 
+    /// Counts by scanning the table: every item is read (eventually consistent, only the
+    /// attributes counted), page by page at `scan_pages_per_second`, and nothing is kept but the
+    /// counts. Only `sagesync status` and an opted-in daemon recount call it; it needs
+    /// `dynamodb:Scan`.
     async fn counts(&self) -> Result<LedgerCounts, StateError> {
-        let items = self
-            .scan("#kind = :job AND attribute_exists(#entry)", "#outcome, #parked", HashMap::from([(":job".to_string(), s("job"))]))
-            .await?;
+        let c = self.client().await?;
+        let filter = "#kind = :job AND attribute_exists(#entry)";
+        let projection = "#outcome, #parked, #attempts";
+        let names = names(&[filter, projection]);
+        let values = HashMap::from([(":job".to_string(), s("job"))]);
         let mut out = LedgerCounts::default();
-        for it in &items {
-            match text(it, "outcome").and_then(Outcome::parse) {
-                Some(Outcome::Synced) => out.synced += 1,
-                Some(Outcome::Skipped) => out.skipped += 1,
-                Some(Outcome::Rejected) => out.rejected += 1,
-                _ => out.failed += 1,
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        let pause = Duration::from_secs_f64(1.0 / self.settings.scan_pages_per_second.max(0.01));
+        for page_no in 0..MAX_SCAN_PAGES {
+            if page_no > 0 {
+                tokio::time::sleep(pause).await;
             }
-            if matches!(it.get("parked"), Some(AttributeValue::Bool(true))) {
-                out.parked += 1;
+            let page = c
+                .scan()
+                .table_name(self.table())
+                .filter_expression(filter)
+                .projection_expression(projection)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.err("Scan", e))?;
+            for it in page.items() {
+                let outcome = text(it, "outcome").and_then(Outcome::parse).unwrap_or(Outcome::Failed);
+                // Items written before `attempts` was stored count as recorded failures.
+                let attempts = num(it, "attempts").unwrap_or(1).max(0) as u32;
+                out.add(CountClass::of(outcome, attempts), matches!(it.get("parked"), Some(AttributeValue::Bool(true))));
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
             }
         }
-        Ok(out)
+        Err(StateError::Backend {
+            location: self.loc(),
+            message: format!("Scan: more than {MAX_SCAN_PAGES} pages; the table is too large to count"),
+            retryable: false,
+        })
+    }
+
+    fn scans_to_count(&self) -> bool {
+        true
     }
 }

@@ -4,11 +4,21 @@ use rusqlite_migration::{Migrations, M};
 
 /// Version 1 is the first release's ledger (one row per job, receipts as JSON); version 2 keeps
 /// one row per job and one per (job, sink) delivery, plus leases; version 3 adds the count of
-/// permanent failures. Version 1 files are migrated:
+/// permanent failures; version 4 the time the reference that led to a decision carried
+/// (`listed`, so that a duplicate event is known as done). Version 1 files are migrated:
 /// their entries come back with an empty configuration digest, so every job is decided once
 /// more and delivered again where needed (the sinks are idempotent).
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
+    Migrations::new(steps())
+}
+
+/// The newest schema version this build knows: the number of its migrations.
+pub fn latest() -> i64 {
+    steps().len() as i64
+}
+
+fn steps() -> Vec<M<'static>> {
+    vec![
         M::up(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated_at TEXT NOT NULL);
@@ -43,5 +53,19 @@ pub fn migrations() -> Migrations<'static> {
             "ALTER TABLE jobs ADD COLUMN permanent_failures INTEGER NOT NULL DEFAULT 0;
              INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '3');",
         ),
-    ])
+        // Version 4: the reference's time beside the job's own (NULL: the same, or unknown).
+        M::up(
+            "ALTER TABLE jobs ADD COLUMN listed TEXT;
+             INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '4');",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_migrations_are_valid_and_counted() {
+        assert!(super::migrations().validate().is_ok());
+        assert_eq!(super::latest(), 4);
+    }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use sagesync_core::state::CountClass;
 use sagesync_core::{Acquired, Basis, Cursor, Delivery, JobState, Lease, LedgerCounts, Outcome, StateError, StateStore, Timestamp};
 
 use super::schema::migrations;
@@ -174,7 +175,8 @@ fn open_file(path: &Path, busy_ms: u64, loc: &str) -> Result<Connection, StateEr
     }
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(bad)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(bad)?;
-    let latest = 3;
+    // The newest schema this build knows is the number of its migrations.
+    let latest = super::schema::latest();
     if version > latest {
         return Err(unusable(format!("schema version {version}; this sagesync understands up to {latest}. It was left untouched")));
     }
@@ -192,7 +194,7 @@ fn open_file(path: &Path, busy_ms: u64, loc: &str) -> Result<Connection, StateEr
 }
 
 const JOB_COLUMNS: &str =
-    "arn, job, last_modified, tags_digest, config_digest, outcome, reason, record_digest, attempts, parked, next_attempt_at, pass, updated_at, permanent_failures";
+    "arn, job, last_modified, tags_digest, config_digest, outcome, reason, record_digest, attempts, parked, next_attempt_at, pass, updated_at, permanent_failures, listed";
 
 fn read_job(r: &rusqlite::Row<'_>, loc: &str) -> rusqlite::Result<Result<JobState, StateError>> {
     let outcome: String = r.get(5)?;
@@ -205,6 +207,7 @@ fn read_job(r: &rusqlite::Row<'_>, loc: &str) -> rusqlite::Result<Result<JobStat
                 last_modified: parse_ts(lm.clone(), loc)?,
                 tags_digest: r.get(3).map_err(|e| err(loc, e))?,
                 config_digest: r.get(4).map_err(|e| err(loc, e))?,
+                listed: parse_ts(r.get(14).map_err(|e| err(loc, e))?, loc)?,
             },
             outcome: Outcome::parse(&outcome)
                 .ok_or_else(|| StateError::Decode { location: loc.into(), message: format!("outcome `{outcome}`") })?,
@@ -281,7 +284,7 @@ fn lease_row(tx: &rusqlite::Transaction<'_>, arn: &str, loc: &str) -> Result<Opt
 /// Writes a job's entry and its deliveries inside `tx`.
 fn write_entry(tx: &rusqlite::Transaction<'_>, e: &JobState, loc: &str) -> Result<(), StateError> {
     tx.execute(
-        &format!("INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        &format!("INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
         params![
             e.arn,
             e.job,
@@ -296,7 +299,8 @@ fn write_entry(tx: &rusqlite::Transaction<'_>, e: &JobState, loc: &str) -> Resul
             e.next_attempt_at.map(ts),
             e.pass,
             ts(e.updated_at),
-            e.permanent_failures
+            e.permanent_failures,
+            e.basis.listed.map(ts)
         ],
     )
     .map_err(|x| err(loc, x))?;
@@ -490,19 +494,24 @@ impl StateStore for SqliteState {
 
     async fn counts(&self) -> Result<LedgerCounts, StateError> {
         self.with(|c, loc| {
-            let mut st = c.prepare("SELECT outcome, count(*), sum(parked) FROM jobs GROUP BY outcome").map_err(|e| err(loc, e))?;
+            // A failed entry without attempts is a first write's intent (see `CountClass`).
+            let mut st = c
+                .prepare("SELECT outcome, attempts = 0, count(*), sum(parked) FROM jobs GROUP BY outcome, attempts = 0")
+                .map_err(|e| err(loc, e))?;
             let rows = st
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)))
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?)))
                 .map_err(|e| err(loc, e))?;
             let mut out = LedgerCounts::default();
             for row in rows {
-                let (o, n, p) = row.map_err(|e| err(loc, e))?;
+                let (o, none, n, p) = row.map_err(|e| err(loc, e))?;
                 let n = n.max(0) as u64;
-                match Outcome::parse(&o) {
-                    Some(Outcome::Synced) => out.synced += n,
-                    Some(Outcome::Skipped) => out.skipped += n,
-                    Some(Outcome::Rejected) => out.rejected += n,
-                    _ => out.failed += n,
+                let class = CountClass::of(Outcome::parse(&o).unwrap_or(Outcome::Failed), if none { 0 } else { 1 });
+                match class {
+                    CountClass::Synced => out.synced += n,
+                    CountClass::Skipped => out.skipped += n,
+                    CountClass::Rejected => out.rejected += n,
+                    CountClass::Failed => out.failed += n,
+                    CountClass::Interrupted => out.interrupted += n,
                 }
                 out.parked += p.unwrap_or(0).max(0) as u64;
             }

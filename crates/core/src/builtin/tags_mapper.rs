@@ -108,7 +108,8 @@ impl Mapper for TagsMapper {
         let metrics = job
             .final_metrics
             .iter()
-            .filter(|m| m.value.is_finite())
+            // Non-finite values (a diverged loss) are kept: each sink records them the way it
+            // can (docs/mapping.md).
             .map(|m| Metric {
                 name: m.name.clone(),
                 value: m.value,
@@ -162,10 +163,7 @@ impl Mapper for TagsMapper {
             metric_history: job
                 .metric_history
                 .iter()
-                .map(|s| crate::model::MetricSeries {
-                    name: s.name.clone(),
-                    points: s.points.iter().filter(|p| p.value.is_finite()).cloned().collect(),
-                })
+                .map(|s| crate::model::MetricSeries { name: s.name.clone(), points: s.points.clone() })
                 .filter(|s| !s.points.is_empty())
                 .collect(),
             tags: if self.keep_job_tags { job.tags.clone() } else { Tags::default() },
@@ -256,8 +254,13 @@ mod tests {
             r.datasets[0].metadata.keys().collect::<Vec<_>>(),
             ["CompressionType", "RecordWrapperType", "ContentType", "DataSource", "S3DataType"]
         );
-        assert_eq!(r.metrics.len(), 1, "non-finite values are dropped");
+        assert_eq!(r.metrics.len(), 2, "non-finite values are kept for the sinks");
         assert_eq!(r.metrics[0].split, Split::Validation);
+        assert!(r.metrics[1].value.is_nan());
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""value":"NaN""#), "NaN is written as the string AWS and MLflow use: {text}");
+        let back: crate::model::RunRecord = serde_json::from_str(&text).unwrap();
+        assert!(back.metrics[1].value.is_nan());
         assert_eq!(r.attributes["instance_count"], json!(2));
         assert_eq!(r.tags.len(), 4);
     }

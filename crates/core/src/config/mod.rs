@@ -25,6 +25,28 @@ pub use errors::{redact_serde_message, ConfigError, ConfigErrors};
 pub use interpolate::interpolate;
 pub use sections::{parse_time, Check, DaemonSettings, LambdaSettings, OnIneligible, PipelineSettings};
 
+/// Checks the URL of an endpoint or a store: `http` or `https`, a host, no user or password
+/// (credentials go in their own keys, kept secret), no query and no fragment. Returns it
+/// trimmed, without a trailing `/`. Every plugin checks its URLs with it.
+pub fn endpoint_url(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    // The value is never echoed: it may hold a credential.
+    let u = url::Url::parse(t).map_err(|e| format!("is not a URL ({e}); write http(s)://host[:port][/path]"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("must be an http:// or https:// URL, got scheme `{}`", u.scheme()));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not carry a user or password (use the plugin's credential keys, which are kept secret)".into());
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err("must not have a query string or fragment".into());
+    }
+    Ok(t.trim_end_matches('/').to_string())
+}
+
 pub use crate::keypath::{KeyPath, PathSeg};
 use crate::registry::PluginKind;
 

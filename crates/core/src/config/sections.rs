@@ -149,6 +149,11 @@ pub struct DaemonSettings {
     /// `/healthz` turns unhealthy when the last successful poll is older than this many poll
     /// intervals (plus the time a poll itself takes).
     pub unhealthy_after_polls: u32,
+    /// Seconds between counts of the ledger for the `sagesync_ledger_*` gauges (between them the
+    /// gauges follow what the daemon records); 0 never counts. Unset: after every pass where
+    /// counting is a local query (SQLite, memory), never where it scans the whole ledger over
+    /// the network (DynamoDB, which then also needs `dynamodb:Scan`).
+    pub ledger_recount_secs: Option<f64>,
 }
 
 impl Default for DaemonSettings {
@@ -161,6 +166,7 @@ impl Default for DaemonSettings {
             reconcile_interval_secs: 3600.0,
             reconcile_lookback_secs: 7 * 86_400,
             unhealthy_after_polls: 3,
+            ledger_recount_secs: None,
         }
     }
 }
@@ -218,6 +224,11 @@ impl Check for DaemonSettings {
         }
         range_u64(&mut p, "reconcile_lookback_secs", self.reconcile_lookback_secs, 60, 400 * 86_400);
         range_u64(&mut p, "unhealthy_after_polls", self.unhealthy_after_polls.into(), 1, 1000);
+        if let Some(r) = self.ledger_recount_secs {
+            if r != 0.0 {
+                range_f64(&mut p, "ledger_recount_secs", r, 1.0, 30.0 * 86_400.0);
+            }
+        }
         p
     }
 }

@@ -16,7 +16,9 @@ pub(crate) fn basis_changed(r: &JobRef, st: &JobState, config_digest: &str) -> b
         return true;
     }
     match r.last_modified {
-        Some(lm) if st.basis.last_modified != Some(lm) => return true,
+        // The reference's time is neither the job's time the entry was based on nor the time
+        // the reference that led to it carried (a duplicate event says nothing new).
+        Some(lm) if st.basis.last_modified != Some(lm) && st.basis.listed != Some(lm) => return true,
         None => return true,
         _ => {}
     }
@@ -119,7 +121,12 @@ mod tests {
         JobState {
             arn: "a".into(),
             job: "j".into(),
-            basis: Basis { last_modified: Some(lm), tags_digest: Some(crate::digest::of_tags(&tags("1"))), config_digest: "c".into() },
+            basis: Basis {
+                last_modified: Some(lm),
+                tags_digest: Some(crate::digest::of_tags(&tags("1"))),
+                config_digest: "c".into(),
+                listed: None,
+            },
             outcome,
             reason: None,
             record_digest: Some("r".into()),

@@ -76,6 +76,8 @@ impl PassRequest {
     pub const POLL: &'static str = "poll";
     /// The cursor key of reconciliation passes.
     pub const RECONCILE: &'static str = "reconcile";
+    /// The key reported by [`Engine::redrive`] (which lists nothing and saves no cursor).
+    pub const REDRIVE: &'static str = "redrive";
 
     /// A poll: the source's incremental listing from the saved cursor, then due retries.
     pub fn poll() -> Self {

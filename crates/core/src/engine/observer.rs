@@ -1,7 +1,7 @@
 //! Hooks into a pass for progress displays and metrics: every event as it happens.
 
 use crate::source::Cursor;
-use crate::state::StateError;
+use crate::state::{JobState, StateError};
 
 use super::report::{JobReport, ListingFailure, PassReport};
 
@@ -29,6 +29,15 @@ pub enum Event<'a> {
     Decided(Decision),
     /// A job finished (with any outcome, interrupted included).
     Job(&'a JobReport),
+    /// This engine wrote a job's ledger entry (the intent before a first write, or the outcome):
+    /// what it replaced (as read under the job's lease) and what it holds now. Counting these
+    /// keeps ledger gauges current without reading the ledger.
+    Recorded {
+        /// The entry before (`None`: the job was not in the ledger).
+        before: Option<&'a JobState>,
+        /// The entry now.
+        after: &'a JobState,
+    },
     /// Another writer held a job for longer than the lease wait.
     Busy {
         /// The job.

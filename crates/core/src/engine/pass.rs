@@ -76,7 +76,7 @@ impl Engine {
                 rep.cancelled = true;
                 break;
             }
-            let listed = retry(&self.settings, cancel, None, || self.source.list(&req.scope, &cursor)).await;
+            let listed = retry(&self.settings, cancel, None, None, || self.source.list(&req.scope, &cursor)).await;
             let page = match listed {
                 Ok((p, _)) => p,
                 Err((e, _)) if e.is_cancelled() => {
@@ -168,6 +168,41 @@ impl Engine {
             rep.pages += 1;
             self.process_page(chunk, Vec::new(), &ctx, &mut rep).await;
         }
+        if let Some(t) = timer {
+            t.abort();
+        }
+        rep.cancelled = cancel.is_cancelled();
+        self.finish(rep, started, &calls_before, obs)
+    }
+
+    /// Re-drives the failed jobs whose retry time has come, as a poll does after its listing,
+    /// without listing anything: what a deployment without a daemon runs on a schedule (the
+    /// Lambda's scheduled invocation). Parking follows the same rule as everywhere (only
+    /// `max_job_attempts` permanent failures park a job). Stops starting work at
+    /// `opts.deadline`; what is cut short is reported as interrupted and recorded as nothing.
+    pub async fn redrive(&self, opts: &RefOptions, cancel: &CancellationToken, obs: &dyn Observer) -> PassReport {
+        let started = Instant::now();
+        let calls_before = self.source.api_calls();
+        let deadline_token = cancel.child_token();
+        let timer = opts.deadline.map(|d| {
+            let t = deadline_token.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
+                t.cancel();
+            })
+        });
+        let ctx = Ctx {
+            pass: self.next_pass_id(),
+            cancel: &deadline_token,
+            deadline: opts.deadline,
+            force: false,
+            urgent: false,
+            collect: opts.collect,
+            obs,
+        };
+        let mut rep = PassReport { pass: ctx.pass.clone(), key: PassRequest::REDRIVE.into(), ..Default::default() };
+        obs.event(&Event::PassStarted { key: PassRequest::REDRIVE });
+        self.due_sweep(&ctx, &mut rep).await;
         if let Some(t) = timer {
             t.abort();
         }

@@ -25,15 +25,21 @@ impl Engine {
     /// Returns an error only when the state cannot be read at start.
     pub async fn run_daemon(&self, d: &DaemonSettings, stop: &CancellationToken, obs: &dyn Observer) -> Result<(), StateError> {
         let never = CancellationToken::new();
+        // `start_from` excludes jobs last modified before it, less the source's clock tolerance
+        // (its watermark overlap): a job changed just after the start whose time lags the
+        // daemon's clock is still synced.
+        let tolerance = chrono::Duration::from_std(self.source.clock_tolerance()).unwrap_or_default();
         if state_call(&self.settings, &never, || self.state.cursor(PassRequest::POLL)).await?.is_none() {
             let start = d.start().unwrap_or(None);
             let c = Cursor { watermark: start, ..Default::default() };
             // `start_from` also bounds reconciliation passes: jobs before it are never synced.
             // Saved first, so that a crash between the two saves cannot lose it.
             state_call(&self.settings, &never, || self.state.save_cursor(FLOOR_KEY, &c)).await?;
-            state_call(&self.settings, &never, || self.state.save_cursor(PassRequest::POLL, &c)).await?;
+            let poll = Cursor { watermark: start.map(|s| s - tolerance), ..Default::default() };
+            state_call(&self.settings, &never, || self.state.save_cursor(PassRequest::POLL, &poll)).await?;
         }
-        let floor = state_call(&self.settings, &never, || self.state.cursor(FLOOR_KEY)).await?.and_then(|c| c.watermark);
+        let floor =
+            state_call(&self.settings, &never, || self.state.cursor(FLOOR_KEY)).await?.and_then(|c| c.watermark).map(|f| f - tolerance);
         let remembered = state_call(&self.settings, &never, || self.state.cursor(CONFIG_KEY)).await?.and_then(|c| c.token);
         let mut reconcile_now = d.reconcile_interval().is_some() && remembered.as_deref() != Some(self.config_digest.as_str());
         let mut last_reconcile = Instant::now();

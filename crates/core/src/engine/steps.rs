@@ -24,13 +24,47 @@ pub(crate) async fn pause(d: Duration, cancel: &CancellationToken, deadline: Opt
     }
 }
 
+/// Runs one attempt of a step, cut short (as [`SyncError::Cancelled`]) when `hard` fires (the
+/// job's lease was lost: nothing more of the job may reach a store) or the deadline passes (the
+/// caller needs its answer: a Lambda is killed at its deadline, mid-request or not).
+pub(crate) async fn bounded<T>(
+    fut: impl Future<Output = Result<T, SyncError>>,
+    hard: Option<&CancellationToken>,
+    deadline: Option<Instant>,
+) -> Result<T, SyncError> {
+    if deadline.is_some_and(|d| Instant::now() >= d) || hard.is_some_and(|h| h.is_cancelled()) {
+        return Err(SyncError::Cancelled);
+    }
+    let until = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let lost = async {
+        match hard {
+            Some(h) => h.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = lost => Err(SyncError::Cancelled),
+        _ = until => Err(SyncError::Cancelled),
+        r = fut => r,
+    }
+}
+
 /// Runs `f` until it succeeds, fails permanently, or `max_attempts` is reached; returns the
-/// value or the last error, with the attempts made. Cancellation before an attempt or during a
-/// backoff, and a deadline that leaves no room for the next attempt, give
-/// [`SyncError::Cancelled`].
+/// value or the last error, with the attempts made. This is the one retry policy: sources and
+/// sinks classify their errors and return, the engine retries. Cancellation before an attempt or
+/// during a backoff, and a deadline that leaves no room for the next attempt, give
+/// [`SyncError::Cancelled`]; so does `hard` (a lost lease) or the deadline at any moment, in
+/// the middle of an attempt too (see [`bounded`]).
 pub(crate) async fn retry<T, F, Fut>(
     settings: &PipelineSettings,
     cancel: &CancellationToken,
+    hard: Option<&CancellationToken>,
     deadline: Option<Instant>,
     mut f: F,
 ) -> Result<(T, u32), (SyncError, u32)>
@@ -44,15 +78,27 @@ where
         if cancel.is_cancelled() {
             return Err((SyncError::Cancelled, attempt - 1));
         }
-        // A request in flight runs to its end (sinks are idempotent, and a write that
-        // completed should be recorded); only the waits between attempts are cut short.
-        match f().await {
+        // On shutdown, a request in flight runs to its end (sinks are idempotent, and a write
+        // that completed should be recorded); only the waits between attempts are cut short. A
+        // lost lease or the deadline cuts the attempt itself.
+        match bounded(f(), hard, deadline).await {
             Ok(v) => return Ok((v, attempt)),
             Err(e) if e.is_retryable() && attempt < settings.max_attempts => {
                 let delay = settings.backoff(attempt);
                 tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, error = %e.chain(), "retrying");
-                if !pause(delay, cancel, deadline).await {
-                    // Out of time or stopping: an interruption, never a verdict on the job.
+                let stop = cancel.clone();
+                let stopped = match hard {
+                    Some(h) => {
+                        tokio::select! {
+                            r = pause(delay, &stop, deadline) => !r,
+                            _ = h.cancelled() => true,
+                        }
+                    }
+                    None => !pause(delay, &stop, deadline).await,
+                };
+                if stopped {
+                    // Out of time, stopping, or the lease lost: an interruption, never a
+                    // verdict on the job.
                     return Err((SyncError::Cancelled, attempt));
                 }
             }

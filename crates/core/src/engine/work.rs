@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::decide::decide;
-use super::observer::Decision;
+use super::observer::{Decision, Event};
 use super::pass::Ctx;
 use super::report::JobReport;
 use super::steps::{pause, retry, state_call};
@@ -18,10 +18,10 @@ use crate::config::NamedSink;
 use crate::config::OnIneligible;
 use crate::error::{Stage, SyncError};
 use crate::model::{RunRecord, TrainingJob};
-use crate::sink::{SinkReceipt, WriteContext, WriteKind};
+use crate::sink::{LeaseGuard, SinkReceipt, WriteContext, WriteKind};
 use crate::source::{JobRef, ListingProblem};
 use crate::stage::Verdict;
-use crate::state::{Acquired, Basis, Delivery, JobState, Lease, Outcome, StateStore};
+use crate::state::{Acquired, Basis, Delivery, JobState, Lease, Outcome, StateError, StateStore};
 
 /// A unit of work: a listed job, or an unreadable listing entry that names its job.
 pub(crate) enum Item {
@@ -63,10 +63,28 @@ enum Leased {
     Failed(String),
 }
 
-/// What the work produced: an entry to commit, or nothing (interrupted).
+/// What the work produced: an entry to commit, nothing (interrupted), or nothing to do (the
+/// job as fetched is what the ledger already holds).
 enum Work {
     Finished(Box<JobState>, JobReport),
     Interrupted(JobReport),
+    Settled,
+}
+
+/// What the job's attempt holds besides its lease: the guard sinks check before each request,
+/// the token that fires when the lease is lost, and the ledger entry this attempt wrote so far
+/// (the intent), for the `Recorded` events.
+struct Held<'a> {
+    lease: &'a Lease,
+    guard: LeaseGuard,
+    lost: CancellationToken,
+    written: std::sync::Mutex<Option<JobState>>,
+}
+
+/// How long before a lease's expiry its guard stops holding: a request started just before the
+/// expiry could otherwise reach a store after another writer took the job.
+fn guard_margin(ttl: Duration) -> Duration {
+    (ttl / 5).min(Duration::from_secs(5))
 }
 
 fn interrupted(name: &str, arn: Option<&str>, why: &str) -> JobReport {
@@ -89,7 +107,7 @@ impl Engine {
             Item::Problem(p) => p.arn.clone().unwrap_or_default(),
             Item::Ref(r) => match &r.arn {
                 Some(a) => a.clone(),
-                None => match retry(&self.settings, ctx.cancel, ctx.deadline, || self.source.fetch(r)).await {
+                None => match retry(&self.settings, ctx.cancel, None, ctx.deadline, || self.source.fetch(r)).await {
                     Ok((job, attempts)) if !job.arn.is_empty() => {
                         let a = job.arn.clone();
                         fetched = Some((job, attempts));
@@ -119,6 +137,7 @@ impl Engine {
                     }
                     Handled::Report(r)
                 }
+                Work::Settled => Handled::Done,
             };
         }
         let (lease, fresh) = match self.lease(&arn, ctx, wait).await {
@@ -155,45 +174,141 @@ impl Engine {
         // be older than what they wrote, so read the job afresh instead of writing it back.
         let item = match item {
             Item::Ref(r) if r.job.is_some() && fresh.as_ref().map(|f| f.updated_at) != prior.as_ref().map(|p| p.updated_at) => {
-                Item::Ref(JobRef { name: r.name, arn: r.arn, origin: r.origin, ..Default::default() })
+                Item::Ref(JobRef { name: r.name, arn: r.arn, origin: r.origin, last_modified: r.last_modified, ..Default::default() })
             }
             other => other,
         };
+        let ttl = self.settings.lease_ttl();
+        let margin = guard_margin(ttl);
+        let left = (lease.expires_at - Utc::now()).to_std().unwrap_or_default();
+        let held = Held {
+            lease: &lease,
+            guard: LeaseGuard::new(Instant::now() + left.saturating_sub(margin)),
+            lost: CancellationToken::new(),
+            written: std::sync::Mutex::new(None),
+        };
         let job_cancel = ctx.cancel.child_token();
-        let renewal = AbortOnDrop(spawn_renewal(self.state.clone(), lease.clone(), self.settings.lease_ttl(), job_cancel.clone()));
-        let work = self.work(&item, fetched, fresh.as_ref(), Some(&lease), ctx, &job_cancel).await;
+        let renewal = AbortOnDrop(spawn_renewal(
+            self.state.clone(),
+            lease.clone(),
+            ttl,
+            Renewal { job: job_cancel.clone(), lost: held.lost.clone(), guard: held.guard.clone(), margin },
+        ));
+        let work = self.work(&item, fetched, fresh.as_ref(), Some(&held), ctx, &job_cancel).await;
         drop(renewal);
-        let lost = job_cancel.is_cancelled() && !ctx.cancel.is_cancelled();
+        let lost = held.lost.is_cancelled() || !held.guard.holds();
+        let before = held.written.lock().unwrap_or_else(|e| e.into_inner()).take().or(fresh);
+        let release = || async {
+            let _ = state_call(&self.settings, &CancellationToken::new(), || self.state.release(&lease)).await;
+        };
         match work {
+            Work::Settled => {
+                release().await;
+                Handled::Done
+            }
             Work::Interrupted(r) => {
-                let _ = state_call(&self.settings, &CancellationToken::new(), || self.state.release(&lease)).await;
+                release().await;
                 Handled::Report(if lost { interrupted(&name, Some(&arn), "the job's lease was lost") } else { r })
             }
-            Work::Finished(entry, mut report) => {
-                // Committed even while stopping: the sinks were written, the ledger must say so.
-                match state_call(&self.settings, &CancellationToken::new(), || self.state.commit(&lease, &entry)).await {
-                    Ok(true) => {
-                        crate::crash::reached(crate::crash::Step::AfterCommit);
-                        report.recorded = true;
-                        Handled::Report(report)
-                    }
-                    Ok(false) => Handled::Report(interrupted(
-                        &name,
-                        Some(&arn),
-                        "the job's lease was taken over by another writer, which records it",
-                    )),
-                    Err(e) => {
-                        tracing::error!(job = %name, error = %e, "cannot record the outcome; the job will be worked on again");
-                        report.outcome = Outcome::Failed;
-                        report.stage = Some(Stage::State);
-                        report.retryable = true;
-                        report.reason = Some(format!("state: cannot record the outcome: {e}"));
-                        report.recorded = false;
-                        Handled::Report(report)
-                    }
+            Work::Finished(_, _) if held.lost.is_cancelled() => {
+                // Nothing more of this attempt goes anywhere, the ledger included: whoever holds
+                // the job now records it.
+                release().await;
+                Handled::Report(interrupted(&name, Some(&arn), "the job's lease was lost"))
+            }
+            Work::Finished(entry, report) => self.settle(*entry, report, before, &lease, ctx).await,
+        }
+    }
+
+    /// Commits a finished job's entry under its lease, releasing the lease whatever happens. A
+    /// commit the store refuses for good (an entry it will never take) is recorded as what it
+    /// is, a failure at the state stage, in a small entry; when even that cannot be stored, it
+    /// is reported.
+    async fn settle(&self, entry: JobState, mut report: JobReport, before: Option<JobState>, lease: &Lease, ctx: &Ctx<'_>) -> Handled {
+        let name = entry.job.clone();
+        let arn = entry.arn.clone();
+        let never = CancellationToken::new();
+        // Committed even while stopping: the sinks were written, the ledger must say so.
+        let e = match state_call(&self.settings, &never, || self.state.commit(lease, &entry)).await {
+            Ok(true) => {
+                crate::crash::reached(crate::crash::Step::AfterCommit);
+                ctx.obs.event(&Event::Recorded { before: before.as_ref(), after: &entry });
+                if report.outcome == Outcome::Synced {
+                    tracing::info!(job = %name, "job synced");
                 }
+                report.recorded = true;
+                return Handled::Report(report);
+            }
+            Ok(false) => {
+                return Handled::Report(interrupted(
+                    &name,
+                    Some(&arn),
+                    "the job's lease was taken over by another writer, which records it",
+                ))
+            }
+            Err(e) => e,
+        };
+        if e.is_retryable() {
+            tracing::error!(job = %name, error = %e, "cannot record the outcome; the job will be worked on again");
+            let _ = state_call(&self.settings, &never, || self.state.release(lease)).await;
+            report.outcome = Outcome::Failed;
+            report.stage = Some(Stage::State);
+            report.retryable = true;
+            report.reason = Some(format!("state: cannot record the outcome: {e}"));
+            report.recorded = false;
+            report.parked = false;
+            return Handled::Report(report);
+        }
+        // The store refuses this entry for good (too large, invalid): retrying the same commit
+        // would only hold the lease. Record the refusal itself, small, as a failure of the job.
+        tracing::error!(job = %name, error = %e, "the state store refused the job's entry; recording the refusal instead");
+        let refused = self.refusal(&entry, &e, before.as_ref(), ctx);
+        let mut r = Self::report_of(&refused, report.receipts.clone(), None, report.failed_sinks.clone(), report.attempts);
+        r.stage = Some(Stage::State);
+        r.retryable = false;
+        match state_call(&self.settings, &never, || self.state.commit(lease, &refused)).await {
+            Ok(true) => {
+                ctx.obs.event(&Event::Recorded { before: before.as_ref(), after: &refused });
+                r.recorded = true;
+                Handled::Report(r)
+            }
+            Ok(false) => {
+                Handled::Report(interrupted(&name, Some(&arn), "the job's lease was taken over by another writer, which records it"))
+            }
+            Err(e2) => {
+                tracing::error!(job = %name, error = %e2, "cannot record the refusal either");
+                let _ = state_call(&self.settings, &never, || self.state.release(lease)).await;
+                r.reason = Some(format!("state: the ledger refused the job's entry ({e}), and then its failure too ({e2})"));
+                r.retryable = e2.is_retryable();
+                r.parked = false;
+                Handled::Report(r)
             }
         }
+    }
+
+    /// The small entry that records a commit the store refused for good: a failure at the state
+    /// stage (a setup failure: it never parks the job), with the deliveries made (their receipts emptied: the refused entry may have been large
+    /// because of them).
+    fn refusal(&self, entry: &JobState, e: &StateError, prior: Option<&JobState>, ctx: &Ctx<'_>) -> JobState {
+        let mut deliveries = entry.deliveries.clone();
+        for d in deliveries.values_mut() {
+            d.receipt.ids.clear();
+        }
+        // The ledger's refusal is the store's state, not the job's content: it never parks.
+        let err = SyncError::setup(format!("the state store refused the job's entry: {e}"));
+        let reason = Some(format!("state: {}", err.chain()));
+        self.entry(
+            &entry.arn,
+            &entry.job,
+            entry.basis.clone(),
+            Outcome::Failed,
+            reason,
+            Some((&err, Stage::State)),
+            entry.record_digest.clone(),
+            deliveries,
+            prior,
+            ctx,
+        )
     }
 
     fn unrecorded_failure(&self, name: &str, arn: Option<String>, stage: Stage, e: &SyncError) -> JobReport {
@@ -253,7 +368,7 @@ impl Engine {
             None => JobState {
                 arn: job.arn.clone(),
                 job: job.name.clone(),
-                basis: Basis { last_modified: None, tags_digest: None, config_digest: String::new() },
+                basis: Basis { last_modified: None, tags_digest: None, config_digest: String::new(), listed: None },
                 outcome: Outcome::Failed,
                 reason: Some("its first write was interrupted; it is worked on again".into()),
                 record_digest: None,
@@ -268,6 +383,7 @@ impl Engine {
                 updated_at: now,
             },
         }
+        .bounded()
     }
 
     /// The entry and report of a job that ends with `outcome`.
@@ -294,8 +410,8 @@ impl Engine {
                 let attempts = same.map(|p| p.attempts).unwrap_or(0).saturating_add(1);
                 // Only the job's own content parks it: permanent failures count toward
                 // `max_job_attempts`; the network, throttling or a store that is down never do.
-                let permanent = same.map(|p| p.permanent_failures).unwrap_or(0).saturating_add(u32::from(!e.is_retryable()));
-                let parked = !e.is_retryable() && permanent >= self.settings.max_job_attempts;
+                let permanent = same.map(|p| p.permanent_failures).unwrap_or(0).saturating_add(u32::from(e.is_about_the_job()));
+                let parked = e.is_about_the_job() && permanent >= self.settings.max_job_attempts;
                 (attempts, permanent, parked, (!parked).then(|| now + self.settings.retry_delay(attempts)))
             }
         };
@@ -314,6 +430,7 @@ impl Engine {
             pass: Some(ctx.pass.clone()),
             updated_at: now,
         }
+        .bounded()
     }
 
     fn report_of(
@@ -342,15 +459,17 @@ impl Engine {
         item: &Item,
         fetched: Option<(TrainingJob, u32)>,
         prior: Option<&JobState>,
-        lease: Option<&Lease>,
+        held: Option<&Held<'_>>,
         ctx: &Ctx<'_>,
         cancel: &CancellationToken,
     ) -> Work {
+        let hard = held.map(|h| &h.lost);
         let r = match item {
             Item::Problem(p) => {
                 let arn = p.arn.clone().unwrap_or_default();
                 let name = p.job.clone().unwrap_or_else(|| arn.rsplit('/').next().unwrap_or(&arn).to_string());
-                let basis = Basis { last_modified: p.last_modified, tags_digest: None, config_digest: self.config_digest.clone() };
+                let basis =
+                    Basis { last_modified: p.last_modified, tags_digest: None, config_digest: self.config_digest.clone(), listed: None };
                 let reason = Some(format!("source: {}: {}", p.origin, p.error.chain()));
                 let e = self.entry(
                     &arn,
@@ -371,7 +490,7 @@ impl Engine {
         };
         let (job, mut attempts) = match fetched {
             Some(j) => j,
-            None => match retry(&self.settings, cancel, ctx.deadline, || self.source.fetch(r)).await {
+            None => match retry(&self.settings, cancel, hard, ctx.deadline, || self.source.fetch(r)).await {
                 Ok(j) => j,
                 Err((e, _)) if e.is_cancelled() => {
                     return Work::Interrupted(interrupted(&r.name, r.arn.as_deref(), "cancelled while fetching"))
@@ -383,6 +502,7 @@ impl Engine {
                         last_modified: r.last_modified,
                         tags_digest: r.tags.as_ref().map(crate::digest::of_tags),
                         config_digest: self.config_digest.clone(),
+                        listed: None,
                     };
                     let reason = Some(format!("source: {}", e.chain()));
                     let entry = self.entry(
@@ -406,7 +526,30 @@ impl Engine {
             last_modified: job.last_modified_time,
             tags_digest: Some(crate::digest::of_tags(&job.tags)),
             config_digest: self.config_digest.clone(),
+            // What the reference said, when it is not the job's own time (an event older than
+            // the job): the same reference again (a duplicate event) is then known as done.
+            listed: r.last_modified.filter(|l| Some(*l) != job.last_modified_time),
         };
+        // Decide again on the job as fetched: a reference whose time differs from the ledger's
+        // (an event of another time, a listing that lagged) may still bring the content the
+        // ledger holds. A parked job whose content did not change stays parked; a synced job
+        // already in every sink needs nothing.
+        if !ctx.force {
+            if let Some(p) = prior.filter(|p| p.basis.same_content(&basis)) {
+                let as_fetched = JobRef {
+                    name: job.name.clone(),
+                    arn: Some(job.arn.clone()),
+                    last_modified: job.last_modified_time,
+                    tags: Some(job.tags.clone()),
+                    ..Default::default()
+                };
+                if decide(&as_fetched, Some(p), &self.sinks, &self.config_digest, self.settings.on_ineligible, Utc::now(), ctx.urgent)
+                    != Decision::Process
+                {
+                    return Work::Settled;
+                }
+            }
+        }
         // Deliveries to sinks that are no longer configured are forgotten.
         let mut deliveries: BTreeMap<String, Delivery> = prior
             .map(|p| p.deliveries.clone())
@@ -416,6 +559,7 @@ impl Engine {
             .collect();
         let mut receipts = Vec::new();
         let mut failures: Vec<(String, SyncError)> = Vec::new();
+        let guard = held.map(|h| h.guard.clone()).unwrap_or_default();
         let verdict = self.validate_and_map(&job).await;
         let (outcome, reason, record_digest) = match verdict {
             Ok(record) => {
@@ -433,7 +577,7 @@ impl Engine {
                 // a crash between the write and the outcome's commit then still leaves the
                 // ledger knowing that the sink may hold a record (to find, or to retract).
                 let first: Vec<&NamedSink> = due.iter().copied().filter(|s| !deliveries.contains_key(&s.id)).collect();
-                if let Some(lease) = lease.filter(|_| !first.is_empty() && self.state.persistent()) {
+                if let Some(h) = held.filter(|_| !first.is_empty() && self.state.persistent()) {
                     for s in &first {
                         let receipt = SinkReceipt::new(WriteKind::Created)
                             .id("pending_project", &record.project.name)
@@ -450,8 +594,14 @@ impl Engine {
                         );
                     }
                     let intent = self.intent(&job, prior, deliveries.clone());
-                    match state_call(&self.settings, cancel, || self.state.record(lease, &intent)).await {
-                        Ok(true) => {}
+                    if !h.guard.holds() {
+                        return Work::Interrupted(interrupted(&job.name, Some(&job.arn), "the job's lease was lost"));
+                    }
+                    match state_call(&self.settings, cancel, || self.state.record(h.lease, &intent)).await {
+                        Ok(true) => {
+                            ctx.obs.event(&Event::Recorded { before: prior, after: &intent });
+                            *h.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(intent);
+                        }
                         Ok(false) => return Work::Interrupted(interrupted(&job.name, Some(&job.arn), "the job's lease was lost")),
                         Err(e) => {
                             tracing::warn!(job = %job.name, error = %e, "cannot record the intent to write; the job will be worked on again");
@@ -473,12 +623,12 @@ impl Engine {
                         .filter(|_| prior.is_some_and(|p| p.deliveries.contains_key(&s.id)))
                         .map(|d| d.receipt.clone());
                     let first = self.state.persistent() && !prior.is_some_and(|p| p.deliveries.contains_key(&s.id));
-                    let again = WriteContext::new().with_previous(previous).with_deadline(ctx.deadline);
+                    let again = WriteContext::new().with_previous(previous).with_deadline(ctx.deadline).with_guard(guard.clone());
                     let cx = again.clone().with_first_write(first);
                     // Only the first attempt is a "first write": a retry may follow a create.
                     let tried = std::sync::atomic::AtomicBool::new(false);
                     async move {
-                        let res = retry(&self.settings, cancel, ctx.deadline, || {
+                        let res = retry(&self.settings, cancel, hard, ctx.deadline, || {
                             let c = if tried.swap(true, std::sync::atomic::Ordering::Relaxed) { &again } else { &cx };
                             s.sink.upsert(record, c)
                         })
@@ -491,6 +641,7 @@ impl Engine {
                         Ok((mut receipt, a)) => {
                             attempts = attempts.max(a);
                             receipt.sink = s.id.clone();
+                            receipt.bound();
                             deliveries.insert(
                                 s.id.clone(),
                                 Delivery {
@@ -516,16 +667,17 @@ impl Engine {
             Err((outcome, reason)) => {
                 tracing::info!(job = %job.name, outcome = outcome.as_str(), reason = %reason, "job not synced");
                 if self.settings.on_ineligible == OnIneligible::Retract && !self.settings.dry_run {
-                    let held: Vec<(String, SinkReceipt)> =
+                    let held_records: Vec<(String, SinkReceipt)> =
                         deliveries.iter().filter(|(_, d)| d.retractable()).map(|(id, d)| (id.clone(), d.receipt.clone())).collect();
-                    for (id, previous) in held {
+                    for (id, previous) in held_records {
                         let Some(s) = self.sinks.iter().find(|s| s.id == id) else { continue };
-                        let cx = WriteContext::new().with_previous(Some(previous)).with_deadline(ctx.deadline);
-                        match retry(&self.settings, cancel, ctx.deadline, || s.sink.retract(&job.arn, &cx)).await {
+                        let cx = WriteContext::new().with_previous(Some(previous)).with_deadline(ctx.deadline).with_guard(guard.clone());
+                        match retry(&self.settings, cancel, hard, ctx.deadline, || s.sink.retract(&job.arn, &cx)).await {
                             Ok((Some(mut rc), a)) => {
                                 attempts = attempts.max(a);
                                 deliveries.remove(&id);
                                 rc.sink = id.clone();
+                                rc.bound();
                                 receipts.push(rc);
                             }
                             Ok((None, a)) => {
@@ -551,16 +703,19 @@ impl Engine {
             return Work::Interrupted(interrupted(&job.name, Some(&job.arn), "cancelled during a sink write"));
         }
         if failures.is_empty() {
-            if outcome == Outcome::Synced {
-                tracing::info!(job = %job.name, "job synced");
-            }
             let e = self.entry(&job.arn, &job.name, basis, outcome, reason, None, record_digest, deliveries, prior, ctx);
             let rep = Self::report_of(&e, receipts, None, Vec::new(), attempts);
             return Work::Finished(Box::new(e), rep);
         }
         // The most hopeful failure decides: if any sink may succeed later, the job is retried
         // rather than parked.
-        let worst = failures.iter().find(|(_, e)| e.is_retryable()).or(failures.first()).map(|(_, e)| e).unwrap_or(&SyncError::Cancelled);
+        let worst = failures
+            .iter()
+            .find(|(_, e)| e.is_retryable())
+            .or(failures.iter().find(|(_, e)| !e.is_about_the_job()))
+            .or(failures.first())
+            .map(|(_, e)| e)
+            .unwrap_or(&SyncError::Cancelled);
         let what = if outcome == Outcome::Synced { "" } else { "retracting: " };
         let mut text = failures.iter().map(|(id, e)| format!("sink `{id}`: {what}{}", e.chain())).collect::<Vec<_>>().join("; ");
         if !receipts.is_empty() {
@@ -598,26 +753,50 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Renews a lease every third of its TTL until aborted; cancels `job` when the lease is lost,
-/// or before it would lapse when renewals keep failing.
-fn spawn_renewal(state: Arc<dyn StateStore>, lease: Lease, ttl: Duration, job: CancellationToken) -> tokio::task::JoinHandle<()> {
+/// What a renewal task updates: the job's cancellation (stop starting anything), the lost token
+/// (cut what is in flight), and the guard sinks check before every request.
+struct Renewal {
+    job: CancellationToken,
+    lost: CancellationToken,
+    guard: LeaseGuard,
+    margin: Duration,
+}
+
+/// Renews a lease every third of its TTL until aborted; when the lease is lost, or before it
+/// would lapse when renewals keep failing, marks it lost (the guard stops holding, work in flight
+/// is cut, nothing more of the job reaches a store).
+fn spawn_renewal(state: Arc<dyn StateStore>, lease: Lease, ttl: Duration, r: Renewal) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = (ttl / 3).max(Duration::from_millis(50));
         let left = (lease.expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
         let mut valid_until = Instant::now() + left;
+        let lose = |why: &str| {
+            tracing::warn!(arn = %lease.arn, "{why}: stopping work on the job");
+            r.guard.lose();
+            r.lost.cancel();
+            r.job.cancel();
+        };
         loop {
             tokio::time::sleep(every).await;
             let sent = Instant::now();
+            if sent >= valid_until {
+                // The process was paused (or starved) past the lease: whatever a renewal
+                // answers now, someone else may have held the job in between.
+                lose("the lease lapsed before it could be renewed");
+                return;
+            }
             match state.renew(&lease, ttl).await {
-                Ok(true) => valid_until = sent + ttl,
+                Ok(true) => {
+                    valid_until = sent + ttl;
+                    r.guard.extend(valid_until.checked_sub(r.margin).unwrap_or(sent));
+                }
                 Ok(false) => {
-                    tracing::warn!(arn = %lease.arn, "lease lost: stopping work on the job");
-                    job.cancel();
+                    lose("lease lost");
                     return;
                 }
                 Err(e) if Instant::now() + every >= valid_until => {
-                    tracing::warn!(arn = %lease.arn, error = %e, "cannot renew the lease before it lapsed: stopping work on the job");
-                    job.cancel();
+                    tracing::warn!(arn = %lease.arn, error = %e, "cannot renew the lease");
+                    lose("cannot renew the lease before it lapsed");
                     return;
                 }
                 Err(e) => tracing::debug!(arn = %lease.arn, error = %e, "lease renewal failed; retrying"),

@@ -34,7 +34,7 @@ pub fn entry(arn: &str, outcome: Outcome) -> JobState {
     JobState {
         arn: arn.to_string(),
         job: arn.rsplit('/').next().unwrap_or(arn).to_string(),
-        basis: Basis { last_modified: Some(Utc::now()), tags_digest: Some("t".into()), config_digest: "c".into() },
+        basis: Basis { last_modified: Some(Utc::now()), tags_digest: Some("t".into()), config_digest: "c".into(), listed: None },
         outcome,
         reason: None,
         record_digest: Some("r".into()),

@@ -167,13 +167,7 @@ impl StateStore for MemoryState {
         let g = self.lock();
         let mut c = LedgerCounts::default();
         for j in g.jobs.values() {
-            match j.outcome {
-                Outcome::Synced => c.synced += 1,
-                Outcome::Skipped => c.skipped += 1,
-                Outcome::Rejected => c.rejected += 1,
-                Outcome::Failed | Outcome::Interrupted => c.failed += 1,
-            }
-            c.parked += u64::from(j.parked);
+            c.add(j.class(), j.parked);
         }
         Ok(c)
     }

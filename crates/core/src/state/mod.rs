@@ -78,6 +78,19 @@ pub struct Basis {
     /// Digest of the configuration that shapes decisions and records (validators, mapper,
     /// shared sections, the source's record options).
     pub config_digest: String,
+    /// The `LastModifiedTime` the reference that led to this decision carried, when it was not
+    /// the job's own (an event older than the job, a listing that lagged behind Describe). A
+    /// reference carrying it again (a duplicate event) says nothing new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<Timestamp>,
+}
+
+impl Basis {
+    /// Whether two bases describe the same job content and configuration (what the reference
+    /// that led to them carried aside).
+    pub fn same_content(&self, other: &Basis) -> bool {
+        self.last_modified == other.last_modified && self.tags_digest == other.tags_digest && self.config_digest == other.config_digest
+    }
 }
 
 /// What one sink holds for a job.
@@ -108,6 +121,31 @@ impl Delivery {
     /// Whether the sink may hold a record that a retraction should remove.
     pub fn retractable(&self) -> bool {
         self.record_digest != Self::KEPT
+    }
+}
+
+/// What an entry stores at most: every text the ledger keeps per job is bounded, whatever a
+/// sink or an error puts in it (DynamoDB refuses items over 400 KB; SQLite rows have no limit
+/// but should not grow with a job's content either). See [`JobState::bounded`].
+pub mod limits {
+    /// Characters of `reason`.
+    pub const REASON_CHARS: usize = 4096;
+    /// Ids in one receipt.
+    pub const RECEIPT_IDS: usize = 32;
+    /// Characters of one receipt id's value.
+    pub const ID_CHARS: usize = 1024;
+    /// Characters of a job name.
+    pub const NAME_CHARS: usize = 1024;
+}
+
+/// Cuts `s` to at most `max` characters, saying how many were left out.
+pub fn cut_text(s: &mut String, max: usize) {
+    let n = s.chars().count();
+    if n > max {
+        let keep = max.saturating_sub(40);
+        let at = s.char_indices().nth(keep).map(|(i, _)| i).unwrap_or(s.len());
+        s.truncate(at);
+        s.push_str(&format!("… ({} more characters)", n - keep));
     }
 }
 
@@ -144,6 +182,24 @@ pub struct JobState {
     pub pass: Option<String>,
     /// When the entry was written.
     pub updated_at: Timestamp,
+}
+
+impl JobState {
+    /// The count this entry belongs to.
+    pub fn class(&self) -> CountClass {
+        CountClass::of(self.outcome, self.attempts)
+    }
+    /// The entry with every text cut to [`limits`]: what the engine hands to the store.
+    pub fn bounded(mut self) -> JobState {
+        cut_text(&mut self.job, limits::NAME_CHARS);
+        if let Some(r) = self.reason.as_mut() {
+            cut_text(r, limits::REASON_CHARS);
+        }
+        for d in self.deliveries.values_mut() {
+            d.receipt.bound();
+        }
+        self
+    }
 }
 
 /// A writer's claim on one job. `fence` grows by one with every grant, so a writer whose lease
@@ -188,16 +244,73 @@ pub struct LedgerCounts {
     pub skipped: u64,
     /// Rejected.
     pub rejected: u64,
-    /// Failed (including parked).
+    /// Failed (including parked; not the interrupted ones below).
     pub failed: u64,
     /// Parked.
     pub parked: u64,
+    /// Jobs whose first write was interrupted (a crash, a lost lease, the state store failing
+    /// before the outcome was recorded): the ledger holds only the intent, no verdict. They are
+    /// worked on again by the next pass that lists them, or once their first retry time passes.
+    #[serde(default)]
+    pub interrupted: u64,
+}
+
+/// Which count of [`LedgerCounts`] an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountClass {
+    /// `synced`.
+    Synced,
+    /// `skipped`.
+    Skipped,
+    /// `rejected`.
+    Rejected,
+    /// `failed`.
+    Failed,
+    /// `interrupted`: only the intent of a first write is recorded.
+    Interrupted,
+}
+
+impl CountClass {
+    /// The class of an entry. A recorded failure always counts at least one attempt; an entry
+    /// that says `failed` with none is the intent the engine records before a job's first write
+    /// (its outcome was never committed).
+    pub fn of(outcome: Outcome, attempts: u32) -> CountClass {
+        match outcome {
+            Outcome::Synced => CountClass::Synced,
+            Outcome::Skipped => CountClass::Skipped,
+            Outcome::Rejected => CountClass::Rejected,
+            Outcome::Failed if attempts == 0 => CountClass::Interrupted,
+            Outcome::Failed => CountClass::Failed,
+            Outcome::Interrupted => CountClass::Interrupted,
+        }
+    }
 }
 
 impl LedgerCounts {
     /// Every job.
     pub fn total(&self) -> u64 {
-        self.synced + self.skipped + self.rejected + self.failed
+        self.synced + self.skipped + self.rejected + self.failed + self.interrupted
+    }
+    /// Adds one entry (`parked` counted apart too).
+    pub fn add(&mut self, class: CountClass, parked: bool) {
+        self.shift(class, parked, 1);
+    }
+    /// Removes one entry counted with [`LedgerCounts::add`] (never below zero).
+    pub fn remove(&mut self, class: CountClass, parked: bool) {
+        self.shift(class, parked, -1);
+    }
+    fn shift(&mut self, class: CountClass, parked: bool, d: i64) {
+        let c = match class {
+            CountClass::Synced => &mut self.synced,
+            CountClass::Skipped => &mut self.skipped,
+            CountClass::Rejected => &mut self.rejected,
+            CountClass::Failed => &mut self.failed,
+            CountClass::Interrupted => &mut self.interrupted,
+        };
+        *c = c.saturating_add_signed(d);
+        if parked {
+            self.parked = self.parked.saturating_add_signed(d);
+        }
     }
 }
 
@@ -282,8 +395,16 @@ pub trait StateStore: Send + Sync {
     /// Makes failed jobs due now and unparks them: those named (by name or ARN), or every failed
     /// job when `jobs` is empty. Returns their ARNs.
     async fn unpark(&self, jobs: &[String]) -> Result<Vec<String>, StateError>;
-    /// Counts by outcome.
+    /// Counts by outcome (`sagesync status`). May read the whole ledger: see
+    /// [`StateStore::scans_to_count`].
     async fn counts(&self) -> Result<LedgerCounts, StateError>;
+    /// Whether [`StateStore::counts`] reads every entry over the network (DynamoDB's scan), so
+    /// that nothing calls it routinely: a daemon then keeps its ledger gauges from the outcomes
+    /// it records, and recounts only when told to (`[daemon] ledger_recount_secs`). A store
+    /// that counts with a local query answers `false`.
+    fn scans_to_count(&self) -> bool {
+        false
+    }
 }
 
 crate::debug_as_display!(StateError);

@@ -312,7 +312,8 @@ fn status(config: &Path, format: Format) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(EXIT_USAGE)
+            // A busy or throttled ledger is worth another try; an unusable one is a setup error.
+            ExitCode::from(if e.is_retryable() { EXIT_FAILED } else { EXIT_USAGE })
         }
     }
 }

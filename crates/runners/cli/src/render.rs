@@ -80,19 +80,20 @@ pub fn report(r: &PassReport, json: bool) {
 
 /// Prints `sagesync status`.
 pub fn status(s: &StatusReport, json: bool) {
+    let interrupted = |e: &sagesync_core::JobState| e.class() == sagesync_core::CountClass::Interrupted;
     if json {
         let v = serde_json::json!({
             "state": s.location,
             "counts": s.counts,
             "total": s.counts.total(),
-            "failed_jobs": s.failed.iter().map(|e| serde_json::json!({"job": e.job, "arn": e.arn, "attempts": e.attempts, "permanent_failures": e.permanent_failures, "parked": e.parked, "error": e.reason, "next_attempt_at": e.next_attempt_at})).collect::<Vec<_>>(),
+            "failed_jobs": s.failed.iter().map(|e| serde_json::json!({"job": e.job, "arn": e.arn, "attempts": e.attempts, "permanent_failures": e.permanent_failures, "parked": e.parked, "interrupted": interrupted(e), "error": e.reason, "next_attempt_at": e.next_attempt_at})).collect::<Vec<_>>(),
             "cursors": s.cursors.iter().map(|(k, c)| serde_json::json!({"key": k, "watermark": c.watermark, "in_progress": c.token.is_some() || !c.seen_at_watermark.is_empty()})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
     }
     let c = &s.counts;
-    println!(
+    print!(
         "{}: {} jobs — {} synced, {} skipped, {} rejected, {} failed ({} parked)",
         s.location,
         c.total(),
@@ -102,14 +103,23 @@ pub fn status(s: &StatusReport, json: bool) {
         c.failed,
         c.parked
     );
+    if c.interrupted > 0 {
+        print!(", {} interrupted (first write cut short; picked up again)", c.interrupted);
+    }
+    println!();
     for (k, cur) in &s.cursors {
         println!("cursor {k}: {}", cur.watermark.map(|w| w.to_rfc3339()).unwrap_or_else(|| "(start)".into()));
     }
     for e in &s.failed {
+        if interrupted(e) {
+            println!("interrupted  {}: {}", e.job, e.reason.as_deref().unwrap_or(""));
+            continue;
+        }
         println!(
-            "failed  {} (attempts {}{}): {}",
+            "failed  {} (attempts {}, {} on its content{}): {}",
             e.job,
             e.attempts,
+            e.permanent_failures,
             if e.parked { ", parked" } else { "" },
             e.reason.as_deref().unwrap_or("")
         );

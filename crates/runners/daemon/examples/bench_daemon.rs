@@ -87,7 +87,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // Wait for the first poll (it lists all N jobs once and finds them in the ledger).
-    let client = reqwest::Client::new();
+    let client = sagesync_test_support::http().build().expect("an HTTP client");
     let t0 = Instant::now();
     loop {
         if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {

@@ -2,6 +2,12 @@
 //! `use my_plugin as _;`). It loads the config, hands the schedule to the engine
 //! ([`Engine::run_daemon`]), serves `/healthz` and `/metrics`, and handles signals. Metrics are
 //! counted as events happen (`prometheus-client`); `/metrics` never reads the ledger.
+//!
+//! The ledger gauges (`sagesync_ledger_jobs`, `sagesync_ledger_parked_jobs`) start from a count
+//! of the ledger and follow every entry this daemon records (the engine's `Recorded` events).
+//! Where counting reads the whole ledger over the network (DynamoDB's scan), the daemon does not
+//! count unless `[daemon] ledger_recount_secs` asks it to: a poll then reads no more of the
+//! ledger than the jobs it lists, and the gauges are absent until a count exists.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,7 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sagesync_core::config::{ConfigErrors, DaemonSettings};
-use sagesync_core::{CancellationToken, Decision, Engine, EngineOptions, Event, Observer, Outcome, StateError, WriteKind};
+use sagesync_core::{CancellationToken, CountClass, Decision, Engine, EngineOptions, Event, LedgerCounts, Observer, StateError, WriteKind};
 
 // Link every plugin crate.
 use sagesync_sink_file as _;
@@ -95,10 +101,15 @@ pub struct Metrics {
     api_calls: Family<OperationLabel, Counter>,
     polls: Family<ResultLabel, Counter>,
     passes: Family<PassLabel, Counter>,
-    poll_duration_ms: Gauge,
+    poll_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_success: Gauge,
     ledger: Family<OutcomeLabel, Gauge>,
-    parked: Gauge,
+    parked: Family<OutcomeLabel, Gauge>,
+    recorded: Family<OutcomeLabel, Counter>,
+    last_count: Gauge,
+    /// The ledger's counts: from the last count, plus every entry recorded since. `None` until
+    /// a count exists (the gauges are absent then).
+    counts: Mutex<Option<LedgerCounts>>,
     state_errors: Counter,
     last_success_at: AtomicI64,
     polls_done: AtomicU64,
@@ -123,10 +134,13 @@ impl Metrics {
             api_calls: Family::default(),
             polls: Family::default(),
             passes: Family::default(),
-            poll_duration_ms: Gauge::default(),
+            poll_duration: Gauge::default(),
             last_success: Gauge::default(),
             ledger: Family::default(),
-            parked: Gauge::default(),
+            parked: Family::default(),
+            recorded: Family::default(),
+            last_count: Gauge::default(),
+            counts: Mutex::new(None),
             state_errors: Counter::default(),
             last_success_at: AtomicI64::new(0),
             polls_done: AtomicU64::new(0),
@@ -138,33 +152,101 @@ impl Metrics {
         registry.register("jobs", "Jobs worked on by this daemon, by outcome", m.jobs.clone());
         registry.register("jobs_already_done", "Listed jobs the ledger already held in their current state", m.already_done.clone());
         registry.register("jobs_deferred", "Listed failed jobs whose retry time had not come", m.deferred.clone());
-        registry.register("jobs_busy", "Jobs another writer held", m.busy.clone());
+        registry.register("jobs_busy", "Jobs another writer held for longer than the lease wait", m.busy.clone());
         registry.register("sink_writes", "Sink writes, by sink and result", m.sink_writes.clone());
         registry.register("sink_failures", "Jobs whose write to a sink failed, by sink", m.sink_failures.clone());
-        registry.register("sagemaker_calls", "SageMaker (and S3) API calls, by operation", m.api_calls.clone());
+        registry.register("sagemaker_calls", "SageMaker (and S3, CloudWatch) API calls, by operation", m.api_calls.clone());
         registry.register("polls", "Polls, by result", m.polls.clone());
         registry.register("passes", "Passes, by cursor key", m.passes.clone());
-        registry.register("poll_duration_milliseconds", "Duration of the last poll", m.poll_duration_ms.clone());
+        registry.register_with_unit(
+            "poll_duration",
+            "Duration of the last poll",
+            prometheus_client::registry::Unit::Seconds,
+            m.poll_duration.clone(),
+        );
         registry.register("last_successful_poll_timestamp_seconds", "Unix time of the last successful poll", m.last_success.clone());
-        registry.register("ledger_jobs", "Jobs in the ledger by last outcome, as of the last pass", m.ledger.clone());
-        registry.register("ledger_parked_jobs", "Parked jobs, as of the last pass", m.parked.clone());
+        registry.register(
+            "ledger_jobs",
+            "Jobs in the ledger by last outcome: the last count plus the entries this daemon recorded since (absent until a count exists)",
+            m.ledger.clone(),
+        );
+        registry.register("ledger_parked_jobs", "Parked jobs in the ledger, counted as ledger_jobs is", m.parked.clone());
+        registry.register("ledger_recorded", "Ledger entries this daemon recorded, by the outcome they hold", m.recorded.clone());
+        registry.register(
+            "ledger_last_count_timestamp_seconds",
+            "Unix time of the last count of the ledger (0: never counted)",
+            m.last_count.clone(),
+        );
         registry.register("state_errors", "State store failures", m.state_errors.clone());
         Metrics { registry, ..m }
     }
 
-    /// Prometheus text exposition.
+    /// The OpenMetrics exposition (`application/openmetrics-text; version=1.0.0`).
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 
-    /// Sets the ledger gauges.
-    pub fn set_ledger(&self, c: &sagesync_core::LedgerCounts) {
-        for (k, v) in [("synced", c.synced), ("skipped", c.skipped), ("rejected", c.rejected), ("failed", c.failed)] {
+    /// The Prometheus text exposition, version 0.0.4 (what a scraper gets unless it asks for
+    /// OpenMetrics). `prometheus-client` writes OpenMetrics only; the two differ in three
+    /// places, rewritten here line by line: a counter's family is named with its `_total`
+    /// suffix, and there are no `# UNIT` lines and no `# EOF`.
+    pub fn render_text(&self) -> String {
+        let open = self.render();
+        let counters: std::collections::HashSet<&str> =
+            open.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|r| r.strip_suffix(" counter")).collect();
+        let mut out = String::with_capacity(open.len());
+        for line in open.lines() {
+            if line.starts_with("# UNIT ") || line == "# EOF" {
+                continue;
+            }
+            let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+            match meta {
+                Some((p, rest)) => {
+                    let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                    if counters.contains(name) {
+                        out.push_str(&format!("{p}{name}_total {tail}"));
+                    } else {
+                        out.push_str(line);
+                    }
+                }
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Replaces the ledger counts (a fresh count).
+    pub fn set_ledger(&self, c: &LedgerCounts) {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        self.last_count.set(Utc::now().timestamp());
+        self.show_ledger(c);
+    }
+
+    fn show_ledger(&self, c: &LedgerCounts) {
+        for (k, v) in
+            [("synced", c.synced), ("skipped", c.skipped), ("rejected", c.rejected), ("failed", c.failed), ("interrupted", c.interrupted)]
+        {
             self.ledger.get_or_create(&OutcomeLabel { outcome: k.into() }).set(v as i64);
         }
-        self.parked.set(c.parked as i64);
+        self.parked.get_or_create(&OutcomeLabel { outcome: "failed".into() }).set(c.parked as i64);
+    }
+
+    /// Follows one entry this daemon recorded.
+    fn recorded(&self, before: Option<&sagesync_core::JobState>, after: &sagesync_core::JobState) {
+        self.recorded.get_or_create(&OutcomeLabel { outcome: class_name(after.class()).into() }).inc();
+        let mut g = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = g.as_mut() {
+            if let Some(b) = before {
+                c.remove(b.class(), b.parked);
+            }
+            c.add(after.class(), after.parked);
+            let c = c.clone();
+            drop(g);
+            self.show_ledger(&c);
+        }
     }
 
     /// The health document and whether the daemon is healthy: the last poll succeeded, and not
@@ -217,8 +299,8 @@ impl Observer for Metrics {
                 for s in &r.failed_sinks {
                     self.sink_failures.get_or_create(&SinkLabel { sink: s.clone() }).inc();
                 }
-                let _ = Outcome::Synced;
             }
+            Event::Recorded { before, after } => self.recorded(*before, after),
             Event::Decided(Decision::Done) => {
                 self.already_done.inc();
             }
@@ -243,7 +325,7 @@ impl Observer for Metrics {
                 if r.key == sagesync_core::PassRequest::POLL && !r.cancelled {
                     let ok = r.listing_error.is_none() && r.state_error.is_none();
                     self.polls.get_or_create(&ResultLabel { result: if ok { "ok" } else { "failed" }.into() }).inc();
-                    self.poll_duration_ms.set(r.elapsed_ms as i64);
+                    self.poll_duration.set(r.elapsed_ms as f64 / 1000.0);
                     self.polls_done.fetch_add(1, Ordering::SeqCst);
                     self.last_poll_ok.store(ok, Ordering::SeqCst);
                     if ok {
@@ -259,10 +341,11 @@ impl Observer for Metrics {
     }
 }
 
-/// Refreshes the ledger gauges after each pass (one count per pass, never per scrape).
+/// Counts the ledger after passes, when the policy says so (never per scrape): `[daemon]
+/// ledger_recount_secs`, or by default after every pass where counting is a local query and
+/// never where it scans over the network.
 struct LedgerGauges<'a> {
     metrics: &'a Metrics,
-    engine: &'a Engine,
     pending: std::sync::atomic::AtomicBool,
 }
 
@@ -272,6 +355,16 @@ impl Observer for LedgerGauges<'_> {
         if let Event::PassFinished(_) = e {
             self.pending.store(true, Ordering::SeqCst);
         }
+    }
+}
+
+fn class_name(c: CountClass) -> &'static str {
+    match c {
+        CountClass::Synced => "synced",
+        CountClass::Skipped => "skipped",
+        CountClass::Rejected => "rejected",
+        CountClass::Failed => "failed",
+        CountClass::Interrupted => "interrupted",
     }
 }
 
@@ -315,10 +408,21 @@ impl Daemon {
             )
             .route(
                 "/metrics",
-                get(move || {
+                get(move |headers: axum::http::HeaderMap| {
                     let m = m.clone();
                     async move {
-                        ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+                        // OpenMetrics when the scraper asks for it (Prometheus does by
+                        // default), else the classic text format.
+                        let open = headers
+                            .get_all(axum::http::header::ACCEPT)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok())
+                            .any(|v| v.contains("application/openmetrics-text"));
+                        if open {
+                            ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.render())
+                        } else {
+                            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render_text())
+                        }
                     }
                 }),
             );
@@ -328,19 +432,39 @@ impl Daemon {
         Ok(bound)
     }
 
+    /// How often the ledger is counted: `None` never, `Some(ZERO)` after every pass.
+    fn recount_every(&self) -> Option<std::time::Duration> {
+        match self.settings.ledger_recount_secs {
+            Some(s) if s <= 0.0 => None,
+            Some(s) => Some(std::time::Duration::from_secs_f64(s)),
+            None if self.engine.state().scans_to_count() => None,
+            None => Some(std::time::Duration::ZERO),
+        }
+    }
+
     /// Runs the engine's schedule until `shutdown`.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), DaemonError> {
-        // One count at start; afterwards once per pass.
-        if let Ok(c) = self.engine.state().counts().await {
-            self.metrics.set_ledger(&c);
+        let every = self.recount_every();
+        let count = || async {
+            match self.engine.state().counts().await {
+                Ok(c) => self.metrics.set_ledger(&c),
+                Err(e) => tracing::warn!(error = %e, "cannot count the ledger; the ledger gauges keep their values"),
+            }
+        };
+        if every.is_some() {
+            count().await;
         }
-        let obs = LedgerGauges { metrics: &self.metrics, engine: &self.engine, pending: Default::default() };
+        let obs = LedgerGauges { metrics: &self.metrics, pending: Default::default() };
         let refresher = async {
+            let mut last = Instant::now();
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 if obs.pending.swap(false, Ordering::SeqCst) {
-                    if let Ok(c) = obs.engine.state().counts().await {
-                        obs.metrics.set_ledger(&c);
+                    if let Some(d) = every {
+                        if last.elapsed() >= d {
+                            count().await;
+                            last = Instant::now();
+                        }
                     }
                     memory::release_free_memory();
                 }

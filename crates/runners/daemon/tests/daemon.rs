@@ -79,7 +79,9 @@ impl Daemon {
         self.wait_status(secs).code()
     }
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::Client::new()
+        let r = sagesync_test_support::http()
+            .build()
+            .unwrap()
             .get(format!("http://127.0.0.1:{}{path}", self.port))
             .timeout(Duration::from_secs(5))
             .send()
@@ -445,7 +447,11 @@ fn rusqlite_free_foreign(path: &Path) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_from_now_skips_existing_jobs() {
     let moto = Moto::start();
-    moto.create_jobs("old", 2, &SYNC_TAGS).await;
+    // Existing jobs, last modified well before the start (more than the source's clock
+    // tolerance, its 300 s watermark overlap).
+    for n in moto.create_jobs("old", 2, &SYNC_TAGS).await {
+        moto.edit(&n, json!({"LastModifiedTime": (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339()}));
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out/moto-project");
     let cfg = config(dir.path(), &moto, "[[sinks]]\ntype = \"file\"\ndir = \"out\"", "start_from = \"now\"");
@@ -458,6 +464,40 @@ async fn start_from_now_skips_existing_jobs() {
     d.wait_next_poll().await;
     assert_eq!(count_files(&out), 1, "existing jobs were not synced");
     assert_eq!(d.metric("sagesync_jobs_total{outcome=\"synced\"}").await, 1.0);
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(15), Some(0));
+}
+
+/// Issue 19, item 14: `start_from = "now"` keeps the source's clock tolerance. A job created
+/// after the daemon started, whose LastModifiedTime is 2.5 s behind the daemon's clock (clock
+/// skew, eventual consistency), is synced; a job last modified an hour before the start is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_from_now_keeps_a_job_stamped_just_before_the_daemons_clock() {
+    let moto = Moto::start();
+    let old = moto.create_jobs("old", 1, &SYNC_TAGS).await.remove(0);
+    moto.edit(&old, json!({"LastModifiedTime": (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339()}));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/moto-project");
+    let cfg = config(dir.path(), &moto, "[[sinks]]\ntype = \"file\"\ndir = \"out\"", "start_from = \"now\"");
+    let started = chrono::Utc::now();
+    let mut d = Daemon::start(&cfg, dir.path());
+    d.wait_metric("sagesync_polls_total{result=\"ok\"}", 30, |v| v >= 1.0).await;
+    // Created after the start without its opt-in tag (so no poll can sync it before its time
+    // is set), stamped 2.5 s before the daemon started, then opted in.
+    let untagged: Vec<(&str, &str)> = SYNC_TAGS.iter().copied().filter(|(k, _)| *k != "MODEL_DB_SYNC").collect();
+    let skewed = moto.create_jobs("skewed", 1, &untagged).await.remove(0);
+    moto.edit(&skewed, json!({"LastModifiedTime": (started - chrono::Duration::milliseconds(2500)).to_rfc3339()}));
+    let c = moto.client().await;
+    let arn = c.describe_training_job().training_job_name(&skewed).send().await.unwrap().training_job_arn().unwrap().to_string();
+    c.add_tags()
+        .resource_arn(arn)
+        .tags(aws_sdk_sagemaker::types::Tag::builder().key("MODEL_DB_SYNC").value("true").build())
+        .send()
+        .await
+        .unwrap();
+    wait_until("the skewed job", 30, || out.join(format!("{skewed}.json")).exists()).await;
+    d.wait_next_poll().await;
+    assert!(!out.join(format!("{old}.json")).exists(), "the hour-old job is before start_from");
     d.signal("-TERM");
     assert_eq!(d.wait_exit(15), Some(0));
 }

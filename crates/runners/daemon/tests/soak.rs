@@ -317,8 +317,13 @@ impl Daemon {
 
     /// One series of /metrics (0 while it does not exist or the daemon does not answer).
     async fn metric(&self, series: &str) -> f64 {
-        let Ok(r) =
-            reqwest::Client::new().get(format!("http://127.0.0.1:{}/metrics", self.port)).timeout(Duration::from_secs(5)).send().await
+        let Ok(r) = sagesync_test_support::http()
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
         else {
             return 0.0;
         };
@@ -341,7 +346,8 @@ struct Job {
     arn: String,
     tags: BTreeMap<String, String>,
     status: &'static str,
-    /// The final metrics, by name (values exactly representable as f32, as SageMaker reports them).
+    /// The final metrics, by name (the shortest decimals of 32-bit floats, as SageMaker reports
+    /// them).
     metrics: BTreeMap<String, f64>,
     last_modified: DateTime<Utc>,
     /// Projects in which the job was eligible at some moment (ModelDB v1 may hold a run there).
@@ -455,7 +461,10 @@ impl World {
         let mut metrics = BTreeMap::new();
         for m in METRICS {
             if metrics.is_empty() || self.rng.bool() {
-                metrics.insert(m.to_string(), f64::from(self.rng.f32()));
+                // SageMaker's metric values are 32-bit floats; what a job shows (console,
+                // Describe) is the shortest decimal of one, and that is what every sink records.
+                let x = self.rng.f32();
+                metrics.insert(m.to_string(), format!("{x}").parse::<f64>().unwrap_or(0.0));
             }
         }
         let mut set = json!({

@@ -54,30 +54,77 @@ port = "${MODEL_DB_INSTANCE_PORT:-6543}"
 request_timeout_secs = 20
 "#;
 
-/// Why an invocation failed (the runtime retries it, then sends it to the failure destination).
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// The event cannot be read.
-    #[error("{0}")]
-    MalformedEvent(String),
-    /// A retryable failure (or an interruption): deliver the event again.
-    #[error("{0}")]
-    Retryable(String),
-    /// A failure of the job's content, with no persistent ledger to park it in: the failure
-    /// destination is where a person sees it.
-    #[error("{0}")]
-    PermanentFailure(String),
+/// Declares the answers of the function from one list, so that the list every caller checks
+/// against (the Step Functions definition's test) is the code's own.
+macro_rules! answers {
+    ($($(#[doc = $doc:literal])* $v:ident => $s:literal,)*) => {
+        /// The `outcome` of a successful answer.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Answer {
+            $($(#[doc = $doc])* $v,)*
+        }
+        impl Answer {
+            /// Every answer.
+            pub const ALL: &'static [Answer] = &[$(Answer::$v),*];
+            /// Its name in the response.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Answer::$v => $s,)*
+                }
+            }
+        }
+    };
 }
 
-impl HandlerError {
-    /// The `errorType` reported to the runtime.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            HandlerError::MalformedEvent(_) => "MalformedEvent",
-            HandlerError::Retryable(_) => "RetryableError",
-            HandlerError::PermanentFailure(_) => "PermanentFailure",
+answers! {
+    /// Written to every sink (or, with nothing to write, already there once read afresh).
+    Synced => "synced",
+    /// Not meant to be synced (the validators said so).
+    Skipped => "skipped",
+    /// Meant to be synced, but unusable (a required tag missing...).
+    Rejected => "rejected",
+    /// A failure recorded in a persistent ledger: parked (after `max_job_attempts` failures of
+    /// the job's own content) or awaiting its retry time; `sagesync status` shows it, and the
+    /// scheduled re-drive or `sagesync retry` works on it again.
+    Failed => "failed",
+    /// Not a training-job event, or not a final status.
+    Ignored => "ignored",
+    /// A duplicate or stale event of a job the ledger already holds as it is: nothing done.
+    AlreadySynced => "already_synced",
+    /// A scheduled event: the failed jobs whose retry time had come were worked on.
+    Redriven => "redriven",
+}
+
+/// Declares [`HandlerError`] with the list of its `errorType` names.
+macro_rules! handler_errors {
+    ($($(#[doc = $doc:literal])* $v:ident => $s:literal,)*) => {
+        /// Why an invocation failed (the runtime retries it, then sends it to the failure
+        /// destination).
+        #[derive(Debug, thiserror::Error)]
+        pub enum HandlerError {
+            $($(#[doc = $doc])* #[error("{0}")] $v(String),)*
         }
-    }
+        impl HandlerError {
+            /// Every `errorType` the function reports.
+            pub const TYPES: &'static [&'static str] = &[$($s),*];
+            /// The `errorType` reported to the runtime.
+            pub fn error_type(&self) -> &'static str {
+                match self {
+                    $(HandlerError::$v(_) => $s,)*
+                }
+            }
+        }
+    };
+}
+
+handler_errors! {
+    /// The event cannot be read.
+    MalformedEvent => "MalformedEvent",
+    /// A retryable failure (or an interruption): deliver the event again.
+    Retryable => "RetryableError",
+    /// A failure of the job's content, with no persistent ledger to park it in: the failure
+    /// destination is where a person sees it.
+    PermanentFailure => "PermanentFailure",
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -160,7 +207,7 @@ impl App {
     }
 
     /// Handles one invocation payload: an EventBridge event or an SQS batch of them, to be done
-    /// by `deadline`.
+    /// by `deadline`. A scheduled event re-drives the failed jobs whose retry time has come.
     pub async fn handle(&self, payload: Value, deadline: Option<Instant>) -> Result<Value, HandlerError> {
         let items = read_payload(&payload);
         let batch = items.iter().any(|i| i.message_id.is_some());
@@ -178,6 +225,22 @@ impl App {
             let opts = RefOptions { urgent: true, collect: true, deadline: stop_at, ..Default::default() };
             Some(self.engine.sync_refs(refs, &opts, &CancellationToken::new(), &NoObserver).await)
         };
+        let redrive = if items.iter().any(|i| matches!(i.kind, ItemKind::Scheduled)) {
+            let opts = RefOptions { collect: false, deadline: stop_at, ..Default::default() };
+            let rep = self.engine.redrive(&opts, &CancellationToken::new(), &NoObserver).await;
+            tracing::info!(
+                synced = rep.synced,
+                skipped = rep.skipped,
+                rejected = rep.rejected,
+                failed = rep.failed,
+                interrupted = rep.interrupted,
+                busy = rep.busy,
+                "scheduled re-drive done"
+            );
+            Some(rep)
+        } else {
+            None
+        };
         let persistent = self.engine.state().persistent();
         let mut results = Vec::new();
         for item in &items {
@@ -186,7 +249,18 @@ impl App {
                     tracing::error!(error = %e.chain(), "malformed event");
                     ItemResult::Err(HandlerError::MalformedEvent(e.chain()))
                 }
-                ItemKind::Ignored(reason) => ItemResult::Ok(json!({"outcome": "ignored", "reason": reason})),
+                ItemKind::Ignored(reason) => ItemResult::Ok(json!({"outcome": Answer::Ignored.as_str(), "reason": reason})),
+                ItemKind::Scheduled => match &redrive {
+                    Some(rep) if rep.state_error.is_some() => {
+                        ItemResult::Err(HandlerError::Retryable(format!("re-drive: {}", rep.state_error.as_deref().unwrap_or(""))))
+                    }
+                    Some(rep) => ItemResult::Ok(json!({
+                        "outcome": Answer::Redriven.as_str(),
+                        "synced": rep.synced, "skipped": rep.skipped, "rejected": rep.rejected, "failed": rep.failed,
+                        "interrupted": rep.interrupted, "busy": rep.busy, "api_calls": rep.api_calls,
+                    })),
+                    None => ItemResult::Ok(json!({"outcome": Answer::Redriven.as_str()})),
+                },
                 ItemKind::Job(change) => {
                     let rep = report.as_ref();
                     let found: Option<&JobReport> =
@@ -199,7 +273,9 @@ impl App {
                             "training job {}: another writer holds it; deliver again",
                             change.name
                         ))),
-                        None => ItemResult::Ok(json!({"job": change.name, "outcome": "already_synced", "event_id": change.event_id})),
+                        None => ItemResult::Ok(
+                            json!({"job": change.name, "outcome": Answer::AlreadySynced.as_str(), "event_id": change.event_id}),
+                        ),
                         Some(j) => outcome_of(j, persistent, change.event_id.as_deref()),
                     }
                 }
@@ -228,7 +304,9 @@ impl App {
         match results.into_iter().next().map(|(_, r)| r) {
             Some(ItemResult::Ok(mut v)) => {
                 if let Some(o) = v.as_object_mut() {
-                    o.insert("api_calls".into(), report.as_ref().map(|r| json!(r.api_calls)).unwrap_or_else(|| json!({})));
+                    if !o.contains_key("api_calls") {
+                        o.insert("api_calls".into(), report.as_ref().map(|r| json!(r.api_calls)).unwrap_or_else(|| json!({})));
+                    }
                 }
                 Ok(v)
             }
@@ -241,21 +319,34 @@ impl App {
 fn outcome_of(j: &JobReport, persistent: bool, event_id: Option<&str>) -> ItemResult {
     let mut v = serde_json::to_value(j).unwrap_or_else(|_| json!({}));
     v["event_id"] = json!(event_id);
-    match j.outcome {
+    let answer = match j.outcome {
         Outcome::Interrupted => {
-            ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("interrupted"))))
+            return ItemResult::Err(HandlerError::Retryable(format!(
+                "training job {}: {}",
+                j.job,
+                j.reason.as_deref().unwrap_or("interrupted")
+            )))
         }
         Outcome::Failed if j.retryable || !j.recorded => {
-            ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed"))))
+            return ItemResult::Err(HandlerError::Retryable(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed"))))
         }
-        // Parked in a persistent ledger, where `sagesync status` shows it: done here.
+        // In a persistent ledger, where `sagesync status` shows it and the scheduled re-drive
+        // (or `sagesync retry`) picks it up: done here.
         Outcome::Failed if persistent => {
-            tracing::warn!(job = %j.job, reason = j.reason.as_deref().unwrap_or(""), "permanent failure recorded in the ledger");
-            ItemResult::Ok(v)
+            tracing::warn!(job = %j.job, parked = j.parked, reason = j.reason.as_deref().unwrap_or(""), "failure recorded in the ledger");
+            Answer::Failed
         }
         Outcome::Failed => {
-            ItemResult::Err(HandlerError::PermanentFailure(format!("training job {}: {}", j.job, j.reason.as_deref().unwrap_or("failed"))))
+            return ItemResult::Err(HandlerError::PermanentFailure(format!(
+                "training job {}: {}",
+                j.job,
+                j.reason.as_deref().unwrap_or("failed")
+            )))
         }
-        _ => ItemResult::Ok(v),
-    }
+        Outcome::Synced => Answer::Synced,
+        Outcome::Skipped => Answer::Skipped,
+        Outcome::Rejected => Answer::Rejected,
+    };
+    v["outcome"] = json!(answer.as_str());
+    ItemResult::Ok(v)
 }

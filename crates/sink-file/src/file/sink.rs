@@ -167,8 +167,17 @@ impl FileSink {
     }
 
     /// Writes `bytes` as the document of `record` (blocking).
-    fn write_blocking(&self, record: &Key, bytes: &[u8], previous: Option<&Path>) -> Result<(PathBuf, WriteKind), SyncError> {
+    fn write_blocking(
+        &self,
+        record: &Key,
+        bytes: &[u8],
+        previous: Option<&Path>,
+        cx: &WriteContext,
+    ) -> Result<(PathBuf, WriteKind), SyncError> {
         let arn = record.arn.as_str();
+        // Every change to the directory is a request to the store: each goes only while the
+        // job's lease holds.
+        cx.check()?;
         let pdir = self.project_dir(&record.project)?;
         let plain = pdir.join(record.plain_name());
         let hashed = pdir.join(record.hashed_name());
@@ -178,22 +187,26 @@ impl FileSink {
         for _ in 0..4 {
             if let Some(existing) = read_if_file(&hashed)? {
                 if owner_of(&existing).as_deref() == Some(arn) {
+                    cx.check()?;
                     outcome = Some(replace(&hashed, &existing, bytes)?);
                     break;
                 }
             }
             match read_if_file(&plain)? {
                 Some(existing) if owner_of(&existing).as_deref() == Some(arn) => {
+                    cx.check()?;
                     outcome = Some(replace(&plain, &existing, bytes)?);
                     break;
                 }
                 Some(_) => {
+                    cx.check()?;
                     if create_new(&hashed, bytes)? {
                         outcome = Some((hashed.clone(), WriteKind::Created));
                         break;
                     }
                 }
                 None => {
+                    cx.check()?;
                     if create_new(&plain, bytes)? {
                         outcome = Some((plain.clone(), WriteKind::Created));
                         break;
@@ -211,6 +224,7 @@ impl FileSink {
             others.extend(self.copies_elsewhere(&pdir, record));
         }
         for other in others {
+            cx.check()?;
             remove_if_owned(&other, arn)?;
         }
         Ok((path, kind))
@@ -239,7 +253,7 @@ impl FileSink {
     /// Removes every document of `arn` (blocking): the one the receipt names (or, for a write
     /// whose outcome the ledger never learned, the ones its names lead to) and their namesakes in
     /// every project directory.
-    fn retract_blocking(&self, arn: &str, previous: Option<&SinkReceipt>) -> Result<u32, SyncError> {
+    fn retract_blocking(&self, arn: &str, previous: Option<&SinkReceipt>, cx: &WriteContext) -> Result<u32, SyncError> {
         let Some(previous) = previous else { return Ok(0) };
         let mut paths: Vec<PathBuf> = previous.ids.get("path").map(PathBuf::from).into_iter().collect();
         if let (Some(project), Some(run)) = (previous.ids.get("pending_project"), previous.ids.get("pending_run")) {
@@ -263,6 +277,7 @@ impl FileSink {
         }
         let mut removed = 0;
         for p in &paths {
+            cx.check()?;
             removed += u32::from(remove_if_owned(p, arn)?);
         }
         Ok(removed)
@@ -383,8 +398,8 @@ impl Sink for FileSink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         let bytes = self.render(record)?;
         let previous = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from);
-        let (sink, rec) = (self.clone(), Key::of(record));
-        let (path, kind) = tokio::task::spawn_blocking(move || sink.write_blocking(&rec, &bytes, previous.as_deref()))
+        let (sink, rec, cx) = (self.clone(), Key::of(record), cx.clone());
+        let (path, kind) = tokio::task::spawn_blocking(move || sink.write_blocking(&rec, &bytes, previous.as_deref(), &cx))
             .await
             .map_err(|e| SyncError::transient(format!("file sink task failed: {e}")))??;
         tracing::debug!(path = %path.display(), write = ?kind, "file sink");
@@ -395,8 +410,8 @@ impl Sink for FileSink {
 
     async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
         let previous = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from);
-        let (sink, arn, prev) = (self.clone(), external_id.to_string(), cx.previous.clone());
-        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, prev.as_ref()))
+        let (sink, arn, cx) = (self.clone(), external_id.to_string(), cx.clone());
+        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, cx.previous.as_ref(), &cx))
             .await
             .map_err(|e| SyncError::transient(format!("file sink task failed: {e}")))??;
         let mut receipt = SinkReceipt::new(WriteKind::Removed);

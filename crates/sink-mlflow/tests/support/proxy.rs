@@ -56,7 +56,7 @@ impl Proxy {
             upstream: Arc::new(Mutex::new(upstream.to_string())),
             log: Default::default(),
             faults: Default::default(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+            http: sagesync_test_support::http().timeout(Duration::from_secs(60)).build().expect("client"),
         };
         let app = axum::Router::new().fallback(forward).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

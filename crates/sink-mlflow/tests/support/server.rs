@@ -48,7 +48,7 @@ pub struct Rest {
 impl Rest {
     pub fn new(url: &str) -> Rest {
         Rest {
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            http: sagesync_test_support::http().timeout(Duration::from_secs(30)).build().expect("client"),
             base: format!("{url}/api/2.0/mlflow"),
         }
     }

@@ -75,6 +75,14 @@ pub enum V1Error {
         /// The server's message.
         message: String,
     },
+    /// Not sent: the job's lease was lost, or its deadline leaves no time.
+    #[error("{}: not sent ({why})", sagesync_core::secret::redact(.method))]
+    Stopped {
+        /// Method.
+        method: String,
+        /// Why.
+        why: &'static str,
+    },
     /// The reply could not be understood.
     #[error("{}: protocol error: {}", sagesync_core::secret::redact(.method), sagesync_core::secret::redact(.message))]
     Protocol {
@@ -90,7 +98,14 @@ impl V1Error {
     pub fn is_retryable(&self) -> bool {
         matches!(self, V1Error::Connect { .. } | V1Error::Timeout { .. } | V1Error::Io { .. })
     }
+    /// Whether the call was not sent because the job must stop (an interruption).
+    pub fn is_stop(&self) -> bool {
+        matches!(self, V1Error::Stopped { .. })
+    }
 }
+
+/// The shortest time left before a deadline in which a call is still started.
+const MIN_CALL_TIME: Duration = Duration::from_millis(100);
 
 fn app_kind_name(kind: i32) -> &'static str {
     match kind {
@@ -116,30 +131,54 @@ fn exception_for(method: &str, field: i16, message: String) -> V1Error {
     }
 }
 
-/// An open connection.
+/// An open connection, for one sink call: every call checks the job's lease and deadline
+/// first, and its timeout is cut to the time left.
 pub struct Connection {
     stream: TcpStream,
     request_timeout: Duration,
+    cx: sagesync_core::WriteContext,
 }
 
 impl Connection {
-    /// Connects to `host:port`.
-    pub async fn connect(host: &str, port: u16, connect_timeout: Duration, request_timeout: Duration) -> Result<Self, V1Error> {
+    /// Connects to `host:port` for the sink call `cx`.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        cx: &sagesync_core::WriteContext,
+    ) -> Result<Self, V1Error> {
         let addr = format!("{host}:{port}");
+        if let Some(left) = cx.time_left() {
+            if left < MIN_CALL_TIME {
+                return Err(V1Error::Stopped { method: format!("connecting to {addr}"), why: "the deadline is too close" });
+            }
+        }
+        let connect_timeout = cx.time_left().map_or(connect_timeout, |l| l.min(connect_timeout));
         let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect((host, port))).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(V1Error::Connect { addr, source }),
             Err(_) => return Err(V1Error::Timeout { what: format!("connecting to {addr}"), secs: connect_timeout.as_secs() }),
         };
         let _ = stream.set_nodelay(true);
-        Ok(Connection { stream, request_timeout })
+        Ok(Connection { stream, request_timeout, cx: cx.clone() })
     }
 
     /// Sends one call and returns the result struct's success value (field 0).
     pub async fn call(&mut self, method: &str, args: Writer) -> Result<TValue, V1Error> {
+        if !self.cx.guard.holds() {
+            return Err(V1Error::Stopped { method: method.to_string(), why: "the job's lease was lost" });
+        }
+        let timeout = match self.cx.time_left() {
+            Some(left) if left < MIN_CALL_TIME => {
+                return Err(V1Error::Stopped { method: method.to_string(), why: "the deadline is too close" });
+            }
+            Some(left) => left.min(self.request_timeout),
+            None => self.request_timeout,
+        };
         let frame = args.into_frame();
-        let secs = self.request_timeout.as_secs();
-        match tokio::time::timeout(self.request_timeout, self.exchange(method, &frame)).await {
+        let secs = timeout.as_secs();
+        match tokio::time::timeout(timeout, self.exchange(method, &frame)).await {
             Ok(r) => r,
             Err(_) => Err(V1Error::Timeout { what: format!("{method} call"), secs }),
         }

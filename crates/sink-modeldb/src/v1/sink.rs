@@ -160,8 +160,8 @@ impl ModelDbV1Sink {
         ModelDbV1Sink { settings }
     }
 
-    async fn connect(&self) -> Result<Connection, V1Error> {
-        Connection::connect(&self.settings.host, self.settings.port, self.settings.connect_timeout, self.settings.request_timeout).await
+    async fn connect(&self, cx: &WriteContext) -> Result<Connection, V1Error> {
+        Connection::connect(&self.settings.host, self.settings.port, self.settings.connect_timeout, self.settings.request_timeout, cx).await
     }
 
     /// Stores the project (deduplicated by name and author on the server) and the experiment
@@ -188,8 +188,8 @@ impl ModelDbV1Sink {
     }
 
     /// The AWS sample's exact call sequence.
-    async fn compat(&self, record: &RunRecord, p: &mut Progress) -> Result<WriteKind, V1Error> {
-        let mut c = self.connect().await?;
+    async fn compat(&self, record: &RunRecord, p: &mut Progress, cx: &WriteContext) -> Result<WriteKind, V1Error> {
+        let mut c = self.connect(cx).await?;
         let (_, eid) = self.project_and_experiment(&mut c, record, None, p).await?;
         let m = "storeExperimentRunEvent";
         p.run_sent = true;
@@ -254,8 +254,9 @@ impl ModelDbV1Sink {
         record: &RunRecord,
         previous_project: Option<PreviousProject>,
         p: &mut Progress,
+        cx: &WriteContext,
     ) -> Result<WriteKind, V1Error> {
-        let mut c = self.connect().await?;
+        let mut c = self.connect(cx).await?;
         let named = (record.experiment != DEFAULT_EXPERIMENT).then_some(record.experiment.as_str());
         let (pid, eid) = self.project_and_experiment(&mut c, record, named, p).await?;
 
@@ -459,7 +460,7 @@ impl ModelDbV1Sink {
 
     /// Calls `testConnection` (the reference server answers 200).
     pub async fn test_connection(&self) -> Result<i32, V1Error> {
-        let mut c = self.connect().await?;
+        let mut c = self.connect(&WriteContext::new()).await?;
         let r = c.call("testConnection", test_connection()).await?;
         i32_of(&r, "result", "testConnection")
     }
@@ -477,9 +478,9 @@ impl Sink for ModelDbV1Sink {
         });
         let mut p = Progress::default();
         let result = if self.settings.compat {
-            self.compat(record, &mut p).await
+            self.compat(record, &mut p, cx).await
         } else {
-            self.upsert_default(record, previous_project, &mut p).await
+            self.upsert_default(record, previous_project, &mut p, cx).await
         };
         match result {
             Ok(kind) => {
@@ -497,7 +498,14 @@ impl Sink for ModelDbV1Sink {
                 // Compat mode is not idempotent (like the original): once the run call went out,
                 // a retry would create a second run, so only earlier failures are retryable.
                 let retryable = e.is_retryable() && (!self.settings.compat || !p.run_sent);
-                Err(if retryable { SyncError::transient_with(message, e) } else { SyncError::permanent_with(message, e) })
+                Err(if e.is_stop() {
+                    tracing::debug!(error = %e, "ModelDB v1 call not sent");
+                    SyncError::Cancelled
+                } else if retryable {
+                    SyncError::transient_with(message, e)
+                } else {
+                    SyncError::permanent_with(message, e)
+                })
             }
         }
     }

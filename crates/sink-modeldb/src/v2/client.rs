@@ -1,6 +1,9 @@
-//! HTTP calls to the ModelDB v2 REST API (grpc-gateway JSON), with retries for 502/503/504 and
-//! connection failures.
+//! HTTP calls to the ModelDB v2 REST API (grpc-gateway JSON). Each call checks the job's lease
+//! and deadline before it is sent, caps its timeout by the deadline, and classifies its error:
+//! the engine alone retries.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -39,16 +42,45 @@ pub enum V2Error {
         /// What is wrong.
         message: String,
     },
+    /// Not sent: the job's lease was lost, or its deadline leaves no time.
+    #[error("{}: not sent ({why})", sagesync_core::secret::redact(.op))]
+    Stopped {
+        /// Operation.
+        op: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// The server's certificate is not trusted, or the TLS setup cannot be loaded.
+    #[error("{}: {}", sagesync_core::secret::redact(.op), sagesync_core::secret::redact(.message))]
+    Tls {
+        /// Operation.
+        op: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl V2Error {
-    /// Whether retrying later could help.
+    /// Whether retrying at once could help.
     pub fn is_retryable(&self) -> bool {
         match self {
             // Throttling and server errors are the server's state, not the record's.
             V2Error::Status { status, .. } => matches!(status, 429 | 500 | 502..=504),
             V2Error::Connection { .. } => true,
-            V2Error::Decode { .. } => false,
+            V2Error::Decode { .. } | V2Error::Stopped { .. } | V2Error::Tls { .. } => false,
+        }
+    }
+    /// Whether the request was not sent because the job must stop.
+    pub fn is_stop(&self) -> bool {
+        matches!(self, V2Error::Stopped { .. })
+    }
+    /// Whether the store or the setup refuses, not the job's content: an untrusted certificate,
+    /// credentials refused (401; 403 without gRPC's "absent" code 7).
+    pub fn is_setup(&self) -> bool {
+        match self {
+            V2Error::Tls { .. } => true,
+            V2Error::Status { status, code, .. } => *status == 401 || (*status == 403 && *code != 7),
+            _ => false,
         }
     }
     /// The HTTP status, if any.
@@ -75,10 +107,8 @@ pub struct ApiSettings {
     pub connect_timeout: Duration,
     /// Request timeout.
     pub request_timeout: Duration,
-    /// Attempts per request for 502/503/504 and connection errors, first included.
-    pub max_attempts: u32,
-    /// First backoff.
-    pub initial_backoff: Duration,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A response: status and JSON body.
@@ -93,16 +123,27 @@ pub struct Reply {
 /// The client.
 #[derive(Debug, Clone)]
 pub struct Api {
-    http: reqwest::Client,
+    /// Built on first use (the TLS setup reads the trust store and `ca_file`).
+    http: std::sync::Arc<OnceLock<Result<reqwest::Client, String>>>,
+    settings: ApiSettings,
+    headers: HeaderMap,
     base: String,
-    max_attempts: u32,
-    initial_backoff: Duration,
-    /// Number of state-changing requests that got a 2xx.
-    pub writes: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
+/// One sink call's view of the client: its requests check the job's lease and deadline, and
+/// count the writes of this call alone.
+pub struct Call<'a> {
+    api: &'a Api,
+    cx: &'a sagesync_core::WriteContext,
+    writes: AtomicU32,
+}
+
+/// The shortest time left before a deadline in which a request is still started.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
+
 impl Api {
-    /// Builds the client; credentials become default headers marked sensitive.
+    /// Checks the settings (credentials become default headers marked sensitive); the HTTP
+    /// client itself is built on first use.
     pub fn new(s: &ApiSettings) -> Result<Api, String> {
         let mut headers = HeaderMap::new();
         if let (Some(email), Some(key)) = (&s.email, &s.developer_key) {
@@ -117,25 +158,34 @@ impl Api {
             put("grpc-metadata-developer_key", key.expose(), true)?;
             put("grpc-metadata-developer-key", key.expose(), true)?;
         }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(s.connect_timeout)
-            .timeout(s.request_timeout)
-            .no_proxy()
-            // Credentials ride in default headers: never follow a redirect that could carry
-            // them to another host. A 3xx is returned as it is, and fails the write.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Api {
-            http,
+            http: Default::default(),
+            settings: s.clone(),
+            headers,
             base: format!("{}{}", s.base_url.trim_end_matches('/'), s.api_prefix.trim_end_matches('/')),
-            max_attempts: s.max_attempts.max(1),
-            initial_backoff: s.initial_backoff,
-            writes: Default::default(),
         })
     }
 
+    fn http(&self, op: &str) -> Result<&reqwest::Client, V2Error> {
+        let built = self.http.get_or_init(|| {
+            let tls = sagesync_http::TlsOptions { ca_file: self.settings.ca_file.clone() };
+            sagesync_http::client_builder(&tls, self.settings.connect_timeout)
+                .map_err(|e| e.0)?
+                .default_headers(self.headers.clone())
+                .timeout(self.settings.request_timeout)
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        });
+        built.as_ref().map_err(|m| V2Error::Tls { op: op.to_string(), message: m.clone() })
+    }
+
+    /// The client for one sink call.
+    pub fn call<'a>(&'a self, cx: &'a sagesync_core::WriteContext) -> Call<'a> {
+        Call { api: self, cx, writes: AtomicU32::new(0) }
+    }
+}
+
+impl Call<'_> {
     /// GET with query parameters.
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Reply, V2Error> {
         self.send(Method::GET, path, query, None).await
@@ -148,90 +198,71 @@ impl Api {
     pub async fn delete(&self, path: &str, body: &Value) -> Result<Reply, V2Error> {
         self.send(Method::DELETE, path, &[], Some(body)).await
     }
+    /// State-changing requests of this call that got a 2xx.
+    pub fn writes(&self) -> u32 {
+        self.writes.load(Ordering::SeqCst)
+    }
 
-    /// Sends one request; 502/503/504 and connection errors are retried with jittered
-    /// exponential backoff. Other statuses are returned (404 and 409 carry meaning).
+    /// Sends one request, if the job's lease holds and its deadline leaves time. Statuses other
+    /// than 2xx are returned as they are (404 and 409 carry meaning), except 502/503/504, which
+    /// are errors (retryable).
     async fn send(&self, method: Method, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> Result<Reply, V2Error> {
-        let url = format!("{}{}", self.base, path);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut req = self.http.request(method.clone(), &url).query(query);
-            if let Some(b) = body {
-                req = req.json(b);
+        let stopped = |why| V2Error::Stopped { op: path.to_string(), why };
+        if !self.cx.guard.holds() {
+            return Err(stopped("the job's lease was lost"));
+        }
+        let timeout = match self.cx.time_left() {
+            Some(left) if left < MIN_REQUEST_TIME => return Err(stopped("the deadline is too close")),
+            Some(left) => left.min(self.api.settings.request_timeout),
+            None => self.api.settings.request_timeout,
+        };
+        let url = format!("{}{}", self.api.base, path);
+        let mut req = self.api.http(path)?.request(method.clone(), &url).query(query).timeout(timeout);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let mut resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if sagesync_http::is_tls_verification(&e) => {
+                return Err(V2Error::Tls { op: path.to_string(), message: sagesync_http::describe(&e) })
             }
-            let err = match req.send().await {
-                Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    let bytes = match read_capped(path, &mut resp).await {
-                        Ok(b) => b,
-                        Err(e @ V2Error::Decode { .. }) => return Err(e),
-                        Err(e) => {
-                            if attempt < self.max_attempts {
-                                tracing::debug!(op = path, attempt, error = %e, "retrying ModelDB request");
-                                continue;
-                            }
-                            return Err(e);
-                        }
-                    };
-                    let Reply { body, .. } = decode_reply(status, &bytes);
-                    if (200..300).contains(&status) {
-                        if method != Method::GET {
-                            self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        }
-                        return Ok(Reply { status, body });
-                    }
-                    if !matches!(status, 502..=504) {
-                        return Ok(Reply { status, body });
-                    }
-                    error_from(path, status, &body)
-                }
-                Err(e) => V2Error::Connection {
+            Err(e) => {
+                return Err(V2Error::Connection {
                     op: path.to_string(),
                     message: if e.is_timeout() {
-                        "request timed out".to_string()
+                        format!("no reply within {timeout:?}")
                     } else if e.is_connect() {
-                        format!("cannot connect to {}", self.base)
+                        format!("cannot connect to {}: {}", self.api.base, sagesync_http::describe(&e))
                     } else {
-                        format!("connection error: {e}")
+                        sagesync_http::describe(&e)
                     },
-                },
-            };
-            if !(err.is_retryable() && attempt < self.max_attempts) {
-                return Err(err);
+                })
             }
-            let d = self.initial_backoff.saturating_mul(1 << (attempt - 1).min(10)).min(Duration::from_secs(10));
-            let jittered = d / 2 + Duration::from_millis(fastrand::u64(0..=d.as_millis() as u64 / 2));
-            tracing::debug!(op = path, attempt, error = %err, "retrying ModelDB request");
-            tokio::time::sleep(jittered).await;
+        };
+        let status = resp.status().as_u16();
+        let bytes = match sagesync_http::read_capped(&mut resp, MAX_REPLY_BYTES).await {
+            Ok(b) => b,
+            Err(sagesync_http::ReadError::TooLarge(_)) => {
+                return Err(V2Error::Decode { op: path.to_string(), message: format!("reply larger than {MAX_REPLY_BYTES} bytes") })
+            }
+            Err(e) => return Err(V2Error::Connection { op: path.to_string(), message: e.to_string() }),
+        };
+        let Reply { body, .. } = decode_reply(status, &bytes);
+        if (200..300).contains(&status) {
+            if method != Method::GET {
+                self.writes.fetch_add(1, Ordering::SeqCst);
+            }
+            return Ok(Reply { status, body });
         }
+        if matches!(status, 502..=504) {
+            return Err(error_from(path, status, &body));
+        }
+        Ok(Reply { status, body })
     }
 }
 
 /// The largest reply body read from the server (16 MiB); a larger one fails the request.
 pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
-
-/// Reads the body, at most [`MAX_REPLY_BYTES`]: a larger one is a `Decode` error (it will not
-/// shrink), a body that breaks off a `Connection` error (retryable).
-async fn read_capped(op: &str, resp: &mut reqwest::Response) -> Result<Vec<u8>, V2Error> {
-    let too_large = || V2Error::Decode { op: op.to_string(), message: format!("reply larger than {MAX_REPLY_BYTES} bytes") };
-    if resp.content_length().is_some_and(|n| n > MAX_REPLY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let mut buf = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > MAX_REPLY_BYTES {
-                    return Err(too_large());
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(buf),
-            Err(e) => return Err(V2Error::Connection { op: op.to_string(), message: format!("the reply broke off: {e}") }),
-        }
-    }
-}
 
 /// A reply from its status and raw body: JSON as sent, `{}` when empty, and anything else
 /// as `{"message": <its first 500 characters>}`.

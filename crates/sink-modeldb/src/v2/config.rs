@@ -28,12 +28,17 @@ pub struct ModelDbV2Config {
     /// Request timeout, seconds.
     #[serde(default = "thirty")]
     pub request_timeout_secs: u64,
-    /// Attempts per request for 502/503/504 and connection errors.
-    #[serde(default = "four")]
-    pub max_attempts: u32,
-    /// First retry backoff, milliseconds.
-    #[serde(default = "two_hundred")]
-    pub initial_backoff_ms: u64,
+    /// Removed: the engine's `[pipeline] max_attempts` is the one retry policy. Accepted (and
+    /// ignored, with a warning) so that older configs still load.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Removed with `max_attempts` (the engine's `[pipeline] initial_backoff_ms` applies).
+    #[serde(default)]
+    pub initial_backoff_ms: Option<u64>,
+    /// A PEM file of CA certificates to trust besides the system's store (a server behind a
+    /// private CA). Relative paths are read from the config file's directory.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Experiment name for every run (else the mapper's experiment).
     #[serde(default)]
     pub experiment: Option<String>,
@@ -65,22 +70,34 @@ fn ten() -> u64 {
 fn thirty() -> u64 {
     30
 }
-fn four() -> u32 {
-    4
-}
-fn two_hundred() -> u64 {
-    200
-}
 fn yes() -> bool {
     true
 }
 
 impl SinkPlugin for ModelDbV2Config {
-    fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
+    fn build(self, ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
         let mut problems = Vec::new();
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            problems.push(FieldProblem::at("base_url", "must be an http:// or https:// URL"));
+        let base_url = match sagesync_http::parse_base_url(&self.base_url) {
+            Ok(u) => u,
+            Err(m) => {
+                problems.push(FieldProblem::at("base_url", m));
+                String::new()
+            }
+        };
+        if self.max_attempts.is_some() || self.initial_backoff_ms.is_some() {
+            tracing::warn!("modeldb_v2: `max_attempts` and `initial_backoff_ms` are ignored; [pipeline] max_attempts and initial_backoff_ms retry every sink");
         }
+        let ca_file = match &self.ca_file {
+            Some(p) if p.as_os_str().is_empty() => {
+                problems.push(FieldProblem::at("ca_file", "must not be empty (leave it out to trust the system's store only)"));
+                None
+            }
+            Some(p) => Some(match &ctx.config_dir {
+                Some(d) if p.is_relative() => d.join(p),
+                _ => p.clone(),
+            }),
+            None => None,
+        };
         if !self.api_prefix.is_empty() && !self.api_prefix.starts_with('/') {
             problems.push(FieldProblem::at("api_prefix", "must start with `/`"));
         }
@@ -89,9 +106,6 @@ impl SinkPlugin for ModelDbV2Config {
                 if self.email.is_some() { "developer_key" } else { "email" },
                 "`email` and `developer_key` go together",
             ));
-        }
-        if !(1..=10).contains(&self.max_attempts) {
-            problems.push(FieldProblem::at("max_attempts", "must be between 1 and 10"));
         }
         if let Some(e) = &self.experiment {
             if e.trim().is_empty() || e.chars().count() > 256 {
@@ -108,14 +122,13 @@ impl SinkPlugin for ModelDbV2Config {
         }
         let settings = ModelDbV2Settings {
             api: ApiSettings {
-                base_url: self.base_url,
+                base_url,
                 api_prefix: self.api_prefix,
                 email: self.email,
                 developer_key: self.developer_key,
                 connect_timeout: Duration::from_secs(self.connect_timeout_secs),
                 request_timeout: Duration::from_secs(self.request_timeout_secs),
-                max_attempts: self.max_attempts,
-                initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+                ca_file,
             },
             experiment: self.experiment,
             on_conflict: self.on_conflict,
@@ -138,7 +151,7 @@ api_prefix = "/api/v1/modeldb"   # "/v1" when talking to the proxy directly
 # developer_key = "${MODELDB_DEVELOPER_KEY}"
 connect_timeout_secs = 10
 request_timeout_secs = 30
-max_attempts = 4
+# ca_file = "/etc/ssl/private-ca.pem"   # a server behind a private CA
 # experiment = "sagemaker"       # default: the mapper's experiment
 on_conflict = "keep"             # or "replace"
 dataset_versions = true

@@ -7,7 +7,7 @@ use sagesync_core::{RunRecord, Sink, SinkReceipt, SyncError, WriteContext, Write
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::client::{error_from, is_absent, Api, ApiSettings, Reply, V2Error};
+use super::client::{error_from, is_absent, Api, ApiSettings, Call, Reply, V2Error};
 use super::keys::{unique_keys, MAX_TAG};
 
 /// What to do when a stored value differs from the job's.
@@ -144,8 +144,13 @@ impl ModelDbV2Sink {
 
     fn sync_error(&self, e: V2Error) -> SyncError {
         let message = format!("ModelDB v2 at {}: {e}", self.settings.api.base_url);
-        if e.is_retryable() {
+        if e.is_stop() {
+            tracing::debug!(error = %e, "ModelDB v2 request not sent");
+            SyncError::Cancelled
+        } else if e.is_retryable() {
             SyncError::transient_with(message, e)
+        } else if e.is_setup() {
+            SyncError::setup_with(message, e)
         } else {
             SyncError::permanent_with(message, e)
         }
@@ -179,7 +184,12 @@ impl ModelDbV2Sink {
             if key != orig {
                 originals.push((format!("original_key/metrics/{key}"), orig.clone()));
             }
-            d.metrics.push(json!({"key": key, "value": v, "value_type": "NUMBER"}));
+            // A JSON number cannot be NaN or infinite: ModelDB's `Value` then holds the name
+            // as a string (what protobuf's JSON mapping does with a non-finite double).
+            d.metrics.push(match sagesync_core::model::metric_value::non_finite_name(v) {
+                Some(name) => json!({"key": key, "value": name, "value_type": "STRING"}),
+                None => json!({"key": key, "value": v, "value_type": "NUMBER"}),
+            });
         }
         for (key, orig) in unique_keys(r.datasets.iter().map(|x| x.name.as_str())) {
             let ds = r.datasets.iter().find(|x| x.name == orig);
@@ -236,12 +246,13 @@ impl ModelDbV2Sink {
     /// Get-or-create by name: GET; absent → create; 409 → GET again.
     async fn get_or_create(
         &self,
+        c: &Call<'_>,
         get: (&str, &[(&str, &str)]),
         create: (&str, Value),
         pick: &(dyn Fn(&Value) -> Option<String> + Send + Sync),
     ) -> Result<(String, bool), V2Error> {
         for round in 0..2 {
-            let r = self.api.get(get.0, get.1).await?;
+            let r = c.get(get.0, get.1).await?;
             if r.status == 200 {
                 if let Some(id) = pick(&r.body) {
                     return Ok((id, false));
@@ -254,22 +265,22 @@ impl ModelDbV2Sink {
             if round == 1 {
                 break;
             }
-            let c = self.api.post(create.0, &create.1).await?;
-            if c.status == 200 {
-                if let Some(id) = pick(&c.body) {
+            let made = c.post(create.0, &create.1).await?;
+            if made.status == 200 {
+                if let Some(id) = pick(&made.body) {
                     return Ok((id, true));
                 }
                 return Err(V2Error::Decode { op: create.0.into(), message: "no id in the response".into() });
             }
-            if c.status != 409 {
-                return Err(self.fail(create.0, &c));
+            if made.status != 409 {
+                return Err(self.fail(create.0, &made));
             }
             // Someone else created it meanwhile: fetch again.
         }
         Err(V2Error::Decode { op: get.0.into(), message: "still absent after a 409 on create".into() })
     }
 
-    async fn project(&self, r: &RunRecord) -> Result<String, V2Error> {
+    async fn project(&self, c: &Call<'_>, r: &RunRecord) -> Result<String, V2Error> {
         let name = r.project.name.as_str();
         let mut body = json!({"name": name, "description": r.project.description});
         if !r.project.user.is_empty() {
@@ -278,13 +289,14 @@ impl ModelDbV2Sink {
         let pick = |b: &Value| {
             field_str(b, "/project_by_user/id").or_else(|| field_str(b, "/shared_projects/0/id")).or_else(|| field_str(b, "/project/id"))
         };
-        Ok(self.get_or_create(("/project/getProjectByName", &[("name", name)]), ("/project/createProject", body), &pick).await?.0)
+        Ok(self.get_or_create(c, ("/project/getProjectByName", &[("name", name)]), ("/project/createProject", body), &pick).await?.0)
     }
 
-    async fn experiment_id(&self, project_id: &str, name: &str) -> Result<String, V2Error> {
+    async fn experiment_id(&self, c: &Call<'_>, project_id: &str, name: &str) -> Result<String, V2Error> {
         let pick = |b: &Value| field_str(b, "/experiment/id");
         Ok(self
             .get_or_create(
+                c,
                 ("/experiment/getExperimentByName", &[("project_id", project_id), ("name", name)]),
                 ("/experiment/createExperiment", json!({"project_id": project_id, "name": name})),
                 &pick,
@@ -295,13 +307,19 @@ impl ModelDbV2Sink {
 
     /// Dataset + version for a manifest channel; returns the version id. The version is tagged
     /// with the manifest's fingerprint, so one manifest never makes two versions.
-    async fn dataset_version(&self, ds: &sagesync_core::Dataset, m: &sagesync_core::ChannelManifest) -> Result<String, V2Error> {
+    async fn dataset_version(
+        &self,
+        c: &Call<'_>,
+        ds: &sagesync_core::Dataset,
+        m: &sagesync_core::ChannelManifest,
+    ) -> Result<String, V2Error> {
         let name = ds.uri.clone();
         let pick = |b: &Value| {
             field_str(b, "/dataset_by_user/id").or_else(|| field_str(b, "/shared_datasets/0/id")).or_else(|| field_str(b, "/dataset/id"))
         };
         let (dataset_id, _) = self
             .get_or_create(
+                c,
                 ("/dataset/getDatasetByName", &[("name", name.as_str())]),
                 (
                     "/dataset/createDataset",
@@ -312,7 +330,7 @@ impl ModelDbV2Sink {
             .await?;
         let tag = manifest_tag(m);
         let op = "/dataset-version/getAllDatasetVersionsByDatasetId";
-        let r = self.api.get(op, &[("dataset_id", dataset_id.as_str())]).await?;
+        let r = c.get(op, &[("dataset_id", dataset_id.as_str())]).await?;
         if r.status != 200 {
             return Err(self.fail(op, &r));
         }
@@ -338,16 +356,17 @@ impl ModelDbV2Sink {
             "path_dataset_version_info": {"location_type": "S3_FILE_SYSTEM", "size": size.to_string(), "base_path": base_path, "dataset_part_infos": parts},
         });
         let op = "/dataset-version/createDatasetVersion";
-        let c = self.api.post(op, &body).await?;
-        if c.status != 200 {
-            return Err(self.fail(op, &c));
+        let made = c.post(op, &body).await?;
+        if made.status != 200 {
+            return Err(self.fail(op, &made));
         }
-        field_str(&c.body, "/dataset_version/id").ok_or_else(|| V2Error::Decode { op: op.into(), message: "no dataset_version.id".into() })
+        field_str(&made.body, "/dataset_version/id")
+            .ok_or_else(|| V2Error::Decode { op: op.into(), message: "no dataset_version.id".into() })
     }
 
-    async fn get_run(&self, experiment_id: &str, name: &str) -> Result<Option<Value>, V2Error> {
+    async fn get_run(&self, c: &Call<'_>, experiment_id: &str, name: &str) -> Result<Option<Value>, V2Error> {
         let op = "/experiment-run/getExperimentRunByName";
-        let r = self.api.get(op, &[("experiment_id", experiment_id), ("name", name)]).await?;
+        let r = c.get(op, &[("experiment_id", experiment_id), ("name", name)]).await?;
         if r.status == 200 {
             return Ok(r.body.get("experiment_run").cloned());
         }
@@ -358,7 +377,7 @@ impl ModelDbV2Sink {
     }
 
     /// Writes what the stored run lacks; returns (writes, kept conflicts).
-    async fn reconcile(&self, run: &Value, d: &Desired) -> Result<(u32, u32), V2Error> {
+    async fn reconcile(&self, c: &Call<'_>, run: &Value, d: &Desired) -> Result<(u32, u32), V2Error> {
         let id = field_str(run, "/id")
             .ok_or_else(|| V2Error::Decode { op: "getExperimentRunByName".into(), message: "run without id".into() })?;
         let mut writes = 0;
@@ -403,7 +422,7 @@ impl ModelDbV2Sink {
             }
             if replace && !changed.is_empty() {
                 let keys: Vec<Value> = changed.iter().map(|kv| kv["key"].clone()).collect();
-                let r = self.api.delete(del_op, &json!({"id": id, del_field: keys})).await?;
+                let r = c.delete(del_op, &json!({"id": id, del_field: keys})).await?;
                 if r.status != 200 {
                     return Err(self.fail(del_op, &r));
                 }
@@ -413,7 +432,7 @@ impl ModelDbV2Sink {
                 conflicts += changed.len() as u32;
             }
             if !missing.is_empty() {
-                let r = self.api.post(log_op, &json!({"id": id, field: missing})).await?;
+                let r = c.post(log_op, &json!({"id": id, field: missing})).await?;
                 if r.status != 200 {
                     return Err(self.fail(log_op, &r));
                 }
@@ -437,7 +456,7 @@ impl ModelDbV2Sink {
         }
         if !ds_missing.is_empty() {
             let op = "/experiment-run/logDatasets";
-            let r = self.api.post(op, &json!({"id": id, "datasets": ds_missing, "overwrite": false})).await?;
+            let r = c.post(op, &json!({"id": id, "datasets": ds_missing, "overwrite": false})).await?;
             if r.status != 200 {
                 return Err(self.fail(op, &r));
             }
@@ -446,7 +465,7 @@ impl ModelDbV2Sink {
         if !ds_changed.is_empty() {
             if replace {
                 let op = "/experiment-run/logDatasets";
-                let r = self.api.post(op, &json!({"id": id, "datasets": ds_changed, "overwrite": true})).await?;
+                let r = c.post(op, &json!({"id": id, "datasets": ds_changed, "overwrite": true})).await?;
                 if r.status != 200 {
                     return Err(self.fail(op, &r));
                 }
@@ -468,7 +487,7 @@ impl ModelDbV2Sink {
                 Some(s) if !same_artifact(s, x) => {
                     if replace {
                         let op = "/experiment-run/deleteArtifact";
-                        let r = self.api.delete(op, &json!({"id": id, "key": key})).await?;
+                        let r = c.delete(op, &json!({"id": id, "key": key})).await?;
                         if r.status != 200 {
                             return Err(self.fail(op, &r));
                         }
@@ -483,7 +502,7 @@ impl ModelDbV2Sink {
         }
         if !art_missing.is_empty() {
             let op = "/experiment-run/logArtifacts";
-            let r = self.api.post(op, &json!({"id": id, "artifacts": art_missing})).await?;
+            let r = c.post(op, &json!({"id": id, "artifacts": art_missing})).await?;
             if r.status != 200 {
                 return Err(self.fail(op, &r));
             }
@@ -494,7 +513,7 @@ impl ModelDbV2Sink {
         let tags_missing: Vec<&String> = d.tags.iter().filter(|t| !stored_tags.contains(&t.as_str())).collect();
         if !tags_missing.is_empty() {
             let op = "/experiment-run/addExperimentRunTags";
-            let r = self.api.post(op, &json!({"id": id, "tags": tags_missing})).await?;
+            let r = c.post(op, &json!({"id": id, "tags": tags_missing})).await?;
             if r.status != 200 {
                 return Err(self.fail(op, &r));
             }
@@ -504,9 +523,9 @@ impl ModelDbV2Sink {
     }
 
     /// Deletes the run with `run_id` if it is a run of `arn`; `false` when there was none.
-    async fn delete_run_of(&self, run_id: &str, arn: &str) -> Result<bool, V2Error> {
+    async fn delete_run_of(&self, c: &Call<'_>, run_id: &str, arn: &str) -> Result<bool, V2Error> {
         let op = "/experiment-run/getExperimentRunById";
-        let r = self.api.get(op, &[("id", run_id)]).await?;
+        let r = c.get(op, &[("id", run_id)]).await?;
         if is_absent(&r) {
             return Ok(false);
         }
@@ -519,7 +538,7 @@ impl ModelDbV2Sink {
             return Ok(false);
         }
         let op = "/experiment-run/deleteExperimentRun";
-        let d = self.api.delete(op, &json!({"id": run_id})).await?;
+        let d = c.delete(op, &json!({"id": run_id})).await?;
         if is_absent(&d) {
             return Ok(false);
         }
@@ -531,13 +550,13 @@ impl ModelDbV2Sink {
 
     /// The ids of the runs a pending receipt's names (project, experiment, run) lead to, read
     /// only: nothing is created.
-    async fn runs_by_pending_names(&self, previous: &SinkReceipt, arn: &str) -> Result<Vec<String>, V2Error> {
+    async fn runs_by_pending_names(&self, c: &Call<'_>, previous: &SinkReceipt, arn: &str) -> Result<Vec<String>, V2Error> {
         let (Some(project), Some(run)) = (previous.ids.get("pending_project"), previous.ids.get("pending_run")) else {
             return Ok(Vec::new());
         };
         let experiment = self.settings.experiment.clone().or_else(|| previous.ids.get("pending_experiment").cloned()).unwrap_or_default();
         let op = "/project/getProjectByName";
-        let r = self.api.get(op, &[("name", project.as_str())]).await?;
+        let r = c.get(op, &[("name", project.as_str())]).await?;
         if is_absent(&r) {
             return Ok(Vec::new());
         }
@@ -551,7 +570,7 @@ impl ModelDbV2Sink {
             return Ok(Vec::new());
         };
         let op = "/experiment/getExperimentByName";
-        let r = self.api.get(op, &[("project_id", project_id.as_str()), ("name", experiment.as_str())]).await?;
+        let r = c.get(op, &[("project_id", project_id.as_str()), ("name", experiment.as_str())]).await?;
         if is_absent(&r) {
             return Ok(Vec::new());
         }
@@ -561,7 +580,7 @@ impl ModelDbV2Sink {
         let Some(experiment_id) = field_str(&r.body, "/experiment/id") else { return Ok(Vec::new()) };
         let mut ids = Vec::new();
         for name in [run.clone(), hashed_name(run, arn)] {
-            if let Some(found) = self.get_run(&experiment_id, &name).await? {
+            if let Some(found) = self.get_run(c, &experiment_id, &name).await? {
                 if run_owner(&found).as_deref() == Some(arn) {
                     ids.extend(field_str(&found, "/id"));
                 }
@@ -572,25 +591,25 @@ impl ModelDbV2Sink {
 
     /// After a move (the job's project, experiment or run name changed), deletes the run the
     /// previous write made, so that the ARN keeps one run.
-    async fn remove_previous(&self, cx: &WriteContext, current_run_id: &str, arn: &str) -> Result<(), V2Error> {
+    async fn remove_previous(&self, c: &Call<'_>, cx: &WriteContext, current_run_id: &str, arn: &str) -> Result<(), V2Error> {
         let Some(old) = cx.previous.as_ref().and_then(|p| p.ids.get("run_id")) else { return Ok(()) };
         if old.is_empty() || old == current_run_id {
             return Ok(());
         }
-        if self.delete_run_of(old, arn).await? {
+        if self.delete_run_of(c, old, arn).await? {
             tracing::info!(old_run_id = %old, run_id = current_run_id, "ModelDB v2: the job moved; its previous run was deleted");
         }
         Ok(())
     }
 
-    async fn upsert_inner(&self, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, V2Error> {
-        let project_id = self.project(r).await?;
-        let experiment_id = self.experiment_id(&project_id, self.experiment(r)).await?;
+    async fn upsert_inner(&self, c: &Call<'_>, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, V2Error> {
+        let project_id = self.project(c, r).await?;
+        let experiment_id = self.experiment_id(c, &project_id, self.experiment(r)).await?;
         let mut d = self.desired(r);
         if self.settings.dataset_versions {
             for (i, ds) in r.datasets.iter().enumerate() {
                 if let (Some(m), Some(entry)) = (&ds.manifest, d.datasets.get_mut(i)) {
-                    let version = self.dataset_version(ds, m).await?;
+                    let version = self.dataset_version(c, ds, m).await?;
                     entry["linked_artifact_id"] = json!(version);
                 }
             }
@@ -606,7 +625,7 @@ impl ModelDbV2Sink {
         // The job's run under either name first: a run under the hashed name stays there even
         // after the plain name is freed (no flip, no second run).
         for name in &names {
-            if let Some(run) = self.get_run(&experiment_id, name).await? {
+            if let Some(run) = self.get_run(c, &experiment_id, name).await? {
                 if run_owner(&run).as_deref() == Some(arn) {
                     found = Some((name.clone(), run));
                     break;
@@ -614,7 +633,7 @@ impl ModelDbV2Sink {
             }
         }
         for name in names.iter().filter(|_| found.is_none()) {
-            match self.get_run(&experiment_id, name).await? {
+            match self.get_run(c, &experiment_id, name).await? {
                 Some(run) if run_owner(&run).as_deref() == Some(arn) => {
                     found = Some((name.clone(), run));
                     break;
@@ -641,26 +660,26 @@ impl ModelDbV2Sink {
                 body["end_time"] = json!(t);
             }
             let op = "/experiment-run/createExperimentRun";
-            let c = self.api.post(op, &body).await?;
-            match c.status {
+            let made = c.post(op, &body).await?;
+            match made.status {
                 200 => {
-                    let id = field_str(&c.body, "/experiment_run/id")
+                    let id = field_str(&made.body, "/experiment_run/id")
                         .ok_or_else(|| V2Error::Decode { op: op.into(), message: "no experiment_run.id".into() })?;
-                    self.remove_previous(cx, &id, arn).await?;
+                    self.remove_previous(c, cx, &id, arn).await?;
                     return Ok(receipt(id, WriteKind::Created));
                 }
                 409 => {
                     // Another writer created it meanwhile: ours to reconcile, or a namesake's.
-                    match self.get_run(&experiment_id, name).await? {
+                    match self.get_run(c, &experiment_id, name).await? {
                         Some(run) if run_owner(&run).as_deref() == Some(arn) => {
                             found = Some((name.clone(), run));
                             break;
                         }
                         Some(_) => continue,
-                        None => return Err(self.fail(op, &c)),
+                        None => return Err(self.fail(op, &made)),
                     }
                 }
-                _ => return Err(self.fail(op, &c)),
+                _ => return Err(self.fail(op, &made)),
             }
         }
         let Some((run_name, run)) = found else {
@@ -673,10 +692,10 @@ impl ModelDbV2Sink {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = if attempt == 1 { run.clone() } else { self.get_run(&experiment_id, &run_name).await?.unwrap_or(Value::Null) };
-            match self.reconcile(&current, &d).await {
+            let current = if attempt == 1 { run.clone() } else { self.get_run(c, &experiment_id, &run_name).await?.unwrap_or(Value::Null) };
+            match self.reconcile(c, &current, &d).await {
                 Ok((writes, conflicts)) => {
-                    self.remove_previous(cx, &run_id, arn).await?;
+                    self.remove_previous(c, cx, &run_id, arn).await?;
                     let mut rc = receipt(run_id.clone(), if writes == 0 { WriteKind::Unchanged } else { WriteKind::Updated });
                     if conflicts > 0 {
                         rc = rc.id("kept_conflicts", conflicts);
@@ -694,11 +713,10 @@ impl ModelDbV2Sink {
 #[async_trait]
 impl Sink for ModelDbV2Sink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
-        use std::sync::atomic::Ordering;
-        let before = self.api.writes.load(Ordering::SeqCst);
-        match self.upsert_inner(record, cx).await {
+        let c = self.api.call(cx);
+        match self.upsert_inner(&c, record, cx).await {
             Ok(mut rc) => {
-                rc.writes = self.api.writes.load(Ordering::SeqCst).saturating_sub(before);
+                rc.writes = c.writes();
                 Ok(rc)
             }
             Err(e) => Err(self.sync_error(e)),
@@ -706,6 +724,7 @@ impl Sink for ModelDbV2Sink {
     }
 
     async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
+        let c = &self.api.call(cx);
         let Some(previous) = cx.previous.as_ref() else { return Ok(Some(SinkReceipt::new(WriteKind::Removed))) };
         let mut rc = SinkReceipt::new(WriteKind::Removed);
         for (k, v) in &previous.ids {
@@ -717,10 +736,10 @@ impl Sink for ModelDbV2Sink {
             Some(id) => vec![id.clone()],
             // A write whose outcome the ledger never learned (the process stopped before its
             // commit): the names it was written under lead to the run, if it exists.
-            None => self.runs_by_pending_names(previous, external_id).await.map_err(|e| self.sync_error(e))?,
+            None => self.runs_by_pending_names(c, previous, external_id).await.map_err(|e| self.sync_error(e))?,
         };
         for id in run_ids {
-            rc.writes += u32::from(self.delete_run_of(&id, external_id).await.map_err(|e| self.sync_error(e))?);
+            rc.writes += u32::from(self.delete_run_of(c, &id, external_id).await.map_err(|e| self.sync_error(e))?);
         }
         Ok(Some(rc))
     }

@@ -182,7 +182,11 @@ where
                 SyncError::permanent(text)
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+        SdkError::TimeoutError(_) => SyncError::transient(format!(
+            "{op} {subject}: timed out (no answer within request_timeout_secs): {}",
+            sagesync_core::error_chain(&err)
+        )),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             SyncError::transient(format!("{op} {subject}: {}", sagesync_core::error_chain(&err)))
         }
         _ => SyncError::permanent(format!("{op} {subject}: {}", sagesync_core::error_chain(&err))),

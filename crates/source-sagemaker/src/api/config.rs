@@ -49,7 +49,8 @@ pub struct SageMakerSourceConfig {
     pub max_requests_per_second: Option<f64>,
     /// Budgets per operation, calls per second (`ListTrainingJobs = 2`...; 0 = unlimited).
     pub rate_limits: BTreeMap<String, f64>,
-    /// Attempts per API call, first included (SDK retry).
+    /// Attempts per API call inside the AWS SDK, first included (1: the SDK does not retry;
+    /// the engine's `[pipeline] max_attempts` is the one retry policy).
     pub max_attempts: u32,
     /// SDK retry mode: `standard` or `adaptive`.
     pub retry_mode: RetryMode,
@@ -108,11 +109,11 @@ impl Default for SageMakerSourceConfig {
             modified_before: None,
             max_requests_per_second: None,
             rate_limits: BTreeMap::new(),
-            max_attempts: 5,
+            max_attempts: 1,
             retry_mode: RetryMode::Standard,
             initial_backoff_ms: 1000,
             connect_timeout_secs: 10,
-            request_timeout_secs: 60,
+            request_timeout_secs: 30,
             page_size: 100,
             watermark_overlap_secs: 300,
             dataset_manifests: false,
@@ -173,8 +174,19 @@ impl SageMakerSourceConfig {
             ("cloudwatch_endpoint_url", &self.cloudwatch_endpoint_url),
         ] {
             if let Some(u) = v {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    problems.push(FieldProblem::at(k, "must be an http:// or https:// URL"));
+                if let Err(m) = sagesync_core::config::endpoint_url(u) {
+                    problems.push(FieldProblem::at(k, m));
+                }
+            }
+        }
+        // An empty window lists nothing: that is a mistake, not a filter.
+        for (after, before, a, b) in [
+            ("modified_after", "modified_before", filters.modified_after, filters.modified_before),
+            ("created_after", "created_before", filters.created_after, filters.created_before),
+        ] {
+            if let (Some(a), Some(b)) = (a, b) {
+                if b <= a {
+                    problems.push(FieldProblem::at(before, format!("must be later than `{after}`; this window holds no job")));
                 }
             }
         }

@@ -15,6 +15,20 @@ pub fn time(dt: &DateTime) -> Value {
     }
 }
 
+/// A SageMaker `MetricData.Value` (a 32-bit float in the service's model) as the JSON the wire
+/// held: the shortest decimal that reads back as the same f32 (`0.5396`, never the widened
+/// `0.5396000146865845`), and `NaN`, `Infinity`, `-Infinity` as the strings the service sends.
+pub fn metric_f32(v: Option<f32>) -> Value {
+    match v {
+        None => Value::Null,
+        Some(x) if x.is_nan() => json!("NaN"),
+        Some(x) if x == f32::INFINITY => json!("Infinity"),
+        Some(x) if x == f32::NEG_INFINITY => json!("-Infinity"),
+        // `Display` of an f32 is its shortest round-tripping decimal.
+        Some(x) => format!("{x}").parse::<f64>().map(|f| json!(f)).unwrap_or(Value::Null),
+    }
+}
+
 fn opt_time(dt: Option<&DateTime>) -> Value {
     dt.map(time).unwrap_or(Value::Null)
 }
@@ -88,7 +102,7 @@ macro_rules! job_document {
             "InputDataConfig": $crate::api::convert::channels(j.input_data_config()),
             "FinalMetricDataList": j.final_metric_data_list().iter().map(|m| serde_json::json!({
                 "MetricName": m.metric_name(),
-                "Value": m.value().map(f64::from),
+                "Value": $crate::api::convert::metric_f32(m.value()),
                 "Timestamp": $crate::api::convert::opt_time_pub(m.timestamp()),
             })).collect::<Vec<_>>(),
             "BillableTimeInSeconds": j.billable_time_in_seconds(),
@@ -162,6 +176,22 @@ pub fn tags(t: &[aws_sdk_sagemaker::types::Tag]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_values_are_what_the_wire_held() {
+        assert_eq!(metric_f32(Some(0.5396)), json!(0.5396));
+        assert_eq!(metric_f32(Some(0.5396)).to_string(), "0.5396");
+        assert_eq!(metric_f32(Some(1e-7)).as_f64(), Some(1e-7));
+        assert_eq!(metric_f32(Some(3.4028235e38)).as_f64(), Some(3.4028235e38));
+        assert_eq!(metric_f32(Some(f32::NAN)), json!("NaN"));
+        assert_eq!(metric_f32(Some(f32::INFINITY)), json!("Infinity"));
+        assert_eq!(metric_f32(Some(f32::NEG_INFINITY)), json!("-Infinity"));
+        assert_eq!(metric_f32(None), Value::Null);
+        for bits in [0x3f0a_3d71u32, 0x0000_0001, 0x7f7f_ffff, 0x3eaa_aaab, 0x4049_0fdb] {
+            let x = f32::from_bits(bits);
+            assert_eq!(metric_f32(Some(x)).as_f64().map(|f| f as f32), Some(x), "round trip of {x}");
+        }
+    }
 
     #[test]
     fn times_round_to_millis() {

@@ -13,6 +13,9 @@ use crate::document::{parse_tags, parse_timestamp};
 
 /// The `detail-type` of training-job state changes.
 pub const DETAIL_TYPE: &str = "SageMaker Training Job State Change";
+/// The `source` and `detail-type` of an EventBridge schedule's event (a rule with a
+/// `ScheduleExpression`): the Lambda's cue to re-drive failed jobs whose retry time has come.
+pub const SCHEDULED: (&str, &str) = ("aws.events", "Scheduled Event");
 /// Statuses after which a job no longer changes.
 pub const TERMINAL: [&str; 3] = ["Completed", "Failed", "Stopped"];
 
@@ -45,6 +48,8 @@ impl StateChange {
 pub enum EventKind {
     /// A training-job state change.
     StateChange(StateChange),
+    /// A scheduled event: re-drive the failed jobs whose retry time has come.
+    Scheduled,
     /// Something else (another detail-type or source): acknowledged, nothing done.
     Other(String),
 }
@@ -62,6 +67,9 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
     let origin = format!("event {}", id.as_deref().unwrap_or("(no id)"));
     let source = o.get("source").and_then(Value::as_str).unwrap_or("");
     let detail_type = o.get("detail-type").and_then(Value::as_str).unwrap_or("");
+    if (source, detail_type) == SCHEDULED {
+        return Ok(EventKind::Scheduled);
+    }
     if source != "aws.sagemaker" || detail_type != DETAIL_TYPE {
         if source.is_empty() && detail_type.is_empty() {
             return Err(malformed(&origin, "not an EventBridge event (no `source` or `detail-type`)"));
@@ -141,6 +149,8 @@ pub struct PayloadItem {
 pub enum ItemKind {
     /// A terminal state change: a job to sync.
     Job(Box<StateChange>),
+    /// A scheduled event: re-drive due retries.
+    Scheduled,
     /// Nothing to do (another event type, a status that is not final yet).
     Ignored(String),
     /// Unreadable.
@@ -177,6 +187,7 @@ fn classify(ev: &Value) -> ItemKind {
     match parse_event(ev) {
         Err(e) => ItemKind::Malformed(e),
         Ok(EventKind::Other(reason)) => ItemKind::Ignored(reason),
+        Ok(EventKind::Scheduled) => ItemKind::Scheduled,
         Ok(EventKind::StateChange(c)) if !c.is_terminal() => {
             ItemKind::Ignored(format!("status {} is not final; nothing to sync yet", c.status.as_deref().unwrap_or("(none)")))
         }
@@ -226,5 +237,9 @@ mod tests {
             parse_event(&json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}})).unwrap(),
             EventKind::Other(_)
         ));
+        assert_eq!(
+            parse_event(&json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}, "resources": []})).unwrap(),
+            EventKind::Scheduled
+        );
     }
 }

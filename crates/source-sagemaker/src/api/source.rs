@@ -85,10 +85,10 @@ impl SageMakerSettings {
     pub fn new(mode: Mode) -> Self {
         SageMakerSettings {
             client: ClientSettings {
-                max_attempts: 5,
+                max_attempts: 1,
                 initial_backoff: std::time::Duration::from_secs(1),
                 connect_timeout: std::time::Duration::from_secs(10),
-                attempt_timeout: std::time::Duration::from_secs(60),
+                attempt_timeout: std::time::Duration::from_secs(30),
                 ..Default::default()
             },
             mode,
@@ -425,8 +425,15 @@ impl SageMakerSource {
 
     /// One Search page, by keyset on (LastModifiedTime, ARN): each page asks again from the
     /// last time seen, so a job modified while the listing runs moves later in it and is listed
-    /// again, never skipped. Only when a page makes no progress (more jobs share one time than
-    /// a page holds) does it follow the page token.
+    /// again, never skipped.
+    ///
+    /// More jobs may share one time than a page holds (bulk imports). Search can only continue
+    /// such a group with its page token, which is an offset: a member modified meanwhile leaves
+    /// the group and shifts the rest, so a following page can step over a member never read.
+    /// The group is therefore read in *sweeps*, each from its first member (offset 0) to its
+    /// end, until two sweeps in a row find the same members (a count and an order-independent
+    /// digest of their ARNs): only then does the listing move past the group's time. A member
+    /// that left the group was modified, and is listed again at its new time.
     async fn search_page(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
         use aws_sdk_sagemaker::types::{Filter, Operator, ResourceType, SearchExpression, SearchSortOrder};
         let f = &self.settings.filters;
@@ -457,9 +464,10 @@ impl SageMakerSource {
         if let [one] = f.statuses.as_slice() {
             filters.push(filter("TrainingJobStatus", Operator::Equals, one.clone()));
         }
+        let tie = Tie::parse(cursor.token.as_deref());
         let expr = if filters.is_empty() { None } else { Some(SearchExpression::builder().set_filters(Some(filters)).build()) };
         self.before("Search").await;
-        let page = self
+        let sent = self
             .clients()
             .await
             .sagemaker
@@ -469,10 +477,36 @@ impl SageMakerSource {
             .sort_by("LastModifiedTime")
             .sort_order(SearchSortOrder::Ascending)
             .max_results(self.settings.page_size)
-            .set_next_token(cursor.token.clone())
+            .set_next_token(tie.as_ref().and_then(|t| t.page.clone()))
             .send()
-            .await
-            .map_err(|e| map_sdk_error("Search", "TrainingJob", e))?;
+            .await;
+        let (records, token) = match sent {
+            Ok(page) => {
+                let records = page
+                    .results()
+                    .iter()
+                    .filter_map(|r| r.training_job())
+                    .map(|tj| Record::of_doc(convert::search_document(tj)))
+                    .collect::<Vec<_>>();
+                (records, page.next_token().filter(|t| !t.is_empty()).map(str::to_string))
+            }
+            // A page the SDK cannot read (one record it cannot parse fails the whole page):
+            // read the body as plain JSON, so that the bad record fails alone, with its job,
+            // and the rest of the page syncs.
+            Err(aws_sdk_sagemaker::error::SdkError::ResponseError(re)) => match re.raw().body().bytes().and_then(raw_search_page) {
+                Some(page) => {
+                    tracing::warn!(records = page.0.len(), "the SDK could not read a Search page; read from its JSON instead");
+                    page
+                }
+                None => {
+                    let e: aws_sdk_sagemaker::error::SdkError<aws_sdk_sagemaker::operation::search::SearchError, _> =
+                        aws_sdk_sagemaker::error::SdkError::ResponseError(re);
+                    return Err(map_sdk_error("Search", "TrainingJob", e));
+                }
+            },
+            Err(e) => return Err(map_sdk_error("Search", "TrainingJob", e)),
+        };
+        let group_time = cursor.watermark.or(lower);
         let mut next = Cursor {
             watermark: cursor.watermark.or(lower),
             seen_at_watermark: cursor.seen_at_watermark.clone(),
@@ -481,47 +515,35 @@ impl SageMakerSource {
         };
         let mut jobs = Vec::new();
         let mut problems = Vec::new();
-        let results = page.results();
-        for (i, r) in results.iter().enumerate() {
-            let Some(tj) = r.training_job() else { continue };
-            let arn = tj.training_job_arn().unwrap_or_default().to_string();
-            let lm = tj
-                .last_modified_time()
-                .map(convert::time)
-                .and_then(|v| v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc)));
-            if cursor.covers(lm, &arn) {
+        let mut sweep = tie.clone().unwrap_or_default();
+        // In a sweep, what comes after the group on this page waits until the group is read
+        // whole (then it is listed; else the next sweep shows it again).
+        let mut after_group: Vec<(usize, Record)> = Vec::new();
+        for (i, rec) in records.into_iter().enumerate() {
+            let lm = rec.last_modified;
+            // Every member of the group this page shows counts toward the sweep (a page read
+            // from the group's start begins one, in keyset paging too).
+            if lm.is_some() && lm == group_time {
+                sweep.count(&rec.arn);
+            }
+            if cursor.covers(lm, &rec.arn) {
                 continue;
             }
-            next.advance(lm, &arn);
-            let doc = convert::search_document(tj);
-            let name = tj.training_job_name().unwrap_or("?").to_string();
-            match crate::document::job_from_document(&doc) {
-                Ok(job) if !job.arn.is_empty() && !job.status.is_empty() => {
-                    if self.status_ok(&job.status) {
-                        jobs.push(JobRef::with_job(job, None));
-                    }
+            match tie {
+                Some(_) if lm == group_time => {
+                    next.seen_at_watermark.insert(rec.arn.clone());
                 }
-                Ok(_) => problems.push(ListingProblem {
-                    origin: format!("Search record {i} ({name})"),
-                    job: Some(name),
-                    arn: (!arn.is_empty()).then_some(arn),
-                    last_modified: lm,
-                    error: SyncError::Malformed { origin: "Search".into(), message: "the record has no ARN or status".into() },
-                }),
-                // One bad record fails alone, with its reason; the rest of the page syncs.
-                Err(e) => problems.push(ListingProblem {
-                    origin: format!("Search record {i} ({name})"),
-                    job: Some(name.clone()),
-                    arn: (!arn.is_empty()).then_some(arn),
-                    last_modified: lm,
-                    error: SyncError::Malformed { origin: format!("training job {name}"), message: e.to_string() },
-                }),
+                Some(_) => {
+                    after_group.push((i, rec));
+                    continue;
+                }
+                None => next.advance(lm, &rec.arn),
             }
+            self.yield_record(i, rec, &mut jobs, &mut problems);
         }
-        let token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-        let done = token.is_none();
-        if done {
-            next = match scope {
+        let listing_done = token.is_none();
+        let finish = |next: Cursor| -> Cursor {
+            match scope {
                 // The next poll begins a little before this one started (eventual consistency,
                 // clocks), never after the last job seen.
                 ListScope::Incremental => {
@@ -531,13 +553,171 @@ impl SageMakerSource {
                 }
                 // A range listed to its end starts over next time.
                 ListScope::Range { .. } => Cursor::default(),
-            };
-        } else if next.watermark == cursor.watermark.or(lower) {
-            // No progress in time (more jobs share one time than a page holds): continue the
-            // same query with its page token.
-            next.token = token;
+            }
+        };
+        match tie {
+            // Keyset paging.
+            None => {
+                if listing_done {
+                    return Ok(Page { jobs, problems, next: finish(next), done: true });
+                }
+                if next.watermark == group_time {
+                    // No progress in time: the page was all one group, larger than a page.
+                    // This page was the first of a sweep (it was read from the group's start).
+                    sweep.page = token;
+                    next.token = Some(sweep.encode());
+                }
+                Ok(Page { jobs, problems, next, done: false })
+            }
+            // Inside a sweep of the group at `group_time`.
+            Some(_) => {
+                let ended = !after_group.is_empty() || listing_done;
+                if !ended {
+                    sweep.page = token;
+                    next.token = Some(sweep.encode());
+                    return Ok(Page { jobs, problems, next, done: false });
+                }
+                if !sweep.stable() {
+                    // Not yet two equal sweeps: read the group again from its start.
+                    tracing::debug!(members = sweep.cur.0, "Search: reading a group of jobs with one LastModifiedTime again");
+                    next.token = Some(sweep.restart().encode());
+                    return Ok(Page { jobs, problems, next, done: false });
+                }
+                // The group is read whole: list what followed it, and go on by keyset.
+                for (i, rec) in after_group {
+                    next.advance(rec.last_modified, &rec.arn);
+                    self.yield_record(i, rec, &mut jobs, &mut problems);
+                }
+                if listing_done {
+                    return Ok(Page { jobs, problems, next: finish(next), done: true });
+                }
+                Ok(Page { jobs, problems, next, done: false })
+            }
         }
-        Ok(Page { jobs, problems, next, done })
+    }
+
+    /// A record of a Search page as a job (when its status passes the filter) or, when it
+    /// cannot be read, a problem of its own: one bad record fails alone, with its reason, and
+    /// the rest of the page syncs.
+    fn yield_record(&self, i: usize, rec: Record, jobs: &mut Vec<JobRef>, problems: &mut Vec<ListingProblem>) {
+        let name = rec.name.clone();
+        match rec.job {
+            Ok(job) if !job.arn.is_empty() && !job.status.is_empty() => {
+                if self.status_ok(&job.status) {
+                    jobs.push(JobRef::with_job(job, None));
+                }
+            }
+            Ok(_) => problems.push(ListingProblem {
+                origin: format!("Search record {i} ({name})"),
+                job: Some(name),
+                arn: (!rec.arn.is_empty()).then_some(rec.arn),
+                last_modified: rec.last_modified,
+                error: SyncError::Malformed { origin: "Search".into(), message: "the record has no ARN or status".into() },
+            }),
+            Err(message) => problems.push(ListingProblem {
+                origin: format!("Search record {i} ({name})"),
+                job: Some(name.clone()),
+                arn: (!rec.arn.is_empty()).then_some(rec.arn),
+                last_modified: rec.last_modified,
+                error: SyncError::Malformed { origin: format!("training job {name}"), message },
+            }),
+        }
+    }
+}
+
+/// One Search record, read through the SDK or from the raw JSON.
+struct Record {
+    name: String,
+    arn: String,
+    last_modified: Option<DateTime<Utc>>,
+    job: Result<TrainingJob, String>,
+}
+
+impl Record {
+    /// A record from a Describe-shaped document.
+    fn of_doc(doc: Value) -> Record {
+        let name = doc.get("TrainingJobName").and_then(Value::as_str).unwrap_or("?").to_string();
+        let arn = doc.get("TrainingJobArn").and_then(Value::as_str).unwrap_or_default().to_string();
+        let last_modified =
+            doc.get("LastModifiedTime").and_then(|v| crate::document::parse_timestamp(v, "LastModifiedTime").ok()).flatten();
+        let job = job_from_document(&doc).map_err(|e| e.to_string());
+        Record { name, arn, last_modified, job }
+    }
+}
+
+/// The records and page token of a Search reply the SDK could not read, from its JSON (bare
+/// `NaN` and `Infinity` tokens, which some emulators write, read as the strings the service
+/// sends). `None` when the body is not JSON at all.
+fn raw_search_page(body: &[u8]) -> Option<(Vec<Record>, Option<String>)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let v: Value = serde_json::from_str(text).or_else(|_| serde_json::from_str(&crate::document::quote_bare_non_finite(text))).ok()?;
+    let results = v.get("Results")?.as_array()?;
+    let records = results
+        .iter()
+        .filter_map(|r| r.get("TrainingJob"))
+        .map(|tj| {
+            let mut doc = tj.clone();
+            // As the SDK path orders them (it gets an unordered map), so that both paths give
+            // the same job.
+            if let Some(Value::Object(hp)) = doc.get_mut("HyperParameters") {
+                let mut sorted: Vec<(String, Value)> = std::mem::take(hp).into_iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                hp.extend(sorted);
+            }
+            Record::of_doc(doc)
+        })
+        .collect();
+    let token = v.get("NextToken").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string);
+    Some((records, token))
+}
+
+/// Where a sweep of a group of jobs sharing one `LastModifiedTime` stands (kept in the cursor's
+/// token as `tie:<json>`): the page token within the sweep, and the members (count and XOR of
+/// their ARNs' digests, which no order changes) of this sweep and of the previous one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Tie {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page: Option<String>,
+    #[serde(default)]
+    cur: (u64, String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev: Option<(u64, String)>,
+}
+
+impl Tie {
+    const PREFIX: &'static str = "tie:";
+
+    /// The sweep a cursor token stands for: `None` outside a sweep; a token of an older
+    /// release (a bare page token) continues as a sweep that is not yet known to be stable.
+    fn parse(token: Option<&str>) -> Option<Tie> {
+        let t = token?;
+        match t.strip_prefix(Self::PREFIX) {
+            Some(json) => serde_json::from_str(json).ok().or(Some(Tie::default())),
+            None => Some(Tie { page: Some(t.to_string()), ..Default::default() }),
+        }
+    }
+    fn encode(&self) -> String {
+        format!("{}{}", Self::PREFIX, serde_json::to_string(self).unwrap_or_default())
+    }
+    /// Counts one member read in this sweep.
+    fn count(&mut self, arn: &str) {
+        let d = sagesync_core::digest::of_bytes(arn.as_bytes());
+        let x: Vec<u8> = (0..d.len() / 2).map(|i| u8::from_str_radix(&d[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
+        let mut acc: Vec<u8> =
+            (0..self.cur.1.len() / 2).map(|i| u8::from_str_radix(&self.cur.1[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
+        acc.resize(x.len(), 0);
+        for (a, b) in acc.iter_mut().zip(&x) {
+            *a ^= b;
+        }
+        self.cur = (self.cur.0 + 1, acc.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    /// Whether this sweep found the same members as the one before it.
+    fn stable(&self) -> bool {
+        self.prev.as_ref() == Some(&self.cur)
+    }
+    /// The next sweep, from the group's start.
+    fn restart(&self) -> Tie {
+        Tie { page: None, cur: (0, String::new()), prev: Some(self.cur.clone()) }
     }
 }
 
@@ -581,6 +761,10 @@ impl Source for SageMakerSource {
         self.calls.snapshot()
     }
 
+    fn clock_tolerance(&self) -> std::time::Duration {
+        self.settings.watermark_overlap
+    }
+
     fn fingerprint(&self) -> String {
         let history = match &self.settings.history {
             None => "final".to_string(),
@@ -596,6 +780,41 @@ fn tags_value(t: &Tags) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_non_finite_tokens_are_quoted_outside_strings_only() {
+        let t = r#"{"a": NaN, "b": -Infinity, "c": [Infinity, 1.5], "d": "NaN \" Infinity", "e": "x"}"#;
+        let v: Value = serde_json::from_str(&crate::document::quote_bare_non_finite(t)).unwrap();
+        assert_eq!(v["a"], "NaN");
+        assert_eq!(v["b"], "-Infinity");
+        assert_eq!(v["c"][0], "Infinity");
+        assert_eq!(v["d"], "NaN \" Infinity");
+    }
+
+    #[test]
+    fn a_sweep_is_stable_when_two_in_a_row_find_the_same_members() {
+        let mut t = Tie::default();
+        for a in ["a", "b", "c"] {
+            t.count(a);
+        }
+        assert!(!t.stable(), "a first sweep is never enough");
+        let mut t2 = t.restart();
+        for a in ["c", "a", "b"] {
+            t2.count(a);
+        }
+        assert!(t2.stable(), "the same members in another order");
+        let mut t3 = t2.restart();
+        for a in ["c", "a"] {
+            t3.count(a);
+        }
+        assert!(!t3.stable(), "a member left");
+        let enc = t3.encode();
+        assert_eq!(Tie::parse(Some(&enc)), Some(t3));
+        assert_eq!(Tie::parse(Some("raw-token")).unwrap().page.as_deref(), Some("raw-token"));
+        assert_eq!(Tie::parse(None), None);
+    }
+
     #[test]
     fn names_from_arns() {
         assert_eq!(super::job_name("arn:aws:sagemaker:us-east-1:1:training-job/abc-1"), "abc-1");

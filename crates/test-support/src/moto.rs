@@ -1,0 +1,197 @@
+//! moto (tests/peers/moto_launcher.py) on 127.0.0.1, seeded through the real SDK. Fails loudly
+//! when the peer cannot start: run `scripts/setup-peers.sh`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sagemaker::types::*;
+use futures::stream::{self, StreamExt};
+
+use crate::locate::{python, repo_root};
+use crate::stderr::StderrLog;
+
+/// Environment every SDK client and child process in the tests uses.
+pub const TEST_ENV: [(&str, &str); 6] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("NO_PROXY", "127.0.0.1,localhost"),
+    ("no_proxy", "127.0.0.1,localhost"),
+];
+
+/// Sets [`TEST_ENV`] in this process (once).
+pub fn set_test_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (k, v) in TEST_ENV {
+            // Set once, before any client exists; every test sets the same values.
+            std::env::set_var(k, v);
+        }
+        std::env::remove_var("AWS_PROFILE");
+        std::env::remove_var("AWS_ENDPOINT_URL");
+        std::env::remove_var("AWS_ENDPOINT_URL_SAGEMAKER");
+    });
+}
+
+/// A running moto server.
+pub struct Moto {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+    /// moto's stderr (printed when the test panics).
+    pub log: StderrLog,
+}
+
+impl Moto {
+    /// Starts moto and resets it.
+    pub fn start() -> Moto {
+        set_test_env();
+        let log = StderrLog::new("moto");
+        let mut child = Command::new(python())
+            .arg(repo_root().join("tests/peers/moto_launcher.py"))
+            .stdout(Stdio::piped())
+            .stderr(log.stdio())
+            .spawn()
+            .expect("cannot start moto");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let line = loop {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                break l;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto exited ({status}) before it was ready; run scripts/setup-peers.sh; stderr:\n{}", log.tail(24 << 10));
+            }
+            assert!(Instant::now() < deadline, "moto not ready within 90 s; stderr:\n{}", log.tail(24 << 10));
+        };
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected moto output: {line}; stderr:\n{}", log.tail(24 << 10)));
+        let m = Moto { child, port, log };
+        m.post("/moto-api/reset", "{}");
+        m
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain HTTP POST to the launcher.
+    pub fn post(&self, path: &str, body: &str) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{path}: {out}");
+        out
+    }
+
+    /// Edits a stored job (status, failure reason, metrics, timestamps...).
+    pub fn edit(&self, name: &str, set: serde_json::Value) {
+        self.post("/_sm/training-job", &serde_json::json!({"name": name, "set": set}).to_string());
+    }
+
+    /// A SageMaker client on moto.
+    pub async fn client(&self) -> aws_sdk_sagemaker::Client {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;
+        aws_sdk_sagemaker::Client::new(&conf)
+    }
+
+    /// An S3 client on moto (path-style).
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build())
+    }
+
+    /// Creates jobs `{prefix}-{i:04}` through CreateTrainingJob, 8 at a time.
+    pub async fn create_jobs(&self, prefix: &str, n: usize, tags: &[(&str, &str)]) -> Vec<String> {
+        let c = self.client().await;
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:04}")).collect();
+        let tags: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        stream::iter(names.clone())
+            .map(|name| {
+                let c = c.clone();
+                let tags = tags.clone();
+                async move { create_job(&c, &name, &tags).await }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        names
+    }
+}
+
+/// The AWS sample's six tags, opting a job in.
+pub const SYNC_TAGS: [(&str, &str); 6] = [
+    ("MODEL_DB_SYNC", "true"),
+    ("MODEL_DB_PROJECT_NAME", "moto-project"),
+    ("MODEL_DB_PROJECT_USER", "tester"),
+    ("MODEL_DB_PROJECT_DESC", "jobs from the emulator"),
+    ("MODEL_DB_MODEL_NAME", "xgb"),
+    ("MODEL_DB_MODEL_TYPE", "XGBoost"),
+];
+
+/// CreateTrainingJob of a small XGBoost job with `tags`.
+pub async fn create_job(c: &aws_sdk_sagemaker::Client, name: &str, tags: &[(String, String)]) {
+    let channel = |n: &str| {
+        Channel::builder()
+            .channel_name(n)
+            .data_source(
+                DataSource::builder()
+                    .s3_data_source(
+                        S3DataSource::builder()
+                            .s3_data_type(S3DataType::S3Prefix)
+                            .s3_uri(format!("s3://moto-data/{n}/"))
+                            .s3_data_distribution_type(S3DataDistribution::FullyReplicated)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .content_type("text/csv")
+            .compression_type(CompressionType::None)
+            .record_wrapper_type(RecordWrapper::None)
+            .build()
+    };
+    let mut req = c
+        .create_training_job()
+        .training_job_name(name)
+        .algorithm_specification(
+            AlgorithmSpecification::builder()
+                .training_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
+                .training_input_mode(TrainingInputMode::File)
+                .build(),
+        )
+        .role_arn("arn:aws:iam::123456789012:role/sagemaker")
+        .input_data_config(channel("train"))
+        .input_data_config(channel("validation"))
+        .output_data_config(OutputDataConfig::builder().s3_output_path("s3://moto-out/output").build())
+        .resource_config(
+            ResourceConfig::builder().instance_type(TrainingInstanceType::MlM5Xlarge).instance_count(1).volume_size_in_gb(10).build(),
+        )
+        .stopping_condition(StoppingCondition::builder().max_runtime_in_seconds(3600).build())
+        .hyper_parameters("max_depth", "5")
+        .hyper_parameters("eta", "0.2")
+        .hyper_parameters("objective", "binary:logistic");
+    for (k, v) in tags {
+        req = req.tags(Tag::builder().key(k).value(v).build());
+    }
+    req.send().await.unwrap_or_else(|e| panic!("CreateTrainingJob {name}: {e:?}"));
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
