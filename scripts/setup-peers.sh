@@ -17,6 +17,20 @@ for f in tests/peers/requirements.txt tests/peers/requirements-nodeps.txt; do
     grep -qiE "^${pin//./\\.}( |\$)" "$lock" || { echo "$lock does not pin $pin from $f: run scripts/lock-peers.sh" >&2; exit 1; }
   done
 done
+# promtool, the Prometheus linter the daemon's /metrics test runs: Debian's prometheus package,
+# pinned by version and checked by its SHA-256, unpacked (not installed) into .peers/.
+PROM_DEB="prometheus=2.42.0+ds-5+b6"
+PROM_SHA256="3b0e0255b059a7696bd4a139a4a4eb24d71df067936a61ece5093559cbc7991c"
+if [ ! -x .peers/promtool/usr/bin/promtool ]; then
+  dl=$(mktemp -d)
+  (cd "$dl" && apt-get download "$PROM_DEB" >/dev/null 2>&1) || { echo "cannot download $PROM_DEB with apt-get download" >&2; rm -rf "$dl"; exit 1; }
+  echo "$PROM_SHA256  $(ls "$dl"/*.deb)" | sha256sum --check --quiet || { echo "$PROM_DEB: checksum mismatch" >&2; rm -rf "$dl"; exit 1; }
+  rm -rf .peers/promtool
+  mkdir -p .peers/promtool
+  dpkg-deb -x "$dl"/*.deb .peers/promtool
+  rm -rf "$dl"
+  echo "promtool unpacked in .peers/promtool"
+fi
 # The stamp covers every requirements and lock file and the exact interpreter.
 stamp_input=$( { cat tests/peers/requirements*.txt tests/peers/requirements*.lock; "$PY" -c 'import sys, platform; print(sys.version, platform.machine())'; } | sha256sum | cut -c1-16)
 STAMP=.venv/.installed-$stamp_input

@@ -127,6 +127,22 @@ pub async fn read_capped(resp: &mut reqwest::Response, max: usize) -> Result<Vec
 /// issuer, expired, wrong name...). Retrying does not help: the trust store or `ca_file`
 /// must change.
 pub fn is_tls_verification(e: &reqwest::Error) -> bool {
+    if typed_tls_verification(e) {
+        return true;
+    }
+    // The connector's error types between reqwest and rustls are private and change between
+    // releases; rustls's own wording of a verification failure is stable.
+    let mut text = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        text.push_str(&err.to_string());
+        text.push('\n');
+        cur = err.source();
+    }
+    ["invalid peer certificate", "peer sent no certificates"].iter().any(|m| text.contains(m))
+}
+
+fn typed_tls_verification(e: &reqwest::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(r) = err.downcast_ref::<rustls::Error>() {

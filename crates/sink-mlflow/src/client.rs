@@ -49,8 +49,8 @@ pub enum MlflowError {
         /// The timeout that applied.
         timeout: Duration,
     },
-    /// The caller's deadline leaves no time for the request.
-    #[error("{op}: not started, the deadline is too close")]
+    /// The caller's deadline left no time for the request, or passed while it ran.
+    #[error("{op}: stopped at the job's deadline")]
     Deadline {
         /// Operation.
         op: &'static str,
@@ -337,8 +337,14 @@ impl Client {
         if kind != Kind::Read {
             b.writes.fetch_add(1, Ordering::SeqCst);
         }
+        // A timeout cut by the job's deadline is an interruption, not the server's slowness.
+        let capped = timeout < self.request_timeout;
         match http.execute(req).await {
-            Ok(resp) => self.reply(op, resp, timeout).await,
+            Ok(resp) => match self.reply(op, resp, timeout).await {
+                Err(MlflowError::Timeout { .. }) if capped => Err(MlflowError::Deadline { op }),
+                other => other,
+            },
+            Err(e) if e.is_timeout() && capped => Err(MlflowError::Deadline { op }),
             Err(e) if e.is_timeout() => Err(MlflowError::Timeout { op, timeout }),
             Err(e) if sagesync_http::is_tls_verification(&e) => Err(MlflowError::Tls { op, message: describe(&e) }),
             Err(e) => Err(MlflowError::Connection { op, message: describe(&e) }),

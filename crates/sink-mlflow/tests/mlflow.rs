@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use sagesync_core::{HyperParameter, Metric, MetricPoint, MetricSeries, RunRecord, Sink, Split, WriteContext, WriteKind};
-use sagesync_sink_mlflow::keys::mlflow_key;
+use sagesync_sink_mlflow::keys::{is_valid_key, mlflow_key};
 use sagesync_sink_mlflow::OnParamChange;
 use serde_json::{json, Value};
 use support::child::DumpOnPanic;
@@ -494,6 +494,165 @@ async fn a_reply_over_max_response_bytes_fails_clearly() {
     let err = small.upsert(&r, &WriteContext::new()).await.expect_err("the search reply is about 120 KB");
     assert!(err.chain().contains("max_response_bytes"), "{}", err.chain());
     assert!(!err.is_retryable());
+}
+
+/// Names for the key rules: what SageMaker allows in hyperparameter and metric names, and what
+/// MLflow's `path_not_unique` refuses (`..lr`, `...`, `a/./b`, a trailing `/`...).
+fn generated_names() -> Vec<String> {
+    let mut rng = fastrand::Rng::with_seed(19);
+    let mut names: Vec<String> = [
+        "..lr",
+        "...",
+        "..",
+        ".",
+        "./a",
+        "a/./b",
+        "a/../b",
+        "a//b",
+        "/a",
+        "a/",
+        ".lr",
+        "a..b",
+        "a/..b",
+        "a/.b",
+        "..a/b",
+        "a/b..",
+        "lr",
+        "train:loss",
+        "validation:mAP@0.75",
+        "a b",
+        " a",
+        "a ",
+        "-",
+        "_",
+        "a.b.c",
+        "ünï",
+        "é/..x",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let alphabet: Vec<char> = "ab./:-_ @#%".chars().collect();
+    while names.len() < 160 {
+        let len = rng.usize(1..12);
+        names.push((0..len).map(|_| alphabet[rng.usize(..alphabet.len())]).collect());
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Issue 19, item 9: the key rule matches MLflow's own, checked against the real server. For
+/// every generated name: its key is accepted; an ASCII name the rule calls valid is accepted as
+/// it is, and one it calls invalid is refused by the server too (so the sanitiser never lets a
+/// name through that the server refuses, as `..lr` was).
+#[tokio::test]
+async fn the_key_rule_is_mlflows_own() {
+    let (_g, _proxy, rest) = setup().await;
+    let (s, exp) = rest.post("experiments/create", &json!({"name": format!("keys-{:08x}", fastrand::u32(..))})).await;
+    assert_eq!(s, 200, "{exp}");
+    let (s, run) = rest.post("runs/create", &json!({"experiment_id": exp["experiment_id"], "run_name": "keys"})).await;
+    assert_eq!(s, 200, "{run}");
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    let mut disagree = Vec::new();
+    for (i, name) in generated_names().into_iter().enumerate() {
+        let key = mlflow_key(&name);
+        let (s, body) = rest.post("runs/log-parameter", &json!({"run_id": run_id, "key": key, "value": i.to_string()})).await;
+        assert_eq!(s, 200, "the key {key:?} of {name:?} is refused: {body}");
+        if name.is_ascii() && key != name {
+            let (s, _) =
+                rest.post("runs/log-metric", &json!({"run_id": run_id, "key": name, "value": 1.0, "timestamp": 1, "step": 0})).await;
+            if s == 200 {
+                disagree.push(format!("{name:?} is accepted by the server, rewritten by the sanitiser"));
+            }
+        }
+        if is_valid_key(&name) {
+            let (s, body) =
+                rest.post("runs/log-metric", &json!({"run_id": run_id, "key": name, "value": 2.0, "timestamp": 1, "step": 1})).await;
+            if s != 200 {
+                disagree.push(format!("{name:?} is valid by the rule, refused by the server: {body}"));
+            }
+        }
+    }
+    // The sanitiser may be stricter than the server only where other MLflow-compatible
+    // servers are (no Unicode): for ASCII names, it agrees with the server both ways.
+    assert!(disagree.is_empty(), "{disagree:#?}");
+}
+
+/// Issue 19, item 12: NaN, Infinity and -Infinity final values are logged to MLflow (it keeps
+/// NaN as NaN and ±Infinity as the largest double), with the finite one; a re-sync writes
+/// nothing.
+#[tokio::test]
+async fn non_finite_metric_values_are_logged_and_a_resync_writes_nothing() {
+    let (_g, proxy, rest) = setup().await;
+    let mut r = synthetic("nan");
+    r.metrics = [("train:loss", f64::NAN), ("train:grad", f64::INFINITY), ("train:min", f64::NEG_INFINITY), ("validation:auc", 0.5)]
+        .into_iter()
+        .map(|(n, v)| Metric {
+            name: n.into(),
+            value: v,
+            split: Split::from_metric_name(n),
+            timestamp: Some(ts("2026-03-01T11:00:00Z")),
+            step: None,
+        })
+        .collect();
+    let s = sink(&proxy.url, "nan-{project}");
+    let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    let run = rest.run(&rc.ids["run_id"]).await;
+    let value = |k: &str| kv(&run, "metrics", k).cloned().unwrap_or(Value::Null);
+    assert_eq!(value("train:loss"), json!("NaN"), "{run}");
+    assert_eq!(value("train:grad").as_f64(), Some(f64::MAX), "{run}");
+    assert_eq!(value("train:min").as_f64(), Some(f64::MIN), "{run}");
+    assert_eq!(value("validation:auc").as_f64(), Some(0.5));
+    assert_resync_writes_nothing(&s, &r, &proxy).await;
+}
+
+/// Issue 19, item 8: a deleted experiment is the store's state, not the job's: the write fails
+/// with a setup error (never counted toward parking, not retried at once), and once the
+/// experiment is restored the same job is written.
+#[tokio::test]
+async fn a_deleted_experiment_is_the_stores_state() {
+    let (_g, proxy, rest) = setup().await;
+    let r = synthetic("deleted");
+    let s = sink(&proxy.url, "deleted-{project}");
+    s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    let exp = rest.experiment_id(&format!("deleted-{}", r.project.name)).await.expect("the experiment");
+    let (st, body) = rest.post("experiments/delete", &json!({"experiment_id": exp})).await;
+    assert_eq!(st, 200, "{body}");
+    // A fresh sink (no cached id) and a new job of the project.
+    let r2 = synthetic("deleted-2");
+    let s2 = sink(&proxy.url, "deleted-{project}");
+    let mut r2b = r2.clone();
+    r2b.project = r.project.clone();
+    let e = s2.upsert(&r2b, &WriteContext::new()).await.expect_err("the experiment is deleted");
+    assert!(matches!(e, sagesync_core::SyncError::Setup { .. }), "{e:?}");
+    assert!(!e.is_retryable() && !e.is_about_the_job(), "{e:?}");
+    assert!(e.chain().contains("deleted") && e.chain().contains("restore"), "{}", e.chain());
+    let (st, body) = rest.post("experiments/restore", &json!({"experiment_id": exp})).await;
+    assert_eq!(st, 200, "{body}");
+    let rc = s2.upsert(&r2b, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(rc.ids["experiment_id"], exp);
+}
+
+/// Issue 19, item 4: MLflow behind a private CA: with `ca_file` the sink writes through an
+/// HTTPS front whose certificate a test CA signed; without it, the write fails at once with a
+/// TLS setup error naming `ca_file`.
+#[tokio::test]
+async fn https_through_a_private_ca() {
+    use sagesync_test_support::tls::TestCa;
+    let (_g, _proxy, rest) = setup().await;
+    let port: u16 = shared().url().rsplit(':').next().unwrap().parse().unwrap();
+    let ca = TestCa::new("mlflow test CA");
+    let front = sagesync_test_support::proxy::Proxy::start_tls(port, &ca.server()).await;
+    let r = synthetic("tls");
+    let trusted = sink_with(&front.url(), "tls-{project}", |s| s.ca_file = Some(ca.ca_file()));
+    let rc = trusted.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_run_matches(&rest, &rc.ids["run_id"], &r).await;
+    let started = std::time::Instant::now();
+    let e = sink(&front.url(), "tls-{project}").upsert(&synthetic("tls-2"), &WriteContext::new()).await.expect_err("untrusted");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(matches!(e, sagesync_core::SyncError::Setup { .. }), "{e:?}");
+    assert!(e.chain().contains("not trusted") && e.chain().contains("ca_file"), "{}", e.chain());
 }
 
 #[tokio::test]

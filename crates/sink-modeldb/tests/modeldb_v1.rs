@@ -432,3 +432,44 @@ async fn a_job_whose_project_changed_keeps_its_one_run() {
     // The Light API cannot delete: a retract keeps the run and says so.
     assert!(s.retract(&r.run.external_id, &WriteContext::new().with_previous(Some(again))).await.unwrap().is_none());
 }
+
+/// Issue 19, item 5: every call of the sink is bounded by the job's deadline. A server that
+/// accepts and never answers, a 60 s request timeout, a deadline 1 s away: the write stops at
+/// the deadline, as an interruption (the engine records nothing), not after 60 s. A lease that
+/// no longer holds stops the write before its first call.
+#[tokio::test]
+async fn a_write_ends_at_the_jobs_deadline_and_not_at_all_without_its_lease() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = accepted.clone();
+    let _h = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let s = ModelDbV1Sink::new(ModelDbV1Settings {
+        host: "127.0.0.1".into(),
+        port,
+        connect_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(60),
+        compat: false,
+    });
+    let r = record(&fixture("deepar-example.json")).await;
+    let started = std::time::Instant::now();
+    let cx = WriteContext::new().with_deadline(Some(started + Duration::from_secs(1)));
+    let e = s.upsert(&r, &cx).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "the deadline bounds the call: {took:?}");
+    assert!(e.is_cancelled(), "out of time is an interruption: {e:?}");
+    // A lost lease: nothing is sent at all.
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let guard = sagesync_core::LeaseGuard::new(std::time::Instant::now() + Duration::from_secs(60));
+    guard.lose();
+    let e = s.upsert(&r, &WriteContext::new().with_guard(guard)).await.unwrap_err();
+    assert!(e.is_cancelled(), "{e:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= before + 1, "no call went out");
+}

@@ -186,19 +186,39 @@ async fn two_writers_racing_to_create_a_project_make_one_and_both_succeed() {
     assert_conformant(&fake);
 }
 
+/// What the engine does with a sink's retryable errors (the client no longer retries on its
+/// own): up to `attempts` tries, a little apart.
+async fn engine_retrying(
+    s: &ModelDbV2Sink,
+    r: &sagesync_core::RunRecord,
+    attempts: u32,
+) -> Result<sagesync_core::SinkReceipt, sagesync_core::SyncError> {
+    let mut last = None;
+    for _ in 0..attempts {
+        match s.upsert(r, &WriteContext::new()).await {
+            Err(e) if e.is_retryable() => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            other => return other,
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
 #[tokio::test]
 async fn a_503_burst_is_retried_without_duplicates() {
     let fake = Fake::start().await;
     fake.with(|s| s.fail_next.extend([503, 502, 503]));
     let r = record("xgboost-churn.json").await;
-    let rc = sink(&fake).upsert(&r, &WriteContext::new()).await.unwrap();
+    let rc = engine_retrying(&sink(&fake), &r, 5).await.unwrap();
     assert_eq!(rc.write, WriteKind::Created);
     assert_eq!(fake.runs().len(), 1);
     assert_eq!(fake.requests().iter().filter(|q| q.status >= 500).count(), 3);
     // A burst longer than the sink's attempts: a retryable error, then a clean retry later.
     fake.with(|s| s.fail_next.extend([503; 8]));
     let mut r2 = record("pytorch-sentiment.json").await;
-    let e = sink(&fake).upsert(&r2, &WriteContext::new()).await.unwrap_err();
+    let e = engine_retrying(&sink(&fake), &r2, 5).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("HTTP 503"), "{e}");
     fake.with(|s| s.fail_next.clear());
@@ -522,4 +542,46 @@ async fn a_write_the_ledger_never_learned_of_is_retracted_from_its_names() {
     assert_eq!(again.writes, 0);
     assert_eq!(fake.with(|st| st.projects.len()), projects);
     assert_conformant(&fake);
+}
+
+/// Issue 19, item 5: the v2 client no longer retries on its own (the engine's policy is the
+/// only one): a 503 is one request and a retryable error; a reply that breaks off too. Every
+/// request is bounded by the job's deadline, and none goes out once the lease is lost.
+#[tokio::test]
+async fn the_client_classifies_and_returns_within_the_deadline() {
+    let (url, hits) = hostile(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\n{}".to_vec()).await;
+    let e =
+        ModelDbV2Sink::new(settings_at(&url)).unwrap().upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "one request: the engine retries, not the client");
+    let (url, hits) = hostile(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"project\"".to_vec()).await;
+    let e =
+        ModelDbV2Sink::new(settings_at(&url)).unwrap().upsert(&record("xgboost-churn.json").await, &WriteContext::new()).await.unwrap_err();
+    assert!(e.is_retryable() && e.to_string().contains("broke off"), "{e}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "a broken reply is not retried here either");
+    // A server that never answers, a 10 s request timeout, a deadline 1 s away.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    let _h = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let started = std::time::Instant::now();
+    let cx = WriteContext::new().with_deadline(Some(started + Duration::from_secs(1)));
+    let e = ModelDbV2Sink::new(settings_at(&silent)).unwrap().upsert(&record("xgboost-churn.json").await, &cx).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(e.is_retryable() || e.is_cancelled(), "{e:?}");
+    // A lost lease: nothing sent.
+    let (url, hits) = hostile(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec()).await;
+    let guard = sagesync_core::LeaseGuard::new(std::time::Instant::now() + Duration::from_secs(60));
+    guard.lose();
+    let e = ModelDbV2Sink::new(settings_at(&url))
+        .unwrap()
+        .upsert(&record("xgboost-churn.json").await, &WriteContext::new().with_guard(guard))
+        .await
+        .unwrap_err();
+    assert!(e.is_cancelled(), "{e:?}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -167,3 +167,47 @@ async fn a_lease_costs_two_requests_per_job() {
     assert_eq!(proxy.counters.snapshot().get("UpdateItem"), Some(&20));
     assert_eq!(proxy.counters.total(), 20, "acquire (with the entry) and commit (with the release): {:?}", proxy.counters.snapshot());
 }
+
+/// Issue 19, item 7, at DynamoDB's limit: an item over 400 KB is refused (moto refuses as
+/// DynamoDB does), and the store says so as a non-retryable error, so that the engine records
+/// the refusal instead of retrying the same write; the lease stays the writer's until released.
+/// The engine's bound on an entry keeps every entry it writes far below the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_over_dynamodbs_item_limit_is_refused_non_retryably() {
+    let moto = Moto::start();
+    let s = store(&moto.url(), &fresh_table("limit"));
+    let arn = "arn:aws:sagemaker:us-east-1:1:training-job/wide";
+    let Acquired::Granted { lease, .. } = s.acquire(arn, "me", Duration::from_secs(30)).await.unwrap() else { panic!("granted") };
+    let receipt = |n: usize| {
+        let mut rc = sagesync_core::SinkReceipt::new(sagesync_core::WriteKind::Created);
+        rc.ids.insert("notes".into(), "x".repeat(n));
+        rc
+    };
+    let entry = |n: usize| sagesync_core::JobState {
+        arn: arn.into(),
+        job: "wide".into(),
+        basis: Default::default(),
+        outcome: Outcome::Synced,
+        reason: None,
+        record_digest: Some("r".into()),
+        deliveries: [(
+            "mlflow".to_string(),
+            sagesync_core::Delivery { record_digest: "r".into(), sink_digest: "s".into(), receipt: receipt(n), at: chrono::Utc::now() },
+        )]
+        .into_iter()
+        .collect(),
+        attempts: 0,
+        permanent_failures: 0,
+        parked: false,
+        next_attempt_at: None,
+        pass: None,
+        updated_at: chrono::Utc::now(),
+    };
+    let e = s.commit(&lease, &entry(410 * 1024)).await.expect_err("over 400 KB");
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("size"), "{e}");
+    // The same entry as the engine bounds it: written.
+    assert!(s.commit(&lease, &entry(410 * 1024).bounded()).await.unwrap());
+    let back = s.jobs(&[arn.to_string()]).await.unwrap().remove(0).unwrap();
+    assert!(serde_json::to_vec(&back).unwrap().len() < 8 * 1024);
+}

@@ -136,6 +136,14 @@ pub mod limits {
     pub const ID_CHARS: usize = 1024;
     /// Characters of a job name.
     pub const NAME_CHARS: usize = 1024;
+    /// Bytes of a whole entry (its JSON) after which receipts are cut further (to
+    /// [`RECEIPT_IDS_WHEN_LARGE`] ids of [`ID_CHARS_WHEN_LARGE`] characters), whatever the
+    /// number of sinks: far below DynamoDB's 400 KB per item.
+    pub const ENTRY_BYTES: usize = 64 * 1024;
+    /// Ids per receipt in an entry over [`ENTRY_BYTES`].
+    pub const RECEIPT_IDS_WHEN_LARGE: usize = 8;
+    /// Characters per id in an entry over [`ENTRY_BYTES`].
+    pub const ID_CHARS_WHEN_LARGE: usize = 256;
 }
 
 /// Cuts `s` to at most `max` characters, saying how many were left out.
@@ -197,6 +205,19 @@ impl JobState {
         }
         for d in self.deliveries.values_mut() {
             d.receipt.bound();
+        }
+        if serde_json::to_vec(&self).map(|v| v.len()).unwrap_or(0) > limits::ENTRY_BYTES {
+            for d in self.deliveries.values_mut() {
+                let ids = std::mem::take(&mut d.receipt.ids);
+                let n = ids.len();
+                d.receipt.ids = ids.into_iter().take(limits::RECEIPT_IDS_WHEN_LARGE).collect();
+                for v in d.receipt.ids.values_mut() {
+                    cut_text(v, limits::ID_CHARS_WHEN_LARGE);
+                }
+                if n > limits::RECEIPT_IDS_WHEN_LARGE {
+                    d.receipt.ids.insert("omitted_ids".into(), (n - limits::RECEIPT_IDS_WHEN_LARGE).to_string());
+                }
+            }
         }
         self
     }

@@ -415,3 +415,64 @@ fn item_10_after_its_lease_is_lost_a_paused_writer_sends_nothing_more() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["info"]["status"], "FINISHED", "{runs:?}");
 }
+
+/// Recipe of item 7: a recorded job with 1,800 hyperparameters of 6,100 characters, the MLflow
+/// sink, the ledger in DynamoDB (moto, which refuses items over 400 KB as DynamoDB does). The
+/// MLflow write succeeds and so does the commit: what the ledger keeps per job is bounded (the
+/// receipt says how many values were cut, it does not list them all). The job counts once.
+#[test]
+fn item_7_a_job_with_1800_long_hyperparameters_commits_under_dynamodbs_item_limit() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let mlflow = Peer::mlflow();
+    let dir = tempfile::tempdir().unwrap();
+    let hps: serde_json::Map<String, Value> = (0..1800).map(|i| (format!("h{i:04}"), json!("x".repeat(6100)))).collect();
+    let tags: Vec<Value> = SYNC_TAGS.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect();
+    let doc = json!({
+        "TrainingJobName": "wide-job",
+        "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/wide-job",
+        "TrainingJobStatus": "Completed",
+        "CreationTime": "2026-11-01T10:00:00Z",
+        "LastModifiedTime": "2026-11-01T11:00:00Z",
+        "HyperParameters": hps,
+        "Tags": tags,
+    });
+    std::fs::write(dir.path().join("wide.json"), doc.to_string()).unwrap();
+    write_config(
+        dir.path(),
+        "[source]\ntype = \"sagemaker_json\"\npaths = [\"wide.json\"]\n",
+        &format!(
+            "[[sinks]]\ntype = \"mlflow\"\ntracking_uri = \"{}\"\nrequest_timeout_secs = 120\n\n[state]\ntype = \"dynamodb\"\ntable = \"wide\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ncreate_table = true\n",
+            mlflow.url(),
+            moto.url()
+        ),
+    );
+    let started = Instant::now();
+    let (code, s, err) = run(dir.path(), &["run"]);
+    assert_eq!(code, Some(0), "{s}\n{err}");
+    assert_eq!((s["synced"].as_u64(), s["failed"].as_u64()), (Some(1), Some(0)), "{s}");
+    assert_eq!(s["jobs"].as_array().map(Vec::len), Some(1), "counted once: {s}");
+    assert!(started.elapsed() < Duration::from_secs(300));
+    let rc = &s["jobs"][0]["receipts"][0];
+    assert_eq!(rc["ids"]["cut_value_count"], "1800", "{rc}");
+    // The ledger's item, as DynamoDB holds it.
+    let entry = rt.block_on(async {
+        let mut st = sagesync_state_dynamodb::DynamoSettings::new("wide");
+        st.endpoint_url = Some(moto.url());
+        st.region = Some("us-east-1".into());
+        use sagesync_core::StateStore;
+        sagesync_state_dynamodb::DynamoState::new(st)
+            .jobs(&["arn:aws:sagemaker:us-east-1:123456789012:training-job/wide-job".into()])
+            .await
+            .unwrap()
+            .remove(0)
+            .expect("the job is in the ledger")
+    });
+    let size = serde_json::to_vec(&entry).unwrap().len();
+    assert!(size < 16 * 1024, "the entry is {size} bytes");
+    assert_eq!(entry.outcome, sagesync_core::Outcome::Synced);
+    // Once more: nothing to do.
+    let (code, s, err) = run(dir.path(), &["run"]);
+    assert_eq!(code, Some(0), "{s}\n{err}");
+    assert_eq!(s["already_done"], 1, "{s}");
+}

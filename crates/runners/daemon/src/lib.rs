@@ -171,7 +171,7 @@ impl Metrics {
             m.ledger.clone(),
         );
         registry.register("ledger_parked_jobs", "Parked jobs in the ledger, counted as ledger_jobs is", m.parked.clone());
-        registry.register("ledger_recorded", "Ledger entries this daemon recorded, by the outcome they hold", m.recorded.clone());
+        registry.register("ledger_recorded", "Outcomes this daemon recorded in the ledger, by outcome", m.recorded.clone());
         registry.register(
             "ledger_last_count_timestamp_seconds",
             "Unix time of the last count of the ledger (0: never counted)",
@@ -236,7 +236,10 @@ impl Metrics {
 
     /// Follows one entry this daemon recorded.
     fn recorded(&self, before: Option<&sagesync_core::JobState>, after: &sagesync_core::JobState) {
-        self.recorded.get_or_create(&OutcomeLabel { outcome: class_name(after.class()).into() }).inc();
+        // Outcomes only (the intent recorded before a first write is not one).
+        if after.class() != CountClass::Interrupted {
+            self.recorded.get_or_create(&OutcomeLabel { outcome: class_name(after.class()).into() }).inc();
+        }
         let mut g = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = g.as_mut() {
             if let Some(b) = before {

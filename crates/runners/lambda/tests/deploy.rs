@@ -30,12 +30,23 @@ fn sam_template_passes_cfn_lint() {
             "- dynamodb:GetItem",
             "- dynamodb:BatchGetItem",
             "- dynamodb:UpdateItem",
+            "- dynamodb:Query",
             "- logs:CreateLogStream",
             "- logs:PutLogEvents",
             "Action: sqs:SendMessage"
         ]
     );
     assert!(text.contains(":training-job/*"));
+    // The scheduled re-drive: a Schedule event on the function, its rate a parameter, and the
+    // failed-jobs index (only) queried.
+    for needle in [
+        "Type: Schedule",
+        "Schedule: !Ref RetrySchedule",
+        "Default: rate(15 minutes)",
+        "Resource: !Sub ${StateTable.Arn}/index/failed-by-arn",
+    ] {
+        assert!(text.contains(needle), "template lacks {needle}");
+    }
     // The ledger: only on the template's own table, on-demand, TTL on the lease attribute, PITR.
     assert!(text.contains("Resource: !GetAtt StateTable.Arn") && !text.contains("dynamodb:*"));
     for needle in [
@@ -91,4 +102,48 @@ fn state_machine_definition_is_consistent() {
     for (name, _) in states {
         assert!(name == asl["StartAt"].as_str().unwrap() || targets.contains(name), "unreachable state {name}");
     }
+}
+
+/// Issue 19, item 3: every outcome the handler answers and every error type it raises has its
+/// branch in the state machine, and the state machine names no error the handler never raises.
+/// The lists come from the handler's own declarations (`Answer`, `HandlerError`), not a copy.
+#[test]
+fn every_answer_and_error_of_the_handler_has_its_branch() {
+    use sagesync_lambda::{Answer, HandlerError};
+    let asl: Value =
+        serde_json::from_slice(&std::fs::read(peer::repo_root().join("deploy/lambda/statemachine.asl.json")).unwrap()).unwrap();
+    let states = asl["States"].as_object().unwrap();
+    let sync = states.values().find(|s| s["Type"] == "Task").expect("the Sync task");
+    let outcome = &states[sync["Next"].as_str().unwrap()];
+    let choices: Vec<&str> = outcome["Choices"].as_array().unwrap().iter().filter_map(|c| c["StringEquals"].as_str()).collect();
+    let answers: Vec<&str> = Answer::ALL.iter().map(|a| a.as_str()).collect();
+    for a in &answers {
+        assert!(choices.contains(a), "the outcome `{a}` has no branch (it would fall to the default)");
+    }
+    for c in &choices {
+        assert!(answers.contains(c), "the branch `{c}` matches no outcome the handler answers");
+    }
+    let mut named: Vec<&str> = Vec::new();
+    for list in ["Retry", "Catch"] {
+        for r in sync[list].as_array().unwrap() {
+            named.extend(r["ErrorEquals"].as_array().unwrap().iter().filter_map(Value::as_str));
+        }
+    }
+    for t in HandlerError::TYPES {
+        assert!(named.contains(t), "the error `{t}` has no Retry or Catch of its own");
+    }
+    for n in &named {
+        assert!(
+            HandlerError::TYPES.contains(n) || n.starts_with("Lambda.") || n.starts_with("States."),
+            "the state machine names `{n}`, an error the handler never raises"
+        );
+    }
+    let retried: Vec<&str> = sync["Retry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["ErrorEquals"].as_array().unwrap().iter().filter_map(Value::as_str))
+        .collect();
+    assert!(retried.contains(&"RetryableError"), "a retryable failure is retried");
+    assert!(!retried.contains(&"PermanentFailure") && !retried.contains(&"MalformedEvent"), "{retried:?}");
 }

@@ -174,3 +174,121 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     assert_eq!(runs_of(&peer, "ghost-job").len(), 1);
     assert_eq!(state.failed(None, 10).await.unwrap().len(), 0);
 }
+
+fn scheduled_event() -> Value {
+    json!({
+        "version": "0", "id": "sched-1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-20T10:15:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/sagesync-RetryDue"], "detail": {}
+    })
+}
+
+/// Issue 19, item 2: a Lambda-only deployment re-drives a failed job. A Completed event arrives
+/// while the ModelDB v1 peer refuses connections: the job fails, retryably, into the table. The
+/// peer starts; the schedule's invocation syncs the job (one run), from the failed-jobs index,
+/// with only the DynamoDB actions the template grants. `status` and `retry` see the same table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_is_redriven_by_the_scheduled_invocation() {
+    let moto = Moto::start();
+    let name = moto.create_jobs("redrive", 1, &SYNC_TAGS).await.remove(0);
+    let held = support::peer::HeldPort::new();
+    let state = table(&moto, "lambda-redrive").await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = support::proxy::Proxy::start(moto.port, 0).await;
+    let cfg = config_via(dir.path(), &moto, held.port, "lambda-redrive", &proxy.url());
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("max_job_attempts = 1\n", "max_job_attempts = 5\nretry_backoff_secs = 1\n");
+    std::fs::write(&cfg, text).unwrap();
+    let rt = Runtime::start().await;
+    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
+    match rt.invoke(event(&name, "Completed")).await {
+        Outcome::Error { body, .. } => {
+            assert_eq!(body["errorType"], "RetryableError", "{body}");
+            assert!(body["errorMessage"].as_str().unwrap_or("").contains("connect"), "{body}");
+        }
+        other => panic!("the sink is down: {other:?}"),
+    }
+    let failed = state.failed(None, 10).await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(!failed[0].parked && failed[0].next_attempt_at.is_some(), "{failed:?}");
+    // Nothing re-drives it until the schedule fires; the store comes back meanwhile.
+    let peer = Peer::start_on(&held, &[]);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    proxy.counters.reset();
+    let r = match rt.invoke(scheduled_event()).await {
+        Outcome::Response(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(r["outcome"], "redriven", "{r}");
+    assert_eq!(r["synced"], 1, "{r}");
+    assert_eq!(runs_of(&peer, &name).len(), 1, "one run");
+    assert!(state.failed(None, 10).await.unwrap().is_empty());
+    let used = proxy.counters.snapshot();
+    assert!(!used.contains_key("Scan"), "the re-drive reads the failed-jobs index, never scans: {used:?}");
+    let template = std::fs::read_to_string(support::peer::repo_root().join("deploy/lambda/template.yaml")).unwrap();
+    let granted: Vec<&str> = template.lines().filter_map(|l| l.trim().strip_prefix("- dynamodb:")).collect();
+    for op in used.keys() {
+        assert!(granted.contains(&op.as_str()), "the re-drive calls {op}, which the template does not grant ({granted:?})");
+    }
+    // An idle schedule: nothing due, nothing written.
+    let r = match rt.invoke(scheduled_event()).await {
+        Outcome::Response(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((r["outcome"].as_str(), r["synced"].as_u64()), (Some("redriven"), Some(0)), "{r}");
+    assert_eq!(runs_of(&peer, &name).len(), 1);
+    // `status` sees the same table.
+    let c = Config::parse(&std::fs::read_to_string(&cfg).unwrap(), "sagesync.toml", &|_| None).unwrap();
+    let engine = Engine::from_config(&c, &EngineOptions::sqlite()).unwrap();
+    let st = engine.status(10).await.unwrap();
+    assert_eq!((st.counts.synced, st.counts.failed), (1, 0), "{st:?}");
+}
+
+/// Issue 19, item 8: a job parked for its content is not worked on again by a new event whose
+/// job content did not change (another event time, same job): the sink sees nothing. Its
+/// content changing brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_job_is_not_redriven_by_an_event_of_unchanged_content() {
+    use sagesync_test_support::proxy::Proxy;
+    let moto = Moto::start();
+    let name = moto.create_jobs("parked", 1, &SYNC_TAGS).await.remove(0);
+    let mlflow = sagesync_test_support::peer::Peer::mlflow();
+    let mlflow_proxy = Proxy::start(mlflow.port).await;
+    let _state = table(&moto, "lambda-parked").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sagesync.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"mlflow\"\ntracking_uri = \"{mlflow}\"\non_param_change = \"fail\"\n\n[state]\ntype = \"dynamodb\"\ntable = \"lambda-parked\"\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\n\n[pipeline]\nmax_attempts = 2\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\nmax_job_attempts = 1\n",
+            url = moto.url(),
+            mlflow = mlflow_proxy.url()
+        ),
+    )
+    .unwrap();
+    let rt = Runtime::start().await;
+    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
+    let at = |ms: u64| {
+        let mut e = event(&name, "Completed");
+        e["detail"]["LastModifiedTime"] = json!(ms);
+        e
+    };
+    let ok = |o: Outcome| match o {
+        Outcome::Response(v) => v,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ok(rt.invoke(at(1_795_650_000_000)).await)["outcome"], "synced");
+    // The job's hyperparameter changes: MLflow cannot change a logged param, and this sink
+    // fails such a job (on_param_change = "fail"): parked at once (max_job_attempts = 1).
+    moto.edit(&name, json!({"HyperParameters": {"max_depth": "9", "eta": "0.2", "objective": "binary:logistic"}, "LastModifiedTime": chrono::Utc::now().to_rfc3339()}));
+    let r = ok(rt.invoke(at(1_795_650_100_000)).await);
+    assert_eq!(r["outcome"], "failed", "{r}");
+    assert_eq!(r["parked"], true, "{r}");
+    // Another event of the same job state (a different event time): read, known, left parked.
+    mlflow_proxy.clear();
+    let r = ok(rt.invoke(at(1_795_650_200_000)).await);
+    assert_eq!(r["outcome"], "already_synced", "{r}");
+    assert!(mlflow_proxy.log().is_empty(), "the sink saw the parked job again: {:?}", mlflow_proxy.by_operation());
+    // Its content changes back: worked on again, and synced.
+    moto.edit(&name, json!({"HyperParameters": {"max_depth": "5", "eta": "0.2", "objective": "binary:logistic"}, "LastModifiedTime": chrono::Utc::now().to_rfc3339()}));
+    assert_eq!(ok(rt.invoke(at(1_795_650_300_000)).await)["outcome"], "synced");
+}

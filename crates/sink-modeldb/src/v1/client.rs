@@ -177,10 +177,12 @@ impl Connection {
             None => self.request_timeout,
         };
         let frame = args.into_frame();
-        let secs = timeout.as_secs();
+        let capped = timeout < self.request_timeout;
         match tokio::time::timeout(timeout, self.exchange(method, &frame)).await {
             Ok(r) => r,
-            Err(_) => Err(V1Error::Timeout { what: format!("{method} call"), secs }),
+            // Cut by the job's deadline, not by the server's slowness: an interruption.
+            Err(_) if capped => Err(V1Error::Stopped { method: method.to_string(), why: "the deadline passed" }),
+            Err(_) => Err(V1Error::Timeout { what: format!("{method} call"), secs: timeout.as_secs() }),
         }
     }
 

@@ -216,6 +216,8 @@ impl Call<'_> {
             Some(left) => left.min(self.api.settings.request_timeout),
             None => self.api.settings.request_timeout,
         };
+        // A timeout cut by the job's deadline is an interruption, not the server's slowness.
+        let capped = timeout < self.api.settings.request_timeout;
         let url = format!("{}{}", self.api.base, path);
         let mut req = self.api.http(path)?.request(method.clone(), &url).query(query).timeout(timeout);
         if let Some(b) = body {
@@ -226,6 +228,7 @@ impl Call<'_> {
             Err(e) if sagesync_http::is_tls_verification(&e) => {
                 return Err(V2Error::Tls { op: path.to_string(), message: sagesync_http::describe(&e) })
             }
+            Err(e) if e.is_timeout() && capped => return Err(stopped("the deadline passed")),
             Err(e) => {
                 return Err(V2Error::Connection {
                     op: path.to_string(),
@@ -245,6 +248,7 @@ impl Call<'_> {
             Err(sagesync_http::ReadError::TooLarge(_)) => {
                 return Err(V2Error::Decode { op: path.to_string(), message: format!("reply larger than {MAX_REPLY_BYTES} bytes") })
             }
+            Err(sagesync_http::ReadError::Timeout) if capped => return Err(stopped("the deadline passed")),
             Err(e) => return Err(V2Error::Connection { op: path.to_string(), message: e.to_string() }),
         };
         let Reply { body, .. } = decode_reply(status, &bytes);

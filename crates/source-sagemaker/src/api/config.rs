@@ -319,3 +319,23 @@ ListObjectsV2 = 50.0
 GetMetricData = 10.0        # AWS: 50 TPS; only with metrics = "history"
 "#
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19, item 15: with the default settings, a SageMaker endpoint that accepts and never
+    /// answers ends a CLI run within about three minutes (the AWS CLI: 3 attempts of 60 s). One
+    /// retry layer: the SDK does not retry under the engine, the engine's `max_attempts`
+    /// attempts each wait at most `request_timeout_secs`, with the engine's backoffs between.
+    #[test]
+    fn defaults_end_a_run_against_a_silent_endpoint_within_three_minutes() {
+        let source = SageMakerSourceConfig::default().settings().unwrap();
+        assert_eq!(source.client.max_attempts, 1, "the SDK does not retry under the engine");
+        let pipeline = sagesync_core::PipelineSettings::default();
+        let backoffs: u64 = (1..pipeline.max_attempts).map(|a| (pipeline.initial_backoff_ms << (a - 1)).min(pipeline.max_backoff_ms)).sum();
+        let worst = source.client.attempt_timeout.as_secs() * u64::from(pipeline.max_attempts) + backoffs / 1000 + 1;
+        assert!(worst <= 180, "a silent endpoint keeps a run for up to {worst} s");
+        assert!(source.client.attempt_timeout >= Duration::from_secs(20), "long enough for a Search of 100 jobs");
+    }
+}
