@@ -164,6 +164,9 @@ pub struct PluginDescriptor {
     pub example_toml: &'static str,
     /// Builds the plugin.
     pub factory: Factory,
+    /// The config's defaults, every key (an unset optional key is `null`): what the config
+    /// reference in docs/config.md is checked against.
+    pub defaults: fn() -> serde_json::Value,
 }
 
 impl PluginDescriptor {
@@ -189,6 +192,8 @@ pub struct SectionDescriptor {
     pub summary: &'static str,
     /// Checks the section's table; problems are located by the loader.
     pub check: fn(toml::Table) -> Vec<FieldProblem>,
+    /// The section's defaults, every key.
+    pub defaults: fn() -> serde_json::Value,
 }
 
 inventory::collect!(SectionDescriptor);
@@ -220,13 +225,20 @@ pub fn build_sink<C: SinkPlugin>(t: toml::Table, ctx: &BuildContext) -> Result<A
 pub fn build_state<C: StatePlugin>(t: toml::Table, ctx: &BuildContext) -> Result<Arc<dyn StateStore>, Vec<FieldProblem>> {
     deserialize::<C>(t)?.build(ctx)
 }
+/// The defaults of a config type, every key (unset optional keys are `null`).
+pub fn defaults_of<C: Default + serde::Serialize>() -> serde_json::Value {
+    serde_json::to_value(C::default()).unwrap_or(serde_json::Value::Null)
+}
+
 /// Check function of a shared section type.
 pub fn check_section<T: DeserializeOwned>(t: toml::Table) -> Vec<FieldProblem> {
     deserialize::<T>(t).err().unwrap_or_default()
 }
 
 /// Registers a plugin of a kind (`Source`, `Validator`, `Mapper`, `Sink`, `State`). `$config`
-/// must implement that kind's plugin trait (`SinkPlugin` for `Sink`...), or this does not compile.
+/// must implement that kind's plugin trait (`SinkPlugin` for `Sink`...), `Default` (every
+/// optional key's default) and `Serialize` (its defaults are what the config reference is
+/// checked against), or this does not compile.
 ///
 /// ```text
 /// sagesync_core::register_plugin!(Sink, "my_sink", MySinkConfig,
@@ -236,23 +248,23 @@ pub fn check_section<T: DeserializeOwned>(t: toml::Table) -> Vec<FieldProblem> {
 #[macro_export]
 macro_rules! register_plugin {
     (Source, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
-        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Source($crate::registry::build_source::<$config>));
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Source($crate::registry::build_source::<$config>), $crate::registry::defaults_of::<$config>);
     };
     (Validator, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
-        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Validator($crate::registry::build_validator::<$config>));
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Validator($crate::registry::build_validator::<$config>), $crate::registry::defaults_of::<$config>);
     };
     (Mapper, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
-        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Mapper($crate::registry::build_mapper::<$config>));
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Mapper($crate::registry::build_mapper::<$config>), $crate::registry::defaults_of::<$config>);
     };
     (Sink, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
-        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Sink($crate::registry::build_sink::<$config>));
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::Sink($crate::registry::build_sink::<$config>), $crate::registry::defaults_of::<$config>);
     };
     (State, $name:expr, $config:ty, summary = $summary:expr, example = $example:expr $(,)?) => {
-        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::State($crate::registry::build_state::<$config>));
+        $crate::register_plugin!(@submit $name, $summary, $example, $crate::registry::Factory::State($crate::registry::build_state::<$config>), $crate::registry::defaults_of::<$config>);
     };
-    (@submit $name:expr, $summary:expr, $example:expr, $factory:expr) => {
+    (@submit $name:expr, $summary:expr, $example:expr, $factory:expr, $defaults:expr) => {
         $crate::inventory::submit! {
-            $crate::registry::PluginDescriptor { type_name: $name, summary: $summary, example_toml: $example, factory: $factory }
+            $crate::registry::PluginDescriptor { type_name: $name, summary: $summary, example_toml: $example, factory: $factory, defaults: $defaults }
         }
     };
 }
@@ -263,7 +275,7 @@ macro_rules! register_plugin {
 macro_rules! register_section {
     ($name:expr, $ty:ty, summary = $summary:expr $(,)?) => {
         $crate::inventory::submit! {
-            $crate::registry::SectionDescriptor { name: $name, summary: $summary, check: $crate::registry::check_section::<$ty> }
+            $crate::registry::SectionDescriptor { name: $name, summary: $summary, check: $crate::registry::check_section::<$ty>, defaults: $crate::registry::defaults_of::<$ty> }
         }
     };
 }

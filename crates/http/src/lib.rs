@@ -47,8 +47,9 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer
 }
 
 /// Makes `aws-lc-rs` the process's default rustls provider (once; later calls do nothing), so
-/// that anything in the binary that builds a TLS client without a configuration of its own uses
-/// the one crypto library too. The runners call it at start.
+/// that anything in a process that builds a TLS client without a configuration of its own (a
+/// plain `reqwest::Client::new()`, which otherwise panics: no provider is compiled in besides
+/// aws-lc-rs) uses the one crypto library too. sagesync's own clients never need it.
 pub fn install_default_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

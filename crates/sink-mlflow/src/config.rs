@@ -12,7 +12,7 @@ use crate::MlflowSink;
 
 /// What to do when a job's hyperparameter differs from the param already logged on its run
 /// (MLflow refuses to change a logged param).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnParamChange {
     /// Fail the job (a permanent error naming the param); nothing is written to the run.
@@ -24,7 +24,7 @@ pub enum OnParamChange {
 }
 
 /// The `auth` table.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {
     /// No credentials.
@@ -76,7 +76,7 @@ fn default_service() -> String {
 }
 
 /// Options of the `mlflow` sink.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MlflowSinkConfig {
     /// `http(s)://host[:port][/prefix]`, or a SageMaker MLflow tracking-server (or app) ARN.
@@ -212,6 +212,13 @@ impl MlflowSettings {
 fn bounded(problems: &mut Vec<FieldProblem>, key: &str, value: u64, range: std::ops::RangeInclusive<u64>, unit: &str) {
     if !range.contains(&value) {
         problems.push(FieldProblem::at(key, format!("must be between {} and {} {unit}, got {value}", range.start(), range.end())));
+    }
+}
+
+/// Defaults of the optional keys (`tracking_uri` is required).
+impl Default for MlflowSinkConfig {
+    fn default() -> Self {
+        MlflowSinkConfig::with_uri("")
     }
 }
 
@@ -361,8 +368,9 @@ fn resolve_auth(auth: Option<AuthConfig>, endpoint: &Endpoint) -> Result<Auth, F
 }
 
 impl SinkPlugin for MlflowSinkConfig {
-    fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
-        let sink = MlflowSink::new(self.settings()?).map_err(|e| vec![FieldProblem::at("tracking_uri", e.to_string())])?;
+    fn build(self, ctx: &BuildContext) -> Result<Arc<dyn Sink>, Vec<FieldProblem>> {
+        let sink = MlflowSink::new(self.settings_in(ctx.config_dir.as_deref())?)
+            .map_err(|e| vec![FieldProblem::at("tracking_uri", e.to_string())])?;
         Ok(Arc::new(sink))
     }
 }
@@ -377,6 +385,7 @@ connect_timeout_secs = 10
 adopt_native_runs = false                # true: write into the run SageMaker's MLflow integration logged
 on_param_change = "tag"                  # or "fail"
 max_response_bytes = 8388608
+# ca_file = "/etc/ssl/private-ca.pem"    # a server behind a private CA
 # [sinks.auth]                           # default: none (sigv4 for an ARN tracking_uri)
 # type = "token"
 # token = "${MLFLOW_TRACKING_TOKEN}"

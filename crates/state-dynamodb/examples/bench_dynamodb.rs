@@ -79,11 +79,28 @@ async fn main() {
         per(&first, c.synced)
     );
     let per_job_ops: usize = first.get("UpdateItem").copied().unwrap_or(0);
-    println!("  conditional UpdateItem per synced job (acquire + commit): {:.2}", per_job_ops as f64 / c.synced.max(1) as f64);
+    println!(
+        "  conditional UpdateItem per synced job (acquire, intent before the first write, commit): {:.2}",
+        per_job_ops as f64 / c.synced.max(1) as f64
+    );
     println!(
         "second pass (nothing to do: {} already done), requests by operation: {second:?} = {:.3} per job",
         again.already_done,
         per(&second, n)
+    );
+    // Idle polls: what a daemon's poll costs when nothing changed (its listing still returns
+    // every job of the watermark overlap, read in one BatchGetItem per page).
+    p.counters.reset();
+    let polls = 5;
+    for _ in 0..polls {
+        let (r, _) = pass(&counted_cfg).await;
+        assert_eq!(r.synced, 0, "{r:?}");
+    }
+    let idle = p.counters.snapshot();
+    println!(
+        "idle poll ({n} jobs listed, all done), requests by operation over {polls} polls: {idle:?} = {:.1} per poll, {} Scan",
+        idle.values().sum::<usize>() as f64 / polls as f64,
+        idle.get("Scan").copied().unwrap_or(0)
     );
     println!("wall time: memory ledger {:.2} s, DynamoDB ledger {:.2} s", mem_t.as_secs_f64(), dyn_t.as_secs_f64());
     println!("added latency per synced job: {:.2} ms", (dyn_t.as_secs_f64() - mem_t.as_secs_f64()) * 1000.0 / n as f64);

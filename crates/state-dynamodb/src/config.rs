@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::store::{DynamoSettings, DynamoState};
 
 /// Options of `[state] type = "dynamodb"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DynamoStateConfig {
     /// The table (3 to 255 characters: letters, digits, `_`, `-`, `.`). Required.

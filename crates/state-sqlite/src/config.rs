@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::SqliteState;
 
 /// Options of `[state] type = "sqlite"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqliteStateConfig {
     /// The SQLite file, relative to the working directory (default `sagesync-state.db`).

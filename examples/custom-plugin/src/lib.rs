@@ -24,8 +24,9 @@ impl Sink for StdoutLines {
     }
 }
 
-/// Options of `stdout_lines`. `deny_unknown_fields` makes typos config errors.
-#[derive(Debug, Deserialize)]
+/// Options of `stdout_lines`. `deny_unknown_fields` makes typos config errors; `Default` and
+/// `Serialize` give the defaults `sagesync example` and the config reference are checked with.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutLinesConfig {
     /// Printed before each line.

@@ -73,7 +73,7 @@ impl Validator for RequiredTags {
 }
 
 /// Options of `required_tags`. Tag key names come from `[tag_keys]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RequiredTagsConfig {
     /// Keys required in addition to the five of `[tag_keys]`.
@@ -81,7 +81,13 @@ pub struct RequiredTagsConfig {
     /// Reject jobs whose required tags are present but empty (the sample accepts them).
     pub non_empty: bool,
     /// Look for the opt-in tag (default true); false syncs every job that has the tags.
-    pub opt_in: Option<bool>,
+    pub opt_in: bool,
+}
+
+impl Default for RequiredTagsConfig {
+    fn default() -> Self {
+        RequiredTagsConfig { extra: Vec::new(), non_empty: false, opt_in: true }
+    }
 }
 
 impl ValidatorPlugin for RequiredTagsConfig {
@@ -99,7 +105,7 @@ impl ValidatorPlugin for RequiredTagsConfig {
             return Err(problems);
         }
         let mut v = RequiredTags::new(&ctx.section::<TagKeys>(TagKeys::SECTION)).with_extra(self.extra).non_empty(self.non_empty);
-        if self.opt_in == Some(false) {
+        if !self.opt_in {
             v = v.without_opt_in();
         }
         Ok(std::sync::Arc::new(v))

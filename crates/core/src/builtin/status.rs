@@ -36,7 +36,7 @@ impl Validator for StatusFilter {
 }
 
 /// Options of `status`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatusConfig {
     /// Statuses that sync.

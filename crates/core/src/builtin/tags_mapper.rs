@@ -173,7 +173,7 @@ impl Mapper for TagsMapper {
 }
 
 /// Options of `tags`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TagsMapperConfig {
     /// Experiment name.

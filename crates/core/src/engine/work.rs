@@ -84,7 +84,7 @@ struct Held<'a> {
 /// How long before a lease's expiry its guard stops holding: a request started just before the
 /// expiry could otherwise reach a store after another writer took the job.
 fn guard_margin(ttl: Duration) -> Duration {
-    (ttl / 5).min(Duration::from_secs(5))
+    (ttl / 10).min(Duration::from_secs(3))
 }
 
 fn interrupted(name: &str, arn: Option<&str>, why: &str) -> JobReport {
@@ -762,9 +762,13 @@ struct Renewal {
     margin: Duration,
 }
 
-/// Renews a lease every third of its TTL until aborted; when the lease is lost, or before it
-/// would lapse when renewals keep failing, marks it lost (the guard stops holding, work in flight
-/// is cut, nothing more of the job reaches a store).
+/// Renews a lease every third of its TTL until aborted, on a fixed cadence (a slow renewal does
+/// not push the next one back). A renewal that succeeds extends the guard to its send time plus
+/// the TTL, less the margin; while the guard has lapsed (a slow store, a paused process) sinks
+/// send nothing, and a renewal that succeeds after all (nobody took the job meanwhile) lets the
+/// work go on. When the store answers that the lease is lost, or renewals keep failing until the
+/// lease would lapse, the lease is marked lost: work in flight is cut and nothing more of the
+/// job reaches a store.
 fn spawn_renewal(state: Arc<dyn StateStore>, lease: Lease, ttl: Duration, r: Renewal) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = (ttl / 3).max(Duration::from_millis(50));
@@ -776,15 +780,11 @@ fn spawn_renewal(state: Arc<dyn StateStore>, lease: Lease, ttl: Duration, r: Ren
             r.lost.cancel();
             r.job.cancel();
         };
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::time::sleep(every).await;
+            ticks.tick().await;
             let sent = Instant::now();
-            if sent >= valid_until {
-                // The process was paused (or starved) past the lease: whatever a renewal
-                // answers now, someone else may have held the job in between.
-                lose("the lease lapsed before it could be renewed");
-                return;
-            }
             match state.renew(&lease, ttl).await {
                 Ok(true) => {
                     valid_until = sent + ttl;

@@ -174,7 +174,7 @@ impl StateStore for MemoryState {
 }
 
 /// Options of `[state] type = "memory"` (none).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryStateConfig {}
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::FileSink;
 
 /// Options of `file`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
     /// Output directory, relative to the working directory unless absolute. Created if missing.
@@ -19,6 +19,13 @@ pub struct FileSinkConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// Defaults of the optional keys (`dir` is required).
+impl Default for FileSinkConfig {
+    fn default() -> Self {
+        FileSinkConfig { dir: String::new(), pretty: yes() }
+    }
 }
 
 impl SinkPlugin for FileSinkConfig {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{ModelDbV1Settings, ModelDbV1Sink};
 
 /// Options of `modeldb_v1`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelDbV1Config {
     /// Server host name (not a URL).

@@ -8,7 +8,7 @@ use super::client::ApiSettings;
 use super::{ModelDbV2Settings, ModelDbV2Sink, OnConflict};
 
 /// Options of `modeldb_v2`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelDbV2Config {
     /// `http://modeldb:3000`.
@@ -58,6 +58,26 @@ impl std::fmt::Debug for ModelDbV2Config {
             .field("email", &self.email)
             .field("developer_key", &self.developer_key)
             .finish_non_exhaustive()
+    }
+}
+
+/// Defaults of the optional keys (`base_url` is required).
+impl Default for ModelDbV2Config {
+    fn default() -> Self {
+        ModelDbV2Config {
+            base_url: String::new(),
+            api_prefix: default_prefix(),
+            email: None,
+            developer_key: None,
+            connect_timeout_secs: ten(),
+            request_timeout_secs: thirty(),
+            max_attempts: None,
+            initial_backoff_ms: None,
+            ca_file: None,
+            experiment: None,
+            on_conflict: OnConflict::default(),
+            dataset_versions: yes(),
+        }
     }
 }
 

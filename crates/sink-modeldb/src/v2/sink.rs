@@ -11,7 +11,7 @@ use super::client::{error_from, is_absent, Api, ApiSettings, Call, Reply, V2Erro
 use super::keys::{unique_keys, MAX_TAG};
 
 /// What to do when a stored value differs from the job's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnConflict {
     /// Leave the stored value (write-once); the receipt counts the conflicts.

@@ -10,7 +10,7 @@ use aws_sdk_sagemaker::error::{ProvideErrorMetadata, SdkError};
 use sagesync_core::SyncError;
 
 /// How the SDK retries throttled and failed calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryMode {
     /// Exponential backoff with full jitter.

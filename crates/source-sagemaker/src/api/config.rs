@@ -16,7 +16,7 @@ const HISTORY_STATS: [&str; 5] = ["Average", "Maximum", "Minimum", "Sum", "Sampl
 use super::source::{Filters, Mode, SageMakerSettings, SageMakerSource, OPERATIONS};
 
 /// Options of `sagemaker`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SageMakerSourceConfig {
     /// AWS region (else the standard chain).
@@ -83,7 +83,7 @@ pub struct SageMakerSourceConfig {
 }
 
 /// Which metrics a record carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricsMode {
     /// The final metrics only.

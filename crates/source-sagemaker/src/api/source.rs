@@ -15,7 +15,7 @@ use super::history::{metric_names, read_history, Budget, HistoryOptions};
 use crate::document::job_from_document;
 
 /// How jobs are listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// ListTrainingJobs with a LastModifiedTime watermark, then Describe + ListTags per job.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::RecordedSource;
 
 /// Options of `sagemaker_json`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedSourceConfig {
     /// Files, directories (their `*.json`, `*.jsonl` and `*.ndjson` files, sorted by name) or
@@ -16,6 +16,13 @@ pub struct RecordedSourceConfig {
     /// Descend into subdirectories.
     #[serde(default)]
     pub recursive: bool,
+}
+
+/// Defaults of the optional keys (`paths` is required).
+impl Default for RecordedSourceConfig {
+    fn default() -> Self {
+        RecordedSourceConfig { paths: Vec::new(), recursive: false }
+    }
 }
 
 impl SourcePlugin for RecordedSourceConfig {
