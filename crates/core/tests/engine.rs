@@ -758,12 +758,23 @@ struct Hooked {
     refuse_receipts_over: Option<usize>,
     /// Every renewal answers "lost" (another writer took the job).
     lose_on_renew: bool,
+    /// Every intent (`record`) is refused, non-retryably.
+    refuse_records: bool,
+    /// Every `acquire` fails, retryably or not.
+    acquire_fails: Option<bool>,
     commits: AtomicUsize,
 }
 
 impl Hooked {
     fn new() -> Hooked {
-        Hooked { inner: MemoryState::new(), refuse_receipts_over: None, lose_on_renew: false, commits: AtomicUsize::new(0) }
+        Hooked {
+            inner: MemoryState::new(),
+            refuse_receipts_over: None,
+            lose_on_renew: false,
+            refuse_records: false,
+            acquire_fails: None,
+            commits: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -788,6 +799,13 @@ impl StateStore for Hooked {
         self.inner.jobs(a).await
     }
     async fn acquire(&self, a: &str, o: &str, t: Duration) -> Result<Acquired, StateError> {
+        if let Some(retryable) = self.acquire_fails {
+            return Err(StateError::Backend {
+                location: "hooked memory".into(),
+                message: if retryable { "throttled".into() } else { "ValidationException: Size of hashkey has exceeded".into() },
+                retryable,
+            });
+        }
         self.inner.acquire(a, o, t).await
     }
     async fn renew(&self, l: &Lease, t: Duration) -> Result<bool, StateError> {
@@ -811,6 +829,13 @@ impl StateStore for Hooked {
         self.inner.commit(l, e).await
     }
     async fn record(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
+        if self.refuse_records {
+            return Err(StateError::Backend {
+                location: "hooked memory".into(),
+                message: "ValidationException: Item size to update has exceeded the maximum allowed size".into(),
+                retryable: false,
+            });
+        }
         self.inner.record(l, e).await
     }
     async fn release(&self, l: &Lease) -> Result<(), StateError> {
@@ -828,6 +853,95 @@ impl StateStore for Hooked {
     async fn counts(&self) -> Result<LedgerCounts, StateError> {
         self.inner.counts().await
     }
+}
+
+/// Audit of issue 19, finding 5: an intent the store refuses for good is recorded as a failure
+/// of the state (small, never parking), not reported as an interruption on every pass, and
+/// nothing reaches the sink before the ledger knows of the write.
+#[tokio::test]
+async fn an_intent_the_store_refuses_is_recorded_as_a_failure_not_an_interruption() {
+    let state = Arc::new(Hooked { refuse_records: true, ..Hooked::new() });
+    let sink = Arc::new(MemSink::default());
+    let e = engine_with(
+        Arc::new(MemSource::new(vec![job(1, "Completed")])),
+        vec![("mem", sink.clone())],
+        PipelineSettings { max_job_attempts: 1, ..fast() },
+        state.clone(),
+    );
+    let s = poll(&e).await;
+    assert_eq!((s.failed, s.interrupted), (1, 0), "{s:#?}");
+    let j = &s.jobs[0];
+    assert_eq!(j.stage, Some(Stage::State), "{j:#?}");
+    assert!(j.recorded && !j.parked && !j.retryable, "{j:#?}");
+    assert!(sink.stored.lock().unwrap().is_empty(), "no write before the intent is in the ledger");
+    let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0).unwrap();
+    assert_eq!((st.outcome, st.attempts, st.permanent_failures, st.parked), (Outcome::Failed, 1, 0, false));
+    assert!(st.reason.as_deref().unwrap().contains("refused"), "{st:?}");
+    assert_eq!(state.counts().await.unwrap().failed, 1, "counted as a failure, visible in status");
+}
+
+/// Audit of issue 19, finding 4: a lease the store refuses for good (a key it will never take)
+/// is reported as not retryable; a throttled store as retryable.
+#[tokio::test]
+async fn a_lease_refused_for_good_is_not_reported_as_retryable() {
+    for retryable in [false, true] {
+        let state = Arc::new(Hooked { acquire_fails: Some(retryable), ..Hooked::new() });
+        let e =
+            engine_with(Arc::new(MemSource::new(vec![job(1, "Completed")])), vec![("mem", Arc::new(MemSink::default()))], fast(), state);
+        let s = poll(&e).await;
+        assert_eq!(s.failed, 1, "{s:#?}");
+        assert_eq!(s.jobs[0].retryable, retryable, "{:#?}", s.jobs[0]);
+        assert_eq!(s.jobs[0].stage, Some(Stage::State));
+        assert!(!s.jobs[0].recorded);
+    }
+}
+
+/// Audit of issue 19, finding 2: a source that hands back a cursor it gave before (a listing
+/// going round in circles) ends the pass with a listing error instead of looping for ever.
+#[tokio::test]
+async fn a_listing_that_makes_no_progress_stops_the_pass() {
+    struct Circles(AtomicUsize);
+    #[async_trait]
+    impl Source for Circles {
+        async fn list(&self, _: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            // A, B, A, B...
+            let next = Cursor { token: Some(if cursor.token.as_deref() == Some("a") { "b" } else { "a" }.into()), ..Default::default() };
+            Ok(Page { jobs: vec![JobRef { name: format!("job-{n}"), ..Default::default() }], problems: vec![], next, done: false })
+        }
+        async fn fetch(&self, r: &JobRef) -> Result<TrainingJob, SyncError> {
+            Err(SyncError::NotFound(r.name.clone()))
+        }
+    }
+    let src = Arc::new(Circles(AtomicUsize::new(0)));
+    let e = Engine::builder()
+        .source_arc(src.clone())
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .sink("mem", MemSink::default())
+        .settings(fast())
+        .build()
+        .unwrap();
+    let s = tokio::time::timeout(Duration::from_secs(20), poll(&e)).await.expect("the pass ends");
+    let err = s.listing_error.expect("a listing error");
+    assert!(err.message.contains("no progress"), "{}", err.message);
+    assert!(src.0.load(Ordering::SeqCst) <= 4, "stopped at the first repeated cursor");
+}
+
+#[test]
+fn sink_ids_and_counts_are_bounded() {
+    let e = Engine::builder()
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .source(MemSource::new(vec![]))
+        .sink("odd\"id", MemSink::default())
+        .build()
+        .err()
+        .unwrap();
+    assert!(matches!(e, engine::BuildError::InvalidSinkId(_)), "{e}");
+    let mut b = Engine::builder().mapper(TagsMapper::new(TagKeys::default())).source(MemSource::new(vec![]));
+    for i in 0..=sagesync_core::config::MAX_SINKS {
+        b = b.sink(format!("s{i}"), MemSink::default());
+    }
+    assert!(matches!(b.build().err().unwrap(), engine::BuildError::TooManySinks(17)));
 }
 
 /// A sink whose receipts carry one id of `len` characters.

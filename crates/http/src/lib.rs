@@ -33,15 +33,31 @@ pub struct TlsOptions {
 #[error("{0}")]
 pub struct BuildError(pub String);
 
-/// The certificates of a PEM file: an error when it cannot be read or holds none.
+/// The largest CA file read: a bundle of every public CA is about 250 KB.
+pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The certificates of a PEM file: an error when it is not a regular file, is larger than
+/// [`MAX_CA_FILE_BYTES`], cannot be read or holds none. (A device or a FIFO named by mistake is
+/// refused, never read without end.)
 pub fn read_ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, BuildError> {
     use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .map_err(|e| BuildError(format!("ca_file {}: {e}", path.display())))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| BuildError(format!("ca_file {}: {e}", path.display())))?;
+    use std::io::Read;
+    let fail = |m: String| BuildError(format!("ca_file {}: {m}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    if meta.len() > MAX_CA_FILE_BYTES {
+        return Err(fail(format!("larger than {MAX_CA_FILE_BYTES} bytes")));
+    }
+    let mut pem = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_CA_FILE_BYTES + 1).read_to_end(&mut pem)).map_err(|e| fail(e.to_string()))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(fail(format!("larger than {MAX_CA_FILE_BYTES} bytes")));
+    }
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| fail(e.to_string()))?;
     if certs.is_empty() {
-        return Err(BuildError(format!("ca_file {}: no PEM certificate in it", path.display())));
+        return Err(fail("no PEM certificate in it".into()));
     }
     Ok(certs)
 }
@@ -60,8 +76,24 @@ pub fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, BuildError> 
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    let named =
+        ["SSL_CERT_FILE", "SSL_CERT_DIR"].into_iter().filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty())).collect::<Vec<_>>();
     if !native.errors.is_empty() || ignored > 0 {
-        tracing::debug!(added, ignored, errors = native.errors.len(), "some system certificates could not be loaded");
+        let first = native.errors.first().map(|e| e.to_string()).unwrap_or_default();
+        if named.is_empty() {
+            tracing::debug!(added, ignored, errors = native.errors.len(), first = %first, "some system certificates could not be loaded");
+        } else {
+            // The operator named the roots: what cannot be read of them is said, not skipped.
+            tracing::warn!(added, ignored, errors = native.errors.len(), first = %first, vars = ?named, "trusted certificates could not be loaded");
+        }
+    }
+    if added == 0 && !named.is_empty() {
+        // Roots the operator named and none usable: refuse now, with the reason, rather than
+        // fail every request later.
+        return Err(BuildError(format!(
+            "no trusted CA certificate could be loaded from {}; fix it (or unset it for the system's store)",
+            named.join(" / ")
+        )));
     }
     if let Some(path) = &tls.ca_file {
         for cert in read_ca_file(path)? {
@@ -217,7 +249,20 @@ mod tests {
     fn base_urls_are_checked() {
         assert_eq!(parse_base_url("https://mlflow.example.com/"), Ok("https://mlflow.example.com".into()));
         assert_eq!(parse_base_url("http://127.0.0.1:5000/prefix"), Ok("http://127.0.0.1:5000/prefix".into()));
-        for bad in ["httpx://h", "http://", "https://u:p@h", "https://u@h", "https://h/?a=1", "https://h/#f", "ftp://h", "h:80", ""] {
+        for bad in [
+            "httpx://h",
+            "http://",
+            "https://u:p@h",
+            "https://u@h",
+            "https://h/?a=1",
+            "https://h/#f",
+            "ftp://h",
+            "h:80",
+            "",
+            "http:/h",
+            "http:h",
+            "http://h:0",
+        ] {
             assert!(parse_base_url(bad).is_err(), "{bad}");
         }
     }

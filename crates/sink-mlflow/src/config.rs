@@ -257,6 +257,13 @@ impl MlflowSinkConfig {
             }),
             None => None,
         };
+        if let Some(p) = &ca_file {
+            // Read when the config is checked (a local file, capped), so that `validate` names
+            // a missing, unreadable or empty CA file at its key.
+            if let Err(e) = sagesync_http::read_ca_file(p) {
+                problems.push(FieldProblem::at("ca_file", e.0));
+            }
+        }
         bounded(&mut problems, "request_timeout_secs", self.request_timeout_secs, 1..=3600, "seconds");
         bounded(&mut problems, "connect_timeout_secs", self.connect_timeout_secs, 1..=600, "seconds");
         bounded(&mut problems, "max_response_bytes", self.max_response_bytes, 64 << 10..=1 << 30, "bytes");

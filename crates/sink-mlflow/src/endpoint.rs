@@ -68,8 +68,14 @@ impl Endpoint {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EndpointError(format!("scheme `{}` is not supported; use http:// or https://", url.scheme())));
         }
+        if !uri.get(url.scheme().len()..).is_some_and(|rest| rest.starts_with("://")) {
+            return Err(EndpointError(format!("must start with `{}://`", url.scheme())));
+        }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(EndpointError("has no host".into()));
+        }
+        if url.port() == Some(0) {
+            return Err(EndpointError("has port 0".into()));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(EndpointError("must not have a query or fragment".into()));

@@ -173,9 +173,10 @@ impl Loader<'_> {
             },
         };
         let id = match options.remove("id") {
-            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
+            Some(toml::Value::String(s)) if super::valid_id(&s) => Some(s),
             Some(_) => {
-                self.err_value(&path.key("id"), "`id` must be a non-empty string");
+                // Ids key the ledger's deliveries and label the daemon's metrics.
+                self.err_value(&path.key("id"), "`id` must be 1 to 64 letters, digits, `_`, `-` or `.`");
                 None
             }
             None => None,
@@ -336,6 +337,11 @@ impl Config {
                     registry::names(PluginKind::Sink).join(", ")
                 ),
             );
+        }
+        if sinks.len() > super::MAX_SINKS {
+            // Each sink has a delivery in every ledger entry: their number bounds its size.
+            let p = sinks[super::MAX_SINKS].path.clone();
+            loader.err_at(&p, format!("at most {} sinks per pipeline, got {}", super::MAX_SINKS, sinks.len()));
         }
         // Repeated sink types without ids get numbered; every id must then be unique.
         let mut per_type: HashMap<String, usize> = HashMap::new();

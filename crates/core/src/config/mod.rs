@@ -25,6 +25,16 @@ pub use errors::{redact_serde_message, ConfigError, ConfigErrors};
 pub use interpolate::interpolate;
 pub use sections::{parse_time, Check, DaemonSettings, LambdaSettings, OnIneligible, PipelineSettings};
 
+/// The most sinks a pipeline may have: every ledger entry holds one delivery per sink, and an
+/// entry must stay far below the smallest store's item limit (DynamoDB's 400 KB).
+pub const MAX_SINKS: usize = 16;
+
+/// Whether `id` is a component id: 1 to 64 ASCII letters, digits, `_`, `-` or `.` (ids key the
+/// ledger's deliveries and label metrics).
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+}
+
 /// Checks the URL of an endpoint or a store: `http` or `https`, a host, no user or password
 /// (credentials go in their own keys, kept secret), no query and no fragment. Returns it
 /// trimmed, without a trailing `/`. Every plugin checks its URLs with it.
@@ -35,8 +45,16 @@ pub fn endpoint_url(s: &str) -> Result<String, String> {
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!("must be an http:// or https:// URL, got scheme `{}`", u.scheme()));
     }
+    // `http:/h` and `http:h` parse (the URL standard repairs them): what is written must be
+    // what is meant.
+    if !t.get(u.scheme().len()..).is_some_and(|rest| rest.starts_with("://")) {
+        return Err(format!("must start with `{}://`", u.scheme()));
+    }
     if u.host_str().is_none_or(str::is_empty) {
         return Err("has no host".into());
+    }
+    if u.port() == Some(0) {
+        return Err("has port 0".into());
     }
     if !u.username().is_empty() || u.password().is_some() {
         return Err("must not carry a user or password (use the plugin's credential keys, which are kept secret)".into());

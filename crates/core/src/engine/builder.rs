@@ -91,6 +91,12 @@ pub enum BuildError {
     /// Two sinks share an id.
     #[error("duplicate sink id `{0}`")]
     DuplicateSink(String),
+    /// A sink id outside the rule of [`crate::config::valid_id`].
+    #[error("invalid sink id `{0}`: 1 to 64 letters, digits, `_`, `-` or `.`")]
+    InvalidSinkId(String),
+    /// More than [`crate::config::MAX_SINKS`] sinks.
+    #[error("at most {max} sinks per engine, got {0}", max = crate::config::MAX_SINKS)]
+    TooManySinks(usize),
 }
 
 /// Assembles an [`Engine`] in code, without TOML.
@@ -155,7 +161,15 @@ impl EngineBuilder {
             return Err(BuildError::Settings(k.to_string(), m));
         }
         let mut ids = std::collections::HashSet::new();
+        if self.sinks.len() > crate::config::MAX_SINKS {
+            return Err(BuildError::TooManySinks(self.sinks.len()));
+        }
         for s in &self.sinks {
+            if !crate::config::valid_id(&s.id) {
+                let mut id = s.id.clone();
+                crate::state::cut_text(&mut id, 80);
+                return Err(BuildError::InvalidSinkId(id));
+            }
             if !ids.insert(s.id.clone()) {
                 return Err(BuildError::DuplicateSink(s.id.clone()));
             }

@@ -71,7 +71,21 @@ impl Engine {
             }
         };
         let mut committing = true;
+        // Cursors this pass has listed from: a source that hands one back again makes no
+        // progress, and the pass stops instead of listing the same pages forever.
+        let mut visited = std::collections::HashSet::new();
         loop {
+            if !visited.insert(crate::digest::of_json(&cursor)) {
+                let failure = ListingFailure {
+                    message: "the source returned a cursor it had returned before in this pass (no progress); the next pass resumes from the saved cursor".into(),
+                    retryable: true,
+                    attempts: 1,
+                };
+                tracing::error!(key = %req.key, "listing made no progress; stopping the pass");
+                obs.event(&Event::ListingFailed { key: &req.key, failure: &failure });
+                rep.listing_error = Some(failure);
+                break;
+            }
             if cancel.is_cancelled() {
                 rep.cancelled = true;
                 break;

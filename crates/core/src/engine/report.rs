@@ -49,8 +49,16 @@ pub struct JobReport {
 impl JobReport {
     /// A report for `job` with `outcome` and nothing else.
     pub fn new(job: impl Into<String>, arn: Option<String>, outcome: Outcome) -> Self {
+        // What a report repeats of a job is bounded like the ledger's entry: a hostile name
+        // does not fill logs and answers.
+        let mut job = job.into();
+        crate::state::cut_text(&mut job, crate::state::limits::NAME_CHARS);
+        let arn = arn.map(|mut a| {
+            crate::state::cut_text(&mut a, crate::state::limits::NAME_CHARS);
+            a
+        });
         JobReport {
-            job: job.into(),
+            job,
             arn,
             outcome,
             reason: None,

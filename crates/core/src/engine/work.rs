@@ -60,7 +60,7 @@ enum Leased {
     Granted(Lease, Option<Box<JobState>>),
     Busy(String),
     Cancelled,
-    Failed(String),
+    Failed(StateError),
 }
 
 /// What the work produced: an entry to commit, nothing (interrupted), or nothing to do (the
@@ -151,11 +151,15 @@ impl Engine {
                 return Handled::Busy(arn);
             }
             Leased::Cancelled => return Handled::Report(interrupted(&name, Some(&arn), "cancelled while waiting for the job's lease")),
-            Leased::Failed(msg) => {
+            Leased::Failed(e) => {
+                // Not recorded (there is no lease to record it under): a store that refuses the
+                // job's key for good (too long for it) is reported as such, never as retryable.
                 let mut r = JobReport::new(&name, Some(arn.clone()), Outcome::Failed);
                 r.stage = Some(Stage::State);
-                r.retryable = true;
-                r.reason = Some(format!("state: cannot take the job's lease: {msg}"));
+                r.retryable = e.is_retryable();
+                let mut reason = format!("state: cannot take the job's lease: {e}");
+                crate::state::cut_text(&mut reason, crate::state::limits::REASON_CHARS);
+                r.reason = Some(reason);
                 return Handled::Report(r);
             }
         };
@@ -198,8 +202,15 @@ impl Engine {
         drop(renewal);
         let lost = held.lost.is_cancelled() || !held.guard.holds();
         let before = held.written.lock().unwrap_or_else(|e| e.into_inner()).take().or(fresh);
+        // A lease the store said is lost gets no further request of this attempt: no commit,
+        // no release (it is someone else's now). One whose time only ran out without a renewal
+        // (a paused process, a slow store) sends nothing more to the sinks (their guard), but
+        // its commit is fenced: it lands only if no other writer took the job meanwhile.
+        let known_lost = held.lost.is_cancelled();
         let release = || async {
-            let _ = state_call(&self.settings, &CancellationToken::new(), || self.state.release(&lease)).await;
+            if !known_lost {
+                let _ = state_call(&self.settings, &CancellationToken::new(), || self.state.release(&lease)).await;
+            }
         };
         match work {
             Work::Settled => {
@@ -210,10 +221,8 @@ impl Engine {
                 release().await;
                 Handled::Report(if lost { interrupted(&name, Some(&arn), "the job's lease was lost") } else { r })
             }
-            Work::Finished(_, _) if held.lost.is_cancelled() => {
-                // Nothing more of this attempt goes anywhere, the ledger included: whoever holds
-                // the job now records it.
-                release().await;
+            Work::Finished(_, _) if known_lost => {
+                // Whoever holds the job now records it (the sinks' writes are idempotent).
                 Handled::Report(interrupted(&name, Some(&arn), "the job's lease was lost"))
             }
             Work::Finished(entry, report) => self.settle(*entry, report, before, &lease, ctx).await,
@@ -315,7 +324,9 @@ impl Engine {
         let mut r = JobReport::new(name, arn, Outcome::Failed);
         r.stage = Some(stage);
         r.retryable = e.is_retryable();
-        r.reason = Some(format!("{stage}: {}", e.chain()));
+        let mut reason = format!("{stage}: {}", e.chain());
+        crate::state::cut_text(&mut reason, crate::state::limits::REASON_CHARS);
+        r.reason = Some(reason);
         r
     }
 
@@ -341,7 +352,7 @@ impl Engine {
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }
                 Err(_) if ctx.cancel.is_cancelled() => return Leased::Cancelled,
-                Err(e) => return Leased::Failed(e.to_string()),
+                Err(e) => return Leased::Failed(e),
             }
         }
     }
@@ -603,6 +614,28 @@ impl Engine {
                             *h.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(intent);
                         }
                         Ok(false) => return Work::Interrupted(interrupted(&job.name, Some(&job.arn), "the job's lease was lost")),
+                        Err(e) if !e.is_retryable() => {
+                            // The store refuses this entry for good: nothing was written yet, so
+                            // the refusal itself is what the job's entry records (a setup
+                            // failure: it never parks the job), with the deliveries known before.
+                            tracing::error!(job = %job.name, error = %e, "the state store refused the intent to write; recording the refusal");
+                            let err = SyncError::setup(format!("the state store refused the job's entry: {e}"));
+                            let known = prior.map(|p| p.deliveries.clone()).unwrap_or_default();
+                            let entry = self.entry(
+                                &job.arn,
+                                &job.name,
+                                basis,
+                                Outcome::Failed,
+                                Some(format!("state: {}", err.chain())),
+                                Some((&err, Stage::State)),
+                                Some(digest),
+                                known,
+                                prior,
+                                ctx,
+                            );
+                            let rep = Self::report_of(&entry, Vec::new(), Some((&err, Stage::State)), Vec::new(), attempts);
+                            return Work::Finished(Box::new(entry), rep);
+                        }
                         Err(e) => {
                             tracing::warn!(job = %job.name, error = %e, "cannot record the intent to write; the job will be worked on again");
                             return Work::Interrupted(interrupted(

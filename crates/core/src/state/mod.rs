@@ -137,8 +137,9 @@ pub mod limits {
     /// Characters of a job name.
     pub const NAME_CHARS: usize = 1024;
     /// Bytes of a whole entry (its JSON) after which receipts are cut further (to
-    /// [`RECEIPT_IDS_WHEN_LARGE`] ids of [`ID_CHARS_WHEN_LARGE`] characters), whatever the
-    /// number of sinks: far below DynamoDB's 400 KB per item.
+    /// [`RECEIPT_IDS_WHEN_LARGE`] ids of [`ID_CHARS_WHEN_LARGE`] characters). With at most
+    /// [`MAX_SINKS`](crate::config::MAX_SINKS) sinks, a cut entry stays under about 60 KB: far
+    /// below DynamoDB's 400 KB per item.
     pub const ENTRY_BYTES: usize = 64 * 1024;
     /// Ids per receipt in an entry over [`ENTRY_BYTES`].
     pub const RECEIPT_IDS_WHEN_LARGE: usize = 8;

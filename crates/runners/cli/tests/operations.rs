@@ -204,16 +204,11 @@ fn item_13_metric_values_are_what_the_wire_held_in_every_mode() {
     assert_eq!(records[0].1[0]["value"], json!(0.5396));
 }
 
-/// Item 15: one Search record the SDK cannot read (its LastModifiedTime is not a time) fails
-/// alone, with its job; the rest of the page syncs and the listing goes on.
-#[test]
-fn item_15_an_unreadable_search_record_fails_alone() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let moto = Moto::start();
-    let names = rt.block_on(moto.create_jobs("bad", 4, &SYNC_TAGS));
-    let victim = names[2].clone();
-    let proxy = rt.block_on(Proxy::start(moto.port));
-    let v = victim.clone();
+/// A proxy in front of moto whose Search replies give `victim` a LastModifiedTime that is not a
+/// time (the SDK then cannot read the page).
+async fn unreadable_time(moto: &Moto, victim: &str) -> Proxy {
+    let proxy = Proxy::start(moto.port).await;
+    let v = victim.to_string();
     proxy.set_rule(move |req| {
         if req.operation() != "Search" {
             return Action::Forward;
@@ -231,6 +226,18 @@ fn item_15_an_unreadable_search_record_fails_alone() {
             r
         }))
     });
+    proxy
+}
+
+/// Item 15: one Search record the SDK cannot read (its LastModifiedTime is not a time) fails
+/// alone, with its job; the rest of the page syncs and the listing goes on.
+#[test]
+fn item_15_an_unreadable_search_record_fails_alone() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let names = rt.block_on(moto.create_jobs("bad", 4, &SYNC_TAGS));
+    let victim = names[2].clone();
+    let proxy = rt.block_on(unreadable_time(&moto, &victim));
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
@@ -475,4 +482,78 @@ fn item_7_a_job_with_1800_long_hyperparameters_commits_under_dynamodbs_item_limi
     let (code, s, err) = run(dir.path(), &["run"]);
     assert_eq!(code, Some(0), "{s}\n{err}");
     assert_eq!(s["already_done"], 1, "{s}");
+}
+
+/// Audit of issue 19, finding 2: five jobs share one LastModifiedTime and are read one per page
+/// (a tie group read in sweeps); the middle one's time cannot be read. The backfill ends, writes
+/// the other four, and fails the unreadable one alone (it used to go round the group for ever).
+#[test]
+fn audit_a_tie_group_with_an_unreadable_time_ends_and_loses_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let names = rt.block_on(moto.create_jobs("tiebad", 5, &SYNC_TAGS));
+    for n in &names {
+        moto.edit(n, json!({"LastModifiedTime": "2026-01-01T00:00:00Z"}));
+    }
+    let victim = names[2].clone();
+    let proxy = rt.block_on(unreadable_time(&moto, &victim));
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &sagemaker_source(&proxy.url(), "mode = \"search\"\npage_size = 2\nmax_requests_per_second = 0"),
+        &format!("{FILE_SINK}\n[state]\npath = \"state.db\"\n\n[pipeline]\nmax_attempts = 2\ninitial_backoff_ms = 10\n"),
+    );
+    let mut child = sagesync(dir.path())
+        .args(["backfill", "--since", "2000-01-01", "--config", "sagesync.toml", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the backfill still runs after 60 s: {} Search requests", proxy.count("Search"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(1), "one job failed: {s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!((s["synced"].as_u64(), s["failed"].as_u64()), (Some(4), Some(1)), "{s}");
+    let docs = documents(&dir.path().join("out"));
+    for n in names.iter().filter(|n| **n != victim) {
+        assert!(docs.contains_key(n), "{n} skipped: {s}");
+    }
+    assert!(proxy.count("Search") < 30, "{} Search requests for 5 jobs", proxy.count("Search"));
+}
+
+/// Audit of issue 19, findings 6, 8 and 11: `validate` refuses a sink id that could break a
+/// metric label, a CA file that is not a regular file, URLs the URL standard would repair
+/// (`http:/h`) and port 0, and more sinks than a ledger entry can hold; each at its key.
+#[test]
+fn audit_validate_refuses_odd_ids_ca_files_repaired_urls_and_too_many_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sinks = String::from(
+        "[[sinks]]\ntype = \"modeldb_v2\"\nid = \"odd\\\"id\"\nbase_url = \"http:/127.0.0.1:3000\"\nca_file = \"/dev/zero\"\n\n[[sinks]]\ntype = \"mlflow\"\ntracking_uri = \"http://127.0.0.1:0\"\nca_file = \"missing.pem\"\n",
+    );
+    for i in 0..15 {
+        sinks.push_str(&format!("\n[[sinks]]\ntype = \"file\"\nid = \"f{i}\"\ndir = \"out{i}\"\n"));
+    }
+    write_config(dir.path(), "[source]\ntype = \"sagemaker_json\"\npaths = [\"jobs\"]\n", &sinks);
+    let started = Instant::now();
+    let out = sagesync(dir.path()).args(["validate", "--config", "sagesync.toml"]).output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20), "a device named as a CA file is not read: {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (key, what) in [
+        ("sinks[0].id", "letters, digits"),
+        ("sinks[0].base_url", "http://"),
+        ("sinks[0].ca_file", "not a regular file"),
+        ("sinks[1].tracking_uri", "port 0"),
+        ("sinks[1].ca_file", "missing.pem"),
+        ("sinks[16]", "at most 16 sinks"),
+    ] {
+        assert!(err.lines().any(|l| l.contains(&format!("key `{key}`")) && l.contains(what)), "{key}: {err}");
+    }
 }

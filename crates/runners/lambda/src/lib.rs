@@ -268,7 +268,15 @@ impl App {
                     let busy = rep.is_some_and(|r| {
                         r.busy_jobs.iter().any(|a| Some(a) == change.arn.as_ref() || a.ends_with(&format!("/{}", change.name)))
                     });
+                    let state_error = rep.and_then(|r| r.state_error.as_deref());
                     match found {
+                        // The ledger could not be read or written: nothing is known about the
+                        // job, so the event is delivered again (never answered as done).
+                        None if state_error.is_some() => ItemResult::Err(HandlerError::Retryable(format!(
+                            "training job {}: the state store failed: {}; deliver again",
+                            change.name,
+                            state_error.unwrap_or_default()
+                        ))),
                         _ if busy && found.is_none() => ItemResult::Err(HandlerError::Retryable(format!(
                             "training job {}: another writer holds it; deliver again",
                             change.name

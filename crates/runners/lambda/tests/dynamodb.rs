@@ -292,3 +292,52 @@ async fn a_parked_job_is_not_redriven_by_an_event_of_unchanged_content() {
     moto.edit(&name, json!({"HyperParameters": {"max_depth": "5", "eta": "0.2", "objective": "binary:logistic"}, "LastModifiedTime": chrono::Utc::now().to_rfc3339()}));
     assert_eq!(ok(rt.invoke(at(1_795_650_300_000)).await)["outcome"], "synced");
 }
+
+/// Audit of issue 19, finding 1: a ledger that is throttled (or unreachable) when the event
+/// arrives never turns the event into `already_synced`: a direct event fails with
+/// `RetryableError`, an SQS record is reported in `batchItemFailures`; once the store answers,
+/// the same event syncs the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_ledger_gives_a_retryable_answer_never_already_synced() {
+    use sagesync_test_support::proxy::{Action, Proxy, Response};
+    let moto = Moto::start();
+    let names = moto.create_jobs("throttled", 1, &SYNC_TAGS).await;
+    let peer = Peer::start(&[]);
+    let _state = table(&moto, "lambda-throttled").await;
+    let dynamo = Proxy::start(moto.port).await;
+    dynamo.set_rule(|r| {
+        if r.operation() == "BatchGetItem" {
+            Action::Respond(Response::aws_error(
+                400,
+                "ProvisionedThroughputExceededException",
+                "The level of configured provisioned throughput for the table was exceeded.",
+            ))
+        } else {
+            Action::Forward
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_via(dir.path(), &moto, peer.port, "lambda-throttled", &dynamo.url());
+    let rt = Runtime::start().await;
+    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
+    match rt.invoke(event(&names[0], "Completed")).await {
+        Outcome::Error { body, .. } => {
+            assert_eq!(body["errorType"], "RetryableError", "{body}");
+            assert!(body.to_string().contains("state store"), "{body}");
+        }
+        other => panic!("a throttled ledger must not answer: {other:?}"),
+    }
+    let rec = |id: &str, body: String| json!({"messageId": id, "receiptHandle": "h", "body": body, "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"});
+    let batch = json!({"Records": [rec("m-1", event(&names[0], "Completed").to_string())]});
+    match rt.invoke(batch.clone()).await {
+        Outcome::Response(v) => assert_eq!(v["batchItemFailures"], json!([{"itemIdentifier": "m-1"}]), "{v}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(runs_of(&peer, &names[0]).is_empty(), "nothing written while the ledger was unreadable");
+    dynamo.forward_all();
+    match rt.invoke(event(&names[0], "Completed")).await {
+        Outcome::Response(v) => assert_eq!(v["outcome"], "synced", "{v}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(runs_of(&peer, &names[0]).len(), 1);
+}

@@ -118,6 +118,13 @@ impl SinkPlugin for ModelDbV2Config {
             }),
             None => None,
         };
+        if let Some(p) = &ca_file {
+            // Read when the config is checked (a local file, capped), so that `validate` names
+            // a missing, unreadable or empty CA file at its key.
+            if let Err(e) = sagesync_http::read_ca_file(p) {
+                problems.push(FieldProblem::at("ca_file", e.0));
+            }
+        }
         if !self.api_prefix.is_empty() && !self.api_prefix.starts_with('/') {
             problems.push(FieldProblem::at("api_prefix", "must start with `/`"));
         }

@@ -58,12 +58,36 @@ fn malformed(origin: &str, message: impl Into<String>) -> SyncError {
     SyncError::Malformed { origin: origin.to_string(), message: message.into() }
 }
 
+/// SageMaker's rule for a training job name: `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$`.
+pub fn is_job_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Whether `arn` is a training job ARN (`arn:<partition>:sagemaker:<region>:<account>:training-job/<name>`,
+/// at most 256 characters) naming `name` (SageMaker lower-cases names in ARNs).
+fn is_job_arn(arn: &str, name: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    arn.len() <= 256
+        && parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sagemaker"
+        && (1..=12).contains(&parts[4].len())
+        && parts[4].bytes().all(|c| c.is_ascii_digit())
+        && parts[5].strip_prefix("training-job/").is_some_and(|n| n.eq_ignore_ascii_case(name))
+}
+
 /// Reads an EventBridge event. Malformed training-job events are errors naming the problem.
 pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
     let Value::Object(o) = ev else {
         return Err(malformed("event", "not a JSON object"));
     };
-    let id = o.get("id").and_then(Value::as_str).map(str::to_string);
+    let id = o.get("id").and_then(Value::as_str).map(|i| i.chars().take(128).collect::<String>());
     let origin = format!("event {}", id.as_deref().unwrap_or("(no id)"));
     let source = o.get("source").and_then(Value::as_str).unwrap_or("");
     let detail_type = o.get("detail-type").and_then(Value::as_str).unwrap_or("");
@@ -82,7 +106,13 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
         None => return Err(malformed(&origin, "no `detail`")),
     };
     let name = match detail.get("TrainingJobName") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(s)) if is_job_name(s) => s.clone(),
+        Some(Value::String(_)) => {
+            return Err(malformed(
+                &origin,
+                "`detail.TrainingJobName` is not a training job name (1 to 63 letters, digits and inner hyphens)",
+            ))
+        }
         Some(_) => return Err(malformed(&origin, "`detail.TrainingJobName` is not a non-empty string")),
         None => return Err(malformed(&origin, "`detail.TrainingJobName` is missing")),
     };
@@ -99,6 +129,11 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
             .and_then(|r| r.iter().filter_map(Value::as_str).find(|a| a.contains(":training-job/")))
             .map(str::to_string)
     });
+    if let Some(a) = &arn {
+        if !is_job_arn(a, &name) {
+            return Err(malformed(&origin, "`detail.TrainingJobArn` is not the ARN of this training job"));
+        }
+    }
     let status = str_field("TrainingJobStatus")?;
     let last_modified = match detail.get("LastModifiedTime") {
         Some(v) => parse_timestamp(v, "detail.LastModifiedTime").map_err(|e| malformed(&origin, e.to_string()))?,
@@ -241,5 +276,22 @@ mod tests {
             parse_event(&json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}, "resources": []})).unwrap(),
             EventKind::Scheduled
         );
+    }
+
+    #[test]
+    fn names_and_arns_follow_sagemakers_rules() {
+        for ok in ["j", "job-1", "A-b--c9", &"x".repeat(63)] {
+            assert!(is_job_name(ok), "{ok}");
+        }
+        for bad in ["", "-j", "j-", "a_b", "../../etc/passwd", "ü", &"x".repeat(64), " j"] {
+            assert!(!is_job_name(bad), "{bad}");
+        }
+        assert!(is_job_arn("arn:aws:sagemaker:us-east-1:123456789012:training-job/job-1", "job-1"));
+        assert!(is_job_arn("arn:aws-cn:sagemaker:cn-north-1:123456789012:training-job/job-1", "JOB-1"), "ARNs lower-case names");
+        assert!(!is_job_arn("arn:aws:sagemaker:us-east-1:123456789012:training-job/other", "job-1"));
+        assert!(!is_job_arn("arn:aws:s3:::bucket", "job-1"));
+        let huge = "x".repeat(3000);
+        let e = parse_event(&ev(json!({"TrainingJobName": huge, "TrainingJobStatus": "Completed"}))).unwrap_err();
+        assert!(matches!(e, SyncError::Malformed { .. }) && e.to_string().len() < 400, "{e}");
     }
 }

@@ -523,14 +523,17 @@ impl SageMakerSource {
             let lm = rec.last_modified;
             // Every member of the group this page shows counts toward the sweep (a page read
             // from the group's start begins one, in keyset paging too).
-            if lm.is_some() && lm == group_time {
+            // Inside a sweep, a record whose time cannot be read stays with the group: Search
+            // sorted it there, and only a record known to come later ends the sweep.
+            let in_group = lm == group_time || (tie.is_some() && lm.is_none());
+            if in_group && group_time.is_some() {
                 sweep.count(&rec.arn);
             }
             if cursor.covers(lm, &rec.arn) {
                 continue;
             }
             match tie {
-                Some(_) if lm == group_time => {
+                Some(_) if in_group => {
                     next.seen_at_watermark.insert(rec.arn.clone());
                 }
                 Some(_) => {
@@ -672,8 +675,10 @@ fn raw_search_page(body: &[u8]) -> Option<(Vec<Record>, Option<String>)> {
 }
 
 /// Where a sweep of a group of jobs sharing one `LastModifiedTime` stands (kept in the cursor's
-/// token as `tie:<json>`): the page token within the sweep, and the members (count and XOR of
-/// their ARNs' digests, which no order changes) of this sweep and of the previous one.
+/// token as `tie:<json>`): the page token within the sweep, and the members of this sweep and of
+/// the previous one, as a count and the sum (modulo 2^256) of their ARNs' SHA-256 digests. A sum
+/// depends on no order and, unlike an XOR, a member read twice does not cancel out: two sweeps
+/// agree only when they read the same members the same number of times.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Tie {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -701,13 +706,16 @@ impl Tie {
     }
     /// Counts one member read in this sweep.
     fn count(&mut self, arn: &str) {
-        let d = sagesync_core::digest::of_bytes(arn.as_bytes());
-        let x: Vec<u8> = (0..d.len() / 2).map(|i| u8::from_str_radix(&d[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
-        let mut acc: Vec<u8> =
-            (0..self.cur.1.len() / 2).map(|i| u8::from_str_radix(&self.cur.1[2 * i..2 * i + 2], 16).unwrap_or(0)).collect();
-        acc.resize(x.len(), 0);
-        for (a, b) in acc.iter_mut().zip(&x) {
-            *a ^= b;
+        let hex = |s: &str| -> Vec<u8> { (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0)).collect() };
+        let d = hex(&sagesync_core::digest::of_bytes(arn.as_bytes()));
+        let mut acc = hex(&self.cur.1);
+        acc.resize(d.len(), 0);
+        // Big-endian addition with carry, modulo 2^(8 * len).
+        let mut carry = 0u16;
+        for (a, b) in acc.iter_mut().zip(&d).rev() {
+            let s = u16::from(*a) + u16::from(*b) + carry;
+            *a = (s & 0xff) as u8;
+            carry = s >> 8;
         }
         self.cur = (self.cur.0 + 1, acc.iter().map(|b| format!("{b:02x}")).collect());
     }
@@ -809,6 +817,19 @@ mod tests {
             t3.count(a);
         }
         assert!(!t3.stable(), "a member left");
+        // A member read twice (the offsets shifted) does not cancel out: {d, d, z} and
+        // {n, n, z} are different sweeps, and so are {d, d, z} and {d, m, z}.
+        let sweep = |prev: &Tie, members: &[&str]| {
+            let mut t = prev.restart();
+            for a in members {
+                t.count(a);
+            }
+            t
+        };
+        let ddz = sweep(&Tie::default(), &["d", "d", "z"]);
+        assert!(!sweep(&ddz, &["n", "n", "z"]).stable(), "duplicates cancelled out");
+        assert!(!sweep(&ddz, &["d", "m", "z"]).stable(), "a duplicate hid a missed member");
+        assert!(sweep(&ddz, &["z", "d", "d"]).stable());
         let enc = t3.encode();
         assert_eq!(Tie::parse(Some(&enc)), Some(t3));
         assert_eq!(Tie::parse(Some("raw-token")).unwrap().page.as_deref(), Some("raw-token"));
