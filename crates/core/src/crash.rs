@@ -5,9 +5,11 @@
 //! destructors, no flushing, no cleanup: like `kill -9`) the `n`-th time (default 1) it reaches
 //! `<step>`. The steps are the names of [`Step`]. The variable is read once; when it is unset
 //! (or not understood, which is reported once on stderr) each check is one load of a
-//! [`OnceLock`]. Not for production use.
+//! [`OnceLock`]. Not for production use: the hook is compiled only with the `crash-hook`
+//! feature, which the runners enable for their tests and benches (a dev-dependency), never in
+//! the binaries they ship; without it [`reached`] does nothing and the variable is ignored.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 
 /// The environment variable that arms the hook.
@@ -47,6 +49,7 @@ impl Step {
 }
 
 /// The armed step, the count at which to stop, and how often it was reached.
+#[cfg_attr(not(feature = "crash-hook"), allow(dead_code))]
 struct Armed {
     step: Step,
     at: u64,
@@ -54,6 +57,7 @@ struct Armed {
 }
 
 /// Parses `<step>[:<n>]` (n ≥ 1).
+#[cfg_attr(not(feature = "crash-hook"), allow(dead_code))]
 fn parse(text: &str) -> Result<(Step, u64), String> {
     let (name, n) = match text.split_once(':') {
         Some((name, n)) => (name, n.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| format!("`{n}` is not a count of 1 or more"))?),
@@ -64,6 +68,7 @@ fn parse(text: &str) -> Result<(Step, u64), String> {
     Ok((step, n))
 }
 
+#[cfg_attr(not(feature = "crash-hook"), allow(dead_code))]
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
     ARMED
@@ -83,12 +88,15 @@ fn armed() -> Option<&'static Armed> {
 /// Marks that the process reached `step`; aborts it when [`VAR`] names this step and this is
 /// its `n`-th time.
 pub fn reached(step: Step) {
+    #[cfg(feature = "crash-hook")]
     if let Some(a) = armed() {
-        if a.step == step && a.seen.fetch_add(1, Ordering::SeqCst) + 1 == a.at {
+        if a.step == step && a.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == a.at {
             eprintln!("{VAR}: aborting at {} (time {})", step.name(), a.at);
             std::process::abort();
         }
     }
+    #[cfg(not(feature = "crash-hook"))]
+    let _ = step;
 }
 
 #[cfg(test)]

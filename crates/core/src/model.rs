@@ -544,6 +544,25 @@ impl RunRecord {
     pub fn dataset(&self, name: &str) -> Option<&Dataset> {
         self.datasets.iter().find(|d| d.name == name)
     }
+    /// The run name this record takes where another job's record holds its plain one: see
+    /// [`namesake_name`].
+    pub fn namesake_name(&self) -> String {
+        namesake_name(&self.run.name, &self.run.external_id)
+    }
+}
+
+/// The name a job's record takes in a store where another job's record already holds the
+/// plain name `run` (SageMaker names are unique per account and region only, and a name is
+/// reused once its job is deleted): `run`, `--` and 12 hex digits of the SHA-256 of the job's
+/// ARN. Every sink that names records by the run name uses it, so that one ARN has one record.
+pub fn namesake_name(run: &str, arn: &str) -> String {
+    format!("{run}--{}", namesake_suffix(arn))
+}
+
+/// The part of [`namesake_name`] that comes from the ARN: 12 hex digits of its SHA-256.
+pub fn namesake_suffix(arn: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(arn.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Decodes a SageMaker hyperparameter string: JSON numbers and booleans become JSON values,

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::config::{redact_serde_message, Options};
 use crate::keypath::KeyPath;
+use crate::options::{redact_serde_message, Check, Options};
 use crate::sink::Sink;
 use crate::source::Source;
 use crate::stage::{Mapper, Validator};
@@ -184,16 +184,24 @@ impl fmt::Debug for PluginDescriptor {
 
 inventory::collect!(PluginDescriptor);
 
-/// A shared top-level config section that plugins read (`[tag_keys]`).
+/// A top-level config section registered outside the core: one that plugins share
+/// (`[tag_keys]`), or a runner's settings (`[daemon]`, `[lambda]`).
 pub struct SectionDescriptor {
     /// The section's name.
     pub name: &'static str,
     /// One-line summary.
     pub summary: &'static str,
-    /// Checks the section's table; problems are located by the loader.
+    /// Reads the section's table: its problems (an unknown key, a wrong type) are located at
+    /// their key by the loader.
     pub check: fn(toml::Table) -> Vec<FieldProblem>,
+    /// Range-checks the section once it reads: problems are located at their value.
+    pub ranges: fn(toml::Table) -> Vec<FieldProblem>,
     /// The section's defaults, every key.
     pub defaults: fn() -> serde_json::Value,
+    /// Whether the section shapes records (plugins read it while they map or validate jobs):
+    /// then it is part of the configuration digest, and changing it decides every job again.
+    /// A runner's settings (its schedule, its deadlines) do not.
+    pub shapes_records: bool,
 }
 
 inventory::collect!(SectionDescriptor);
@@ -235,6 +243,20 @@ pub fn check_section<T: DeserializeOwned>(t: toml::Table) -> Vec<FieldProblem> {
     deserialize::<T>(t).err().unwrap_or_default()
 }
 
+/// Range check of a runner's section type ([`Check`]); nothing when it does not read (its
+/// [`check_section`] says why).
+pub fn range_check_section<T: DeserializeOwned + Check>(t: toml::Table) -> Vec<FieldProblem> {
+    match deserialize::<T>(t) {
+        Ok(v) => v.problems().into_iter().map(|(k, m)| FieldProblem::at(k, m)).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The range check of a section that has none.
+pub fn no_ranges(_: toml::Table) -> Vec<FieldProblem> {
+    Vec::new()
+}
+
 /// Registers a plugin of a kind (`Source`, `Validator`, `Mapper`, `Sink`, `State`). `$config`
 /// must implement that kind's plugin trait (`SinkPlugin` for `Sink`...), `Default` (every
 /// optional key's default) and `Serialize` (its defaults are what the config reference is
@@ -269,13 +291,25 @@ macro_rules! register_plugin {
     };
 }
 
-/// Registers a shared config section (a top-level table several plugins read). `$ty` is its
-/// `Deserialize` type; the loader reports its problems with their locations.
+/// Registers a top-level config section. `$ty` is its `Deserialize` type (with `Default` and
+/// `Serialize`, for the config reference); the loader reports its problems with their
+/// locations.
+///
+/// - `register_section!("tag_keys", TagKeys, summary = "...")`: a section plugins share while
+///   they validate or map jobs; it is part of the configuration digest.
+/// - `register_section!("daemon", DaemonSettings, summary = "...", runner)`: a runner's
+///   settings, range-checked with [`Check`](crate::options::Check); changing them decides no job
+///   again. Every runner links every runner's sections, so that one config file serves them all.
 #[macro_export]
 macro_rules! register_section {
     ($name:expr, $ty:ty, summary = $summary:expr $(,)?) => {
         $crate::inventory::submit! {
-            $crate::registry::SectionDescriptor { name: $name, summary: $summary, check: $crate::registry::check_section::<$ty>, defaults: $crate::registry::defaults_of::<$ty> }
+            $crate::registry::SectionDescriptor { name: $name, summary: $summary, check: $crate::registry::check_section::<$ty>, ranges: $crate::registry::no_ranges, defaults: $crate::registry::defaults_of::<$ty>, shapes_records: true }
+        }
+    };
+    ($name:expr, $ty:ty, summary = $summary:expr, runner $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::registry::SectionDescriptor { name: $name, summary: $summary, check: $crate::registry::check_section::<$ty>, ranges: $crate::registry::range_check_section::<$ty>, defaults: $crate::registry::defaults_of::<$ty>, shapes_records: false }
         }
     };
 }

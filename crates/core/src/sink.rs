@@ -1,71 +1,14 @@
 //! The [`Sink`] trait and what a write returns.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
+pub use crate::delivery::{PendingNames, SinkReceipt, WriteKind};
 use crate::error::SyncError;
 use crate::model::RunRecord;
-
-/// What a sink did with a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteKind {
-    /// The run did not exist and was created.
-    Created,
-    /// The run existed and something was written to it.
-    Updated,
-    /// The run existed and nothing needed writing.
-    Unchanged,
-    /// The run was removed (or marked superseded) because the job is no longer eligible or moved.
-    Removed,
-}
-
-/// Proof of a sink write: the store's ids for the run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SinkReceipt {
-    /// The sink's id in the pipeline (its `id` or `type`).
-    pub sink: String,
-    /// What happened.
-    pub write: WriteKind,
-    /// Ids in the store (`project_id`, `run_id`, `path`...).
-    pub ids: BTreeMap<String, String>,
-    /// Number of write requests made.
-    pub writes: u32,
-}
-
-impl SinkReceipt {
-    /// A receipt with no ids yet.
-    pub fn new(write: WriteKind) -> Self {
-        SinkReceipt { sink: String::new(), write, ids: BTreeMap::new(), writes: 0 }
-    }
-    /// Adds an id.
-    pub fn id(mut self, key: &str, value: impl ToString) -> Self {
-        self.ids.insert(key.to_string(), value.to_string());
-        self
-    }
-    /// Cuts the receipt to what the ledger keeps: at most
-    /// [`RECEIPT_IDS`](crate::state::limits::RECEIPT_IDS) ids, each of at most
-    /// [`ID_CHARS`](crate::state::limits::ID_CHARS) characters. A receipt holds the store's ids,
-    /// digests and counts, never lists that grow with a job's content.
-    pub fn bound(&mut self) {
-        use crate::state::limits::{ID_CHARS, RECEIPT_IDS};
-        if self.ids.len() > RECEIPT_IDS {
-            let extra: Vec<String> = self.ids.keys().skip(RECEIPT_IDS - 1).cloned().collect();
-            for k in &extra {
-                self.ids.remove(k);
-            }
-            self.ids.insert("omitted_ids".into(), extra.len().to_string());
-        }
-        for v in self.ids.values_mut() {
-            crate::state::cut_text(v, ID_CHARS);
-        }
-    }
-}
 
 /// Whether the engine still holds the job's lease: what a sink checks (through
 /// [`WriteContext::check`]) before every request it sends to its store. The engine renews the
@@ -123,9 +66,16 @@ impl std::fmt::Debug for LeaseGuard {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct WriteContext {
-    /// The receipt this sink returned for this job the last time it wrote it, when the ledger
-    /// has one: lets a sink find (and clean up) a record whose name or project changed.
+    /// The receipt this sink returned for this job the last time a write of it was committed
+    /// (the ledger's delivery is *written*, or *kept*): lets a sink find (and clean up) a record
+    /// whose name or project changed.
     pub previous: Option<SinkReceipt>,
+    /// Set when an earlier attempt recorded its intent to write this job to this sink for the
+    /// first time and its outcome never was (the ledger's delivery is *pending*: a crash or a
+    /// lost lease between the write and the commit): the names the record was to be written
+    /// under. The sink may hold that record: it looks for it under these names (and the job's
+    /// ARN) before it creates one, and a retraction removes it. See `docs/writing-a-plugin.md`.
+    pub pending: Option<PendingNames>,
     /// When the caller needs an answer (the Lambda's invocation deadline); a sink should not
     /// start a request that cannot finish before it.
     pub deadline: Option<std::time::Instant>,
@@ -146,6 +96,11 @@ impl WriteContext {
     /// With the previous receipt.
     pub fn with_previous(mut self, previous: Option<SinkReceipt>) -> Self {
         self.previous = previous;
+        self
+    }
+    /// With the names of an earlier attempt's unfinished first write.
+    pub fn with_pending(mut self, pending: Option<PendingNames>) -> Self {
+        self.pending = pending;
         self
     }
     /// Marks the write as the first one the ledger knows of.
@@ -200,5 +155,12 @@ pub trait Sink: Send + Sync {
     async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
         let _ = (external_id, cx);
         Ok(None)
+    }
+    /// What in this sink's settings decides what it writes (its store, its naming, its options),
+    /// as a string: when it changes, every job is delivered to it again. A sink built from a
+    /// config file is fingerprinted by its table; this is what tells apart sinks assembled in
+    /// code ([`EngineBuilder`](crate::EngineBuilder)). Default: nothing.
+    fn fingerprint(&self) -> String {
+        String::new()
     }
 }

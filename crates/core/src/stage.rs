@@ -29,6 +29,12 @@ pub enum Verdict {
 pub trait Validator: Send + Sync {
     /// Checks one job.
     async fn validate(&self, job: &TrainingJob) -> Verdict;
+    /// What in this validator's settings decides its verdicts, as a string: when it changes,
+    /// every job is decided again. A validator built from a config file is fingerprinted by its
+    /// table; this tells apart validators assembled in code. Default: nothing.
+    fn fingerprint(&self) -> String {
+        String::new()
+    }
 }
 
 /// Turns a [`TrainingJob`] into a [`RunRecord`].
@@ -36,4 +42,10 @@ pub trait Validator: Send + Sync {
 pub trait Mapper: Send + Sync {
     /// Maps one job. An error here rejects the job.
     async fn map(&self, job: &TrainingJob) -> Result<RunRecord, SyncError>;
+    /// What in this mapper's settings shapes its records, as a string: when it changes, every
+    /// job is decided again. A mapper built from a config file is fingerprinted by its table;
+    /// this tells apart mappers assembled in code. Default: nothing.
+    fn fingerprint(&self) -> String {
+        String::new()
+    }
 }

@@ -513,7 +513,8 @@ async fn a_writer_whose_lease_was_taken_over_records_nothing() {
     // The fenced-out writer recorded no outcome: at most the intent it wrote before writing.
     let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0);
     assert!(
-        st.as_ref().is_none_or(|e| e.outcome == Outcome::Failed && e.deliveries.values().all(|d| d.record_digest == Delivery::PENDING)),
+        st.as_ref()
+            .is_none_or(|e| e.outcome == Outcome::Failed && e.deliveries.values().all(|d| matches!(d.state, DeliveryState::Pending(_)))),
         "the fenced-out writer recorded nothing: {st:?}"
     );
     assert!(thief_lease.fence >= 2);
@@ -586,6 +587,34 @@ async fn dry_run_writes_nothing_not_even_the_ledger() {
     assert_eq!(s.synced, 1);
     assert!(sink.stored.lock().unwrap().is_empty());
     assert_eq!(e.state().counts().await.unwrap().total(), 0);
+}
+
+/// Issue 20 audit: a dry run, now an assembly, reports as it did: nothing recorded, no
+/// receipts, "dry run: nothing written", no cursor, no ledger events; and what the scratch
+/// ledger saved (a dry-run daemon's cursor) it reads back.
+#[tokio::test]
+async fn a_dry_run_reports_nothing_recorded_and_keeps_its_cursor_to_itself() {
+    let sink = Arc::new(MemSink::default());
+    let settings = PipelineSettings { dry_run: true, ..fast() };
+    let e = engine(Arc::new(MemSource::new(vec![job(1, "Completed"), job(2, "Completed")])), vec![("mem", sink.clone())], settings);
+    let events = Mutex::new(Vec::new());
+    let obs = |ev: &Event<'_>| {
+        if matches!(ev, Event::Recorded { .. } | Event::PageCommitted { .. }) {
+            events.lock().unwrap().push(format!("{ev:?}").chars().take(40).collect::<String>());
+        }
+    };
+    let s = e.pass(&PassRequest::poll().collecting(), &CancellationToken::new(), &obs).await;
+    assert_eq!(s.synced, 2, "{s:#?}");
+    for j in &s.jobs {
+        assert!(!j.recorded && j.receipts.is_empty(), "{j:#?}");
+        assert_eq!(j.reason.as_deref(), Some("dry run: nothing written"));
+    }
+    assert_eq!(s.cursor, None);
+    assert!(events.lock().unwrap().is_empty(), "{:?}", events.lock().unwrap());
+    let c = Cursor { token: Some("t".into()), ..Default::default() };
+    e.state().save_cursor("k", &c).await.unwrap();
+    assert_eq!(e.state().cursor("k").await.unwrap(), Some(c));
+    assert!(sink.stored.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -672,7 +701,7 @@ impl StateStore for Forgetful {
         self.inner.renew(l, t).await
     }
     async fn commit(&self, l: &Lease, e: &JobState) -> Result<bool, StateError> {
-        let intent = e.deliveries.values().any(|d| d.record_digest == sagesync_core::Delivery::PENDING);
+        let intent = e.deliveries.values().any(|d| matches!(d.state, DeliveryState::Pending(_)));
         if self.forget.load(Ordering::SeqCst) && !intent {
             return Ok(true);
         }
@@ -710,7 +739,7 @@ async fn a_record_written_just_before_a_crash_is_known_to_the_ledger() {
     assert_eq!(s.synced, 1);
     assert_eq!(sink.stored.lock().unwrap().len(), 1, "written; its outcome is lost");
     let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0).expect("the intent is in the ledger");
-    assert_eq!(st.deliveries["mem"].record_digest, sagesync_core::Delivery::PENDING);
+    assert!(matches!(st.deliveries["mem"].state, DeliveryState::Pending(_)), "{:?}", st.deliveries["mem"]);
     // The process comes back; meanwhile the job lost its opt-in tag: the record is retracted.
     state.forget.store(false, Ordering::SeqCst);
     src.edit(|j| j[0].tags.0.retain(|t| t.key != "MODEL_DB_SYNC"));
@@ -738,7 +767,7 @@ async fn a_sink_that_keeps_records_keeps_its_receipt_for_when_the_job_comes_back
     assert_eq!((s.skipped, s.already_done), (0, 1), "{:#?}", s.jobs);
     assert_eq!(sink.retracts.load(Ordering::SeqCst), 1);
     let st = state.jobs(&[job(1, "").arn]).await.unwrap().remove(0).unwrap();
-    assert_eq!(st.deliveries["v1"].record_digest, sagesync_core::Delivery::KEPT);
+    assert_eq!(st.deliveries["v1"].state, DeliveryState::Kept(None));
     // Back, in another project: the sink is given its earlier receipt to find its record by.
     src.edit(|j| {
         j[0].tags = tagged();
@@ -1022,7 +1051,7 @@ async fn a_commit_the_store_refuses_releases_the_lease_and_is_recorded_as_what_i
     assert_eq!(st.permanent_failures, 0, "never counted toward parking");
     assert!(st.reason.as_deref().unwrap().contains("state store refused"), "{st:?}");
     assert!(st.deliveries["big"].receipt.ids.is_empty(), "the refused receipt is not kept");
-    assert_eq!(st.deliveries["big"].record_digest, st.record_digest.clone().unwrap(), "the sink holds the record");
+    assert_eq!(st.deliveries["big"].record_digest(), st.record_digest.as_deref(), "the sink holds the record");
 }
 
 /// A sink that makes two requests per write, pausing between them, and records which it sent.
@@ -1149,4 +1178,128 @@ async fn an_interrupted_first_write_is_counted_apart_from_failures() {
     let _ = e.sync_refs(vec![JobRef::by_name("job-1")], &RefOptions::default(), &CancellationToken::new(), &NoObserver).await;
     let c = e.state().counts().await.unwrap();
     assert_eq!((c.failed, c.interrupted), (0, 1), "{c:?}");
+}
+
+/// A sink that stalls the write of one run until released, and writes the others at once.
+struct Stalls {
+    run: String,
+    release: Arc<tokio::sync::Notify>,
+    inner: MemSink,
+}
+
+#[async_trait]
+impl Sink for Stalls {
+    async fn upsert(&self, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        if r.run.name == self.run {
+            self.release.notified().await;
+        }
+        self.inner.upsert(r, cx).await
+    }
+}
+
+/// Issue 20: the jobs of a page are attempted as slots free up and recorded as each ends: one
+/// job whose sink write stalls holds its own slot, never the others' (ordered completion let
+/// one slow job hold every finished slot behind it). The page's cursor still waits for it.
+#[tokio::test]
+async fn a_stalled_write_does_not_delay_recording_the_rest_of_its_page() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let sink = Arc::new(Stalls { run: "job-0".into(), release: release.clone(), inner: MemSink::default() });
+    let jobs: Vec<TrainingJob> = (0..10).map(|i| job(i, "Completed")).collect();
+    let arns: Vec<String> = jobs.iter().map(|j| j.arn.clone()).collect();
+    let state = Arc::new(MemoryState::new());
+    let e = Arc::new(
+        Engine::builder()
+            .source(MemSource::new(jobs))
+            .mapper(TagsMapper::new(TagKeys::default()))
+            .sink_arc("stalls", sink.clone())
+            .settings(PipelineSettings { concurrency: 2, ..fast() })
+            .state(state.clone())
+            .build()
+            .unwrap(),
+    );
+    let pass = tokio::spawn({
+        let e = e.clone();
+        async move { e.pass(&PassRequest::poll(), &CancellationToken::new(), &NoObserver).await }
+    });
+    // While job-0's write hangs, the nine others are written and recorded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let recorded = state.jobs(&arns).await.unwrap().iter().flatten().filter(|s| s.outcome == Outcome::Synced).count();
+        if recorded == 9 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {recorded} of the other 9 jobs recorded while one write stalls");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!pass.is_finished());
+    assert_eq!(state.cursor(PassRequest::POLL).await.unwrap(), None, "the page's cursor waits for its last job");
+    release.notify_one();
+    let rep = pass.await.unwrap();
+    assert_eq!(rep.synced, 10, "{rep:#?}");
+}
+
+/// Issue 20: `sync_refs` answers every reference it was given, in order, the same job given
+/// twice included.
+#[tokio::test]
+async fn sync_refs_answers_each_reference_in_order() {
+    let mut src = MemSource::new(vec![job(1, "Completed"), job(2, "Completed")]);
+    src.missing = vec!["ghost".into()];
+    let e = engine(Arc::new(src), vec![("mem", Arc::new(MemSink::default()))], fast());
+    let by_arn = |i: usize| JobRef { name: format!("job-{i}"), arn: Some(job(i, "").arn), ..Default::default() };
+    let first = e.sync_refs(vec![by_arn(1)], &RefOptions::default(), &CancellationToken::new(), &NoObserver).await;
+    assert!(matches!(&first.refs[..], [RefResult::Worked(j)] if j.outcome == Outcome::Synced), "{:?}", first.refs);
+    let refs = vec![by_arn(1), JobRef::by_name("ghost"), by_arn(2), by_arn(2)];
+    let r = e.sync_refs(refs, &RefOptions { urgent: true, ..Default::default() }, &CancellationToken::new(), &NoObserver).await;
+    assert_eq!(r.refs.len(), 4, "{:?}", r.refs);
+    assert_eq!(r.refs[0], RefResult::AlreadyDone, "already synced");
+    assert!(matches!(&r.refs[1], RefResult::Worked(j) if j.outcome == Outcome::Failed && j.job == "ghost"), "{:?}", r.refs[1]);
+    let outcomes: Vec<&RefResult> = r.refs[2..].iter().collect();
+    assert!(
+        outcomes.iter().any(|x| matches!(x, RefResult::Worked(j) if j.outcome == Outcome::Synced))
+            && outcomes.contains(&&RefResult::AlreadyDone),
+        "one job given twice: written once, then found done: {outcomes:?}"
+    );
+}
+
+/// A sink with a fingerprint of its settings.
+struct Printed(String, MemSink);
+
+#[async_trait]
+impl Sink for Printed {
+    async fn upsert(&self, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        self.1.upsert(r, cx).await
+    }
+    fn fingerprint(&self) -> String {
+        self.0.clone()
+    }
+}
+
+/// Issue 20: an engine assembled in code digests its sinks by their fingerprints, as a config
+/// digests them by their tables: a sink whose settings changed gets every job again; the same
+/// settings get nothing.
+#[tokio::test]
+async fn a_builder_made_engine_redelivers_when_a_sinks_fingerprint_changes() {
+    let state: Arc<dyn StateStore> = Arc::new(MemoryState::new());
+    let src = Arc::new(MemSource::new(vec![job(1, "Completed"), job(2, "Completed")]));
+    let build = |sink: Arc<Printed>| {
+        Engine::builder()
+            .source_arc(src.clone())
+            .mapper(TagsMapper::new(TagKeys::default()))
+            .sink_arc("out", sink)
+            .settings(fast())
+            .state(state.clone())
+            .build()
+            .unwrap()
+    };
+    let a = Arc::new(Printed("dir=/a".into(), MemSink::default()));
+    assert_eq!(poll(&build(a.clone())).await.synced, 2);
+    let same = Arc::new(Printed("dir=/a".into(), MemSink::default()));
+    let e = build(same.clone());
+    let again = e.pass(&PassRequest::reconcile(Duration::from_secs(86_400 * 365 * 10)), &CancellationToken::new(), &NoObserver).await;
+    assert_eq!((again.synced, again.already_done), (0, 2), "same settings: nothing to do");
+    let b = Arc::new(Printed("dir=/b".into(), MemSink::default()));
+    let e = build(b.clone());
+    let moved = e.pass(&PassRequest::reconcile(Duration::from_secs(86_400 * 365 * 10)), &CancellationToken::new(), &NoObserver).await;
+    assert_eq!(moved.synced, 2, "the sink's settings changed: every job delivered again");
+    assert_eq!(b.1.stored.lock().unwrap().len(), 2);
 }

@@ -15,7 +15,6 @@
 //! - **URLs** of stores are checked when the config is built ([`parse_base_url`]).
 //! - **Errors** are described without the URL, and a TLS verification failure is told apart
 //!   ([`is_tls_verification`]): it does not heal by retrying.
-#![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -234,6 +233,21 @@ pub fn describe(e: &reqwest::Error) -> String {
         cur = c.source();
     }
     out
+}
+
+/// A reply body as JSON: `{}` when it is empty (or only whitespace), `None` when it is not
+/// JSON. What every client reads a capped body with ([`read_capped`]).
+pub fn json_body(bytes: &[u8]) -> Option<serde_json::Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Some(serde_json::Value::Object(Default::default()));
+    }
+    serde_json::from_slice(bytes).ok()
+}
+
+/// A peer's text as it may appear in an error: at most `max` characters, control characters
+/// dropped (a hostile reply cannot forge log lines or fill them).
+pub fn reply_text(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control() || *c == ' ').take(max).collect()
 }
 
 /// Checks the base URL of a store (see [`sagesync_core::config::endpoint_url`]).

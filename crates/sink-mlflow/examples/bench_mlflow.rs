@@ -6,15 +6,13 @@
 //! per new job, per unchanged re-sync (with and without the ledger's receipt), jobs/s, and
 //! metric-history points/s.
 
-#[path = "../tests/support/proxy.rs"]
-mod proxy;
-
 use std::time::Instant;
 
 use sagesync_core::{
     Dataset, HyperParameter, Metric, MetricPoint, MetricSeries, Model, Project, Run, RunRecord, Sink, Split, WriteContext,
 };
 use sagesync_sink_mlflow::{MlflowSink, MlflowSinkConfig};
+use sagesync_test_support::mlflow::Proxy;
 use serde_json::json;
 
 fn job(i: usize, tag: &str) -> RunRecord {
@@ -64,7 +62,7 @@ fn job(i: usize, tag: &str) -> RunRecord {
     }
 }
 
-fn non_experiment(p: &proxy::Proxy) -> (usize, usize) {
+fn non_experiment(p: &Proxy) -> (usize, usize) {
     let log = p.log();
     let reqs = log.iter().filter(|l| !l.op().starts_with("experiments/")).count();
     let writes = log.iter().filter(|l| l.is_write() && !l.op().starts_with("experiments/")).count();
@@ -72,7 +70,7 @@ fn non_experiment(p: &proxy::Proxy) -> (usize, usize) {
 }
 
 /// Re-syncs every job (with its previous receipt, if given); returns the seconds taken.
-async fn pass(sink: &MlflowSink, p: &proxy::Proxy, jobs: &[RunRecord], previous: &[Option<sagesync_core::SinkReceipt>]) -> f64 {
+async fn pass(sink: &MlflowSink, p: &Proxy, jobs: &[RunRecord], previous: &[Option<sagesync_core::SinkReceipt>]) -> f64 {
     p.clear();
     let t = Instant::now();
     for (r, prev) in jobs.iter().zip(previous) {
@@ -93,7 +91,7 @@ async fn main() {
     };
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
     let points: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    let p = proxy::Proxy::start(uri).await;
+    let p = Proxy::start(uri).await;
     let mut cfg = MlflowSinkConfig::with_uri(&p.url);
     cfg.experiment = format!("bench-{}", std::process::id());
     let sink = match cfg.settings().map_err(|e| format!("{e:?}")).and_then(|s| MlflowSink::new(s).map_err(|e| e.to_string())) {

@@ -411,8 +411,7 @@ impl Client {
 /// empty body counts as `{}`); any other status becomes [`MlflowError::Status`] with MLflow's
 /// `error_code` and a message cut to 500 characters without control characters.
 pub fn decode_reply(op: &'static str, status: u16, buf: &[u8]) -> Result<Value, MlflowError> {
-    let parsed: Option<Value> =
-        if buf.iter().all(u8::is_ascii_whitespace) { Some(Value::Object(Default::default())) } else { serde_json::from_slice(buf).ok() };
+    let parsed = sagesync_http::json_body(buf);
     if (200..300).contains(&status) {
         return match parsed {
             Some(v @ Value::Object(_)) => Ok(v),
@@ -426,7 +425,7 @@ pub fn decode_reply(op: &'static str, status: u16, buf: &[u8]) -> Result<Value, 
         ),
         None => (String::new(), String::from_utf8_lossy(buf).into_owned()),
     };
-    let message: String = message.chars().filter(|c| !c.is_control() || *c == ' ').take(MAX_MESSAGE_CHARS).collect();
+    let message = sagesync_http::reply_text(&message, MAX_MESSAGE_CHARS);
     Err(MlflowError::Status { op, status, error_code, message })
 }
 

@@ -13,7 +13,6 @@
 //!   100 params, 100 tags and 1,000 items, values longer than the server stores reported.
 //!
 //! See `docs/config.md` (section `mlflow`) and `docs/mapping.md` (column "Sink `mlflow`").
-#![deny(missing_docs)]
 
 pub mod client;
 mod config;

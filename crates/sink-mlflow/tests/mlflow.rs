@@ -9,11 +9,10 @@ use std::collections::BTreeSet;
 use sagesync_core::{HyperParameter, Metric, MetricPoint, MetricSeries, RunRecord, Sink, Split, WriteContext, WriteKind};
 use sagesync_sink_mlflow::keys::{is_valid_key, mlflow_key};
 use sagesync_sink_mlflow::OnParamChange;
+use sagesync_test_support::mlflow::{kv, kv_str, shared, Proxy, Rest};
+use sagesync_test_support::stderr::DumpOnPanic;
 use serde_json::{json, Value};
-use support::child::DumpOnPanic;
-use support::proxy::Proxy;
 use support::records::{fresh, policy, quickstart, sink, sink_with, synthetic, upsert_retrying};
-use support::server::{kv, kv_str, shared, Rest};
 
 fn guard() -> DumpOnPanic {
     DumpOnPanic(vec![shared().log()])
@@ -678,7 +677,7 @@ mod auth {
     use aws_credential_types::Credentials;
     use sagesync_sink_mlflow::sigv4::Signer;
     use sagesync_sink_mlflow::{MlflowSink, MlflowSinkConfig};
-    use support::child::Peer;
+    use sagesync_test_support::peer::Peer;
 
     const KEY_ID: &str = "AKIDSAGESYNCTEST0001";
     const SECRET: &str = "sagesync/test/secret/0123456789abcdefghij";
@@ -819,7 +818,7 @@ mod cloudwatch {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
     use sagesync_source_sagemaker::api::client::{CallCounter, RateLimits};
     use sagesync_source_sagemaker::api::history::{metric_names, read_history, Budget, HistoryOptions, NAMESPACE};
-    use support::child::Peer;
+    use sagesync_test_support::peer::Peer;
 
     #[tokio::test]
     async fn histories_from_cloudwatch_end_up_in_mlflow_metric_history() {

@@ -5,10 +5,9 @@
 mod support;
 
 use sagesync_core::{Sink, WriteContext, WriteKind};
-use support::child::DumpOnPanic;
-use support::proxy::Proxy;
+use sagesync_test_support::mlflow::{kv_str, Proxy, Rest, Server};
+use sagesync_test_support::stderr::DumpOnPanic;
 use support::records::{synthetic, upsert_retrying};
-use support::server::{kv_str, Rest, Server};
 
 #[tokio::test]
 async fn a_server_restart_in_the_middle_of_a_sync_loses_nothing() {

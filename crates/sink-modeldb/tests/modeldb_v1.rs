@@ -2,8 +2,6 @@
 //! PyPI package `modeldb==0.0.1a30`), against the original Python Light API, and against the
 //! golden frames captured from it.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,8 +9,10 @@ use sagesync_core::builtin::TagsMapper;
 use sagesync_core::WriteContext;
 use sagesync_core::{Mapper, RunRecord, Sink, TagKeys, WriteKind};
 use sagesync_sink_modeldb::v1::{ModelDbV1Settings, ModelDbV1Sink};
+use sagesync_test_support::locate::{python, repo_root};
+use sagesync_test_support::modeldb_v1::Peer;
+use sagesync_test_support::ports::HeldPort;
 use serde_json::Value;
-use support::peer::{python, repo_root, Peer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn record(path: &Path) -> RunRecord {
@@ -144,7 +144,7 @@ async fn application_exception_and_garbage_replies_are_typed_errors() {
 #[tokio::test]
 async fn refused_connections_and_timeouts_are_retryable() {
     // Held (bound, not listening) for the whole test: connections are refused.
-    let held = support::peer::HeldPort::new();
+    let held = HeldPort::new();
     let port = held.port;
     let e = sink(port, false).upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");

@@ -1,18 +1,17 @@
 //! ModelDB v2 sink against the in-process fake, every request checked against the published
 //! swagger specs.
 
-mod support;
-
 use std::time::Duration;
 
 use sagesync_core::builtin::TagsMapper;
 use sagesync_core::WriteContext;
 use sagesync_core::{ChannelManifest, ManifestObject, Mapper, Metric, RunRecord, Secret, Sink, Split, Tag, TagKeys, WriteKind};
 use sagesync_sink_modeldb::v2::{ApiSettings, ModelDbV2Settings, ModelDbV2Sink, OnConflict};
+use sagesync_test_support::locate::repo_root;
+use sagesync_test_support::modeldb_v2::Fake;
+use sagesync_test_support::ports::HeldPort;
+use sagesync_test_support::swagger::Spec;
 use serde_json::{json, Value};
-use support::peer::repo_root;
-use support::swagger::Spec;
-use support::v2fake::Fake;
 
 async fn record(name: &str) -> RunRecord {
     let doc: Value = serde_json::from_slice(&std::fs::read(repo_root().join("examples/jobs").join(name)).unwrap()).unwrap();
@@ -350,7 +349,7 @@ async fn server_errors_carry_the_message_and_are_not_retried() {
     assert!(!e.is_retryable());
     assert!(e.to_string().contains("HTTP 400") && e.to_string().contains("Project name length exceeded"), "{e}");
     // Held (bound, not listening) for the rest of the test: connections are refused.
-    let held = support::peer::HeldPort::new();
+    let held = HeldPort::new();
     let refused = held.port;
     let mut st = settings(&fake);
     st.api.base_url = format!("http://127.0.0.1:{refused}");
@@ -529,16 +528,13 @@ async fn a_write_the_ledger_never_learned_of_is_retracted_from_its_names() {
     let r = record("xgboost-churn.json").await;
     s.upsert(&r, &WriteContext::new()).await.unwrap();
     // What the engine records before a first write: the names, no ids of the store's.
-    let pending = sagesync_core::SinkReceipt::new(WriteKind::Created)
-        .id("pending_project", &r.project.name)
-        .id("pending_experiment", &r.experiment)
-        .id("pending_run", &r.run.name);
-    let gone = s.retract(&r.run.external_id, &WriteContext::new().with_previous(Some(pending.clone()))).await.unwrap().unwrap();
+    let pending = sagesync_core::PendingNames::of(&r);
+    let gone = s.retract(&r.run.external_id, &WriteContext::new().with_pending(Some(pending.clone()))).await.unwrap().unwrap();
     assert_eq!(gone.writes, 1);
     assert!(runs_of(&fake, &r.run.external_id).is_empty());
     // Nothing there: nothing deleted, nothing created.
     let projects = fake.with(|st| st.projects.len());
-    let again = s.retract(&r.run.external_id, &WriteContext::new().with_previous(Some(pending))).await.unwrap().unwrap();
+    let again = s.retract(&r.run.external_id, &WriteContext::new().with_pending(Some(pending))).await.unwrap().unwrap();
     assert_eq!(again.writes, 0);
     assert_eq!(fake.with(|st| st.projects.len()), projects);
     assert_conformant(&fake);

@@ -1,15 +1,13 @@
 //! Benchmark: sync N jobs from moto into the file sink in each source mode and print jobs/s and
 //! SageMaker calls per job. Run with `scripts/bench-sagemaker.sh [N]` (default 1000).
 
-#[path = "../tests/support/moto.rs"]
-mod moto;
-
 use std::time::Instant;
 
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
 use sagesync_core::{CancellationToken, Engine, NoObserver, PassRequest, PipelineSettings, TagKeys};
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
+use sagesync_test_support::moto;
 
 #[tokio::main]
 async fn main() {

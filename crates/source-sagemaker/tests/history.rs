@@ -1,7 +1,5 @@
 //! Metric histories from CloudWatch (moto's CloudWatch, seeded with PutMetricData).
 
-mod support;
-
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use chrono::{DateTime, Duration, Timelike, Utc};
 use sagesync_core::source::{ListScope, Source};
@@ -9,8 +7,9 @@ use sagesync_core::Cursor;
 use sagesync_source_sagemaker::api::client::{CallCounter, RateLimits};
 use sagesync_source_sagemaker::api::history::{read_history, Budget, HistoryOptions, NAMESPACE};
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
-use support::moto::{Moto, SYNC_TAGS};
+use sagesync_test_support::moto::{Moto, SYNC_TAGS};
 
+/// A CloudWatch client on moto.
 pub async fn cloudwatch(m: &Moto) -> aws_sdk_cloudwatch::Client {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(m.url()).load().await;
     aws_sdk_cloudwatch::Client::new(&conf)

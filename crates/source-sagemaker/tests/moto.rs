@@ -1,17 +1,15 @@
 //! The `sagemaker` source against moto's server (a real SageMaker/S3 emulator) on 127.0.0.1.
 
-mod support;
-
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
 use sagesync_core::{
     CancellationToken, Cursor, Engine, JobRef, ListScope, NoObserver, PassRequest, PipelineSettings, RefOptions, Source, SyncError, TagKeys,
 };
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
+use sagesync_test_support::moto::{Moto, SYNC_TAGS};
+use sagesync_test_support::throttle::Throttler;
 use serde_json::json;
 use std::collections::BTreeSet;
-use support::moto::{Moto, SYNC_TAGS};
-use support::throttle::Throttler;
 
 fn settings(endpoint: &str, mode: Mode) -> SageMakerSettings {
     let mut s = SageMakerSettings::new(mode).endpoint(endpoint, "us-east-1").unlimited();

@@ -3,17 +3,14 @@
 //! requests per synced job (counted by a loopback proxy), the added wall time per job, and the
 //! requests of a second pass that finds everything done. Run with `scripts/bench-dynamodb.sh [N]`.
 
-#[path = "../../source-sagemaker/tests/support/moto.rs"]
-mod moto;
-#[path = "../tests/support/proxy.rs"]
-mod proxy;
-
 use std::time::{Duration, Instant};
 
 use sagesync_core::{CancellationToken, Config, Engine, EngineOptions, NoObserver, PassReport, PassRequest};
 use sagesync_sink_file as _;
 use sagesync_source_sagemaker as _;
 use sagesync_state_dynamodb::{DynamoSettings, DynamoState};
+use sagesync_test_support::dynamodb;
+use sagesync_test_support::moto;
 
 fn config(moto: &str, out: &std::path::Path, state: &str) -> Config {
     let text = format!(
@@ -60,7 +57,7 @@ async fn main() {
     assert_eq!(dyn_r.synced, n, "{dyn_r:?}");
 
     // DynamoDB through the counting proxy: the requests.
-    let p = proxy::Proxy::start(moto.port, 0).await;
+    let p = dynamodb::Proxy::start(moto.port, 0).await;
     prepare(&p.url(), "bench-counted").await;
     p.counters.reset();
     let counted_cfg = config(&moto.url(), &dir.path().join("counted"), &dynamo_state(&p.url(), "bench-counted"));

@@ -1,10 +1,13 @@
+//! The options of `[state] type = "dynamodb"` and the plugin registration.
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use sagesync_core::{BuildContext, FieldProblem, StatePlugin, StateStore};
 use serde::Deserialize;
 
-use super::store::{DynamoSettings, DynamoState};
+use crate::client::DynamoSettings;
+use crate::store::DynamoState;
 
 /// Options of `[state] type = "dynamodb"`.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

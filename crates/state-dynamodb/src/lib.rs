@@ -14,10 +14,19 @@
 //! listing page. `due`, `failed` and `unpark` query a sparse global secondary index that holds
 //! failed jobs only; `counts` and `cursors` scan the table (they serve `sagesync status`). See
 //! `docs/state.md`.
-#![deny(missing_docs)]
 
-mod config;
+//!
+//! Laid out like the sinks: [`config`] (the TOML options), `client` (the SDK client and its
+//! errors), `item` (how entries, leases and cursors are laid out in items: pure), `table`
+//! (checking or creating the table), `store` (the [`sagesync_core::StateStore`]).
+
+mod client;
+pub mod config;
+mod item;
 mod store;
+mod table;
 
+pub use client::DynamoSettings;
 pub use config::DynamoStateConfig;
-pub use store::{DynamoSettings, DynamoState, FAILED_INDEX, FAILED_PK_VALUE, LEASE_GC_GRACE, NEVER, PK, TTL_ATTRIBUTE};
+pub use item::{FAILED_INDEX, FAILED_PK_VALUE, LEASE_GC_GRACE, NEVER, PK, TTL_ATTRIBUTE};
+pub use store::DynamoState;

@@ -1,154 +1,24 @@
-//! The store itself: one DynamoDB table, one item per job and per cursor.
+//! The store itself: one DynamoDB table, one item per job and per cursor ([`crate::item`]),
+//! every lease operation one conditional request.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use sagesync_core::{Acquired, CountClass, Cursor, JobState, Lease, LedgerCounts, Outcome, StateError, StateStore, Timestamp};
 
-/// The partition key attribute (a string: `job#<arn>` or `cursor#<key>`).
-pub const PK: &str = "pk";
-/// The attribute DynamoDB's TTL is enabled on (epoch seconds). Only items that never held a
-/// ledger entry (a lease taken on a job that was never recorded) carry a near value: the lease's
-/// expiry plus [`LEASE_GC_GRACE`]. Items holding an entry carry [`NEVER`].
-pub const TTL_ATTRIBUTE: &str = "lease_ttl";
-/// How long after its lease lapsed an entry-less job item may be deleted by TTL.
-pub const LEASE_GC_GRACE: Duration = Duration::from_secs(86_400);
-/// The TTL value of items holding a ledger entry: 9999-12-31, never reached.
-pub const NEVER: i64 = 253_402_300_799;
-
-/// The sparse global secondary index of failed jobs: partition key `failed_pk` (set to
-/// [`FAILED_PK_VALUE`] on failed jobs only), sort key `arn`. `due`, `failed` and `unpark` query it.
-pub const FAILED_INDEX: &str = "failed-by-arn";
-/// The value of `failed_pk` on failed jobs.
-pub const FAILED_PK_VALUE: &str = "failed";
-
-const JOB_PREFIX: &str = "job#";
-const CURSOR_PREFIX: &str = "cursor#";
-/// BatchGetItem's limit of keys per call.
-const BATCH_GET_MAX: usize = 100;
-/// Rounds of retrying BatchGetItem's unprocessed keys before giving up (retryable).
-const UNPROCESSED_ROUNDS: u32 = 10;
-/// Pages one scan may read before it is refused (10 000 pages of up to 1 MB).
-const MAX_SCAN_PAGES: usize = 10_000;
-/// Optimistic retries of unpark's read-modify-write of one entry.
-const UNPARK_TRIES: usize = 5;
-
-/// Connection settings.
-#[derive(Debug, Clone)]
-pub struct DynamoSettings {
-    /// The table.
-    pub table: String,
-    /// Region (else the standard chain).
-    pub region: Option<String>,
-    /// Endpoint override (`AWS_ENDPOINT_URL_DYNAMODB` also works).
-    pub endpoint_url: Option<String>,
-    /// Named profile.
-    pub profile: Option<String>,
-    /// Create the table (on-demand, TTL on [`TTL_ATTRIBUTE`]) when it does not exist.
-    pub create_table: bool,
-    /// Attempts per request, first included (SDK retries, standard mode).
-    pub max_attempts: u32,
-    /// First SDK retry backoff.
-    pub initial_backoff: Duration,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Timeout of one attempt of a request.
-    pub request_timeout: Duration,
-    /// Pages a counting scan reads per second (`sagesync status`, a daemon's opted-in recount).
-    pub scan_pages_per_second: f64,
-}
-
-impl DynamoSettings {
-    /// Settings for `table` with the defaults of `[state] type = "dynamodb"`.
-    pub fn new(table: impl Into<String>) -> Self {
-        DynamoSettings {
-            table: table.into(),
-            region: None,
-            endpoint_url: None,
-            profile: None,
-            create_table: false,
-            max_attempts: 8,
-            initial_backoff: Duration::from_millis(50),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-            scan_pages_per_second: 4.0,
-        }
-    }
-
-    async fn client(&self) -> Client {
-        use aws_config::retry::RetryConfig;
-        let retry = RetryConfig::standard()
-            .with_max_attempts(self.max_attempts.max(1))
-            .with_initial_backoff(self.initial_backoff)
-            .with_max_backoff(Duration::from_secs(5));
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(self.connect_timeout.max(Duration::from_millis(100)))
-            .operation_attempt_timeout(self.request_timeout.max(Duration::from_millis(100)))
-            .operation_timeout((self.request_timeout + Duration::from_secs(5)).saturating_mul(self.max_attempts.max(1)))
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).timeout_config(timeouts);
-        if let Some(r) = &self.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(p) = &self.profile {
-            loader = loader.profile_name(p);
-        }
-        let shared = loader.load().await;
-        let mut b = aws_sdk_dynamodb::config::Builder::from(&shared);
-        if let Some(e) = &self.endpoint_url {
-            b = b.endpoint_url(e);
-        }
-        Client::from_conf(b.build())
-    }
-}
+use crate::client::{conditional_failed, DynamoSettings};
+use crate::item::*;
 
 /// The DynamoDB store. The client is built, and the table checked (or created), on first use.
 pub struct DynamoState {
-    settings: DynamoSettings,
+    pub(crate) settings: DynamoSettings,
     client: tokio::sync::OnceCell<Client>,
-}
-
-const RETRYABLE_CODES: [&str; 10] = [
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "Throttling",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-    "LimitExceededException",
-    "RequestTimeout",
-];
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-fn job_key(arn: &str) -> AttributeValue {
-    s(format!("{JOB_PREFIX}{arn}"))
-}
-fn millis(t: Timestamp) -> i64 {
-    t.timestamp_millis()
-}
-fn ttl_after(now: Timestamp, ttl: Duration) -> Timestamp {
-    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(36_500))
-}
-
-/// Whether a failed request is a conditional check failure (the lease is not ours).
-fn conditional_failed<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
-    matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
 }
 
 impl DynamoState {
@@ -191,11 +61,11 @@ impl DynamoState {
         &self.settings
     }
 
-    fn loc(&self) -> String {
+    pub(crate) fn loc(&self) -> String {
         format!("dynamodb table {}", self.settings.table)
     }
 
-    fn table(&self) -> &str {
+    pub(crate) fn table(&self) -> &str {
         &self.settings.table
     }
 
@@ -214,134 +84,12 @@ impl DynamoState {
             .await
     }
 
-    fn err<E: ProvideErrorMetadata + std::error::Error + 'static>(&self, op: &str, e: SdkError<E, HttpResponse>) -> StateError {
-        let (retryable, message) = match &e {
-            SdkError::ServiceError(se) => {
-                let code = se.err().code().unwrap_or("unknown error");
-                let status = se.raw().status().as_u16();
-                let retryable = status >= 500 || RETRYABLE_CODES.contains(&code);
-                (retryable, format!("{op}: {code} (HTTP {status}): {}", se.err().message().unwrap_or("no message")))
-            }
-            SdkError::ConstructionFailure(_) => (false, format!("{op}: {}", DisplayErrorContext(&e))),
-            // Timeouts, connection failures, unreadable responses.
-            _ => (true, format!("{op}: {}", DisplayErrorContext(&e))),
-        };
-        if retryable {
-            tracing::debug!(table = %self.settings.table, %message, "retryable DynamoDB failure");
-        }
-        if matches!(&e, SdkError::ServiceError(se) if se.err().code() == Some("ResourceNotFoundException")) {
-            return StateError::Unusable {
-                location: self.loc(),
-                message: format!("{message}. Create the table (docs/state.md) or set [state] create_table = true"),
-            };
-        }
-        StateError::Backend { location: self.loc(), message, retryable }
+    pub(crate) fn err<E: ProvideErrorMetadata + std::error::Error + 'static>(&self, op: &str, e: SdkError<E, HttpResponse>) -> StateError {
+        crate::client::error(self.loc(), &self.settings.table, op, e)
     }
 
     fn decode(&self, message: impl Into<String>) -> StateError {
         StateError::Decode { location: self.loc(), message: message.into() }
-    }
-
-    async fn ensure_table(&self, c: &Client) -> Result<(), StateError> {
-        let unusable = |m: String| StateError::Unusable { location: self.loc(), message: m };
-        let described = match c.describe_table().table_name(self.table()).send().await {
-            Ok(d) => d.table,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => None,
-            Err(e) => return Err(self.err("DescribeTable", e)),
-        };
-        let table = match described {
-            Some(t) => t,
-            None if self.settings.create_table => return self.create_table(c).await,
-            None => {
-                return Err(unusable(
-                    "the table does not exist. Create it (see docs/state.md, or the SAM template), or set [state] create_table = true"
-                        .into(),
-                ))
-            }
-        };
-        let keys: Vec<(String, String)> =
-            table.key_schema().iter().map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string())).collect();
-        if keys != [(PK.to_string(), "HASH".to_string())] {
-            return Err(unusable(format!("not a sagesync table: its key schema is {keys:?}, expected a single partition key `{PK}` (string). It was left untouched; point [state] table elsewhere")));
-        }
-        let pk_type =
-            table.attribute_definitions().iter().find(|a| a.attribute_name() == PK).map(|a| a.attribute_type().as_str().to_string());
-        if pk_type.as_deref() != Some("S") {
-            return Err(unusable(format!("not a sagesync table: `{PK}` is of type {pk_type:?}, expected S. It was left untouched")));
-        }
-        if !table.global_secondary_indexes().iter().any(|g| g.index_name() == Some(FAILED_INDEX)) {
-            return Err(unusable(format!("the table lacks the global secondary index `{FAILED_INDEX}` (partition key failed_pk, sort key arn, both strings) that failed jobs are read from; add it (docs/state.md) or let create_table make a new table")));
-        }
-        if table.table_status() == Some(&TableStatus::Creating) {
-            self.wait_active(c).await?;
-        }
-        Ok(())
-    }
-
-    async fn create_table(&self, c: &Client) -> Result<(), StateError> {
-        tracing::info!(table = %self.settings.table, "creating the DynamoDB state table (on-demand, TTL on {TTL_ATTRIBUTE})");
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StateError::Unusable {
-            location: self.loc(),
-            message: format!("CreateTable request: {e}"),
-        };
-        let created = c
-            .create_table()
-            .table_name(self.table())
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(KeySchemaElement::builder().attribute_name(PK).key_type(KeyType::Hash).build().map_err(build)?)
-            .attribute_definitions(
-                AttributeDefinition::builder().attribute_name(PK).attribute_type(ScalarAttributeType::S).build().map_err(build)?,
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder().attribute_name("failed_pk").attribute_type(ScalarAttributeType::S).build().map_err(build)?,
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder().attribute_name("arn").attribute_type(ScalarAttributeType::S).build().map_err(build)?,
-            )
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(FAILED_INDEX)
-                    .key_schema(KeySchemaElement::builder().attribute_name("failed_pk").key_type(KeyType::Hash).build().map_err(build)?)
-                    .key_schema(KeySchemaElement::builder().attribute_name("arn").key_type(KeyType::Range).build().map_err(build)?)
-                    // Only what `due` and `failed` read: lease traffic never writes to the index.
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::Include)
-                            .non_key_attributes("entry")
-                            .non_key_attributes("parked")
-                            .non_key_attributes("next_at")
-                            .build(),
-                    )
-                    .build()
-                    .map_err(build)?,
-            )
-            .send()
-            .await;
-        match created {
-            Ok(_) => {}
-            // Another process is creating it at the same moment.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(self.err("CreateTable", e)),
-        }
-        self.wait_active(c).await?;
-        let spec = TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().map_err(build)?;
-        match c.update_time_to_live().table_name(self.table()).time_to_live_specification(spec).send().await {
-            Ok(_) => Ok(()),
-            // Already enabled (by the racing creator).
-            Err(e) if e.code() == Some("ValidationException") && e.message().is_some_and(|m| m.contains("already")) => Ok(()),
-            Err(e) => Err(self.err("UpdateTimeToLive", e)),
-        }
-    }
-
-    /// Waits (the SDK's `TableExists` waiter, up to 300 s) until the table is ACTIVE.
-    async fn wait_active(&self, c: &Client) -> Result<(), StateError> {
-        use aws_sdk_dynamodb::client::Waiters;
-        c.wait_until_table_exists().table_name(self.table()).wait(Duration::from_secs(300)).await.map_err(|e| StateError::Backend {
-            location: self.loc(),
-            message: format!("the table did not become ACTIVE: {}", DisplayErrorContext(&e)),
-            retryable: true,
-        })?;
-        Ok(())
     }
 
     /// The lease on a job as stored (holder, expiry, fence), whether or not it has expired:
@@ -469,87 +217,6 @@ impl DynamoState {
 /// `ExpressionAttributeNames` for every `#name` in `exprs` (each stands for the attribute `name`):
 /// every attribute is referred to by placeholder, so none can collide with a reserved word, and
 /// none is declared unused.
-fn names(exprs: &[&str]) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for e in exprs {
-        let mut rest = *e;
-        while let Some(i) = rest.find('#') {
-            let tail = &rest[i + 1..];
-            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
-            if end > 0 {
-                out.insert(format!("#{}", &tail[..end]), tail[..end].to_string());
-            }
-            rest = &tail[end..];
-        }
-    }
-    out
-}
-
-/// Sets an UpdateItem's update and condition expressions with their attribute names.
-trait Exprs {
-    fn exprs(self, update: &str, condition: &str) -> Self;
-}
-
-impl Exprs for aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-    fn exprs(self, update: &str, condition: &str) -> Self {
-        self.update_expression(update).condition_expression(condition).set_expression_attribute_names(Some(names(&[update, condition])))
-    }
-}
-
-fn item_name(item: &HashMap<String, AttributeValue>) -> String {
-    match item.get(PK) {
-        Some(AttributeValue::S(k)) => k.clone(),
-        _ => "an item".into(),
-    }
-}
-
-fn num(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
-    match item.get(k) {
-        Some(AttributeValue::N(v)) => v.parse().ok(),
-        _ => None,
-    }
-}
-
-fn text<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
-    match item.get(k) {
-        Some(AttributeValue::S(v)) => Some(v.as_str()),
-        _ => None,
-    }
-}
-
-/// The update of a job item that writes `e`: the SET clause, the attributes to REMOVE and the
-/// values. Besides the entry itself it writes what the failed-jobs index and the scans read:
-/// `outcome`, `parked`, `job`, `next_at` (only with a retry time) and `failed_pk` (only on
-/// failed jobs, so the index holds failed jobs alone).
-fn entry_update(e: &JobState, json: String) -> (String, Vec<&'static str>, HashMap<String, AttributeValue>) {
-    let mut set = String::from(
-        "#entry = :entry, #outcome = :outcome, #parked = :parked, #attempts = :attempts, #job = :name, #lease_ttl = :never, #entry_ttl = :never",
-    );
-    let mut remove = Vec::new();
-    let mut values = HashMap::from([
-        (":entry".to_string(), s(json)),
-        (":outcome".to_string(), s(e.outcome.as_str())),
-        (":parked".to_string(), AttributeValue::Bool(e.parked)),
-        (":attempts".to_string(), n(e.attempts)),
-        (":name".to_string(), s(e.job.clone())),
-        (":never".to_string(), n(NEVER)),
-    ]);
-    match e.next_attempt_at {
-        Some(t) => {
-            set.push_str(", #next_at = :next");
-            values.insert(":next".into(), n(millis(t)));
-        }
-        None => remove.push("#next_at"),
-    }
-    if e.outcome == Outcome::Failed {
-        set.push_str(", #failed_pk = :failed_pk");
-        values.insert(":failed_pk".into(), s(FAILED_PK_VALUE));
-    } else {
-        remove.push("#failed_pk");
-    }
-    (set, remove, values)
-}
-
 #[async_trait]
 impl StateStore for DynamoState {
     fn location(&self) -> String {
@@ -767,18 +434,25 @@ impl StateStore for DynamoState {
             if !(jobs.is_empty() || jobs.iter().any(|j| j == &e.arn || j == &e.job)) {
                 continue;
             }
-            // Read-modify-write of the entry, conditional on it being unchanged.
-            let mut current = e;
+            // Read-modify-write of the entry, conditional on its stored text being unchanged.
+            // The text is compared as stored (an entry of the previous release re-serialises
+            // differently), so it is read afresh rather than re-encoded.
             for attempt in 0.. {
                 if attempt >= UNPARK_TRIES {
                     return Err(StateError::Backend {
                         location: self.loc(),
-                        message: format!("job {}: its entry kept changing while it was unparked", current.arn),
+                        message: format!("job {}: its entry kept changing while it was unparked", e.arn),
                         retryable: true,
                     });
                 }
-                let old = serde_json::to_string(&current).map_err(|x| self.decode(x.to_string()))?;
-                let mut next = current.clone();
+                let Some(item) = self.get_item(job_key(&e.arn)).await? else { break };
+                let Some(AttributeValue::S(old)) = item.get("entry").cloned() else { break };
+                let Some(current) = self.entry_of(&item)? else { break };
+                if current.outcome != Outcome::Failed {
+                    // Recorded otherwise in the meantime: not a failed job any more.
+                    break;
+                }
+                let mut next = current;
                 next.parked = false;
                 next.attempts = 0;
                 next.permanent_failures = 0;
@@ -800,14 +474,7 @@ impl StateStore for DynamoState {
                         out.push(next.arn);
                         break;
                     }
-                    Err(x) if conditional_failed(&x) => {
-                        let item = self.get_item(job_key(&next.arn)).await?;
-                        match item.as_ref().map(|i| self.entry_of(i)).transpose()?.flatten() {
-                            Some(j) if j.outcome == Outcome::Failed => current = j,
-                            // Recorded otherwise in the meantime: not a failed job any more.
-                            _ => break,
-                        }
-                    }
+                    Err(x) if conditional_failed(&x) => continue,
                     Err(x) => return Err(self.err("UpdateItem", x)),
                 }
             }

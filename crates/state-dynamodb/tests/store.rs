@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement
 use sagesync_core::state::conformance;
 use sagesync_core::{Acquired, Cursor, Outcome, StateStore};
 use sagesync_state_dynamodb::{DynamoState, TTL_ATTRIBUTE};
-use support::moto::Moto;
-use support::proxy::Proxy;
+use sagesync_test_support::dynamodb::Proxy;
+use sagesync_test_support::moto::Moto;
 use support::{fresh_table, settings, store};
 
 async fn raw_client(url: &str) -> aws_sdk_dynamodb::Client {
@@ -190,12 +190,9 @@ async fn an_entry_over_dynamodbs_item_limit_is_refused_non_retryably() {
         outcome: Outcome::Synced,
         reason: None,
         record_digest: Some("r".into()),
-        deliveries: [(
-            "mlflow".to_string(),
-            sagesync_core::Delivery { record_digest: "r".into(), sink_digest: "s".into(), receipt: receipt(n), at: chrono::Utc::now() },
-        )]
-        .into_iter()
-        .collect(),
+        deliveries: [("mlflow".to_string(), sagesync_core::Delivery::written("r".into(), "s".into(), receipt(n), chrono::Utc::now()))]
+            .into_iter()
+            .collect(),
         attempts: 0,
         permanent_failures: 0,
         parked: false,
@@ -210,4 +207,54 @@ async fn an_entry_over_dynamodbs_item_limit_is_refused_non_retryably() {
     assert!(s.commit(&lease, &entry(410 * 1024).bounded()).await.unwrap());
     let back = s.jobs(&[arn.to_string()]).await.unwrap().remove(0).unwrap();
     assert!(serde_json::to_vec(&back).unwrap().len() < 8 * 1024);
+}
+
+/// Issue 20 audit: an item written by the previous release (delivery state told by markers, a
+/// pending write's names as receipt ids) is read typed, and `sagesync retry` unparks it: the
+/// conditional write compares the entry's stored text, not a re-encoding of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_of_the_previous_release_reads_typed_and_unparks() {
+    let moto = Moto::start();
+    let table = fresh_table("legacy");
+    let s = store(&moto.url(), &table);
+    let arn = "arn:aws:sagemaker:us-east-1:1:training-job/old";
+    let Acquired::Granted { lease, .. } = s.acquire(arn, "me", Duration::from_secs(30)).await.unwrap() else { panic!("granted") };
+    let e = sagesync_core::JobState {
+        arn: arn.into(),
+        job: "old".into(),
+        basis: Default::default(),
+        outcome: Outcome::Failed,
+        reason: Some("bad".into()),
+        record_digest: None,
+        deliveries: Default::default(),
+        attempts: 3,
+        permanent_failures: 3,
+        parked: true,
+        next_attempt_at: None,
+        pass: None,
+        updated_at: chrono::Utc::now(),
+    };
+    assert!(s.commit(&lease, &e).await.unwrap());
+    s.release(&lease).await.unwrap();
+    // The entry as the previous release wrote it.
+    let mut old = serde_json::to_value(&e).unwrap();
+    old["deliveries"] = serde_json::json!({"v1": {"record_digest": "pending", "sink_digest": "", "at": e.updated_at,
+        "receipt": {"sink": "v1", "write": "created", "writes": 0,
+                    "ids": {"pending_project": "p", "pending_experiment": "e", "pending_run": "r"}}}});
+    let raw = raw_client(&moto.url()).await;
+    raw.update_item()
+        .table_name(&table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("job#{arn}")))
+        .update_expression("SET #e = :e")
+        .expression_attribute_names("#e", "entry")
+        .expression_attribute_values(":e", aws_sdk_dynamodb::types::AttributeValue::S(old.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let back = s.jobs(&[arn.to_string()]).await.unwrap().remove(0).unwrap();
+    assert_eq!(back.deliveries["v1"].pending_names().map(|n| n.run.as_str()), Some("r"));
+    assert_eq!(s.unpark(&[]).await.unwrap(), vec![arn.to_string()], "unparked");
+    let back = s.jobs(&[arn.to_string()]).await.unwrap().remove(0).unwrap();
+    assert!(!back.parked && back.attempts == 0);
+    assert_eq!(back.deliveries["v1"].pending_names().map(|n| n.project.as_str()), Some("p"), "the intent survives");
 }

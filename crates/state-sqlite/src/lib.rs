@@ -9,10 +9,9 @@
 //! The schema is versioned with `PRAGMA user_version` through `rusqlite_migration`; opening a
 //! file of an older sagesync migrates it, a file of a newer one or of another application is
 //! refused and left untouched.
-#![deny(missing_docs)]
 
 mod config;
-mod schema;
+pub mod schema;
 mod store;
 
 pub use config::SqliteStateConfig;

@@ -5,7 +5,9 @@ use rusqlite_migration::{Migrations, M};
 /// Version 1 is the first release's ledger (one row per job, receipts as JSON); version 2 keeps
 /// one row per job and one per (job, sink) delivery, plus leases; version 3 adds the count of
 /// permanent failures; version 4 the time the reference that led to a decision carried
-/// (`listed`, so that a duplicate event is known as done). Version 1 files are migrated:
+/// (`listed`, so that a duplicate event is known as done); version 5 a delivery's state in a
+/// column of its own (`written`, `pending` with its names as JSON, `kept`) where marker values
+/// of `record_digest` and receipt ids used to tell it. Version 1 files are migrated:
 /// their entries come back with an empty configuration digest, so every job is decided once
 /// more and delivered again where needed (the sinks are idempotent).
 pub fn migrations() -> Migrations<'static> {
@@ -58,6 +60,22 @@ fn steps() -> Vec<M<'static>> {
             "ALTER TABLE jobs ADD COLUMN listed TEXT;
              INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '4');",
         ),
+        // Version 5: the delivery's state typed. Rows of version 4 told a pending delivery by
+        // `record_digest = 'pending'` (its names in the receipt's ids `pending_project`,
+        // `pending_experiment`, `pending_run`) and a kept one by `record_digest = 'kept'`. The
+        // markers and ids stay (this release writes them too, for a process of the previous
+        // one still using the file); readers go by `state`.
+        M::up(
+            "ALTER TABLE deliveries ADD COLUMN state TEXT NOT NULL DEFAULT 'written';
+             ALTER TABLE deliveries ADD COLUMN pending TEXT;
+             UPDATE deliveries SET state = 'pending',
+                 pending = json_object('project', COALESCE(json_extract(receipt, '$.ids.pending_project'), ''),
+                                       'experiment', COALESCE(json_extract(receipt, '$.ids.pending_experiment'), ''),
+                                       'run', COALESCE(json_extract(receipt, '$.ids.pending_run'), ''))
+                 WHERE record_digest = 'pending';
+             UPDATE deliveries SET state = 'kept' WHERE record_digest = 'kept';
+             INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '5');",
+        ),
     ]
 }
 
@@ -66,6 +84,6 @@ mod tests {
     #[test]
     fn the_migrations_are_valid_and_counted() {
         assert!(super::migrations().validate().is_ok());
-        assert_eq!(super::latest(), 4);
+        assert_eq!(super::latest(), 5);
     }
 }

@@ -242,27 +242,36 @@ fn add_deliveries(c: &Connection, loc: &str, jobs: &mut [JobState]) -> Result<()
     }
     let marks = vec!["?"; jobs.len()].join(",");
     let mut st = c
-        .prepare(&format!("SELECT arn, sink, record_digest, sink_digest, receipt, at FROM deliveries WHERE arn IN ({marks})"))
+        .prepare(&format!(
+            "SELECT arn, sink, state, record_digest, sink_digest, pending, receipt, at FROM deliveries WHERE arn IN ({marks})"
+        ))
         .map_err(|e| err(loc, e))?;
     let rows = st
         .query_map(params_from_iter(jobs.iter().map(|j| j.arn.clone())), |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
+            Ok(DeliveryRow {
+                arn: r.get(0)?,
+                sink: r.get(1)?,
+                state: r.get(2)?,
+                record_digest: r.get(3)?,
+                sink_digest: r.get(4)?,
+                pending: r.get(5)?,
+                receipt: r.get(6)?,
+                at: r.get(7)?,
+            })
         })
         .map_err(|e| err(loc, e))?;
     let mut by_arn: BTreeMap<String, BTreeMap<String, Delivery>> = BTreeMap::new();
     for row in rows {
-        let (arn, sink, rd, sd, receipt, at) = row.map_err(|e| err(loc, e))?;
-        let receipt =
-            serde_json::from_str(&receipt).map_err(|e| StateError::Decode { location: loc.into(), message: format!("receipt: {e}") })?;
-        let at = parse_ts(Some(at), loc)?.unwrap_or_else(Utc::now);
-        by_arn.entry(arn).or_default().insert(sink, Delivery { record_digest: rd, sink_digest: sd, receipt, at });
+        let row = row.map_err(|e| err(loc, e))?;
+        let decode = |what: &str, e: serde_json::Error| StateError::Decode { location: loc.into(), message: format!("{what}: {e}") };
+        let receipt = serde_json::from_str(&row.receipt).map_err(|e| decode("receipt", e))?;
+        let pending = row.pending.as_deref().map(serde_json::from_str).transpose().map_err(|e| decode("pending", e))?;
+        let at = parse_ts(Some(row.at), loc)?.unwrap_or_else(Utc::now);
+        // A row of `written` beside an old marker was written by a process of the previous
+        // release into a migrated file: `from_stored` reads it by the marker.
+        let d = Delivery::from_stored(Some(&row.state), row.record_digest, row.sink_digest, pending, receipt, at)
+            .map_err(|message| StateError::Decode { location: loc.into(), message })?;
+        by_arn.entry(row.arn).or_default().insert(row.sink, d);
     }
     for j in jobs.iter_mut() {
         if let Some(d) = by_arn.remove(&j.arn) {
@@ -270,6 +279,19 @@ fn add_deliveries(c: &Connection, loc: &str, jobs: &mut [JobState]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// One row of `deliveries`: the state by name (`written`, `pending`, `kept`), the digests of a
+/// written record, the names of a pending one (JSON).
+struct DeliveryRow {
+    arn: String,
+    sink: String,
+    state: String,
+    record_digest: String,
+    sink_digest: String,
+    pending: Option<String>,
+    receipt: String,
+    at: String,
 }
 
 /// A lease row: owner, expiry (ms), fencing counter.
@@ -306,10 +328,14 @@ fn write_entry(tx: &rusqlite::Transaction<'_>, e: &JobState, loc: &str) -> Resul
     .map_err(|x| err(loc, x))?;
     tx.execute("DELETE FROM deliveries WHERE arn = ?1", [&e.arn]).map_err(|x| err(loc, x))?;
     for (sink, d) in &e.deliveries {
-        let receipt = serde_json::to_string(&d.receipt).map_err(|x| StateError::Decode { location: loc.into(), message: x.to_string() })?;
+        let encode = |x: serde_json::Error| StateError::Decode { location: loc.into(), message: x.to_string() };
+        // The stored form carries the previous release's markers too (see `StoredDelivery`).
+        let stored = d.stored();
+        let receipt = serde_json::to_string(&stored.receipt).map_err(encode)?;
+        let pending = stored.pending.as_ref().map(serde_json::to_string).transpose().map_err(encode)?;
         tx.execute(
-            "INSERT INTO deliveries (arn, sink, record_digest, sink_digest, receipt, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![e.arn, sink, d.record_digest, d.sink_digest, receipt, ts(d.at)],
+            "INSERT INTO deliveries (arn, sink, state, record_digest, sink_digest, pending, receipt, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![e.arn, sink, stored.state, stored.record_digest, stored.sink_digest, pending, receipt, ts(d.at)],
         )
         .map_err(|x| err(loc, x))?;
     }

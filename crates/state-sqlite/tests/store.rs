@@ -120,3 +120,59 @@ async fn damaged_and_foreign_files_are_refused_and_untouched() {
     let n: i64 = c.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 1);
 }
+
+/// Issue 20: a file of schema 4, whose deliveries told their state by marker values (a pending
+/// intent by `record_digest = 'pending'` with its names in receipt ids, a kept record by
+/// `'kept'`), is migrated to typed states; a written delivery keeps its digests.
+#[tokio::test]
+async fn a_schema_4_file_gets_typed_delivery_states() {
+    use sagesync_core::DeliveryState;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v4.db");
+    {
+        let mut c = rusqlite::Connection::open(&p).unwrap();
+        c.pragma_update(None, "application_id", sagesync_state_sqlite::APPLICATION_ID).unwrap();
+        sagesync_state_sqlite::schema::migrations().to_version(&mut c, 4).unwrap();
+        c.execute_batch(
+            "INSERT INTO jobs (arn, job, last_modified, tags_digest, config_digest, outcome, reason, record_digest, attempts, parked, next_attempt_at, pass, updated_at, permanent_failures, listed)
+                 VALUES ('arn:a', 'a', NULL, NULL, 'c', 'failed', NULL, NULL, 0, 0, NULL, NULL, '2026-01-01T00:00:00.000Z', 0, NULL);
+             INSERT INTO deliveries (arn, sink, record_digest, sink_digest, receipt, at) VALUES
+                 ('arn:a', 'file', 'pending', '', '{\"sink\":\"file\",\"write\":\"created\",\"ids\":{\"pending_project\":\"p\",\"pending_experiment\":\"e\",\"pending_run\":\"r\"},\"writes\":0}', '2026-01-01T00:00:00.000Z'),
+                 ('arn:a', 'v1', 'kept', 'sd', '{\"sink\":\"v1\",\"write\":\"created\",\"ids\":{\"run_id\":\"7\"},\"writes\":3}', '2026-01-01T00:00:00.000Z'),
+                 ('arn:a', 'v2', 'abc', 'sd2', '{\"sink\":\"v2\",\"write\":\"created\",\"ids\":{\"run_id\":\"9\"},\"writes\":2}', '2026-01-01T00:00:00.000Z');",
+        )
+        .unwrap();
+    }
+    let s = SqliteState::open(&p).await.unwrap();
+    let a = s.jobs(&["arn:a".into()]).await.unwrap().remove(0).unwrap();
+    let names = a.deliveries["file"].pending_names().expect("pending");
+    assert_eq!((names.project.as_str(), names.experiment.as_str(), names.run.as_str()), ("p", "e", "r"));
+    assert!(a.deliveries["file"].receipt.ids.is_empty(), "the names left the receipt");
+    assert_eq!(a.deliveries["v1"].state, DeliveryState::Kept(None));
+    assert_eq!(a.deliveries["v1"].receipt.ids["run_id"], "7");
+    assert!(a.deliveries["v2"].holds("abc", "sd2"));
+    let c = rusqlite::Connection::open(&p).unwrap();
+    let v: String = c.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, "5");
+    // A process of the previous release, still holding the file, writes an intent the old
+    // way: `state` takes its default, and the reader goes by the marker.
+    c.execute_batch(
+        "INSERT INTO deliveries (arn, sink, record_digest, sink_digest, receipt, at) VALUES
+             ('arn:a', 'mlflow', 'pending', '', '{\"sink\":\"mlflow\",\"write\":\"created\",\"ids\":{\"pending_project\":\"p2\",\"pending_experiment\":\"e2\",\"pending_run\":\"r2\"},\"writes\":0}', '2026-01-01T00:00:00.000Z');",
+    )
+    .unwrap();
+    let a = s.jobs(&["arn:a".into()]).await.unwrap().remove(0).unwrap();
+    assert_eq!(a.deliveries["mlflow"].pending_names().map(|n| n.run.as_str()), Some("r2"));
+    // What this release writes, that process reads: the marker and the names as receipt ids.
+    let sagesync_core::Acquired::Granted { lease, .. } = s.acquire("arn:a", "t", std::time::Duration::from_secs(60)).await.unwrap() else {
+        panic!("the lease is free")
+    };
+    assert!(s.commit(&lease, &a).await.unwrap());
+    let (rd, receipt): (String, String) = c
+        .query_row("SELECT record_digest, receipt FROM deliveries WHERE arn = 'arn:a' AND sink = 'file'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(rd, "pending");
+    assert!(receipt.contains("\"pending_run\":\"r\""), "{receipt}");
+}

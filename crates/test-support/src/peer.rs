@@ -1,6 +1,6 @@
 //! A Python test peer (`tests/peers/<script>`) as a child process: it binds its own port and
-//! prints `READY <port>`; its stderr is kept (and printed when the test holding it panics); it
-//! stops when its stdin closes, or is killed.
+//! prints `READY <port> [<port>...]`; its stderr is kept (and printed when the test holding it
+//! panics); it stops when its stdin closes, or is killed.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -13,10 +13,14 @@ use crate::stderr::StderrLog;
 pub struct Peer {
     child: Child,
     stdin: Option<ChildStdin>,
-    /// Its port on 127.0.0.1.
+    /// Its port on 127.0.0.1 (the first of its `READY` line).
     pub port: u16,
+    /// The other ports its `READY` line names, in order (the ModelDB v1 peer's HTTP port).
+    pub more_ports: Vec<u16>,
     /// Its stderr.
     pub log: StderrLog,
+    /// Whether closing stdin stops the peer (else stopping kills it).
+    stdin_stops: bool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -53,12 +57,19 @@ impl Peer {
                 panic!("{name} not ready within {wait:?}; stderr:\n{}", log.tail(24 << 10));
             }
         };
-        let port = line
+        let ports: Vec<u16> = line
             .strip_prefix("READY ")
-            .and_then(|p| p.trim().parse().ok())
+            .and_then(|p| p.split_whitespace().map(|x| x.parse().ok()).collect::<Option<Vec<u16>>>())
+            .filter(|p| !p.is_empty())
             .unwrap_or_else(|| panic!("{name}: unexpected output {line:?}; stderr:\n{}", log.tail(24 << 10)));
         let stdin = child.stdin.take();
-        Peer { child, stdin, port, log, _dir: None }
+        Peer { child, stdin, port: ports[0], more_ports: ports[1..].to_vec(), log, stdin_stops: true, _dir: None }
+    }
+
+    /// For peers that do not watch stdin: stopping kills them.
+    pub fn killed_on_stop(mut self) -> Self {
+        self.stdin_stops = false;
+        self
     }
 
     /// A real MLflow tracking server (tests/peers/mlflow_peer.py, the pinned `mlflow`) on a
@@ -81,9 +92,15 @@ impl Peer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Closes stdin (the peer stops itself), waits up to 20 s, then kills it.
+    /// Closes stdin (the peer stops itself), waits up to 20 s, then kills it; kills it at once
+    /// when it does not watch stdin ([`Peer::killed_on_stop`]).
     pub fn stop(&mut self) {
         self.stdin.take();
+        if !self.stdin_stops {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return;
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -1,8 +1,10 @@
-//! A custom `sagesync` binary: the whole CLI, plus the `stdout_lines` plugin. Linking a plugin
-//! crate is one line; without it, its registrations vanish.
+//! A custom `sagesync` binary: the CLI with the plugins it names and no others (here the
+//! recorded source, the file sink, the memory ledger, and this crate's two sinks). Linking a
+//! plugin crate is one line; without it, its registrations vanish.
 //!
 //! Run: `cargo run -p sagesync-example-custom-plugin --bin my-sagesync -- plugins`
 
+use sagesync_plugins as _;
 use stdout_lines as _;
 
 fn main() -> std::process::ExitCode {

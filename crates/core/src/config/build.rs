@@ -21,20 +21,32 @@ pub struct NamedSink {
     pub digest: String,
 }
 
+/// A component built from its config table, with the digest of that table (its kind, type
+/// and options): what fingerprints it when the engine computes its digests.
+pub struct Configured<T: ?Sized> {
+    /// Its id (`id`, else its type name).
+    pub id: String,
+    /// The component.
+    pub plugin: Arc<T>,
+    /// Digest of its kind, type and options.
+    pub table_digest: String,
+}
+
 /// The built components of a configuration.
 pub struct Built {
     /// The source.
     pub source: Arc<dyn Source>,
-    /// The validators, in order, with their ids.
-    pub validators: Vec<(String, Arc<dyn Validator>)>,
+    /// The validators, in order.
+    pub validators: Vec<Configured<dyn Validator>>,
     /// The mapper.
-    pub mapper: Arc<dyn Mapper>,
+    pub mapper: Configured<dyn Mapper>,
     /// The sinks, in order.
-    pub sinks: Vec<NamedSink>,
+    pub sinks: Vec<Configured<dyn Sink>>,
     /// The `[state]` store, when the config has one.
     pub state: Option<Arc<dyn StateStore>>,
-    /// Digest of what shapes decisions and records: validators, mapper and shared sections.
-    pub config_digest: String,
+    /// The sections that shape records (registered with `shapes_records`: `[tag_keys]`), as
+    /// written, by name.
+    pub shaping_sections: Vec<(String, toml::Table)>,
 }
 
 enum One {
@@ -103,18 +115,18 @@ impl Config {
         let mut validators = Vec::new();
         for c in &self.validators {
             if let Some(One::Validator(v)) = self.build_one(c, &mut errors) {
-                validators.push((c.id.clone(), v));
+                validators.push(Configured { id: c.id.clone(), plugin: v, table_digest: digest_of(c) });
             }
         }
         let mapper_cfg = self.mapper.as_ref().unwrap_or(&default_mapper);
         let mapper = match self.build_one(mapper_cfg, &mut errors) {
-            Some(One::Mapper(m)) => Some(m),
+            Some(One::Mapper(m)) => Some(Configured { id: mapper_cfg.id.clone(), plugin: m, table_digest: digest_of(mapper_cfg) }),
             _ => None,
         };
         let mut sinks = Vec::new();
         for c in &self.sinks {
             if let Some(One::Sink(s)) = self.build_one(c, &mut errors) {
-                sinks.push(NamedSink { id: c.id.clone(), sink: s, digest: digest_of(c) });
+                sinks.push(Configured { id: c.id.clone(), plugin: s, table_digest: digest_of(c) });
             }
         }
         let state = match &self.state {
@@ -129,10 +141,13 @@ impl Config {
             errors.dedup();
             return Err(ConfigErrors(errors));
         }
-        let shaping: Vec<String> = self.validators.iter().chain(std::iter::once(mapper_cfg)).map(digest_of).collect();
-        let config_digest = crate::digest::of_json(&(shaping, &self.sections.iter().map(|(k, v)| (k, &v.0)).collect::<Vec<_>>()));
+        // A section nobody registered as a runner's shapes records (the loader refused unknown
+        // ones).
+        let runner_sections: Vec<&str> = registry::sections().into_iter().filter(|d| !d.shapes_records).map(|d| d.name).collect();
+        let shaping_sections =
+            self.sections.iter().filter(|(k, _)| !runner_sections.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.0.clone())).collect();
         match (source, mapper) {
-            (Some(source), Some(mapper)) => Ok(Built { source, validators, mapper, sinks, state, config_digest }),
+            (Some(source), Some(mapper)) => Ok(Built { source, validators, mapper, sinks, state, shaping_sections }),
             _ => Err(ConfigErrors(vec![self.error_at(&KeyPath::root(), "the configuration has no usable source or mapper")])),
         }
     }

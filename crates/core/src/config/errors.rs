@@ -52,41 +52,4 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Removes quoted values from serde messages (`invalid type: string "s3cr3t"` becomes
-/// `invalid type: string`), so that a secret put in the wrong place is never echoed.
-pub fn redact_serde_message(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    while let Some(pos) = rest.find("string \"") {
-        out.push_str(&rest[..pos + "string".len()]);
-        let after = &rest[pos + "string \"".len()..];
-        // Skip to the closing quote (serde escapes inner quotes with a backslash).
-        let mut end = None;
-        let mut escaped = false;
-        for (i, c) in after.char_indices() {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                end = Some(i);
-                break;
-            }
-        }
-        match end {
-            Some(e) => rest = &after[e + 1..],
-            None => rest = "",
-        }
-    }
-    out.push_str(rest);
-    crate::secret::redact(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redaction_hides_values() {
-        let m = super::redact_serde_message("invalid type: string \"hunter\\\"2\", expected u16");
-        assert_eq!(m, "invalid type: string, expected u16");
-    }
-}
+pub use crate::options::redact_serde_message;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::sections::{Check, DaemonSettings, LambdaSettings, PipelineSettings};
+use super::sections::{Check, PipelineSettings};
 use super::{interpolate, redact_serde_message, ComponentConfig, Config, ConfigError, ConfigErrors, KeyPath, Options};
 use crate::registry::{self, PluginKind};
 
@@ -56,7 +56,7 @@ impl SpanIndex {
 }
 
 /// The sections the loader knows itself; plugins add theirs with `register_section!`.
-const CORE_SECTIONS: [&str; 8] = ["source", "validators", "mapper", "sinks", "state", "pipeline", "daemon", "lambda"];
+const CORE_SECTIONS: [&str; 6] = ["source", "validators", "mapper", "sinks", "state", "pipeline"];
 
 struct Loader<'e> {
     file: String,
@@ -216,9 +216,16 @@ fn process_env(name: &str) -> Option<String> {
 impl Config {
     /// Reads and parses a config file, using the process environment for `${VAR}`.
     pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::from_file_with(path, &process_env)
+    }
+
+    /// Reads and parses a config file, resolving `${VAR}` through `env` (a runner that reads
+    /// its variables from elsewhere, a test). Relative paths in it are relative to its
+    /// directory where the plugin says so.
+    pub fn from_file_with(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors::one(&file, format!("cannot read config file: {e}")))?;
-        let mut cfg = Config::parse(&text, &file, &process_env)?;
+        let mut cfg = Config::parse(&text, &file, env)?;
         cfg.dir = path.parent().map(Path::to_path_buf);
         Ok(cfg)
     }
@@ -258,7 +265,7 @@ impl Config {
         let mut mapper = None;
         let mut sinks = Vec::new();
         let mut state = None;
-        let (mut pipeline_v, mut daemon_v, mut lambda_v) = (None, None, None);
+        let mut pipeline_v = None;
         let mut sections = BTreeMap::new();
 
         for (key, value) in root {
@@ -298,13 +305,14 @@ impl Config {
                     }
                 }
                 "pipeline" => pipeline_v = Some(value),
-                "daemon" => daemon_v = Some(value),
-                "lambda" => lambda_v = Some(value),
                 k => match shared.iter().find(|s| s.name == k) {
                     Some(desc) => match value {
                         toml::Value::Table(t) => {
                             for p in (desc.check)(t.clone()) {
                                 loader.err_at(&path.join(&p.path), p.message);
+                            }
+                            for p in (desc.ranges)(t.clone()) {
+                                loader.err_value(&path.join(&p.path), p.message);
                             }
                             sections.insert(key, Options(t));
                         }
@@ -320,8 +328,6 @@ impl Config {
         }
 
         let pipeline: PipelineSettings = loader.typed(pipeline_v, "pipeline");
-        let daemon: DaemonSettings = loader.typed(daemon_v, "daemon");
-        let lambda: LambdaSettings = loader.typed(lambda_v, "lambda");
 
         if source.is_none() && !loader.errors.iter().any(|e| e.key.starts_with("source")) {
             loader.err_at(
@@ -368,8 +374,6 @@ impl Config {
             sinks,
             state,
             pipeline,
-            daemon,
-            lambda,
             sections,
             problems: loader.errors,
             spans: loader.spans,
@@ -394,14 +398,13 @@ mod tests {
     }
 
     #[test]
-    fn runner_sections_are_typed_and_located() {
-        let text = "[source]\ntype = \"x\"\n[[sinks]]\ntype = \"y\"\n[daemon]\nlisten = \"0.0.0.0:notaport\"\npoll_interval_secs = 1e300\n[pipeline]\nmax_job_attempts = 0\nretry_backoff_secs = 10000000000000\n[state]\npth = \"x\"\n";
+    fn the_pipeline_section_is_typed_and_located() {
+        // (The runners' sections are checked where they are registered: sagesync-runner-settings.)
+        let text = "[source]\ntype = \"x\"\n[[sinks]]\ntype = \"y\"\n[pipeline]\nmax_job_attempts = 0\nretry_backoff_secs = 10000000000000\n[state]\npth = \"x\"\n";
         let cfg = Config::parse(text, "f.toml", &env).unwrap();
         let msgs: Vec<String> = cfg.problems().iter().map(|e| e.to_string()).collect();
         let has = |needle: &str| msgs.iter().any(|m| m.contains(needle));
-        assert!(has("f.toml:6:10: key `daemon.listen`"), "{msgs:#?}");
-        assert!(has("key `daemon.poll_interval_secs`"), "{msgs:#?}");
-        assert!(has("f.toml:9:20: key `pipeline.max_job_attempts`: must be between 1 and 1000, got 0"), "{msgs:#?}");
+        assert!(has("f.toml:6:20: key `pipeline.max_job_attempts`: must be between 1 and 1000, got 0"), "{msgs:#?}");
         assert!(has("key `pipeline.retry_backoff_secs`"), "{msgs:#?}");
         assert_eq!(cfg.state.as_ref().map(|s| s.type_name.as_str()), Some("sqlite"), "[state] defaults to sqlite");
     }

@@ -7,7 +7,8 @@
 //! echoed in messages, and `Debug` prints option names, not values.
 //!
 //! - [`load`](Config::parse): TOML with spans, interpolation, sections;
-//! - [`sections`]: the typed `[pipeline]`, `[daemon]` and `[lambda]` sections;
+//! - [`sections`]: the typed `[pipeline]` section (runners register theirs, `[daemon]` and
+//!   `[lambda]`, like plugins register `[tag_keys]`);
 //! - [`build`](Config::build): resolving every plugin in the registry and building it (no I/O).
 
 mod build;
@@ -17,13 +18,12 @@ mod load;
 pub mod sections;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 
-pub use build::{check_example, Built, NamedSink};
+pub use build::{check_example, Built, Configured, NamedSink};
 pub use errors::{redact_serde_message, ConfigError, ConfigErrors};
 pub use interpolate::interpolate;
-pub use sections::{parse_time, Check, DaemonSettings, LambdaSettings, OnIneligible, PipelineSettings};
+pub use sections::{parse_time, range_f64, range_u64, Check, OnIneligible, PipelineSettings};
 
 /// The most sinks a pipeline may have: every ledger entry holds one delivery per sink, and an
 /// entry must stay far below the smallest store's item limit (DynamoDB's 400 KB).
@@ -66,25 +66,8 @@ pub fn endpoint_url(s: &str) -> Result<String, String> {
 }
 
 pub use crate::keypath::{KeyPath, PathSeg};
+pub use crate::options::Options;
 use crate::registry::PluginKind;
-
-/// A plugin's options as written (after interpolation). `Debug` shows the keys only: values may
-/// be expanded secrets.
-#[derive(Clone, Default, PartialEq)]
-pub struct Options(pub toml::Table);
-
-impl fmt::Debug for Options {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
-
-impl std::ops::Deref for Options {
-    type Target = toml::Table;
-    fn deref(&self) -> &toml::Table {
-        &self.0
-    }
-}
 
 /// One `[source]`, `[[validators]]`, `[mapper]`, `[[sinks]]` or `[state]` entry.
 #[derive(Debug, Clone)]
@@ -120,11 +103,7 @@ pub struct Config {
     pub state: Option<ComponentConfig>,
     /// `[pipeline]`.
     pub pipeline: PipelineSettings,
-    /// `[daemon]`.
-    pub daemon: DaemonSettings,
-    /// `[lambda]`.
-    pub lambda: LambdaSettings,
-    /// Shared sections that plugins registered (`[tag_keys]`), as written.
+    /// The registered sections (`[tag_keys]`, `[daemon]`, `[lambda]`...), as written.
     pub sections: BTreeMap<String, Options>,
     problems: Vec<ConfigError>,
     spans: load::SpanIndex,
@@ -135,6 +114,12 @@ impl Config {
     /// [`Config::build`]).
     pub fn problems(&self) -> &[ConfigError] {
         &self.problems
+    }
+
+    /// A registered section, deserialised: its default when absent (or unreadable: its problems
+    /// are reported by [`Config::build`] with their location).
+    pub fn section<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> T {
+        self.sections.get(name).and_then(|t| toml::Value::Table(t.0.clone()).try_into().ok()).unwrap_or_default()
     }
 
     /// A located error at `path`.

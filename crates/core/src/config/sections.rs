@@ -1,30 +1,14 @@
-//! The typed sections every runner shares: `[pipeline]` (the engine), `[daemon]` and `[lambda]`.
-//! Each is deserialised with unknown keys refused and checked with [`Check::problems`], so
-//! `sagesync validate` reports their mistakes with their location like any plugin option.
+//! `[pipeline]`, the engine's own section. It is deserialised with unknown keys refused and
+//! checked with [`Check::problems`], so `sagesync validate` reports its mistakes with their
+//! location like any plugin option. The runners' sections (`[daemon]`, `[lambda]`) are
+//! registered by the runners (`sagesync-runner-settings`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Range checks of a section: `(key, message)` pairs, empty when everything is in range.
-pub trait Check {
-    /// The problems found.
-    fn problems(&self) -> Vec<(&'static str, String)>;
-}
-
-fn range_u64(out: &mut Vec<(&'static str, String)>, key: &'static str, v: u64, min: u64, max: u64) {
-    if v < min || v > max {
-        out.push((key, format!("must be between {min} and {max}, got {v}")));
-    }
-}
-
-fn range_f64(out: &mut Vec<(&'static str, String)>, key: &'static str, v: f64, min: f64, max: f64) {
-    if !v.is_finite() || v < min || v > max {
-        out.push((key, format!("must be between {min} and {max}, got {v}")));
-    }
-}
+pub use crate::options::{range_f64, range_u64, Check};
 
 /// What happens to a job's records when it stops being eligible (its opt-in tag removed, a
 /// required tag gone).
@@ -127,50 +111,6 @@ impl PipelineSettings {
     }
 }
 
-/// `[daemon]`: the polling daemon's schedule and endpoints.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DaemonSettings {
-    /// Seconds between polls (0.1 to 86400).
-    pub poll_interval_secs: f64,
-    /// On first start (no saved cursor): `"now"`, a date or RFC 3339 time, or absent for every
-    /// existing job.
-    pub start_from: Option<String>,
-    /// Address of `/healthz` and `/metrics`.
-    pub listen: String,
-    /// On SIGTERM/SIGINT, how long in-flight jobs may take before they are abandoned (recorded
-    /// as nothing: a restart picks them up).
-    pub shutdown_grace_secs: u64,
-    /// Seconds between reconciliation passes (Search over the lookback, tags in bulk); 0 turns
-    /// them off.
-    pub reconcile_interval_secs: f64,
-    /// How far back a reconciliation pass looks, seconds.
-    pub reconcile_lookback_secs: u64,
-    /// `/healthz` turns unhealthy when the last successful poll is older than this many poll
-    /// intervals (plus the time a poll itself takes).
-    pub unhealthy_after_polls: u32,
-    /// Seconds between counts of the ledger for the `sagesync_ledger_*` gauges (between them the
-    /// gauges follow what the daemon records); 0 never counts. Unset: after every pass where
-    /// counting is a local query (SQLite, memory), never where it scans the whole ledger over
-    /// the network (DynamoDB, which then also needs `dynamodb:Scan`).
-    pub ledger_recount_secs: Option<f64>,
-}
-
-impl Default for DaemonSettings {
-    fn default() -> Self {
-        DaemonSettings {
-            poll_interval_secs: 60.0,
-            start_from: None,
-            listen: "127.0.0.1:9464".into(),
-            shutdown_grace_secs: 30,
-            reconcile_interval_secs: 3600.0,
-            reconcile_lookback_secs: 7 * 86_400,
-            unhealthy_after_polls: 3,
-            ledger_recount_secs: None,
-        }
-    }
-}
-
 /// Parses `2026-01-31` (midnight UTC) or an RFC 3339 timestamp.
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     let s = s.trim();
@@ -183,75 +123,4 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         }
     }
     Err(format!("`{s}` is not a date (YYYY-MM-DD) or an RFC 3339 timestamp"))
-}
-
-impl DaemonSettings {
-    /// Where a first start begins: `None` for every existing job.
-    pub fn start(&self) -> Result<Option<DateTime<Utc>>, String> {
-        match self.start_from.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some("now") => Ok(Some(Utc::now())),
-            Some(s) => parse_time(s).map(Some),
-        }
-    }
-    /// The listen address.
-    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.listen.parse::<SocketAddr>().map_err(|_| format!("`{}` is not an address like 127.0.0.1:9464", self.listen))
-    }
-    /// The poll interval.
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.poll_interval_secs.clamp(0.1, 86_400.0))
-    }
-    /// The reconciliation interval, if reconciliation is on.
-    pub fn reconcile_interval(&self) -> Option<Duration> {
-        (self.reconcile_interval_secs > 0.0).then(|| Duration::from_secs_f64(self.reconcile_interval_secs.clamp(1.0, 30.0 * 86_400.0)))
-    }
-}
-
-impl Check for DaemonSettings {
-    fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut p = Vec::new();
-        range_f64(&mut p, "poll_interval_secs", self.poll_interval_secs, 0.1, 86_400.0);
-        if let Err(e) = self.start() {
-            p.push(("start_from", e));
-        }
-        if let Err(e) = self.listen_addr() {
-            p.push(("listen", e));
-        }
-        range_u64(&mut p, "shutdown_grace_secs", self.shutdown_grace_secs, 0, 3600);
-        if self.reconcile_interval_secs != 0.0 {
-            range_f64(&mut p, "reconcile_interval_secs", self.reconcile_interval_secs, 1.0, 30.0 * 86_400.0);
-        }
-        range_u64(&mut p, "reconcile_lookback_secs", self.reconcile_lookback_secs, 60, 400 * 86_400);
-        range_u64(&mut p, "unhealthy_after_polls", self.unhealthy_after_polls.into(), 1, 1000);
-        if let Some(r) = self.ledger_recount_secs {
-            if r != 0.0 {
-                range_f64(&mut p, "ledger_recount_secs", r, 1.0, 30.0 * 86_400.0);
-            }
-        }
-        p
-    }
-}
-
-/// `[lambda]`: the Lambda runner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LambdaSettings {
-    /// Stop this many milliseconds before the invocation deadline, so that the function can still
-    /// answer (an unfinished job is then reported as retryable, never recorded).
-    pub deadline_margin_ms: u64,
-}
-
-impl Default for LambdaSettings {
-    fn default() -> Self {
-        LambdaSettings { deadline_margin_ms: 2000 }
-    }
-}
-
-impl Check for LambdaSettings {
-    fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut p = Vec::new();
-        range_u64(&mut p, "deadline_margin_ms", self.deadline_margin_ms, 0, 600_000);
-        p
-    }
 }

@@ -33,7 +33,18 @@ pub(crate) fn basis_changed(r: &JobRef, st: &JobState, config_digest: &str) -> b
 /// Whether every current sink holds the record the entry says was synced.
 pub(crate) fn delivered_everywhere(st: &JobState, sinks: &[NamedSink]) -> bool {
     let Some(rd) = &st.record_digest else { return false };
-    sinks.iter().all(|s| st.deliveries.get(&s.id).is_some_and(|d| &d.record_digest == rd && d.sink_digest == s.digest))
+    sinks.iter().all(|s| st.deliveries.get(&s.id).is_some_and(|d| d.holds(rd, &s.digest)))
+}
+
+impl super::Engine {
+    /// [`decide`] with this engine's sinks, configuration digest and settings, now.
+    pub(crate) fn decide_ref(&self, r: &JobRef, st: Option<&JobState>, urgent: bool) -> Decision {
+        self.decide_at(r, st, chrono::Utc::now(), urgent)
+    }
+    /// [`decide`] with this engine's sinks, configuration digest and settings.
+    pub(crate) fn decide_at(&self, r: &JobRef, st: Option<&JobState>, now: Timestamp, urgent: bool) -> Decision {
+        decide(r, st, &self.sinks, &self.config_digest, self.settings.on_ineligible, now, urgent)
+    }
 }
 
 /// The decision for a listed job. `urgent` (events, `sagesync retry`) ignores a failed job's
@@ -108,15 +119,7 @@ mod tests {
     fn state(outcome: Outcome, lm: Timestamp, sinks: &[&str]) -> JobState {
         let mut deliveries = BTreeMap::new();
         for s in sinks {
-            deliveries.insert(
-                s.to_string(),
-                Delivery {
-                    record_digest: "r".into(),
-                    sink_digest: format!("d-{s}"),
-                    receipt: SinkReceipt::new(WriteKind::Created),
-                    at: lm,
-                },
-            );
+            deliveries.insert(s.to_string(), Delivery::written("r".into(), format!("d-{s}"), SinkReceipt::new(WriteKind::Created), lm));
         }
         JobState {
             arn: "a".into(),
@@ -164,7 +167,7 @@ mod tests {
         let one = state(Outcome::Synced, lm, &["file"]);
         assert_eq!(d(&r(lm, None), &one), Decision::Process, "a sink added later");
         let mut moved = synced.clone();
-        moved.deliveries.get_mut("v1").unwrap().sink_digest = "old".into();
+        moved.deliveries.insert("v1".into(), Delivery::written("r".into(), "old".into(), SinkReceipt::new(WriteKind::Created), lm));
         assert_eq!(d(&r(lm, None), &moved), Decision::Process, "a sink's config changed");
         let mut extra = synced.clone();
         extra.deliveries.insert("gone".into(), extra.deliveries["file"].clone());

@@ -7,22 +7,31 @@
 //! page is saved once every job on it is recorded. See `docs/architecture.md` and
 //! `docs/guarantees.md`.
 //!
+//! One job's way is `engine/job.rs`: identify, claim, plan, intent, deliver, settle. A pass
+//! (`engine/pass.rs`) decides each page against the ledger and attempts what differs, each job
+//! as a slot frees up. An engine is assembled (`engine/assembly.rs`) from a config or in code,
+//! the same way; a dry run is only another assembly (sinks that write nothing, a ledger that
+//! keeps nothing).
+//!
 //! - [`Engine::pass`]: a poll ([`PassRequest::poll`], which also re-drives failed jobs whose
 //!   retry time has come), a reconciliation ([`PassRequest::reconcile`]) or a backfill
 //!   ([`PassRequest::backfill`]);
-//! - [`Engine::sync_refs`]: given jobs (by name, by ARN, from events);
+//! - [`Engine::sync_refs`]: given jobs (by name, by ARN, from events), one result per reference;
 //! - [`Engine::retry`]: failed jobs again;
-//! - [`Engine::run_daemon`]: polls and reconciliations on a schedule until stopped;
+//! - [`Engine::run_daemon`]: polls and reconciliations on a [`Schedule`] until stopped;
 //! - [`Engine::status`]: what the ledger holds.
 
-mod builder;
+mod assembly;
 pub(crate) mod decide;
+mod dry_run;
+mod entry;
+mod job;
+mod lease;
 pub mod observer;
 mod pass;
 pub mod report;
 mod schedule;
 pub(crate) mod steps;
-mod work;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,9 +46,10 @@ use crate::source::{Cursor, ListScope, Source};
 use crate::stage::{Mapper, Validator};
 use crate::state::{JobState, LedgerCounts, StateError, StateStore};
 
-pub use builder::{BuildError, EngineBuilder, EngineOptions};
+pub use assembly::{BuildError, EngineBuilder, EngineOptions};
 pub use observer::{Decision, Event, Fanout, NoObserver, Observer};
-pub use report::{JobReport, ListingFailure, PassReport};
+pub use report::{JobReport, ListingFailure, PassReport, RefResult};
+pub use schedule::{Reconcile, Schedule};
 
 /// The sync engine: one source, validators, a mapper, sinks and a state store.
 pub struct Engine {
@@ -121,6 +131,9 @@ pub struct RefOptions {
     pub deadline: Option<Instant>,
     /// Keep every job's report.
     pub collect: bool,
+    /// How long to wait for a job another writer holds (default: `[pipeline] lease_wait_secs`).
+    /// A caller that must answer soon (the Lambda) waits less and hands the job back.
+    pub lease_wait: Option<Duration>,
 }
 
 /// What the ledger holds (`sagesync status`).

@@ -1,5 +1,5 @@
-//! Passes: pages of listed jobs decided against the ledger, worked on with bounded
-//! concurrency, and committed page by page.
+//! Passes: pages of listed (or given) jobs decided against the ledger, attempted with bounded
+//! concurrency as each slot frees up, and committed page by page.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -8,28 +8,17 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::decide::decide;
+use super::dry_run::Quiet;
+use super::job::{Ctx, Handled, Item, Work};
 use super::observer::{Decision, Event, Observer};
-use super::report::{JobReport, ListingFailure, PassReport};
+use super::report::{JobReport, ListingFailure, PassReport, RefResult};
 use super::steps::{retry, state_call};
-use super::work::{Handled, Item};
 use super::{Engine, PassRequest, RefOptions};
 use crate::source::{JobRef, ListingProblem};
 use crate::state::{JobState, Outcome, StateError};
 
 /// How many jobs a page of due retries or given references holds.
 const PAGE: usize = 100;
-
-/// Everything a job's processing needs to know about its pass.
-pub(crate) struct Ctx<'a> {
-    pub pass: String,
-    pub cancel: &'a CancellationToken,
-    pub deadline: Option<Instant>,
-    pub force: bool,
-    pub urgent: bool,
-    pub collect: bool,
-    pub obs: &'a dyn Observer,
-}
 
 fn api_delta(
     before: &std::collections::BTreeMap<String, u64>,
@@ -50,9 +39,11 @@ impl Engine {
     /// failed jobs whose retry time has come. `cancel` stops starting work and interrupts
     /// backoffs; what is interrupted is reported, never recorded.
     pub async fn pass(&self, req: &PassRequest, cancel: &CancellationToken, obs: &dyn Observer) -> PassReport {
+        let quiet = Quiet(obs);
+        let obs = self.observer(obs, &quiet);
         let started = Instant::now();
         let calls_before = self.source.api_calls();
-        let ctx = Ctx { pass: self.next_pass_id(), cancel, deadline: None, force: false, urgent: false, collect: req.collect, obs };
+        let ctx = self.ctx(cancel, &RefOptions { collect: req.collect, ..Default::default() }, obs);
         let mut rep = PassReport { pass: ctx.pass.clone(), key: req.key.clone(), ..Default::default() };
         obs.event(&Event::PassStarted { key: &req.key });
         let mut cursor = match state_call(&self.settings, cancel, || self.state.cursor(&req.key)).await {
@@ -114,8 +105,9 @@ impl Engine {
                     page.next.seen_at_watermark.clear();
                 }
             }
-            let recorded = self.process_page(page.jobs, page.problems, &ctx, &mut rep).await;
-            if recorded && committing && !self.settings.dry_run {
+            let refs = page.jobs.into_iter().map(|r| (None, r)).collect();
+            let recorded = self.process_page(refs, page.problems, &ctx, &mut rep).await;
+            if recorded && committing {
                 match state_call(&self.settings, &CancellationToken::new(), || self.state.save_cursor(&req.key, &page.next)).await {
                     Ok(()) => {
                         crate::crash::reached(crate::crash::Step::AfterCursor);
@@ -144,41 +136,30 @@ impl Engine {
         self.finish(rep, started, &calls_before, obs)
     }
 
-    /// Works on the given jobs (by name, ARN or event), in pages.
+    /// Works on the given jobs (by name, ARN or event), in pages. The report's `refs` holds one
+    /// result per reference, in the order given.
     pub async fn sync_refs(&self, refs: Vec<JobRef>, opts: &RefOptions, cancel: &CancellationToken, obs: &dyn Observer) -> PassReport {
+        let quiet = Quiet(obs);
+        let obs = self.observer(obs, &quiet);
         let started = Instant::now();
         let calls_before = self.source.api_calls();
-        let deadline_token = cancel.child_token();
-        let timer = opts.deadline.map(|d| {
-            let t = deadline_token.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
-                t.cancel();
-            })
-        });
-        let ctx = Ctx {
-            pass: self.next_pass_id(),
-            cancel: &deadline_token,
-            deadline: opts.deadline,
-            force: opts.force,
-            urgent: opts.urgent,
-            collect: opts.collect,
-            obs,
-        };
+        let (deadline_token, timer) = with_deadline(cancel, opts.deadline);
+        let ctx = self.ctx(&deadline_token, opts, obs);
         let mut rep = PassReport { pass: ctx.pass.clone(), ..Default::default() };
+        rep.refs = vec![RefResult::NotStarted { reason: "not reached".into() }; refs.len()];
         obs.event(&Event::PassStarted { key: "" });
-        let mut refs = refs.into_iter().peekable();
+        let mut refs = refs.into_iter().enumerate().peekable();
         while refs.peek().is_some() {
             if deadline_token.is_cancelled() {
                 // Not started: report them as interrupted so the caller can hand them back.
-                for r in refs.by_ref() {
+                for (slot, r) in refs.by_ref() {
                     let mut jr = JobReport::new(r.name.clone(), r.arn.clone(), Outcome::Interrupted);
                     jr.reason = Some("not started: cancelled or out of time".into());
-                    self.account(&mut rep, Handled::Report(jr), None, &ctx);
+                    self.account(&mut rep, Some(slot), Handled::Report(jr), None, &ctx);
                 }
                 break;
             }
-            let chunk: Vec<JobRef> = refs.by_ref().take(PAGE).collect();
+            let chunk: Vec<(Option<usize>, JobRef)> = refs.by_ref().take(PAGE).map(|(i, r)| (Some(i), r)).collect();
             rep.pages += 1;
             self.process_page(chunk, Vec::new(), &ctx, &mut rep).await;
         }
@@ -195,25 +176,12 @@ impl Engine {
     /// `max_job_attempts` permanent failures park a job). Stops starting work at
     /// `opts.deadline`; what is cut short is reported as interrupted and recorded as nothing.
     pub async fn redrive(&self, opts: &RefOptions, cancel: &CancellationToken, obs: &dyn Observer) -> PassReport {
+        let quiet = Quiet(obs);
+        let obs = self.observer(obs, &quiet);
         let started = Instant::now();
         let calls_before = self.source.api_calls();
-        let deadline_token = cancel.child_token();
-        let timer = opts.deadline.map(|d| {
-            let t = deadline_token.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
-                t.cancel();
-            })
-        });
-        let ctx = Ctx {
-            pass: self.next_pass_id(),
-            cancel: &deadline_token,
-            deadline: opts.deadline,
-            force: false,
-            urgent: false,
-            collect: opts.collect,
-            obs,
-        };
+        let (deadline_token, timer) = with_deadline(cancel, opts.deadline);
+        let ctx = self.ctx(&deadline_token, &RefOptions { force: false, urgent: false, ..opts.clone() }, obs);
         let mut rep = PassReport { pass: ctx.pass.clone(), key: PassRequest::REDRIVE.into(), ..Default::default() };
         obs.event(&Event::PassStarted { key: PassRequest::REDRIVE });
         self.due_sweep(&ctx, &mut rep).await;
@@ -234,6 +202,20 @@ impl Engine {
         Ok(self.sync_refs(refs, &RefOptions { urgent: true, collect: true, ..Default::default() }, cancel, obs).await)
     }
 
+    /// What the jobs of a pass need to know about it.
+    fn ctx<'a>(&self, cancel: &'a CancellationToken, opts: &RefOptions, obs: &'a dyn Observer) -> Ctx<'a> {
+        Ctx {
+            pass: self.next_pass_id(),
+            cancel,
+            deadline: opts.deadline,
+            force: opts.force,
+            urgent: opts.urgent,
+            collect: opts.collect,
+            lease_wait: opts.lease_wait.unwrap_or(std::time::Duration::from_secs(self.settings.lease_wait_secs)),
+            obs,
+        }
+    }
+
     fn state_failed(&self, rep: &mut PassReport, e: &StateError, obs: &dyn Observer) {
         tracing::error!(error = %e, "state store failed");
         obs.event(&Event::StateFailed(e));
@@ -244,11 +226,12 @@ impl Engine {
 
     fn finish(
         &self,
-        mut rep: PassReport,
+        rep: PassReport,
         started: Instant,
         calls_before: &std::collections::BTreeMap<String, u64>,
         obs: &dyn Observer,
     ) -> PassReport {
+        let mut rep = self.pass_as_reported(rep);
         rep.api_calls = api_delta(calls_before, self.source.api_calls());
         rep.elapsed_ms = started.elapsed().as_millis() as u64;
         obs.event(&Event::PassFinished(&rep));
@@ -273,7 +256,7 @@ impl Engine {
             after = due.last().map(|j| j.arn.clone());
             let refs = due
                 .into_iter()
-                .map(|j| JobRef { name: j.job, arn: Some(j.arn), last_modified: j.basis.last_modified, ..Default::default() })
+                .map(|j| (None, JobRef { name: j.job, arn: Some(j.arn), last_modified: j.basis.last_modified, ..Default::default() }))
                 .collect();
             self.process_page(refs, Vec::new(), ctx, rep).await;
             if n < PAGE {
@@ -283,37 +266,52 @@ impl Engine {
     }
 
     /// Decides and works on one page; true when every job on it ended recorded or needed
-    /// nothing (so that the page's cursor may be saved).
-    pub(crate) async fn process_page(&self, refs: Vec<JobRef>, problems: Vec<ListingProblem>, ctx: &Ctx<'_>, rep: &mut PassReport) -> bool {
-        let arns: Vec<String> = refs.iter().filter_map(|r| r.arn.clone()).chain(problems.iter().filter_map(|p| p.arn.clone())).collect();
+    /// nothing (so that the page's cursor may be saved). Jobs are attempted `concurrency` at a
+    /// time, and each is accounted for as it ends: a slow job holds its own slot, not the
+    /// others'.
+    pub(crate) async fn process_page(
+        &self,
+        refs: Vec<(Option<usize>, JobRef)>,
+        problems: Vec<ListingProblem>,
+        ctx: &Ctx<'_>,
+        rep: &mut PassReport,
+    ) -> bool {
+        let arns: Vec<String> =
+            refs.iter().filter_map(|(_, r)| r.arn.clone()).chain(problems.iter().filter_map(|p| p.arn.clone())).collect();
         let states: HashMap<String, JobState> = match state_call(&self.settings, ctx.cancel, || self.state.jobs(&arns)).await {
             Ok(v) => arns.iter().cloned().zip(v).filter_map(|(a, s)| s.map(|s| (a, s))).collect(),
             Err(e) => {
                 self.state_failed(rep, &e, ctx.obs);
+                // Nothing is known about these jobs: their callers must hand them back.
+                for (slot, _) in &refs {
+                    set_ref(rep, *slot, RefResult::NotStarted { reason: format!("the state store failed: {e}") });
+                }
                 return false;
             }
         };
         let now = Utc::now();
-        let mut items = Vec::new();
-        for r in refs {
+        let mut round = Vec::new();
+        for (slot, r) in refs {
             let st = r.arn.as_ref().and_then(|a| states.get(a));
-            let d = if ctx.force {
-                Decision::Process
-            } else {
-                decide(&r, st, &self.sinks, &self.config_digest, self.settings.on_ineligible, now, ctx.urgent)
-            };
+            let d = if ctx.force { Decision::Process } else { self.decide_at(&r, st, now, ctx.urgent) };
             ctx.obs.event(&Event::Decided(d));
             match d {
-                Decision::Done => rep.already_done += 1,
-                Decision::Later => rep.deferred += 1,
-                Decision::Process => items.push((Item::Ref(r), st.cloned())),
+                Decision::Done => {
+                    rep.already_done += 1;
+                    set_ref(rep, slot, RefResult::AlreadyDone);
+                }
+                Decision::Later => {
+                    rep.deferred += 1;
+                    set_ref(rep, slot, RefResult::Deferred);
+                }
+                Decision::Process => round.push(Work { item: Item::Ref(r), prior: st.cloned(), slot }),
             }
         }
         let mut all_recorded = true;
         for p in problems {
             if p.arn.is_some() {
                 let st = p.arn.as_ref().and_then(|a| states.get(a)).cloned();
-                items.push((Item::Problem(p), st));
+                round.push(Work { item: Item::Problem(p), prior: st, slot: None });
             } else {
                 // Not tied to a job the ledger could hold: reported, and the source lists it
                 // again next time.
@@ -322,36 +320,34 @@ impl Engine {
                 jr.stage = Some(crate::error::Stage::Source);
                 jr.retryable = p.error.is_retryable();
                 jr.reason = Some(format!("source: {}", p.error.chain()));
-                self.account(rep, Handled::Report(jr), None, ctx);
+                self.account(rep, None, Handled::Report(jr), None, ctx);
             }
         }
         // First round: jobs another writer holds are set aside (they would only occupy a slot
-        // while waiting); the second round waits for them, up to `lease_wait_secs`, which by
+        // while waiting); the second round waits for them, up to the lease wait, which by
         // default outlasts the lease of a writer that died.
-        let mut round: Vec<(Item, Option<JobState>)> = items;
         for wait in [false, true] {
-            let results: Vec<(Handled, Option<Outcome>)> = stream::iter(round)
-                .map(|(item, st)| async move {
-                    let prior_in_pass = st.as_ref().filter(|s| s.pass.as_deref() == Some(ctx.pass.as_str())).map(|s| s.outcome);
-                    (self.process_one(item, st, ctx, wait).await, prior_in_pass)
+            let mut held = Vec::new();
+            let mut running = stream::iter(round)
+                .map(|w| async move {
+                    let slot = w.slot;
+                    let prior_in_pass = w.prior.as_ref().filter(|s| s.pass.as_deref() == Some(ctx.pass.as_str())).map(|s| s.outcome);
+                    (slot, self.attempt(w, ctx, wait).await, prior_in_pass)
                 })
-                .buffered(self.settings.concurrency.max(1))
-                .collect()
-                .await;
-            round = Vec::new();
-            for (h, prior) in results {
-                if let Handled::Held(item, st) = h {
-                    round.push((*item, st));
+                .buffer_unordered(self.settings.concurrency.max(1));
+            while let Some((slot, h, prior)) = running.next().await {
+                if let Handled::Held(w) = h {
+                    held.push(*w);
                     continue;
                 }
-                let ok = match &h {
+                all_recorded &= match &h {
                     Handled::Done => true,
                     Handled::Busy(_) | Handled::Held(..) => false,
-                    Handled::Report(r) => r.recorded || self.settings.dry_run,
+                    Handled::Report(r) => r.recorded,
                 };
-                all_recorded &= ok;
-                self.account(rep, h, prior, ctx);
+                self.account(rep, slot, h, prior, ctx);
             }
+            round = held;
             if round.is_empty() {
                 break;
             }
@@ -359,23 +355,32 @@ impl Engine {
         all_recorded
     }
 
-    fn account(&self, rep: &mut PassReport, h: Handled, prior_in_pass: Option<Outcome>, ctx: &Ctx<'_>) {
+    fn account(&self, rep: &mut PassReport, slot: Option<usize>, h: Handled, prior_in_pass: Option<Outcome>, ctx: &Ctx<'_>) {
         match h {
-            Handled::Done => rep.already_done += 1,
-            Handled::Held(..) => rep.busy += 1,
+            Handled::Done => {
+                rep.already_done += 1;
+                set_ref(rep, slot, RefResult::AlreadyDone);
+            }
+            Handled::Held(..) => {
+                rep.busy += 1;
+                set_ref(rep, slot, RefResult::Busy);
+            }
             Handled::Busy(arn) => {
                 rep.busy += 1;
+                set_ref(rep, slot, RefResult::Busy);
                 ctx.obs.event(&Event::Busy { arn: &arn });
                 if rep.busy_jobs.len() < PassReport::MAX_KEPT {
                     rep.busy_jobs.push(arn);
                 }
             }
             Handled::Report(r) => {
+                let recorded = r.recorded;
+                let r = self.as_reported(r);
                 ctx.obs.event(&Event::Job(&r));
                 // A job seen again in the same pass (it changed while the pass listed) counts
                 // once, with its latest outcome.
                 if let Some(prev) = prior_in_pass {
-                    if r.recorded {
+                    if recorded {
                         rep.count(prev, -1);
                         if let Some(i) = rep.jobs.iter().position(|j| j.arn == r.arn) {
                             rep.jobs.remove(i);
@@ -383,6 +388,9 @@ impl Engine {
                     }
                 }
                 rep.count(r.outcome, 1);
+                if slot.is_some() {
+                    set_ref(rep, slot, RefResult::Worked(r.clone()));
+                }
                 let wanted = ctx.collect || matches!(r.outcome, Outcome::Failed | Outcome::Interrupted);
                 let room = if ctx.collect { PassReport::MAX_COLLECTED } else { PassReport::MAX_KEPT };
                 if wanted && rep.jobs.len() < room {
@@ -393,4 +401,24 @@ impl Engine {
             }
         }
     }
+}
+
+/// Records the result of the reference in `slot`, if the pass answers references.
+fn set_ref(rep: &mut PassReport, slot: Option<usize>, r: RefResult) {
+    if let Some(s) = slot.and_then(|i| rep.refs.get_mut(i)) {
+        *s = r;
+    }
+}
+
+/// A child of `cancel` that also fires at `deadline`, and the timer task that fires it.
+fn with_deadline(cancel: &CancellationToken, deadline: Option<Instant>) -> (CancellationToken, Option<tokio::task::JoinHandle<()>>) {
+    let token = cancel.child_token();
+    let timer = deadline.map(|d| {
+        let t = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await;
+            t.cancel();
+        })
+    });
+    (token, timer)
 }

@@ -136,8 +136,32 @@ pub struct PassReport {
     pub cursor: Option<Cursor>,
     /// Whether the pass stopped early because it was cancelled.
     pub cancelled: bool,
+    /// For [`Engine::sync_refs`](super::Engine::sync_refs): one result per reference given, in
+    /// the order given (a job given twice has two). Empty for passes. Not serialised (`jobs`
+    /// holds the reports).
+    #[serde(skip)]
+    pub refs: Vec<RefResult>,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
+}
+
+/// What became of one reference given to [`Engine::sync_refs`](super::Engine::sync_refs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefResult {
+    /// Worked on (or failed before it could be, or interrupted): the job's report.
+    Worked(JobReport),
+    /// Nothing to do: the ledger holds the job as it is (delivered everywhere, or parked, or
+    /// ineligible, on the same content).
+    AlreadyDone,
+    /// A failed job whose retry time has not come (references that are not urgent).
+    Deferred,
+    /// Another writer held the job for longer than the lease wait.
+    Busy,
+    /// Not worked on, and nothing known about it: the state store could not be read.
+    NotStarted {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl PassReport {

@@ -7,9 +7,33 @@ use tokio_util::sync::CancellationToken;
 use super::observer::Observer;
 use super::steps::state_call;
 use super::{Engine, PassRequest};
-use crate::config::DaemonSettings;
+use crate::model::Timestamp;
 use crate::source::Cursor;
 use crate::state::StateError;
+
+/// When [`Engine::run_daemon`] polls and reconciles. The daemon reads it from its `[daemon]`
+/// section; an embedding program sets it in code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// Between polls (listing, then due retries).
+    pub poll_interval: Duration,
+    /// On a first start (no saved cursor), jobs last modified before this are never synced;
+    /// `None` syncs every existing job.
+    pub start_from: Option<Timestamp>,
+    /// Reconciliation passes, if any.
+    pub reconcile: Option<Reconcile>,
+    /// On stop, how long jobs in flight may take before they are abandoned.
+    pub shutdown_grace: Duration,
+}
+
+/// Reconciliation passes: Search over a lookback window, tags in bulk, every job re-decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconcile {
+    /// Between passes.
+    pub interval: Duration,
+    /// How far back a pass looks.
+    pub lookback: Duration,
+}
 
 /// The cursor key under which the engine remembers the configuration digest it last ran with.
 const CONFIG_KEY: &str = "config";
@@ -17,20 +41,20 @@ const CONFIG_KEY: &str = "config";
 const FLOOR_KEY: &str = "start_from";
 
 impl Engine {
-    /// Polls until `stop` fires: a poll every `poll_interval_secs` (listing, then due retries),
-    /// a reconciliation pass every `reconcile_interval_secs` and whenever the configuration
-    /// changed since the last run. On `stop`, jobs in flight get `shutdown_grace_secs` to finish;
-    /// then they are abandoned (nothing recorded: the next run picks them up).
+    /// Polls until `stop` fires: a poll every `poll_interval` (listing, then due retries), a
+    /// reconciliation pass every `reconcile.interval` and whenever the configuration changed
+    /// since the last run. On `stop`, jobs in flight get `shutdown_grace` to finish; then they
+    /// are abandoned (nothing recorded: the next run picks them up).
     ///
     /// Returns an error only when the state cannot be read at start.
-    pub async fn run_daemon(&self, d: &DaemonSettings, stop: &CancellationToken, obs: &dyn Observer) -> Result<(), StateError> {
+    pub async fn run_daemon(&self, d: &Schedule, stop: &CancellationToken, obs: &dyn Observer) -> Result<(), StateError> {
         let never = CancellationToken::new();
         // `start_from` excludes jobs last modified before it, less the source's clock tolerance
         // (its watermark overlap): a job changed just after the start whose time lags the
         // daemon's clock is still synced.
         let tolerance = chrono::Duration::from_std(self.source.clock_tolerance()).unwrap_or_default();
         if state_call(&self.settings, &never, || self.state.cursor(PassRequest::POLL)).await?.is_none() {
-            let start = d.start().unwrap_or(None);
+            let start = d.start_from;
             let c = Cursor { watermark: start, ..Default::default() };
             // `start_from` also bounds reconciliation passes: jobs before it are never synced.
             // Saved first, so that a crash between the two saves cannot lose it.
@@ -41,9 +65,9 @@ impl Engine {
         let floor =
             state_call(&self.settings, &never, || self.state.cursor(FLOOR_KEY)).await?.and_then(|c| c.watermark).map(|f| f - tolerance);
         let remembered = state_call(&self.settings, &never, || self.state.cursor(CONFIG_KEY)).await?.and_then(|c| c.token);
-        let mut reconcile_now = d.reconcile_interval().is_some() && remembered.as_deref() != Some(self.config_digest.as_str());
+        let mut reconcile_now = d.reconcile.is_some() && remembered.as_deref() != Some(self.config_digest.as_str());
         let mut last_reconcile = Instant::now();
-        let grace = Duration::from_secs(d.shutdown_grace_secs);
+        let grace = d.shutdown_grace;
         let work = async {
             loop {
                 if stop.is_cancelled() {
@@ -62,9 +86,9 @@ impl Engine {
                     elapsed_ms = rep.elapsed_ms,
                     "poll done"
                 );
-                if let Some(interval) = d.reconcile_interval() {
-                    if !stop.is_cancelled() && (reconcile_now || last_reconcile.elapsed() >= interval) {
-                        let mut req = PassRequest::reconcile(Duration::from_secs(d.reconcile_lookback_secs));
+                if let Some(r) = d.reconcile {
+                    if !stop.is_cancelled() && (reconcile_now || last_reconcile.elapsed() >= r.interval) {
+                        let mut req = PassRequest::reconcile(r.lookback);
                         if let (Some(f), crate::source::ListScope::Range { from, .. }) = (floor, &mut req.scope) {
                             *from = Some(from.map_or(f, |x| x.max(f)));
                         }
@@ -92,7 +116,7 @@ impl Engine {
                     }
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(d.poll_interval()) => {}
+                    _ = tokio::time::sleep(d.poll_interval) => {}
                     _ = stop.cancelled() => break,
                 }
             }

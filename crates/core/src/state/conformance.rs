@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::{Acquired, Basis, Delivery, JobState, Lease, Outcome, StateStore};
-use crate::sink::{SinkReceipt, WriteKind};
+use super::{Acquired, Basis, Delivery, DeliveryState, JobState, Lease, Outcome, PendingNames, StateStore};
+use crate::delivery::{SinkReceipt, WriteKind};
 use crate::source::Cursor;
 
 /// Makes a fresh, empty store.
@@ -79,12 +79,16 @@ pub async fn batch_reads(s: &dyn StateStore) {
     let mut e = entry("arn:j/b", Outcome::Synced);
     e.deliveries.insert(
         "file".into(),
-        Delivery {
-            record_digest: "r".into(),
-            sink_digest: "s".into(),
-            receipt: SinkReceipt::new(WriteKind::Created).id("path", "p/b.json"),
-            at: Utc::now(),
-        },
+        Delivery::written("r".into(), "s".into(), SinkReceipt::new(WriteKind::Created).id("path", "p/b.json"), Utc::now()),
+    );
+    e.deliveries.insert(
+        "v1".into(),
+        Delivery { state: DeliveryState::Kept(None), receipt: SinkReceipt::new(WriteKind::Created).id("run_id", "7"), at: Utc::now() },
+    );
+    let names = crate::PendingNames { project: "p".into(), experiment: "e".into(), run: "r".into() };
+    e.deliveries.insert(
+        "v2".into(),
+        Delivery { state: DeliveryState::Kept(Some(names.clone())), receipt: SinkReceipt::new(WriteKind::Created), at: Utc::now() },
     );
     put(s, &e).await;
     put(s, &entry("arn:j/a", Outcome::Skipped)).await;
@@ -94,6 +98,11 @@ pub async fn batch_reads(s: &dyn StateStore) {
     assert!(got[1].is_none());
     let b = got[2].as_ref().expect("b");
     assert_eq!(b.deliveries["file"].receipt.ids["path"], "p/b.json");
+    assert!(b.deliveries["file"].holds("r", "s"), "a written delivery keeps both digests");
+    assert_eq!(b.deliveries["v1"].state, DeliveryState::Kept(None), "a kept delivery stays kept");
+    assert_eq!(b.deliveries["v1"].receipt.ids["run_id"], "7");
+    assert_eq!(b.deliveries["v2"].state, DeliveryState::Kept(Some(names)), "kept while pending keeps the names");
+    assert!(b.deliveries["v2"].receipt.ids.is_empty(), "the names are not receipt ids");
     assert_eq!(b.basis, e.basis);
     assert!(s.jobs(&[]).await.unwrap().is_empty());
 }
@@ -159,12 +168,7 @@ pub async fn expired_leases_are_taken_over_and_fence_the_old_writer(s: &dyn Stat
 /// Commit writes the whole entry (deliveries replaced, not merged) and frees the job.
 pub async fn commit_replaces_the_entry_and_releases(s: &dyn StateStore) {
     let mut e = entry("arn:j/c", Outcome::Synced);
-    let d = |path: &str| Delivery {
-        record_digest: "r".into(),
-        sink_digest: "s".into(),
-        receipt: SinkReceipt::new(WriteKind::Created).id("path", path),
-        at: Utc::now(),
-    };
+    let d = |path: &str| Delivery::written("r".into(), "s".into(), SinkReceipt::new(WriteKind::Created).id("path", path), Utc::now());
     e.deliveries.insert("a".into(), d("1"));
     e.deliveries.insert("b".into(), d("2"));
     put(s, &e).await;
@@ -192,16 +196,11 @@ pub async fn record_keeps_the_lease(s: &dyn StateStore) {
     let mut intent = entry("arn:j/r", Outcome::Failed);
     intent.deliveries.insert(
         "a".into(),
-        Delivery {
-            record_digest: Delivery::PENDING.into(),
-            sink_digest: String::new(),
-            receipt: SinkReceipt::new(WriteKind::Created).id("pending_run", "r"),
-            at: Utc::now(),
-        },
+        Delivery::pending("a", PendingNames { project: "p".into(), experiment: "e".into(), run: "r".into() }, Utc::now()),
     );
     assert!(s.record(&lease, &intent).await.unwrap(), "recorded");
     let got = s.jobs(&["arn:j/r".into()]).await.unwrap().remove(0).expect("the intent is readable");
-    assert_eq!(got.deliveries["a"].record_digest, Delivery::PENDING);
+    assert_eq!(got.deliveries["a"].pending_names().map(|n| n.run.as_str()), Some("r"), "the intent's names are kept");
     assert!(matches!(s.acquire("arn:j/r", "other", Duration::from_secs(30)).await.unwrap(), Acquired::Held { .. }), "still held");
     let done = entry("arn:j/r", Outcome::Synced);
     assert!(s.commit(&lease, &done).await.unwrap(), "the holder commits after recording");

@@ -2,16 +2,14 @@
 //! no `[state]` is configured; forgotten when the process ends.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use serde::Deserialize;
 
 use super::{Acquired, JobState, Lease, LedgerCounts, Outcome, StateError, StateStore};
 use crate::model::Timestamp;
-use crate::registry::{BuildContext, FieldProblem, StatePlugin};
 use crate::source::Cursor;
 
 #[derive(Debug, Default)]
@@ -172,27 +170,6 @@ impl StateStore for MemoryState {
         Ok(c)
     }
 }
-
-/// Options of `[state] type = "memory"` (none).
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryStateConfig {}
-
-impl StatePlugin for MemoryStateConfig {
-    fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn StateStore>, Vec<FieldProblem>> {
-        Ok(Arc::new(MemoryState::new()))
-    }
-}
-
-crate::register_plugin!(
-    State,
-    "memory",
-    MemoryStateConfig,
-    summary = "The ledger in memory, forgotten when the process ends (the default of `sagesync run`)",
-    example = r#"[state]
-type = "memory"
-"#
-);
 
 #[cfg(test)]
 mod tests {

@@ -21,10 +21,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Timestamp;
-use crate::sink::SinkReceipt;
 use crate::source::Cursor;
 
-pub use memory::{MemoryState, MemoryStateConfig};
+pub use crate::delivery::{Delivery, DeliveryState, PendingNames};
+pub use crate::limits::{self, cut_text};
+pub use memory::MemoryState;
 
 /// A job's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -93,71 +94,6 @@ impl Basis {
     }
 }
 
-/// What one sink holds for a job.
-///
-/// Two `record_digest` values are markers rather than digests: [`Delivery::PENDING`] (the
-/// engine is about to write the job to the sink for the first time and recorded the intent
-/// first, so that a crash before the outcome is committed still leaves the ledger knowing the
-/// sink may hold a record) and [`Delivery::KEPT`] (the job became ineligible and the sink keeps
-/// the records of such jobs: the receipt is kept so that the record is found again).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivery {
-    /// Digest of the record written.
-    pub record_digest: String,
-    /// Digest of the sink's configuration at the time.
-    pub sink_digest: String,
-    /// The sink's receipt (its ids for the record).
-    pub receipt: SinkReceipt,
-    /// When it was written.
-    pub at: Timestamp,
-}
-
-impl Delivery {
-    /// The `record_digest` of a write that was started and whose outcome is not known yet.
-    pub const PENDING: &'static str = "pending";
-    /// The `record_digest` of a record a sink kept when its job became ineligible.
-    pub const KEPT: &'static str = "kept";
-
-    /// Whether the sink may hold a record that a retraction should remove.
-    pub fn retractable(&self) -> bool {
-        self.record_digest != Self::KEPT
-    }
-}
-
-/// What an entry stores at most: every text the ledger keeps per job is bounded, whatever a
-/// sink or an error puts in it (DynamoDB refuses items over 400 KB; SQLite rows have no limit
-/// but should not grow with a job's content either). See [`JobState::bounded`].
-pub mod limits {
-    /// Characters of `reason`.
-    pub const REASON_CHARS: usize = 4096;
-    /// Ids in one receipt.
-    pub const RECEIPT_IDS: usize = 32;
-    /// Characters of one receipt id's value.
-    pub const ID_CHARS: usize = 1024;
-    /// Characters of a job name.
-    pub const NAME_CHARS: usize = 1024;
-    /// Bytes of a whole entry (its JSON) after which receipts are cut further (to
-    /// [`RECEIPT_IDS_WHEN_LARGE`] ids of [`ID_CHARS_WHEN_LARGE`] characters). With at most
-    /// [`MAX_SINKS`](crate::config::MAX_SINKS) sinks, a cut entry stays under about 60 KB: far
-    /// below DynamoDB's 400 KB per item.
-    pub const ENTRY_BYTES: usize = 64 * 1024;
-    /// Ids per receipt in an entry over [`ENTRY_BYTES`].
-    pub const RECEIPT_IDS_WHEN_LARGE: usize = 8;
-    /// Characters per id in an entry over [`ENTRY_BYTES`].
-    pub const ID_CHARS_WHEN_LARGE: usize = 256;
-}
-
-/// Cuts `s` to at most `max` characters, saying how many were left out.
-pub fn cut_text(s: &mut String, max: usize) {
-    let n = s.chars().count();
-    if n > max {
-        let keep = max.saturating_sub(40);
-        let at = s.char_indices().nth(keep).map(|(i, _)| i).unwrap_or(s.len());
-        s.truncate(at);
-        s.push_str(&format!("… ({} more characters)", n - keep));
-    }
-}
-
 /// One job in the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobState {
@@ -206,6 +142,9 @@ impl JobState {
         }
         for d in self.deliveries.values_mut() {
             d.receipt.bound();
+            if let DeliveryState::Pending(n) | DeliveryState::Kept(Some(n)) = &mut d.state {
+                n.bound(limits::ID_CHARS);
+            }
         }
         if serde_json::to_vec(&self).map(|v| v.len()).unwrap_or(0) > limits::ENTRY_BYTES {
             for d in self.deliveries.values_mut() {

@@ -11,13 +11,12 @@ use sagesync_core::{registry, CancellationToken, Engine, EngineOptions, JobRef, 
 
 mod render;
 
-// Link every plugin crate: an unreferenced crate's `inventory` registrations vanish.
-use sagesync_sink_file as _;
-use sagesync_sink_mlflow as _;
-use sagesync_sink_modeldb as _;
-use sagesync_source_sagemaker as _;
-use sagesync_state_dynamodb as _;
-use sagesync_state_sqlite as _;
+// Link the plugins (an unreferenced crate's `inventory` registrations vanish): the standard
+// set with the `standard-plugins` feature (on by default), and every runner's config sections,
+// so that one config file serves every runner.
+#[cfg(feature = "standard-plugins")]
+use sagesync_plugins as _;
+use sagesync_runner_settings as _;
 
 #[derive(Parser)]
 #[command(name = "sagesync", version, about = "Keep ML metadata stores in sync with SageMaker training jobs")]

@@ -2,16 +2,13 @@
 //! the crash test: a 500-job backfill aborted (`SAGESYNC_CRASH_AT`) at each dangerous step, then
 //! a final run.
 
-#[path = "../../../source-sagemaker/tests/support/moto.rs"]
-mod moto;
-#[path = "../../../sink-modeldb/tests/support/peer.rs"]
-mod peer;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use moto::{Moto, SYNC_TAGS, TEST_ENV};
-use peer::Peer;
+use sagesync_test_support::modeldb_v1::Peer;
+use sagesync_test_support::moto::{Moto, SYNC_TAGS, TEST_ENV};
+use sagesync_test_support::ports::HeldPort;
+use sagesync_test_support::stderr::StderrLog;
 use serde_json::Value;
 
 fn sagesync(dir: &Path) -> Command {
@@ -74,7 +71,7 @@ async fn aborted_at_every_crash_point_then_every_job_exactly_once() {
     let cfg = config(dir.path(), &moto, peer.port, "lease_ttl_secs = 1");
     let mut progress = Vec::new();
     for at in CRASH_POINTS {
-        let log = moto::StderrLog::new(&format!("sagesync backfill ({at})"));
+        let log = StderrLog::new(&format!("sagesync backfill ({at})"));
         let status = sagesync(dir.path())
             .args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01"])
             .env("SAGESYNC_CRASH_AT", at)
@@ -131,7 +128,7 @@ async fn status_and_retry_of_failed_jobs() {
     let moto = Moto::start();
     let names = moto.create_jobs("ret", 3, &SYNC_TAGS).await;
     // Held for the whole test; each peer takes it over in turn.
-    let held = peer::HeldPort::new();
+    let held = HeldPort::new();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &moto, held.port, "");
     {

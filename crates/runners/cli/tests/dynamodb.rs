@@ -2,19 +2,15 @@
 //! across processes, `status` shows a failure another runner (the Lambda) parked in the table,
 //! and `retry` re-drives it.
 
-#[path = "../../../source-sagemaker/tests/support/moto.rs"]
-mod moto;
-
 use std::path::Path;
 use std::time::Duration;
 
-use moto::{Moto, SYNC_TAGS, TEST_ENV};
 use sagesync_core::state::conformance;
 use sagesync_core::{Acquired, Outcome, StateStore};
 use sagesync_state_dynamodb::{DynamoSettings, DynamoState};
+use sagesync_test_support::bin::private_bin;
+use sagesync_test_support::moto::{Moto, SYNC_TAGS, TEST_ENV};
 use serde_json::Value;
-
-include!("../../../../tests/rust-support/private_bin.rs");
 
 fn sagesync(dir: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(private_bin(env!("CARGO_BIN_EXE_sagesync")));

@@ -1,9 +1,7 @@
 //! recorded jobs → `sagesync run` → modeldb_v1 sink → the ModelDB v1 Thrift peer.
 
-#[path = "../../../sink-modeldb/tests/support/peer.rs"]
-mod peer;
-
-use peer::{repo_root, Peer};
+use sagesync_test_support::locate::repo_root;
+use sagesync_test_support::modeldb_v1::Peer;
 use serde_json::Value;
 
 fn run_once(cfg: &std::path::Path) -> Value {

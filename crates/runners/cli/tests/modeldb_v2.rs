@@ -1,15 +1,12 @@
 //! recorded jobs → `sagesync run` → modeldb_v2 sink → the in-process ModelDB v2 fake.
 
-#[path = "../../../sink-modeldb/tests/support/peer.rs"]
-mod peer;
-#[path = "../../../sink-modeldb/tests/support/v2fake.rs"]
-mod v2fake;
-
+use sagesync_test_support::locate::repo_root;
+use sagesync_test_support::modeldb_v2::Fake;
 use serde_json::Value;
 
 async fn run_once(cfg: std::path::PathBuf) -> Value {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagesync"))
-        .current_dir(peer::repo_root())
+        .current_dir(repo_root())
         .args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"])
         .output()
         .await
@@ -20,7 +17,7 @@ async fn run_once(cfg: std::path::PathBuf) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_jobs_to_modeldb_v2_twice() {
-    let fake = v2fake::Fake::start().await;
+    let fake = Fake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("v2.toml");
     std::fs::write(
@@ -49,7 +46,7 @@ fn v2_config(dir: &std::path::Path, base_url: &str, extra: &str) -> std::path::P
     let cfg = dir.join("v2.toml");
     std::fs::write(
         &cfg,
-        format!("[source]\ntype = \"sagemaker_json\"\npaths = [\"{}\"]\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"modeldb_v2\"\nbase_url = \"{base_url}\"\nexperiment = \"sagemaker\"\n{extra}\n\n[pipeline]\nmax_attempts = 5\ninitial_backoff_ms = 200\n", peer::repo_root().join("examples/jobs").display()),
+        format!("[source]\ntype = \"sagemaker_json\"\npaths = [\"{}\"]\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"modeldb_v2\"\nbase_url = \"{base_url}\"\nexperiment = \"sagemaker\"\n{extra}\n\n[pipeline]\nmax_attempts = 5\ninitial_backoff_ms = 200\n", repo_root().join("examples/jobs").display()),
     )
     .unwrap();
     cfg
@@ -89,7 +86,7 @@ fn run_with(cfg: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, Value,
 async fn a_store_behind_a_private_ca_with_ca_file_or_ssl_cert_file() {
     use sagesync_test_support::proxy::Proxy;
     use sagesync_test_support::tls::TestCa;
-    let fake = v2fake::Fake::start().await;
+    let fake = Fake::start().await;
     let port: u16 = fake.base_url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
     let ca = TestCa::new("sagesync test CA");
     let front = Proxy::start_tls(port, &ca.server()).await;
@@ -128,7 +125,7 @@ async fn a_store_behind_a_private_ca_with_ca_file_or_ssl_cert_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_v2_sink_honours_http_proxy() {
     use sagesync_test_support::proxy::Proxy;
-    let fake = v2fake::Fake::start().await;
+    let fake = Fake::start().await;
     let port: u16 = fake.base_url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
     let forward = Proxy::start(port).await;
     let dir = tempfile::tempdir().unwrap();

@@ -1,20 +1,15 @@
 //! The delivery-guarantee recipes of issue 11, each run as written against the real peers: the
 //! `sagesync` binary against moto (SageMaker), the file sink and the ModelDB v1 peer.
 
-#[path = "../../../source-sagemaker/tests/support/moto.rs"]
-mod moto;
-#[path = "../../../sink-modeldb/tests/support/peer.rs"]
-mod peer;
-
-include!("../../../../tests/rust-support/private_bin.rs");
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use moto::{Moto, SYNC_TAGS, TEST_ENV};
-use peer::{HeldPort, Peer};
+use sagesync_test_support::bin::private_bin;
+use sagesync_test_support::modeldb_v1::Peer;
+use sagesync_test_support::moto::{Moto, SYNC_TAGS, TEST_ENV};
+use sagesync_test_support::ports::HeldPort;
 use serde_json::{json, Value};
 
 fn sagesync(dir: &Path) -> Command {

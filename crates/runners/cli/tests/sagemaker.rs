@@ -1,12 +1,9 @@
 //! moto → `sagesync run` / `sagesync sync-job` → file sink, in both source modes.
 
-#[path = "../../../source-sagemaker/tests/support/moto.rs"]
-mod moto;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use moto::{Moto, SYNC_TAGS, TEST_ENV};
+use sagesync_test_support::moto::{Moto, SYNC_TAGS, TEST_ENV};
 use serde_json::Value;
 
 fn sagesync(dir: &Path) -> std::process::Command {

@@ -4,9 +4,6 @@
 //!
 //! Usage: bench_daemon PATH/TO/sagesyncd [N] [SECONDS]
 
-#[path = "../../../source-sagemaker/tests/support/moto.rs"]
-mod moto;
-
 use std::time::{Duration, Instant};
 
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
@@ -14,6 +11,8 @@ use sagesync_core::{CancellationToken, Engine, NoObserver, PassRequest, Pipeline
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 use sagesync_state_sqlite::SqliteState;
+use sagesync_test_support::moto;
+use sagesync_test_support::stderr::StderrLog;
 
 fn proc_stat(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -67,7 +66,7 @@ async fn main() {
     std::fs::write(&cfg, format!("[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nmax_requests_per_second = 0\n\n[[validators]]\ntype = \"required_tags\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"out\"\n\n[state]\npath = \"state.db\"\n\n[daemon]\npoll_interval_secs = 5\nreconcile_interval_secs = 0\nlisten = \"127.0.0.1:0\"\n", moto.url())).unwrap();
     // sagesyncd binds a port of its own choosing and writes the address to --listen-file.
     let addr_file = dir.path().join("listen.addr");
-    let log = moto::StderrLog::new("sagesyncd");
+    let log = StderrLog::new("sagesyncd");
     let mut child = std::process::Command::new(&bin)
         .current_dir(dir.path())
         .args(["--config", cfg.to_str().unwrap(), "--listen-file", addr_file.to_str().unwrap()])

@@ -8,12 +8,9 @@
 //!
 //! Run with `scripts/bench-reconcile.sh [N]`. Usage: bench_reconcile [N]
 
-#[path = "../../../source-sagemaker/tests/support/moto.rs"]
-mod moto;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sagesync_core::builtin::{RequiredTags, StatusFilter, TagsMapper};
@@ -24,102 +21,8 @@ use sagesync_core::{
 use sagesync_sink_file::FileSink;
 use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
 use sagesync_state_sqlite::SqliteState;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Requests forwarded to moto, by `X-Amz-Target` (or method and path without one).
-type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
-
-/// A loopback HTTP/1.1 proxy in front of moto that counts every request it forwards.
-async fn counting_proxy(upstream: u16) -> (u16, Counts) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let counts: Counts = Arc::default();
-    let c = counts.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = listener.accept().await {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let _ = forward(s, upstream, c).await;
-            });
-        }
-    });
-    (port, counts)
-}
-
-async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
-    let mut first = String::new();
-    if r.read_line(&mut first).await? == 0 {
-        return Ok(None);
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end().to_string();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    Ok(Some((first, headers)))
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-}
-
-async fn forward(client: TcpStream, upstream: u16, counts: Counts) -> std::io::Result<()> {
-    let (rd, mut wr) = client.into_split();
-    let mut rd = BufReader::new(rd);
-    while let Some((first, headers)) = read_head(&mut rd).await? {
-        let len: usize = header(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let mut body = vec![0u8; len];
-        rd.read_exact(&mut body).await?;
-        let key = header(&headers, "x-amz-target").map(str::to_string).unwrap_or_else(|| {
-            let mut parts = first.split_whitespace();
-            format!("{} {}", parts.next().unwrap_or("?"), parts.next().unwrap_or("?").split('?').next().unwrap_or("?"))
-        });
-        *counts.lock().unwrap().entry(key).or_default() += 1;
-        let up = TcpStream::connect(("127.0.0.1", upstream)).await?;
-        let (urd, mut uwr) = up.into_split();
-        let mut req = first.clone();
-        for (k, v) in &headers {
-            if !k.eq_ignore_ascii_case("connection") {
-                req.push_str(&format!("{k}: {v}\r\n"));
-            }
-        }
-        req.push_str("Connection: close\r\n\r\n");
-        uwr.write_all(req.as_bytes()).await?;
-        uwr.write_all(&body).await?;
-        let mut urd = BufReader::new(urd);
-        let Some((status, rheaders)) = read_head(&mut urd).await? else { return Ok(()) };
-        let mut rbody = Vec::new();
-        match header(&rheaders, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-            Some(n) => {
-                rbody.resize(n, 0);
-                urd.read_exact(&mut rbody).await?;
-            }
-            None => {
-                urd.read_to_end(&mut rbody).await?;
-            }
-        }
-        let mut resp = status;
-        for (k, v) in &rheaders {
-            if !["connection", "content-length", "transfer-encoding"].iter().any(|h| k.eq_ignore_ascii_case(h)) {
-                resp.push_str(&format!("{k}: {v}\r\n"));
-            }
-        }
-        resp.push_str(&format!("Content-Length: {}\r\n\r\n", rbody.len()));
-        wr.write_all(resp.as_bytes()).await?;
-        wr.write_all(&rbody).await?;
-    }
-    Ok(())
-}
+use sagesync_test_support::moto;
+use sagesync_test_support::proxy::Proxy;
 
 /// The file sink, counting the calls it gets and the writes it makes.
 struct Counting {
@@ -145,8 +48,10 @@ impl Sink for Counting {
     }
 }
 
-fn snapshot(counts: &Counts) -> BTreeMap<String, u64> {
-    counts.lock().unwrap().clone()
+/// Requests forwarded to moto so far, by operation (`X-Amz-Target`'s after the last `.`, or
+/// method and path without one), as the proxy in front of it logged them.
+fn snapshot(proxy: &Proxy) -> BTreeMap<String, u64> {
+    proxy.by_operation().into_iter().map(|(op, n)| (op, n as u64)).collect()
 }
 
 fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
@@ -181,8 +86,9 @@ async fn main() {
     let t = Instant::now();
     moto.create_jobs("recon", n, &moto::SYNC_TAGS).await;
     println!("seeded {n} tagged jobs into moto in {:.1} s", t.elapsed().as_secs_f64());
-    let (proxy, counts) = counting_proxy(moto.port).await;
-    let endpoint = format!("http://127.0.0.1:{proxy}");
+    // A loopback HTTP/1.1 proxy in front of moto that logs every request it forwards.
+    let proxy = Proxy::start(moto.port).await;
+    let endpoint = proxy.url();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let state = Arc::new(SqliteState::new(dir.path().join("state.db"), 10_000));
@@ -208,7 +114,7 @@ async fn main() {
     // The first sync: a reconciliation pass over jobs the ledger does not know yet.
     let sink = new_sink();
     let e = engine(SageMakerSettings::new(Mode::Search).endpoint(&endpoint, "us-east-1").unlimited(), sink.clone());
-    let before = snapshot(&counts);
+    let before = snapshot(&proxy);
     let t = Instant::now();
     let r = e.pass(&PassRequest::reconcile(lookback), &CancellationToken::new(), &NoObserver).await;
     let wall = t.elapsed().as_secs_f64();
@@ -216,7 +122,7 @@ async fn main() {
     println!(
         "first sync: {} jobs synced in {wall:.2} s; SageMaker requests {:?}; file sink writes {}",
         r.synced,
-        delta(&snapshot(&counts), &before),
+        delta(&snapshot(&proxy), &before),
         sink.writes.load(Ordering::SeqCst)
     );
     let files_before = files(&out);
@@ -227,11 +133,11 @@ async fn main() {
     ] {
         let sink = new_sink();
         let e = engine(settings, sink.clone());
-        let before = snapshot(&counts);
+        let before = snapshot(&proxy);
         let t = Instant::now();
         let r = e.pass(&PassRequest::reconcile(lookback), &CancellationToken::new(), &NoObserver).await;
         let wall = t.elapsed().as_secs_f64();
-        let calls = delta(&snapshot(&counts), &before);
+        let calls = delta(&snapshot(&proxy), &before);
         let total: u64 = calls.values().sum();
         println!(
             "reconciliation pass over {n} unchanged jobs, {label}: wall {wall:.2} s ({:.0} jobs/s); SageMaker requests on the wire {total} {calls:?} = {:.1} per 1,000 jobs; sagesync's own count {:?}; pages {}; already done {}, synced {}, failed {}; sink upserts called {}, retracts {}, writes {}",

@@ -21,16 +21,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use sagesync_core::config::{ConfigErrors, DaemonSettings};
+use sagesync_core::config::ConfigErrors;
 use sagesync_core::{CancellationToken, CountClass, Decision, Engine, EngineOptions, Event, LedgerCounts, Observer, StateError, WriteKind};
+use sagesync_runner_settings::DaemonSettings;
 
-// Link every plugin crate.
-use sagesync_sink_file as _;
-use sagesync_sink_mlflow as _;
-use sagesync_sink_modeldb as _;
-use sagesync_source_sagemaker as _;
-use sagesync_state_dynamodb as _;
-use sagesync_state_sqlite as _;
+// Link the standard plugins and every runner's config sections.
+use sagesync_plugins as _;
+use sagesync_runner_settings as _;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -386,8 +383,9 @@ impl Daemon {
     /// the SQLite file `sagesync-state.db`.
     pub fn load(config: &Path) -> Result<Daemon, DaemonError> {
         let (engine, cfg) = Engine::load(config, &EngineOptions::sqlite())?;
-        let metrics = Arc::new(Metrics::new(&cfg.daemon));
-        Ok(Daemon { engine, settings: cfg.daemon, metrics })
+        let settings: DaemonSettings = cfg.section("daemon");
+        let metrics = Arc::new(Metrics::new(&settings));
+        Ok(Daemon { engine, settings, metrics })
     }
 
     /// Serves `/healthz` and `/metrics`; returns the bound address.
@@ -473,8 +471,9 @@ impl Daemon {
                 }
             }
         };
+        let schedule = self.settings.schedule().map_err(|e| ConfigErrors::one("[daemon]", e))?;
         tokio::select! {
-            r = self.engine.run_daemon(&self.settings, &shutdown, &obs) => r?,
+            r = self.engine.run_daemon(&schedule, &shutdown, &obs) => r?,
             _ = refresher => {}
         }
         Ok(())
@@ -483,6 +482,10 @@ impl Daemon {
 
 /// The idle footprint: glibc's allocator keeps an arena per thread and holds on to memory a
 /// pass freed. A poller gains nothing from either between passes.
+///
+/// The workspace denies `unsafe`; this module is the one exception: two calls into glibc
+/// (`mallopt`, `malloc_trim`) that take plain integers and touch no Rust memory.
+#[allow(unsafe_code)]
 mod memory {
     /// At most two malloc arenas (the runtime has two workers), set before any thread starts.
     pub fn limit_arenas() {

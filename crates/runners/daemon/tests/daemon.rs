@@ -1,24 +1,24 @@
 //! `sagesyncd` against moto (SageMaker), the file sink and the ModelDB v1 peer.
 
-mod support;
-
-include!("../../../../tests/rust-support/private_bin.rs");
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sagesync_core::{LedgerCounts, StateStore};
+use sagesync_test_support::bin::private_bin;
+use sagesync_test_support::locate::python;
+use sagesync_test_support::modeldb_v1::Peer;
+use sagesync_test_support::moto::{Moto, SYNC_TAGS, TEST_ENV};
+use sagesync_test_support::ports::HeldPort;
+use sagesync_test_support::stderr::StderrLog;
 use serde_json::{json, Value};
-use support::moto::{Moto, SYNC_TAGS, TEST_ENV};
-use support::peer::Peer;
 
 struct Daemon {
     child: Child,
     port: u16,
     /// sagesyncd's stderr (printed when the test panics).
-    log: support::moto::StderrLog,
+    log: StderrLog,
 }
 
 impl Daemon {
@@ -31,7 +31,7 @@ impl Daemon {
     fn start_with(cfg: &Path, dir: &Path, env: &[(&str, &str)]) -> Daemon {
         let addr_file = dir.join("listen.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let log = support::moto::StderrLog::new("sagesyncd");
+        let log = StderrLog::new("sagesyncd");
         let mut child = Command::new(private_bin(env!("CARGO_BIN_EXE_sagesyncd")))
             .current_dir(dir)
             .args(["--config", cfg.to_str().unwrap(), "--listen-file", addr_file.to_str().unwrap()])
@@ -373,7 +373,7 @@ async fn a_sink_down_for_a_while_loses_nothing() {
     let moto = Moto::start();
     let names = moto.create_jobs("down", 12, &SYNC_TAGS).await;
     // Refuses connections until the peer takes it over.
-    let held = support::peer::HeldPort::new();
+    let held = HeldPort::new();
     let port = held.port;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(
@@ -440,7 +440,7 @@ async fn corrupt_or_foreign_state_is_a_clear_error_never_a_reset() {
 fn rusqlite_free_foreign(path: &Path) -> bool {
     // A minimal valid SQLite file with one foreign table, built by the `sqlite3` shell when
     // present, else by Python's sqlite3 module (the test peers' interpreter).
-    let py = support::peer::python();
+    let py = python();
     Command::new(py).args(["-c", &format!("import sqlite3; c = sqlite3.connect({:?}); c.execute('create table invoices (id integer primary key, total real)'); c.commit()", path.display().to_string())]).status().map(|s| s.success()).unwrap_or(false)
 }
 

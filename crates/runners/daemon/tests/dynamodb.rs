@@ -2,19 +2,16 @@
 //! the other at random moments during a 300-job sync, and a lease left by a killed process that
 //! expires before its job is synced.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sagesync_core::StateStore;
 use sagesync_state_dynamodb::{DynamoSettings, DynamoState};
+use sagesync_test_support::bin::private_bin;
+use sagesync_test_support::modeldb_v1::Peer;
+use sagesync_test_support::moto::{Moto, SYNC_TAGS, TEST_ENV};
 use serde_json::Value;
-use support::moto::{Moto, SYNC_TAGS, TEST_ENV};
-use support::peer::Peer;
-
-include!("../../../../tests/rust-support/private_bin.rs");
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

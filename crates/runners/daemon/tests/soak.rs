@@ -14,24 +14,23 @@
 //! `MODEL_DB_SYNC` and the five `MODEL_DB_PROJECT_NAME/USER/DESC`, `MODEL_DB_MODEL_NAME/TYPE`
 //! tags, non-empty here) and `status` (`Completed`).
 
-mod support;
-
-include!("../../../../tests/rust-support/private_bin.rs");
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sagemaker::types::Tag;
 use chrono::{DateTime, SubsecRound, Utc};
+use sagesync_test_support::bin::private_bin;
+use sagesync_test_support::modeldb_v1::Peer;
+use sagesync_test_support::moto::{create_job, Moto, SYNC_TAGS, TEST_ENV};
+use sagesync_test_support::ports::HeldPort;
+use sagesync_test_support::stderr::StderrLog;
+use sagesync_test_support::throttle::RandomThrottler as Throttle;
 use serde_json::{json, Value};
-use support::moto::{Moto, StderrLog, TEST_ENV};
-use support::peer::{HeldPort, Peer};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 
 const SYNC: &str = "MODEL_DB_SYNC";
 const PROJECT: &str = "MODEL_DB_PROJECT_NAME";
@@ -45,132 +44,6 @@ const REQUIRED: [&str; 5] = [PROJECT, USER, DESC, MODEL_NAME, MODEL_TYPE];
 /// name and author, so every project here is one v1 project.
 const PROJECTS: [&str; 3] = ["soak-a", "soak-b", "soak-c"];
 const METRICS: [&str; 3] = ["validation:auc", "train:loss", "test:f1"];
-
-// --- A throttling proxy in front of moto ---------------------------------------------------
-
-/// A loopback HTTP/1.1 proxy in front of moto that answers a random share of SageMaker requests
-/// with `ThrottlingException` (HTTP 400), as SageMaker does under load.
-struct Throttle {
-    port: u16,
-    /// The share of SageMaker requests throttled, per mille (changed during the run).
-    permille: Arc<AtomicU32>,
-    throttled: Arc<AtomicUsize>,
-    forwarded: Arc<AtomicUsize>,
-}
-
-async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
-    let mut first = String::new();
-    if r.read_line(&mut first).await? == 0 {
-        return Ok(None);
-    }
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end().to_string();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    Ok(Some((first, headers)))
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-}
-
-impl Throttle {
-    async fn start(upstream: u16, seed: u64, permille: u32) -> Throttle {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let t = Throttle {
-            port,
-            permille: Arc::new(AtomicU32::new(permille)),
-            throttled: Arc::new(AtomicUsize::new(0)),
-            forwarded: Arc::new(AtomicUsize::new(0)),
-        };
-        let rng = Arc::new(Mutex::new(fastrand::Rng::with_seed(seed ^ 0x7468_726f_7474_6c65)));
-        let (pm, th, fw) = (t.permille.clone(), t.throttled.clone(), t.forwarded.clone());
-        tokio::spawn(async move {
-            while let Ok((s, _)) = listener.accept().await {
-                let (pm, th, fw, rng) = (pm.clone(), th.clone(), fw.clone(), rng.clone());
-                tokio::spawn(async move {
-                    let _ = Throttle::handle(s, upstream, pm, th, fw, rng).await;
-                });
-            }
-        });
-        t
-    }
-
-    async fn handle(
-        client: TcpStream,
-        upstream: u16,
-        permille: Arc<AtomicU32>,
-        throttled: Arc<AtomicUsize>,
-        forwarded: Arc<AtomicUsize>,
-        rng: Arc<Mutex<fastrand::Rng>>,
-    ) -> std::io::Result<()> {
-        let (rd, mut wr) = client.into_split();
-        let mut rd = BufReader::new(rd);
-        while let Some((first, headers)) = read_head(&mut rd).await? {
-            let len: usize = header(&headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let mut body = vec![0u8; len];
-            rd.read_exact(&mut body).await?;
-            let is_sagemaker = header(&headers, "x-amz-target").is_some_and(|t| t.starts_with("SageMaker."));
-            let roll = rng.lock().unwrap().u32(0..1000);
-            if is_sagemaker && roll < permille.load(Ordering::SeqCst) {
-                let n = throttled.fetch_add(1, Ordering::SeqCst);
-                let msg = br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
-                let head = format!(
-                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: throttled-{n}\r\nContent-Length: {}\r\n\r\n",
-                    msg.len()
-                );
-                wr.write_all(head.as_bytes()).await?;
-                wr.write_all(msg).await?;
-                continue;
-            }
-            forwarded.fetch_add(1, Ordering::SeqCst);
-            let up = TcpStream::connect(("127.0.0.1", upstream)).await?;
-            let (urd, mut uwr) = up.into_split();
-            let mut req = first.clone();
-            for (k, v) in &headers {
-                if !k.eq_ignore_ascii_case("connection") {
-                    req.push_str(&format!("{k}: {v}\r\n"));
-                }
-            }
-            req.push_str("Connection: close\r\n\r\n");
-            uwr.write_all(req.as_bytes()).await?;
-            uwr.write_all(&body).await?;
-            let mut urd = BufReader::new(urd);
-            let Some((status, rheaders)) = read_head(&mut urd).await? else { return Ok(()) };
-            let mut rbody = Vec::new();
-            match header(&rheaders, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-                Some(n) => {
-                    rbody.resize(n, 0);
-                    urd.read_exact(&mut rbody).await?;
-                }
-                None => {
-                    urd.read_to_end(&mut rbody).await?;
-                }
-            }
-            let mut resp = status;
-            for (k, v) in &rheaders {
-                if !["connection", "content-length", "transfer-encoding"].iter().any(|h| k.eq_ignore_ascii_case(h)) {
-                    resp.push_str(&format!("{k}: {v}\r\n"));
-                }
-            }
-            resp.push_str(&format!("Content-Length: {}\r\n\r\n", rbody.len()));
-            wr.write_all(resp.as_bytes()).await?;
-            wr.write_all(&rbody).await?;
-        }
-        Ok(())
-    }
-}
 
 // --- A gate in front of the ModelDB v1 peer ------------------------------------------------
 
@@ -428,7 +301,7 @@ impl World {
             }
         };
         let list: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        support::moto::create_job(&self.client, &name, &list).await;
+        create_job(&self.client, &name, &list).await;
         let d = self.client.describe_training_job().training_job_name(&name).send().await.unwrap();
         let metrics = d
             .final_metric_data_list()
@@ -1049,7 +922,7 @@ shutdown_grace_secs = 5
 async fn a_document_written_just_before_a_crash_is_retracted_when_the_job_turns_ineligible() {
     use std::os::unix::process::ExitStatusExt;
     let moto = Moto::start();
-    let names = moto.create_jobs("orphan", 1, &support::moto::SYNC_TAGS).await;
+    let names = moto.create_jobs("orphan", 1, &SYNC_TAGS).await;
     let client = moto.client().await;
     let arn = client.describe_training_job().training_job_name(&names[0]).send().await.unwrap().training_job_arn().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -1096,7 +969,7 @@ async fn a_document_written_just_before_a_crash_is_retracted_when_the_job_turns_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_leaves_and_comes_back_in_another_project_keeps_one_modeldb_v1_run() {
     let moto = Moto::start();
-    let names = moto.create_jobs("rejoin", 1, &support::moto::SYNC_TAGS).await;
+    let names = moto.create_jobs("rejoin", 1, &SYNC_TAGS).await;
     let client = moto.client().await;
     let arn = client.describe_training_job().training_job_name(&names[0]).send().await.unwrap().training_job_arn().unwrap().to_string();
     let peer = Peer::start(&[]);

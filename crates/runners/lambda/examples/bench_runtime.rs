@@ -4,14 +4,11 @@
 //!
 //! Usage: bench_runtime PATH/TO/bootstrap [INVOCATIONS]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
+use sagesync_test_support::lambda::{Outcome, Runtime};
+use sagesync_test_support::moto::{Moto, SYNC_TAGS, TEST_ENV};
 use serde_json::json;
-use support::moto::{Moto, SYNC_TAGS};
-use support::runtime::{Outcome, Runtime};
 
 fn stats(mut v: Vec<f64>) -> String {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -27,7 +24,7 @@ fn spawn(bin: &str, rt: &Runtime, cfg: &std::path::Path) -> std::process::Child 
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("SAGESYNC_CONFIG", cfg)
         .env("RUST_LOG", "error")
-        .envs(support::moto::TEST_ENV)
+        .envs(TEST_ENV)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

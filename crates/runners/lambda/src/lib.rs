@@ -10,18 +10,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sagesync_core::config::{ConfigErrors, LambdaSettings};
-use sagesync_core::{CancellationToken, Config, Engine, EngineOptions, JobReport, NoObserver, Outcome, RefOptions};
+use sagesync_core::config::ConfigErrors;
+use sagesync_core::{CancellationToken, Config, Engine, EngineOptions, JobReport, NoObserver, Outcome, RefOptions, RefResult};
+use sagesync_runner_settings::LambdaSettings;
 use sagesync_source_sagemaker::api::{read_payload, ItemKind};
 use serde_json::{json, Value};
 
-// Link every plugin crate.
-use sagesync_sink_file as _;
-use sagesync_sink_mlflow as _;
-use sagesync_sink_modeldb as _;
-use sagesync_source_sagemaker as _;
-use sagesync_state_dynamodb as _;
-use sagesync_state_sqlite as _;
+// Link the standard plugins and every runner's config sections.
+use sagesync_plugins as _;
+use sagesync_runner_settings as _;
 
 /// The pipeline used when no config file exists: the AWS sample's (SageMaker → required tags →
 /// Completed only → tags mapper → ModelDB v1), with its environment knobs.
@@ -186,19 +183,12 @@ impl App {
     /// sandbox's lifetime); `[state] type = "dynamodb"` in the file shares it across invocations
     /// too.
     pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<App, ConfigErrors> {
-        let mut cfg = match config_path(env) {
-            Some(p) => {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| ConfigErrors::one(&p.display().to_string(), format!("cannot read config file: {e}")))?;
-                let mut c = Config::parse(&text, &p.display().to_string(), env)?;
-                c.dir = p.parent().map(|d| d.to_path_buf());
-                c
-            }
+        let cfg = match config_path(env) {
+            Some(p) => Config::from_file_with(&p, env)?,
             None => Config::parse(DEFAULT_CONFIG, "<built-in Lambda config>", env)?,
         };
-        cfg.pipeline.lease_wait_secs = cfg.pipeline.lease_wait_secs.min(10);
         let engine = Engine::from_config(&cfg, &default_state(env))?;
-        Ok(App { engine, settings: cfg.lambda })
+        Ok(App { engine, settings: cfg.section("lambda") })
     }
 
     /// The engine.
@@ -222,11 +212,19 @@ impl App {
         let report = if refs.is_empty() {
             None
         } else {
-            let opts = RefOptions { urgent: true, collect: true, deadline: stop_at, ..Default::default() };
+            let opts = RefOptions {
+                urgent: true,
+                collect: true,
+                deadline: stop_at,
+                lease_wait: Some(self.settings.lease_wait()),
+                ..Default::default()
+            };
             Some(self.engine.sync_refs(refs, &opts, &CancellationToken::new(), &NoObserver).await)
         };
+        // The engine answers each reference, in order: the n-th job event's is `refs[n]`.
+        let mut answers = report.as_ref().map(|r| r.refs.iter()).into_iter().flatten();
         let redrive = if items.iter().any(|i| matches!(i.kind, ItemKind::Scheduled)) {
-            let opts = RefOptions { collect: false, deadline: stop_at, ..Default::default() };
+            let opts = RefOptions { collect: false, deadline: stop_at, lease_wait: Some(self.settings.lease_wait()), ..Default::default() };
             let rep = self.engine.redrive(&opts, &CancellationToken::new(), &NoObserver).await;
             tracing::info!(
                 synced = rep.synced,
@@ -261,32 +259,25 @@ impl App {
                     })),
                     None => ItemResult::Ok(json!({"outcome": Answer::Redriven.as_str()})),
                 },
-                ItemKind::Job(change) => {
-                    let rep = report.as_ref();
-                    let found: Option<&JobReport> =
-                        rep.and_then(|r| r.jobs.iter().find(|j| j.job == change.name || (j.arn.is_some() && j.arn == change.arn)));
-                    let busy = rep.is_some_and(|r| {
-                        r.busy_jobs.iter().any(|a| Some(a) == change.arn.as_ref() || a.ends_with(&format!("/{}", change.name)))
-                    });
-                    let state_error = rep.and_then(|r| r.state_error.as_deref());
-                    match found {
-                        // The ledger could not be read or written: nothing is known about the
-                        // job, so the event is delivered again (never answered as done).
-                        None if state_error.is_some() => ItemResult::Err(HandlerError::Retryable(format!(
-                            "training job {}: the state store failed: {}; deliver again",
-                            change.name,
-                            state_error.unwrap_or_default()
-                        ))),
-                        _ if busy && found.is_none() => ItemResult::Err(HandlerError::Retryable(format!(
-                            "training job {}: another writer holds it; deliver again",
-                            change.name
-                        ))),
-                        None => ItemResult::Ok(
-                            json!({"job": change.name, "outcome": Answer::AlreadySynced.as_str(), "event_id": change.event_id}),
-                        ),
-                        Some(j) => outcome_of(j, persistent, change.event_id.as_deref()),
+                ItemKind::Job(change) => match answers.next() {
+                    Some(RefResult::Worked(j)) => outcome_of(j, persistent, change.event_id.as_deref()),
+                    Some(RefResult::AlreadyDone) => {
+                        ItemResult::Ok(json!({"job": change.name, "outcome": Answer::AlreadySynced.as_str(), "event_id": change.event_id}))
                     }
-                }
+                    Some(RefResult::Busy) => ItemResult::Err(HandlerError::Retryable(format!(
+                        "training job {}: another writer holds it; deliver again",
+                        change.name
+                    ))),
+                    // Not due yet (never for an event, which is urgent), or nothing known: the
+                    // state store could not be read. Delivered again, never answered as done.
+                    Some(RefResult::Deferred) => {
+                        ItemResult::Err(HandlerError::Retryable(format!("training job {}: its retry time has not come", change.name)))
+                    }
+                    Some(RefResult::NotStarted { reason }) => {
+                        ItemResult::Err(HandlerError::Retryable(format!("training job {}: {reason}; deliver again", change.name)))
+                    }
+                    None => ItemResult::Err(HandlerError::Retryable(format!("training job {}: not worked on; deliver again", change.name))),
+                },
             };
             results.push((item.message_id.clone(), r));
         }

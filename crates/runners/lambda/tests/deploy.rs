@@ -1,14 +1,12 @@
 //! The deployable template passes cfn-lint; the optional state machine is consistent.
 
-#[path = "../../../sink-modeldb/tests/support/peer.rs"]
-mod peer;
-
+use sagesync_test_support::locate::{python, repo_root};
 use serde_json::Value;
 
 #[test]
 fn sam_template_passes_cfn_lint() {
-    let root = peer::repo_root();
-    let lint = peer::python().parent().unwrap().join("cfn-lint");
+    let root = repo_root();
+    let lint = python().parent().unwrap().join("cfn-lint");
     assert!(lint.exists(), "cfn-lint not installed: run scripts/setup-peers.sh");
     let out = std::process::Command::new(&lint).arg(root.join("deploy/lambda/template.yaml")).output().unwrap();
     assert!(out.status.success(), "cfn-lint failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -72,8 +70,7 @@ fn sam_template_passes_cfn_lint() {
 
 #[test]
 fn state_machine_definition_is_consistent() {
-    let asl: Value =
-        serde_json::from_slice(&std::fs::read(peer::repo_root().join("deploy/lambda/statemachine.asl.json")).unwrap()).unwrap();
+    let asl: Value = serde_json::from_slice(&std::fs::read(repo_root().join("deploy/lambda/statemachine.asl.json")).unwrap()).unwrap();
     let states = asl["States"].as_object().unwrap();
     assert!(states.contains_key(asl["StartAt"].as_str().unwrap()));
     let mut targets = Vec::new();
@@ -110,8 +107,7 @@ fn state_machine_definition_is_consistent() {
 #[test]
 fn every_answer_and_error_of_the_handler_has_its_branch() {
     use sagesync_lambda::{Answer, HandlerError};
-    let asl: Value =
-        serde_json::from_slice(&std::fs::read(peer::repo_root().join("deploy/lambda/statemachine.asl.json")).unwrap()).unwrap();
+    let asl: Value = serde_json::from_slice(&std::fs::read(repo_root().join("deploy/lambda/statemachine.asl.json")).unwrap()).unwrap();
     let states = asl["States"].as_object().unwrap();
     let sync = states.values().find(|s| s["Type"] == "Task").expect("the Sync task");
     let outcome = &states[sync["Next"].as_str().unwrap()];

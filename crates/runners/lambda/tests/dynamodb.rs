@@ -7,10 +7,14 @@ mod support;
 
 use sagesync_core::{CancellationToken, Config, Engine, EngineOptions, NoObserver, Outcome as JobOutcome, StateStore};
 use sagesync_state_dynamodb::{DynamoSettings, DynamoState};
+use sagesync_test_support::dynamodb;
+use sagesync_test_support::lambda::{Outcome, Runtime};
+use sagesync_test_support::locate::repo_root;
+use sagesync_test_support::modeldb_v1::Peer;
+use sagesync_test_support::moto::{create_job, Moto, SYNC_TAGS};
+use sagesync_test_support::ports::HeldPort;
 use serde_json::{json, Value};
-use support::moto::{Moto, SYNC_TAGS};
-use support::peer::Peer;
-use support::runtime::{start_function, Outcome, Runtime};
+use support::start_function;
 
 fn event(name: &str, status: &str) -> Value {
     json!({
@@ -124,7 +128,7 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     let peer = Peer::start(&[]);
     let state = table(&moto, "lambda-batch").await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = support::proxy::Proxy::start(moto.port, 0).await;
+    let proxy = dynamodb::Proxy::start(moto.port, 0).await;
     let cfg = config_via(dir.path(), &moto, peer.port, "lambda-batch", &proxy.url());
     let rt = Runtime::start().await;
     let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
@@ -141,7 +145,7 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     assert_eq!(r["batchItemFailures"], json!([]), "the permanent failure is parked in the ledger, not redelivered: {r}");
     assert_eq!(runs_of(&peer, &names[0]).len(), 1, "the same job twice in a batch: one write");
     // The function needs only the DynamoDB actions the SAM template grants it.
-    let template = std::fs::read_to_string(support::peer::repo_root().join("deploy/lambda/template.yaml")).unwrap();
+    let template = std::fs::read_to_string(repo_root().join("deploy/lambda/template.yaml")).unwrap();
     let granted: Vec<&str> = template.lines().filter_map(|l| l.trim().strip_prefix("- dynamodb:")).collect();
     let used = proxy.counters.snapshot();
     eprintln!("DynamoDB requests of the invocation (2 jobs, one twice): {used:?}");
@@ -165,7 +169,7 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     assert!(shown.contains("ghost-job") && shown.contains("not found"), "status shows the Lambda's parked job: {shown}");
     // The job appears in SageMaker; retry re-drives it from the ledger.
     let tags: Vec<(String, String)> = SYNC_TAGS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    support::moto::create_job(&moto.client().await, "ghost-job", &tags).await;
+    create_job(&moto.client().await, "ghost-job", &tags).await;
     let report = engine.retry(&["ghost-job".to_string()], &CancellationToken::new(), &NoObserver).await.unwrap();
     assert_eq!(report.synced, 1, "{report:?}");
     let after =
@@ -191,10 +195,10 @@ fn scheduled_event() -> Value {
 async fn a_failed_job_is_redriven_by_the_scheduled_invocation() {
     let moto = Moto::start();
     let name = moto.create_jobs("redrive", 1, &SYNC_TAGS).await.remove(0);
-    let held = support::peer::HeldPort::new();
+    let held = HeldPort::new();
     let state = table(&moto, "lambda-redrive").await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy = support::proxy::Proxy::start(moto.port, 0).await;
+    let proxy = dynamodb::Proxy::start(moto.port, 0).await;
     let cfg = config_via(dir.path(), &moto, held.port, "lambda-redrive", &proxy.url());
     let text = std::fs::read_to_string(&cfg).unwrap().replace("max_job_attempts = 1\n", "max_job_attempts = 5\nretry_backoff_secs = 1\n");
     std::fs::write(&cfg, text).unwrap();
@@ -224,7 +228,7 @@ async fn a_failed_job_is_redriven_by_the_scheduled_invocation() {
     assert!(state.failed(None, 10).await.unwrap().is_empty());
     let used = proxy.counters.snapshot();
     assert!(!used.contains_key("Scan"), "the re-drive reads the failed-jobs index, never scans: {used:?}");
-    let template = std::fs::read_to_string(support::peer::repo_root().join("deploy/lambda/template.yaml")).unwrap();
+    let template = std::fs::read_to_string(repo_root().join("deploy/lambda/template.yaml")).unwrap();
     let granted: Vec<&str> = template.lines().filter_map(|l| l.trim().strip_prefix("- dynamodb:")).collect();
     for op in used.keys() {
         assert!(granted.contains(&op.as_str()), "the re-drive calls {op}, which the template does not grant ({granted:?})");

@@ -3,10 +3,12 @@
 
 mod support;
 
+use sagesync_test_support::lambda::{Outcome, Runtime};
+use sagesync_test_support::modeldb_v1::Peer;
+use sagesync_test_support::moto::{Moto, SYNC_TAGS};
+use sagesync_test_support::ports::HeldPort;
 use serde_json::{json, Value};
-use support::moto::{Moto, SYNC_TAGS};
-use support::peer::Peer;
-use support::runtime::{start_function, Outcome, Runtime};
+use support::start_function;
 
 fn event(detail: Value) -> Value {
     json!({
@@ -210,7 +212,7 @@ async fn modeldb_v1_from_the_original_env_knobs_exactly_once_and_errors_when_dow
     }
     // ModelDB down: an error so that Lambda retries, then the failure destination.
     // A port held (bound, not listening) for the rest of the test: connections are refused.
-    let held = support::peer::HeldPort::new();
+    let held = HeldPort::new();
     let closed = held.port;
     let rt2 = Runtime::start().await;
     let _f = start_function(&rt2, &env(closed));

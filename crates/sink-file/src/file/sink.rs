@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sagesync_core::{RunRecord, Sink, SinkReceipt, SyncError, WriteContext, WriteKind};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::sanitize_component;
 
@@ -75,9 +74,8 @@ impl Key {
     }
     /// The file name used when the plain one belongs to another job.
     fn hashed_name(&self) -> String {
-        let digest = Sha256::digest(self.arn.as_bytes());
-        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        format!("{}--{hex}.json", sanitize_component(&self.run))
+        // The sanitised run name, then the ARN's part of the shared namesake rule.
+        format!("{}--{}.json", sanitize_component(&self.run), sagesync_core::model::namesake_suffix(&self.arn))
     }
 }
 
@@ -253,12 +251,14 @@ impl FileSink {
     /// Removes every document of `arn` (blocking): the one the receipt names (or, for a write
     /// whose outcome the ledger never learned, the ones its names lead to) and their namesakes in
     /// every project directory.
-    fn retract_blocking(&self, arn: &str, previous: Option<&SinkReceipt>, cx: &WriteContext) -> Result<u32, SyncError> {
-        let Some(previous) = previous else { return Ok(0) };
-        let mut paths: Vec<PathBuf> = previous.ids.get("path").map(PathBuf::from).into_iter().collect();
-        if let (Some(project), Some(run)) = (previous.ids.get("pending_project"), previous.ids.get("pending_run")) {
-            let key = Key { project: project.clone(), run: run.clone(), arn: arn.to_string() };
-            let pdir = self.dir.join(sanitize_component(project));
+    fn retract_blocking(&self, arn: &str, cx: &WriteContext) -> Result<u32, SyncError> {
+        if cx.previous.is_none() && cx.pending.is_none() {
+            return Ok(0);
+        }
+        let mut paths: Vec<PathBuf> = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from).into_iter().collect();
+        if let Some(names) = &cx.pending {
+            let key = Key { project: names.project.clone(), run: names.run.clone(), arn: arn.to_string() };
+            let pdir = self.dir.join(sanitize_component(&names.project));
             paths.push(pdir.join(key.plain_name()));
             paths.push(pdir.join(key.hashed_name()));
         }
@@ -411,7 +411,7 @@ impl Sink for FileSink {
     async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
         let previous = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from);
         let (sink, arn, cx) = (self.clone(), external_id.to_string(), cx.clone());
-        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, cx.previous.as_ref(), &cx))
+        let removed = tokio::task::spawn_blocking(move || sink.retract_blocking(&arn, &cx))
             .await
             .map_err(|e| SyncError::transient(format!("file sink task failed: {e}")))??;
         let mut receipt = SinkReceipt::new(WriteKind::Removed);
@@ -589,8 +589,8 @@ mod tests {
         let r = with_arn("p", "job", "arn:crashed");
         sink.upsert(&r, &WriteContext::new()).await.unwrap();
         // What the engine records before a first write: the names, no path.
-        let pending = SinkReceipt::new(WriteKind::Created).id("pending_project", "p").id("pending_run", "job");
-        let gone = sink.retract("arn:crashed", &WriteContext::new().with_previous(Some(pending))).await.unwrap().unwrap();
+        let pending = sagesync_core::PendingNames { project: "p".into(), experiment: String::new(), run: "job".into() };
+        let gone = sink.retract("arn:crashed", &WriteContext::new().with_pending(Some(pending))).await.unwrap().unwrap();
         assert_eq!(gone.writes, 1);
         assert!(docs(dir.path()).is_empty());
     }

@@ -11,7 +11,7 @@ use sagesync_core::{
 use sagesync_sink_mlflow::{MlflowSettings, MlflowSink, MlflowSinkConfig, OnParamChange};
 use serde_json::json;
 
-use super::child::repo_root;
+use sagesync_test_support::locate::repo_root;
 
 /// Every job of `examples/jobs` that the `tags` mapper maps (the others are rejected by design:
 /// no project tag), through the recorded source.

@@ -141,10 +141,7 @@ fn hp_kind(v: &serde_json::Value) -> (&'static str, String) {
     }
 }
 
-/// The run description in default mode: names the job and carries its full ARN.
-pub fn run_description(record: &RunRecord) -> String {
-    format!("SageMaker training job {} ({})", record.run.name, record.run.external_id)
-}
+pub use crate::description::run_description;
 
 fn i32_of(v: &TValue, what: &str, method: &str) -> Result<i32, V1Error> {
     v.as_i32().ok_or_else(|| V1Error::Protocol { method: method.into(), message: format!("{what} is not an i32") })
@@ -469,13 +466,13 @@ impl ModelDbV1Sink {
 #[async_trait]
 impl Sink for ModelDbV1Sink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
-        let previous_project = cx.previous.as_ref().and_then(|p| {
-            p.ids
-                .get("project_id")
-                .and_then(|v| v.parse::<i32>().ok())
-                .map(PreviousProject::Id)
-                .or_else(|| p.ids.get("pending_project").map(|n| PreviousProject::Name(n.clone())))
-        });
+        // Where the job's run was: the project of the last committed write, or the project an
+        // earlier attempt's unfinished first write named.
+        let previous_project = cx
+            .previous
+            .as_ref()
+            .and_then(|p| p.ids.get("project_id").and_then(|v| v.parse::<i32>().ok()).map(PreviousProject::Id))
+            .or_else(|| cx.pending.as_ref().map(|n| PreviousProject::Name(n.project.clone())));
         let mut p = Progress::default();
         let result = if self.settings.compat {
             self.compat(record, &mut p, cx).await

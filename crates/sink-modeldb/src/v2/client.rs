@@ -120,6 +120,21 @@ pub struct Reply {
     pub body: Value,
 }
 
+impl Reply {
+    /// The reply when it is a 200, else the error it stands for.
+    pub fn ok(self, op: &str) -> Result<Reply, V2Error> {
+        if self.status == 200 {
+            Ok(self)
+        } else {
+            Err(self.error(op))
+        }
+    }
+    /// The error a reply stands for (its status, ModelDB's `code` and message).
+    pub fn error(&self, op: &str) -> V2Error {
+        error_from(op, self.status, &self.body)
+    }
+}
+
 /// The client.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -271,14 +286,8 @@ pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 /// A reply from its status and raw body: JSON as sent, `{}` when empty, and anything else
 /// as `{"message": <its first 500 characters>}`.
 pub fn decode_reply(status: u16, bytes: &[u8]) -> Reply {
-    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Default::default())
-    } else {
-        serde_json::from_slice(bytes).unwrap_or_else(|_| {
-            let text: String = String::from_utf8_lossy(bytes).chars().take(500).collect();
-            serde_json::json!({ "message": text })
-        })
-    };
+    let body = sagesync_http::json_body(bytes)
+        .unwrap_or_else(|| serde_json::json!({ "message": sagesync_http::reply_text(&String::from_utf8_lossy(bytes), 500) }));
     Reply { status, body }
 }
 

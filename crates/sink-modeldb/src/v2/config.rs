@@ -1,3 +1,5 @@
+//! The options of `[[sinks]] type = "modeldb_v2"`, checked without I/O, and the plugin registration.
+
 use std::sync::Arc;
 use std::time::Duration;
 

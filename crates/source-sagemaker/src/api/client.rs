@@ -58,27 +58,17 @@ pub struct Clients {
 impl ClientSettings {
     /// Loads the shared config and builds the clients.
     pub async fn build(&self) -> Clients {
-        use aws_config::retry::RetryConfig;
-        let retry = match self.retry_mode {
-            RetryMode::Standard => RetryConfig::standard(),
-            RetryMode::Adaptive => RetryConfig::adaptive(),
-        }
-        .with_max_attempts(self.max_attempts.max(1))
-        .with_initial_backoff(self.initial_backoff)
-        .with_max_backoff(Duration::from_secs(20));
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(self.connect_timeout.max(Duration::from_millis(100)))
-            .operation_attempt_timeout(self.attempt_timeout.max(Duration::from_millis(100)))
-            .operation_timeout((self.attempt_timeout + Duration::from_secs(20)).saturating_mul(self.max_attempts.max(1)))
-            .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).timeout_config(timeouts);
-        if let Some(r) = &self.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(p) = &self.profile {
-            loader = loader.profile_name(p);
-        }
-        let shared = loader.load().await;
+        let shared = sagesync_aws::shared_config(&sagesync_aws::SdkOptions {
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff,
+            max_backoff: Duration::from_secs(20),
+            adaptive: self.retry_mode == RetryMode::Adaptive,
+            connect_timeout: self.connect_timeout,
+            attempt_timeout: self.attempt_timeout,
+        })
+        .await;
         let mut sm = aws_sdk_sagemaker::config::Builder::from(&shared);
         if let Some(e) = &self.endpoint_url {
             sm = sm.endpoint_url(e);
@@ -146,18 +136,6 @@ impl CallCounter {
     }
 }
 
-const RETRYABLE_CODES: [&str; 9] = [
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "RequestThrottled",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "SlowDown",
-];
-
 /// Maps an SDK error: missing resources become [`SyncError::NotFound`]; throttling, 5xx,
 /// timeouts and connection failures are retryable; everything else is permanent.
 pub fn map_sdk_error<E>(op: &str, subject: &str, err: SdkError<E, HttpResponse>) -> SyncError
@@ -176,7 +154,7 @@ where
                 return SyncError::NotFound(format!("{subject} ({op}: {code}: {message})"));
             }
             let text = format!("{op} {subject}: {code}: {message}");
-            if RETRYABLE_CODES.contains(&code.as_str()) || se.raw().status().is_server_error() {
+            if sagesync_aws::is_retryable(&code, se.raw().status().as_u16()) {
                 SyncError::transient(text)
             } else {
                 SyncError::permanent(text)

@@ -1,4 +1,4 @@
-//! SDK shapes → the DescribeTrainingJob JSON document → [`TrainingJob`], so that Describe output
+//! SDK shapes → the DescribeTrainingJob JSON document → [`sagesync_core::TrainingJob`], so that Describe output
 //! and Search records go through the one reader ([`crate::document::job_from_document`]) and
 //! give identical jobs.
 
@@ -140,7 +140,7 @@ macro_rules! job_document {
 #[allow(unused_imports)]
 pub(crate) use job_document;
 
-/// [`opt_time`] for the macro.
+/// `opt_time` for the macro: an optional SDK time as the document holds it.
 pub fn opt_time_pub(dt: Option<&DateTime>) -> Value {
     opt_time(dt)
 }

@@ -1,6 +1,4 @@
-#[path = "../../../source-sagemaker/tests/support/moto.rs"]
-pub mod moto;
-pub mod proxy;
+//! This crate's own test helpers: fresh tables and stores on them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,6 +19,7 @@ pub fn settings(url: &str, table: &str) -> DynamoSettings {
     s
 }
 
+/// A store on a fresh table at `url`.
 pub fn store(url: &str, table: &str) -> DynamoState {
     DynamoState::new(settings(url, table))
 }

@@ -1,8 +1,7 @@
 //! An in-process fake of the ModelDB 2.0.8.x REST API (grpc-gateway v1 behind the web app),
 //! enforcing the documented behaviour: required fields → 400, duplicates → 409, unknown ids →
 //! 404, tags 1..40 characters, defaults omitted and int64 as strings in responses, snake_case
-//! or lowerCamelCase requests, and 503 on demand.
-#![allow(dead_code)]
+//! or lowerCamelCase requests, and 503 on demand. [`crate::swagger`] checks what it was sent.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -14,24 +13,40 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
+/// A request the fake received, and its answer's status.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// `GET`, `POST`, `DELETE`...
     pub method: String,
+    /// The path, without the API prefix when it has it.
     pub path: String,
+    /// The query's pairs, decoded.
     pub query: Vec<(String, String)>,
+    /// The headers, in order.
     pub headers: Vec<(String, String)>,
+    /// The body, when it is JSON.
     pub body: Option<Value>,
+    /// The status answered.
     pub status: u16,
 }
 
+/// What the fake stores (snake_case, as the server keeps it), its request log and the faults to
+/// inject.
 #[derive(Default)]
 pub struct FakeState {
+    /// The API prefix (`/api/v1/modeldb`).
     pub prefix: String,
+    /// Projects.
     pub projects: Vec<Value>,
+    /// Experiments.
     pub experiments: Vec<Value>,
+    /// Experiment runs.
     pub runs: Vec<Value>,
+    /// Datasets.
     pub datasets: Vec<Value>,
+    /// Dataset versions.
     pub versions: Vec<Value>,
+    /// Every request so far.
     pub requests: Vec<Recorded>,
     /// Statuses to answer the next requests with (503 → UNAVAILABLE, ...).
     pub fail_next: VecDeque<u16>,
@@ -43,9 +58,12 @@ pub struct FakeState {
     next_id: u64,
 }
 
+/// The fake, serving on 127.0.0.1 until its runtime ends.
 #[derive(Clone)]
 pub struct Fake {
+    /// Its state.
     pub state: Arc<Mutex<FakeState>>,
+    /// `http://127.0.0.1:<port>` (without the API prefix).
     pub base_url: String,
 }
 
@@ -197,6 +215,7 @@ impl FakeState {
     fn run_mut(&mut self, id: &str) -> Option<&mut Value> {
         self.runs.iter_mut().find(|r| r["id"] == id)
     }
+    /// The stored run called `name`.
     pub fn run_by_name(&self, name: &str) -> Option<&Value> {
         self.runs.iter().find(|r| r["name"] == name)
     }
@@ -552,6 +571,7 @@ impl Fake {
     pub async fn start() -> Fake {
         Self::start_with_prefix("/api/v1/modeldb").await
     }
+    /// Starts on 127.0.0.1 with the API under `prefix`.
     pub async fn start_with_prefix(prefix: &str) -> Fake {
         let state = Arc::new(Mutex::new(FakeState { prefix: prefix.to_string(), ..Default::default() }));
         let app = axum::Router::new().fallback(handler).with_state(state.clone());
@@ -562,9 +582,11 @@ impl Fake {
         });
         Fake { state, base_url: format!("http://127.0.0.1:{port}") }
     }
+    /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
     }
+    /// Forgets the requests so far.
     pub fn clear_requests(&self) {
         self.state.lock().unwrap().requests.clear();
     }
@@ -572,9 +594,11 @@ impl Fake {
     pub fn writes(&self) -> Vec<Recorded> {
         self.requests().into_iter().filter(|r| r.method != "GET" && r.status == 200).collect()
     }
+    /// The stored runs.
     pub fn runs(&self) -> Vec<Value> {
         self.state.lock().unwrap().runs.clone()
     }
+    /// Runs `f` on the state (to inspect it, or to inject faults).
     pub fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
         f(&mut self.state.lock().unwrap())
     }

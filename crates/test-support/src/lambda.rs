@@ -1,7 +1,6 @@
 //! A local emulation of the Lambda Runtime API on 127.0.0.1: `/invocation/next` hands out queued
 //! events, `/response` and `/error` record the outcome. The real `lambda_runtime` client in the
-//! `bootstrap` binary talks to it.
-#![allow(dead_code)]
+//! `bootstrap` binary talks to it ([`start_function`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,24 +13,38 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::Value;
 
+/// How the function answered one invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
+    /// `/response`, with its body.
     Response(Value),
-    Error { error_type: String, body: Value },
+    /// `/error`, with the `Lambda-Runtime-Function-Error-Type` header and the body.
+    Error {
+        /// The error type.
+        error_type: String,
+        /// The error document.
+        body: Value,
+    },
 }
 
+/// The emulation's state.
 #[derive(Default)]
 pub struct RtState {
     queue: VecDeque<(String, Value)>,
     done: HashMap<String, Outcome>,
+    /// When the function first asked for an event (its cold start ends there).
     pub first_next: Option<Instant>,
+    /// What the function reported to `/init/error`, if it failed to initialise.
     pub init_error: Option<Value>,
     counter: u64,
 }
 
+/// The Runtime API emulation, serving on 127.0.0.1 until its runtime ends.
 #[derive(Clone)]
 pub struct Runtime {
+    /// Its state.
     pub state: Arc<Mutex<RtState>>,
+    /// Its port (`AWS_LAMBDA_RUNTIME_API=127.0.0.1:<port>`).
     pub port: u16,
 }
 
@@ -75,6 +88,7 @@ async fn init_error(State(st): State<Arc<Mutex<RtState>>>, body: Bytes) -> Statu
 }
 
 impl Runtime {
+    /// Starts the emulation with no event queued.
     pub async fn start() -> Runtime {
         let state = Arc::new(Mutex::new(RtState::default()));
         let app = axum::Router::new()
@@ -114,22 +128,11 @@ impl Runtime {
     }
 }
 
-/// The built `bootstrap`: cargo names it to integration tests at compile time; examples find it
-/// beside themselves (`target/<profile>/examples/..`).
-fn bootstrap_bin() -> std::path::PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_bootstrap") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().and_then(|d| d.parent()).map(std::path::Path::to_path_buf).unwrap_or_default();
-    dir.join("bootstrap")
-}
-
 /// A running `bootstrap`: killed when dropped; its stderr is printed when the test panics.
 pub struct Function {
     child: std::process::Child,
     /// The function's stderr.
-    pub log: super::moto::StderrLog,
+    pub log: crate::stderr::StderrLog,
 }
 
 impl Function {
@@ -153,10 +156,12 @@ impl Drop for Function {
     }
 }
 
-/// Starts `bootstrap` against the runtime with the given extra environment.
-pub fn start_function(rt: &Runtime, env: &[(&str, String)]) -> Function {
-    let log = super::moto::StderrLog::new("bootstrap");
-    let mut c = std::process::Command::new(bootstrap_bin());
+/// Starts `bootstrap` (the built binary: `env!("CARGO_BIN_EXE_bootstrap")` in the Lambda crate's
+/// tests) against the runtime, with moto's [`TEST_ENV`](crate::moto::TEST_ENV) and the given
+/// extra environment, and nothing else.
+pub fn start_function(bootstrap: &std::path::Path, rt: &Runtime, env: &[(&str, String)]) -> Function {
+    let log = crate::stderr::StderrLog::new("bootstrap");
+    let mut c = std::process::Command::new(bootstrap);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", rt.port))
@@ -166,7 +171,7 @@ pub fn start_function(rt: &Runtime, env: &[(&str, String)]) -> Function {
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(log.stdio());
-    for (k, v) in super::moto::TEST_ENV {
+    for (k, v) in crate::moto::TEST_ENV {
         c.env(k, v);
     }
     for (k, v) in env {

@@ -1,18 +1,20 @@
 //! Checks requests against the published ModelDB v2 swagger specs (read from
-//! `../shared/modeldb-v2-swagger/v2.0.8.2/`, never copied into the project).
-#![allow(dead_code)]
+//! `../shared/modeldb-v2-swagger/v2.0.8.2/`, never copied into the project): what
+//! [`crate::modeldb_v2::Fake`] recorded.
 
 use serde_json::Value;
 
-use super::v2fake::Recorded;
+use crate::modeldb_v2::Recorded;
 
+/// The published specs of the services the ModelDB v2 sink calls.
 pub struct Spec {
     docs: Vec<Value>,
 }
 
 impl Spec {
+    /// Reads the specs; panics when they are missing.
     pub fn load() -> Spec {
-        let dir = super::peer::repo_root().join("../shared/modeldb-v2-swagger/v2.0.8.2");
+        let dir = crate::locate::repo_root().join("../shared/modeldb-v2-swagger/v2.0.8.2");
         let docs = [
             "modeldb_ProjectService",
             "modeldb_ExperimentService",
@@ -39,6 +41,7 @@ impl Spec {
         None
     }
 
+    /// Whether some spec has `path` (relative to the API prefix).
     pub fn covers(&self, path: &str) -> bool {
         self.docs.iter().any(|d| d["paths"].get(path).is_some())
     }

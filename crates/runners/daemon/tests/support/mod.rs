@@ -1,4 +1,0 @@
-#[path = "../../../../source-sagemaker/tests/support/moto.rs"]
-pub mod moto;
-#[path = "../../../../sink-modeldb/tests/support/peer.rs"]
-pub mod peer;

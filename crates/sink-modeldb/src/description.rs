@@ -1,0 +1,31 @@
+//! The run description both ModelDB sinks write: it names the job and carries its full ARN,
+//! which is how a stored run is known as a job's (ModelDB v1 has no other place for it).
+
+use sagesync_core::RunRecord;
+
+/// `SageMaker training job <name> (<ARN>)`. (ModelDB v1 writes it in default mode; compat mode
+/// writes what the AWS sample wrote.)
+pub fn run_description(record: &RunRecord) -> String {
+    format!("SageMaker training job {} ({})", record.run.name, record.run.external_id)
+}
+
+/// The ARN a [`run_description`] carries.
+pub fn arn_of(description: &str) -> Option<String> {
+    let d = description.strip_prefix("SageMaker training job ")?.strip_suffix(')')?;
+    let open = d.rfind(" (")?;
+    Some(d[open + 2..].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_gives_its_arn_back() {
+        assert_eq!(
+            arn_of("SageMaker training job job (1) (arn:aws:sagemaker:us-east-1:1:training-job/job)").as_deref(),
+            Some("arn:aws:sagemaker:us-east-1:1:training-job/job")
+        );
+        assert_eq!(arn_of("something else"), None);
+    }
+}

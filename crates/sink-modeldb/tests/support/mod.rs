@@ -1,3 +1,0 @@
-pub mod peer;
-pub mod swagger;
-pub mod v2fake;

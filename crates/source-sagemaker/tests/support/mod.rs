@@ -1,2 +1,0 @@
-pub mod moto;
-pub mod throttle;
