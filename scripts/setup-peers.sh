@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with the locked Python packages the test peers need (idempotent).
+# Creates .venv with the locked Python packages the test peers need (idempotent; a link to an
+# environment cached per lock in ~/.cache/sagesync-peers, see below).
 # Every package, transitive ones included, comes from the hashed lock files
 # tests/peers/requirements.lock and tests/peers/requirements-nodeps.lock (the latter installed
 # with --no-deps), checked with `pip install --require-hashes`. Regenerate the locks with
@@ -37,10 +38,24 @@ STAMP=.venv/.installed-$stamp_input
 if [ -f "$STAMP" ]; then
   exit 0
 fi
+# The environment itself lives in a cache shared by every clone on this machine, one per stamp
+# (a fresh clone, as CI makes, links it instead of installing again); .venv links to it. It is
+# built in place under a lock: console scripts name their interpreter by absolute path.
+CACHE="${SAGESYNC_PEERS_CACHE:-$HOME/.cache/sagesync-peers}"
+VENV="$CACHE/venv-$stamp_input"
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9
+if [ ! -f "$VENV/.installed-$stamp_input" ]; then
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+  pip_install() { "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --require-hashes "$@"; }
+  pip_install -r "$LOCK"
+  pip_install --no-deps -r "$NODEPS_LOCK"
+  touch "$VENV/.installed-$stamp_input"
+  echo "test peers installed in $VENV"
+fi
+flock -u 9
 rm -rf .venv
-"$PY" -m venv .venv
-pip_install() { .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-input --require-hashes "$@"; }
-pip_install -r "$LOCK"
-pip_install --no-deps -r "$NODEPS_LOCK"
-touch "$STAMP"
-echo "test peers installed in .venv"
+ln -s "$VENV" .venv
+echo "test peers: .venv -> $VENV"

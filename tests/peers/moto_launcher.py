@@ -12,6 +12,18 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   MaxResults (default 10, max 100) and NextToken page the results, and records carry
   "TrainingJobArn" (moto returns "Arn").
 
+* Hyperparameter tuning jobs as SageMaker documents them, where moto 5.2.5 keeps a fixed fake:
+  a training job belongs to a tuner when its "TuningJobArn" is set (POST /_sm/training-job with
+  {"set": {"TuningJobArn": ARN}}; DescribeTrainingJob and Search then carry it);
+  ListTrainingJobsForHyperParameterTuningJob pages its children (MaxResults 1-100, default 10,
+  NextToken, StatusEquals, SortBy incl. FinalObjectiveMetricValue, which drops children without
+  a value; by name, ascending, by default);
+  DescribeHyperParameterTuningJob and ListHyperParameterTuningJobs compute the status and
+  objective counters and the best training job from the children (LastModifiedTime stays the
+  tuner's own: the model documents it as the time its status changed). POST
+  /_sm/tuning-job {"name": NAME, "set": {...}} edits a tuner as /_sm/training-job edits a job.
+  ListTags on a tuner created without tags answers an empty list (moto answers 500).
+
 * CloudWatch over the Smithy RPC v2 CBOR protocol, which current AWS SDKs (aws-sdk-cloudwatch,
   botocore) choose first and moto 5.2.5 does not speak: such requests
   (POST /service/GraniteServiceVersion20100801/operation/<Op>) are translated to the JSON
@@ -167,6 +179,203 @@ smm.SageMakerModelBackend.search = search
 smr.SageMakerResponse.search = search_response
 
 
+# --- Tuning jobs ----------------------------------------------------------------------------
+TUNED_RANGE_KINDS = ("IntegerParameterRanges", "ContinuousParameterRanges", "CategoricalParameterRanges")
+
+
+def all_tuning_jobs():
+    for account in smm.sagemaker_backends.values():
+        for backend in account.values():
+            for t in backend.hyper_parameter_tuning_jobs.values():
+                yield backend, t
+
+
+def edit_tuner(body):
+    name = body["name"]
+    found = next((t for _, t in all_tuning_jobs() if t.hyper_parameter_tuning_job_name == name), None)
+    if found is None:
+        return 404, {"error": "no tuning job %s" % name}
+    for key, value in body.get("set", {}).items():
+        if key.endswith("Time") and value is not None:
+            value = parse_time(value)
+        setattr(found, snake(key), value)
+    return 200, {"ok": True}
+
+
+def _objective(tuner):
+    obj = (tuner.hyper_parameter_tuning_job_config or {}).get("HyperParameterTuningJobObjective") or {}
+    return obj.get("Type"), obj.get("MetricName")
+
+
+def _children(backend, tuner):
+    return [j for j in backend.training_jobs.values() if getattr(j, "tuning_job_arn", None) == tuner.arn]
+
+
+def _objective_value(tuner, job):
+    _, metric = _objective(tuner)
+    if job.training_job_status != "Completed":
+        return None
+    return next((m.get("Value") for m in (getattr(job, "final_metric_data_list", None) or []) if m.get("MetricName") == metric), None)
+
+
+def _child_summary(tuner, job):
+    typ, metric = _objective(tuner)
+    ranges = (tuner.hyper_parameter_tuning_job_config or {}).get("ParameterRanges") or {}
+    tuned = {r["Name"] for kind in TUNED_RANGE_KINDS for r in ranges.get(kind, []) or []}
+    s = {
+        "TrainingJobName": job.training_job_name,
+        "TrainingJobArn": job.arn,
+        "TuningJobName": tuner.hyper_parameter_tuning_job_name,
+        "CreationTime": job.creation_time,
+        "TrainingJobStatus": job.training_job_status,
+        "TunedHyperParameters": {k: v for k, v in (job.hyper_parameters or {}).items() if k in tuned},
+    }
+    for key, attr in (("TrainingStartTime", "training_start_time"), ("TrainingEndTime", "training_end_time"), ("FailureReason", "failure_reason")):
+        if getattr(job, attr, None):
+            s[key] = getattr(job, attr)
+    value = _objective_value(tuner, job)
+    if value is not None:
+        s["FinalHyperParameterTuningJobObjectiveMetric"] = {"Type": typ, "MetricName": metric, "Value": value}
+        s["ObjectiveStatus"] = "Succeeded"
+    elif job.training_job_status in ("Completed", "Failed", "Stopped"):
+        s["ObjectiveStatus"] = "Failed"
+    else:
+        s["ObjectiveStatus"] = "Pending"
+    return s
+
+
+def _tuner_state(backend, tuner):
+    kids = _children(backend, tuner)
+    statuses = {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0}
+    objectives = {"Succeeded": 0, "Pending": 0, "Failed": 0}
+    for j in kids:
+        st = j.training_job_status
+        bucket = {"Failed": "NonRetryableError"}.get(st, st)
+        bucket = bucket if bucket in statuses else "InProgress"
+        statuses[bucket] += 1
+        objectives[_child_summary(tuner, j)["ObjectiveStatus"]] += 1
+    typ, _ = _objective(tuner)
+    scored = [(j, _objective_value(tuner, j)) for j in kids]
+    scored = [(j, v) for j, v in scored if v is not None]
+    best = None
+    if scored:
+        pick = max if typ == "Maximize" else min
+        best = _child_summary(tuner, pick(scored, key=lambda jv: jv[1])[0])
+    # LastModifiedTime stays the tuner's own: botocore's model documents it as the time the
+    # tuning job's status changed, which its children finishing does not move.
+    return statuses, objectives, best, tuner.last_modified_time
+
+
+def _tuner_fields(backend, tuner, doc):
+    statuses, objectives, best, last_modified = _tuner_state(backend, tuner)
+    doc["TrainingJobStatusCounters"] = statuses
+    doc["ObjectiveStatusCounters"] = objectives
+    doc["LastModifiedTime"] = last_modified
+    doc.pop("BestTrainingJob", None)
+    doc.pop("OverallBestTrainingJob", None)
+    if best is not None:
+        doc["BestTrainingJob"] = best
+    for k in [k for k, v in doc.items() if v is None]:
+        del doc[k]
+    if "HyperParameterTuningEndTime" in doc and tuner.hyper_parameter_tuning_job_status == "InProgress":
+        del doc["HyperParameterTuningEndTime"]
+    return doc
+
+
+def _find_tuner(self, name):
+    t = self.hyper_parameter_tuning_jobs.get(name)
+    if t is None:
+        raise smm.ResourceNotFound(message="Amazon SageMaker can't find a tuning job with name %s" % name)
+    return t
+
+
+def describe_tuner_response(self):
+    b = self.sagemaker_backend
+    t = _find_tuner(b, self._get_param("HyperParameterTuningJobName"))
+    doc = _tuner_fields(b, t, t.describe())
+    doc.pop("TuningJobCompletionDetails", None)
+    doc.pop("ConsumedResources", None)
+    return smr.ActionResult(doc)
+
+
+def _page(items, next_token, max_results, default=10):
+    start = int(next_token) if next_token else 0
+    if max_results is not None and not 1 <= int(max_results) <= 100:
+        raise smm.ValidationError(message="1 validation error detected: Value '%s' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and 100" % max_results)
+    size = int(max_results or default)
+    page = items[start:start + size]
+    return page, (str(start + size) if start + size < len(items) else None)
+
+
+def list_tuners_response(self):
+    b = self.sagemaker_backend
+    g = self._get_param
+    rows = []
+    for t in b.hyper_parameter_tuning_jobs.values():
+        doc = _tuner_fields(b, t, t.summary())
+        lm = doc["LastModifiedTime"]
+        if g("NameContains") and g("NameContains") not in t.hyper_parameter_tuning_job_name:
+            continue
+        if g("StatusEquals") and g("StatusEquals") != t.hyper_parameter_tuning_job_status:
+            continue
+        if g("CreationTimeAfter") is not None and not t.creation_time > parse_time(g("CreationTimeAfter")):
+            continue
+        if g("CreationTimeBefore") is not None and not t.creation_time < parse_time(g("CreationTimeBefore")):
+            continue
+        if g("LastModifiedTimeAfter") is not None and not lm > parse_time(g("LastModifiedTimeAfter")):
+            continue
+        if g("LastModifiedTimeBefore") is not None and not lm < parse_time(g("LastModifiedTimeBefore")):
+            continue
+        rows.append(doc)
+    # SageMaker's defaults: by name, ascending, 10 per page.
+    key = {"Name": "HyperParameterTuningJobName", "Status": "HyperParameterTuningJobStatus", "CreationTime": "CreationTime"}[g("SortBy") or "Name"]
+    rows.sort(key=lambda d: (d[key], d["HyperParameterTuningJobArn"]), reverse=(g("SortOrder") or "Ascending") == "Descending")
+    page, nxt = _page(rows, g("NextToken"), g("MaxResults"))
+    out = {"HyperParameterTuningJobSummaries": page}
+    if nxt:
+        out["NextToken"] = nxt
+    return smr.ActionResult(out)
+
+
+def list_tuner_children_response(self):
+    b = self.sagemaker_backend
+    g = self._get_param
+    t = _find_tuner(b, g("HyperParameterTuningJobName"))
+    rows = [_child_summary(t, j) for j in _children(b, t)]
+    if g("StatusEquals"):
+        rows = [r for r in rows if r["TrainingJobStatus"] == g("StatusEquals")]
+    # SageMaker's defaults: by name, ascending, 10 per page.
+    sort_by = g("SortBy") or "Name"
+    if sort_by == "FinalObjectiveMetricValue":
+        # As SageMaker does: children without an objective value are left out.
+        rows = [r for r in rows if "FinalHyperParameterTuningJobObjectiveMetric" in r]
+        key = lambda r: (r["FinalHyperParameterTuningJobObjectiveMetric"]["Value"], r["TrainingJobArn"])
+    else:
+        field = {"Name": "TrainingJobName", "Status": "TrainingJobStatus"}.get(sort_by, "CreationTime")
+        key = lambda r: (r[field], r["TrainingJobArn"])
+    rows.sort(key=key, reverse=(g("SortOrder") or "Ascending") == "Descending")
+    page, nxt = _page(rows, g("NextToken"), g("MaxResults"))
+    out = {"TrainingJobSummaries": page}
+    if nxt:
+        out["NextToken"] = nxt
+    return smr.ActionResult(out)
+
+
+_tuner_init = smm.HyperParameterTuningJob.__init__
+
+
+def _tuner_init_with_tags(self, *args, **kwargs):
+    _tuner_init(self, *args, **kwargs)
+    # moto keeps None for a tuner created without tags, and ListTags on it answers 500.
+    self.tags = self.tags or []
+
+
+smm.HyperParameterTuningJob.__init__ = _tuner_init_with_tags
+smr.SageMakerResponse.describe_hyper_parameter_tuning_job = describe_tuner_response
+smr.SageMakerResponse.list_hyper_parameter_tuning_jobs = list_tuners_response
+smr.SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job = list_tuner_children_response
+
+
 # --- CloudWatch: Smithy RPC v2 CBOR <-> JSON ---------------------------------------------------
 RPCV2_PATH = re.compile(r"^/service/(?P<service>[A-Za-z0-9]+)/operation/(?P<op>[A-Za-z0-9]+)$")
 
@@ -249,6 +458,13 @@ def main():
             req = Request(environ)
             try:
                 status, body = edit_job(json.loads(req.get_data() or b"{}"))
+            except Exception as e:  # report, never crash the server
+                status, body = 400, {"error": repr(e)}
+            return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO") == "/_sm/tuning-job" and environ.get("REQUEST_METHOD") == "POST":
+            req = Request(environ)
+            try:
+                status, body = edit_tuner(json.loads(req.get_data() or b"{}"))
             except Exception as e:  # report, never crash the server
                 status, body = 400, {"error": repr(e)}
             return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)

@@ -55,6 +55,27 @@ pub mod metric_value {
     }
 }
 
+/// [`metric_value`] for an optional value (`None` is left out by the field's
+/// `skip_serializing_if`).
+pub mod opt_metric_value {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises a value.
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => super::metric_value::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads a number, one of the strings, or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::metric_value")] f64);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
 /// One key/value tag, kept in the order the source gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
@@ -341,6 +362,10 @@ pub struct TrainingJob {
     /// `MlflowDetails.MlflowRunId`: the run SageMaker-managed MLflow already logged, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow_run_id: Option<String>,
+    /// What kind of resource this is and what it belongs to (empty for a training job run on
+    /// its own: its documents and digests are those of before resource kinds).
+    #[serde(flatten)]
+    pub lineage: Lineage,
     /// The original document the job was read from (DescribeTrainingJob output, Search record,
     /// event detail), for sinks and mappers that need a field the model does not carry.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
@@ -373,8 +398,13 @@ impl TrainingJob {
             billable_seconds: None,
             tags: Tags::default(),
             mlflow_run_id: None,
+            lineage: Lineage::default(),
             original: serde_json::Value::Null,
         }
+    }
+    /// Whether this resource is a parent of other runs (a tuning job, a pipeline execution).
+    pub fn is_parent(&self) -> bool {
+        self.lineage.kind.is_parent()
     }
 
     /// The channel named `name`, if any.
@@ -537,6 +567,10 @@ pub struct RunRecord {
     /// Extra attributes (ARN, status, image, instance, times...), ordered.
     #[serde(default)]
     pub attributes: IndexMap<String, serde_json::Value>,
+    /// What the run is (training job, tuning job, pipeline execution) and what it belongs to;
+    /// empty for a training job on its own.
+    #[serde(flatten)]
+    pub lineage: Lineage,
 }
 
 impl RunRecord {
@@ -621,5 +655,150 @@ mod tests {
         t.insert("b", "9");
         assert_eq!(t.0[1].value, "9");
         assert!(t.contains("a") && !t.contains("c"));
+    }
+}
+
+/// What kind of SageMaker resource a run stands for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// A training job.
+    #[default]
+    TrainingJob,
+    /// A hyperparameter tuning job: the parent of the training jobs it launched.
+    TuningJob,
+    /// A SageMaker Pipelines execution: the parent of the jobs its steps ran.
+    PipelineExecution,
+}
+
+impl ResourceKind {
+    /// Every kind, in the order sources list them.
+    pub const ALL: [ResourceKind; 3] = [ResourceKind::TrainingJob, ResourceKind::TuningJob, ResourceKind::PipelineExecution];
+    /// The name used in config (`resources`), documents and tags: `training_job`...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::TrainingJob => "training_job",
+            ResourceKind::TuningJob => "tuning_job",
+            ResourceKind::PipelineExecution => "pipeline_execution",
+        }
+    }
+    /// Whether runs of this kind are parents of other runs.
+    pub fn is_parent(self) -> bool {
+        self != ResourceKind::TrainingJob
+    }
+    /// Whether this is a training job (the default, left out of documents).
+    pub fn is_training_job(&self) -> bool {
+        *self == ResourceKind::TrainingJob
+    }
+}
+
+/// The parent a run belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// The parent's kind.
+    pub kind: ResourceKind,
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// A tuning job's objective.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objective {
+    /// The metric tuned (`validation:auc`).
+    pub metric: String,
+    /// `Maximize` or `Minimize`.
+    #[serde(rename = "type")]
+    pub objective_type: String,
+}
+
+/// Where a child of a tuning job stands against its tuner's objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildObjective {
+    /// `ObjectiveStatus`: `Succeeded`, `Pending` or `Failed`.
+    pub status: String,
+    /// The final value of the objective metric, when the job reported one (non-finite values
+    /// as the strings `NaN`, `Infinity`, `-Infinity`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_metric_value")]
+    pub value: Option<f64>,
+}
+
+/// One child of a parent run, as the parent's summary lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildSummary {
+    /// The child's ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// Its status.
+    pub status: String,
+    /// Against the tuner's objective (children of tuning jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<ChildObjective>,
+}
+
+/// The best child of a tuning job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestChild {
+    /// Its name.
+    pub name: String,
+    /// Its ARN.
+    pub arn: String,
+    /// Its final objective value.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_metric_value")]
+    pub value: Option<f64>,
+}
+
+/// What a tuning job is and how its children stand.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TuningSummary {
+    /// `Strategy` (`Bayesian`, `Random`, `Hyperband`, `Grid`).
+    #[serde(default)]
+    pub strategy: String,
+    /// The objective, when the tuner has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<Objective>,
+    /// `ParameterRanges`, as SageMaker gives them.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub parameter_ranges: serde_json::Value,
+    /// The static hyperparameters of its training job definition, in order.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub static_hyperparameters: IndexMap<String, String>,
+    /// `TrainingJobStatusCounters`, in SageMaker's order.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub status_counts: IndexMap<String, u64>,
+    /// `ObjectiveStatusCounters`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub objective_counts: IndexMap<String, u64>,
+    /// `BestTrainingJob`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestChild>,
+}
+
+/// A run's kind and family: empty (a training job on its own) unless the source says otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// What the run stands for.
+    #[serde(default, skip_serializing_if = "ResourceKind::is_training_job")]
+    pub kind: ResourceKind,
+    /// The parent it belongs to (a training job's tuner or pipeline execution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    /// A child of a tuner: where it stands against the objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<ChildObjective>,
+    /// A tuning job: its configuration and counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<TuningSummary>,
+    /// A parent: its children, in the order the source lists them (by creation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildSummary>,
+}
+
+impl Lineage {
+    /// Whether there is nothing to say (a training job on its own).
+    pub fn is_empty(&self) -> bool {
+        *self == Lineage::default()
     }
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SyncError;
-use crate::model::{Tags, Timestamp, TrainingJob};
+use crate::model::{ChildSummary, Tags, Timestamp, TrainingJob};
 
 /// Where a listing stands. The engine stores it per pass key after each page and gives it back
 /// unchanged; only the source reads its fields.
@@ -27,6 +27,10 @@ pub struct Cursor {
     /// Source-specific continuation (a page token, a file index...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The cursors of further listings a source runs after its main one, by name (a SageMaker
+    /// source's tuning jobs: each kind of resource has its own watermark).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parts: BTreeMap<String, Cursor>,
     /// When the listing in progress started (the source's clock), if one is in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<Timestamp>,
@@ -161,6 +165,14 @@ pub trait Source: Send + Sync {
     /// Fetches one job in full (also called for references that carry the job, so that a source
     /// can add what it reads per job, such as S3 manifests).
     async fn fetch(&self, job: &JobRef) -> Result<TrainingJob, SyncError>;
+    /// One child of a parent (one of `parent.lineage.children`), with what validators read
+    /// (status, tags). The engine reads a parent's children, in order, only when the parent
+    /// itself does not pass the validators: it then syncs if one of them does. By default, the
+    /// child is fetched in full.
+    async fn child(&self, parent: &TrainingJob, child: &ChildSummary) -> Result<TrainingJob, SyncError> {
+        let _ = parent;
+        self.fetch(&JobRef { name: child.name.clone(), arn: Some(child.arn.clone()), ..Default::default() }).await
+    }
     /// Calls made to the remote API so far, per operation.
     fn api_calls(&self) -> BTreeMap<String, u64> {
         BTreeMap::new()

@@ -19,6 +19,7 @@ fn job(i: usize, tag: &str) -> RunRecord {
     let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_780_000_000 + i as i64 * 60, 0).unwrap_or_default();
     let name = format!("bench-{tag}-{i:05}");
     RunRecord {
+        lineage: Default::default(),
         project: Project { name: "bench".into(), user: "bench".into(), description: "benchmark jobs".into() },
         experiment: "Default_Experiment".into(),
         run: Run {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sagesync_core::{RunRecord, Timestamp};
+use sagesync_core::{ResourceKind, RunRecord, Timestamp};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -13,6 +13,28 @@ use crate::keys::{assign_keys, cut_chars, hex_prefix, mlflow_key, KeyCollision, 
 
 /// The tag that names the job of a run: the idempotency key.
 pub const ARN_TAG: &str = "sagemaker.training_job_arn";
+
+/// The MLflow tag that names the ARN of a run of `kind`: `sagemaker.training_job_arn`,
+/// `sagemaker.tuning_job_arn`, `sagemaker.pipeline_execution_arn`. A parent's run carries its
+/// own and no `sagemaker.training_job_arn`; its children carry both.
+pub fn identity_tag(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::TrainingJob => ARN_TAG,
+        ResourceKind::TuningJob => "sagemaker.tuning_job_arn",
+        ResourceKind::PipelineExecution => "sagemaker.pipeline_execution_arn",
+    }
+}
+
+/// The kind of resource an ARN names (`...:hyper-parameter-tuning-job/...`).
+pub fn kind_of_arn(arn: &str) -> ResourceKind {
+    if arn.contains(":hyper-parameter-tuning-job/") {
+        ResourceKind::TuningJob
+    } else if arn.contains(":pipeline/") && arn.contains("/execution/") {
+        ResourceKind::PipelineExecution
+    } else {
+        ResourceKind::TrainingJob
+    }
+}
 /// The tag holding the digest of the metric histories written to the run.
 pub const HISTORY_DIGEST_TAG: &str = "sagesync.history_digest";
 /// Prefix of the tags that keep a rewritten key's original name.
@@ -124,6 +146,10 @@ pub struct Desired {
     pub cut_values: Vec<String>,
     /// The SageMaker-native run id of the job, when it has one.
     pub native_run_id: Option<String>,
+    /// The tag that carries `arn` (see [`identity_tag`]).
+    pub id_tag: &'static str,
+    /// A child's parent: its ARN tag and ARN (the run is nested under the parent's run).
+    pub parent: Option<(&'static str, String)>,
 }
 
 /// Why a record cannot be written.
@@ -209,23 +235,42 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
     let mut cut_values = Vec::new();
     let mut truncation_tags: Vec<(String, String)> = Vec::new();
 
-    // Params.
+    // Params: the hyperparameters, and a tuning job's ranges (`range.<name>`, the range as JSON).
+    let mut named: Vec<(String, String)> = r
+        .hyperparameters
+        .iter()
+        .map(|h| {
+            let full = match &h.value {
+                Value::String(s) => s.clone(),
+                _ => h.raw.trim().to_string(),
+            };
+            (h.name.clone(), full)
+        })
+        .collect();
+    if let Some(t) = &r.lineage.tuning {
+        for kind in ["IntegerParameterRanges", "ContinuousParameterRanges", "CategoricalParameterRanges"] {
+            for range in t.parameter_ranges.get(kind).and_then(Value::as_array).into_iter().flatten() {
+                let Some(name) = range.get("Name").and_then(Value::as_str) else { continue };
+                let mut rest = range.clone();
+                if let Some(o) = rest.as_object_mut() {
+                    o.remove("Name");
+                }
+                named.push((format!("range.{name}"), rest.to_string()));
+            }
+        }
+    }
     let mut params = Vec::new();
-    for (key, name) in assign_keys("param", r.hyperparameters.iter().map(|h| h.name.as_str()))? {
+    for (key, name) in assign_keys("param", named.iter().map(|(n, _)| n.as_str()))? {
         if key != name {
             originals.push((format!("{ORIGINAL_PREFIX}.param.{key}"), name.clone()));
         }
-        let Some(h) = r.hyperparameters.iter().rev().find(|h| h.name == name) else {
+        let Some((_, full)) = named.iter().rev().find(|(n, _)| *n == name) else {
             continue;
         };
-        let full = match &h.value {
-            Value::String(s) => s.clone(),
-            _ => h.raw.trim().to_string(),
-        };
-        let (value, cut) = cut_chars(&full, MAX_PARAM_VALUE_CHARS);
+        let (value, cut) = cut_chars(full, MAX_PARAM_VALUE_CHARS);
         if cut {
             cut_values.push(format!("param {key}: {} characters", full.chars().count()));
-            truncation_tags.push((format!("{TRUNCATED_PREFIX}.param.{key}"), describe_cut(&full, MAX_PARAM_VALUE_CHARS)));
+            truncation_tags.push((format!("{TRUNCATED_PREFIX}.param.{key}"), describe_cut(full, MAX_PARAM_VALUE_CHARS)));
         }
         params.push((key, value));
     }
@@ -278,9 +323,19 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
 
     // Tags.
     let mut set = TagSet::default();
-    set.put(ARN_TAG.into(), arn.clone(), "the job ARN")?;
-    set.put("sagemaker.training_job_name".into(), r.run.name.clone(), "the job name")?;
-    set.put("mlflow.note.content".into(), format!("SageMaker training job {} ({arn})", r.run.name), "the run description")?;
+    let kind = r.lineage.kind;
+    let id_tag = identity_tag(kind);
+    set.put(id_tag.into(), arn.clone(), "the job ARN")?;
+    set.put(format!("sagemaker.{}_name", kind.as_str()), r.run.name.clone(), "the job name")?;
+    set.put(
+        "mlflow.note.content".into(),
+        format!("SageMaker {} {} ({arn})", kind.as_str().replace('_', " "), r.run.name),
+        "the run description",
+    )?;
+    let parent = r.lineage.parent.as_ref().filter(|p| !p.arn.is_empty() && !p.arn.contains('\'') && !p.arn.contains('\\'));
+    if let Some(p) = parent {
+        set.put(identity_tag(p.kind).into(), p.arn.clone(), "the parent's ARN")?;
+    }
     if !r.project.name.is_empty() {
         set.put("sagemaker.project".into(), r.project.name.clone(), "the project")?;
     }
@@ -305,8 +360,12 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
     for (k, v) in &r.attributes {
         // A job fact never overrides a tag set above (a custom mapper may disagree with the
         // record's own fields): a differing one is kept beside it.
-        let key = format!("sagemaker.{k}");
+        let mut key = format!("sagemaker.{k}");
         let value = json_text(v);
+        if key == ARN_TAG && kind != ResourceKind::TrainingJob {
+            // A parent's run never carries a training job's ARN tag: that tells its children.
+            key = format!("sagemaker.attribute.{k}");
+        }
         match set.by_key.get(&key) {
             Some(&i) if set.tags[i].1 != value => set.put(format!("sagemaker.attribute.{k}"), value, "a job attribute")?,
             _ => set.put(key, value, "a job attribute")?,
@@ -397,6 +456,8 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         inputs,
         cut_values,
         native_run_id,
+        id_tag,
+        parent: parent.map(|p| (identity_tag(p.kind), p.arn.clone())),
     })
 }
 
@@ -458,6 +519,7 @@ mod tests {
     fn record() -> RunRecord {
         let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&chrono::Utc)).ok();
         RunRecord {
+            lineage: Default::default(),
             project: Project { name: "churn".into(), user: "ana".into(), description: String::new() },
             experiment: "exp".into(),
             run: Run {

@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use crate::client::{Budget, BuildError, Client, Kind, MlflowError};
 use crate::config::{MlflowSettings, OnParamChange};
 use crate::keys::{cut_chars, mlflow_key, MAX_TAG_VALUE_CHARS};
-use crate::mapping::{desired, value_bits, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX};
+use crate::mapping::{
+    desired, identity_tag, kind_of_arn, value_bits, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX,
+};
 
 /// Items of one `log-batch`, as the server limits them.
 const MAX_BATCH_PARAMS: usize = 100;
@@ -90,6 +92,25 @@ fn kv_map(v: &Value, ptr: &str) -> BTreeMap<String, String> {
 
 fn tag_of<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
     run.pointer("/data/tags")?.as_array()?.iter().find(|t| t.get("key").and_then(Value::as_str) == Some(key))?.get("value")?.as_str()
+}
+
+/// MLflow's tag that nests a run under another.
+const PARENT_TAG: &str = "mlflow.parentRunId";
+
+/// Whether `run` is the run of the job `arn` whose ARN tag is `tag`: the tag holds `arn`, and a
+/// parent's run is not one of its children's (which carry a training job's ARN as well).
+fn is_run_of(run: &Value, tag: &str, arn: &str) -> bool {
+    tag_of(run, tag) == Some(arn) && (tag == ARN_TAG || tag_of(run, ARN_TAG).is_none())
+}
+
+/// The order `settle` keeps runs of one job in: finished first, then the earliest start, then
+/// the smallest run id.
+fn settle_key(r: &Value) -> (bool, i64, String) {
+    (
+        matches!(str_at(r, "/info/status"), Some("RUNNING" | "SCHEDULED") | None),
+        i64_at(r, "/info/start_time").unwrap_or(i64::MAX),
+        str_at(r, "/info/run_id").unwrap_or_default().to_string(),
+    )
 }
 
 fn is_active(run: &Value) -> bool {
@@ -183,15 +204,60 @@ impl MlflowSink {
         }
     }
 
-    /// Active runs carrying the ARN tag in these experiments.
-    async fn search(&self, experiment_ids: &[String], arn: &str, b: &Budget) -> Result<Vec<Value>, MlflowError> {
+    /// Active runs of the job `arn` in these experiments: those carrying its ARN under `tag`
+    /// (its kind's, see [`identity_tag`]), and (a parent's) not a child's, which carries the
+    /// parent's ARN too.
+    async fn search(&self, experiment_ids: &[String], tag: &str, arn: &str, b: &Budget) -> Result<Vec<Value>, MlflowError> {
+        let runs = self.search_tag(experiment_ids, tag, arn, b).await?;
+        Ok(runs.into_iter().filter(|r| is_run_of(r, tag, arn)).collect())
+    }
+
+    /// Active runs whose tag `tag` is `value`, in these experiments.
+    async fn search_tag(&self, experiment_ids: &[String], tag: &str, value: &str, b: &Budget) -> Result<Vec<Value>, MlflowError> {
         let body = json!({
             "experiment_ids": experiment_ids,
-            "filter": format!("tags.`{ARN_TAG}` = '{arn}'"),
+            "filter": format!("tags.`{tag}` = '{value}'"),
             "run_view_type": "ACTIVE_ONLY",
             "max_results": SEARCH_PAGE,
         });
         self.paged("runs/search", body, "runs", b).await
+    }
+
+    /// Nests runs under their parents, whichever came first: a child's run gets
+    /// `mlflow.parentRunId` when its parent's run is there, and a parent's run, after its write,
+    /// gives it to every child's run of its experiment that lacks it. Each side writes its run
+    /// before it looks for the other, so when two write at once, at least one finds the other.
+    async fn link(&self, d: &Desired, at: &Located, b: &Budget) -> Result<(), MlflowError> {
+        let exp = [at.experiment_id.clone()];
+        if let Some((tag, parent_arn)) = &d.parent {
+            let parents = self.search_tag(&exp, tag, parent_arn, b).await?;
+            // The run `settle` keeps, should there be more than one.
+            let Some(parent) = parents.iter().filter(|r| is_run_of(r, tag, parent_arn)).min_by_key(|r| settle_key(r)) else {
+                return Ok(());
+            };
+            let pid = str_at(parent, "/info/run_id").unwrap_or_default();
+            if tag_of(&at.run, PARENT_TAG) != Some(pid) && !pid.is_empty() {
+                self.set_tag(&at.id, PARENT_TAG, pid, b).await?;
+            }
+        }
+        if d.id_tag != ARN_TAG {
+            for child in self.search_tag(&exp, d.id_tag, &d.arn, b).await? {
+                let Some(cid) = str_at(&child, "/info/run_id") else { continue };
+                if tag_of(&child, ARN_TAG).is_some() && tag_of(&child, PARENT_TAG) != Some(at.id.as_str()) {
+                    self.set_tag(cid, PARENT_TAG, &at.id, b).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_tag(&self, run_id: &str, key: &str, value: &str, b: &Budget) -> Result<(), MlflowError> {
+        match self.client.post("runs/set-tag", &json!({"run_id": run_id, "key": key, "value": value}), Kind::IdempotentWrite, b).await {
+            Ok(_) => Ok(()),
+            // A child's run deleted meanwhile (a duplicate settled): nothing to nest.
+            Err(e) if is_inactive_run(&e) || e.is_absent() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every item of `list` over the pages of a search (`page_token` / `next_page_token`).
@@ -229,16 +295,7 @@ impl MlflowSink {
     /// created them: a writer still writing into a loser fails on its next write and finds the
     /// winner).
     async fn settle(&self, mut runs: Vec<Value>, b: &Budget) -> Result<(Value, Vec<String>), MlflowError> {
-        runs.sort_by(|x, y| {
-            let k = |r: &Value| {
-                (
-                    matches!(str_at(r, "/info/status"), Some("RUNNING" | "SCHEDULED") | None),
-                    i64_at(r, "/info/start_time").unwrap_or(i64::MAX),
-                    str_at(r, "/info/run_id").unwrap_or_default().to_string(),
-                )
-            };
-            k(x).cmp(&k(y))
-        });
+        runs.sort_by_key(settle_key);
         let mut it = runs.into_iter();
         let winner = it.next().unwrap_or(Value::Null);
         let losers: Vec<String> = it.filter_map(|r| str_at(&r, "/info/run_id").map(str::to_string)).collect();
@@ -279,7 +336,7 @@ impl MlflowSink {
         if let (Some(run_id), Some(prev_exp)) = (prev.and_then(|p| p.ids.get("run_id")), prev.and_then(|p| p.ids.get("experiment_id"))) {
             if prev_exp == experiment_id && prev.and_then(|p| p.ids.get("adopted")).is_none() {
                 if let Some(run) = self.get_run(run_id, b).await? {
-                    if tag_of(&run, ARN_TAG) == Some(d.arn.as_str()) {
+                    if is_run_of(&run, d.id_tag, &d.arn) {
                         return Ok(found(run, false));
                     }
                 }
@@ -290,7 +347,7 @@ impl MlflowSink {
         // and settles the two, so a new job costs one search, not two. A second look (after
         // losing a race) searches first.
         if !(cx.first_write && use_previous) {
-            let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
+            let runs = self.search(&[experiment_id.to_string()], d.id_tag, &d.arn, b).await?;
             if !runs.is_empty() {
                 let (winner, deleted) = self.settle(runs, b).await?;
                 return Ok(Located { deleted, ..found(winner, false) });
@@ -314,7 +371,7 @@ impl MlflowSink {
             .ok_or_else(|| MlflowError::Decode { op: "runs/create", message: "no run.info.run_id".into() })?
             .to_string();
         // Catch a concurrent create of the same job, or (first writes) a run made earlier.
-        let runs = self.search(&[experiment_id.to_string()], &d.arn, b).await?;
+        let runs = self.search(&[experiment_id.to_string()], d.id_tag, &d.arn, b).await?;
         if runs.len() <= 1 {
             let run = created.get("run").cloned().unwrap_or(Value::Null);
             return Ok(Located { created: true, ..found(run, false) });
@@ -468,7 +525,11 @@ impl MlflowSink {
             round += 1;
             let at = self.locate(&d, &experiment_id, cx, use_previous, b).await?;
             created |= at.created;
-            match self.reconcile(&d, &at, b).await {
+            let reconciled = match self.reconcile(&d, &at, b).await {
+                Ok(notes) => self.link(&d, &at, b).await.map(|()| notes).map_err(SinkError::from),
+                Err(e) => Err(e),
+            };
+            match reconciled {
                 Ok(notes) => {
                     let mut deleted = at.deleted.clone();
                     // The job moved to another experiment: its old run goes.
@@ -525,11 +586,13 @@ impl MlflowSink {
     }
 
     async fn retract_inner(&self, arn: &str, cx: &WriteContext, b: &Budget) -> Result<Vec<String>, MlflowError> {
+        // Only the ARN is known here: its kind is read from it.
+        let tag = identity_tag(kind_of_arn(arn));
         let mut ids: Vec<String> = Vec::new();
         let prev = cx.previous.as_ref();
         if let Some(run_id) = prev.and_then(|p| p.ids.get("run_id")) {
             if let Some(run) = self.get_run(run_id, b).await? {
-                if tag_of(&run, ARN_TAG) == Some(arn) {
+                if is_run_of(&run, tag, arn) {
                     ids.push(run_id.clone());
                 }
             }
@@ -539,7 +602,7 @@ impl MlflowSink {
             None => self.all_experiments(b).await?,
         };
         for chunk in experiment_ids.chunks(EXPERIMENTS_PER_SEARCH) {
-            for run in self.search(chunk, arn, b).await? {
+            for run in self.search(chunk, tag, arn, b).await? {
                 if let Some(id) = str_at(&run, "/info/run_id") {
                     if !ids.iter().any(|x| x == id) {
                         ids.push(id.to_string());

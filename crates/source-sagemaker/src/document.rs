@@ -8,7 +8,10 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use indexmap::IndexMap;
-use sagesync_core::{Algorithm, Channel, ChannelManifest, DataSource, FinalMetric, MetricDefinition, Tag, Tags, Timestamp, TrainingJob};
+use sagesync_core::{
+    Algorithm, BestChild, Channel, ChannelManifest, ChildObjective, ChildSummary, DataSource, FinalMetric, MetricDefinition, Objective,
+    ParentRef, ResourceKind, Tag, Tags, Timestamp, TrainingJob, TuningSummary,
+};
 use serde_json::{Map, Value};
 
 /// A document that is not a usable training job.
@@ -305,8 +308,181 @@ pub fn job_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
     if let Some(t) = o.get("Tags") {
         job.tags = parse_tags(t, "Tags")?;
     }
+    if let Some(arn) = opt_str(o, "TuningJobArn", "TuningJobArn")?.filter(|a| !a.is_empty()) {
+        job.lineage.parent = Some(ParentRef { kind: ResourceKind::TuningJob, name: name_in_arn(&arn).to_string(), arn });
+    }
     job.original = doc.clone();
     Ok(job)
+}
+
+/// The name at the end of an ARN (`...:hyper-parameter-tuning-job/NAME`), or the whole text.
+pub fn name_in_arn(arn: &str) -> &str {
+    match arn.split_once(':') {
+        Some(("arn", _)) => arn.rsplit('/').next().unwrap_or(arn),
+        _ => arn,
+    }
+}
+
+/// Which document this is, by its ARN field: `HyperParameterTuningJobArn` for a tuning job,
+/// else a training job.
+pub fn kind_of_document(doc: &Value) -> ResourceKind {
+    if doc.get("HyperParameterTuningJobArn").is_some() || doc.get("HyperParameterTuningJobName").is_some() {
+        ResourceKind::TuningJob
+    } else {
+        ResourceKind::TrainingJob
+    }
+}
+
+fn opt_f64(obj: &Map<String, Value>, key: &str, field: &str) -> Result<Option<f64>, DocumentError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| err(field, "not a number")),
+        Some(v) => Err(err(field, format!("expected a number, found {}", type_name(v)))),
+    }
+}
+
+fn counters(obj: &Map<String, Value>, key: &str) -> Result<IndexMap<String, u64>, DocumentError> {
+    let mut out = IndexMap::new();
+    if let Some(c) = opt_obj(obj, key, key)? {
+        for k in c.keys() {
+            out.insert(k.clone(), opt_u64(c, k, &format!("{key}.{k}"))?.unwrap_or(0));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a DescribeHyperParameterTuningJob document (as the API returns it, or as `aws
+/// sagemaker describe-hyper-parameter-tuning-job` prints it) into a job of kind
+/// [`ResourceKind::TuningJob`]: its status, times and tags; its static hyperparameters as the
+/// job's hyperparameters; the best child's objective value as its one final metric (named after
+/// the objective metric); and the tuning summary (strategy, objective, ranges, counters, best).
+/// Its children are added by the caller.
+pub fn tuner_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
+    let Value::Object(o) = doc else {
+        return Err(err("(document)", format!("expected a JSON object, found {}", type_name(doc))));
+    };
+    let name = opt_str(o, "HyperParameterTuningJobName", "HyperParameterTuningJobName")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| err("HyperParameterTuningJobName", "missing"))?;
+    let mut job = TrainingJob::new(
+        name,
+        opt_str(o, "HyperParameterTuningJobArn", "HyperParameterTuningJobArn")?.unwrap_or_default(),
+        opt_str(o, "HyperParameterTuningJobStatus", "HyperParameterTuningJobStatus")?.unwrap_or_default(),
+    );
+    job.lineage.kind = ResourceKind::TuningJob;
+    if !job.arn.is_empty() && !job.arn.contains(":hyper-parameter-tuning-job/") {
+        return Err(err("HyperParameterTuningJobArn", "not the ARN of a tuning job (`arn:...:hyper-parameter-tuning-job/NAME`)"));
+    }
+    job.failure_reason = opt_str(o, "FailureReason", "FailureReason")?.filter(|s| !s.is_empty());
+    job.creation_time = opt_ts(o, "CreationTime")?;
+    job.start_time = job.creation_time;
+    job.end_time = opt_ts(o, "HyperParameterTuningEndTime")?;
+    job.last_modified_time = opt_ts(o, "LastModifiedTime")?;
+    let mut summary = TuningSummary::default();
+    if let Some(cfg) = opt_obj(o, "HyperParameterTuningJobConfig", "HyperParameterTuningJobConfig")? {
+        summary.strategy = opt_str(cfg, "Strategy", "HyperParameterTuningJobConfig.Strategy")?.unwrap_or_default();
+        if let Some(obj) =
+            opt_obj(cfg, "HyperParameterTuningJobObjective", "HyperParameterTuningJobConfig.HyperParameterTuningJobObjective")?
+        {
+            let f = "HyperParameterTuningJobConfig.HyperParameterTuningJobObjective";
+            summary.objective = Some(Objective {
+                metric: opt_str(obj, "MetricName", &format!("{f}.MetricName"))?.unwrap_or_default(),
+                objective_type: opt_str(obj, "Type", &format!("{f}.Type"))?.unwrap_or_default(),
+            });
+        }
+        if let Some(r) = cfg.get("ParameterRanges").filter(|r| !r.is_null()) {
+            if !r.is_object() {
+                return Err(err("HyperParameterTuningJobConfig.ParameterRanges", format!("expected an object, found {}", type_name(r))));
+            }
+            summary.parameter_ranges = r.clone();
+        }
+    }
+    // One definition, or the first of several (`TrainingJobDefinitions`).
+    let definition = match opt_obj(o, "TrainingJobDefinition", "TrainingJobDefinition")? {
+        Some(d) => Some(d),
+        None => opt_arr(o, "TrainingJobDefinitions", "TrainingJobDefinitions")?.first().and_then(Value::as_object),
+    };
+    if let Some(d) = definition {
+        if let Some(hp) = opt_obj(d, "StaticHyperParameters", "TrainingJobDefinition.StaticHyperParameters")? {
+            for (k, v) in hp {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                summary.static_hyperparameters.insert(k.clone(), v);
+            }
+        }
+        if let Some(alg) = opt_obj(d, "AlgorithmSpecification", "TrainingJobDefinition.AlgorithmSpecification")? {
+            job.algorithm.image = opt_str(alg, "TrainingImage", "TrainingJobDefinition.AlgorithmSpecification.TrainingImage")?;
+            job.algorithm.name = opt_str(alg, "AlgorithmName", "TrainingJobDefinition.AlgorithmSpecification.AlgorithmName")?;
+        }
+    }
+    job.hyperparameters = summary.static_hyperparameters.clone();
+    summary.status_counts = counters(o, "TrainingJobStatusCounters")?;
+    summary.objective_counts = counters(o, "ObjectiveStatusCounters")?;
+    if let Some(b) = opt_obj(o, "BestTrainingJob", "BestTrainingJob")? {
+        let value =
+            match opt_obj(b, "FinalHyperParameterTuningJobObjectiveMetric", "BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric")?
+            {
+                Some(m) => opt_f64(m, "Value", "BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric.Value")?,
+                None => None,
+            };
+        let best = BestChild {
+            name: opt_str(b, "TrainingJobName", "BestTrainingJob.TrainingJobName")?.unwrap_or_default(),
+            arn: opt_str(b, "TrainingJobArn", "BestTrainingJob.TrainingJobArn")?.unwrap_or_default(),
+            value,
+        };
+        if let (Some(v), Some(obj)) = (value, &summary.objective) {
+            job.final_metrics.push(FinalMetric { name: obj.metric.clone(), value: v, timestamp: None });
+        }
+        summary.best = Some(best);
+    }
+    if let Some(t) = o.get("Tags") {
+        job.tags = parse_tags(t, "Tags")?;
+    }
+    job.lineage.tuning = Some(summary);
+    if let Some(children) = o.get("Children") {
+        let Value::Array(a) = children else { return Err(err("Children", "expected an array")) };
+        job.lineage.children =
+            a.iter().enumerate().map(|(i, c)| child_from_summary(c, &format!("Children[{i}]"))).collect::<Result<_, _>>()?;
+    }
+    job.original = doc.clone();
+    Ok(job)
+}
+
+/// One `HyperParameterTrainingJobSummary` (ListTrainingJobsForHyperParameterTuningJob) as a
+/// child of its tuner.
+pub fn child_from_summary(v: &Value, field: &str) -> Result<ChildSummary, DocumentError> {
+    let Value::Object(o) = v else { return Err(err(field, format!("expected an object, found {}", type_name(v)))) };
+    let f = |k: &str| format!("{field}.{k}");
+    let value = match opt_obj(o, "FinalHyperParameterTuningJobObjectiveMetric", &f("FinalHyperParameterTuningJobObjectiveMetric"))? {
+        Some(m) => opt_f64(m, "Value", &f("FinalHyperParameterTuningJobObjectiveMetric.Value"))?,
+        None => None,
+    };
+    let objective = opt_str(o, "ObjectiveStatus", &f("ObjectiveStatus"))?.map(|status| ChildObjective { status, value });
+    Ok(ChildSummary {
+        arn: opt_str(o, "TrainingJobArn", &f("TrainingJobArn"))?
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| err(f("TrainingJobArn"), "missing"))?,
+        name: opt_str(o, "TrainingJobName", &f("TrainingJobName"))?.unwrap_or_default(),
+        status: opt_str(o, "TrainingJobStatus", &f("TrainingJobStatus"))?.unwrap_or_default(),
+        objective,
+    })
+}
+
+/// Where a child stands against its tuner's objective, as SageMaker decides it: `Succeeded`
+/// with the value of the objective metric among its final metrics once it completed, `Failed`
+/// when it ended without one, `Pending` while it runs.
+pub fn child_objective(job: &TrainingJob, objective: &Objective) -> ChildObjective {
+    let value = job.final_metrics.iter().rev().find(|m| m.name == objective.metric).map(|m| m.value).filter(|v| v.is_finite());
+    let status = match (job.status.as_str(), value) {
+        ("Completed", Some(_)) => "Succeeded",
+        ("Completed" | "Failed" | "Stopped", _) => "Failed",
+        _ => "Pending",
+    };
+    ChildObjective { status: status.to_string(), value: value.filter(|_| status == "Succeeded") }
 }
 
 /// `NaN`, `Infinity` and `-Infinity` written as bare JSON tokens (outside strings), quoted: what

@@ -331,3 +331,21 @@ async fn dataset_manifests_from_s3() {
     );
     assert_eq!(search.fetch(&found[0]).await.unwrap(), j);
 }
+
+/// Issue 21: what the launcher adds for tuning jobs (moto 5.2.5 keeps a fixed fake tuner, gives
+/// training jobs no `TuningJobArn` and has no ListTrainingJobsForHyperParameterTuningJob) is
+/// checked against botocore's service model: every answer's members, types and enums, and what
+/// the answers mean (children linked, counters and best job from them, paging).
+#[test]
+fn the_launchers_tuning_answers_follow_botocores_model() {
+    let moto = Moto::start();
+    let out = std::process::Command::new(sagesync_test_support::locate::python())
+        .arg(sagesync_test_support::locate::repo_root().join("tests/peers/check_launcher.py"))
+        .arg(moto.url())
+        .env("NO_PROXY", "127.0.0.1")
+        .env("no_proxy", "127.0.0.1")
+        .output()
+        .expect("cannot run the checker");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.starts_with("OK "), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -102,6 +102,87 @@ impl Moto {
         self.post("/_sm/training-job", &serde_json::json!({"name": name, "set": set}).to_string());
     }
 
+    /// Edits a stored tuning job (status, times...).
+    pub fn edit_tuner(&self, name: &str, set: serde_json::Value) {
+        self.post("/_sm/tuning-job", &serde_json::json!({"name": name, "set": set}).to_string());
+    }
+
+    /// Creates a tuning job `name` (Bayesian, maximising `validation:auc` over `max_depth` and
+    /// `eta`, the static hyperparameter `objective`) with `tags`; returns its ARN.
+    pub async fn create_tuner(&self, name: &str, tags: &[(&str, &str)]) -> String {
+        use aws_sdk_sagemaker::types::{
+            ContinuousParameterRange, HyperParameterAlgorithmSpecification, HyperParameterTrainingJobDefinition,
+            HyperParameterTuningJobConfig, HyperParameterTuningJobObjective, HyperParameterTuningJobObjectiveType,
+            HyperParameterTuningJobStrategyType, IntegerParameterRange, ParameterRanges, ResourceLimits,
+        };
+        let c = self.client().await;
+        let config = HyperParameterTuningJobConfig::builder()
+            .strategy(HyperParameterTuningJobStrategyType::Bayesian)
+            .hyper_parameter_tuning_job_objective(
+                HyperParameterTuningJobObjective::builder()
+                    .r#type(HyperParameterTuningJobObjectiveType::Maximize)
+                    .metric_name("validation:auc")
+                    .build(),
+            )
+            .resource_limits(ResourceLimits::builder().max_number_of_training_jobs(50).max_parallel_training_jobs(2).build())
+            .parameter_ranges(
+                ParameterRanges::builder()
+                    .integer_parameter_ranges(IntegerParameterRange::builder().name("max_depth").min_value("3").max_value("9").build())
+                    .continuous_parameter_ranges(ContinuousParameterRange::builder().name("eta").min_value("0.1").max_value("0.5").build())
+                    .build(),
+            )
+            .build();
+        let definition = HyperParameterTrainingJobDefinition::builder()
+            .static_hyper_parameters("objective", "binary:logistic")
+            .algorithm_specification(
+                HyperParameterAlgorithmSpecification::builder()
+                    .training_image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
+                    .training_input_mode(TrainingInputMode::File)
+                    .build(),
+            )
+            .role_arn("arn:aws:iam::123456789012:role/sagemaker")
+            .output_data_config(OutputDataConfig::builder().s3_output_path("s3://moto-out/output").build())
+            .resource_config(
+                ResourceConfig::builder().instance_type(TrainingInstanceType::MlM5Xlarge).instance_count(1).volume_size_in_gb(10).build(),
+            )
+            .stopping_condition(StoppingCondition::builder().max_runtime_in_seconds(3600).build())
+            .build();
+        let mut req = c
+            .create_hyper_parameter_tuning_job()
+            .hyper_parameter_tuning_job_name(name)
+            .hyper_parameter_tuning_job_config(config)
+            .training_job_definition(definition);
+        for (k, v) in tags {
+            req = req.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        let out = req.send().await.unwrap_or_else(|e| panic!("CreateHyperParameterTuningJob {name}: {e:?}"));
+        out.hyper_parameter_tuning_job_arn().unwrap_or_default().to_string()
+    }
+
+    /// Creates the training job `name` as a child of the tuner `tuner_arn`, with `tags`, created
+    /// and modified `order` seconds from now (so that children sort by `order`, and the tuner's
+    /// `LastModifiedTime` moves with its newest child, as SageMaker's does): completed with
+    /// `value` as its `validation:auc`, or failed (`None`).
+    pub async fn create_child(&self, tuner_arn: &str, name: &str, value: Option<f64>, order: u32, tags: &[(&str, &str)]) {
+        let tags: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        create_job(&self.client().await, name, &tags).await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let when = (now + f64::from(order)).floor();
+        let minute = order;
+        let mut set = serde_json::json!({"TuningJobArn": tuner_arn, "CreationTime": when, "LastModifiedTime": when,
+            "TrainingStartTime": when, "TrainingEndTime": when, "HyperParameters": {"max_depth": (3 + minute % 6).to_string(), "eta": "0.2", "objective": "binary:logistic"}});
+        match value {
+            Some(v) => set["FinalMetricDataList"] = serde_json::json!([{"MetricName": "validation:auc", "Value": v, "Timestamp": when}]),
+            None => {
+                set["TrainingJobStatus"] = serde_json::json!("Failed");
+                set["SecondaryStatus"] = serde_json::json!("Failed");
+                set["FailureReason"] = serde_json::json!("AlgorithmError: diverged");
+                set["FinalMetricDataList"] = serde_json::json!([]);
+            }
+        }
+        self.edit(name, set);
+    }
+
     /// A SageMaker client on moto.
     pub async fn client(&self) -> aws_sdk_sagemaker::Client {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;

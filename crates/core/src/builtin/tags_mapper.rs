@@ -120,9 +120,11 @@ impl Mapper for TagsMapper {
             .collect();
 
         let mut attributes: IndexMap<String, serde_json::Value> = IndexMap::new();
-        attributes.insert("training_job_name".into(), json!(job.name));
-        attributes.insert("training_job_arn".into(), json!(job.arn));
-        attributes.insert("training_job_status".into(), json!(job.status));
+        // `training_job_name`..., `tuning_job_name`... after the resource's kind.
+        let kind = job.lineage.kind.as_str();
+        attributes.insert(format!("{kind}_name"), json!(job.name));
+        attributes.insert(format!("{kind}_arn"), json!(job.arn));
+        attributes.insert(format!("{kind}_status"), json!(job.status));
         let opt = |a: &mut IndexMap<String, serde_json::Value>, k: &str, v: Option<serde_json::Value>| {
             if let Some(v) = v {
                 a.insert(k.to_string(), v);
@@ -168,6 +170,7 @@ impl Mapper for TagsMapper {
                 .collect(),
             tags: if self.keep_job_tags { job.tags.clone() } else { Tags::default() },
             attributes,
+            lineage: job.lineage.clone(),
         })
     }
 }

@@ -389,7 +389,7 @@ impl<'a> Attempt<'a> {
         self.attempts = attempts;
         let basis = Basis {
             last_modified: job.last_modified_time,
-            tags_digest: Some(crate::digest::of_tags(&job.tags)),
+            tags_digest: Some(content_digest(&job)),
             config_digest: e.config_digest.clone(),
             // What the reference said, when it is not the job's own time (an event older than
             // the job): the same reference again (a duplicate event) is then known as done.
@@ -405,7 +405,8 @@ impl<'a> Attempt<'a> {
                     name: job.name.clone(),
                     arn: Some(job.arn.clone()),
                     last_modified: job.last_modified_time,
-                    tags: Some(job.tags.clone()),
+                    // A parent's basis digests more than its tags; its content was compared above.
+                    tags: (!job.is_parent()).then(|| job.tags.clone()),
                     ..Default::default()
                 };
                 if e.decide_ref(&as_fetched, Some(p), self.ctx.urgent) != Decision::Process {
@@ -414,7 +415,22 @@ impl<'a> Attempt<'a> {
             }
         }
         let deliveries = self.known().into_iter().filter(|(id, _)| e.sinks.iter().any(|s| &s.id == id)).collect();
-        let plan = match validate_and_map(e, &job).await {
+        let adopted;
+        let verdict = match validate(e, &job).await {
+            Err(no) if job.is_parent() => match self.through_children(&job, no).await? {
+                Ok(j) => {
+                    adopted = j;
+                    Ok(&adopted)
+                }
+                Err(no) => Err(no),
+            },
+            v => v.map(|()| &job),
+        };
+        let mapped = match verdict {
+            Ok(j) => map(e, j).await,
+            Err(no) => Err(no),
+        };
+        let plan = match mapped {
             Ok(record) => {
                 let digest = crate::digest::of_json(&record);
                 Plan::Write { record: Box::new(record), digest }
@@ -422,6 +438,58 @@ impl<'a> Attempt<'a> {
             Err((outcome, reason)) => Plan::Ineligible { outcome, reason },
         };
         Ok((Fetched { job, basis, deliveries }, plan))
+    }
+
+    /// A parent (tuning job, pipeline execution) that does not pass the validators itself syncs
+    /// when one of its children does, with the tags it lacks or holds empty (its project...)
+    /// taken from the first such child. Children are read from the source in order, at most
+    /// [`MAX_CHILDREN_READ`], until one passes. A child that cannot be read now is no verdict on
+    /// the parent (the attempt fails retryably); one that cannot be read for good (gone, no
+    /// permission) is not eligible, and the next is read.
+    async fn through_children(
+        &mut self,
+        parent: &TrainingJob,
+        no: (Outcome, String),
+    ) -> Result<Result<TrainingJob, (Outcome, String)>, Ended> {
+        let e = self.engine;
+        for c in parent.lineage.children.iter().take(MAX_CHILDREN_READ) {
+            let read = retry(&e.settings, self.cancel, Some(&self.held.lost), self.ctx.deadline, || e.source.child(parent, c)).await;
+            let child = match read {
+                Ok((child, a)) => {
+                    self.attempts = self.attempts.max(a);
+                    child
+                }
+                Err((err, _)) if err.is_cancelled() => {
+                    return Err(Ended::Interrupted(interrupted(&parent.name, Some(&parent.arn), "cancelled while reading its children")))
+                }
+                Err((err, attempts)) if err.is_retryable() => {
+                    let basis = Basis {
+                        last_modified: parent.last_modified_time,
+                        tags_digest: Some(content_digest(parent)),
+                        config_digest: e.config_digest.clone(),
+                        listed: None,
+                    };
+                    let reason = format!("source: child {}: {}", c.name, err.chain());
+                    let entry = self.ending(&parent.arn, &parent.name, basis).failed(&err, reason, None, self.known());
+                    let rep = report_of(&entry, Vec::new(), Some((&err, Stage::Source)), Vec::new(), attempts);
+                    return Err(Ended::Finished(Box::new(entry), rep));
+                }
+                Err((err, _)) => {
+                    tracing::info!(job = %parent.name, child = %c.name, error = %err.chain(), "a child cannot be read; it does not make its parent eligible");
+                    continue;
+                }
+            };
+            if validate(e, &child).await.is_ok() {
+                let mut adopted = parent.clone();
+                for t in child.tags.iter() {
+                    if adopted.tags.get(&t.key).is_none_or(str::is_empty) {
+                        adopted.tags.insert(t.key.clone(), t.value.clone());
+                    }
+                }
+                return Ok(Ok(adopted));
+            }
+        }
+        Ok(Err(no))
     }
 
     /// The sinks that do not hold this record under their current configuration (every sink,
@@ -616,7 +684,21 @@ impl<'a> Attempt<'a> {
 }
 
 /// The validators in order (the first skip or reject decides), then the mapper.
-async fn validate_and_map(e: &Engine, job: &TrainingJob) -> Result<RunRecord, (Outcome, String)> {
+/// Children of a parent read at most, looking for one that passes the validators.
+const MAX_CHILDREN_READ: usize = 1000;
+
+/// What a job's ledger basis holds of its content besides its time: its tags' digest; for a
+/// parent, also its family (children and their standing, counters), which change without its
+/// own tags (a re-fetched parent whose children moved is worked on again).
+fn content_digest(job: &TrainingJob) -> String {
+    if job.is_parent() {
+        crate::digest::of_json(&(crate::digest::of_tags(&job.tags), &job.lineage))
+    } else {
+        crate::digest::of_tags(&job.tags)
+    }
+}
+
+async fn validate(e: &Engine, job: &TrainingJob) -> Result<(), (Outcome, String)> {
     for (id, v) in &e.validators {
         match v.validate(job).await {
             Verdict::Sync => {}
@@ -624,5 +706,9 @@ async fn validate_and_map(e: &Engine, job: &TrainingJob) -> Result<RunRecord, (O
             Verdict::Reject { problems } => return Err((Outcome::Rejected, format!("{}: {}", id, problems.join("; ")))),
         }
     }
+    Ok(())
+}
+
+async fn map(e: &Engine, job: &TrainingJob) -> Result<RunRecord, (Outcome, String)> {
     e.mapper.map(job).await.map_err(|err| (Outcome::Rejected, format!("map: {}", err.chain())))
 }

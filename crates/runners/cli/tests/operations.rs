@@ -557,3 +557,82 @@ fn audit_validate_refuses_odd_ids_ca_files_repaired_urls_and_too_many_sinks() {
         assert!(err.lines().any(|l| l.contains(&format!("key `{key}`")) && l.contains(what)), "{key}: {err}");
     }
 }
+
+/// Issue 21: `kill -9` at each crash point, at every time it is reached, while a tuning job and
+/// its children sync (the tuner is worked on after its children: its page comes after theirs);
+/// after a clean run, every job and the tuner are in the file sink once, the ledger holds each
+/// as synced, and a further run writes nothing.
+#[test]
+fn a_tuner_and_its_children_survive_a_crash_at_every_point() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let moto = Moto::start();
+    let tuner = rt.block_on(moto.create_tuner("crash-tuner", &SYNC_TAGS));
+    for (i, (name, value)) in [("crash-c1", Some(0.7)), ("crash-c2", Some(0.9)), ("crash-f3", None)].into_iter().enumerate() {
+        rt.block_on(moto.create_child(&tuner, name, value, i as u32, &SYNC_TAGS));
+    }
+    let by_arn = |dir: &Path| -> BTreeMap<String, usize> {
+        let mut n = BTreeMap::new();
+        for p in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(p.path()).into_iter().flatten().flatten() {
+                if f.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let doc: Value = serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap();
+                *n.entry(doc["record"]["run"]["external_id"].as_str().unwrap().to_string()).or_default() += 1;
+            }
+        }
+        n
+    };
+    for step in ["after-lease", "after-sink-write", "after-commit", "after-cursor"] {
+        // A first sync stopped at the n-th time it reaches the step, for every n it reaches
+        // (the tuner's last), each in a fresh ledger; then a clean run.
+        let mut crashes = 0;
+        let mut last = None;
+        for n in 1..=20 {
+            let dir = tempfile::tempdir().unwrap();
+            write_config(
+                dir.path(),
+                &sagemaker_source(&moto.url(), "max_requests_per_second = 0\nresources = [\"training_jobs\", \"tuning_jobs\"]"),
+                // A dead writer's lease lapses in a second; the clean run waits it out.
+                &format!("{FILE_SINK}\n[state]\npath = \"state.db\"\n\n[pipeline]\nlease_ttl_secs = 1\nlease_wait_secs = 3\n"),
+            );
+            let out = sagesync(dir.path())
+                .args(["run", "--config", "sagesync.toml", "--format", "json"])
+                .env("SAGESYNC_CRASH_AT", format!("{step}:{n}"))
+                .output()
+                .unwrap();
+            let crashed = !matches!(out.status.code(), Some(0 | 1));
+            let (code, s, err) = run(dir.path(), &["run"]);
+            assert_eq!(code, Some(0), "{step}:{n}: {s}\n{err}");
+            let docs = by_arn(&dir.path().join("out"));
+            assert_eq!(docs.len(), 3, "{step}:{n}: the two completed children and the tuner: {docs:?}");
+            assert!(docs.values().all(|c| *c == 1), "{step}:{n}: one document per ARN: {docs:?}");
+            assert_eq!(docs.get(&tuner), Some(&1), "{step}:{n}: {docs:?}");
+            last = Some(dir);
+            if !crashed {
+                break;
+            }
+            crashes += 1;
+        }
+        // Every child and the tuner reach each step; the cursor is saved once per page (the
+        // children's, then the tuner's).
+        let at_least = if step == "after-cursor" { 2 } else { 3 };
+        assert!(crashes >= at_least, "{step}: the hook stopped the first sync at the children and at the tuner ({crashes})");
+        let dir = last.unwrap();
+        let (_, st, _) = run(dir.path(), &["status"]);
+        assert_eq!(st["counts"]["synced"].as_u64(), Some(3), "{step}: {st}");
+        let stamps = |d: &Path| -> BTreeMap<std::path::PathBuf, std::time::SystemTime> {
+            let mut m = BTreeMap::new();
+            for p in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                for f in std::fs::read_dir(p.path()).into_iter().flatten().flatten() {
+                    m.insert(f.path(), f.metadata().unwrap().modified().unwrap());
+                }
+            }
+            m
+        };
+        let before = stamps(&dir.path().join("out"));
+        let (code, again, _) = run(dir.path(), &["run"]);
+        assert_eq!(code, Some(0), "{again}");
+        assert_eq!(stamps(&dir.path().join("out")), before, "{step}: a further run writes nothing: {again}");
+    }
+}

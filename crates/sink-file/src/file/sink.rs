@@ -430,6 +430,7 @@ mod tests {
 
     fn record(project: &str, run: &str) -> RunRecord {
         RunRecord {
+            lineage: Default::default(),
             project: Project { name: project.into(), user: "u".into(), description: String::new() },
             experiment: "e".into(),
             run: Run { name: run.into(), external_id: format!("arn:{run}"), status: "Completed".into(), start: None, end: None },

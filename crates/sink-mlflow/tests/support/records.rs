@@ -59,6 +59,7 @@ pub fn synthetic(tag: &str) -> RunRecord {
     let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&chrono::Utc));
     let name = format!("synthetic-{tag}-{:08x}", fastrand::u32(..));
     RunRecord {
+        lineage: Default::default(),
         project: sagesync_core::Project { name: format!("proj-{tag}"), user: "tester".into(), description: "synthetic".into() },
         experiment: "Default_Experiment".into(),
         run: sagesync_core::Run {

@@ -80,6 +80,20 @@ pub struct SageMakerSourceConfig {
     pub history_stat: String,
     /// History: points kept per metric (the oldest), 1 to 100000.
     pub history_max_points: usize,
+    /// What to list: `training_jobs`, `tuning_jobs` (each a parent run of the training jobs it
+    /// launched, listed after the training jobs with its own cursor and budgets). Default:
+    /// `["training_jobs"]`.
+    pub resources: Vec<Resource>,
+}
+
+/// A kind of resource the source lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// Training jobs.
+    TrainingJobs,
+    /// Hyperparameter tuning jobs.
+    TuningJobs,
 }
 
 /// Which metrics a record carries.
@@ -123,6 +137,8 @@ impl Default for SageMakerSourceConfig {
             history_period_secs: 60,
             history_stat: "Average".into(),
             history_max_points: super::history::DEFAULT_MAX_POINTS_PER_METRIC,
+            // Tuning jobs are opt-in until every built-in sink records parents natively.
+            resources: vec![Resource::TrainingJobs],
         }
     }
 }
@@ -157,6 +173,14 @@ impl SageMakerSourceConfig {
             modified_after: time("modified_after", &self.modified_after),
             modified_before: time("modified_before", &self.modified_before),
         };
+        if self.resources.is_empty() {
+            problems.push(FieldProblem::at("resources", "lists nothing; name at least one of `training_jobs`, `tuning_jobs`"));
+        }
+        for (i, r) in self.resources.iter().enumerate() {
+            if self.resources[..i].contains(r) {
+                problems.push(FieldProblem { path: KeyPath::root().key("resources").index(i), message: "named twice".into() });
+            }
+        }
         for (i, s) in self.statuses.iter().enumerate() {
             if !sagesync_core::builtin::status::KNOWN_STATUSES.contains(&s.as_str()) {
                 problems.push(FieldProblem {
@@ -274,6 +298,8 @@ impl SageMakerSourceConfig {
             dataset_manifests: self.dataset_manifests,
             max_manifest_objects: self.max_manifest_objects,
             history,
+            tuning_jobs: self.resources.contains(&Resource::TuningJobs),
+            training_jobs: self.resources.contains(&Resource::TrainingJobs),
         })
     }
 }

@@ -108,6 +108,10 @@ macro_rules! job_document {
             "BillableTimeInSeconds": j.billable_time_in_seconds(),
         });
         if let Some(o) = doc.as_object_mut() {
+            // Only when the job belongs to a tuner: other jobs' documents stay as they were.
+            if let Some(t) = j.tuning_job_arn() {
+                o.insert("TuningJobArn".into(), serde_json::json!(t));
+            }
             if let Some(a) = j.algorithm_specification() {
                 o.insert("AlgorithmSpecification".into(), serde_json::json!({
                     "TrainingImage": a.training_image(),
@@ -171,6 +175,115 @@ pub fn search_document(j: &aws_sdk_sagemaker::types::TrainingJob) -> Value {
 /// Tags as the Key/Value list.
 pub fn tags(t: &[aws_sdk_sagemaker::types::Tag]) -> Value {
     Value::Array(t.iter().map(|t| json!({"Key": t.key(), "Value": t.value()})).collect())
+}
+
+/// The document of a DescribeHyperParameterTuningJob response, with the fields sagesync reads
+/// (see [`crate::document::tuner_from_document`]).
+pub fn tuner_document(
+    out: &aws_sdk_sagemaker::operation::describe_hyper_parameter_tuning_job::DescribeHyperParameterTuningJobOutput,
+) -> Value {
+    let mut doc = Map::new();
+    let mut put = |k: &str, v: Value| {
+        if !v.is_null() {
+            doc.insert(k.to_string(), v);
+        }
+    };
+    put("HyperParameterTuningJobName", s(out.hyper_parameter_tuning_job_name()));
+    put("HyperParameterTuningJobArn", s(out.hyper_parameter_tuning_job_arn()));
+    put("HyperParameterTuningJobStatus", s(out.hyper_parameter_tuning_job_status().map(|x| x.as_str())));
+    put("CreationTime", opt_time(out.creation_time()));
+    put("HyperParameterTuningEndTime", opt_time(out.hyper_parameter_tuning_end_time()));
+    put("LastModifiedTime", opt_time(out.last_modified_time()));
+    put("FailureReason", s(out.failure_reason()));
+    if let Some(cfg) = out.hyper_parameter_tuning_job_config() {
+        let mut c = Map::new();
+        if let Some(st) = cfg.strategy() {
+            c.insert("Strategy".into(), json!(st.as_str()));
+        }
+        if let Some(o) = cfg.hyper_parameter_tuning_job_objective() {
+            c.insert(
+                "HyperParameterTuningJobObjective".into(),
+                json!({"Type": o.r#type().map(|t| t.as_str()), "MetricName": o.metric_name()}),
+            );
+        }
+        if let Some(r) = cfg.parameter_ranges() {
+            let int: Vec<Value> = r
+                .integer_parameter_ranges()
+                .iter()
+                .map(|x| json!({"Name": x.name(), "MinValue": x.min_value(), "MaxValue": x.max_value(), "ScalingType": x.scaling_type().map(|t| t.as_str())}))
+                .collect();
+            let cont: Vec<Value> = r
+                .continuous_parameter_ranges()
+                .iter()
+                .map(|x| json!({"Name": x.name(), "MinValue": x.min_value(), "MaxValue": x.max_value(), "ScalingType": x.scaling_type().map(|t| t.as_str())}))
+                .collect();
+            let cat: Vec<Value> =
+                r.categorical_parameter_ranges().iter().map(|x| json!({"Name": x.name(), "Values": x.values()})).collect();
+            let mut ranges = Map::new();
+            for (k, v) in [("IntegerParameterRanges", int), ("ContinuousParameterRanges", cont), ("CategoricalParameterRanges", cat)] {
+                if !v.is_empty() {
+                    ranges.insert(k.into(), Value::Array(v.into_iter().map(strip_nulls).collect()));
+                }
+            }
+            c.insert("ParameterRanges".into(), Value::Object(ranges));
+        }
+        put("HyperParameterTuningJobConfig", Value::Object(c));
+    }
+    let definition = out.training_job_definition().or_else(|| out.training_job_definitions().first());
+    if let Some(d) = definition {
+        let mut hp: Vec<(&String, &String)> = d.static_hyper_parameters().map(|m| m.iter().collect()).unwrap_or_default();
+        // The SDK gives an unordered map: by name, as for a training job's hyperparameters.
+        hp.sort();
+        let mut def = Map::new();
+        def.insert("StaticHyperParameters".into(), Value::Object(hp.into_iter().map(|(k, v)| (k.clone(), json!(v))).collect()));
+        if let Some(a) = d.algorithm_specification() {
+            def.insert(
+                "AlgorithmSpecification".into(),
+                strip_nulls(json!({"TrainingImage": a.training_image(), "AlgorithmName": a.algorithm_name()})),
+            );
+        }
+        put("TrainingJobDefinition", Value::Object(def));
+    }
+    if let Some(c) = out.training_job_status_counters() {
+        put(
+            "TrainingJobStatusCounters",
+            json!({"Completed": c.completed().unwrap_or(0), "InProgress": c.in_progress().unwrap_or(0),
+                   "RetryableError": c.retryable_error().unwrap_or(0), "NonRetryableError": c.non_retryable_error().unwrap_or(0),
+                   "Stopped": c.stopped().unwrap_or(0)}),
+        );
+    }
+    if let Some(c) = out.objective_status_counters() {
+        put(
+            "ObjectiveStatusCounters",
+            json!({"Succeeded": c.succeeded().unwrap_or(0), "Pending": c.pending().unwrap_or(0), "Failed": c.failed().unwrap_or(0)}),
+        );
+    }
+    if let Some(b) = out.best_training_job() {
+        put("BestTrainingJob", child_document(b));
+    }
+    Value::Object(doc)
+}
+
+/// A `HyperParameterTrainingJobSummary` as its JSON document.
+pub fn child_document(c: &aws_sdk_sagemaker::types::HyperParameterTrainingJobSummary) -> Value {
+    let metric = c
+        .final_hyper_parameter_tuning_job_objective_metric()
+        .map(|m| json!({"Type": m.r#type().map(|t| t.as_str()), "MetricName": m.metric_name(), "Value": metric_f32(m.value())}));
+    strip_nulls(json!({
+        "TrainingJobName": c.training_job_name(),
+        "TrainingJobArn": c.training_job_arn(),
+        "TrainingJobStatus": c.training_job_status().map(|x| x.as_str()),
+        "CreationTime": opt_time(c.creation_time()),
+        "ObjectiveStatus": c.objective_status().map(|o| o.as_str()),
+        "FinalHyperParameterTuningJobObjectiveMetric": metric,
+    }))
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ pub mod convert;
 pub mod event;
 pub mod history;
 mod source;
+mod tuning;
 
 pub use client::{ClientSettings, RateLimits, RetryMode};
-pub use config::{parse_time_filter, SageMakerSourceConfig};
+pub use config::{parse_time_filter, Resource, SageMakerSourceConfig};
 pub use event::{parse_event, read_payload, EventKind, ItemKind, PayloadItem, StateChange};
 pub use source::{job_name, Filters, Mode, SageMakerSettings, SageMakerSource, OPERATIONS};

@@ -46,13 +46,16 @@ pub struct Filters {
 /// publishes 2 TPS (per account and region, not adjustable) for ListTrainingJobs; the others
 /// have no published figure and share the account's quota with every other caller, so the
 /// defaults stay modest and the SDK's retries absorb throttling.
-pub const OPERATIONS: [(&str, f64); 6] = [
+pub const OPERATIONS: [(&str, f64); 9] = [
     ("ListTrainingJobs", 2.0),
     ("DescribeTrainingJob", 10.0),
     ("ListTags", 10.0),
     ("Search", 2.0),
     ("ListObjectsV2", 50.0),
     ("GetMetricData", 10.0),
+    ("ListHyperParameterTuningJobs", 2.0),
+    ("DescribeHyperParameterTuningJob", 10.0),
+    ("ListTrainingJobsForHyperParameterTuningJob", 2.0),
 ];
 
 /// Settings of the source.
@@ -77,6 +80,11 @@ pub struct SageMakerSettings {
     /// Read each job's metric histories from CloudWatch (`metrics = "history"`), with these
     /// options; `None` keeps the final metrics only.
     pub history: Option<HistoryOptions>,
+    /// List training jobs.
+    pub training_jobs: bool,
+    /// List hyperparameter tuning jobs (parents of the training jobs they launched), after the
+    /// training jobs, with their own cursor.
+    pub tuning_jobs: bool,
 }
 
 impl SageMakerSettings {
@@ -99,6 +107,8 @@ impl SageMakerSettings {
             dataset_manifests: false,
             max_manifest_objects: 1000,
             history: None,
+            training_jobs: true,
+            tuning_jobs: false,
         }
     }
     /// Sends SageMaker (and S3 and CloudWatch) calls to `url` in `region` (emulators, VPC
@@ -121,10 +131,12 @@ impl SageMakerSettings {
 
 /// Jobs from the SageMaker API.
 pub struct SageMakerSource {
-    settings: SageMakerSettings,
+    pub(super) settings: SageMakerSettings,
     clients: OnceCell<Clients>,
-    limits: RateLimits,
-    calls: CallCounter,
+    pub(super) limits: RateLimits,
+    pub(super) calls: CallCounter,
+    /// Tuners' objectives, by ARN (bounded), for their children's objective status.
+    pub(super) objectives: super::tuning::ObjectiveCache,
 }
 
 fn aws_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
@@ -147,7 +159,7 @@ impl SageMakerSource {
     /// A source with these settings (clients are built on first use).
     pub fn new(settings: SageMakerSettings) -> Self {
         let limits = RateLimits::new(&settings.rate_limits);
-        SageMakerSource { settings, clients: OnceCell::new(), limits, calls: CallCounter::default() }
+        SageMakerSource { settings, clients: OnceCell::new(), limits, calls: CallCounter::default(), objectives: Default::default() }
     }
 
     /// The settings.
@@ -155,11 +167,11 @@ impl SageMakerSource {
         &self.settings
     }
 
-    async fn clients(&self) -> &Clients {
+    pub(super) async fn clients(&self) -> &Clients {
         self.clients.get_or_init(|| self.settings.client.build()).await
     }
 
-    async fn before(&self, op: &str) {
+    pub(super) async fn before(&self, op: &str) {
         self.limits.acquire(op).await;
         self.calls.count(op);
     }
@@ -246,6 +258,7 @@ impl SageMakerSource {
         if let Some(opts) = &self.settings.history {
             self.add_history(&mut job, opts).await?;
         }
+        self.add_objective(&mut job).await?;
         Ok(job)
     }
 
@@ -512,6 +525,7 @@ impl SageMakerSource {
             seen_at_watermark: cursor.seen_at_watermark.clone(),
             started: Some(started),
             token: None,
+            parts: Default::default(),
         };
         let mut jobs = Vec::new();
         let mut problems = Vec::new();
@@ -729,19 +743,35 @@ impl Tie {
     }
 }
 
-#[async_trait]
-impl Source for SageMakerSource {
-    async fn list(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
+impl SageMakerSource {
+    /// One page of the training-job listing.
+    pub(super) async fn list_training(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
         match (scope, self.settings.mode) {
             (ListScope::Incremental, Mode::List) => self.list_page(cursor).await,
             _ => self.search_page(scope, cursor).await,
         }
     }
+}
+
+#[async_trait]
+impl Source for SageMakerSource {
+    async fn list(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
+        self.list_kinds(scope, cursor).await
+    }
+
+    async fn child(&self, _parent: &TrainingJob, child: &sagesync_core::ChildSummary) -> Result<TrainingJob, SyncError> {
+        self.tuner_child(child).await
+    }
 
     async fn fetch(&self, job: &JobRef) -> Result<TrainingJob, SyncError> {
+        if super::tuning::is_tuner(job) {
+            return self.fetch_tuner(job).await;
+        }
         if let Some(j) = &job.job {
             if !self.settings.dataset_manifests && self.settings.history.is_none() {
-                return Ok(Arc::unwrap_or_clone(j.clone()));
+                let mut j = Arc::unwrap_or_clone(j.clone());
+                self.add_objective(&mut j).await?;
+                return Ok(j);
             }
             let mut doc = j.original.clone();
             if let Some(o) = doc.as_object_mut() {

@@ -6,7 +6,7 @@ use sagesync_core::{Cursor, JobRef, ListScope, ListingProblem, Page, Source, Syn
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::document::job_from_document;
+use crate::document::{job_from_document, kind_of_document, tuner_from_document};
 
 /// Reads recorded jobs. Everything is read on the first listing; the listing is sorted by
 /// `LastModifiedTime` (then ARN) and honours the cursor.
@@ -115,14 +115,20 @@ fn accept(doc: &Value, origin: String, out: &mut Loaded) {
         }
         return;
     }
-    match job_from_document(doc) {
-        Ok(job) if job.arn.is_empty() => out.problems.push((
-            origin.clone(),
-            SyncError::Malformed { origin, message: format!("job `{}`: field `TrainingJobArn`: missing", job.name) },
-        )),
+    // A DescribeHyperParameterTuningJob document is told by its ARN field.
+    let tuner = kind_of_document(doc) == sagesync_core::ResourceKind::TuningJob;
+    let (read, arn_field, status_field) = if tuner {
+        (tuner_from_document(doc), "HyperParameterTuningJobArn", "HyperParameterTuningJobStatus")
+    } else {
+        (job_from_document(doc), "TrainingJobArn", "TrainingJobStatus")
+    };
+    match read {
+        Ok(job) if job.arn.is_empty() => out
+            .problems
+            .push((origin.clone(), SyncError::Malformed { origin, message: format!("job `{}`: field `{arn_field}`: missing", job.name) })),
         Ok(job) if job.status.is_empty() => out.problems.push((
             origin.clone(),
-            SyncError::Malformed { origin, message: format!("job `{}`: field `TrainingJobStatus`: missing", job.name) },
+            SyncError::Malformed { origin, message: format!("job `{}`: field `{status_field}`: missing", job.name) },
         )),
         Ok(job) => out.jobs.push((job, origin)),
         Err(e) => out.problems.push((origin.clone(), SyncError::Malformed { origin, message: e.to_string() })),
