@@ -3,15 +3,16 @@
 
 use sagesync_core::RunRecord;
 
-/// `SageMaker training job <name> (<ARN>)`. (ModelDB v1 writes it in default mode; compat mode
-/// writes what the AWS sample wrote.)
+/// `SageMaker training job <name> (<ARN>)` (`tuning job`, `pipeline execution` for those
+/// kinds). (ModelDB v1 writes it in default mode; compat mode writes what the AWS sample wrote.)
 pub fn run_description(record: &RunRecord) -> String {
-    format!("SageMaker training job {} ({})", record.run.name, record.run.external_id)
+    format!("SageMaker {} {} ({})", record.lineage.kind.as_str().replace('_', " "), record.run.name, record.run.external_id)
 }
 
 /// The ARN a [`run_description`] carries.
 pub fn arn_of(description: &str) -> Option<String> {
-    let d = description.strip_prefix("SageMaker training job ")?.strip_suffix(')')?;
+    let d = description.strip_prefix("SageMaker ")?;
+    let d = ["training job ", "tuning job ", "pipeline execution "].iter().find_map(|k| d.strip_prefix(k))?.strip_suffix(')')?;
     let open = d.rfind(" (")?;
     Some(d[open + 2..].to_string())
 }
@@ -27,5 +28,9 @@ mod tests {
             Some("arn:aws:sagemaker:us-east-1:1:training-job/job")
         );
         assert_eq!(arn_of("something else"), None);
+        assert_eq!(
+            arn_of("SageMaker tuning job t (arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/t)").as_deref(),
+            Some("arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/t")
+        );
     }
 }

@@ -473,3 +473,42 @@ async fn a_write_ends_at_the_jobs_deadline_and_not_at_all_without_its_lease() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= before + 1, "no call went out");
 }
+
+/// Issue 21: the Light API has no parent run: a tuning job is a non-default experiment of its
+/// project named after it (described with its ARN), and its children's runs are created in it,
+/// whichever comes first, in both modes; writing the tuner again finds its experiment.
+#[tokio::test]
+async fn a_tuner_is_an_experiment_and_its_children_run_in_it() {
+    use sagesync_core::{ParentRef, ResourceKind};
+    let tuner_arn = "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/tuner-v1";
+    for compat in [false, true] {
+        let peer = Peer::start(&[]);
+        let base = record(&fixture("train-only-unicode.json")).await;
+        let mut child = base.clone();
+        child.run.name = "tuner-v1-c1".into();
+        child.run.external_id = "arn:aws:sagemaker:us-east-1:123456789012:training-job/tuner-v1-c1".into();
+        child.lineage.parent = Some(ParentRef { kind: ResourceKind::TuningJob, arn: tuner_arn.into(), name: "tuner-v1".into() });
+        let mut parent = base.clone();
+        parent.run.name = "tuner-v1".into();
+        parent.run.external_id = tuner_arn.into();
+        parent.lineage.kind = ResourceKind::TuningJob;
+        let s = sink(peer.port, compat);
+        s.upsert(&child, &WriteContext::new()).await.unwrap();
+        let p = s.upsert(&parent, &WriteContext::new()).await.unwrap();
+        let again = s.upsert(&parent, &WriteContext::new()).await.unwrap();
+        assert_eq!(p.ids["experiment_id"], again.ids["experiment_id"], "compat={compat}: found again");
+        let st = peer.state();
+        let exps: Vec<(&str, &str)> = st["experiments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["description"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(exps.len(), 2, "compat={compat}: {exps:?}");
+        assert_eq!(exps[1].0, "tuner-v1");
+        assert!(exps[1].1.contains(tuner_arn), "compat={compat}: {exps:?}");
+        let runs = st["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "the tuner is no run: {runs:?}");
+        assert_eq!(runs[0]["experiment"].to_string(), p.ids["experiment_id"], "compat={compat}: the child runs in its tuner's experiment");
+    }
+}

@@ -581,3 +581,54 @@ async fn the_client_classifies_and_returns_within_the_deadline() {
     assert!(e.is_cancelled(), "{e:?}");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// Issue 21: a tuning job's run is the parent of its children's runs (`parent_id`, set with
+/// `setParentExperimentRunId`), whichever is written first; writing the parent again nests the
+/// children that came meanwhile and changes nothing else; every request matches the specs.
+#[tokio::test]
+async fn a_tuner_and_its_children_nest_whichever_is_written_first() {
+    use sagesync_core::{ChildSummary, ParentRef, ResourceKind};
+    let fake = Fake::start().await;
+    let base = record("xgboost-churn.json").await;
+    let tuner_arn = "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/tuner-v2";
+    let arn = |n: &str| format!("arn:aws:sagemaker:us-east-1:123456789012:training-job/{n}");
+    let child = |n: &str| {
+        let mut r = base.clone();
+        r.run.name = n.to_string();
+        r.run.external_id = arn(n);
+        r.lineage.parent = Some(ParentRef { kind: ResourceKind::TuningJob, arn: tuner_arn.into(), name: "tuner-v2".into() });
+        r
+    };
+    let mut parent = base.clone();
+    parent.run.name = "tuner-v2".into();
+    parent.run.external_id = tuner_arn.into();
+    parent.lineage.kind = ResourceKind::TuningJob;
+    parent.lineage.children = ["c1", "c2", "c3"]
+        .iter()
+        .map(|n| ChildSummary { arn: arn(n), name: n.to_string(), status: "Completed".into(), objective: None })
+        .collect();
+    let s = sink(&fake);
+    let cx = WriteContext::new();
+    // A child before its parent, the parent, then the other children.
+    s.upsert(&child("c1"), &cx).await.unwrap();
+    let p = s.upsert(&parent, &cx).await.unwrap();
+    s.upsert(&child("c2"), &cx).await.unwrap();
+    s.upsert(&child("c3"), &cx).await.unwrap();
+    let pid = p.ids["run_id"].clone();
+    {
+        let st = fake.state.lock().unwrap();
+        assert!(st.run_by_name("tuner-v2").unwrap()["description"].as_str().unwrap().starts_with("SageMaker tuning job tuner-v2 ("));
+        for n in ["c1", "c2", "c3"] {
+            assert_eq!(st.run_by_name(n).unwrap()["parent_id"], json!(pid), "{n} nested");
+        }
+        assert!(st.run_by_name("tuner-v2").unwrap().get("parent_id").is_none());
+    }
+    // The parent written again (its summary changed): every child is nested already, so only
+    // reads; the children are not written.
+    let before = fake.requests().len();
+    let again = s.upsert(&parent, &WriteContext::new().with_previous(Some(p.clone()))).await.unwrap();
+    let writes: Vec<String> = fake.requests()[before..].iter().filter(|r| r.method != "GET").map(|r| r.path.clone()).collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(again.ids["run_id"], pid);
+    assert_conformant(&fake);
+}

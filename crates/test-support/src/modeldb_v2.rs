@@ -67,7 +67,7 @@ pub struct Fake {
     pub base_url: String,
 }
 
-const KNOWN: [(&str, &str); 23] = [
+const KNOWN: [(&str, &str); 25] = [
     ("GET", "/project/verifyConnection"),
     ("GET", "/project/getProjectByName"),
     ("POST", "/project/createProject"),
@@ -91,6 +91,8 @@ const KNOWN: [(&str, &str); 23] = [
     ("POST", "/dataset-version/createDatasetVersion"),
     ("GET", "/experiment-run/getExperimentRunById"),
     ("DELETE", "/experiment-run/deleteExperimentRun"),
+    ("POST", "/experiment-run/setParentExperimentRunId"),
+    ("GET", "/experiment-run/getChildrenExperimentRuns"),
 ];
 
 fn err(status: StatusCode, code: i64, msg: &str, req: &str) -> (StatusCode, Value) {
@@ -290,6 +292,34 @@ impl FakeState {
                     None => Err(not_found("ExperimentRun not found in database", "GetExperimentRunByName")),
                 }
             }
+            "/experiment-run/setParentExperimentRunId" => {
+                // As ModelDB does: both runs must exist; the child's parent is replaced.
+                let (child, parent) = (s(&body, "experiment_run_id"), s(&body, "parent_id"));
+                if child.is_empty() || parent.is_empty() {
+                    return Err(bad(
+                        "ExperimentRun ID or parent ID not found in SetParentExperimentRunId request",
+                        "SetParentExperimentRunId",
+                    ));
+                }
+                if !self.runs.iter().any(|r| r["id"] == parent) {
+                    return Err(not_found("Parent ExperimentRun not found for given ID", "SetParentExperimentRunId"));
+                }
+                match self.run_mut(&child) {
+                    Some(r) => {
+                        r["parent_id"] = json!(parent);
+                        Ok(json!({}))
+                    }
+                    None => Err(not_found("ExperimentRun not found for given ID", "SetParentExperimentRunId")),
+                }
+            }
+            "/experiment-run/getChildrenExperimentRuns" => {
+                let id = qp("experiment_run_id");
+                if id.is_empty() {
+                    return Err(bad("ExperimentRun ID not found in GetChildrenExperimentRuns request", "GetChildrenExperimentRuns"));
+                }
+                let children: Vec<&Value> = self.runs.iter().filter(|r| r["parent_id"] == id).collect();
+                Ok(json!({"experiment_runs": children, "total_records": children.len().to_string()}))
+            }
             "/experiment-run/getExperimentRunById" => match self.runs.iter().find(|r| r["id"] == qp("id")) {
                 Some(r) => Ok(json!({"experiment_run": r})),
                 None => Err(not_found("ExperimentRun not found for given ID", "GetExperimentRunById")),
@@ -322,6 +352,9 @@ impl FakeState {
                     if let Some(v) = body.get(f) {
                         r[f] = json!(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
                     }
+                }
+                if let Some(parent) = body.get("parent_id").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+                    r["parent_id"] = json!(parent);
                 }
                 if self.race_create_run {
                     // Another writer got there first.

@@ -272,3 +272,46 @@ fn every_example_builds_through_its_plugin_config() {
         sagesync_core::config::check_example(d).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// Issue 21: "SageMaker HyperParameter Tuning Job State Change" events, through the runtime:
+/// the tuner is synced as a parent (its children listed in its record), a duplicate of the event
+/// writes nothing, and a configuration that does not sync tuners records a setup failure (not a
+/// verdict: the job is tried again once `resources` says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tuning_job_events_through_the_runtime() {
+    let moto = Moto::start();
+    let tuner = moto.create_tuner("lam-tuner", &SYNC_TAGS).await;
+    moto.create_child(&tuner, "lam-tuner-c1", Some(0.8), 0, &SYNC_TAGS).await;
+    moto.create_child(&tuner, "lam-tuner-f2", None, 1, &SYNC_TAGS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = config(dir.path(), &moto, &format!("[[sinks]]\ntype = \"file\"\ndir = \"{}\"", out.display()));
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_attempts = 2\n\n", "max_attempts = 2\nresources = [\"training_jobs\", \"tuning_jobs\"]\n\n");
+    std::fs::write(&cfg, text).unwrap();
+    let rt = Runtime::start().await;
+    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
+    let ev = json!({
+        "version": "0", "id": "ev-tuner", "detail-type": "SageMaker HyperParameter Tuning Job State Change", "source": "aws.sagemaker",
+        "account": "123456789012", "time": "2026-11-20T10:00:00Z", "region": "us-east-1", "resources": [tuner],
+        "detail": {"HyperParameterTuningJobName": "lam-tuner", "HyperParameterTuningJobStatus": "Completed", "Tags": tag_map()}
+    });
+    let r = ok(rt.invoke(ev.clone()).await);
+    assert_eq!(r["outcome"], "synced", "{r}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(out.join("moto-project/lam-tuner.json")).unwrap()).unwrap();
+    assert_eq!(doc["record"]["kind"], "tuning_job", "{doc}");
+    assert_eq!(doc["record"]["children"].as_array().map(Vec::len), Some(2), "{doc}");
+    let again = ok(rt.invoke(ev.clone()).await);
+    assert!(again["receipts"].as_array().is_none_or(|a| a.is_empty()), "a duplicate writes nothing: {again}");
+
+    // The same event, to a configuration that does not sync tuners.
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = config(dir2.path(), &moto, &format!("[[sinks]]\ntype = \"file\"\ndir = \"{}\"", dir2.path().join("out").display()));
+    let rt2 = Runtime::start().await;
+    let _f2 = start_function(&rt2, &[("SAGESYNC_CONFIG", cfg2.display().to_string())]);
+    let r = rt2.invoke(ev).await;
+    let text = format!("{r:?}");
+    assert!(text.contains("tuning_jobs"), "the reason says what to set: {text}");
+    assert!(!dir2.path().join("out/moto-project/lam-tuner.json").exists());
+}

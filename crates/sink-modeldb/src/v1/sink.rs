@@ -78,6 +78,20 @@ impl Progress {
     }
 }
 
+/// The experiment a child of a tuning job (or pipeline execution) is run in: its parent's.
+fn child_experiment(record: &RunRecord) -> Option<&str> {
+    record.lineage.parent.as_ref().map(|p| p.name.as_str()).filter(|n| !n.is_empty())
+}
+
+/// The description of a child's experiment, its parent's (so that whichever stores the
+/// experiment first, it names the parent's ARN); empty for a job on its own.
+fn parent_description(record: &RunRecord) -> String {
+    match &record.lineage.parent {
+        Some(p) => format!("SageMaker {} {} ({})", p.kind.as_str().replace('_', " "), p.name, p.arn),
+        None => String::new(),
+    }
+}
+
 fn full_df(ds: Option<&Dataset>, compat: bool) -> DataFrame {
     let Some(ds) = ds else {
         return DataFrame { id: -1, tag: String::new(), filepath: String::new(), metadata: Vec::new() };
@@ -168,6 +182,7 @@ impl ModelDbV1Sink {
         c: &mut Connection,
         record: &RunRecord,
         experiment: Option<&str>,
+        description: &str,
         p: &mut Progress,
     ) -> Result<(i32, i32), V1Error> {
         let m = "storeProjectEvent";
@@ -175,7 +190,7 @@ impl ModelDbV1Sink {
         let pid = field_i32(&r, 1, "projectId", m)?;
         p.ids.push(("project_id", pid));
         let m = "storeExperimentEvent";
-        let r = c.call(m, store_experiment_event(pid, experiment.unwrap_or(""), "", experiment.is_none())).await?;
+        let r = c.call(m, store_experiment_event(pid, experiment.unwrap_or(""), description, experiment.is_none())).await?;
         let eid = field_i32(&r, 1, "experimentId", m)?;
         if eid < 0 {
             return Err(V1Error::ServerLogic { method: m.into(), message: format!("project {pid} has no default experiment") });
@@ -184,10 +199,26 @@ impl ModelDbV1Sink {
         Ok((pid, eid))
     }
 
-    /// The AWS sample's exact call sequence.
+    /// A tuning job (or pipeline execution): the Light API has no parent run, so the parent is a
+    /// non-default experiment of its project named after it, described with its ARN; its
+    /// children's runs are created in it ([`child_experiment`]). Storing it again finds it.
+    async fn parent_experiment(&self, record: &RunRecord, p: &mut Progress, cx: &WriteContext) -> Result<WriteKind, V1Error> {
+        let mut c = self.connect(cx).await?;
+        let m = "storeProjectEvent";
+        let r = c.call(m, store_project_event(&record.project.name, &record.project.user, &record.project.description)).await?;
+        let pid = field_i32(&r, 1, "projectId", m)?;
+        p.ids.push(("project_id", pid));
+        let m = "storeExperimentEvent";
+        let r = c.call(m, store_experiment_event(pid, &record.run.name, &run_description(record), false)).await?;
+        let eid = field_i32(&r, 1, "experimentId", m)?;
+        p.ids.push(("experiment_id", eid));
+        Ok(WriteKind::Updated)
+    }
+
+    /// The AWS sample's exact call sequence (a tuner's child's run in its tuner's experiment).
     async fn compat(&self, record: &RunRecord, p: &mut Progress, cx: &WriteContext) -> Result<WriteKind, V1Error> {
         let mut c = self.connect(cx).await?;
-        let (_, eid) = self.project_and_experiment(&mut c, record, None, p).await?;
+        let (_, eid) = self.project_and_experiment(&mut c, record, child_experiment(record), &parent_description(record), p).await?;
         let m = "storeExperimentRunEvent";
         p.run_sent = true;
         let r = c.call(m, store_experiment_run_event(eid, "")).await?;
@@ -254,8 +285,8 @@ impl ModelDbV1Sink {
         cx: &WriteContext,
     ) -> Result<WriteKind, V1Error> {
         let mut c = self.connect(cx).await?;
-        let named = (record.experiment != DEFAULT_EXPERIMENT).then_some(record.experiment.as_str());
-        let (pid, eid) = self.project_and_experiment(&mut c, record, named, p).await?;
+        let named = child_experiment(record).or((record.experiment != DEFAULT_EXPERIMENT).then_some(record.experiment.as_str()));
+        let (pid, eid) = self.project_and_experiment(&mut c, record, named, &parent_description(record), p).await?;
 
         // Look for a run that already carries this job's ARN.
         let m = "getRunsAndExperimentsInProject";
@@ -474,7 +505,9 @@ impl Sink for ModelDbV1Sink {
             .and_then(|p| p.ids.get("project_id").and_then(|v| v.parse::<i32>().ok()).map(PreviousProject::Id))
             .or_else(|| cx.pending.as_ref().map(|n| PreviousProject::Name(n.project.clone())));
         let mut p = Progress::default();
-        let result = if self.settings.compat {
+        let result = if record.lineage.kind.is_parent() {
+            self.parent_experiment(record, &mut p, cx).await
+        } else if self.settings.compat {
             self.compat(record, &mut p, cx).await
         } else {
             self.upsert_default(record, previous_project, &mut p, cx).await

@@ -255,6 +255,50 @@ impl ModelDbV2Sink {
         Ok(())
     }
 
+    /// The id of the run of the job `arn` called `name` (or its hashed name) in the experiment.
+    async fn run_of(&self, c: &Call<'_>, experiment_id: &str, name: &str, arn: &str) -> Result<Option<String>, V2Error> {
+        for n in [name.to_string(), hashed_name(name, arn)] {
+            if let Some(run) = self.get_run(c, experiment_id, &n).await? {
+                if run_owner(&run).as_deref() == Some(arn) {
+                    return Ok(field_str(&run, "/id"));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn set_parent(&self, c: &Call<'_>, run_id: &str, parent_id: &str) -> Result<(), V2Error> {
+        let op = "/experiment-run/setParentExperimentRunId";
+        c.post(op, &json!({"experiment_run_id": run_id, "parent_id": parent_id})).await?.ok(op)?;
+        Ok(())
+    }
+
+    /// Nests runs as ModelDB v2 does (`parent_id`), whichever of parent and child is written
+    /// first: a child's run gets its parent's run id when the parent's run is in the experiment;
+    /// a parent's run, after each write, gives its id to its children's runs that exist and lack
+    /// it (those already nested are read in one call). Each side writes its own run first.
+    async fn link(&self, c: &Call<'_>, r: &RunRecord, experiment_id: &str, run_id: &str, run: Option<&Value>) -> Result<(), V2Error> {
+        if let Some(p) = &r.lineage.parent {
+            if let Some(parent_id) = self.run_of(c, experiment_id, &p.name, &p.arn).await? {
+                if run.and_then(|v| field_str(v, "/parent_id")).as_deref() != Some(parent_id.as_str()) {
+                    self.set_parent(c, run_id, &parent_id).await?;
+                }
+            }
+        }
+        if r.lineage.kind.is_parent() && !r.lineage.children.is_empty() {
+            let op = "/experiment-run/getChildrenExperimentRuns";
+            let got = c.get(op, &[("experiment_run_id", run_id)]).await?.ok(op)?;
+            let nested: std::collections::BTreeSet<String> =
+                got.body.get("experiment_runs").and_then(Value::as_array).into_iter().flatten().filter_map(run_owner).collect();
+            for child in r.lineage.children.iter().filter(|ch| !nested.contains(&ch.arn)) {
+                if let Some(child_id) = self.run_of(c, experiment_id, &child.name, &child.arn).await? {
+                    self.set_parent(c, &child_id, run_id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn upsert_inner(&self, c: &Call<'_>, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, V2Error> {
         let project_id = self.project(c, r).await?;
         let experiment_id = self.experiment_id(c, &project_id, self.experiment(r)).await?;
@@ -302,6 +346,7 @@ impl ModelDbV2Sink {
                     let id = field_str(&made.body, "/experiment_run/id")
                         .ok_or_else(|| V2Error::Decode { op: op.into(), message: "no experiment_run.id".into() })?;
                     self.remove_previous(c, cx, &id, arn).await?;
+                    self.link(c, r, &experiment_id, &id, None).await?;
                     return Ok(receipt(id, WriteKind::Created));
                 }
                 409 => {
@@ -332,6 +377,7 @@ impl ModelDbV2Sink {
             match self.reconcile(c, &current, &d).await {
                 Ok((writes, conflicts)) => {
                     self.remove_previous(c, cx, &run_id, arn).await?;
+                    self.link(c, r, &experiment_id, &run_id, Some(&current)).await?;
                     let mut rc = receipt(run_id.clone(), if writes == 0 { WriteKind::Unchanged } else { WriteKind::Updated });
                     if conflicts > 0 {
                         rc = rc.id("kept_conflicts", conflicts);

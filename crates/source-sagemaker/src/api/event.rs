@@ -1,4 +1,5 @@
-//! EventBridge "SageMaker Training Job State Change" events.
+//! EventBridge "SageMaker Training Job State Change" and "SageMaker HyperParameter Tuning Job
+//! State Change" events.
 //!
 //! The `detail` mirrors DescribeTrainingJob but differs between producers: `Tags` is a map or a
 //! Key/Value list, timestamps are epoch milliseconds (numbers or strings) or ISO-8601, and every
@@ -6,13 +7,16 @@
 //! terminal event costs one DescribeTrainingJob; tags come from the event (ListTags only when it
 //! has none).
 
-use sagesync_core::{JobRef, SyncError, Tags, Timestamp};
+use sagesync_core::{JobRef, ResourceKind, SyncError, Tags, Timestamp};
 use serde_json::Value;
 
 use crate::document::{parse_tags, parse_timestamp};
 
 /// The `detail-type` of training-job state changes.
 pub const DETAIL_TYPE: &str = "SageMaker Training Job State Change";
+/// The `detail-type` of tuning-job state changes (their `detail` mirrors
+/// DescribeHyperParameterTuningJob).
+pub const TUNING_DETAIL_TYPE: &str = "SageMaker HyperParameter Tuning Job State Change";
 /// The `source` and `detail-type` of an EventBridge schedule's event (a rule with a
 /// `ScheduleExpression`): the Lambda's cue to re-drive failed jobs whose retry time has come.
 pub const SCHEDULED: (&str, &str) = ("aws.events", "Scheduled Event");
@@ -24,7 +28,9 @@ pub const TERMINAL: [&str; 3] = ["Completed", "Failed", "Stopped"];
 pub struct StateChange {
     /// EventBridge event id.
     pub event_id: Option<String>,
-    /// Training job name.
+    /// What changed: a training job or a tuning job.
+    pub kind: ResourceKind,
+    /// The job's name.
     pub name: String,
     /// ARN, from the detail or the envelope's `resources`.
     pub arn: Option<String>,
@@ -71,6 +77,17 @@ pub fn is_job_name(s: &str) -> bool {
 /// Whether `arn` is a training job ARN (`arn:<partition>:sagemaker:<region>:<account>:training-job/<name>`,
 /// at most 256 characters) naming `name` (SageMaker lower-cases names in ARNs).
 fn is_job_arn(arn: &str, name: &str) -> bool {
+    is_arn_of(arn, "training-job/", name)
+}
+
+/// SageMaker's rule for a tuning job name: `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$`.
+pub fn is_tuner_name(s: &str) -> bool {
+    is_job_name(s) && s.len() <= 32
+}
+
+/// Whether `arn` is a SageMaker ARN of the resource type `resource` (`training-job/`,
+/// `hyper-parameter-tuning-job/`) naming `name`.
+fn is_arn_of(arn: &str, resource: &str, name: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     arn.len() <= 256
         && parts.len() == 6
@@ -79,7 +96,7 @@ fn is_job_arn(arn: &str, name: &str) -> bool {
         && parts[2] == "sagemaker"
         && (1..=12).contains(&parts[4].len())
         && parts[4].bytes().all(|c| c.is_ascii_digit())
-        && parts[5].strip_prefix("training-job/").is_some_and(|n| n.eq_ignore_ascii_case(name))
+        && parts[5].strip_prefix(resource).is_some_and(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// Reads an EventBridge event. Malformed training-job events are errors naming the problem.
@@ -93,6 +110,9 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
     let detail_type = o.get("detail-type").and_then(Value::as_str).unwrap_or("");
     if (source, detail_type) == SCHEDULED {
         return Ok(EventKind::Scheduled);
+    }
+    if source == "aws.sagemaker" && detail_type == TUNING_DETAIL_TYPE {
+        return parse_tuning(o, id, &origin);
     }
     if source != "aws.sagemaker" || detail_type != DETAIL_TYPE {
         if source.is_empty() && detail_type.is_empty() {
@@ -150,7 +170,63 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
             }
         }
     };
-    Ok(EventKind::StateChange(StateChange { event_id: id, name, arn, status, last_modified, tags }))
+    Ok(EventKind::StateChange(StateChange { event_id: id, kind: ResourceKind::TrainingJob, name, arn, status, last_modified, tags }))
+}
+
+/// A tuning-job state change: the tuner's name, status, time and tags, and its ARN (required:
+/// it is what tells the source to read a tuning job).
+fn parse_tuning(o: &serde_json::Map<String, Value>, id: Option<String>, origin: &str) -> Result<EventKind, SyncError> {
+    let detail = match o.get("detail") {
+        Some(Value::Object(d)) => d,
+        Some(_) => return Err(malformed(origin, "`detail` is not an object")),
+        None => return Err(malformed(origin, "no `detail`")),
+    };
+    let name = match detail.get("HyperParameterTuningJobName") {
+        Some(Value::String(s)) if is_tuner_name(s) => s.clone(),
+        Some(_) => {
+            return Err(malformed(
+                origin,
+                "`detail.HyperParameterTuningJobName` is not a tuning job name (1 to 32 letters, digits and inner hyphens)",
+            ))
+        }
+        None => return Err(malformed(origin, "`detail.HyperParameterTuningJobName` is missing")),
+    };
+    let str_field = |k: &str| -> Result<Option<String>, SyncError> {
+        match detail.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(malformed(origin, format!("`detail.{k}` is not a string"))),
+        }
+    };
+    let arn = str_field("HyperParameterTuningJobArn")?
+        .or_else(|| {
+            o.get("resources")
+                .and_then(Value::as_array)
+                .and_then(|r| r.iter().filter_map(Value::as_str).find(|a| a.contains(":hyper-parameter-tuning-job/")))
+                .map(str::to_string)
+        })
+        .ok_or_else(|| malformed(origin, "no tuning job ARN (`detail.HyperParameterTuningJobArn` or `resources`)"))?;
+    if !is_arn_of(&arn, "hyper-parameter-tuning-job/", &name) {
+        return Err(malformed(origin, "`detail.HyperParameterTuningJobArn` is not the ARN of this tuning job"));
+    }
+    let status = str_field("HyperParameterTuningJobStatus")?;
+    let last_modified = match detail.get("LastModifiedTime") {
+        Some(v) => parse_timestamp(v, "detail.LastModifiedTime").map_err(|e| malformed(origin, e.to_string()))?,
+        None => None,
+    };
+    let tags = match detail.get("Tags") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(parse_tags(t, "detail.Tags").map_err(|e| malformed(origin, e.to_string()))?).filter(|t| !t.is_empty()),
+    };
+    Ok(EventKind::StateChange(StateChange {
+        event_id: id,
+        kind: ResourceKind::TuningJob,
+        name,
+        arn: Some(arn),
+        status,
+        last_modified,
+        tags,
+    }))
 }
 
 impl StateChange {
@@ -276,6 +352,26 @@ mod tests {
             parse_event(&json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}, "resources": []})).unwrap(),
             EventKind::Scheduled
         );
+    }
+
+    #[test]
+    fn tuning_job_events() {
+        let arn = "arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/t-1";
+        let ev = |detail: Value, resources: Value| json!({"id": "e-2", "detail-type": TUNING_DETAIL_TYPE, "source": "aws.sagemaker", "resources": resources, "detail": detail});
+        let c = parse_event(&ev(
+            json!({"HyperParameterTuningJobName": "t-1", "HyperParameterTuningJobStatus": "Completed", "Tags": {"a": "1"}}),
+            json!([arn]),
+        ))
+        .unwrap();
+        let EventKind::StateChange(c) = c else { panic!() };
+        assert_eq!((c.kind, c.arn.as_deref(), c.is_terminal()), (ResourceKind::TuningJob, Some(arn), true));
+        assert_eq!(c.job_ref().arn.as_deref(), Some(arn), "the ARN tells the source it is a tuner");
+        let e = parse_event(&ev(json!({"HyperParameterTuningJobName": "t-1"}), json!([]))).unwrap_err();
+        assert!(e.to_string().contains("no tuning job ARN"), "{e}");
+        let e = parse_event(&ev(json!({"HyperParameterTuningJobName": "t-2"}), json!([arn]))).unwrap_err();
+        assert!(e.to_string().contains("not the ARN of this tuning job"), "{e}");
+        let e = parse_event(&ev(json!({"HyperParameterTuningJobName": "x".repeat(33)}), json!([arn]))).unwrap_err();
+        assert!(e.to_string().contains("not a tuning job name"), "{e}");
     }
 
     #[test]

@@ -765,6 +765,14 @@ impl Source for SageMakerSource {
 
     async fn fetch(&self, job: &JobRef) -> Result<TrainingJob, SyncError> {
         if super::tuning::is_tuner(job) {
+            if !self.settings.tuning_jobs {
+                // A tuner's event (or name) given to a source that does not sync tuners: the
+                // setup's choice, not the job's content; it is tried again once the setup says so.
+                return Err(SyncError::setup(format!(
+                    "`{}` is a tuning job, and this source does not sync them: add \"tuning_jobs\" to [source] resources",
+                    job.name
+                )));
+            }
             return self.fetch_tuner(job).await;
         }
         if let Some(j) = &job.job {
