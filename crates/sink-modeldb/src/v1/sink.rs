@@ -212,7 +212,9 @@ impl ModelDbV1Sink {
         let r = c.call(m, store_experiment_event(pid, &record.run.name, &run_description(record), false)).await?;
         let eid = field_i32(&r, 1, "experimentId", m)?;
         p.ids.push(("experiment_id", eid));
-        Ok(WriteKind::Updated)
+        // The server finds the experiment by name: the same one as last time wrote nothing new.
+        let same = cx.previous.as_ref().and_then(|prev| prev.ids.get("experiment_id")).is_some_and(|e| *e == eid.to_string());
+        Ok(if same { WriteKind::Unchanged } else { WriteKind::Created })
     }
 
     /// The AWS sample's exact call sequence (a tuner's child's run in its tuner's experiment).

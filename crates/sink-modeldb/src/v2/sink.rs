@@ -8,6 +8,14 @@ use serde_json::{json, Value};
 use super::client::{is_absent, Api, ApiSettings, Call, V2Error};
 use super::mapping::{self, desired, field_str, hashed_name, hashed_run_name, kv, manifest_tag, run_owner, Desired, OnConflict, Verb};
 
+/// Whether a nesting call's reply says nesting cannot be done, which is no failure of the write:
+/// the run is gone (404, code 5), or the server does not implement nesting (501, or gRPC code 12
+/// UNIMPLEMENTED, as ModelDB's newer run service answers).
+fn nesting_unavailable(r: &super::client::Reply) -> bool {
+    let code = r.body.get("code").and_then(Value::as_i64);
+    is_absent(r) || r.status == 501 || code == Some(12)
+}
+
 /// Settings of the sink.
 #[derive(Debug, Clone)]
 pub struct ModelDbV2Settings {
@@ -269,7 +277,13 @@ impl ModelDbV2Sink {
 
     async fn set_parent(&self, c: &Call<'_>, run_id: &str, parent_id: &str) -> Result<(), V2Error> {
         let op = "/experiment-run/setParentExperimentRunId";
-        c.post(op, &json!({"experiment_run_id": run_id, "parent_id": parent_id})).await?.ok(op)?;
+        let r = c.post(op, &json!({"experiment_run_id": run_id, "parent_id": parent_id})).await?;
+        if nesting_unavailable(&r) {
+            // A run deleted meanwhile (a job that moved), or a server without nesting.
+            tracing::info!(run_id, parent_id, status = r.status, "ModelDB v2: the run was not nested");
+            return Ok(());
+        }
+        r.ok(op)?;
         Ok(())
     }
 
@@ -287,7 +301,12 @@ impl ModelDbV2Sink {
         }
         if r.lineage.kind.is_parent() && !r.lineage.children.is_empty() {
             let op = "/experiment-run/getChildrenExperimentRuns";
-            let got = c.get(op, &[("experiment_run_id", run_id)]).await?.ok(op)?;
+            let got = c.get(op, &[("experiment_run_id", run_id)]).await?;
+            if nesting_unavailable(&got) {
+                tracing::info!(run_id, status = got.status, "ModelDB v2: this server does not nest runs; the children stay flat");
+                return Ok(());
+            }
+            let got = got.ok(op)?;
             let nested: std::collections::BTreeSet<String> =
                 got.body.get("experiment_runs").and_then(Value::as_array).into_iter().flatten().filter_map(run_owner).collect();
             for child in r.lineage.children.iter().filter(|ch| !nested.contains(&ch.arn)) {
@@ -377,8 +396,10 @@ impl ModelDbV2Sink {
             match self.reconcile(c, &current, &d).await {
                 Ok((writes, conflicts)) => {
                     self.remove_previous(c, cx, &run_id, arn).await?;
+                    let before = c.writes();
                     self.link(c, r, &experiment_id, &run_id, Some(&current)).await?;
-                    let mut rc = receipt(run_id.clone(), if writes == 0 { WriteKind::Unchanged } else { WriteKind::Updated });
+                    let nested = c.writes() > before;
+                    let mut rc = receipt(run_id.clone(), if writes == 0 && !nested { WriteKind::Unchanged } else { WriteKind::Updated });
                     if conflicts > 0 {
                         rc = rc.id("kept_conflicts", conflicts);
                     }
@@ -426,5 +447,21 @@ impl Sink for ModelDbV2Sink {
             rc.writes += u32::from(self.delete_run_of(c, &id, external_id).await.map_err(|e| self.sync_error(e))?);
         }
         Ok(Some(rc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::Reply;
+    use super::*;
+
+    #[test]
+    fn nesting_is_skipped_where_it_cannot_be_done_and_fails_otherwise() {
+        let r = |status: u16, body: Value| Reply { status, body };
+        assert!(nesting_unavailable(&r(501, json!({}))), "not implemented");
+        assert!(nesting_unavailable(&r(500, json!({"code": 12, "message": "UNIMPLEMENTED"}))), "gRPC UNIMPLEMENTED");
+        assert!(nesting_unavailable(&r(404, json!({"code": 5}))), "a run gone meanwhile");
+        assert!(!nesting_unavailable(&r(503, json!({"code": 14}))), "unavailable for now: retried");
+        assert!(!nesting_unavailable(&r(400, json!({"code": 3}))), "a bad request is a failure");
     }
 }

@@ -37,10 +37,20 @@ const OBJECTIVES_KEPT: usize = 256;
 /// One read per tuner however many of its children are worked on at once: the first reads,
 /// the others wait for its answer (a failed read is not kept; the next child reads again).
 #[derive(Debug, Default)]
-pub struct ObjectiveCache(Mutex<IndexMap<String, Arc<OnceCell<Option<Objective>>>>>);
+pub struct ObjectiveCache(Mutex<IndexMap<String, Arc<OnceCell<TunerInfo>>>>);
+
+/// What a tuner's children need of it: its name as SageMaker spells it (an ARN lower-cases it)
+/// and its objective (`None`: it has none, or it is gone).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TunerInfo {
+    /// `HyperParameterTuningJobName`, when the tuner was read.
+    pub name: Option<String>,
+    /// Its objective.
+    pub objective: Option<Objective>,
+}
 
 impl ObjectiveCache {
-    fn cell(&self, arn: &str) -> Arc<OnceCell<Option<Objective>>> {
+    fn cell(&self, arn: &str) -> Arc<OnceCell<TunerInfo>> {
         let Ok(mut m) = self.0.lock() else { return Arc::new(OnceCell::new()) };
         let cell = m.entry(arn.to_string()).or_default().clone();
         while m.len() > OBJECTIVES_KEPT {
@@ -48,7 +58,7 @@ impl ObjectiveCache {
         }
         cell
     }
-    fn put(&self, arn: &str, o: Option<Objective>) {
+    fn put(&self, arn: &str, o: TunerInfo) {
         let fresh = Arc::new(OnceCell::new_with(Some(o)));
         if let Ok(mut m) = self.0.lock() {
             m.insert(arn.to_string(), fresh);
@@ -58,7 +68,7 @@ impl ObjectiveCache {
         }
     }
     #[cfg(test)]
-    fn get(&self, arn: &str) -> Option<Option<Objective>> {
+    fn get(&self, arn: &str) -> Option<TunerInfo> {
         self.0.lock().ok()?.get(arn).and_then(|c| c.get().cloned())
     }
 }
@@ -255,7 +265,8 @@ impl SageMakerSource {
         if job.arn.is_empty() || job.status.is_empty() {
             return Err(SyncError::Malformed { origin: format!("tuning job {name}"), message: "the API returned no ARN or status".into() });
         }
-        self.objectives.put(&job.arn, job.lineage.tuning.as_ref().and_then(|t| t.objective.clone()));
+        let objective = job.lineage.tuning.as_ref().and_then(|t| t.objective.clone());
+        self.objectives.put(&job.arn, TunerInfo { name: Some(job.name.clone()), objective });
         Ok(job)
     }
 
@@ -319,7 +330,7 @@ impl SageMakerSource {
         }
         let Some(parent) = job.lineage.parent.clone() else { return Ok(()) };
         let cell = self.objectives.cell(&parent.arn);
-        let objective = cell
+        let info = cell
             .get_or_try_init(|| async {
                 self.before("DescribeHyperParameterTuningJob").await;
                 let sent = self
@@ -331,19 +342,20 @@ impl SageMakerSource {
                     .send()
                     .await;
                 match sent {
-                    Ok(out) => {
-                        Ok(out.hyper_parameter_tuning_job_config().and_then(|c| c.hyper_parameter_tuning_job_objective()).map(|o| {
-                            Objective {
+                    Ok(out) => Ok(TunerInfo {
+                        name: out.hyper_parameter_tuning_job_name().map(str::to_string),
+                        objective: out.hyper_parameter_tuning_job_config().and_then(|c| c.hyper_parameter_tuning_job_objective()).map(
+                            |o| Objective {
                                 metric: o.metric_name().unwrap_or_default().to_string(),
                                 objective_type: o.r#type().map(|t| t.as_str().to_string()).unwrap_or_default(),
-                            }
-                        }))
-                    }
+                            },
+                        ),
+                    }),
                     Err(e) => match map_sdk_error("DescribeHyperParameterTuningJob", &format!("tuning job `{}`", parent.name), e) {
                         // A tuner that is gone has no objective to stand against.
                         SyncError::NotFound(m) => {
                             tracing::info!(job = %job.name, error = %m, "the job's tuner is gone; no objective status recorded");
-                            Ok(None)
+                            Ok(TunerInfo::default())
                         }
                         // Anything else (throttling, no permission) is not kept: the child's
                         // attempt fails as the read did, and the next reads again.
@@ -353,7 +365,12 @@ impl SageMakerSource {
             })
             .await?
             .clone();
-        job.lineage.objective = objective.as_ref().map(|o| child_objective(job, o));
+        job.lineage.objective = info.objective.as_ref().map(|o| child_objective(job, o));
+        // The name as SageMaker spells it: the ARN the child names its tuner by is lower-case,
+        // and the tuner's own record (a run, an experiment) goes by its real name.
+        if let (Some(name), Some(p)) = (info.name, job.lineage.parent.as_mut()) {
+            p.name = name;
+        }
         Ok(())
     }
 }
@@ -370,11 +387,11 @@ mod tests {
     fn the_cache_keeps_the_latest_tuners() {
         let c = ObjectiveCache::default();
         for i in 0..(OBJECTIVES_KEPT + 10) {
-            c.put(&format!("t{i}"), None);
+            c.put(&format!("t{i}"), TunerInfo::default());
         }
         assert!(c.cell("new").get().is_none(), "an unknown tuner is read");
         assert_eq!(c.get("t0"), None, "the oldest went");
-        assert_eq!(c.get(&format!("t{}", OBJECTIVES_KEPT + 9)), Some(None));
+        assert_eq!(c.get(&format!("t{}", OBJECTIVES_KEPT + 9)), Some(TunerInfo::default()));
     }
 
     #[test]

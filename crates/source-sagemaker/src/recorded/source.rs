@@ -120,7 +120,13 @@ fn accept(doc: &Value, origin: String, out: &mut Loaded) {
     let (read, arn_field, status_field) = if tuner {
         (tuner_from_document(doc), "HyperParameterTuningJobArn", "HyperParameterTuningJobStatus")
     } else {
-        (job_from_document(doc), "TrainingJobArn", "TrainingJobStatus")
+        // A recorded training job stays a job on its own (its `TuningJobArn` links it to no
+        // parent here): its record, calls and bytes are what they were.
+        let read = job_from_document(doc).map(|mut j| {
+            j.lineage = Default::default();
+            j
+        });
+        (read, "TrainingJobArn", "TrainingJobStatus")
     };
     match read {
         Ok(job) if job.arn.is_empty() => out
