@@ -358,9 +358,7 @@ impl<'a> Attempt<'a> {
                 let basis =
                     Basis { last_modified: p.last_modified, tags_digest: None, config_digest: e.config_digest.clone(), listed: None };
                 let reason = format!("source: {}: {}", p.origin, p.error.chain());
-                let entry = self.ending(&arn, &name, basis).failed(&p.error, reason, None, self.known());
-                let rep = report_of(&entry, Vec::new(), Some((&p.error, Stage::Source)), Vec::new(), 1);
-                return Err(Ended::Finished(Box::new(entry), rep));
+                return Err(self.source_failed(&arn, &name, basis, &p.error, reason, 1));
             }
             Item::Ref(r) => r,
         };
@@ -380,9 +378,8 @@ impl<'a> Attempt<'a> {
                         config_digest: e.config_digest.clone(),
                         listed: None,
                     };
-                    let entry = self.ending(&arn, &r.name, basis).failed(&err, format!("source: {}", err.chain()), None, self.known());
-                    let rep = report_of(&entry, Vec::new(), Some((&err, Stage::Source)), Vec::new(), attempts);
-                    return Err(Ended::Finished(Box::new(entry), rep));
+                    let reason = format!("source: {}", err.chain());
+                    return Err(self.source_failed(&arn, &r.name, basis, &err, reason, attempts));
                 }
             },
         };
@@ -405,8 +402,7 @@ impl<'a> Attempt<'a> {
                     name: job.name.clone(),
                     arn: Some(job.arn.clone()),
                     last_modified: job.last_modified_time,
-                    // A parent's basis digests more than its tags; its content was compared above.
-                    tags: (!job.is_parent()).then(|| job.tags.clone()),
+                    // The content (tags, a parent's family) was compared above.
                     ..Default::default()
                 };
                 if e.decide_ref(&as_fetched, Some(p), self.ctx.urgent) != Decision::Process {
@@ -440,6 +436,14 @@ impl<'a> Attempt<'a> {
         Ok((Fetched { job, basis, deliveries }, plan))
     }
 
+    /// The end of an attempt the source failed (an unreadable entry, a fetch, a child's read):
+    /// the failure recorded on `basis`, with the deliveries the ledger knows.
+    fn source_failed(&self, arn: &str, name: &str, basis: Basis, err: &SyncError, reason: String, attempts: u32) -> Ended {
+        let entry = self.ending(arn, name, basis).failed(err, reason, None, self.known());
+        let rep = report_of(&entry, Vec::new(), Some((err, Stage::Source)), Vec::new(), attempts);
+        Ended::Finished(Box::new(entry), rep)
+    }
+
     /// A parent (tuning job, pipeline execution) that does not pass the validators itself syncs
     /// when one of its children does, with the tags it lacks or holds empty (its project...)
     /// taken from the first such child. Children are read from the source in order, at most
@@ -470,9 +474,7 @@ impl<'a> Attempt<'a> {
                         listed: None,
                     };
                     let reason = format!("source: child {}: {}", c.name, err.chain());
-                    let entry = self.ending(&parent.arn, &parent.name, basis).failed(&err, reason, None, self.known());
-                    let rep = report_of(&entry, Vec::new(), Some((&err, Stage::Source)), Vec::new(), attempts);
-                    return Err(Ended::Finished(Box::new(entry), rep));
+                    return Err(self.source_failed(&parent.arn, &parent.name, basis, &err, reason, attempts));
                 }
                 Err((err, _)) => {
                     tracing::info!(job = %parent.name, child = %c.name, error = %err.chain(), "a child cannot be read; it does not make its parent eligible");

@@ -74,19 +74,14 @@ pub fn is_job_name(s: &str) -> bool {
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
-/// Whether `arn` is a training job ARN (`arn:<partition>:sagemaker:<region>:<account>:training-job/<name>`,
-/// at most 256 characters) naming `name` (SageMaker lower-cases names in ARNs).
-fn is_job_arn(arn: &str, name: &str) -> bool {
-    is_arn_of(arn, "training-job/", name)
-}
-
 /// SageMaker's rule for a tuning job name: `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$`.
 pub fn is_tuner_name(s: &str) -> bool {
     is_job_name(s) && s.len() <= 32
 }
 
-/// Whether `arn` is a SageMaker ARN of the resource type `resource` (`training-job/`,
-/// `hyper-parameter-tuning-job/`) naming `name`.
+/// Whether `arn` is a SageMaker ARN (`arn:<partition>:sagemaker:<region>:<account>:<resource><name>`,
+/// at most 256 characters) of the resource type `resource` (`training-job/`,
+/// `hyper-parameter-tuning-job/`) naming `name` (SageMaker lower-cases names in ARNs).
 fn is_arn_of(arn: &str, resource: &str, name: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     arn.len() <= 256
@@ -112,7 +107,7 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
         return Ok(EventKind::Scheduled);
     }
     if source == "aws.sagemaker" && detail_type == TUNING_DETAIL_TYPE {
-        return parse_tuning(o, id, &origin);
+        return read_change(o, id, &origin, &TUNING);
     }
     if source != "aws.sagemaker" || detail_type != DETAIL_TYPE {
         if source.is_empty() && detail_type.is_empty() {
@@ -120,76 +115,64 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
         }
         return Ok(EventKind::Other(format!("ignored event: source `{source}`, detail-type `{detail_type}`")));
     }
-    let detail = match o.get("detail") {
-        Some(Value::Object(d)) => d,
-        Some(_) => return Err(malformed(&origin, "`detail` is not an object")),
-        None => return Err(malformed(&origin, "no `detail`")),
-    };
-    let name = match detail.get("TrainingJobName") {
-        Some(Value::String(s)) if is_job_name(s) => s.clone(),
-        Some(Value::String(_)) => {
-            return Err(malformed(
-                &origin,
-                "`detail.TrainingJobName` is not a training job name (1 to 63 letters, digits and inner hyphens)",
-            ))
-        }
-        Some(_) => return Err(malformed(&origin, "`detail.TrainingJobName` is not a non-empty string")),
-        None => return Err(malformed(&origin, "`detail.TrainingJobName` is missing")),
-    };
-    let str_field = |k: &str| -> Result<Option<String>, SyncError> {
-        match detail.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(malformed(&origin, format!("`detail.{k}` is not a string"))),
-        }
-    };
-    let arn = str_field("TrainingJobArn")?.or_else(|| {
-        o.get("resources")
-            .and_then(Value::as_array)
-            .and_then(|r| r.iter().filter_map(Value::as_str).find(|a| a.contains(":training-job/")))
-            .map(str::to_string)
-    });
-    if let Some(a) = &arn {
-        if !is_job_arn(a, &name) {
-            return Err(malformed(&origin, "`detail.TrainingJobArn` is not the ARN of this training job"));
-        }
-    }
-    let status = str_field("TrainingJobStatus")?;
-    let last_modified = match detail.get("LastModifiedTime") {
-        Some(v) => parse_timestamp(v, "detail.LastModifiedTime").map_err(|e| malformed(&origin, e.to_string()))?,
-        None => None,
-    };
-    let tags = match detail.get("Tags") {
-        None | Some(Value::Null) => None,
-        Some(t) => {
-            let t = parse_tags(t, "detail.Tags").map_err(|e| malformed(&origin, e.to_string()))?;
-            if t.is_empty() {
-                None
-            } else {
-                Some(t)
-            }
-        }
-    };
-    Ok(EventKind::StateChange(StateChange { event_id: id, kind: ResourceKind::TrainingJob, name, arn, status, last_modified, tags }))
+    read_change(o, id, &origin, &TRAINING)
 }
 
-/// A tuning-job state change: the tuner's name, status, time and tags, and its ARN (required:
-/// it is what tells the source to read a tuning job).
-fn parse_tuning(o: &serde_json::Map<String, Value>, id: Option<String>, origin: &str) -> Result<EventKind, SyncError> {
+/// How a kind of state change names its job: the detail's fields, the name rule, the ARN's
+/// resource type, and whether the ARN is required.
+struct Shape {
+    kind: ResourceKind,
+    what: &'static str,
+    name_key: &'static str,
+    name_ok: fn(&str) -> bool,
+    name_rule: &'static str,
+    arn_key: &'static str,
+    resource: &'static str,
+    status_key: &'static str,
+    /// A tuning job's ARN is what tells the source to read a tuning job.
+    arn_required: bool,
+}
+
+const TRAINING: Shape = Shape {
+    kind: ResourceKind::TrainingJob,
+    what: "training job",
+    name_key: "TrainingJobName",
+    name_ok: is_job_name,
+    name_rule: "1 to 63 letters, digits and inner hyphens",
+    arn_key: "TrainingJobArn",
+    resource: "training-job/",
+    status_key: "TrainingJobStatus",
+    arn_required: false,
+};
+
+const TUNING: Shape = Shape {
+    kind: ResourceKind::TuningJob,
+    what: "tuning job",
+    name_key: "HyperParameterTuningJobName",
+    name_ok: is_tuner_name,
+    name_rule: "1 to 32 letters, digits and inner hyphens",
+    arn_key: "HyperParameterTuningJobArn",
+    resource: "hyper-parameter-tuning-job/",
+    status_key: "HyperParameterTuningJobStatus",
+    arn_required: true,
+};
+
+/// A state change's detail, read by its [`Shape`]: name, ARN (from the detail or the envelope's
+/// `resources`), status, time and tags, each checked.
+fn read_change(o: &serde_json::Map<String, Value>, id: Option<String>, origin: &str, shape: &Shape) -> Result<EventKind, SyncError> {
     let detail = match o.get("detail") {
         Some(Value::Object(d)) => d,
         Some(_) => return Err(malformed(origin, "`detail` is not an object")),
         None => return Err(malformed(origin, "no `detail`")),
     };
-    let name = match detail.get("HyperParameterTuningJobName") {
-        Some(Value::String(s)) if is_tuner_name(s) => s.clone(),
-        Some(_) => {
-            return Err(malformed(
-                origin,
-                "`detail.HyperParameterTuningJobName` is not a tuning job name (1 to 32 letters, digits and inner hyphens)",
-            ))
+    let name_key = shape.name_key;
+    let name = match detail.get(name_key) {
+        Some(Value::String(s)) if (shape.name_ok)(s) => s.clone(),
+        Some(Value::String(_)) => {
+            return Err(malformed(origin, format!("`detail.{name_key}` is not a {} name ({})", shape.what, shape.name_rule)))
         }
-        None => return Err(malformed(origin, "`detail.HyperParameterTuningJobName` is missing")),
+        Some(_) => return Err(malformed(origin, format!("`detail.{name_key}` is not a non-empty string"))),
+        None => return Err(malformed(origin, format!("`detail.{name_key}` is missing"))),
     };
     let str_field = |k: &str| -> Result<Option<String>, SyncError> {
         match detail.get(k) {
@@ -198,18 +181,23 @@ fn parse_tuning(o: &serde_json::Map<String, Value>, id: Option<String>, origin: 
             Some(_) => Err(malformed(origin, format!("`detail.{k}` is not a string"))),
         }
     };
-    let arn = str_field("HyperParameterTuningJobArn")?
-        .or_else(|| {
-            o.get("resources")
-                .and_then(Value::as_array)
-                .and_then(|r| r.iter().filter_map(Value::as_str).find(|a| a.contains(":hyper-parameter-tuning-job/")))
-                .map(str::to_string)
-        })
-        .ok_or_else(|| malformed(origin, "no tuning job ARN (`detail.HyperParameterTuningJobArn` or `resources`)"))?;
-    if !is_arn_of(&arn, "hyper-parameter-tuning-job/", &name) {
-        return Err(malformed(origin, "`detail.HyperParameterTuningJobArn` is not the ARN of this tuning job"));
+    let marker = format!(":{}", shape.resource);
+    let arn = str_field(shape.arn_key)?.or_else(|| {
+        o.get("resources")
+            .and_then(Value::as_array)
+            .and_then(|r| r.iter().filter_map(Value::as_str).find(|a| a.contains(&marker)))
+            .map(str::to_string)
+    });
+    match &arn {
+        Some(a) if !is_arn_of(a, shape.resource, &name) => {
+            return Err(malformed(origin, format!("`detail.{}` is not the ARN of this {}", shape.arn_key, shape.what)))
+        }
+        None if shape.arn_required => {
+            return Err(malformed(origin, format!("no {} ARN (`detail.{}` or `resources`)", shape.what, shape.arn_key)))
+        }
+        _ => {}
     }
-    let status = str_field("HyperParameterTuningJobStatus")?;
+    let status = str_field(shape.status_key)?;
     let last_modified = match detail.get("LastModifiedTime") {
         Some(v) => parse_timestamp(v, "detail.LastModifiedTime").map_err(|e| malformed(origin, e.to_string()))?,
         None => None,
@@ -218,15 +206,7 @@ fn parse_tuning(o: &serde_json::Map<String, Value>, id: Option<String>, origin: 
         None | Some(Value::Null) => None,
         Some(t) => Some(parse_tags(t, "detail.Tags").map_err(|e| malformed(origin, e.to_string()))?).filter(|t| !t.is_empty()),
     };
-    Ok(EventKind::StateChange(StateChange {
-        event_id: id,
-        kind: ResourceKind::TuningJob,
-        name,
-        arn: Some(arn),
-        status,
-        last_modified,
-        tags,
-    }))
+    Ok(EventKind::StateChange(StateChange { event_id: id, kind: shape.kind, name, arn, status, last_modified, tags }))
 }
 
 impl StateChange {
@@ -310,6 +290,10 @@ fn classify(ev: &Value) -> ItemKind {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn is_job_arn(arn: &str, name: &str) -> bool {
+        is_arn_of(arn, "training-job/", name)
+    }
 
     fn ev(detail: Value) -> Value {
         json!({"version": "0", "id": "e-1", "detail-type": DETAIL_TYPE, "source": "aws.sagemaker", "account": "1", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",

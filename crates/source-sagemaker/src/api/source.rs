@@ -344,6 +344,14 @@ impl SageMakerSource {
         Ok(json!({"objects": objects, "truncated": truncated}))
     }
 
+    /// Where the next poll of a listing that started at `started` begins: `watermark_overlap`
+    /// before that start (not after the last job seen), so that what changed while it ran, or
+    /// whose time lagged, is listed again and the ledger skips what it already has.
+    pub(super) fn next_poll_cursor(&self, started: DateTime<Utc>) -> Cursor {
+        let overlap = chrono::Duration::from_std(self.settings.watermark_overlap).unwrap_or_default();
+        Cursor { watermark: Some(started - overlap), ..Default::default() }
+    }
+
     fn status_ok(&self, status: &str) -> bool {
         self.settings.filters.statuses.is_empty() || self.settings.filters.statuses.iter().any(|s| s == status)
     }
@@ -424,15 +432,7 @@ impl SageMakerSource {
                 next: Cursor { watermark: cursor.watermark, token: Some(t.to_string()), started: Some(started), ..Default::default() },
                 done: false,
             }),
-            _ => {
-                let overlap = chrono::Duration::from_std(self.settings.watermark_overlap).unwrap_or_default();
-                Ok(Page {
-                    jobs,
-                    problems: Vec::new(),
-                    next: Cursor { watermark: Some(started - overlap), ..Default::default() },
-                    done: true,
-                })
-            }
+            _ => Ok(Page { jobs, problems: Vec::new(), next: self.next_poll_cursor(started), done: true }),
         }
     }
 

@@ -151,17 +151,7 @@ impl SageMakerSource {
                 return Err(err);
             }
         };
-        let mut jobs: Vec<JobRef> = page
-            .hyper_parameter_tuning_job_summaries()
-            .iter()
-            .map(|t| JobRef {
-                name: t.hyper_parameter_tuning_job_name().unwrap_or_default().to_string(),
-                arn: t.hyper_parameter_tuning_job_arn().map(str::to_string),
-                last_modified: t.last_modified_time().or(t.creation_time()).and_then(|d| time_of(&convert::time(d))),
-                status: t.hyper_parameter_tuning_job_status().map(|x| x.as_str().to_string()),
-                ..Default::default()
-            })
-            .collect();
+        let mut jobs: Vec<JobRef> = page.hyper_parameter_tuning_job_summaries().iter().map(tuner_ref).collect();
         if cursor.token.is_none() && matches!(scope, ListScope::Incremental) {
             // A running tuner's children finish without moving its LastModifiedTime (it tells
             // its status's changes): each poll lists the running ones again, without a time,
@@ -183,10 +173,7 @@ impl SageMakerSource {
                 });
             }
             _ => match scope {
-                ListScope::Incremental => {
-                    let overlap = chrono::Duration::from_std(self.settings.watermark_overlap).unwrap_or_default();
-                    Cursor { watermark: Some(started - overlap), ..Default::default() }
-                }
+                ListScope::Incremental => self.next_poll_cursor(started),
                 // A range listed to its end starts over next time.
                 ListScope::Range { .. } => Cursor::default(),
             },
@@ -213,12 +200,7 @@ impl SageMakerSource {
                 .send()
                 .await
                 .map_err(|e| map_sdk_error("ListHyperParameterTuningJobs", "InProgress", e))?;
-            out.extend(page.hyper_parameter_tuning_job_summaries().iter().map(|t| JobRef {
-                name: t.hyper_parameter_tuning_job_name().unwrap_or_default().to_string(),
-                arn: t.hyper_parameter_tuning_job_arn().map(str::to_string),
-                status: t.hyper_parameter_tuning_job_status().map(|x| x.as_str().to_string()),
-                ..Default::default()
-            }));
+            out.extend(page.hyper_parameter_tuning_job_summaries().iter().map(|t| JobRef { last_modified: None, ..tuner_ref(t) }));
             match page.next_token() {
                 Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
                 _ => break,
@@ -372,6 +354,17 @@ impl SageMakerSource {
             p.name = name;
         }
         Ok(())
+    }
+}
+
+/// A listed tuner as a reference (with its time: the listing's order).
+fn tuner_ref(t: &aws_sdk_sagemaker::types::HyperParameterTuningJobSummary) -> JobRef {
+    JobRef {
+        name: t.hyper_parameter_tuning_job_name().unwrap_or_default().to_string(),
+        arn: t.hyper_parameter_tuning_job_arn().map(str::to_string),
+        last_modified: t.last_modified_time().or(t.creation_time()).and_then(|d| time_of(&convert::time(d))),
+        status: t.hyper_parameter_tuning_job_status().map(|x| x.as_str().to_string()),
+        ..Default::default()
     }
 }
 
