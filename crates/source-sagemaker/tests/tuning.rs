@@ -154,3 +154,40 @@ async fn requests_per_tuning_job() {
         }
     }
 }
+
+/// A running tuner is decided again on every poll, its children's tags included: tagging a child
+/// later brings the tuner in (through that child), and untagging its last eligible child
+/// retracts it, though neither moves the tuner's own time or content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_tuner_follows_its_childrens_tags() {
+    use aws_sdk_sagemaker::types::Tag;
+    let moto = Moto::start();
+    let arn = seed(&moto, "tuner-r", 3, false, false).await;
+    moto.edit_tuner("tuner-r", serde_json::json!({"HyperParameterTuningJobStatus": "InProgress", "HyperParameterTuningEndTime": null}));
+    let out = tempfile::tempdir().expect("dir");
+    let e = engine(SageMakerSource::new(settings(&moto, Mode::List)), out.path());
+    let no = CancellationToken::new();
+    let req = PassRequest::poll().collecting();
+    let poll = || e.pass(&req, &no, &NoObserver);
+    let p = poll().await;
+    assert_eq!(p.synced, 0, "nothing is tagged: {p:#?}");
+    let parent_doc = out.path().join("moto-project/tuner-r.json");
+    let c = moto.client().await;
+    let child_arn = "arn:aws:sagemaker:us-east-1:123456789012:training-job/tuner-r-c0";
+    let mut add = c.add_tags().resource_arn(child_arn);
+    for (k, v) in SYNC_TAGS {
+        add = add.tags(Tag::builder().key(k).value(v).build());
+    }
+    add.send().await.expect("AddTags");
+    // (The child's own listing needs its time to move; the tuner's does not.)
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).timestamp();
+    moto.edit("tuner-r-c0", serde_json::json!({"LastModifiedTime": later}));
+    let p = poll().await;
+    assert_eq!(p.synced, 2, "the child, and its tuner through it: {p:#?}");
+    assert_eq!(doc(out.path(), "tuner-r")["run"]["external_id"], arn.as_str());
+    c.delete_tags().resource_arn(child_arn).tag_keys("MODEL_DB_SYNC").send().await.expect("DeleteTags");
+    moto.edit("tuner-r-c0", serde_json::json!({"LastModifiedTime": later + 30}));
+    let p = poll().await;
+    assert!(!parent_doc.exists(), "no eligible child left: the tuner is retracted: {p:#?}");
+    assert!(!out.path().join("moto-project/tuner-r-c0.json").exists());
+}

@@ -396,7 +396,13 @@ impl<'a> Attempt<'a> {
         // (an event of another time, a listing that lagged) may still bring the content the
         // ledger holds. A parked job whose content did not change stays parked; a synced job
         // already in every sink needs nothing.
-        if !self.ctx.force {
+        // A parent's eligibility and tags may come from its children, whose tags its own content
+        // does not show: a parent whose last outcome was a verdict (synced, skipped, rejected)
+        // is decided again whenever it is fetched (its sinks are written only if its record
+        // changed). A failed parent settles like any job.
+        let verdict_may_move =
+            job.is_parent() && self.prior.is_some_and(|p| matches!(p.outcome, Outcome::Synced | Outcome::Skipped | Outcome::Rejected));
+        if !self.ctx.force && !verdict_may_move {
             if let Some(p) = self.prior.filter(|p| p.basis.same_content(&basis)) {
                 let as_fetched = JobRef {
                     name: job.name.clone(),

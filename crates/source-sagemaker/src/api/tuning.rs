@@ -80,7 +80,7 @@ fn aws_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
 /// Whether a reference names a tuning job (by its ARN, or by the job it carries).
 pub fn is_tuner(r: &JobRef) -> bool {
     r.job.as_ref().is_some_and(|j| j.lineage.kind == sagesync_core::ResourceKind::TuningJob)
-        || r.arn.as_deref().is_some_and(|a| a.contains(":hyper-parameter-tuning-job/"))
+        || r.arn.as_deref().unwrap_or(&r.name).contains(":hyper-parameter-tuning-job/")
 }
 
 impl SageMakerSource {
@@ -213,7 +213,8 @@ impl SageMakerSource {
     /// else ListTags) and its children (ListTrainingJobsForHyperParameterTuningJob, oldest
     /// first, every page).
     pub(super) async fn fetch_tuner(&self, r: &JobRef) -> Result<TrainingJob, SyncError> {
-        let name = r.arn.as_deref().map(name_in_arn).unwrap_or(&r.name).to_string();
+        // By ARN, or by a name that is one (`sagesync sync-job <ARN>`).
+        let name = name_in_arn(r.arn.as_deref().unwrap_or(&r.name)).to_string();
         self.before("DescribeHyperParameterTuningJob").await;
         let out = self
             .clients()
@@ -339,9 +340,16 @@ impl SageMakerSource {
                             tracing::info!(job = %job.name, error = %m, "the job's tuner is gone; no objective status recorded");
                             Ok(TunerInfo::default())
                         }
-                        // Anything else (throttling, no permission) is not kept: the child's
-                        // attempt fails as the read did, and the next reads again.
-                        err => Err(err),
+                        // Throttling, a timeout: not kept; the child's attempt fails as the read
+                        // did, and the next reads again.
+                        err if err.is_retryable() => Err(err),
+                        // A tuner that cannot be read for good (an unreadable reply, no
+                        // permission) is no fault of the child's content: it syncs without an
+                        // objective status rather than fail with its tuner.
+                        err => {
+                            tracing::warn!(job = %job.name, error = %err.chain(), "cannot read the job's tuner; no objective status recorded");
+                            Ok(TunerInfo::default())
+                        }
                     },
                 }
             })
@@ -390,6 +398,7 @@ mod tests {
     #[test]
     fn tuners_are_told_by_their_arn() {
         assert!(is_tuner(&JobRef { arn: Some("arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/t".into()), ..Default::default() }));
+        assert!(is_tuner(&JobRef::by_name("arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/t")), "sync-job <ARN>");
         assert!(!is_tuner(&JobRef { arn: Some("arn:aws:sagemaker:us-east-1:1:training-job/t".into()), ..Default::default() }));
     }
 }
