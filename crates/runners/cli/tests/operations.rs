@@ -602,8 +602,16 @@ fn a_tuner_and_its_children_survive_a_crash_at_every_point() {
                 .output()
                 .unwrap();
             let crashed = !matches!(out.status.code(), Some(0 | 1));
-            let (code, s, err) = run(dir.path(), &["run"]);
-            assert_eq!(code, Some(0), "{step}:{n}: {s}\n{err}");
+            // The clean run: a job the dead writer still held when it listed (its lease not yet
+            // lapsed under load) is reported busy and left for the next run, which finds it free.
+            for _ in 0..3 {
+                let (code, s, err) = run(dir.path(), &["run"]);
+                assert_eq!(code, Some(0), "{step}:{n}: {s}\n{err}");
+                if s["busy"].as_u64().unwrap_or(0) == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1500));
+            }
             let docs = by_arn(&dir.path().join("out"));
             assert_eq!(docs.len(), 3, "{step}:{n}: the two completed children and the tuner: {docs:?}");
             assert!(docs.values().all(|c| *c == 1), "{step}:{n}: one document per ARN: {docs:?}");
