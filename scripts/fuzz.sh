@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Short, bounded fuzz runs of every target in fuzz/ (cargo-fuzz, libFuzzer), as part of the test
-# suite: each target gets FUZZ_RUNS inputs (default 20000) from its seed corpus in
+# suite: each target gets FUZZ_RUNS inputs (default 10000) from its seed corpus in
 # fuzz/seeds/<target>, with a fixed seed so a run is repeatable. A crash, a panic, a timeout or an
 # allocation over the bounds in fuzz/fuzz_targets/bounded.rs fails the run and leaves the input
 # in fuzz/artifacts/<target>/. Longer runs: docs/fuzzing.md.
@@ -14,7 +14,7 @@ fi
 export PATH="$TOOLS/bin:$PATH"
 # Instrumented builds differ from the workspace's: a target directory of their own.
 TARGET_DIR="${SAGESYNC_FUZZ_TARGET_DIR:-$HOME/.cache/sagesync-fuzz}"
-runs="${FUZZ_RUNS:-20000}"
+runs="${FUZZ_RUNS:-10000}"
 # `--sanitizer none` works on a stable toolchain; coverage guidance stays on.
 opts=(--fuzz-dir fuzz --sanitizer none --dev --target-dir "$TARGET_DIR")
 cargo fuzz build "${opts[@]}"

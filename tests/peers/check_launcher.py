@@ -11,6 +11,11 @@ paged) and checks each raw answer against the operation's output shape: no membe
 does not name, every required member present, each value of its shape's type, enum values
 from the enum, list and map members alike. It also checks what the answers mean: children
 linked, counters and the best job computed from them, paging that loses nothing.
+
+For pipelines, it starts executions of a tagged pipeline, sets one's steps the launcher's way
+(POST /_sm/pipeline-execution), and checks ListPipelineExecutions (time filters, both orders,
+paged), DescribePipelineExecution, ListPipelineExecutionSteps (paged) and ListTags on the
+pipeline against the model.
 """
 import datetime as dt
 import json
@@ -191,6 +196,59 @@ def main():
     try:
         sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="nope")
         problem("an unknown tuner was answered")
+    except sm.exceptions.ResourceNotFound:
+        pass
+    # --- Pipelines ---
+    sm.create_pipeline(PipelineName="pipe-check", PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
+                       RoleArn="arn:aws:iam::123456789012:role/r", Tags=[{"Key": "project", "Value": "p"}])
+    execs = [sm.start_pipeline_execution(PipelineName="pipe-check", PipelineExecutionDisplayName="run-%d" % i)["PipelineExecutionArn"] for i in range(3)]
+    steps = [
+        {"StepName": "Prep", "StepStatus": "Succeeded", "StartTime": "2026-01-01T00:00:00Z", "EndTime": "2026-01-01T00:05:00Z",
+         "Metadata": {"ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/prep"}}},
+        {"StepName": "Train", "StepStatus": "Failed", "StartTime": "2026-01-01T00:06:00Z", "FailureReason": "boom",
+         "Metadata": {"TrainingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/c1"}}},
+        {"StepName": "Check", "StepStatus": "Succeeded", "StartTime": "2026-01-01T00:07:00Z", "Metadata": {"Condition": {"Outcome": "True"}}},
+    ]
+    post("/_sm/pipeline-execution", {"arn": execs[0], "set": {"PipelineExecutionStatus": "Failed", "PipelineExecutionFailureReason": "Step Train failed", "Steps": steps}})
+    d = call("describe_pipeline_execution", PipelineExecutionArn=execs[0])
+    if (d.get("PipelineExecutionStatus"), d.get("FailureReason")) != ("Failed", "Step Train failed"):
+        problem("DescribePipelineExecution: %r" % d)
+    for order in ("Ascending", "Descending"):
+        arns, token = [], None
+        while True:
+            params = {"PipelineName": "pipe-check", "MaxResults": 2, "SortBy": "CreationTime", "SortOrder": order}
+            if token:
+                params["NextToken"] = token
+            page = call("list_pipeline_executions", **params)
+            arns += [e["PipelineExecutionArn"] for e in page["PipelineExecutionSummaries"]]
+            token = page.get("NextToken")
+            if not token:
+                break
+        if arns != (execs if order == "Ascending" else execs[::-1]):
+            problem("ListPipelineExecutions %s: %r" % (order, arns))
+    later = call("list_pipeline_executions", PipelineName="pipe-check", CreatedAfter=dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc))
+    if later["PipelineExecutionSummaries"]:
+        problem("CreatedAfter did not filter: %r" % later)
+    got, token = [], None
+    while True:
+        params = {"PipelineExecutionArn": execs[0], "MaxResults": 2}
+        if token:
+            params["NextToken"] = token
+        page = call("list_pipeline_execution_steps", **params)
+        got += [s["StepName"] for s in page["PipelineExecutionSteps"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    if sorted(got) != ["Check", "Prep", "Train"] or len(got) != 3:
+        problem("ListPipelineExecutionSteps: %r" % got)
+    if call("list_pipeline_execution_steps", PipelineExecutionArn=execs[1])["PipelineExecutionSteps"] != []:
+        problem("an execution without steps")
+    pipeline_arn = d["PipelineArn"]
+    if call("list_tags", ResourceArn=pipeline_arn).get("Tags") != [{"Key": "project", "Value": "p"}]:
+        problem("ListTags on a pipeline")
+    try:
+        sm.list_pipeline_execution_steps(PipelineExecutionArn=execs[0] + "x")
+        problem("an unknown execution was answered")
     except sm.exceptions.ResourceNotFound:
         pass
     if PROBLEMS:

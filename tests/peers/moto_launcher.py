@@ -24,6 +24,14 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   /_sm/tuning-job {"name": NAME, "set": {...}} edits a tuner as /_sm/training-job edits a job.
   ListTags on a tuner created without tags answers an empty list (moto answers 500).
 
+* SageMaker Pipelines executions as SageMaker documents them, where moto 5.2.5 lists every
+  execution in one page and has no steps: ListPipelineExecutions filters by CreatedAfter /
+  CreatedBefore, sorts (CreationTime by default, descending) and pages (MaxResults 1-100,
+  default 10); ListPipelineExecutionSteps serves the steps set by POST /_sm/pipeline-execution
+  {"arn": ARN, "set": {"Steps": [...], "PipelineExecutionStatus": ..., "LastModifiedTime": ...}}
+  (steps as PipelineExecutionStep documents, newest first as SageMaker answers by default; times
+  as ISO-8601 strings). ListTags on a pipeline created without tags answers an empty list.
+
 * CloudWatch over the Smithy RPC v2 CBOR protocol, which current AWS SDKs (aws-sdk-cloudwatch,
   botocore) choose first and moto 5.2.5 does not speak: such requests
   (POST /service/GraniteServiceVersion20100801/operation/<Op>) are translated to the JSON
@@ -376,6 +384,121 @@ smr.SageMakerResponse.list_hyper_parameter_tuning_jobs = list_tuners_response
 smr.SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job = list_tuner_children_response
 
 
+# --- Pipelines ------------------------------------------------------------------------------
+PIPELINE_STEPS = {}
+
+
+def all_pipeline_executions():
+    for account in smm.sagemaker_backends.values():
+        for backend in account.values():
+            for p in backend.pipelines.values():
+                for e in p.pipeline_executions.values():
+                    yield p, e
+
+
+def _step_doc(step):
+    out = {}
+    for k, v in step.items():
+        out[k] = parse_time(v) if k.endswith("Time") and isinstance(v, str) else v
+    return out
+
+
+def edit_execution(body):
+    arn = body["arn"]
+    found = next((e for _, e in all_pipeline_executions() if e.arn == arn), None)
+    if found is None:
+        return 404, {"error": "no pipeline execution %s" % arn}
+    for key, value in body.get("set", {}).items():
+        if key == "Steps":
+            PIPELINE_STEPS[arn] = [_step_doc(st) for st in value or []]
+            continue
+        if key.endswith("Time") and value is not None:
+            value = parse_time(value)
+        setattr(found, snake(key), value)
+    return 200, {"ok": True}
+
+
+def list_executions_response(self):
+    b = self.sagemaker_backend
+    g = self._get_param
+    name = g("PipelineName")
+    pipeline = b.pipelines.get(name) or next((p for p in b.pipelines.values() if p.arn == name), None)
+    if pipeline is None:
+        raise smm.ValidationError(message="Pipeline '%s' does not exist." % name)
+    rows = []
+    for arn, e in pipeline.pipeline_executions.items():
+        if g("CreatedAfter") is not None and not e.creation_time > parse_time(g("CreatedAfter")):
+            continue
+        if g("CreatedBefore") is not None and not e.creation_time < parse_time(g("CreatedBefore")):
+            continue
+        row = {
+            "PipelineExecutionArn": arn,
+            "StartTime": e.start_time,
+            "PipelineExecutionStatus": e.pipeline_execution_status,
+            "PipelineExecutionDisplayName": e.pipeline_execution_display_name,
+        }
+        if e.pipeline_execution_description:
+            row["PipelineExecutionDescription"] = e.pipeline_execution_description
+        if e.pipeline_execution_failure_reason:
+            row["PipelineExecutionFailureReason"] = e.pipeline_execution_failure_reason
+        rows.append((e.creation_time, row))
+    # SageMaker's default: by creation time, descending.
+    key = {"CreationTime": lambda r: (r[0], r[1]["PipelineExecutionArn"]), "PipelineExecutionArn": lambda r: r[1]["PipelineExecutionArn"]}[g("SortBy") or "CreationTime"]
+    rows.sort(key=key, reverse=(g("SortOrder") or "Descending") == "Descending")
+    page, nxt = _page([r for _, r in rows], g("NextToken"), g("MaxResults"))
+    out = {"PipelineExecutionSummaries": page}
+    if nxt:
+        out["NextToken"] = nxt
+    return smr.ActionResult(out)
+
+
+def describe_execution_response(self):
+    b = self.sagemaker_backend
+    doc = b.describe_pipeline_execution(pipeline_execution_arn=self._get_param("PipelineExecutionArn"))
+    e = next(e for _, e in all_pipeline_executions() if e.arn == doc["PipelineExecutionArn"])
+    doc["PipelineExecutionStatus"] = e.pipeline_execution_status
+    doc["LastModifiedTime"] = e.last_modified_time
+    if e.pipeline_execution_failure_reason:
+        doc["FailureReason"] = e.pipeline_execution_failure_reason
+    else:
+        doc.pop("FailureReason", None)
+    if not doc.get("PipelineExperimentConfig"):
+        doc.pop("PipelineExperimentConfig", None)
+    for k in [k for k, v in doc.items() if v is None]:
+        del doc[k]
+    return smr.ActionResult(doc)
+
+
+def list_execution_steps_response(self):
+    g = self._get_param
+    arn = g("PipelineExecutionArn")
+    if not any(e.arn == arn for _, e in all_pipeline_executions()):
+        raise smm.ResourceNotFound(message="Pipeline execution with ARN %s does not exist" % arn)
+    steps = list(PIPELINE_STEPS.get(arn, []))
+    # SageMaker's default: newest first.
+    if (g("SortOrder") or "Descending") == "Ascending":
+        steps.reverse()
+    page, nxt = _page(steps, g("NextToken"), g("MaxResults"))
+    out = {"PipelineExecutionSteps": page}
+    if nxt:
+        out["NextToken"] = nxt
+    return smr.ActionResult(out)
+
+
+_pipeline_init = smm.FakePipeline.__init__
+
+
+def _pipeline_init_with_tags(self, *args, **kwargs):
+    _pipeline_init(self, *args, **kwargs)
+    self.tags = self.tags or []
+
+
+smm.FakePipeline.__init__ = _pipeline_init_with_tags
+smr.SageMakerResponse.list_pipeline_executions = list_executions_response
+smr.SageMakerResponse.describe_pipeline_execution = describe_execution_response
+smr.SageMakerResponse.list_pipeline_execution_steps = list_execution_steps_response
+
+
 # --- CloudWatch: Smithy RPC v2 CBOR <-> JSON ---------------------------------------------------
 RPCV2_PATH = re.compile(r"^/service/(?P<service>[A-Za-z0-9]+)/operation/(?P<op>[A-Za-z0-9]+)$")
 
@@ -465,6 +588,15 @@ def main():
             req = Request(environ)
             try:
                 status, body = edit_tuner(json.loads(req.get_data() or b"{}"))
+            except Exception as e:  # report, never crash the server
+                status, body = 400, {"error": repr(e)}
+            return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)
+        if environ.get("PATH_INFO") == "/moto-api/reset":
+            PIPELINE_STEPS.clear()
+        if environ.get("PATH_INFO") == "/_sm/pipeline-execution" and environ.get("REQUEST_METHOD") == "POST":
+            req = Request(environ)
+            try:
+                status, body = edit_execution(json.loads(req.get_data() or b"{}"))
             except Exception as e:  # report, never crash the server
                 status, body = 400, {"error": repr(e)}
             return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)

@@ -236,6 +236,9 @@ pub struct Channel {
     /// Listed S3 objects, when the source was asked for manifests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<ChannelManifest>,
+    /// The processing job that wrote the data, when the source knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produced_by: Option<Producer>,
 }
 
 /// One final metric value (`FinalMetricDataList[]`).
@@ -794,6 +797,71 @@ pub struct Lineage {
     /// A parent: its children, in the order the source lists them (by creation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildSummary>,
+    /// A pipeline execution: its pipeline and steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineSummary>,
+}
+
+/// What a pipeline execution ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineSummary {
+    /// `PipelineArn`.
+    pub pipeline_arn: String,
+    /// The pipeline's name (from its ARN).
+    pub pipeline_name: String,
+    /// `PipelineExecutionDisplayName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// `PipelineExecutionStatus` as SageMaker gives it (`Executing`, `Stopping`, `Stopped`,
+    /// `Failed`, `Succeeded`); the run's status is its training-job equivalent.
+    pub status: String,
+    /// Its steps, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepSummary>,
+}
+
+/// One step of a pipeline execution (`PipelineExecutionStep`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepSummary {
+    /// `StepName`.
+    pub name: String,
+    /// `StepStatus`.
+    pub status: String,
+    /// What the step ran, as its `Metadata` names it (`TrainingJob`, `ProcessingJob`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The ARN of what it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// `StartTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Timestamp>,
+    /// `EndTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Timestamp>,
+    /// `FailureReason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+}
+
+/// The processing job whose output a training channel reads (its URI is the output's URI or
+/// lies under it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Producer {
+    /// `ProcessingJobName`.
+    pub processing_job: String,
+    /// `ProcessingJobArn`.
+    pub processing_job_arn: String,
+    /// The output's `OutputName`.
+    pub output: String,
+    /// The output's `S3Output.S3Uri`.
+    pub uri: String,
+    /// The pipeline step that ran the processing job, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The pipeline execution it ran in, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_execution_arn: Option<String>,
 }
 
 impl Lineage {

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use indexmap::IndexMap;
 use sagesync_core::{
     Algorithm, BestChild, Channel, ChannelManifest, ChildObjective, ChildSummary, DataSource, FinalMetric, MetricDefinition, Objective,
-    ParentRef, ResourceKind, Tag, Tags, Timestamp, TrainingJob, TuningSummary,
+    ParentRef, PipelineSummary, ResourceKind, StepSummary, Tag, Tags, Timestamp, TrainingJob, TuningSummary,
 };
 use serde_json::{Map, Value};
 
@@ -208,6 +208,7 @@ fn parse_channel(v: &Value, i: usize) -> Result<Channel, DocumentError> {
         record_wrapper: opt_str(o, "RecordWrapperType", &format!("{f}.RecordWrapperType"))?,
         input_mode: opt_str(o, "InputMode", &format!("{f}.InputMode"))?,
         manifest,
+        produced_by: None,
     })
 }
 
@@ -324,10 +325,12 @@ pub fn name_in_arn(arn: &str) -> &str {
 }
 
 /// Which document this is, by its ARN field: `HyperParameterTuningJobArn` for a tuning job,
-/// else a training job.
+/// `PipelineExecutionArn` for a pipeline execution, else a training job.
 pub fn kind_of_document(doc: &Value) -> ResourceKind {
     if doc.get("HyperParameterTuningJobArn").is_some() || doc.get("HyperParameterTuningJobName").is_some() {
         ResourceKind::TuningJob
+    } else if doc.get("PipelineExecutionArn").is_some() && doc.get("TrainingJobArn").is_none() && doc.get("TrainingJobName").is_none() {
+        ResourceKind::PipelineExecution
     } else {
         ResourceKind::TrainingJob
     }
@@ -452,6 +455,105 @@ pub fn tuner_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
     Ok(job)
 }
 
+/// The tag SageMaker Pipelines puts on the jobs its steps start, naming the execution.
+pub const PIPELINE_EXECUTION_TAG: &str = "sagemaker:pipeline-execution-arn";
+
+/// The pipeline and execution id of a pipeline execution's ARN
+/// (`arn:aws:sagemaker:REGION:ACCOUNT:pipeline/PIPELINE/execution/ID`).
+pub fn execution_parts(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:")?.split_once(":pipeline/")?.1;
+    let (pipeline, id) = rest.split_once("/execution/")?;
+    (!pipeline.is_empty() && !id.is_empty() && !id.contains('/')).then_some((pipeline, id))
+}
+
+/// The name a pipeline execution's run goes by: `PIPELINE-ID`, from its ARN (the same for the
+/// execution's own record and for the children that name it by the tag).
+pub fn execution_name(arn: &str) -> Option<String> {
+    execution_parts(arn).map(|(p, id)| format!("{p}-{id}"))
+}
+
+/// A pipeline step's status as a training-job status (validators and sinks read those).
+pub fn training_status_of_step(status: &str) -> &str {
+    match status {
+        "Succeeded" => "Completed",
+        "Executing" | "Starting" => "InProgress",
+        other => other,
+    }
+}
+
+/// Reads a DescribePipelineExecution document into a job of kind
+/// [`ResourceKind::PipelineExecution`]: its status as a training-job status (`Executing` is
+/// `InProgress`, `Succeeded` is `Completed`), times and tags (its pipeline's: executions carry
+/// none of their own); with `Steps` (ListPipelineExecutionSteps' steps, added by the caller),
+/// its steps oldest first and the training jobs they ran as its children.
+pub fn execution_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
+    let Value::Object(o) = doc else {
+        return Err(err("(document)", format!("expected a JSON object, found {}", type_name(doc))));
+    };
+    let arn = opt_str(o, "PipelineExecutionArn", "PipelineExecutionArn")?.unwrap_or_default();
+    let name = execution_name(&arn)
+        .ok_or_else(|| err("PipelineExecutionArn", "not the ARN of a pipeline execution (`arn:...:pipeline/NAME/execution/ID`)"))?;
+    let raw_status = opt_str(o, "PipelineExecutionStatus", "PipelineExecutionStatus")?.unwrap_or_default();
+    let mut job = TrainingJob::new(name, arn.clone(), training_status_of_step(&raw_status).to_string());
+    job.lineage.kind = ResourceKind::PipelineExecution;
+    job.failure_reason = opt_str(o, "FailureReason", "FailureReason")?.filter(|s| !s.is_empty());
+    job.creation_time = opt_ts(o, "CreationTime")?;
+    job.start_time = job.creation_time;
+    job.last_modified_time = opt_ts(o, "LastModifiedTime")?;
+    if matches!(raw_status.as_str(), "Succeeded" | "Failed" | "Stopped") {
+        job.end_time = job.last_modified_time;
+    }
+    if let Some(t) = o.get("Tags") {
+        job.tags = parse_tags(t, "Tags")?;
+    }
+    let pipeline_arn = opt_str(o, "PipelineArn", "PipelineArn")?.unwrap_or_default();
+    let mut summary = PipelineSummary {
+        pipeline_name: execution_parts(&arn).map(|(p, _)| p.to_string()).unwrap_or_default(),
+        pipeline_arn,
+        display_name: opt_str(o, "PipelineExecutionDisplayName", "PipelineExecutionDisplayName")?.filter(|s| !s.is_empty()),
+        status: raw_status,
+        steps: Vec::new(),
+    };
+    for (i, st) in opt_arr(o, "Steps", "Steps")?.iter().enumerate() {
+        let f = format!("Steps[{i}]");
+        let Value::Object(so) = st else { return Err(err(f, format!("expected an object, found {}", type_name(st)))) };
+        let (kind, step_arn) = match opt_obj(so, "Metadata", &format!("{f}.Metadata"))? {
+            Some(m) => match m.iter().find(|(_, v)| v.is_object()) {
+                Some((k, v)) => (Some(k.clone()), v.get("Arn").and_then(Value::as_str).filter(|a| !a.is_empty()).map(str::to_string)),
+                None => (None, None),
+            },
+            None => (None, None),
+        };
+        summary.steps.push(StepSummary {
+            name: opt_str(so, "StepName", &format!("{f}.StepName"))?.unwrap_or_default(),
+            status: opt_str(so, "StepStatus", &format!("{f}.StepStatus"))?.unwrap_or_default(),
+            kind,
+            arn: step_arn,
+            start_time: opt_ts(so, "StartTime")?,
+            end_time: opt_ts(so, "EndTime")?,
+            failure_reason: opt_str(so, "FailureReason", &format!("{f}.FailureReason"))?.filter(|s| !s.is_empty()),
+        });
+    }
+    // Oldest first, ties by name: the same order on every read (the first eligible child
+    // decides a parent's project).
+    summary.steps.sort_by(|a, b| (a.start_time, &a.name).cmp(&(b.start_time, &b.name)));
+    for st in &summary.steps {
+        if let (Some("TrainingJob"), Some(a)) = (st.kind.as_deref(), &st.arn) {
+            if !job.lineage.children.iter().any(|c| &c.arn == a) {
+                job.lineage.children.push(ChildSummary {
+                    arn: a.clone(),
+                    name: name_in_arn(a).to_string(),
+                    status: training_status_of_step(&st.status).to_string(),
+                    objective: None,
+                });
+            }
+        }
+    }
+    job.lineage.pipeline = Some(summary);
+    job.original = doc.clone();
+    Ok(job)
+}
+
 /// One `HyperParameterTrainingJobSummary` (ListTrainingJobsForHyperParameterTuningJob) as a
 /// child of its tuner.
 pub fn child_from_summary(v: &Value, field: &str) -> Result<ChildSummary, DocumentError> {
@@ -527,6 +629,33 @@ pub fn quote_bare_non_finite(text: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_recorded_pipeline_execution_reads_as_a_parent() {
+        let arn = "arn:aws:sagemaker:us-east-1:1:pipeline/churn/execution/x1";
+        let doc = json!({
+            "PipelineArn": "arn:aws:sagemaker:us-east-1:1:pipeline/churn", "PipelineExecutionArn": arn,
+            "PipelineExecutionStatus": "Succeeded", "PipelineExecutionDisplayName": "nightly",
+            "CreationTime": "2026-11-01T10:00:00Z", "LastModifiedTime": "2026-11-01T11:00:00Z",
+            "Tags": [{"Key": "MODEL_DB_SYNC", "Value": "true"}],
+            "Steps": [
+                {"StepName": "Train", "StepStatus": "Failed", "StartTime": 1793527800, "Metadata": {"TrainingJob": {"Arn": "arn:aws:sagemaker:us-east-1:1:training-job/t1"}}},
+                {"StepName": "Prep", "StepStatus": "Succeeded", "StartTime": "2026-11-01T10:00:00Z", "Metadata": {"ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:1:processing-job/p1"}}},
+                {"StepName": "Gate", "StepStatus": "Succeeded", "Metadata": {"Condition": {"Outcome": "True"}}}
+            ]
+        });
+        assert_eq!(kind_of_document(&doc), ResourceKind::PipelineExecution);
+        let j = execution_from_document(&doc).unwrap();
+        assert_eq!((j.name.as_str(), j.status.as_str(), j.lineage.kind), ("churn-x1", "Completed", ResourceKind::PipelineExecution));
+        let p = j.lineage.pipeline.as_ref().unwrap();
+        assert_eq!((p.status.as_str(), p.display_name.as_deref(), p.pipeline_name.as_str()), ("Succeeded", Some("nightly"), "churn"));
+        let steps: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(steps, ["Gate", "Prep", "Train"], "by start time (none first), then name");
+        assert_eq!(j.lineage.children.len(), 1);
+        assert_eq!((j.lineage.children[0].name.as_str(), j.lineage.children[0].status.as_str()), ("t1", "Failed"));
+        assert!(execution_from_document(&json!({"PipelineExecutionArn": "arn:aws:sagemaker:us-east-1:1:training-job/t"})).is_err());
+        assert!(execution_from_document(&json!({"PipelineExecutionArn": arn, "Steps": {}})).is_err(), "steps must be a list");
+    }
 
     #[test]
     fn timestamps_in_every_form() {

@@ -183,6 +183,95 @@ impl Moto {
         self.edit(name, set);
     }
 
+    /// Starts an execution of the pipeline `pipeline` (created with `tags` if it does not exist
+    /// yet); returns the execution's ARN.
+    pub async fn start_execution(&self, pipeline: &str, tags: &[(&str, &str)]) -> String {
+        let c = self.client().await;
+        if c.describe_pipeline().pipeline_name(pipeline).send().await.is_err() {
+            let mut req = c
+                .create_pipeline()
+                .pipeline_name(pipeline)
+                .pipeline_definition(r#"{"Version": "2020-12-01", "Steps": []}"#)
+                .role_arn("arn:aws:iam::123456789012:role/sagemaker");
+            for (k, v) in tags {
+                req = req.tags(Tag::builder().key(*k).value(*v).build());
+            }
+            req.send().await.unwrap_or_else(|e| panic!("CreatePipeline {pipeline}: {e:?}"));
+        }
+        let out = c
+            .start_pipeline_execution()
+            .pipeline_name(pipeline)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("StartPipelineExecution {pipeline}: {e:?}"));
+        out.pipeline_execution_arn().unwrap_or_default().to_string()
+    }
+
+    /// Sets an execution's status, steps (PipelineExecutionStep documents) or times.
+    pub fn edit_execution(&self, arn: &str, set: serde_json::Value) {
+        self.post("/_sm/pipeline-execution", &serde_json::json!({"arn": arn, "set": set}).to_string());
+    }
+
+    /// Creates the processing job `name` whose output `output` is written to `uri`; returns its
+    /// ARN.
+    pub async fn create_processing_job(&self, name: &str, output: &str, uri: &str) -> String {
+        use aws_sdk_sagemaker::types::{
+            AppSpecification, ProcessingClusterConfig, ProcessingInstanceType, ProcessingOutput, ProcessingOutputConfig,
+            ProcessingResources, ProcessingS3Output, ProcessingS3UploadMode,
+        };
+        let c = self.client().await;
+        let out = c
+            .create_processing_job()
+            .processing_job_name(name)
+            .role_arn("arn:aws:iam::123456789012:role/sagemaker")
+            .app_specification(
+                AppSpecification::builder().image_uri("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1").build(),
+            )
+            .processing_resources(
+                ProcessingResources::builder()
+                    .cluster_config(
+                        ProcessingClusterConfig::builder()
+                            .instance_count(1)
+                            .instance_type(ProcessingInstanceType::MlM5Xlarge)
+                            .volume_size_in_gb(10)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .processing_output_config(
+                ProcessingOutputConfig::builder()
+                    .outputs(
+                        ProcessingOutput::builder()
+                            .output_name(output)
+                            .s3_output(
+                                ProcessingS3Output::builder()
+                                    .s3_uri(uri)
+                                    .local_path("/opt/ml/processing/output")
+                                    .s3_upload_mode(ProcessingS3UploadMode::EndOfJob)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateProcessingJob {name}: {e:?}"));
+        out.processing_job_arn().unwrap_or_default().to_string()
+    }
+
+    /// Creates the training job `name` as a pipeline step's job: `tags` plus the tag SageMaker
+    /// Pipelines puts on the jobs it starts (`sagemaker:pipeline-execution-arn`).
+    pub async fn create_step_job(&self, execution_arn: &str, name: &str, tags: &[(&str, &str)]) -> String {
+        let mut all: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        all.push(("sagemaker:pipeline-execution-arn".into(), execution_arn.to_string()));
+        let c = self.client().await;
+        create_job(&c, name, &all).await;
+        let d =
+            c.describe_training_job().training_job_name(name).send().await.unwrap_or_else(|e| panic!("DescribeTrainingJob {name}: {e:?}"));
+        d.training_job_arn().unwrap_or_default().to_string()
+    }
+
     /// A SageMaker client on moto.
     pub async fn client(&self) -> aws_sdk_sagemaker::Client {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;

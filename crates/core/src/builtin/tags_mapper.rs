@@ -101,6 +101,18 @@ impl Mapper for TagsMapper {
                         metadata.insert("S3DataDistributionType".to_string(), v.clone());
                     }
                 }
+                // The processing job that wrote the data (a pipeline's step), when known.
+                if let Some(p) = &c.produced_by {
+                    metadata.insert("ProducedBy".to_string(), p.processing_job.clone());
+                    metadata.insert("ProducedByArn".to_string(), p.processing_job_arn.clone());
+                    metadata.insert("ProcessingOutput".to_string(), p.output.clone());
+                    if let Some(step) = &p.step {
+                        metadata.insert("PipelineStep".to_string(), step.clone());
+                    }
+                    if let Some(e) = &p.pipeline_execution_arn {
+                        metadata.insert("PipelineExecutionArn".to_string(), e.clone());
+                    }
+                }
                 Dataset { name: c.name.clone(), uri: c.source.uri(), metadata, manifest: c.manifest.clone() }
             })
             .collect();
@@ -241,6 +253,7 @@ mod tests {
             record_wrapper: Some("None".into()),
             input_mode: None,
             manifest: None,
+            produced_by: None,
         });
         j.final_metrics.push(FinalMetric { name: "validation:auc".into(), value: 0.9, timestamp: None });
         j.final_metrics.push(FinalMetric { name: "bad".into(), value: f64::NAN, timestamp: None });

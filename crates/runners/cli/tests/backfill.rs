@@ -89,14 +89,24 @@ async fn aborted_at_every_crash_point_then_every_job_exactly_once() {
     eprintln!("crash runs (point, jobs in the store after it): {progress:?}");
     assert!(progress.windows(2).all(|w| w[0].1 <= w[1].1), "the store never loses a run: {progress:?}");
     assert!(progress.last().unwrap().1 < 450, "work is left for the final run: {progress:?}");
-    // The final run finishes what is left.
-    let out = sagesync(dir.path())
-        .args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}\n{progress:?}", String::from_utf8_lossy(&out.stderr));
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(s["failed"], 0);
+    // The final run finishes what is left. A job whose one-second lease lapsed under load (a
+    // renewal late on a busy machine) is interrupted, not recorded: the next run takes it.
+    let mut s = Value::Null;
+    let mut first = None;
+    for _ in 0..3 {
+        let out = sagesync(dir.path())
+            .args(["backfill", "--config", cfg.to_str().unwrap(), "--since", "2000-01-01", "--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}\n{progress:?}", String::from_utf8_lossy(&out.stderr));
+        s = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(s["failed"], 0, "{s}");
+        first.get_or_insert_with(|| s.clone());
+        if s["interrupted"].as_u64().unwrap_or(0) == 0 && s["busy"].as_u64().unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    let s = first.unwrap_or(s);
     let runs = runs_by_job(&peer);
     assert_eq!(runs.len(), 450, "every eligible job is in ModelDB ({progress:?})");
     for n in &eligible {
@@ -108,7 +118,7 @@ async fn aborted_at_every_crash_point_then_every_job_exactly_once() {
     assert_eq!(st["counts"]["skipped"], 50);
     assert_eq!(st["counts"]["failed"], 0);
     // The same backfill again re-decides the range against the ledger: nothing to write, and
-    // nothing but Search pages.
+    // nothing but Search pages (and one empty page each of tuning jobs and pipelines).
     for since in ["2000-01-01", "1999-01-01"] {
         let out = sagesync(dir.path())
             .args(["backfill", "--config", cfg.to_str().unwrap(), "--since", since, "--format", "json"])
@@ -117,7 +127,12 @@ async fn aborted_at_every_crash_point_then_every_job_exactly_once() {
         let s: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!((s["synced"].as_u64(), s["already_done"].as_u64()), (Some(0), Some(500)), "{s}");
         let calls = &s["api_calls"];
-        assert_eq!(calls.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()), Some(vec!["Search".to_string()]), "{s}");
+        assert_eq!(
+            calls.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["ListHyperParameterTuningJobs".to_string(), "ListPipelines".to_string(), "Search".to_string()]),
+            "{s}"
+        );
+        assert_eq!((calls["ListHyperParameterTuningJobs"].as_u64(), calls["ListPipelines"].as_u64()), (Some(1), Some(1)), "{calls}");
         assert!((5..=7).contains(&calls["Search"].as_u64().unwrap()), "about one Search page per 100 jobs: {calls}");
     }
     assert_eq!(peer.state()["runs"].as_array().unwrap().len(), 450);

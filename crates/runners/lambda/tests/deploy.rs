@@ -24,6 +24,13 @@ fn sam_template_passes_cfn_lint() {
         [
             "- sagemaker:DescribeTrainingJob",
             "- sagemaker:ListTags",
+            "- sagemaker:DescribeHyperParameterTuningJob",
+            "- sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+            "- sagemaker:ListTags",
+            "- sagemaker:DescribePipelineExecution",
+            "- sagemaker:ListPipelineExecutionSteps",
+            "- sagemaker:ListTags",
+            "- sagemaker:DescribeProcessingJob",
             "- dynamodb:DescribeTable",
             "- dynamodb:GetItem",
             "- dynamodb:BatchGetItem",
@@ -35,6 +42,18 @@ fn sam_template_passes_cfn_lint() {
         ]
     );
     assert!(text.contains(":training-job/*"));
+    // Issue 21: the tuning and pipeline events reach the function, each kind read only on its
+    // own resources.
+    for needle in [
+        "detail-type: [SageMaker HyperParameter Tuning Job State Change]",
+        "detail-type: [SageMaker Model Building Pipeline Execution Status Change]",
+        "currentPipelineExecutionStatus: [Succeeded, Failed, Stopped]",
+        ":hyper-parameter-tuning-job/*",
+        ":pipeline/*/execution/*",
+        ":processing-job/*",
+    ] {
+        assert!(text.contains(needle), "template lacks {needle}");
+    }
     // The scheduled re-drive: a Schedule event on the function, its rate a parameter, and the
     // failed-jobs index (only) queried.
     for needle in [

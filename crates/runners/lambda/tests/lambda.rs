@@ -308,10 +308,55 @@ async fn tuning_job_events_through_the_runtime() {
     // The same event, to a configuration that does not sync tuners.
     let dir2 = tempfile::tempdir().unwrap();
     let cfg2 = config(dir2.path(), &moto, &format!("[[sinks]]\ntype = \"file\"\ndir = \"{}\"", dir2.path().join("out").display()));
+    let text =
+        std::fs::read_to_string(&cfg2).unwrap().replace("max_attempts = 2\n\n", "max_attempts = 2\nresources = [\"training_jobs\"]\n\n");
+    std::fs::write(&cfg2, text).unwrap();
     let rt2 = Runtime::start().await;
     let _f2 = start_function(&rt2, &[("SAGESYNC_CONFIG", cfg2.display().to_string())]);
     let r = rt2.invoke(ev).await;
     let text = format!("{r:?}");
     assert!(text.contains("tuning_jobs"), "the reason says what to set: {text}");
     assert!(!dir2.path().join("out/moto-project/lam-tuner.json").exists());
+}
+
+/// Issue 21: "SageMaker Model Building Pipeline Execution Status Change" events, through the
+/// runtime, with the default resources: the execution is synced as the parent of its training
+/// step's job, and a duplicate of the event writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_execution_events_through_the_runtime() {
+    let moto = Moto::start();
+    let exec = moto.start_execution("lam-pipe", &SYNC_TAGS).await;
+    let job = moto.create_step_job(&exec, "lam-pipe-train", &SYNC_TAGS).await;
+    moto.edit_execution(
+        &exec,
+        json!({"PipelineExecutionStatus": "Succeeded", "Steps": [{"StepName": "Train", "StepStatus": "Succeeded",
+            "StartTime": "2026-11-20T09:00:00Z", "Metadata": {"TrainingJob": {"Arn": job}}}]}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = config(dir.path(), &moto, &format!("[[sinks]]\ntype = \"file\"\ndir = \"{}\"", out.display()));
+    let rt = Runtime::start().await;
+    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
+    let pipeline = exec.split("/execution/").next().unwrap().to_string();
+    let ev = json!({
+        "version": "0", "id": "ev-pipe", "detail-type": "SageMaker Model Building Pipeline Execution Status Change", "source": "aws.sagemaker",
+        "account": "123456789012", "time": "2026-11-20T10:00:00Z", "region": "us-east-1", "resources": [pipeline, exec],
+        "detail": {"pipelineExecutionArn": exec, "currentPipelineExecutionStatus": "Succeeded", "previousPipelineExecutionStatus": "Executing",
+                   "pipelineArn": pipeline}
+    });
+    let r = ok(rt.invoke(ev.clone()).await);
+    assert_eq!(r["outcome"], "synced", "{r}");
+    let id = exec.rsplit('/').next().unwrap();
+    let doc: Value = serde_json::from_slice(&std::fs::read(out.join(format!("moto-project/lam-pipe-{id}.json"))).unwrap()).unwrap();
+    assert_eq!(doc["record"]["kind"], "pipeline_execution", "{doc}");
+    assert_eq!(doc["record"]["children"][0]["arn"], job.as_str(), "{doc}");
+    let again = ok(rt.invoke(ev).await);
+    assert!(again["receipts"].as_array().is_none_or(|a| a.is_empty()), "a duplicate writes nothing: {again}");
+    // A running execution's event is not final: nothing to do yet.
+    let running = json!({
+        "version": "0", "id": "ev-pipe-2", "detail-type": "SageMaker Model Building Pipeline Execution Status Change", "source": "aws.sagemaker",
+        "resources": [exec], "detail": {"pipelineExecutionArn": exec, "currentPipelineExecutionStatus": "Executing"}
+    });
+    let r = ok(rt.invoke(running).await);
+    assert_ne!(r["outcome"], "synced", "{r}");
 }

@@ -81,8 +81,8 @@ pub struct SageMakerSourceConfig {
     /// History: points kept per metric (the oldest), 1 to 100000.
     pub history_max_points: usize,
     /// What to list: `training_jobs`, `tuning_jobs` (each a parent run of the training jobs it
-    /// launched, listed after the training jobs with its own cursor and budgets). Default:
-    /// `["training_jobs"]`.
+    /// launched), `pipeline_executions` (each a parent run of the training jobs its steps ran),
+    /// each listed after the training jobs with its own cursor and budgets. Default: all three.
     pub resources: Vec<Resource>,
 }
 
@@ -94,6 +94,8 @@ pub enum Resource {
     TrainingJobs,
     /// Hyperparameter tuning jobs.
     TuningJobs,
+    /// SageMaker Pipelines executions.
+    PipelineExecutions,
 }
 
 /// Which metrics a record carries.
@@ -137,8 +139,7 @@ impl Default for SageMakerSourceConfig {
             history_period_secs: 60,
             history_stat: "Average".into(),
             history_max_points: super::history::DEFAULT_MAX_POINTS_PER_METRIC,
-            // Tuning jobs are opt-in until every built-in sink records parents natively.
-            resources: vec![Resource::TrainingJobs],
+            resources: vec![Resource::TrainingJobs, Resource::TuningJobs, Resource::PipelineExecutions],
         }
     }
 }
@@ -174,7 +175,10 @@ impl SageMakerSourceConfig {
             modified_before: time("modified_before", &self.modified_before),
         };
         if self.resources.is_empty() {
-            problems.push(FieldProblem::at("resources", "lists nothing; name at least one of `training_jobs`, `tuning_jobs`"));
+            problems.push(FieldProblem::at(
+                "resources",
+                "lists nothing; name at least one of `training_jobs`, `tuning_jobs`, `pipeline_executions`",
+            ));
         }
         for (i, r) in self.resources.iter().enumerate() {
             if self.resources[..i].contains(r) {
@@ -299,6 +303,7 @@ impl SageMakerSourceConfig {
             max_manifest_objects: self.max_manifest_objects,
             history,
             tuning_jobs: self.resources.contains(&Resource::TuningJobs),
+            pipeline_executions: self.resources.contains(&Resource::PipelineExecutions),
             training_jobs: self.resources.contains(&Resource::TrainingJobs),
         })
     }

@@ -1,5 +1,5 @@
-//! EventBridge "SageMaker Training Job State Change" and "SageMaker HyperParameter Tuning Job
-//! State Change" events.
+//! EventBridge "SageMaker Training Job State Change", "SageMaker HyperParameter Tuning Job
+//! State Change" and "SageMaker Model Building Pipeline Execution Status Change" events.
 //!
 //! The `detail` mirrors DescribeTrainingJob but differs between producers: `Tags` is a map or a
 //! Key/Value list, timestamps are epoch milliseconds (numbers or strings) or ISO-8601, and every
@@ -17,6 +17,9 @@ pub const DETAIL_TYPE: &str = "SageMaker Training Job State Change";
 /// The `detail-type` of tuning-job state changes (their `detail` mirrors
 /// DescribeHyperParameterTuningJob).
 pub const TUNING_DETAIL_TYPE: &str = "SageMaker HyperParameter Tuning Job State Change";
+/// The `detail-type` of pipeline executions' status changes (their `detail` has
+/// `pipelineExecutionArn` and `currentPipelineExecutionStatus`).
+pub const PIPELINE_DETAIL_TYPE: &str = "SageMaker Model Building Pipeline Execution Status Change";
 /// The `source` and `detail-type` of an EventBridge schedule's event (a rule with a
 /// `ScheduleExpression`): the Lambda's cue to re-drive failed jobs whose retry time has come.
 pub const SCHEDULED: (&str, &str) = ("aws.events", "Scheduled Event");
@@ -40,6 +43,49 @@ pub struct StateChange {
     pub last_modified: Option<Timestamp>,
     /// Tags carried by the event (`None` when it has none).
     pub tags: Option<Tags>,
+}
+
+/// A pipeline execution's status change: the execution's ARN (`detail.pipelineExecutionArn`,
+/// else the envelope's `resources`) names it; its status (`currentPipelineExecutionStatus`) is
+/// read as a training-job status (`Succeeded` is `Completed`).
+fn read_execution_change(o: &serde_json::Map<String, Value>, id: Option<String>, origin: &str) -> Result<EventKind, SyncError> {
+    let detail = match o.get("detail") {
+        Some(Value::Object(d)) => d,
+        Some(_) => return Err(malformed(origin, "`detail` is not an object")),
+        None => return Err(malformed(origin, "no `detail`")),
+    };
+    let arn = match detail.get("pipelineExecutionArn") {
+        Some(Value::String(s)) => Some(s.clone()),
+        None | Some(Value::Null) => o
+            .get("resources")
+            .and_then(Value::as_array)
+            .and_then(|r| r.iter().filter_map(Value::as_str).find(|a| crate::document::execution_parts(a).is_some()))
+            .map(str::to_string),
+        Some(_) => return Err(malformed(origin, "`detail.pipelineExecutionArn` is not a string")),
+    };
+    let Some(arn) = arn else {
+        return Err(malformed(origin, "no pipeline execution ARN (`detail.pipelineExecutionArn` or `resources`)"));
+    };
+    if arn.len() > 2048 {
+        return Err(malformed(origin, "`detail.pipelineExecutionArn` is longer than 2048 characters"));
+    }
+    let Some(name) = crate::document::execution_name(&arn) else {
+        return Err(malformed(origin, "`detail.pipelineExecutionArn` is not the ARN of a pipeline execution"));
+    };
+    let status = match detail.get("currentPipelineExecutionStatus") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(crate::document::training_status_of_step(s).to_string()),
+        Some(_) => return Err(malformed(origin, "`detail.currentPipelineExecutionStatus` is not a string")),
+    };
+    Ok(EventKind::StateChange(StateChange {
+        event_id: id,
+        kind: ResourceKind::PipelineExecution,
+        name,
+        arn: Some(arn),
+        status,
+        last_modified: None,
+        tags: None,
+    }))
 }
 
 impl StateChange {
@@ -108,6 +154,9 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
     }
     if source == "aws.sagemaker" && detail_type == TUNING_DETAIL_TYPE {
         return read_change(o, id, &origin, &TUNING);
+    }
+    if source == "aws.sagemaker" && detail_type == PIPELINE_DETAIL_TYPE {
+        return read_execution_change(o, id, &origin);
     }
     if source != "aws.sagemaker" || detail_type != DETAIL_TYPE {
         if source.is_empty() && detail_type.is_empty() {
@@ -356,6 +405,35 @@ mod tests {
         assert!(e.to_string().contains("not the ARN of this tuning job"), "{e}");
         let e = parse_event(&ev(json!({"HyperParameterTuningJobName": "x".repeat(33)}), json!([arn]))).unwrap_err();
         assert!(e.to_string().contains("not a tuning job name"), "{e}");
+    }
+
+    #[test]
+    fn pipeline_execution_events() {
+        let arn = "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/abc";
+        let ev = |detail: Value, resources: Value| json!({"id": "e-3", "detail-type": PIPELINE_DETAIL_TYPE, "source": "aws.sagemaker", "resources": resources, "detail": detail});
+        let EventKind::StateChange(c) = parse_event(&ev(
+            json!({"pipelineExecutionArn": arn, "currentPipelineExecutionStatus": "Succeeded", "previousPipelineExecutionStatus": "Executing"}),
+            json!(["arn:aws:sagemaker:us-east-1:1:pipeline/p", arn]),
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.kind, c.name.as_str(), c.arn.as_deref(), c.is_terminal()),
+            (ResourceKind::PipelineExecution, "p-abc", Some(arn), true)
+        );
+        let EventKind::StateChange(c) = parse_event(&ev(
+            json!({"currentPipelineExecutionStatus": "Executing"}),
+            json!(["arn:aws:sagemaker:us-east-1:1:pipeline/p", arn]),
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.arn.as_deref(), c.is_terminal()), (Some(arn), false), "the ARN from `resources`; running is not final");
+        let e = parse_event(&ev(json!({}), json!(["arn:aws:sagemaker:us-east-1:1:pipeline/p"]))).unwrap_err();
+        assert!(e.to_string().contains("no pipeline execution ARN"), "{e}");
+        let e = parse_event(&ev(json!({"pipelineExecutionArn": "arn:aws:sagemaker:us-east-1:1:training-job/t"}), json!([]))).unwrap_err();
+        assert!(e.to_string().contains("not the ARN of a pipeline execution"), "{e}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct Filters {
 /// publishes 2 TPS (per account and region, not adjustable) for ListTrainingJobs; the others
 /// have no published figure and share the account's quota with every other caller, so the
 /// defaults stay modest and the SDK's retries absorb throttling.
-pub const OPERATIONS: [(&str, f64); 9] = [
+pub const OPERATIONS: [(&str, f64); 14] = [
     ("ListTrainingJobs", 2.0),
     ("DescribeTrainingJob", 10.0),
     ("ListTags", 10.0),
@@ -56,6 +56,11 @@ pub const OPERATIONS: [(&str, f64); 9] = [
     ("ListHyperParameterTuningJobs", 2.0),
     ("DescribeHyperParameterTuningJob", 10.0),
     ("ListTrainingJobsForHyperParameterTuningJob", 2.0),
+    ("ListPipelines", 2.0),
+    ("ListPipelineExecutions", 2.0),
+    ("DescribePipelineExecution", 10.0),
+    ("ListPipelineExecutionSteps", 5.0),
+    ("DescribeProcessingJob", 10.0),
 ];
 
 /// Settings of the source.
@@ -85,6 +90,10 @@ pub struct SageMakerSettings {
     /// List hyperparameter tuning jobs (parents of the training jobs they launched), after the
     /// training jobs, with their own cursor.
     pub tuning_jobs: bool,
+    /// List pipeline executions (parents of the training jobs their steps ran), after the
+    /// tuning jobs, with their own cursor; link training jobs to the processing jobs whose
+    /// output they read.
+    pub pipeline_executions: bool,
 }
 
 impl SageMakerSettings {
@@ -109,6 +118,7 @@ impl SageMakerSettings {
             history: None,
             training_jobs: true,
             tuning_jobs: false,
+            pipeline_executions: false,
         }
     }
     /// Sends SageMaker (and S3 and CloudWatch) calls to `url` in `region` (emulators, VPC
@@ -137,6 +147,9 @@ pub struct SageMakerSource {
     pub(super) calls: CallCounter,
     /// Tuners' objectives, by ARN (bounded), for their children's objective status.
     pub(super) objectives: super::tuning::ObjectiveCache,
+    /// Pipeline executions' processing outputs, by ARN (bounded), for their training jobs'
+    /// datasets.
+    pub(super) executions: super::pipelines::ExecutionCache,
 }
 
 fn aws_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
@@ -159,7 +172,14 @@ impl SageMakerSource {
     /// A source with these settings (clients are built on first use).
     pub fn new(settings: SageMakerSettings) -> Self {
         let limits = RateLimits::new(&settings.rate_limits);
-        SageMakerSource { settings, clients: OnceCell::new(), limits, calls: CallCounter::default(), objectives: Default::default() }
+        SageMakerSource {
+            settings,
+            clients: OnceCell::new(),
+            limits,
+            calls: CallCounter::default(),
+            objectives: Default::default(),
+            executions: Default::default(),
+        }
     }
 
     /// The settings.
@@ -259,6 +279,7 @@ impl SageMakerSource {
             self.add_history(&mut job, opts).await?;
         }
         self.add_objective(&mut job).await?;
+        self.add_pipeline(&mut job).await?;
         Ok(job)
     }
 
@@ -352,7 +373,7 @@ impl SageMakerSource {
         Cursor { watermark: Some(started - overlap), ..Default::default() }
     }
 
-    fn status_ok(&self, status: &str) -> bool {
+    pub(super) fn status_ok(&self, status: &str) -> bool {
         self.settings.filters.statuses.is_empty() || self.settings.filters.statuses.iter().any(|s| s == status)
     }
 
@@ -775,10 +796,20 @@ impl Source for SageMakerSource {
             }
             return self.fetch_tuner(job).await;
         }
+        if super::pipelines::is_execution(job) {
+            if !self.settings.pipeline_executions {
+                return Err(SyncError::setup(format!(
+                    "`{}` is a pipeline execution, and this source does not sync them: add \"pipeline_executions\" to [source] resources",
+                    job.name
+                )));
+            }
+            return self.fetch_execution(job).await;
+        }
         if let Some(j) = &job.job {
             if !self.settings.dataset_manifests && self.settings.history.is_none() {
                 let mut j = Arc::unwrap_or_clone(j.clone());
                 self.add_objective(&mut j).await?;
+                self.add_pipeline(&mut j).await?;
                 return Ok(j);
             }
             let mut doc = j.original.clone();
@@ -816,7 +847,13 @@ impl Source for SageMakerSource {
             None => "final".to_string(),
             Some(h) => format!("history:{}:{}:{}:{}", h.period_secs, h.stat, h.max_points_per_metric, h.host),
         };
-        format!("manifests={}:{};metrics={history}", self.settings.dataset_manifests, self.settings.max_manifest_objects)
+        // The kinds listed change training jobs' records (a tuner's or execution's child is
+        // linked to it only when its kind is on): turning one on or off re-decides every job.
+        let lineage = match (self.settings.tuning_jobs, self.settings.pipeline_executions) {
+            (false, false) => String::new(),
+            (t, p) => format!(";lineage={}{}", if t { "t" } else { "" }, if p { "p" } else { "" }),
+        };
+        format!("manifests={}:{};metrics={history}{lineage}", self.settings.dataset_manifests, self.settings.max_manifest_objects)
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::client::map_sdk_error;
 use super::convert;
+use super::pipelines::PIPELINES;
 use super::source::SageMakerSource;
 use crate::document::{child_objective, name_in_arn, tuner_from_document};
 
@@ -84,27 +85,69 @@ pub fn is_tuner(r: &JobRef) -> bool {
 }
 
 impl SageMakerSource {
-    /// One page of the whole listing: training jobs to their end, then tuning jobs.
+    /// One page of the whole listing: training jobs to their end, then tuning jobs, then
+    /// pipeline executions (each kind that is on). A later kind's cursor part has a start time
+    /// while it is being listed. A kind's last page that lists nothing goes straight on to the
+    /// next kind in the same page: an idle poll saves its cursor once, not once per kind.
     pub(super) async fn list_kinds(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
+        let phase = |c: &Cursor| -> u8 {
+            if c.parts.get(PIPELINES).is_some_and(|p| p.started.is_some()) {
+                2
+            } else if c.parts.get(TUNERS).is_some_and(|p| p.started.is_some()) {
+                1
+            } else {
+                0
+            }
+        };
+        let mut at = cursor.clone();
+        for _ in 0..2 {
+            let page = self.list_phase(scope, &at).await?;
+            let moved_on = !page.done && page.jobs.is_empty() && page.problems.is_empty() && phase(&page.next) > phase(&at);
+            if !moved_on {
+                return Ok(page);
+            }
+            at = page.next;
+        }
+        self.list_phase(scope, &at).await
+    }
+
+    /// One page of the kind `cursor` stands in.
+    async fn list_phase(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
         let s = &self.settings;
         let tuners = cursor.parts.get(TUNERS).cloned().unwrap_or_default();
+        let execs = cursor.parts.get(PIPELINES).cloned().unwrap_or_default();
+        let in_execs = s.pipeline_executions && ((!s.training_jobs && !s.tuning_jobs) || execs.started.is_some());
+        if in_execs {
+            let mut page = self.list_executions_page(scope, &execs).await?;
+            let mut next = cursor.clone();
+            next.parts.insert(PIPELINES.into(), std::mem::take(&mut page.next));
+            page.next = next;
+            return Ok(page);
+        }
         let in_tuners = s.tuning_jobs && (!s.training_jobs || tuners.started.is_some());
-        if in_tuners {
+        let mut page = if in_tuners {
             let mut page = self.list_tuners_page(scope, &tuners).await?;
             let mut next = cursor.clone();
             next.parts.insert(TUNERS.into(), std::mem::take(&mut page.next));
             page.next = next;
-            return Ok(page);
-        }
-        let main = Cursor { parts: BTreeMap::new(), ..cursor.clone() };
-        let mut page = self.list_training(scope, &main).await?;
-        let mut parts = cursor.parts.clone();
-        if page.done && s.tuning_jobs {
-            // The tuning jobs next, from their own watermark.
-            parts.insert(TUNERS.into(), Cursor { started: Some(Utc::now()), ..tuners });
+            page
+        } else {
+            let main = Cursor { parts: BTreeMap::new(), ..cursor.clone() };
+            let mut page = self.list_training(scope, &main).await?;
+            let mut parts = cursor.parts.clone();
+            if page.done && s.tuning_jobs {
+                // The tuning jobs next, from their own watermark.
+                parts.insert(TUNERS.into(), Cursor { started: Some(Utc::now()), ..tuners });
+                page.done = false;
+            }
+            page.next.parts = parts;
+            page
+        };
+        if page.done && s.pipeline_executions {
+            // The pipeline executions next, from their own watermark.
+            page.next.parts.insert(PIPELINES.into(), Cursor { started: Some(Utc::now()), ..execs });
             page.done = false;
         }
-        page.next.parts = parts;
         Ok(page)
     }
 
@@ -143,12 +186,8 @@ impl SageMakerSource {
             Ok(p) => p,
             Err(e) => {
                 let err = map_sdk_error("ListHyperParameterTuningJobs", "", e);
-                if cursor.token.is_some() && !err.is_retryable() {
-                    tracing::warn!(error = %err.chain(), "ListHyperParameterTuningJobs refused the saved page token; listing again from the watermark");
-                    let restart = Cursor { watermark: cursor.watermark, started: cursor.started, ..Default::default() };
-                    return Box::pin(self.list_tuners_page(scope, &restart)).await;
-                }
-                return Err(err);
+                let restart = refused_token("ListHyperParameterTuningJobs", cursor, err)?;
+                return Box::pin(self.list_tuners_page(scope, &restart)).await;
             }
         };
         let mut jobs: Vec<JobRef> = page.hyper_parameter_tuning_job_summaries().iter().map(tuner_ref).collect();
@@ -163,22 +202,7 @@ impl SageMakerSource {
                 }
             }
         }
-        let next = match page.next_token() {
-            Some(t) if !t.is_empty() && Some(t) != cursor.token.as_deref() => {
-                return Ok(Page {
-                    jobs,
-                    problems: Vec::new(),
-                    next: Cursor { watermark: cursor.watermark, token: Some(t.to_string()), started: Some(started), ..Default::default() },
-                    done: false,
-                });
-            }
-            _ => match scope {
-                ListScope::Incremental => self.next_poll_cursor(started),
-                // A range listed to its end starts over next time.
-                ListScope::Range { .. } => Cursor::default(),
-            },
-        };
-        Ok(Page { jobs, problems: Vec::new(), next, done: true })
+        Ok(self.kind_page(scope, jobs, page.next_token(), cursor, started))
     }
 
     /// Every tuner in progress (ListHyperParameterTuningJobs, StatusEquals InProgress, every
@@ -362,6 +386,48 @@ impl SageMakerSource {
             p.name = name;
         }
         Ok(())
+    }
+}
+
+/// The cursor to list a later kind again from its watermark when the API refused the saved
+/// page token for good (an expired token); the error itself otherwise.
+pub(super) fn refused_token(op: &str, cursor: &Cursor, err: SyncError) -> Result<Cursor, SyncError> {
+    if cursor.token.is_some() && !err.is_retryable() {
+        tracing::warn!(error = %err.chain(), "{op} refused the saved page token; listing again from the watermark");
+        return Ok(Cursor { watermark: cursor.watermark, started: cursor.started, ..Default::default() });
+    }
+    Err(err)
+}
+
+impl SageMakerSource {
+    /// A later kind's page: with the API's next token (one that moves on), the listing goes on
+    /// from it; at its end, a poll's next listing starts from this one's start less the
+    /// overlap, and a range listed to its end starts over.
+    pub(super) fn kind_page(
+        &self,
+        scope: &ListScope,
+        jobs: Vec<JobRef>,
+        token: Option<&str>,
+        cursor: &Cursor,
+        started: DateTime<Utc>,
+    ) -> Page {
+        match token {
+            Some(t) if !t.is_empty() && Some(t) != cursor.token.as_deref() => Page {
+                jobs,
+                problems: Vec::new(),
+                next: Cursor { watermark: cursor.watermark, token: Some(t.to_string()), started: Some(started), ..Default::default() },
+                done: false,
+            },
+            _ => Page {
+                jobs,
+                problems: Vec::new(),
+                next: match scope {
+                    ListScope::Incremental => self.next_poll_cursor(started),
+                    ListScope::Range { .. } => Cursor::default(),
+                },
+                done: true,
+            },
+        }
     }
 }
 

@@ -1,0 +1,449 @@
+//! SageMaker Pipelines executions: listed after the tuning jobs, with their own cursor (a part
+//! of the source's cursor), fetched with their steps; and the link from a training job to its
+//! execution (SageMaker tags the jobs a pipeline starts with the execution's ARN) and to the
+//! processing jobs whose outputs it reads.
+//!
+//! ListPipelineExecutions takes one pipeline and filters by creation time only, and an
+//! execution's summary has no modification time. A page of the listing is one ListPipelines
+//! page; for each of its pipelines that ran since the bound, the executions created since the
+//! bound ([`LOOKBACK`] before the watermark: executions run for days). A finished execution is
+//! listed with its start time, which the ledger then knows (it is skipped without a request
+//! the next time); a running one without a time, so that each poll reads it again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use sagesync_core::{Cursor, JobRef, ListScope, Page, ParentRef, Producer, ResourceKind, SyncError, TrainingJob};
+use serde_json::{json, Value};
+
+use super::client::map_sdk_error;
+use super::convert;
+use super::source::SageMakerSource;
+use crate::document::{execution_from_document, execution_name, execution_parts, training_status_of_step, PIPELINE_EXECUTION_TAG};
+
+/// The cursor part of the pipeline-execution listing.
+pub const PIPELINES: &str = "pipeline_executions";
+
+/// How far before the watermark a poll lists executions (by creation time): an execution
+/// created earlier and still running is reached by its event or `sync-job`.
+pub const LOOKBACK: chrono::Duration = chrono::Duration::days(30);
+
+/// Executions listed per pipeline and page at most; more are left for the next poll (a warning
+/// says so).
+const MAX_EXECUTIONS_PER_PIPELINE: usize = 1000;
+
+/// Steps read per execution at most.
+const MAX_STEPS: usize = 10_000;
+
+/// Executions whose processing outputs are kept (oldest dropped first).
+const EXECUTIONS_KEPT: usize = 256;
+
+/// What a training job of an execution needs of it: the jobs its steps ran (to know whether a
+/// read is recent enough for a job), and the processing jobs' outputs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionInfo {
+    /// ARNs of the jobs the execution's steps ran.
+    pub jobs: HashSet<String>,
+    /// Processing outputs, with the step that made each.
+    pub outputs: Vec<Producer>,
+}
+
+/// The processing outputs of each execution seen lately, by ARN. One read at a time per
+/// execution (the others wait for it); a read is used for a job when the job is among the
+/// execution's steps in it (a job reads what steps before it wrote, so the read saw them),
+/// else read again.
+#[derive(Debug, Default)]
+pub struct ExecutionCache(Mutex<IndexMap<String, Slot>>);
+
+/// One execution's kept read, behind the lock its readers take in turn.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<ExecutionInfo>>>>;
+
+impl ExecutionCache {
+    fn cell(&self, arn: &str) -> Slot {
+        let Ok(mut m) = self.0.lock() else { return Default::default() };
+        let cell = m.entry(arn.to_string()).or_default().clone();
+        while m.len() > EXECUTIONS_KEPT {
+            m.shift_remove_index(0);
+        }
+        cell
+    }
+}
+
+fn aws_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_millis(t.timestamp_millis())
+}
+
+fn time_of(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()).map(|d| d.with_timezone(&Utc))
+}
+
+/// Whether a reference names a pipeline execution (by its ARN, or by the job it carries).
+pub fn is_execution(r: &JobRef) -> bool {
+    r.job.as_ref().is_some_and(|j| j.lineage.kind == ResourceKind::PipelineExecution)
+        || execution_parts(r.arn.as_deref().unwrap_or(&r.name)).is_some()
+}
+
+/// Whether `uri` is `output` or lies under it.
+fn under(uri: &str, output: &str) -> bool {
+    let o = output.trim_end_matches('/');
+    !o.is_empty() && (uri == o || uri.strip_prefix(o).is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// One step as the document [`execution_from_document`] reads.
+fn step_document(s: &aws_sdk_sagemaker::types::PipelineExecutionStep) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("StepName".into(), json!(s.step_name().unwrap_or_default()));
+    o.insert("StepStatus".into(), json!(s.step_status().map(|x| x.as_str()).unwrap_or_default()));
+    if let Some(t) = s.start_time() {
+        o.insert("StartTime".into(), convert::time(t));
+    }
+    if let Some(t) = s.end_time() {
+        o.insert("EndTime".into(), convert::time(t));
+    }
+    if let Some(f) = s.failure_reason().filter(|f| !f.is_empty()) {
+        o.insert("FailureReason".into(), json!(f));
+    }
+    if let Some(m) = s.metadata() {
+        let arn = |a: Option<&str>| json!({"Arn": a.unwrap_or_default()});
+        let meta = if let Some(x) = m.training_job() {
+            Some(("TrainingJob", arn(x.arn())))
+        } else if let Some(x) = m.processing_job() {
+            Some(("ProcessingJob", arn(x.arn())))
+        } else if let Some(x) = m.transform_job() {
+            Some(("TransformJob", arn(x.arn())))
+        } else if let Some(x) = m.tuning_job() {
+            Some(("TuningJob", arn(x.arn())))
+        } else if let Some(x) = m.model() {
+            Some(("Model", arn(x.arn())))
+        } else if let Some(x) = m.register_model() {
+            Some(("RegisterModel", arn(x.arn())))
+        } else if let Some(x) = m.auto_ml_job() {
+            Some(("AutoMLJob", arn(x.arn())))
+        } else if m.condition().is_some() {
+            Some(("Condition", json!({})))
+        } else if m.fail().is_some() {
+            Some(("Fail", json!({})))
+        } else {
+            None
+        };
+        if let Some((k, v)) = meta {
+            o.insert("Metadata".into(), json!({ k: v }));
+        }
+    }
+    Value::Object(o)
+}
+
+impl SageMakerSource {
+    /// One page of the pipeline-execution listing: one ListPipelines page, and the executions of
+    /// each of its pipelines created since the bound.
+    pub(super) async fn list_executions_page(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
+        let f = &self.settings.filters;
+        let started = cursor.started.unwrap_or_else(Utc::now);
+        let (from, until) = match scope {
+            ListScope::Range { from, until } => (*from, *until),
+            ListScope::Incremental => (None, None),
+        };
+        // Executions by creation time: those created a while before the watermark (or the
+        // range's start) may have ended since.
+        let lower = [cursor.watermark.map(|w| w - LOOKBACK), from.map(|w| w - LOOKBACK), f.created_after].into_iter().flatten().max();
+        let upper = [until, f.created_before].into_iter().flatten().min();
+        self.before("ListPipelines").await;
+        let sent = self
+            .clients()
+            .await
+            .sagemaker
+            .list_pipelines()
+            .max_results(self.settings.page_size)
+            .sort_by(aws_sdk_sagemaker::types::SortPipelinesBy::CreationTime)
+            .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
+            .set_next_token(cursor.token.clone())
+            .send()
+            .await;
+        let page = match sent {
+            Ok(p) => p,
+            Err(e) => {
+                let restart = super::tuning::refused_token("ListPipelines", cursor, map_sdk_error("ListPipelines", "", e))?;
+                return Box::pin(self.list_executions_page(scope, &restart)).await;
+            }
+        };
+        let mut jobs = Vec::new();
+        for p in page.pipeline_summaries() {
+            let Some(name) = p.pipeline_name() else { continue };
+            // A pipeline that has not run since the bound has no execution to list.
+            let last_run = p.last_execution_time().and_then(|t| time_of(&convert::time(t)));
+            match (last_run, lower) {
+                (None, _) => continue,
+                (Some(t), Some(l)) if t < l => continue,
+                _ => {}
+            }
+            for r in self.pipeline_executions(name, lower, upper).await? {
+                if f.name_contains.as_ref().is_some_and(|n| !r.name.contains(n.as_str())) {
+                    continue;
+                }
+                if r.status.as_deref().is_some_and(|s| !self.status_ok(s)) {
+                    continue;
+                }
+                jobs.push(r);
+            }
+        }
+        Ok(self.kind_page(scope, jobs, page.next_token(), cursor, started))
+    }
+
+    /// The executions of one pipeline created in the bounds, oldest first, as references: a
+    /// finished one with its start time, a running one without a time.
+    async fn pipeline_executions(
+        &self,
+        pipeline: &str,
+        after: Option<DateTime<Utc>>,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<Vec<JobRef>, SyncError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen = HashSet::new();
+        loop {
+            self.before("ListPipelineExecutions").await;
+            let page = self
+                .clients()
+                .await
+                .sagemaker
+                .list_pipeline_executions()
+                .pipeline_name(pipeline)
+                .max_results(100)
+                .sort_by(aws_sdk_sagemaker::types::SortPipelineExecutionsBy::CreationTime)
+                .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
+                .set_created_after(after.map(aws_time))
+                .set_created_before(before.map(aws_time))
+                .set_next_token(token.clone())
+                .send()
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                // Deleted while listed: nothing of it to list.
+                Err(e) => match map_sdk_error("ListPipelineExecutions", pipeline, e) {
+                    SyncError::NotFound(_) => return Ok(out),
+                    err => return Err(err),
+                },
+            };
+            for e in page.pipeline_execution_summaries() {
+                let Some(arn) = e.pipeline_execution_arn() else { continue };
+                let Some(name) = execution_name(arn) else { continue };
+                let raw = e.pipeline_execution_status().map(|s| s.as_str().to_string()).unwrap_or_default();
+                let finished = matches!(raw.as_str(), "Succeeded" | "Failed" | "Stopped");
+                out.push(JobRef {
+                    name,
+                    arn: Some(arn.to_string()),
+                    last_modified: if finished { e.start_time().and_then(|t| time_of(&convert::time(t))) } else { None },
+                    status: Some(training_status_of_step(&raw).to_string()),
+                    ..Default::default()
+                });
+            }
+            if out.len() >= MAX_EXECUTIONS_PER_PIPELINE {
+                tracing::warn!(pipeline, listed = out.len(), "more executions than a page lists; the rest come with the next poll");
+                out.truncate(MAX_EXECUTIONS_PER_PIPELINE);
+                return Ok(out);
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() && seen.insert(t.to_string()) => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Every step of an execution (ListPipelineExecutionSteps, every page), as documents.
+    async fn execution_steps(&self, arn: &str) -> Result<Vec<Value>, SyncError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen = HashSet::new();
+        loop {
+            self.before("ListPipelineExecutionSteps").await;
+            let page = self
+                .clients()
+                .await
+                .sagemaker
+                .list_pipeline_execution_steps()
+                .pipeline_execution_arn(arn)
+                .max_results(100)
+                .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| map_sdk_error("ListPipelineExecutionSteps", arn, e))?;
+            out.extend(page.pipeline_execution_steps().iter().map(step_document));
+            if out.len() > MAX_STEPS {
+                return Err(SyncError::permanent(format!("pipeline execution `{arn}`: more than {MAX_STEPS} steps")));
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => {
+                    if !seen.insert(t.to_string()) {
+                        return Err(SyncError::transient(format!(
+                            "ListPipelineExecutionSteps `{arn}`: a page token came back twice; stopping"
+                        )));
+                    }
+                    token = Some(t.to_string());
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// A pipeline execution in full: DescribePipelineExecution, its pipeline's tags (from the
+    /// reference, else ListTags on the pipeline) and its steps.
+    pub(super) async fn fetch_execution(&self, r: &JobRef) -> Result<TrainingJob, SyncError> {
+        let arn = r.arn.clone().unwrap_or_else(|| r.name.clone());
+        self.before("DescribePipelineExecution").await;
+        let out = self
+            .clients()
+            .await
+            .sagemaker
+            .describe_pipeline_execution()
+            .pipeline_execution_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("DescribePipelineExecution", &format!("pipeline execution `{arn}`"), e))?;
+        let mut doc = serde_json::Map::new();
+        let mut put = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                doc.insert(k.into(), json!(v));
+            }
+        };
+        put("PipelineArn", out.pipeline_arn());
+        put("PipelineExecutionArn", out.pipeline_execution_arn());
+        put("PipelineExecutionDisplayName", out.pipeline_execution_display_name());
+        put("PipelineExecutionStatus", out.pipeline_execution_status().map(|s| s.as_str()));
+        put("PipelineExecutionDescription", out.pipeline_execution_description());
+        put("FailureReason", out.failure_reason());
+        for (k, t) in [("CreationTime", out.creation_time()), ("LastModifiedTime", out.last_modified_time())] {
+            if let Some(t) = t {
+                doc.insert(k.into(), convert::time(t));
+            }
+        }
+        let exec_arn = out.pipeline_execution_arn().unwrap_or(&arn).to_string();
+        let tags = match (&r.tags, out.pipeline_arn()) {
+            (Some(t), _) => Value::Array(t.iter().map(|t| json!({"Key": t.key, "Value": t.value})).collect()),
+            (None, Some(p)) => self.list_tags(p).await?,
+            (None, None) => Value::Array(Vec::new()),
+        };
+        doc.insert("Tags".into(), tags);
+        doc.insert("Steps".into(), Value::Array(self.execution_steps(&exec_arn).await?));
+        let doc = Value::Object(doc);
+        let job = execution_from_document(&doc)
+            .map_err(|e| SyncError::Malformed { origin: format!("pipeline execution {exec_arn}"), message: e.to_string() })?;
+        if job.status.is_empty() {
+            return Err(SyncError::Malformed {
+                origin: format!("pipeline execution {exec_arn}"),
+                message: "the API returned no status".into(),
+            });
+        }
+        Ok(job)
+    }
+
+    /// Links a training job started by a pipeline to its execution (by the tag SageMaker puts
+    /// on it), and each S3 channel it reads to the processing job whose output it is. Without
+    /// `pipeline_executions`, nothing.
+    pub(super) async fn add_pipeline(&self, job: &mut TrainingJob) -> Result<(), SyncError> {
+        if !self.settings.pipeline_executions {
+            return Ok(());
+        }
+        let Some(arn) = job.tags.get(PIPELINE_EXECUTION_TAG).map(str::to_string) else { return Ok(()) };
+        let Some(name) = execution_name(&arn) else {
+            tracing::info!(job = %job.name, tag = %arn, "the job's pipeline tag names no execution ARN; not linked");
+            return Ok(());
+        };
+        // A tuner's child started by a pipeline's tuning step stays its tuner's child.
+        if job.lineage.parent.is_none() {
+            job.lineage.parent = Some(ParentRef { kind: ResourceKind::PipelineExecution, arn: arn.clone(), name });
+        }
+        if !job.channels.iter().any(|c| matches!(c.source, sagesync_core::DataSource::S3 { .. })) {
+            return Ok(());
+        }
+        let Some(info) = self.execution_info(&arn, &job.arn, &job.name).await? else { return Ok(()) };
+        for c in job.channels.iter_mut() {
+            let sagesync_core::DataSource::S3 { uri, .. } = &c.source else { continue };
+            // The closest output (the longest URI) that holds the channel's data.
+            c.produced_by = info.outputs.iter().filter(|o| under(uri, &o.uri)).max_by_key(|o| o.uri.trim_end_matches('/').len()).cloned();
+        }
+        Ok(())
+    }
+
+    /// The execution's steps and processing outputs, read once per execution while they cover
+    /// `job` (`None`: the execution is gone or cannot be read for good).
+    async fn execution_info(&self, arn: &str, job: &str, job_name: &str) -> Result<Option<Arc<ExecutionInfo>>, SyncError> {
+        let cell = self.executions.cell(arn);
+        let mut held = cell.lock().await;
+        if let Some(info) = held.as_ref().filter(|i| i.jobs.contains(job)) {
+            return Ok(Some(info.clone()));
+        }
+        let steps = match self.execution_steps(arn).await {
+            Ok(s) => s,
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                tracing::warn!(job = %job_name, execution = %arn, error = %e.chain(), "cannot read the job's pipeline execution; its datasets are not linked");
+                return Ok(None);
+            }
+        };
+        let mut info = ExecutionInfo::default();
+        let mut processing: BTreeMap<String, String> = BTreeMap::new();
+        for s in &steps {
+            let Some((kind, meta)) = s.get("Metadata").and_then(Value::as_object).and_then(|m| m.iter().next()) else { continue };
+            let Some(a) = meta.get("Arn").and_then(Value::as_str).filter(|a| !a.is_empty()) else { continue };
+            info.jobs.insert(a.to_string());
+            if kind == "ProcessingJob" {
+                processing.insert(a.to_string(), s.get("StepName").and_then(Value::as_str).unwrap_or_default().to_string());
+            }
+        }
+        for (pj, step) in processing {
+            let name = crate::document::name_in_arn(&pj).to_string();
+            self.before("DescribeProcessingJob").await;
+            let out = match self.clients().await.sagemaker.describe_processing_job().processing_job_name(&name).send().await {
+                Ok(o) => o,
+                Err(e) => match map_sdk_error("DescribeProcessingJob", &format!("processing job `{name}`"), e) {
+                    e if e.is_retryable() => return Err(e),
+                    e => {
+                        tracing::info!(job = %job_name, processing_job = %name, error = %e.chain(), "cannot read a processing job of the pipeline; its outputs are not linked");
+                        continue;
+                    }
+                },
+            };
+            let Some(cfg) = out.processing_output_config() else { continue };
+            for o in cfg.outputs() {
+                let Some(uri) = o.s3_output().and_then(|s| s.s3_uri()).filter(|u| !u.is_empty()) else { continue };
+                info.outputs.push(Producer {
+                    processing_job: out.processing_job_name().unwrap_or(&name).to_string(),
+                    processing_job_arn: out.processing_job_arn().unwrap_or(&pj).to_string(),
+                    output: o.output_name().unwrap_or_default().to_string(),
+                    uri: uri.to_string(),
+                    step: (!step.is_empty()).then(|| step.clone()),
+                    pipeline_execution_arn: Some(arn.to_string()),
+                });
+            }
+        }
+        let info = Arc::new(info);
+        *held = Some(info.clone());
+        Ok(Some(info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uri_lies_under_an_output_at_a_path_boundary() {
+        assert!(under("s3://b/prep/train", "s3://b/prep/train"));
+        assert!(under("s3://b/prep/train/part-0.csv", "s3://b/prep/train/"));
+        assert!(under("s3://b/prep/train/", "s3://b/prep/train"));
+        assert!(!under("s3://b/prep/training", "s3://b/prep/train"), "a longer name is another prefix");
+        assert!(!under("s3://b/other", "s3://b/prep"));
+        assert!(!under("s3://b/x", ""));
+    }
+
+    #[test]
+    fn executions_are_told_by_their_arn() {
+        assert!(is_execution(&JobRef::by_name("arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/abc")));
+        assert!(!is_execution(&JobRef::by_name("arn:aws:sagemaker:us-east-1:1:pipeline/p")));
+        assert!(!is_execution(&JobRef::by_name("arn:aws:sagemaker:us-east-1:1:training-job/t")));
+        assert_eq!(execution_name("arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/abc").as_deref(), Some("p-abc"));
+    }
+}
