@@ -32,6 +32,10 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   (steps as PipelineExecutionStep documents, newest first as SageMaker answers by default; times
   as ISO-8601 strings). ListTags on a pipeline created without tags answers an empty list.
 
+* POST /_sm/fault {"target": "SageMaker.ListPipelines", "status": 400, "code": "AccessDeniedException"}
+  makes every later request with that X-Amz-Target fail so (an empty "code" clears it): a role
+  without a permission, for the tests of what else still works.
+
 * CloudWatch over the Smithy RPC v2 CBOR protocol, which current AWS SDKs (aws-sdk-cloudwatch,
   botocore) choose first and moto 5.2.5 does not speak: such requests
   (POST /service/GraniteServiceVersion20100801/operation/<Op>) are translated to the JSON
@@ -386,6 +390,7 @@ smr.SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job = list_t
 
 # --- Pipelines ------------------------------------------------------------------------------
 PIPELINE_STEPS = {}
+FAULTS = {}
 
 
 def all_pipeline_executions():
@@ -593,6 +598,19 @@ def main():
             return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)
         if environ.get("PATH_INFO") == "/moto-api/reset":
             PIPELINE_STEPS.clear()
+            FAULTS.clear()
+        if environ.get("PATH_INFO") == "/_sm/fault" and environ.get("REQUEST_METHOD") == "POST":
+            body = json.loads(Request(environ).get_data() or b"{}")
+            if body.get("code"):
+                FAULTS[body["target"]] = (int(body.get("status", 400)), body["code"])
+            else:
+                FAULTS.pop(body.get("target"), None)
+            return Response(json.dumps({"ok": True}), status=200, mimetype="application/json")(environ, start_response)
+        fault = FAULTS.get(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if fault is not None:
+            status, code = fault
+            body = json.dumps({"__type": code, "message": "injected by the test: %s" % code})
+            return Response(body, status=status, mimetype="application/x-amz-json-1.1")(environ, start_response)
         if environ.get("PATH_INFO") == "/_sm/pipeline-execution" and environ.get("REQUEST_METHOD") == "POST":
             req = Request(environ)
             try:

@@ -134,12 +134,16 @@ pub struct ListingProblem {
     pub last_modified: Option<Timestamp>,
     /// What went wrong.
     pub error: SyncError,
+    /// The source lists what failed again by itself (a kind whose listing failed keeps its own
+    /// cursor part where it stood): reported, and the page's cursor may still be saved. When
+    /// false, a problem not tied to a job holds the page's cursor back.
+    pub lists_again: bool,
 }
 
 impl ListingProblem {
     /// A problem at `origin` not tied to a known job.
     pub fn at(origin: impl Into<String>, error: SyncError) -> Self {
-        ListingProblem { origin: origin.into(), job: None, arn: None, last_modified: None, error }
+        ListingProblem { origin: origin.into(), job: None, arn: None, last_modified: None, error, lists_again: false }
     }
 }
 

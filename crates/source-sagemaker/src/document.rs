@@ -455,15 +455,36 @@ pub fn tuner_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
     Ok(job)
 }
 
+/// Steps of one execution read at most.
+pub const MAX_EXECUTION_STEPS: usize = 10_000;
+
 /// The tag SageMaker Pipelines puts on the jobs its steps start, naming the execution.
 pub const PIPELINE_EXECUTION_TAG: &str = "sagemaker:pipeline-execution-arn";
 
 /// The pipeline and execution id of a pipeline execution's ARN
 /// (`arn:aws:sagemaker:REGION:ACCOUNT:pipeline/PIPELINE/execution/ID`).
+/// As SageMaker's pattern (`arn:aws[a-z-]*:sagemaker:[a-z0-9-]*:[0-9]{12}:pipeline/NAME/execution/ID`)
+/// says, with the pipeline-name rule (letters, digits and inner hyphens, at most 256) and an id
+/// of letters and digits (at most 256).
 pub fn execution_parts(arn: &str) -> Option<(&str, &str)> {
-    let rest = arn.strip_prefix("arn:")?.split_once(":pipeline/")?.1;
-    let (pipeline, id) = rest.split_once("/execution/")?;
-    (!pipeline.is_empty() && !id.is_empty() && !id.contains('/')).then_some((pipeline, id))
+    if arn.len() > 2048 {
+        return None;
+    }
+    let mut f = arn.splitn(6, ':');
+    let (arn_, partition, service, region, account, resource) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    let partition_ok = partition.strip_prefix("aws").is_some_and(|r| r.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
+    let region_ok = region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let account_ok = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+    if arn_ != "arn" || !partition_ok || service != "sagemaker" || !region_ok || !account_ok {
+        return None;
+    }
+    let (pipeline, id) = resource.strip_prefix("pipeline/")?.split_once("/execution/")?;
+    let name_ok = pipeline.len() <= 256
+        && pipeline.split('-').all(|part| part.is_empty() || part.chars().all(|c| c.is_ascii_alphanumeric()))
+        && pipeline.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && pipeline.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let id_ok = !id.is_empty() && id.len() <= 256 && id.chars().all(|c| c.is_ascii_alphanumeric());
+    (name_ok && id_ok).then_some((pipeline, id))
 }
 
 /// The name a pipeline execution's run goes by: `PIPELINE-ID`, from its ARN (the same for the
@@ -514,7 +535,11 @@ pub fn execution_from_document(doc: &Value) -> Result<TrainingJob, DocumentError
         status: raw_status,
         steps: Vec::new(),
     };
-    for (i, st) in opt_arr(o, "Steps", "Steps")?.iter().enumerate() {
+    let steps = opt_arr(o, "Steps", "Steps")?;
+    if steps.len() > MAX_EXECUTION_STEPS {
+        return Err(err("Steps", format!("more than {MAX_EXECUTION_STEPS} steps")));
+    }
+    for (i, st) in steps.iter().enumerate() {
         let f = format!("Steps[{i}]");
         let Value::Object(so) = st else { return Err(err(f, format!("expected an object, found {}", type_name(st)))) };
         let (kind, step_arn) = match opt_obj(so, "Metadata", &format!("{f}.Metadata"))? {
@@ -537,9 +562,10 @@ pub fn execution_from_document(doc: &Value) -> Result<TrainingJob, DocumentError
     // Oldest first, ties by name: the same order on every read (the first eligible child
     // decides a parent's project).
     summary.steps.sort_by(|a, b| (a.start_time, &a.name).cmp(&(b.start_time, &b.name)));
+    let mut seen = std::collections::HashSet::new();
     for st in &summary.steps {
         if let (Some("TrainingJob"), Some(a)) = (st.kind.as_deref(), &st.arn) {
-            if !job.lineage.children.iter().any(|c| &c.arn == a) {
+            if seen.insert(a.clone()) {
                 job.lineage.children.push(ChildSummary {
                     arn: a.clone(),
                     name: name_in_arn(a).to_string(),
@@ -632,9 +658,9 @@ mod tests {
 
     #[test]
     fn a_recorded_pipeline_execution_reads_as_a_parent() {
-        let arn = "arn:aws:sagemaker:us-east-1:1:pipeline/churn/execution/x1";
+        let arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/churn/execution/x1";
         let doc = json!({
-            "PipelineArn": "arn:aws:sagemaker:us-east-1:1:pipeline/churn", "PipelineExecutionArn": arn,
+            "PipelineArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/churn", "PipelineExecutionArn": arn,
             "PipelineExecutionStatus": "Succeeded", "PipelineExecutionDisplayName": "nightly",
             "CreationTime": "2026-11-01T10:00:00Z", "LastModifiedTime": "2026-11-01T11:00:00Z",
             "Tags": [{"Key": "MODEL_DB_SYNC", "Value": "true"}],

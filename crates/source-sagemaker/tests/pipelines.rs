@@ -197,3 +197,105 @@ async fn requests_per_pipeline_execution() {
         assert_eq!(calls.get(op).copied().unwrap_or(0), 0, "a finished execution the ledger holds costs no {op}: {calls:?}");
     }
 }
+
+/// Audit: a kind the role may not list (ListPipelines refused for good) is reported on every
+/// poll, and the other kinds are listed as always: a training job created later still syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_that_cannot_be_listed_does_not_hold_the_others_back() {
+    let moto = Moto::start();
+    moto.create_jobs("first", 1, &SYNC_TAGS).await;
+    moto.fail_operation("ListPipelines", Some("AccessDeniedException"));
+    let out = tempfile::tempdir().expect("dir");
+    let mut s = settings(&moto, Mode::List);
+    s.tuning_jobs = true;
+    let e = engine(SageMakerSource::new(s), out.path());
+    let no = CancellationToken::new();
+    let p = e.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    assert_eq!(p.synced, 1, "{p:#?}");
+    assert!(p.jobs.iter().any(|j| j.reason.as_deref().is_some_and(|r| r.contains("AccessDenied"))), "the refusal is reported: {p:#?}");
+    moto.create_jobs("second", 1, &SYNC_TAGS).await;
+    let p = e.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    assert_eq!(p.synced, 1, "the training job created after the refusal: {p:#?}");
+    assert!(out.path().join("moto-project/second-0000.json").exists());
+    // Once allowed, the executions come.
+    moto.fail_operation("ListPipelines", None);
+    seed(&moto, "late-pipe", "late-train").await;
+    let p = e.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    assert_eq!(p.synced, 2, "the execution and its job: {p:#?}");
+}
+
+/// Audit: a pipeline with more executions than one ListPipelineExecutions page (100) has every
+/// one listed, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_execution_of_a_busy_pipeline_is_listed() {
+    use sagesync_core::{Cursor, ListScope, Source};
+    let moto = Moto::start();
+    let c = moto.client().await;
+    moto.start_execution("busy-pipe", &SYNC_TAGS).await;
+    for _ in 1..230 {
+        c.start_pipeline_execution().pipeline_name("busy-pipe").send().await.expect("start");
+    }
+    let s = SageMakerSource::new(settings(&moto, Mode::List));
+    let mut cursor = Cursor::default();
+    let mut arns = std::collections::BTreeSet::new();
+    let mut listed = 0;
+    for _ in 0..50 {
+        let p = s.list(&ListScope::Incremental, &cursor).await.expect("list");
+        listed += p.jobs.iter().filter(|j| j.arn.as_deref().is_some_and(|a| a.contains("/execution/"))).count();
+        arns.extend(p.jobs.iter().filter_map(|j| j.arn.clone()).filter(|a| a.contains("/execution/")));
+        if p.done {
+            break;
+        }
+        cursor = p.next;
+    }
+    assert_eq!((arns.len(), listed), (230, 230), "every execution, once");
+    assert_eq!(s.api_calls().get("ListPipelineExecutions").copied(), Some(3), "{:?}", s.api_calls());
+}
+
+/// Audit: a failed execution retried to success (its start time unchanged) is read again and
+/// its record follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_execution_retried_to_success_is_synced() {
+    let moto = Moto::start();
+    let exec = seed(&moto, "retry-pipe", "retry-train").await;
+    // (SageMaker moves an execution's LastModifiedTime with its status; moto does not.)
+    let failed_at = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339();
+    moto.edit_execution(
+        &exec,
+        json!({"PipelineExecutionStatus": "Failed", "PipelineExecutionFailureReason": "Step Train failed", "LastModifiedTime": failed_at}),
+    );
+    let out = tempfile::tempdir().expect("dir");
+    let e = engine(SageMakerSource::new(settings(&moto, Mode::List)), out.path());
+    let no = CancellationToken::new();
+    let p = e.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    // Its training step completed: it syncs through it, as it stood.
+    assert_eq!(doc(out.path(), &execution_run(&exec))["pipeline"]["status"], "Failed", "{p:#?}");
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(60)).to_rfc3339();
+    moto.edit_execution(
+        &exec,
+        json!({"PipelineExecutionStatus": "Succeeded", "PipelineExecutionFailureReason": null, "LastModifiedTime": later}),
+    );
+    let p = e.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    assert_eq!(doc(out.path(), &execution_run(&exec))["pipeline"]["status"], "Succeeded", "{p:#?}");
+}
+
+/// Audit: an execution synced while it ran (its LastModifiedTime still its start) and then
+/// succeeding is worked on again when it is listed finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_seen_running_is_synced_again_when_it_ends() {
+    let moto = Moto::start();
+    let exec = seed(&moto, "run-pipe", "run-train").await;
+    moto.edit_execution(&exec, json!({"PipelineExecutionStatus": "Executing"}));
+    let out = tempfile::tempdir().expect("dir");
+    let mut s = settings(&moto, Mode::List);
+    s.tuning_jobs = false;
+    let e = engine(SageMakerSource::new(s), out.path());
+    let no = CancellationToken::new();
+    e.pass(&PassRequest::poll(), &no, &NoObserver).await;
+    assert_eq!(doc(out.path(), &execution_run(&exec))["pipeline"]["status"], "Executing");
+    moto.edit_execution(&exec, json!({"PipelineExecutionStatus": "Succeeded"}));
+    let p = e.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    assert_eq!(doc(out.path(), &execution_run(&exec))["pipeline"]["status"], "Succeeded", "{p:#?}");
+    let p = e.pass(&PassRequest::poll(), &no, &NoObserver).await;
+    assert_eq!(p.api_calls.get("DescribePipelineExecution").copied().unwrap_or(0), 0, "then known: {:?}", p.api_calls);
+}

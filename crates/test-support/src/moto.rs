@@ -207,6 +207,15 @@ impl Moto {
         out.pipeline_execution_arn().unwrap_or_default().to_string()
     }
 
+    /// Makes every later request to the SageMaker operation `op` fail with `code` (HTTP 400);
+    /// `None` lets it through again.
+    pub fn fail_operation(&self, op: &str, code: Option<&str>) {
+        self.post(
+            "/_sm/fault",
+            &serde_json::json!({"target": format!("SageMaker.{op}"), "status": 400, "code": code.unwrap_or("")}).to_string(),
+        );
+    }
+
     /// Sets an execution's status, steps (PipelineExecutionStep documents) or times.
     pub fn edit_execution(&self, arn: &str, set: serde_json::Value) {
         self.post("/_sm/pipeline-execution", &serde_json::json!({"arn": arn, "set": set}).to_string());

@@ -314,8 +314,8 @@ impl Engine {
                 round.push(Work { item: Item::Problem(p), prior: st, slot: None });
             } else {
                 // Not tied to a job the ledger could hold: reported, and the source lists it
-                // again next time.
-                all_recorded = false;
+                // again next time (from this page's cursor, unless it keeps its place itself).
+                all_recorded &= p.lists_again;
                 let mut jr = JobReport::new(p.origin.clone(), None, Outcome::Failed);
                 jr.stage = Some(crate::error::Stage::Source);
                 jr.retryable = p.error.is_retryable();

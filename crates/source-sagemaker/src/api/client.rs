@@ -154,6 +154,11 @@ where
                 return SyncError::NotFound(format!("{subject} ({op}: {code}: {message})"));
             }
             let text = format!("{op} {subject}: {code}: {message}");
+            // A role without the permission is the setup's fault, not the job's: such a
+            // failure never parks a job, and it is tried again once the role allows it.
+            if matches!(code.as_str(), "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "NotAuthorized") {
+                return SyncError::setup(text);
+            }
             if sagesync_aws::is_retryable(&code, se.raw().status().as_u16()) {
                 SyncError::transient(text)
             } else {

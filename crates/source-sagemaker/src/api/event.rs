@@ -66,9 +66,6 @@ fn read_execution_change(o: &serde_json::Map<String, Value>, id: Option<String>,
     let Some(arn) = arn else {
         return Err(malformed(origin, "no pipeline execution ARN (`detail.pipelineExecutionArn` or `resources`)"));
     };
-    if arn.len() > 2048 {
-        return Err(malformed(origin, "`detail.pipelineExecutionArn` is longer than 2048 characters"));
-    }
     let Some(name) = crate::document::execution_name(&arn) else {
         return Err(malformed(origin, "`detail.pipelineExecutionArn` is not the ARN of a pipeline execution"));
     };
@@ -77,13 +74,19 @@ fn read_execution_change(o: &serde_json::Map<String, Value>, id: Option<String>,
         Some(Value::String(s)) => Some(crate::document::training_status_of_step(s).to_string()),
         Some(_) => return Err(malformed(origin, "`detail.currentPipelineExecutionStatus` is not a string")),
     };
+    // The end time stands for the change the event tells: a duplicate of the event is then
+    // known to the ledger without a request.
+    let last_modified = match detail.get("executionEndTime") {
+        Some(v) => parse_timestamp(v, "detail.executionEndTime").map_err(|e| malformed(origin, e.to_string()))?,
+        None => None,
+    };
     Ok(EventKind::StateChange(StateChange {
         event_id: id,
         kind: ResourceKind::PipelineExecution,
         name,
         arn: Some(arn),
         status,
-        last_modified: None,
+        last_modified,
         tags: None,
     }))
 }
@@ -409,11 +412,11 @@ mod tests {
 
     #[test]
     fn pipeline_execution_events() {
-        let arn = "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/abc";
+        let arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abc";
         let ev = |detail: Value, resources: Value| json!({"id": "e-3", "detail-type": PIPELINE_DETAIL_TYPE, "source": "aws.sagemaker", "resources": resources, "detail": detail});
         let EventKind::StateChange(c) = parse_event(&ev(
             json!({"pipelineExecutionArn": arn, "currentPipelineExecutionStatus": "Succeeded", "previousPipelineExecutionStatus": "Executing"}),
-            json!(["arn:aws:sagemaker:us-east-1:1:pipeline/p", arn]),
+            json!(["arn:aws:sagemaker:us-east-1:123456789012:pipeline/p", arn]),
         ))
         .unwrap() else {
             panic!()
@@ -424,13 +427,13 @@ mod tests {
         );
         let EventKind::StateChange(c) = parse_event(&ev(
             json!({"currentPipelineExecutionStatus": "Executing"}),
-            json!(["arn:aws:sagemaker:us-east-1:1:pipeline/p", arn]),
+            json!(["arn:aws:sagemaker:us-east-1:123456789012:pipeline/p", arn]),
         ))
         .unwrap() else {
             panic!()
         };
         assert_eq!((c.arn.as_deref(), c.is_terminal()), (Some(arn), false), "the ARN from `resources`; running is not final");
-        let e = parse_event(&ev(json!({}), json!(["arn:aws:sagemaker:us-east-1:1:pipeline/p"]))).unwrap_err();
+        let e = parse_event(&ev(json!({}), json!(["arn:aws:sagemaker:us-east-1:123456789012:pipeline/p"]))).unwrap_err();
         assert!(e.to_string().contains("no pipeline execution ARN"), "{e}");
         let e = parse_event(&ev(json!({"pipelineExecutionArn": "arn:aws:sagemaker:us-east-1:1:training-job/t"}), json!([]))).unwrap_err();
         assert!(e.to_string().contains("not the ARN of a pipeline execution"), "{e}");

@@ -4,11 +4,13 @@
 //! processing jobs whose outputs it reads.
 //!
 //! ListPipelineExecutions takes one pipeline and filters by creation time only, and an
-//! execution's summary has no modification time. A page of the listing is one ListPipelines
-//! page; for each of its pipelines that ran since the bound, the executions created since the
-//! bound ([`LOOKBACK`] before the watermark: executions run for days). A finished execution is
-//! listed with its start time, which the ledger then knows (it is skipped without a request
-//! the next time); a running one without a time, so that each poll reads it again.
+//! execution's summary has no modification time. A page of the listing is one
+//! ListPipelineExecutions page of one pipeline that ran since the bound: its executions created
+//! since the bound ([`LOOKBACK`] before the watermark: executions run for days), oldest first;
+//! the cursor's token says where the listing stands. A succeeded execution is listed with its
+//! start time, which the ledger then knows (it is skipped without a request the next time); a
+//! failed or stopped one too once [`RETRY_WINDOW`] has passed; a running one without a time, so
+//! that each poll reads it again.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -30,30 +32,62 @@ pub const PIPELINES: &str = "pipeline_executions";
 /// created earlier and still running is reached by its event or `sync-job`.
 pub const LOOKBACK: chrono::Duration = chrono::Duration::days(30);
 
-/// Executions listed per pipeline and page at most; more are left for the next poll (a warning
-/// says so).
-const MAX_EXECUTIONS_PER_PIPELINE: usize = 1000;
+/// How long a failed or stopped execution is read on every poll (RetryPipelineExecution can
+/// still run it to success without moving its start time); after that, its start time stands
+/// for it, and a late retry is reached by its event or `sync-job`.
+pub const RETRY_WINDOW: chrono::Duration = chrono::Duration::days(7);
 
-/// Steps read per execution at most.
-const MAX_STEPS: usize = 10_000;
+/// ListPipelines pages read for one engine page at most (pipelines that have not run since the
+/// bound are passed over without a page of their own).
+const MAX_PIPELINE_PAGES_PER_PAGE: usize = 10;
+
+/// Where a pipeline-execution listing stands (the cursor's token, `pl:` and JSON).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Place {
+    /// Whether ListPipelines was read in this listing.
+    #[serde(default)]
+    listed: bool,
+    /// The next ListPipelines page's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pipelines: Option<String>,
+    /// Pipelines of the current ListPipelines page still to list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    queue: Vec<String>,
+    /// The pipeline being listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    current: Option<String>,
+    /// Its next ListPipelineExecutions page's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    executions: Option<String>,
+}
+
+impl Place {
+    const PREFIX: &'static str = "pl:";
+    fn parse(token: Option<&str>) -> Place {
+        token.and_then(|t| t.strip_prefix(Self::PREFIX)).and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default()
+    }
+    fn encode(&self) -> String {
+        format!("{}{}", Self::PREFIX, serde_json::to_string(self).unwrap_or_default())
+    }
+}
 
 /// Executions whose processing outputs are kept (oldest dropped first).
 const EXECUTIONS_KEPT: usize = 256;
 
-/// What a training job of an execution needs of it: the jobs its steps ran (to know whether a
-/// read is recent enough for a job), and the processing jobs' outputs.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a training job of an execution needs of it: when its steps were read, and the
+/// processing jobs' outputs.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionInfo {
-    /// ARNs of the jobs the execution's steps ran.
-    pub jobs: HashSet<String>,
+    /// When the steps were read.
+    pub read_at: DateTime<Utc>,
     /// Processing outputs, with the step that made each.
     pub outputs: Vec<Producer>,
 }
 
 /// The processing outputs of each execution seen lately, by ARN. One read at a time per
-/// execution (the others wait for it); a read is used for a job when the job is among the
-/// execution's steps in it (a job reads what steps before it wrote, so the read saw them),
-/// else read again.
+/// execution (the others wait for it); a read is used for a job created before it (a job reads
+/// what steps that ended before it started wrote, so the read saw them; a tuning step's
+/// children too), else read again.
 #[derive(Debug, Default)]
 pub struct ExecutionCache(Mutex<IndexMap<String, Slot>>);
 
@@ -63,7 +97,9 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<ExecutionInfo>>>>;
 impl ExecutionCache {
     fn cell(&self, arn: &str) -> Slot {
         let Ok(mut m) = self.0.lock() else { return Default::default() };
-        let cell = m.entry(arn.to_string()).or_default().clone();
+        // The latest used last: the oldest is dropped first.
+        let cell = m.shift_remove(arn).unwrap_or_default();
+        m.insert(arn.to_string(), cell.clone());
         while m.len() > EXECUTIONS_KEPT {
             m.shift_remove_index(0);
         }
@@ -136,8 +172,11 @@ fn step_document(s: &aws_sdk_sagemaker::types::PipelineExecutionStep) -> Value {
 }
 
 impl SageMakerSource {
-    /// One page of the pipeline-execution listing: one ListPipelines page, and the executions of
-    /// each of its pipelines created since the bound.
+    /// One page of the pipeline-execution listing: one ListPipelineExecutions page (up to 100
+    /// executions) of one pipeline that ran since the bound, its executions created since the
+    /// bound, oldest first. Where the listing stands (the pipelines of the current
+    /// ListPipelines page still to list, the one being listed and its page token) is the
+    /// cursor's token, so a listing resumes where it stood and no pipeline's executions are cut.
     pub(super) async fn list_executions_page(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
         let f = &self.settings.filters;
         let started = cursor.started.unwrap_or_else(Utc::now);
@@ -149,6 +188,59 @@ impl SageMakerSource {
         // range's start) may have ended since.
         let lower = [cursor.watermark.map(|w| w - LOOKBACK), from.map(|w| w - LOOKBACK), f.created_after].into_iter().flatten().max();
         let upper = [until, f.created_before].into_iter().flatten().min();
+        let mut place = Place::parse(cursor.token.as_deref());
+        let end = || match scope {
+            ListScope::Incremental => self.next_poll_cursor(started),
+            ListScope::Range { .. } => Cursor::default(),
+        };
+        let going_on = |place: &Place| Cursor {
+            watermark: cursor.watermark,
+            token: Some(place.encode()),
+            started: Some(started),
+            ..Default::default()
+        };
+        let mut pipeline_pages = 0;
+        let pipeline = loop {
+            if let Some(p) = place.current.clone() {
+                break p;
+            }
+            if !place.queue.is_empty() {
+                place.current = Some(place.queue.remove(0));
+                place.executions = None;
+                continue;
+            }
+            if place.listed && place.pipelines.is_none() {
+                return Ok(Page { jobs: Vec::new(), problems: Vec::new(), next: end(), done: true });
+            }
+            if pipeline_pages == MAX_PIPELINE_PAGES_PER_PAGE {
+                // Many pipelines that have not run lately: go on in the next page.
+                return Ok(Page { jobs: Vec::new(), problems: Vec::new(), next: going_on(&place), done: false });
+            }
+            pipeline_pages += 1;
+            self.pipelines_page(&mut place, lower).await?;
+        };
+        let (jobs, next_token) = self.executions_page(&pipeline, place.executions.as_deref(), lower, upper).await?;
+        match next_token.filter(|t| Some(t.as_str()) != place.executions.as_deref()) {
+            Some(t) => place.executions = Some(t),
+            None => {
+                place.current = None;
+                place.executions = None;
+            }
+        }
+        let jobs = jobs
+            .into_iter()
+            .filter(|r| f.name_contains.as_ref().is_none_or(|n| r.name.contains(n.as_str())))
+            .filter(|r| r.status.as_deref().is_none_or(|st| self.status_ok(st)))
+            .collect();
+        if place.current.is_none() && place.queue.is_empty() && place.listed && place.pipelines.is_none() {
+            return Ok(Page { jobs, problems: Vec::new(), next: end(), done: true });
+        }
+        Ok(Page { jobs, problems: Vec::new(), next: going_on(&place), done: false })
+    }
+
+    /// Reads the next ListPipelines page into `place`: the pipelines that ran since `lower` to
+    /// list, and the page after it.
+    async fn pipelines_page(&self, place: &mut Place, lower: Option<DateTime<Utc>>) -> Result<(), SyncError> {
         self.before("ListPipelines").await;
         let sent = self
             .clients()
@@ -158,97 +250,100 @@ impl SageMakerSource {
             .max_results(self.settings.page_size)
             .sort_by(aws_sdk_sagemaker::types::SortPipelinesBy::CreationTime)
             .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
-            .set_next_token(cursor.token.clone())
+            .set_next_token(place.pipelines.clone())
             .send()
             .await;
         let page = match sent {
             Ok(p) => p,
             Err(e) => {
-                let restart = super::tuning::refused_token("ListPipelines", cursor, map_sdk_error("ListPipelines", "", e))?;
-                return Box::pin(self.list_executions_page(scope, &restart)).await;
+                let err = map_sdk_error("ListPipelines", "", e);
+                if place.pipelines.is_some() && !err.is_retryable() {
+                    // A page token that no longer works (expired): list the pipelines again.
+                    tracing::warn!(error = %err.chain(), "ListPipelines refused the saved page token; listing the pipelines again");
+                    *place = Place::default();
+                    return Ok(());
+                }
+                return Err(err);
             }
         };
-        let mut jobs = Vec::new();
-        for p in page.pipeline_summaries() {
-            let Some(name) = p.pipeline_name() else { continue };
-            // A pipeline that has not run since the bound has no execution to list.
-            let last_run = p.last_execution_time().and_then(|t| time_of(&convert::time(t)));
-            match (last_run, lower) {
-                (None, _) => continue,
-                (Some(t), Some(l)) if t < l => continue,
-                _ => {}
-            }
-            for r in self.pipeline_executions(name, lower, upper).await? {
-                if f.name_contains.as_ref().is_some_and(|n| !r.name.contains(n.as_str())) {
-                    continue;
+        place.listed = true;
+        place.queue = page
+            .pipeline_summaries()
+            .iter()
+            .filter(|p| {
+                // A pipeline that has not run since the bound has no execution to list.
+                let last_run = p.last_execution_time().and_then(|t| time_of(&convert::time(t)));
+                match (last_run, lower) {
+                    (None, _) => false,
+                    (Some(t), Some(l)) => t >= l,
+                    (Some(_), None) => true,
                 }
-                if r.status.as_deref().is_some_and(|s| !self.status_ok(s)) {
-                    continue;
-                }
-                jobs.push(r);
-            }
-        }
-        Ok(self.kind_page(scope, jobs, page.next_token(), cursor, started))
+            })
+            .filter_map(|p| p.pipeline_name().map(str::to_string))
+            .collect();
+        place.pipelines = page.next_token().filter(|t| !t.is_empty() && Some(*t) != place.pipelines.as_deref()).map(str::to_string);
+        Ok(())
     }
 
-    /// The executions of one pipeline created in the bounds, oldest first, as references: a
-    /// finished one with its start time, a running one without a time.
-    async fn pipeline_executions(
+    /// One ListPipelineExecutions page of `pipeline` in the bounds, oldest first, as
+    /// references, and the next page's token. A finished execution carries its start time
+    /// (the ledger then skips it without a request), but a failed or stopped one only once it
+    /// is older than [`RETRY_WINDOW`] (RetryPipelineExecution can still finish it); one still
+    /// running carries none (read each poll).
+    async fn executions_page(
         &self,
         pipeline: &str,
+        token: Option<&str>,
         after: Option<DateTime<Utc>>,
         before: Option<DateTime<Utc>>,
-    ) -> Result<Vec<JobRef>, SyncError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        let mut seen = HashSet::new();
-        loop {
-            self.before("ListPipelineExecutions").await;
-            let page = self
-                .clients()
-                .await
-                .sagemaker
-                .list_pipeline_executions()
-                .pipeline_name(pipeline)
-                .max_results(100)
-                .sort_by(aws_sdk_sagemaker::types::SortPipelineExecutionsBy::CreationTime)
-                .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
-                .set_created_after(after.map(aws_time))
-                .set_created_before(before.map(aws_time))
-                .set_next_token(token.clone())
-                .send()
-                .await;
-            let page = match page {
-                Ok(p) => p,
+    ) -> Result<(Vec<JobRef>, Option<String>), SyncError> {
+        self.before("ListPipelineExecutions").await;
+        let page = self
+            .clients()
+            .await
+            .sagemaker
+            .list_pipeline_executions()
+            .pipeline_name(pipeline)
+            .max_results(100)
+            .sort_by(aws_sdk_sagemaker::types::SortPipelineExecutionsBy::CreationTime)
+            .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
+            .set_created_after(after.map(aws_time))
+            .set_created_before(before.map(aws_time))
+            .set_next_token(token.map(str::to_string))
+            .send()
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => match map_sdk_error("ListPipelineExecutions", pipeline, e) {
                 // Deleted while listed: nothing of it to list.
-                Err(e) => match map_sdk_error("ListPipelineExecutions", pipeline, e) {
-                    SyncError::NotFound(_) => return Ok(out),
-                    err => return Err(err),
-                },
+                SyncError::NotFound(_) => return Ok((Vec::new(), None)),
+                err => return Err(err),
+            },
+        };
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for e in page.pipeline_execution_summaries() {
+            let Some(arn) = e.pipeline_execution_arn() else { continue };
+            let Some(name) = execution_name(arn) else { continue };
+            let raw = e.pipeline_execution_status().map(|s| s.as_str().to_string()).unwrap_or_default();
+            let start = e.start_time().and_then(|t| time_of(&convert::time(t)));
+            let settled = match raw.as_str() {
+                "Succeeded" => true,
+                "Failed" | "Stopped" => start.is_some_and(|t| now - t > RETRY_WINDOW),
+                _ => false,
             };
-            for e in page.pipeline_execution_summaries() {
-                let Some(arn) = e.pipeline_execution_arn() else { continue };
-                let Some(name) = execution_name(arn) else { continue };
-                let raw = e.pipeline_execution_status().map(|s| s.as_str().to_string()).unwrap_or_default();
-                let finished = matches!(raw.as_str(), "Succeeded" | "Failed" | "Stopped");
-                out.push(JobRef {
-                    name,
-                    arn: Some(arn.to_string()),
-                    last_modified: if finished { e.start_time().and_then(|t| time_of(&convert::time(t))) } else { None },
-                    status: Some(training_status_of_step(&raw).to_string()),
-                    ..Default::default()
-                });
-            }
-            if out.len() >= MAX_EXECUTIONS_PER_PIPELINE {
-                tracing::warn!(pipeline, listed = out.len(), "more executions than a page lists; the rest come with the next poll");
-                out.truncate(MAX_EXECUTIONS_PER_PIPELINE);
-                return Ok(out);
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() && seen.insert(t.to_string()) => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
+            out.push(JobRef {
+                name,
+                arn: Some(arn.to_string()),
+                // A millisecond before the start: never an execution's own LastModifiedTime
+                // (which an entry read while it ran may hold), so the first listing after it
+                // settled is worked on, and the ledger then knows this time.
+                last_modified: if settled { start.map(|t| t - chrono::Duration::milliseconds(1)) } else { None },
+                status: Some(training_status_of_step(&raw).to_string()),
+                ..Default::default()
+            });
         }
+        Ok((out, page.next_token().filter(|t| !t.is_empty()).map(str::to_string)))
     }
 
     /// Every step of an execution (ListPipelineExecutionSteps, every page), as documents.
@@ -271,8 +366,11 @@ impl SageMakerSource {
                 .await
                 .map_err(|e| map_sdk_error("ListPipelineExecutionSteps", arn, e))?;
             out.extend(page.pipeline_execution_steps().iter().map(step_document));
-            if out.len() > MAX_STEPS {
-                return Err(SyncError::permanent(format!("pipeline execution `{arn}`: more than {MAX_STEPS} steps")));
+            if out.len() > crate::document::MAX_EXECUTION_STEPS {
+                return Err(SyncError::permanent(format!(
+                    "pipeline execution `{arn}`: more than {} steps",
+                    crate::document::MAX_EXECUTION_STEPS
+                )));
             }
             match page.next_token() {
                 Some(t) if !t.is_empty() => {
@@ -358,7 +456,7 @@ impl SageMakerSource {
         if !job.channels.iter().any(|c| matches!(c.source, sagesync_core::DataSource::S3 { .. })) {
             return Ok(());
         }
-        let Some(info) = self.execution_info(&arn, &job.arn, &job.name).await? else { return Ok(()) };
+        let Some(info) = self.execution_info(&arn, job.creation_time, &job.name).await? else { return Ok(()) };
         for c in job.channels.iter_mut() {
             let sagesync_core::DataSource::S3 { uri, .. } = &c.source else { continue };
             // The closest output (the longest URI) that holds the channel's data.
@@ -369,12 +467,18 @@ impl SageMakerSource {
 
     /// The execution's steps and processing outputs, read once per execution while they cover
     /// `job` (`None`: the execution is gone or cannot be read for good).
-    async fn execution_info(&self, arn: &str, job: &str, job_name: &str) -> Result<Option<Arc<ExecutionInfo>>, SyncError> {
+    async fn execution_info(
+        &self,
+        arn: &str,
+        created: Option<DateTime<Utc>>,
+        job_name: &str,
+    ) -> Result<Option<Arc<ExecutionInfo>>, SyncError> {
         let cell = self.executions.cell(arn);
         let mut held = cell.lock().await;
-        if let Some(info) = held.as_ref().filter(|i| i.jobs.contains(job)) {
+        if let Some(info) = held.as_ref().filter(|i| created.is_some_and(|c| c < i.read_at)) {
             return Ok(Some(info.clone()));
         }
+        let read_at = Utc::now();
         let steps = match self.execution_steps(arn).await {
             Ok(s) => s,
             Err(e) if e.is_retryable() => return Err(e),
@@ -383,12 +487,11 @@ impl SageMakerSource {
                 return Ok(None);
             }
         };
-        let mut info = ExecutionInfo::default();
+        let mut info = ExecutionInfo { read_at, outputs: Vec::new() };
         let mut processing: BTreeMap<String, String> = BTreeMap::new();
         for s in &steps {
             let Some((kind, meta)) = s.get("Metadata").and_then(Value::as_object).and_then(|m| m.iter().next()) else { continue };
             let Some(a) = meta.get("Arn").and_then(Value::as_str).filter(|a| !a.is_empty()) else { continue };
-            info.jobs.insert(a.to_string());
             if kind == "ProcessingJob" {
                 processing.insert(a.to_string(), s.get("StepName").and_then(Value::as_str).unwrap_or_default().to_string());
             }
@@ -428,6 +531,7 @@ impl SageMakerSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::execution_parts;
 
     #[test]
     fn a_uri_lies_under_an_output_at_a_path_boundary() {
@@ -441,9 +545,22 @@ mod tests {
 
     #[test]
     fn executions_are_told_by_their_arn() {
-        assert!(is_execution(&JobRef::by_name("arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/abc")));
-        assert!(!is_execution(&JobRef::by_name("arn:aws:sagemaker:us-east-1:1:pipeline/p")));
+        assert!(is_execution(&JobRef::by_name("arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abc")));
+        assert!(!is_execution(&JobRef::by_name("arn:aws:sagemaker:us-east-1:123456789012:pipeline/p")));
         assert!(!is_execution(&JobRef::by_name("arn:aws:sagemaker:us-east-1:1:training-job/t")));
-        assert_eq!(execution_name("arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/abc").as_deref(), Some("p-abc"));
+        assert_eq!(execution_name("arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abc").as_deref(), Some("p-abc"));
+        for bad in [
+            "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/abc",
+            "arn:aws:s3:us-east-1:123456789012:pipeline/p/execution/abc",
+            "arn:aws:sagemaker:us-east-1:123456789012:pipeline/../x/execution/abc",
+            "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/a/b",
+            "arn:aws:sagemaker:us-east-1:123456789012:pipeline/-p/execution/abc",
+            "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/",
+            "arn:evil:sagemaker:us-east-1:123456789012:pipeline/p/execution/abc",
+        ] {
+            assert!(execution_parts(bad).is_none(), "{bad}");
+        }
+        let long = format!("arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/{}", "a".repeat(3000));
+        assert!(execution_parts(&long).is_none());
     }
 }

@@ -98,7 +98,9 @@ pub struct SageMakerSettings {
 
 impl SageMakerSettings {
     /// The defaults of the `sagemaker` plugin config in `mode` (standard credential chain, no
-    /// endpoint override, each operation's default budget, pages of 100, no manifests).
+    /// endpoint override, each operation's default budget, pages of 100, no manifests), but
+    /// training jobs only: a library user turns `tuning_jobs` and `pipeline_executions` on (the
+    /// config's `resources` has all three by default).
     pub fn new(mode: Mode) -> Self {
         SageMakerSettings {
             client: ClientSettings {
@@ -651,6 +653,7 @@ impl SageMakerSource {
                 arn: (!rec.arn.is_empty()).then_some(rec.arn),
                 last_modified: rec.last_modified,
                 error: SyncError::Malformed { origin: "Search".into(), message: "the record has no ARN or status".into() },
+                lists_again: false,
             }),
             Err(message) => problems.push(ListingProblem {
                 origin: format!("Search record {i} ({name})"),
@@ -658,6 +661,7 @@ impl SageMakerSource {
                 arn: (!rec.arn.is_empty()).then_some(rec.arn),
                 last_modified: rec.last_modified,
                 error: SyncError::Malformed { origin: format!("training job {name}"), message },
+                lists_again: false,
             }),
         }
     }

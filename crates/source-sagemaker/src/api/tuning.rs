@@ -100,6 +100,13 @@ impl SageMakerSource {
             }
         };
         let mut at = cursor.clone();
+        // A kind turned off since the cursor was saved leaves no place behind.
+        if !self.settings.tuning_jobs {
+            at.parts.remove(TUNERS);
+        }
+        if !self.settings.pipeline_executions {
+            at.parts.remove(PIPELINES);
+        }
         for _ in 0..2 {
             let page = self.list_phase(scope, &at).await?;
             let moved_on = !page.done && page.jobs.is_empty() && page.problems.is_empty() && phase(&page.next) > phase(&at);
@@ -118,7 +125,10 @@ impl SageMakerSource {
         let execs = cursor.parts.get(PIPELINES).cloned().unwrap_or_default();
         let in_execs = s.pipeline_executions && ((!s.training_jobs && !s.tuning_jobs) || execs.started.is_some());
         if in_execs {
-            let mut page = self.list_executions_page(scope, &execs).await?;
+            let mut page = match self.list_executions_page(scope, &execs).await {
+                Ok(p) => p,
+                Err(e) => kind_failed("pipeline executions", &execs, e)?,
+            };
             let mut next = cursor.clone();
             next.parts.insert(PIPELINES.into(), std::mem::take(&mut page.next));
             page.next = next;
@@ -126,7 +136,10 @@ impl SageMakerSource {
         }
         let in_tuners = s.tuning_jobs && (!s.training_jobs || tuners.started.is_some());
         let mut page = if in_tuners {
-            let mut page = self.list_tuners_page(scope, &tuners).await?;
+            let mut page = match self.list_tuners_page(scope, &tuners).await {
+                Ok(p) => p,
+                Err(e) => kind_failed("tuning jobs", &tuners, e)?,
+            };
             let mut next = cursor.clone();
             next.parts.insert(TUNERS.into(), std::mem::take(&mut page.next));
             page.next = next;
@@ -387,6 +400,26 @@ impl SageMakerSource {
         }
         Ok(())
     }
+}
+
+/// A later kind whose listing failed for good (a role without its permissions, a refused
+/// request): reported as a problem, and that kind's listing ends here, its own watermark where
+/// it stood, so that the kinds before it are listed on the next poll as always and this one is
+/// tried again. Transient failures stay errors: the engine retries them.
+fn kind_failed(what: &str, part: &Cursor, err: SyncError) -> Result<Page, SyncError> {
+    if err.is_retryable() || err.is_cancelled() {
+        return Err(err);
+    }
+    tracing::error!(error = %err.chain(), "listing {what} failed; the other kinds are listed, and this one again on the next poll");
+    Ok(Page {
+        jobs: Vec::new(),
+        problems: vec![sagesync_core::ListingProblem {
+            lists_again: true,
+            ..sagesync_core::ListingProblem::at(format!("listing {what}"), err)
+        }],
+        next: Cursor { watermark: part.watermark, ..Default::default() },
+        done: true,
+    })
 }
 
 /// The cursor to list a later kind again from its watermark when the API refused the saved
