@@ -32,6 +32,9 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   (steps as PipelineExecutionStep documents, newest first as SageMaker answers by default; times
   as ISO-8601 strings). ListTags on a pipeline created without tags answers an empty list.
 
+* ListTags on a versioned model package (moto answers 500), and Search filters on nested
+  properties (`ModelArtifacts.S3ModelArtifacts`).
+
 * POST /_sm/fault {"target": "SageMaker.ListPipelines", "status": 400, "code": "AccessDeniedException"}
   makes every later request with that X-Amz-Target fail so (an empty "code" clears it): a role
   without a permission, for the tests of what else still works.
@@ -153,6 +156,11 @@ def _matches(job, expr):
         if name.startswith("Tags."):
             key = name[5:]
             actual = next((t["Value"] for t in job.tags if t["Key"] == key), None)
+        elif "." in name:
+            # A nested property (ModelArtifacts.S3ModelArtifacts), by the record's shape.
+            actual = job.response_object
+            for part in name.split("."):
+                actual = actual.get(part) if isinstance(actual, dict) else None
         else:
             attr = snake(name)
             if not hasattr(job, attr):
@@ -499,6 +507,24 @@ def _pipeline_init_with_tags(self, *args, **kwargs):
 
 
 smm.FakePipeline.__init__ = _pipeline_init_with_tags
+
+_resource_from_arn = smm.SageMakerModelBackend._get_resource_from_arn
+
+
+def _resource_from_arn_with_packages(self, arn):
+    # moto splits an ARN's resource at "/" into two parts, which a versioned package's
+    # ("model-package/GROUP/VERSION") is not: ListTags on it answers 500.
+    if ":model-package/" in arn:
+        package = self.model_packages.get(arn)
+        if package is None:
+            raise smm.ValidationError(message="Could not find model package %s" % arn)
+        if getattr(package, "tags", None) is None:
+            package.tags = []
+        return package
+    return _resource_from_arn(self, arn)
+
+
+smm.SageMakerModelBackend._get_resource_from_arn = _resource_from_arn_with_packages
 smr.SageMakerResponse.list_pipeline_executions = list_executions_response
 smr.SageMakerResponse.describe_pipeline_execution = describe_execution_response
 smr.SageMakerResponse.list_pipeline_execution_steps = list_execution_steps_response

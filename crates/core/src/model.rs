@@ -409,6 +409,11 @@ impl TrainingJob {
     pub fn is_parent(&self) -> bool {
         self.lineage.kind.is_parent()
     }
+    /// Whether this resource may sync through the jobs its record lists as `children`
+    /// (see [`ResourceKind::follows_children`]).
+    pub fn follows_children(&self) -> bool {
+        self.lineage.kind.follows_children()
+    }
 
     /// The channel named `name`, if any.
     pub fn channel(&self, name: &str) -> Option<&Channel> {
@@ -672,21 +677,32 @@ pub enum ResourceKind {
     TuningJob,
     /// A SageMaker Pipelines execution: the parent of the jobs its steps ran.
     PipelineExecution,
+    /// A versioned model package of the SageMaker Model Registry: an entry of each store's
+    /// registry, linked to the run of the training job that made its model.
+    ModelPackage,
 }
 
 impl ResourceKind {
     /// Every kind, in the order sources list them.
-    pub const ALL: [ResourceKind; 3] = [ResourceKind::TrainingJob, ResourceKind::TuningJob, ResourceKind::PipelineExecution];
+    pub const ALL: [ResourceKind; 4] =
+        [ResourceKind::TrainingJob, ResourceKind::TuningJob, ResourceKind::PipelineExecution, ResourceKind::ModelPackage];
     /// The name used in config (`resources`), documents and tags: `training_job`...
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceKind::TrainingJob => "training_job",
             ResourceKind::TuningJob => "tuning_job",
             ResourceKind::PipelineExecution => "pipeline_execution",
+            ResourceKind::ModelPackage => "model_package",
         }
     }
     /// Whether runs of this kind are parents of other runs.
     pub fn is_parent(self) -> bool {
+        matches!(self, ResourceKind::TuningJob | ResourceKind::PipelineExecution)
+    }
+    /// Whether a resource of this kind may sync through the jobs its record lists as
+    /// `children` (a parent's children; a model package's training job), when it does not pass
+    /// the validators itself.
+    pub fn follows_children(self) -> bool {
         self != ResourceKind::TrainingJob
     }
     /// Whether this is a training job (the default, left out of documents).
@@ -800,6 +816,52 @@ pub struct Lineage {
     /// A pipeline execution: its pipeline and steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineSummary>,
+    /// A model package: what the registry holds of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageSummary>,
+}
+
+/// A versioned model package (DescribeModelPackage).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PackageSummary {
+    /// `ModelPackageGroupName`.
+    pub group: String,
+    /// `ModelPackageVersion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// `ModelApprovalStatus`: `PendingManualApproval`, `Approved` or `Rejected`.
+    pub approval_status: String,
+    /// `ApprovalDescription`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_description: Option<String>,
+    /// `ModelPackageDescription`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `InferenceSpecification.Containers[].ModelDataUrl`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_data_urls: Vec<String>,
+    /// `InferenceSpecification.Containers[].Image`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// The first container's `Framework` and `FrameworkVersion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
+    /// `Task`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// `ModelMetrics`, as SageMaker gives them (metric reports' S3 locations).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub metrics: serde_json::Value,
+    /// `CustomerMetadataProperties`, in key order.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub customer_metadata: IndexMap<String, String>,
+    /// The training job that made the model, when found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_job_arn: Option<String>,
+    /// How the training job was found: `artifact` (its `ModelArtifacts.S3ModelArtifacts` is the
+    /// package's model data URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_by: Option<String>,
 }
 
 /// What a pipeline execution ran.

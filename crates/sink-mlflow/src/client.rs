@@ -307,6 +307,16 @@ impl Client {
         self.send(Method::POST, op, &[], Some(body), kind, b).await
     }
 
+    /// PATCH `op` with a JSON body (the registry's updates).
+    pub async fn patch(&self, op: &'static str, body: &Value, b: &Budget) -> Result<Value, MlflowError> {
+        self.send(Method::PATCH, op, &[], Some(body), Kind::IdempotentWrite, b).await
+    }
+
+    /// DELETE `op` with a JSON body (the registry's deletes).
+    pub async fn delete(&self, op: &'static str, body: &Value, b: &Budget) -> Result<Value, MlflowError> {
+        self.send(Method::DELETE, op, &[], Some(body), Kind::IdempotentWrite, b).await
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -106,6 +106,14 @@ pub struct MlflowSinkConfig {
     /// private CA). Relative paths are read from the config file's directory.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,
+    /// How long a model package whose training job has no run here yet waits for it, seconds
+    /// (0..=604800): MLflow cannot change a model version's run once it exists.
+    #[serde(default = "hour")]
+    pub package_link_wait_secs: u64,
+}
+
+fn hour() -> u64 {
+    3600
 }
 
 impl std::fmt::Debug for MlflowSinkConfig {
@@ -120,6 +128,7 @@ impl std::fmt::Debug for MlflowSinkConfig {
             .field("on_param_change", &self.on_param_change)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("ca_file", &self.ca_file)
+            .field("package_link_wait_secs", &self.package_link_wait_secs)
             .finish()
     }
 }
@@ -200,6 +209,8 @@ pub struct MlflowSettings {
     pub max_response_bytes: usize,
     /// Extra trusted CA certificates.
     pub ca_file: Option<std::path::PathBuf>,
+    /// How long a model package waits for its training job's run.
+    pub package_link_wait: Duration,
 }
 
 impl MlflowSettings {
@@ -235,6 +246,7 @@ impl MlflowSinkConfig {
             on_param_change: OnParamChange::default(),
             max_response_bytes: default_max_response(),
             ca_file: None,
+            package_link_wait_secs: hour(),
         }
     }
 
@@ -267,6 +279,7 @@ impl MlflowSinkConfig {
         bounded(&mut problems, "request_timeout_secs", self.request_timeout_secs, 1..=3600, "seconds");
         bounded(&mut problems, "connect_timeout_secs", self.connect_timeout_secs, 1..=600, "seconds");
         bounded(&mut problems, "max_response_bytes", self.max_response_bytes, 64 << 10..=1 << 30, "bytes");
+        bounded(&mut problems, "package_link_wait_secs", self.package_link_wait_secs, 0..=604_800, "seconds");
         let experiment = match ExperimentTemplate::parse(&self.experiment) {
             Ok(t) => Some(t),
             Err(m) => {
@@ -301,6 +314,7 @@ impl MlflowSinkConfig {
                     on_param_change: self.on_param_change,
                     max_response_bytes: usize::try_from(self.max_response_bytes).unwrap_or(usize::MAX),
                     ca_file,
+                    package_link_wait: Duration::from_secs(self.package_link_wait_secs),
                 })
             }
             _ => Err(problems),

@@ -19,6 +19,7 @@ mod config;
 pub mod endpoint;
 pub mod keys;
 pub mod mapping;
+pub mod registry;
 pub mod sigv4;
 mod sink;
 pub mod template;

@@ -22,6 +22,7 @@ pub fn identity_tag(kind: ResourceKind) -> &'static str {
         ResourceKind::TrainingJob => ARN_TAG,
         ResourceKind::TuningJob => "sagemaker.tuning_job_arn",
         ResourceKind::PipelineExecution => "sagemaker.pipeline_execution_arn",
+        ResourceKind::ModelPackage => crate::registry::PACKAGE_TAG,
     }
 }
 
@@ -31,6 +32,8 @@ pub fn kind_of_arn(arn: &str) -> ResourceKind {
         ResourceKind::TuningJob
     } else if arn.contains(":pipeline/") && arn.contains("/execution/") {
         ResourceKind::PipelineExecution
+    } else if arn.contains(":model-package/") {
+        ResourceKind::ModelPackage
     } else {
         ResourceKind::TrainingJob
     }

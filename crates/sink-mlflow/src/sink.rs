@@ -14,6 +14,7 @@ use crate::keys::{cut_chars, mlflow_key, MAX_TAG_VALUE_CHARS};
 use crate::mapping::{
     desired, identity_tag, kind_of_arn, value_bits, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX,
 };
+use crate::registry;
 
 /// Items of one `log-batch`, as the server limits them.
 const MAX_BATCH_PARAMS: usize = 100;
@@ -88,6 +89,20 @@ fn kv_map(v: &Value, ptr: &str) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A model version's number (`version` is a string in MLflow's answers).
+fn version_number(v: &Value) -> u64 {
+    match v.get("version") {
+        Some(Value::String(s)) => s.parse().unwrap_or(u64::MAX),
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    }
+}
+
+/// A model version's tag.
+fn version_tag<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get("tags")?.as_array()?.iter().find(|t| t.get("key").and_then(Value::as_str) == Some(key))?.get("value")?.as_str()
 }
 
 fn tag_of<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
@@ -501,6 +516,9 @@ impl MlflowSink {
     }
 
     async fn upsert_inner(&self, r: &RunRecord, cx: &WriteContext, b: &Budget) -> Result<SinkReceipt, SinkError> {
+        if r.lineage.kind == sagesync_core::ResourceKind::ModelPackage {
+            return self.upsert_package(r, cx, b).await;
+        }
         let d = desired(r, &self.settings)?;
         let digest = d.digest(&self.settings);
         if let Some(prev) = &cx.previous {
@@ -531,6 +549,15 @@ impl MlflowSink {
             };
             match reconciled {
                 Ok(notes) => {
+                    // A run this write created may have lost a race it could not see (the
+                    // other writer's create came after this one's search, and that writer
+                    // settled on its own run): read once more, and if it is gone, the winner is
+                    // found and written, so that both writers report one run.
+                    if at.created && round < 3 && self.get_run(&at.id, b).await?.is_none() {
+                        tracing::info!(run_id = %at.id, "the run this write created was settled away by a concurrent writer; finding the winner");
+                        use_previous = false;
+                        continue;
+                    }
                     let mut deleted = at.deleted.clone();
                     // The job moved to another experiment: its old run goes.
                     if let Some(prev) = &cx.previous {
@@ -583,6 +610,218 @@ impl MlflowSink {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A model package as a model version of the registered model of its group, linked to the
+    /// run of its training job (docs/mapping.md, "Model packages").
+    async fn upsert_package(&self, r: &RunRecord, cx: &WriteContext, b: &Budget) -> Result<SinkReceipt, SinkError> {
+        let Some(p) = r.lineage.package.as_ref() else {
+            return Err(SinkError::Content("a model package's record without its package".into()));
+        };
+        let d = registry::desired_version(r, p);
+        if d.source.is_empty() {
+            return Err(SinkError::Content(
+                "the model package has no model data URL (InferenceSpecification): MLflow's version needs a source".into(),
+            ));
+        }
+        let prev = cx.previous.as_ref();
+        // The run of the training job, by its ARN tag: found once, it stays the version's.
+        let run_id = match (&d.training_job_arn, prev.and_then(|p| p.ids.get("run_id"))) {
+            (Some(_), Some(known)) => Some(known.clone()),
+            (Some(job), None) => self.run_of_job(job, b).await?,
+            (None, _) => None,
+        };
+        if let (Some(job), None) = (&d.training_job_arn, &run_id) {
+            let age = r.run.start.map(|s| chrono::Utc::now() - s).and_then(|a| a.to_std().ok()).unwrap_or_default();
+            if age < self.settings.package_link_wait && prev.is_none_or(|p| !p.ids.contains_key("version")) {
+                // MLflow cannot change a version's run later: wait for the job's run.
+                return Err(SinkError::Retry(format!(
+                    "model package {}: its training job {job} has no run here yet; the version waits for it (up to package_link_wait_secs)",
+                    d.arn
+                )));
+            }
+            tracing::warn!(package = %d.arn, job = %job, "the training job's run did not come within package_link_wait_secs; the version is written unlinked, the job's ARN in its tags");
+        }
+        let digest = d.digest(run_id.as_deref());
+        if let Some(prev) = prev {
+            if prev.ids.get("digest") == Some(&digest) && prev.ids.contains_key("version") {
+                let mut rc = prev.clone();
+                rc.write = WriteKind::Unchanged;
+                rc.writes = 0;
+                return Ok(rc);
+            }
+        }
+        let model = self.ensure_registered_model(&d, b).await?;
+        let mut created = false;
+        let version = match self.versions_of(&d, b).await?.into_iter().min_by_key(version_number) {
+            Some(v) => v,
+            None => {
+                let mut body = json!({
+                    "name": d.model,
+                    "source": d.source,
+                    "description": d.description,
+                    "tags": d.tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+                });
+                if let Some(run) = &run_id {
+                    body["run_id"] = json!(run);
+                }
+                self.client.post("model-versions/create", &body, Kind::Create, b).await?;
+                created = true;
+                // Another writer (a lost ledger, a second process) may have made one too: the
+                // lowest version stays, the others go.
+                let mut all = self.versions_of(&d, b).await?;
+                all.sort_by_key(version_number);
+                for extra in all.iter().skip(1) {
+                    let n = version_number(extra).to_string();
+                    match self.client.delete("model-versions/delete", &json!({"name": d.model, "version": n}), b).await {
+                        Ok(_) => tracing::info!(model = %d.model, version = %n, "deleted a duplicate model version"),
+                        Err(e) if e.is_retryable() => return Err(e.into()),
+                        Err(e) => tracing::warn!(model = %d.model, version = %n, error = %e, "could not delete a duplicate model version"),
+                    }
+                }
+                all.into_iter().next().ok_or_else(|| SinkError::Retry(format!("model version of {} not found after its create", d.arn)))?
+            }
+        };
+        let number = version_number(&version).to_string();
+        if !created {
+            for (k, v) in &d.tags {
+                if version_tag(&version, k) != Some(v.as_str()) {
+                    let body = json!({"name": d.model, "version": number, "key": k, "value": v});
+                    self.client.post("model-versions/set-tag", &body, Kind::IdempotentWrite, b).await?;
+                }
+            }
+            if str_at(&version, "/description").unwrap_or("") != d.description {
+                let body = json!({"name": d.model, "version": number, "description": d.description});
+                self.client.patch("model-versions/update", &body, b).await?;
+            }
+        }
+        // The `approved` alias follows the newest approved version.
+        let holder = model
+            .pointer("/aliases")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|x| str_at(x, "/alias") == Some(registry::APPROVED_ALIAS)))
+            .and_then(|x| str_at(x, "/version").and_then(|v| v.parse::<u64>().ok()));
+        let mine = version_number(&version);
+        // Newest by the package's version in SageMaker (MLflow numbers versions in the order
+        // they were written, which concurrent writes do not keep).
+        let newer_than_holder = match holder {
+            None => true,
+            Some(h) if h == mine => false,
+            Some(h) => {
+                let held = self.client.get("model-versions/get", &[("name", &d.model), ("version", &h.to_string())], b).await;
+                match held {
+                    Ok(v) => {
+                        let theirs = v
+                            .get("model_version")
+                            .and_then(|mv| version_tag(mv, "sagemaker.model_package_version"))
+                            .and_then(|x| x.parse::<u64>().ok());
+                        theirs.zip(d.package_version).is_none_or(|(t, m)| t < m)
+                    }
+                    Err(e) if e.is_absent() => true,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if d.approved && newer_than_holder {
+            let body = json!({"name": d.model, "alias": registry::APPROVED_ALIAS, "version": number});
+            self.client.post("registered-models/alias", &body, Kind::IdempotentWrite, b).await?;
+        } else if !d.approved && holder == Some(mine) {
+            self.client.delete("registered-models/alias", &json!({"name": d.model, "alias": registry::APPROVED_ALIAS}), b).await?;
+        }
+        let kind = if created {
+            WriteKind::Created
+        } else if b.writes() == 0 {
+            WriteKind::Unchanged
+        } else {
+            WriteKind::Updated
+        };
+        let mut rc = SinkReceipt::new(kind).id("registered_model", &d.model).id("version", &number).id("digest", &digest);
+        if let Some(run) = &run_id {
+            rc = rc.id("run_id", run);
+        }
+        Ok(rc)
+    }
+
+    /// The registered model of `d`, created when missing (with the group's tag).
+    async fn ensure_registered_model(&self, d: &registry::DesiredVersion, b: &Budget) -> Result<Value, MlflowError> {
+        match self.client.get("registered-models/get", &[("name", &d.model)], b).await {
+            Ok(v) => return Ok(v.get("registered_model").cloned().unwrap_or(Value::Null)),
+            Err(e) if e.is_absent() => {}
+            Err(e) => return Err(e),
+        }
+        let body = json!({"name": d.model, "tags": [{"key": "sagemaker.model_package_group", "value": d.model}]});
+        match self.client.post("registered-models/create", &body, Kind::Create, b).await {
+            Ok(v) => Ok(v.get("registered_model").cloned().unwrap_or(Value::Null)),
+            // Another writer made it meanwhile.
+            Err(e) if e.error_code() == Some("RESOURCE_ALREADY_EXISTS") => {
+                let v = self.client.get("registered-models/get", &[("name", &d.model)], b).await?;
+                Ok(v.get("registered_model").cloned().unwrap_or(Value::Null))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The versions of `d`'s registered model that hold its package (by the package-ARN tag).
+    async fn versions_of(&self, d: &registry::DesiredVersion, b: &Budget) -> Result<Vec<Value>, MlflowError> {
+        let filter = format!("name='{}'", d.model.replace('\'', "\\'"));
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..100 {
+            let mut q: Vec<(&str, &str)> = vec![("filter", filter.as_str()), ("max_results", "1000")];
+            if let Some(t) = &token {
+                q.push(("page_token", t.as_str()));
+            }
+            let v = self.client.get("model-versions/search", &q, b).await?;
+            for mv in v.get("model_versions").and_then(Value::as_array).into_iter().flatten() {
+                if version_tag(mv, registry::PACKAGE_TAG) == Some(d.arn.as_str()) {
+                    out.push(mv.clone());
+                }
+            }
+            match v.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The run this sink wrote for the training job `arn` (the one `settle` keeps), in any
+    /// experiment.
+    async fn run_of_job(&self, arn: &str, b: &Budget) -> Result<Option<String>, MlflowError> {
+        if arn.contains('\'') || arn.contains('\\') {
+            return Ok(None);
+        }
+        let experiments = self.all_experiments(b).await?;
+        let mut runs = Vec::new();
+        for chunk in experiments.chunks(EXPERIMENTS_PER_SEARCH) {
+            runs.extend(self.search(chunk, ARN_TAG, arn, b).await?);
+        }
+        Ok(runs.iter().min_by_key(|r| settle_key(r)).and_then(|r| str_at(r, "/info/run_id")).map(str::to_string))
+    }
+
+    /// Deletes the model versions of the package `arn` (every registered model is searched by
+    /// the package's group, from its ARN).
+    async fn retract_package(&self, arn: &str, b: &Budget) -> Result<Vec<String>, MlflowError> {
+        let Some(group) = arn.split_once(":model-package/").and_then(|(_, r)| r.split_once('/')).map(|(g, _)| g) else {
+            return Ok(Vec::new());
+        };
+        let d = registry::DesiredVersion {
+            model: registry::model_name(group),
+            arn: arn.to_string(),
+            package_version: None,
+            source: String::new(),
+            training_job_arn: None,
+            description: String::new(),
+            tags: Default::default(),
+            approved: false,
+        };
+        let mut removed = Vec::new();
+        for v in self.versions_of(&d, b).await? {
+            let n = version_number(&v).to_string();
+            self.client.delete("model-versions/delete", &json!({"name": d.model, "version": n}), b).await?;
+            removed.push(n);
+        }
+        Ok(removed)
     }
 
     async fn retract_inner(&self, arn: &str, cx: &WriteContext, b: &Budget) -> Result<Vec<String>, MlflowError> {
@@ -703,6 +942,15 @@ impl Sink for MlflowSink {
         let b = Budget::new(cx);
         if external_id.contains('\'') || external_id.contains('\\') || external_id.trim().is_empty() {
             return Err(self.sync_error(MappingError::BadArn(external_id.to_string()).into()));
+        }
+        if external_id.contains(":model-package/") {
+            let versions = self.retract_package(external_id, &b).await.map_err(|e| self.sync_error(e.into()))?;
+            let mut rc = SinkReceipt::new(if versions.is_empty() { WriteKind::Unchanged } else { WriteKind::Removed });
+            if !versions.is_empty() {
+                rc = rc.id("version", versions.join(","));
+            }
+            rc.writes = b.writes();
+            return Ok(Some(rc));
         }
         let ids = self.retract_inner(external_id, cx, &b).await.map_err(|e| self.sync_error(e.into()))?;
         let mut rc = SinkReceipt::new(if ids.is_empty() { WriteKind::Unchanged } else { WriteKind::Removed });

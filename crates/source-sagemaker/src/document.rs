@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use indexmap::IndexMap;
 use sagesync_core::{
     Algorithm, BestChild, Channel, ChannelManifest, ChildObjective, ChildSummary, DataSource, FinalMetric, MetricDefinition, Objective,
-    ParentRef, PipelineSummary, ResourceKind, StepSummary, Tag, Tags, Timestamp, TrainingJob, TuningSummary,
+    PackageSummary, ParentRef, PipelineSummary, ResourceKind, StepSummary, Tag, Tags, Timestamp, TrainingJob, TuningSummary,
 };
 use serde_json::{Map, Value};
 
@@ -325,12 +325,15 @@ pub fn name_in_arn(arn: &str) -> &str {
 }
 
 /// Which document this is, by its ARN field: `HyperParameterTuningJobArn` for a tuning job,
-/// `PipelineExecutionArn` for a pipeline execution, else a training job.
+/// `PipelineExecutionArn` for a pipeline execution, `ModelPackageArn` for a model package, else
+/// a training job.
 pub fn kind_of_document(doc: &Value) -> ResourceKind {
     if doc.get("HyperParameterTuningJobArn").is_some() || doc.get("HyperParameterTuningJobName").is_some() {
         ResourceKind::TuningJob
     } else if doc.get("PipelineExecutionArn").is_some() && doc.get("TrainingJobArn").is_none() && doc.get("TrainingJobName").is_none() {
         ResourceKind::PipelineExecution
+    } else if doc.get("ModelPackageArn").is_some() && doc.get("TrainingJobArn").is_none() && doc.get("TrainingJobName").is_none() {
+        ResourceKind::ModelPackage
     } else {
         ResourceKind::TrainingJob
     }
@@ -576,6 +579,118 @@ pub fn execution_from_document(doc: &Value) -> Result<TrainingJob, DocumentError
         }
     }
     job.lineage.pipeline = Some(summary);
+    job.original = doc.clone();
+    Ok(job)
+}
+
+/// The group and version of a versioned model package's ARN
+/// (`arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION`).
+pub fn package_parts(arn: &str) -> Option<(&str, u64)> {
+    if arn.len() > 2048 || !arn.starts_with("arn:") {
+        return None;
+    }
+    let (group, version) = arn.split_once(":model-package/")?.1.split_once('/')?;
+    let ok = !group.is_empty() && group.len() <= 63 && group.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let version = version.parse::<u64>().ok()?;
+    ok.then_some((group, version))
+}
+
+/// The name a model package goes by: `GROUP-VERSION`.
+pub fn package_name(group: &str, version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!("{group}-{v}"),
+        None => group.to_string(),
+    }
+}
+
+/// Reads a DescribeModelPackage document into a resource of kind
+/// [`ResourceKind::ModelPackage`]: its status (`ModelPackageStatus`), times, tags (added by the
+/// caller: its group's, then its own), the registry's fields, and with `TrainingJob` (`Arn`,
+/// `Name`, `Status`, `LinkedBy`; added by the caller when it found the job that made the model)
+/// that job as the one it follows.
+pub fn package_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> {
+    let Value::Object(o) = doc else {
+        return Err(err("(document)", format!("expected a JSON object, found {}", type_name(doc))));
+    };
+    let arn = opt_str(o, "ModelPackageArn", "ModelPackageArn")?.unwrap_or_default();
+    let parts = package_parts(&arn);
+    let group = match opt_str(o, "ModelPackageGroupName", "ModelPackageGroupName")? {
+        Some(g) if !g.is_empty() => g,
+        _ => parts.map(|(g, _)| g.to_string()).ok_or_else(|| err("ModelPackageGroupName", "missing (and the ARN names no group)"))?,
+    };
+    let version = match opt_u64(o, "ModelPackageVersion", "ModelPackageVersion")? {
+        Some(v) => Some(v),
+        None => parts.map(|(_, v)| v),
+    };
+    let status = opt_str(o, "ModelPackageStatus", "ModelPackageStatus")?.unwrap_or_default();
+    let mut job = TrainingJob::new(package_name(&group, version), arn, status);
+    job.lineage.kind = ResourceKind::ModelPackage;
+    job.creation_time = opt_ts(o, "CreationTime")?;
+    job.start_time = job.creation_time;
+    job.last_modified_time = opt_ts(o, "LastModifiedTime")?;
+    if let Some(t) = o.get("Tags") {
+        job.tags = parse_tags(t, "Tags")?;
+    }
+    let mut summary = PackageSummary {
+        group,
+        version,
+        approval_status: opt_str(o, "ModelApprovalStatus", "ModelApprovalStatus")?.unwrap_or_default(),
+        approval_description: opt_str(o, "ApprovalDescription", "ApprovalDescription")?.filter(|s| !s.is_empty()),
+        description: opt_str(o, "ModelPackageDescription", "ModelPackageDescription")?.filter(|s| !s.is_empty()),
+        task: opt_str(o, "Task", "Task")?.filter(|s| !s.is_empty()),
+        ..Default::default()
+    };
+    if let Some(spec) = opt_obj(o, "InferenceSpecification", "InferenceSpecification")? {
+        for (i, c) in opt_arr(spec, "Containers", "InferenceSpecification.Containers")?.iter().enumerate() {
+            let f = format!("InferenceSpecification.Containers[{i}]");
+            let Value::Object(c) = c else { return Err(err(f, "expected an object")) };
+            if let Some(u) = opt_str(c, "ModelDataUrl", &format!("{f}.ModelDataUrl"))?.filter(|u| !u.is_empty()) {
+                summary.model_data_urls.push(u);
+            }
+            if let Some(im) = opt_str(c, "Image", &format!("{f}.Image"))?.filter(|u| !u.is_empty()) {
+                summary.images.push(im);
+            }
+            if summary.framework.is_none() {
+                let fw = opt_str(c, "Framework", &format!("{f}.Framework"))?.filter(|s| !s.is_empty());
+                let fv = opt_str(c, "FrameworkVersion", &format!("{f}.FrameworkVersion"))?.filter(|s| !s.is_empty());
+                summary.framework = match (fw, fv) {
+                    (Some(fw), Some(fv)) => Some(format!("{fw} {fv}")),
+                    (fw, _) => fw,
+                };
+            }
+        }
+    }
+    if let Some(m) = o.get("ModelMetrics").filter(|m| !m.is_null()) {
+        if !m.is_object() {
+            return Err(err("ModelMetrics", format!("expected an object, found {}", type_name(m))));
+        }
+        summary.metrics = m.clone();
+    }
+    if let Some(cm) = opt_obj(o, "CustomerMetadataProperties", "CustomerMetadataProperties")? {
+        let mut keys: Vec<&String> = cm.keys().collect();
+        keys.sort();
+        for k in keys {
+            let v = match &cm[k] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            summary.customer_metadata.insert(k.clone(), v);
+        }
+    }
+    job.model_artifact = summary.model_data_urls.first().cloned();
+    job.algorithm.image = summary.images.first().cloned();
+    if let Some(t) = opt_obj(o, "TrainingJob", "TrainingJob")? {
+        let tarn = opt_str(t, "Arn", "TrainingJob.Arn")?.filter(|a| !a.is_empty()).ok_or_else(|| err("TrainingJob.Arn", "missing"))?;
+        job.lineage.children.push(ChildSummary {
+            name: opt_str(t, "Name", "TrainingJob.Name")?.unwrap_or_else(|| name_in_arn(&tarn).to_string()),
+            status: opt_str(t, "Status", "TrainingJob.Status")?.unwrap_or_default(),
+            arn: tarn.clone(),
+            objective: None,
+        });
+        summary.training_job_arn = Some(tarn);
+        summary.linked_by = opt_str(t, "LinkedBy", "TrainingJob.LinkedBy")?;
+    }
+    job.lineage.package = Some(summary);
     job.original = doc.clone();
     Ok(job)
 }

@@ -281,6 +281,49 @@ impl Moto {
         d.training_job_arn().unwrap_or_default().to_string()
     }
 
+    /// Creates the model package group `group` (with `tags`) when it does not exist yet.
+    pub async fn create_package_group(&self, group: &str, tags: &[(&str, &str)]) {
+        let c = self.client().await;
+        if c.describe_model_package_group().model_package_group_name(group).send().await.is_ok() {
+            return;
+        }
+        let mut req = c.create_model_package_group().model_package_group_name(group);
+        for (k, v) in tags {
+            req = req.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        req.send().await.unwrap_or_else(|e| panic!("CreateModelPackageGroup {group}: {e:?}"));
+    }
+
+    /// Creates a versioned model package in `group` for the model at `model_data_url`, with
+    /// `approval` (`PendingManualApproval`, `Approved`, `Rejected`); returns its ARN.
+    pub async fn create_package(&self, group: &str, model_data_url: &str, approval: &str) -> String {
+        use aws_sdk_sagemaker::types::{InferenceSpecification, ModelApprovalStatus, ModelPackageContainerDefinition};
+        self.create_package_group(group, &[]).await;
+        let c = self.client().await;
+        let spec = InferenceSpecification::builder()
+            .containers(
+                ModelPackageContainerDefinition::builder()
+                    .image("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
+                    .model_data_url(model_data_url)
+                    .framework("XGBOOST")
+                    .framework_version("1.7")
+                    .build(),
+            )
+            .supported_content_types("text/csv")
+            .supported_response_mime_types("text/csv")
+            .build();
+        let out = c
+            .create_model_package()
+            .model_package_group_name(group)
+            .model_approval_status(ModelApprovalStatus::from(approval))
+            .inference_specification(spec)
+            .customer_metadata_properties("team", "churn")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateModelPackage {group}: {e:?}"));
+        out.model_package_arn().unwrap_or_default().to_string()
+    }
+
     /// A SageMaker client on moto.
     pub async fn client(&self) -> aws_sdk_sagemaker::Client {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;

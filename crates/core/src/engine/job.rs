@@ -400,8 +400,8 @@ impl<'a> Attempt<'a> {
         // does not show: a parent whose last outcome was a verdict (synced, skipped, rejected)
         // is decided again whenever it is fetched (its sinks are written only if its record
         // changed). A failed parent settles like any job.
-        let verdict_may_move =
-            job.is_parent() && self.prior.is_some_and(|p| matches!(p.outcome, Outcome::Synced | Outcome::Skipped | Outcome::Rejected));
+        let verdict_may_move = job.follows_children()
+            && self.prior.is_some_and(|p| matches!(p.outcome, Outcome::Synced | Outcome::Skipped | Outcome::Rejected));
         if !self.ctx.force && !verdict_may_move {
             if let Some(p) = self.prior.filter(|p| p.basis.same_content(&basis)) {
                 let as_fetched = JobRef {
@@ -419,7 +419,7 @@ impl<'a> Attempt<'a> {
         let deliveries = self.known().into_iter().filter(|(id, _)| e.sinks.iter().any(|s| &s.id == id)).collect();
         let adopted;
         let verdict = match validate(e, &job).await {
-            Err(no) if job.is_parent() => match self.through_children(&job, no).await? {
+            Err(no) if job.follows_children() => match self.through_children(&job, no).await? {
                 Ok(j) => {
                     adopted = j;
                     Ok(&adopted)
@@ -699,7 +699,7 @@ const MAX_CHILDREN_READ: usize = 1000;
 /// parent, also its family (children and their standing, counters), which change without its
 /// own tags (a re-fetched parent whose children moved is worked on again).
 fn content_digest(job: &TrainingJob) -> String {
-    if job.is_parent() {
+    if job.follows_children() {
         crate::digest::of_json(&(crate::digest::of_tags(&job.tags), &job.lineage))
     } else {
         crate::digest::of_tags(&job.tags)

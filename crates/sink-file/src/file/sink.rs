@@ -57,17 +57,36 @@ struct ProbeRun {
     external_id: String,
 }
 
-/// What names a document: the job's project, run name and ARN.
+/// What names a document: the job's project, run name and ARN; a model package's is its
+/// group under `_registry`, and its version.
 #[derive(Debug, Clone)]
 struct Key {
     project: String,
     run: String,
     arn: String,
+    /// A model package's group (its document is `_registry/<group>/<version>.json`).
+    group: Option<String>,
 }
+
+/// The directory of the model registry's documents (a package's group below it).
+pub const REGISTRY_DIR: &str = "_registry";
 
 impl Key {
     fn of(record: &RunRecord) -> Key {
-        Key { project: record.project.name.clone(), run: record.run.name.clone(), arn: record.run.external_id.clone() }
+        if let Some(p) = record.lineage.package.as_ref().filter(|_| record.lineage.kind == sagesync_core::ResourceKind::ModelPackage) {
+            return Key {
+                project: REGISTRY_DIR.into(),
+                run: p.version.map(|v| v.to_string()).unwrap_or_else(|| record.run.name.clone()),
+                arn: record.run.external_id.clone(),
+                group: Some(p.group.clone()),
+            };
+        }
+        Key { project: record.project.name.clone(), run: record.run.name.clone(), arn: record.run.external_id.clone(), group: None }
+    }
+    /// A package's key from its ARN alone (`...:model-package/GROUP/VERSION`).
+    fn of_package_arn(arn: &str) -> Option<Key> {
+        let (group, version) = arn.split_once(":model-package/")?.1.split_once('/')?;
+        Some(Key { project: REGISTRY_DIR.into(), run: version.to_string(), arn: arn.to_string(), group: Some(group.to_string()) })
     }
     fn plain_name(&self) -> String {
         format!("{}.json", sanitize_component(&self.run))
@@ -97,7 +116,16 @@ impl FileSink {
     /// Where `record` is written when no other job holds its name.
     pub fn path_for(&self, record: &RunRecord) -> PathBuf {
         let key = Key::of(record);
-        self.dir.join(sanitize_component(&key.project)).join(key.plain_name())
+        self.dir_path(&key).join(key.plain_name())
+    }
+
+    /// The directory of `key`'s document.
+    fn dir_path(&self, key: &Key) -> PathBuf {
+        let d = self.dir.join(sanitize_component(&key.project));
+        match &key.group {
+            Some(g) => d.join(sanitize_component(g)),
+            None => d,
+        }
     }
     /// The bytes written for `record`.
     pub fn render(&self, record: &RunRecord) -> Result<Vec<u8>, SyncError> {
@@ -126,6 +154,27 @@ impl FileSink {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
                 Ok(()) => sync_dir(&self.dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_error("cannot create directory", &dir, e)),
+            },
+            Err(e) => return Err(io_error("cannot inspect", &dir, e)),
+        }
+        self.sweep(&dir);
+        Ok(dir)
+    }
+
+    /// The directory `name` in `parent` (inside `dir`), created when missing; a symlink in its
+    /// place is refused.
+    fn sub_dir(&self, parent: &Path, name: &str) -> Result<PathBuf, SyncError> {
+        let dir = parent.join(sanitize_component(name));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(SyncError::transient(format!("refusing to write through {}: it is a symbolic link", dir.display())))
+            }
+            Ok(m) if !m.is_dir() => return Err(SyncError::transient(format!("{} is not a directory", dir.display()))),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+                Ok(()) => sync_dir(parent)?,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_error("cannot create directory", &dir, e)),
             },
@@ -176,7 +225,10 @@ impl FileSink {
         // Every change to the directory is a request to the store: each goes only while the
         // job's lease holds.
         cx.check()?;
-        let pdir = self.project_dir(&record.project)?;
+        let mut pdir = self.project_dir(&record.project)?;
+        if let Some(g) = &record.group {
+            pdir = self.sub_dir(&pdir, g)?;
+        }
         let plain = pdir.join(record.plain_name());
         let hashed = pdir.join(record.hashed_name());
         let mut outcome = None;
@@ -218,7 +270,7 @@ impl FileSink {
         };
         // One document per ARN: after a project change (or a lost ledger), other copies go.
         let mut others: Vec<PathBuf> = previous.filter(|p| *p != path).map(Path::to_path_buf).into_iter().collect();
-        if kind == WriteKind::Created {
+        if kind == WriteKind::Created && record.group.is_none() {
             others.extend(self.copies_elsewhere(&pdir, record));
         }
         for other in others {
@@ -256,8 +308,20 @@ impl FileSink {
             return Ok(0);
         }
         let mut paths: Vec<PathBuf> = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from).into_iter().collect();
+        if let Some(package) = Key::of_package_arn(arn) {
+            // A package's document is where its ARN says; no namesakes elsewhere.
+            let pdir = self.dir_path(&package);
+            paths.push(pdir.join(package.plain_name()));
+            paths.push(pdir.join(package.hashed_name()));
+            let mut removed = 0;
+            for p in &paths {
+                cx.check()?;
+                removed += u32::from(remove_if_owned(p, arn)?);
+            }
+            return Ok(removed);
+        }
         if let Some(names) = &cx.pending {
-            let key = Key { project: names.project.clone(), run: names.run.clone(), arn: arn.to_string() };
+            let key = Key { project: names.project.clone(), run: names.run.clone(), arn: arn.to_string(), group: None };
             let pdir = self.dir.join(sanitize_component(&names.project));
             paths.push(pdir.join(key.plain_name()));
             paths.push(pdir.join(key.hashed_name()));

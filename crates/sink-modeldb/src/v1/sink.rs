@@ -499,6 +499,13 @@ impl ModelDbV1Sink {
 #[async_trait]
 impl Sink for ModelDbV1Sink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        if record.lineage.kind == sagesync_core::ResourceKind::ModelPackage {
+            // The setup's choice (a kind this sink does not record yet), never the package's
+            // fault: it is tried again, and never parked for it.
+            return Err(SyncError::setup(
+                "sink modeldb_v1 does not record model packages yet: leave \"model_packages\" out of [source] resources, or use the file or mlflow sink",
+            ));
+        }
         // Where the job's run was: the project of the last committed write, or the project an
         // earlier attempt's unfinished first write named.
         let previous_project = cx

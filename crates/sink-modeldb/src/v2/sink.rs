@@ -416,6 +416,13 @@ impl ModelDbV2Sink {
 #[async_trait]
 impl Sink for ModelDbV2Sink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
+        if record.lineage.kind == sagesync_core::ResourceKind::ModelPackage {
+            // The setup's choice (a kind this sink does not record yet), never the package's
+            // fault: it is tried again, and never parked for it.
+            return Err(SyncError::setup(
+                "sink modeldb_v2 does not record model packages yet: leave \"model_packages\" out of [source] resources, or use the file or mlflow sink",
+            ));
+        }
         let c = self.api.call(cx);
         match self.upsert_inner(&c, record, cx).await {
             Ok(mut rc) => {

@@ -82,7 +82,9 @@ pub struct SageMakerSourceConfig {
     pub history_max_points: usize,
     /// What to list: `training_jobs`, `tuning_jobs` (each a parent run of the training jobs it
     /// launched), `pipeline_executions` (each a parent run of the training jobs its steps ran),
-    /// each listed after the training jobs with its own cursor and budgets. Default: all three.
+    /// `model_packages` (the Model Registry's versioned packages, each linked to the training
+    /// job that made its model; opt-in), each listed after the training jobs with its own
+    /// cursor and budgets. Default: the first three.
     pub resources: Vec<Resource>,
 }
 
@@ -96,6 +98,8 @@ pub enum Resource {
     TuningJobs,
     /// SageMaker Pipelines executions.
     PipelineExecutions,
+    /// The Model Registry's versioned model packages (opt-in).
+    ModelPackages,
 }
 
 /// Which metrics a record carries.
@@ -177,7 +181,7 @@ impl SageMakerSourceConfig {
         if self.resources.is_empty() {
             problems.push(FieldProblem::at(
                 "resources",
-                "lists nothing; name at least one of `training_jobs`, `tuning_jobs`, `pipeline_executions`",
+                "lists nothing; name at least one of `training_jobs`, `tuning_jobs`, `pipeline_executions`, `model_packages`",
             ));
         }
         for (i, r) in self.resources.iter().enumerate() {
@@ -304,6 +308,7 @@ impl SageMakerSourceConfig {
             history,
             tuning_jobs: self.resources.contains(&Resource::TuningJobs),
             pipeline_executions: self.resources.contains(&Resource::PipelineExecutions),
+            model_packages: self.resources.contains(&Resource::ModelPackages),
             training_jobs: self.resources.contains(&Resource::TrainingJobs),
         })
     }

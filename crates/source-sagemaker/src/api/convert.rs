@@ -286,6 +286,91 @@ fn strip_nulls(v: Value) -> Value {
     }
 }
 
+/// A DescribeModelPackage answer as the document [`crate::document::package_from_document`]
+/// reads (the fields sagesync records).
+pub fn package_document(out: &aws_sdk_sagemaker::operation::describe_model_package::DescribeModelPackageOutput) -> Value {
+    let mut o = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            o.insert(k.into(), v);
+        }
+    };
+    put("ModelPackageArn", out.model_package_arn().map(|s| json!(s)));
+    put("ModelPackageGroupName", out.model_package_group_name().map(|s| json!(s)));
+    put("ModelPackageVersion", out.model_package_version().map(|v| json!(v)));
+    put("ModelPackageStatus", out.model_package_status().map(|s| json!(s.as_str())));
+    put("ModelApprovalStatus", out.model_approval_status().map(|s| json!(s.as_str())));
+    put("ApprovalDescription", out.approval_description().map(|s| json!(s)));
+    put("ModelPackageDescription", out.model_package_description().map(|s| json!(s)));
+    put("Task", out.task().map(|s| json!(s)));
+    put("CreationTime", out.creation_time().map(time));
+    put("LastModifiedTime", out.last_modified_time().map(time));
+    put(
+        "InferenceSpecification",
+        out.inference_specification().map(|s| {
+            let containers: Vec<Value> = s
+                .containers()
+                .iter()
+                .map(|c| {
+                    let mut m = serde_json::Map::new();
+                    for (k, v) in [
+                        ("Image", c.image()),
+                        ("ModelDataUrl", c.model_data_url()),
+                        ("Framework", c.framework()),
+                        ("FrameworkVersion", c.framework_version()),
+                    ] {
+                        if let Some(v) = v {
+                            m.insert(k.into(), json!(v));
+                        }
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            json!({"Containers": containers})
+        }),
+    );
+    put(
+        "ModelMetrics",
+        out.model_metrics().map(|m| {
+            let src = |s: Option<&aws_sdk_sagemaker::types::MetricsSource>| {
+                s.map(|s| json!({"ContentType": s.content_type(), "ContentDigest": s.content_digest(), "S3Uri": s.s3_uri()}))
+            };
+            let mut mm = serde_json::Map::new();
+            let mut section = |name: &str, parts: Vec<(&str, Option<Value>)>| {
+                let p: serde_json::Map<String, Value> = parts.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))).collect();
+                if !p.is_empty() {
+                    mm.insert(name.into(), Value::Object(p));
+                }
+            };
+            if let Some(q) = m.model_quality() {
+                section("ModelQuality", vec![("Statistics", src(q.statistics())), ("Constraints", src(q.constraints()))]);
+            }
+            if let Some(q) = m.model_data_quality() {
+                section("ModelDataQuality", vec![("Statistics", src(q.statistics())), ("Constraints", src(q.constraints()))]);
+            }
+            if let Some(b) = m.bias() {
+                section(
+                    "Bias",
+                    vec![
+                        ("Report", src(b.report())),
+                        ("PreTrainingReport", src(b.pre_training_report())),
+                        ("PostTrainingReport", src(b.post_training_report())),
+                    ],
+                );
+            }
+            if let Some(x) = m.explainability() {
+                section("Explainability", vec![("Report", src(x.report()))]);
+            }
+            Value::Object(mm)
+        }),
+    );
+    put(
+        "CustomerMetadataProperties",
+        out.customer_metadata_properties().map(|m| Value::Object(m.iter().map(|(k, v)| (k.clone(), json!(v))).collect())),
+    );
+    Value::Object(o)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,9 @@ pub const TUNING_DETAIL_TYPE: &str = "SageMaker HyperParameter Tuning Job State 
 /// The `detail-type` of pipeline executions' status changes (their `detail` has
 /// `pipelineExecutionArn` and `currentPipelineExecutionStatus`).
 pub const PIPELINE_DETAIL_TYPE: &str = "SageMaker Model Building Pipeline Execution Status Change";
+/// The `detail-type` of model packages' state changes (their `detail` mirrors
+/// DescribeModelPackage).
+pub const PACKAGE_DETAIL_TYPE: &str = "SageMaker Model Package State Change";
 /// The `source` and `detail-type` of an EventBridge schedule's event (a rule with a
 /// `ScheduleExpression`): the Lambda's cue to re-drive failed jobs whose retry time has come.
 pub const SCHEDULED: (&str, &str) = ("aws.events", "Scheduled Event");
@@ -84,6 +87,50 @@ fn read_execution_change(o: &serde_json::Map<String, Value>, id: Option<String>,
         event_id: id,
         kind: ResourceKind::PipelineExecution,
         name,
+        arn: Some(arn),
+        status,
+        last_modified,
+        tags: None,
+    }))
+}
+
+/// A model package's state change: its ARN (`detail.ModelPackageArn`, else the envelope's
+/// `resources`) names it; its status is `ModelPackageStatus` (an approval changes a package
+/// already `Completed`: without a status, that is what it is), its time `LastModifiedTime`.
+fn read_package_change(o: &serde_json::Map<String, Value>, id: Option<String>, origin: &str) -> Result<EventKind, SyncError> {
+    let detail = match o.get("detail") {
+        Some(Value::Object(d)) => d,
+        Some(_) => return Err(malformed(origin, "`detail` is not an object")),
+        None => return Err(malformed(origin, "no `detail`")),
+    };
+    let arn = match detail.get("ModelPackageArn") {
+        Some(Value::String(s)) => Some(s.clone()),
+        None | Some(Value::Null) => o
+            .get("resources")
+            .and_then(Value::as_array)
+            .and_then(|r| r.iter().filter_map(Value::as_str).find(|a| crate::document::package_parts(a).is_some()))
+            .map(str::to_string),
+        Some(_) => return Err(malformed(origin, "`detail.ModelPackageArn` is not a string")),
+    };
+    let Some(arn) = arn else {
+        return Err(malformed(origin, "no model package ARN (`detail.ModelPackageArn` or `resources`)"));
+    };
+    let Some((group, version)) = crate::document::package_parts(&arn) else {
+        return Err(malformed(origin, "`detail.ModelPackageArn` is not the ARN of a versioned model package"));
+    };
+    let status = match detail.get("ModelPackageStatus") {
+        None | Some(Value::Null) => Some("Completed".to_string()),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(malformed(origin, "`detail.ModelPackageStatus` is not a string")),
+    };
+    let last_modified = match detail.get("LastModifiedTime") {
+        Some(v) => parse_timestamp(v, "detail.LastModifiedTime").map_err(|e| malformed(origin, e.to_string()))?,
+        None => None,
+    };
+    Ok(EventKind::StateChange(StateChange {
+        event_id: id,
+        kind: ResourceKind::ModelPackage,
+        name: crate::document::package_name(group, Some(version)),
         arn: Some(arn),
         status,
         last_modified,
@@ -160,6 +207,9 @@ pub fn parse_event(ev: &Value) -> Result<EventKind, SyncError> {
     }
     if source == "aws.sagemaker" && detail_type == PIPELINE_DETAIL_TYPE {
         return read_execution_change(o, id, &origin);
+    }
+    if source == "aws.sagemaker" && detail_type == PACKAGE_DETAIL_TYPE {
+        return read_package_change(o, id, &origin);
     }
     if source != "aws.sagemaker" || detail_type != DETAIL_TYPE {
         if source.is_empty() && detail_type.is_empty() {
@@ -437,6 +487,30 @@ mod tests {
         assert!(e.to_string().contains("no pipeline execution ARN"), "{e}");
         let e = parse_event(&ev(json!({"pipelineExecutionArn": "arn:aws:sagemaker:us-east-1:1:training-job/t"}), json!([]))).unwrap_err();
         assert!(e.to_string().contains("not the ARN of a pipeline execution"), "{e}");
+    }
+
+    #[test]
+    fn model_package_events() {
+        let arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/3";
+        let ev = |detail: Value, resources: Value| json!({"id": "e-4", "detail-type": PACKAGE_DETAIL_TYPE, "source": "aws.sagemaker", "resources": resources, "detail": detail});
+        let EventKind::StateChange(c) = parse_event(&ev(
+            json!({"ModelPackageArn": arn, "ModelApprovalStatus": "Approved", "ModelPackageStatus": "Completed", "LastModifiedTime": 1796600000000_u64}),
+            json!([arn]),
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.kind, c.name.as_str(), c.is_terminal()), (ResourceKind::ModelPackage, "churn-3", true));
+        assert!(c.last_modified.is_some(), "a duplicate is known by its time");
+        let EventKind::StateChange(c) = parse_event(&ev(json!({"ModelApprovalStatus": "Rejected"}), json!([arn]))).unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.arn.as_deref(), c.is_terminal()), (Some(arn), true), "an approval changes a completed package");
+        let e = parse_event(&ev(json!({}), json!(["arn:aws:sagemaker:us-east-1:123456789012:model-package-group/churn"]))).unwrap_err();
+        assert!(e.to_string().contains("no model package ARN"), "{e}");
+        let e = parse_event(&ev(json!({"ModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/x"}), json!([])))
+            .unwrap_err();
+        assert!(e.to_string().contains("versioned model package"), "{e}");
     }
 
     #[test]

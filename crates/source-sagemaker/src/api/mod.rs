@@ -5,6 +5,7 @@ mod config;
 pub mod convert;
 pub mod event;
 pub mod history;
+mod packages;
 mod pipelines;
 mod source;
 mod tuning;

@@ -41,32 +41,118 @@ pub const RETRY_WINDOW: chrono::Duration = chrono::Duration::days(7);
 /// bound are passed over without a page of their own).
 const MAX_PIPELINE_PAGES_PER_PAGE: usize = 10;
 
-/// Where a pipeline-execution listing stands (the cursor's token, `pl:` and JSON).
+/// Where a two-level listing stands (the cursor's token, `pl:` and JSON): pipelines and their
+/// executions, model package groups and their packages.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Place {
-    /// Whether ListPipelines was read in this listing.
+pub(super) struct Place {
+    /// Whether the outer listing was read in this listing.
     #[serde(default)]
-    listed: bool,
-    /// The next ListPipelines page's token.
+    pub listed: bool,
+    /// The next outer page's token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pipelines: Option<String>,
-    /// Pipelines of the current ListPipelines page still to list.
+    pub outer: Option<String>,
+    /// Names of the current outer page still to list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    queue: Vec<String>,
-    /// The pipeline being listed.
+    pub queue: Vec<String>,
+    /// The one being listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    current: Option<String>,
-    /// Its next ListPipelineExecutions page's token.
+    pub current: Option<String>,
+    /// Its next inner page's token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    executions: Option<String>,
+    pub inner: Option<String>,
+}
+
+/// What a two-level listing reads next.
+pub(super) enum Step {
+    /// An inner page of this name (a pipeline, a package group).
+    Inner(String),
+    /// Nothing: the listing is over.
+    Done,
+    /// Nothing in this page (the outer pages read for it listed nothing to go into).
+    Later,
+}
+
+/// One outer page: the names to go into and the next page's token; `None` when the API
+/// refused the saved token for good (the listing starts over).
+pub(super) type OuterPage = Option<(Vec<String>, Option<String>)>;
+
+impl Place {
+    /// The name whose inner page comes next, reading outer pages (at most `max`) with
+    /// `read_outer` as needed.
+    pub(super) async fn step<F, Fut>(&mut self, max: usize, mut read_outer: F) -> Result<Step, SyncError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<OuterPage, SyncError>>,
+    {
+        let mut pages = 0;
+        loop {
+            if let Some(c) = &self.current {
+                return Ok(Step::Inner(c.clone()));
+            }
+            if !self.queue.is_empty() {
+                self.current = Some(self.queue.remove(0));
+                self.inner = None;
+                continue;
+            }
+            if self.listed && self.outer.is_none() {
+                return Ok(Step::Done);
+            }
+            if pages == max {
+                return Ok(Step::Later);
+            }
+            pages += 1;
+            match read_outer(self.outer.clone()).await? {
+                Some((names, next)) => {
+                    self.listed = true;
+                    self.queue = names;
+                    self.outer = next.filter(|t| !t.is_empty() && Some(t) != self.outer.as_ref());
+                }
+                None => *self = Place::default(),
+            }
+        }
+    }
+
+    /// Where the current name's inner listing goes on (`None`, or a token that does not move:
+    /// it is over).
+    pub(super) fn advance(&mut self, next: Option<String>) {
+        match next.filter(|t| Some(t) != self.inner.as_ref()) {
+            Some(t) => self.inner = Some(t),
+            None => {
+                self.current = None;
+                self.inner = None;
+            }
+        }
+    }
+
+    /// Whether nothing is left to list.
+    pub(super) fn over(&self) -> bool {
+        self.current.is_none() && self.queue.is_empty() && self.listed && self.outer.is_none()
+    }
+}
+
+impl SageMakerSource {
+    /// The page of a two-level listing after an inner page (`jobs`): the listing's end (a
+    /// poll's next starts from this one's start less the overlap; a range starts over), or
+    /// where it goes on.
+    pub(super) fn place_page(&self, scope: &ListScope, cursor: &Cursor, started: DateTime<Utc>, place: &Place, jobs: Vec<JobRef>) -> Page {
+        if place.over() {
+            let next = match scope {
+                ListScope::Incremental => self.next_poll_cursor(started),
+                ListScope::Range { .. } => Cursor::default(),
+            };
+            return Page { jobs, problems: Vec::new(), next, done: true };
+        }
+        let next = Cursor { watermark: cursor.watermark, token: Some(place.encode()), started: Some(started), ..Default::default() };
+        Page { jobs, problems: Vec::new(), next, done: false }
+    }
 }
 
 impl Place {
     const PREFIX: &'static str = "pl:";
-    fn parse(token: Option<&str>) -> Place {
+    pub(super) fn parse(token: Option<&str>) -> Place {
         token.and_then(|t| t.strip_prefix(Self::PREFIX)).and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default()
     }
-    fn encode(&self) -> String {
+    pub(super) fn encode(&self) -> String {
         format!("{}{}", Self::PREFIX, serde_json::to_string(self).unwrap_or_default())
     }
 }
@@ -189,59 +275,26 @@ impl SageMakerSource {
         let lower = [cursor.watermark.map(|w| w - LOOKBACK), from.map(|w| w - LOOKBACK), f.created_after].into_iter().flatten().max();
         let upper = [until, f.created_before].into_iter().flatten().min();
         let mut place = Place::parse(cursor.token.as_deref());
-        let end = || match scope {
-            ListScope::Incremental => self.next_poll_cursor(started),
-            ListScope::Range { .. } => Cursor::default(),
+        let pipeline = match place.step(MAX_PIPELINE_PAGES_PER_PAGE, |token| self.pipelines_page(token, lower)).await? {
+            Step::Inner(p) => p,
+            // Many pipelines that have not run lately: go on in the next page.
+            Step::Done | Step::Later => return Ok(self.place_page(scope, cursor, started, &place, Vec::new())),
         };
-        let going_on = |place: &Place| Cursor {
-            watermark: cursor.watermark,
-            token: Some(place.encode()),
-            started: Some(started),
-            ..Default::default()
-        };
-        let mut pipeline_pages = 0;
-        let pipeline = loop {
-            if let Some(p) = place.current.clone() {
-                break p;
-            }
-            if !place.queue.is_empty() {
-                place.current = Some(place.queue.remove(0));
-                place.executions = None;
-                continue;
-            }
-            if place.listed && place.pipelines.is_none() {
-                return Ok(Page { jobs: Vec::new(), problems: Vec::new(), next: end(), done: true });
-            }
-            if pipeline_pages == MAX_PIPELINE_PAGES_PER_PAGE {
-                // Many pipelines that have not run lately: go on in the next page.
-                return Ok(Page { jobs: Vec::new(), problems: Vec::new(), next: going_on(&place), done: false });
-            }
-            pipeline_pages += 1;
-            self.pipelines_page(&mut place, lower).await?;
-        };
-        let (jobs, next_token) = self.executions_page(&pipeline, place.executions.as_deref(), lower, upper).await?;
-        match next_token.filter(|t| Some(t.as_str()) != place.executions.as_deref()) {
-            Some(t) => place.executions = Some(t),
-            None => {
-                place.current = None;
-                place.executions = None;
-            }
-        }
+        let (jobs, next_token) = self.executions_page(&pipeline, place.inner.as_deref(), lower, upper).await?;
+        place.advance(next_token);
         let jobs = jobs
             .into_iter()
             .filter(|r| f.name_contains.as_ref().is_none_or(|n| r.name.contains(n.as_str())))
             .filter(|r| r.status.as_deref().is_none_or(|st| self.status_ok(st)))
             .collect();
-        if place.current.is_none() && place.queue.is_empty() && place.listed && place.pipelines.is_none() {
-            return Ok(Page { jobs, problems: Vec::new(), next: end(), done: true });
-        }
-        Ok(Page { jobs, problems: Vec::new(), next: going_on(&place), done: false })
+        Ok(self.place_page(scope, cursor, started, &place, jobs))
     }
 
-    /// Reads the next ListPipelines page into `place`: the pipelines that ran since `lower` to
-    /// list, and the page after it.
-    async fn pipelines_page(&self, place: &mut Place, lower: Option<DateTime<Utc>>) -> Result<(), SyncError> {
+    /// One ListPipelines page from `token`: the pipelines that ran since `lower`, and the next
+    /// page's token.
+    async fn pipelines_page(&self, token: Option<String>, lower: Option<DateTime<Utc>>) -> Result<OuterPage, SyncError> {
         self.before("ListPipelines").await;
+        let refused = token.is_some();
         let sent = self
             .clients()
             .await
@@ -250,24 +303,22 @@ impl SageMakerSource {
             .max_results(self.settings.page_size)
             .sort_by(aws_sdk_sagemaker::types::SortPipelinesBy::CreationTime)
             .sort_order(aws_sdk_sagemaker::types::SortOrder::Ascending)
-            .set_next_token(place.pipelines.clone())
+            .set_next_token(token)
             .send()
             .await;
         let page = match sent {
             Ok(p) => p,
             Err(e) => {
                 let err = map_sdk_error("ListPipelines", "", e);
-                if place.pipelines.is_some() && !err.is_retryable() {
+                if refused && !err.is_retryable() {
                     // A page token that no longer works (expired): list the pipelines again.
                     tracing::warn!(error = %err.chain(), "ListPipelines refused the saved page token; listing the pipelines again");
-                    *place = Place::default();
-                    return Ok(());
+                    return Ok(None);
                 }
                 return Err(err);
             }
         };
-        place.listed = true;
-        place.queue = page
+        let names = page
             .pipeline_summaries()
             .iter()
             .filter(|p| {
@@ -281,8 +332,7 @@ impl SageMakerSource {
             })
             .filter_map(|p| p.pipeline_name().map(str::to_string))
             .collect();
-        place.pipelines = page.next_token().filter(|t| !t.is_empty() && Some(*t) != place.pipelines.as_deref()).map(str::to_string);
-        Ok(())
+        Ok(Some((names, page.next_token().map(str::to_string))))
     }
 
     /// One ListPipelineExecutions page of `pipeline` in the bounds, oldest first, as

@@ -46,7 +46,7 @@ pub struct Filters {
 /// publishes 2 TPS (per account and region, not adjustable) for ListTrainingJobs; the others
 /// have no published figure and share the account's quota with every other caller, so the
 /// defaults stay modest and the SDK's retries absorb throttling.
-pub const OPERATIONS: [(&str, f64); 14] = [
+pub const OPERATIONS: [(&str, f64); 17] = [
     ("ListTrainingJobs", 2.0),
     ("DescribeTrainingJob", 10.0),
     ("ListTags", 10.0),
@@ -61,6 +61,9 @@ pub const OPERATIONS: [(&str, f64); 14] = [
     ("DescribePipelineExecution", 10.0),
     ("ListPipelineExecutionSteps", 5.0),
     ("DescribeProcessingJob", 10.0),
+    ("ListModelPackageGroups", 2.0),
+    ("ListModelPackages", 2.0),
+    ("DescribeModelPackage", 10.0),
 ];
 
 /// Settings of the source.
@@ -94,6 +97,9 @@ pub struct SageMakerSettings {
     /// tuning jobs, with their own cursor; link training jobs to the processing jobs whose
     /// output they read.
     pub pipeline_executions: bool,
+    /// List the Model Registry's versioned model packages (entries of each store's registry,
+    /// linked to the training job that made the model), after the other kinds.
+    pub model_packages: bool,
 }
 
 impl SageMakerSettings {
@@ -121,6 +127,7 @@ impl SageMakerSettings {
             training_jobs: true,
             tuning_jobs: false,
             pipeline_executions: false,
+            model_packages: false,
         }
     }
     /// Sends SageMaker (and S3 and CloudWatch) calls to `url` in `region` (emulators, VPC
@@ -809,6 +816,15 @@ impl Source for SageMakerSource {
             }
             return self.fetch_execution(job).await;
         }
+        if super::packages::is_package(job) {
+            if !self.settings.model_packages {
+                return Err(SyncError::setup(format!(
+                    "`{}` is a model package, and this source does not sync them: add \"model_packages\" to [source] resources",
+                    job.name
+                )));
+            }
+            return self.fetch_package(job).await;
+        }
         if let Some(j) = &job.job {
             if !self.settings.dataset_manifests && self.settings.history.is_none() {
                 let mut j = Arc::unwrap_or_clone(j.clone());
@@ -857,6 +873,7 @@ impl Source for SageMakerSource {
             (false, false) => String::new(),
             (t, p) => format!(";lineage={}{}", if t { "t" } else { "" }, if p { "p" } else { "" }),
         };
+        // Model packages only add records of their own: a training job's record is the same.
         format!("manifests={}:{};metrics={history}{lineage}", self.settings.dataset_manifests, self.settings.max_manifest_objects)
     }
 }

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::client::map_sdk_error;
 use super::convert;
+use super::packages::PACKAGES;
 use super::pipelines::PIPELINES;
 use super::source::SageMakerSource;
 use crate::document::{child_objective, name_in_arn, tuner_from_document};
@@ -85,29 +86,35 @@ pub fn is_tuner(r: &JobRef) -> bool {
 }
 
 impl SageMakerSource {
-    /// One page of the whole listing: training jobs to their end, then tuning jobs, then
-    /// pipeline executions (each kind that is on). A later kind's cursor part has a start time
-    /// while it is being listed. A kind's last page that lists nothing goes straight on to the
-    /// next kind in the same page: an idle poll saves its cursor once, not once per kind.
+    /// The kinds listed after the training jobs, in order: their cursor part, what they are,
+    /// and whether they are on.
+    fn later_kinds(&self) -> [(&'static str, &'static str, bool); 3] {
+        let s = &self.settings;
+        [
+            (TUNERS, "tuning jobs", s.tuning_jobs),
+            (PIPELINES, "pipeline executions", s.pipeline_executions),
+            (PACKAGES, "model packages", s.model_packages),
+        ]
+    }
+
+    /// One page of the whole listing: training jobs to their end, then tuning jobs, pipeline
+    /// executions and model packages (each kind that is on). A later kind's cursor part has a
+    /// start time while it is being listed. A kind's last page that lists nothing goes straight
+    /// on to the next kind in the same page: an idle poll saves its cursor once, not once per
+    /// kind.
     pub(super) async fn list_kinds(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
-        let phase = |c: &Cursor| -> u8 {
-            if c.parts.get(PIPELINES).is_some_and(|p| p.started.is_some()) {
-                2
-            } else if c.parts.get(TUNERS).is_some_and(|p| p.started.is_some()) {
-                1
-            } else {
-                0
-            }
+        let kinds = self.later_kinds();
+        let phase = |c: &Cursor| -> usize {
+            (0..kinds.len()).rev().find(|&i| c.parts.get(kinds[i].0).is_some_and(|p| p.started.is_some())).map_or(0, |i| i + 1)
         };
         let mut at = cursor.clone();
         // A kind turned off since the cursor was saved leaves no place behind.
-        if !self.settings.tuning_jobs {
-            at.parts.remove(TUNERS);
+        for (part, _, on) in kinds {
+            if !on {
+                at.parts.remove(part);
+            }
         }
-        if !self.settings.pipeline_executions {
-            at.parts.remove(PIPELINES);
-        }
-        for _ in 0..2 {
+        for _ in 0..kinds.len() {
             let page = self.list_phase(scope, &at).await?;
             let moved_on = !page.done && page.jobs.is_empty() && page.problems.is_empty() && phase(&page.next) > phase(&at);
             if !moved_on {
@@ -120,46 +127,46 @@ impl SageMakerSource {
 
     /// One page of the kind `cursor` stands in.
     async fn list_phase(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
-        let s = &self.settings;
-        let tuners = cursor.parts.get(TUNERS).cloned().unwrap_or_default();
-        let execs = cursor.parts.get(PIPELINES).cloned().unwrap_or_default();
-        let in_execs = s.pipeline_executions && ((!s.training_jobs && !s.tuning_jobs) || execs.started.is_some());
-        if in_execs {
-            let mut page = match self.list_executions_page(scope, &execs).await {
-                Ok(p) => p,
-                Err(e) => kind_failed("pipeline executions", &execs, e)?,
-            };
-            let mut next = cursor.clone();
-            next.parts.insert(PIPELINES.into(), std::mem::take(&mut page.next));
-            page.next = next;
-            return Ok(page);
-        }
-        let in_tuners = s.tuning_jobs && (!s.training_jobs || tuners.started.is_some());
-        let mut page = if in_tuners {
-            let mut page = match self.list_tuners_page(scope, &tuners).await {
-                Ok(p) => p,
-                Err(e) => kind_failed("tuning jobs", &tuners, e)?,
-            };
-            let mut next = cursor.clone();
-            next.parts.insert(TUNERS.into(), std::mem::take(&mut page.next));
-            page.next = next;
-            page
-        } else {
-            let main = Cursor { parts: BTreeMap::new(), ..cursor.clone() };
-            let mut page = self.list_training(scope, &main).await?;
-            let mut parts = cursor.parts.clone();
-            if page.done && s.tuning_jobs {
-                // The tuning jobs next, from their own watermark.
-                parts.insert(TUNERS.into(), Cursor { started: Some(Utc::now()), ..tuners });
+        let kinds = self.later_kinds();
+        let started = |i: usize| cursor.parts.get(kinds[i].0).is_some_and(|p| p.started.is_some());
+        let current = (0..kinds.len()).rev().find(|&i| kinds[i].2 && started(i)).or_else(|| {
+            if self.settings.training_jobs {
+                None
+            } else {
+                (0..kinds.len()).find(|&i| kinds[i].2)
+            }
+        });
+        let (mut page, after) = match current {
+            Some(i) => {
+                let part = cursor.parts.get(kinds[i].0).cloned().unwrap_or_default();
+                let listed = match i {
+                    0 => self.list_tuners_page(scope, &part).await,
+                    1 => self.list_executions_page(scope, &part).await,
+                    _ => self.list_packages_page(scope, &part).await,
+                };
+                let mut page = match listed {
+                    Ok(p) => p,
+                    Err(e) => kind_failed(kinds[i].1, &part, e)?,
+                };
+                let mut next = cursor.clone();
+                next.parts.insert(kinds[i].0.into(), std::mem::take(&mut page.next));
+                page.next = next;
+                (page, i + 1)
+            }
+            None => {
+                let main = Cursor { parts: BTreeMap::new(), ..cursor.clone() };
+                let mut page = self.list_training(scope, &main).await?;
+                page.next.parts = cursor.parts.clone();
+                (page, 0)
+            }
+        };
+        if page.done {
+            // The next kind that is on, from its own watermark.
+            if let Some(j) = (after..kinds.len()).find(|&j| kinds[j].2) {
+                let part = cursor.parts.get(kinds[j].0).cloned().unwrap_or_default();
+                page.next.parts.insert(kinds[j].0.into(), Cursor { started: Some(Utc::now()), ..part });
                 page.done = false;
             }
-            page.next.parts = parts;
-            page
-        };
-        if page.done && s.pipeline_executions {
-            // The pipeline executions next, from their own watermark.
-            page.next.parts.insert(PIPELINES.into(), Cursor { started: Some(Utc::now()), ..execs });
-            page.done = false;
         }
         Ok(page)
     }

@@ -6,7 +6,7 @@ use sagesync_core::{Cursor, JobRef, ListScope, ListingProblem, Page, Source, Syn
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::document::{execution_from_document, job_from_document, kind_of_document, tuner_from_document};
+use crate::document::{execution_from_document, job_from_document, kind_of_document, package_from_document, tuner_from_document};
 
 /// Reads recorded jobs. Everything is read on the first listing; the listing is sorted by
 /// `LastModifiedTime` (then ARN) and honours the cursor.
@@ -122,6 +122,8 @@ fn accept(doc: &Value, origin: String, out: &mut Loaded) {
         (tuner_from_document(doc), "HyperParameterTuningJobArn", "HyperParameterTuningJobStatus")
     } else if kind == sagesync_core::ResourceKind::PipelineExecution {
         (execution_from_document(doc), "PipelineExecutionArn", "PipelineExecutionStatus")
+    } else if kind == sagesync_core::ResourceKind::ModelPackage {
+        (package_from_document(doc), "ModelPackageArn", "ModelPackageStatus")
     } else {
         // A recorded training job stays a job on its own (its `TuningJobArn` links it to no
         // parent here): its record, calls and bytes are what they were.
