@@ -82,7 +82,8 @@ fn desired_of(arn: &str, project: &str, p: &PackageSummary) -> DesiredVersion {
         put("sagemaker.model_metrics", &p.metrics.to_string());
     }
     for (k, v) in &p.customer_metadata {
-        put(&format!("sagemaker.metadata.{k}"), v);
+        // SageMaker's keys may hold characters MLflow refuses in a tag key (`=`, `+`, `@`).
+        put(&format!("sagemaker.metadata.{}", crate::keys::mlflow_key(k)), v);
     }
     if !project.is_empty() {
         put("sagemaker.project", project);
@@ -97,6 +98,11 @@ fn desired_of(arn: &str, project: &str, p: &PackageSummary) -> DesiredVersion {
         tags,
         approved: p.approval_status == "Approved",
     }
+}
+
+/// Whether `s` can stand quoted in a registry search filter (MLflow has no escape for `'`).
+pub fn filter_safe(s: &str) -> bool {
+    !s.is_empty() && !s.contains(['\'', '\\', '`']) && !s.chars().any(char::is_control)
 }
 
 impl DesiredVersion {
@@ -133,7 +139,7 @@ mod tests {
             approval_status: "Approved".into(),
             model_data_urls: vec!["s3://b/x/output/model.tar.gz".into()],
             training_job_arn: Some("arn:aws:sagemaker:us-east-1:1:training-job/x".into()),
-            customer_metadata: [("team".to_string(), "a".to_string())].into_iter().collect(),
+            customer_metadata: [("team".to_string(), "a".to_string()), ("k=v".to_string(), "x".to_string())].into_iter().collect(),
             ..Default::default()
         };
         let d = desired_of(arn, "p", &p);
@@ -141,6 +147,8 @@ mod tests {
         assert_eq!(d.tags[PACKAGE_TAG], arn);
         assert_eq!(d.tags[APPROVAL_TAG], "Approved");
         assert_eq!(d.tags["sagemaker.metadata.team"], "a");
+        assert!(d.tags.keys().all(|k| crate::keys::mlflow_key(k) == *k), "every key one MLflow takes: {:?}", d.tags.keys());
+        assert!(filter_safe(arn) && !filter_safe("c' OR name LIKE '%"));
         assert_ne!(d.digest(Some("r1")), d.digest(None), "linking changes the digest");
         assert_eq!(model_name("a/b"), "a-b");
     }

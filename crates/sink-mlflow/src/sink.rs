@@ -553,10 +553,19 @@ impl MlflowSink {
                     // other writer's create came after this one's search, and that writer
                     // settled on its own run): read once more, and if it is gone, the winner is
                     // found and written, so that both writers report one run.
-                    if at.created && round < 3 && self.get_run(&at.id, b).await?.is_none() {
-                        tracing::info!(run_id = %at.id, "the run this write created was settled away by a concurrent writer; finding the winner");
-                        use_previous = false;
-                        continue;
+                    if at.created && round < 3 {
+                        let gone = match self.get_run(&at.id, b).await {
+                            Ok(run) => run.is_none(),
+                            // A run too large to read back (thousands of long params): its
+                            // writes went through; nothing says it lost a race.
+                            Err(MlflowError::TooLarge { .. }) => false,
+                            Err(e) => return Err(e.into()),
+                        };
+                        if gone {
+                            tracing::info!(run_id = %at.id, "the run this write created was settled away by a concurrent writer; finding the winner");
+                            use_previous = false;
+                            continue;
+                        }
                     }
                     let mut deleted = at.deleted.clone();
                     // The job moved to another experiment: its old run goes.
@@ -624,6 +633,12 @@ impl MlflowSink {
                 "the model package has no model data URL (InferenceSpecification): MLflow's version needs a source".into(),
             ));
         }
+        if !registry::filter_safe(&d.model) || !registry::filter_safe(&d.arn) {
+            return Err(SinkError::Content(format!(
+                "model package {}: its group or ARN holds characters a registry search cannot quote",
+                d.arn
+            )));
+        }
         let prev = cx.previous.as_ref();
         // The run of the training job, by its ARN tag: found once, it stays the version's.
         let run_id = match (&d.training_job_arn, prev.and_then(|p| p.ids.get("run_id"))) {
@@ -632,8 +647,9 @@ impl MlflowSink {
             (None, _) => None,
         };
         if let (Some(job), None) = (&d.training_job_arn, &run_id) {
-            let age = r.run.start.map(|s| chrono::Utc::now() - s).and_then(|a| a.to_std().ok()).unwrap_or_default();
-            if age < self.settings.package_link_wait && prev.is_none_or(|p| !p.ids.contains_key("version")) {
+            // Measured from the package's creation; a package without one does not wait.
+            let waited = r.run.start.map(|s| chrono::Utc::now() - s).and_then(|a| a.to_std().ok());
+            if waited.is_some_and(|w| w < self.settings.package_link_wait) && prev.is_none_or(|p| !p.ids.contains_key("version")) {
                 // MLflow cannot change a version's run later: wait for the job's run.
                 return Err(SinkError::Retry(format!(
                     "model package {}: its training job {job} has no run here yet; the version waits for it (up to package_link_wait_secs)",
@@ -651,9 +667,9 @@ impl MlflowSink {
                 return Ok(rc);
             }
         }
-        let model = self.ensure_registered_model(&d, b).await?;
+        self.ensure_registered_model(&d, b).await?;
         let mut created = false;
-        let version = match self.versions_of(&d, b).await?.into_iter().min_by_key(version_number) {
+        let version = match self.versions_of(&d.arn, Some(&d.model), b).await?.into_iter().min_by_key(version_number) {
             Some(v) => v,
             None => {
                 let mut body = json!({
@@ -665,11 +681,11 @@ impl MlflowSink {
                 if let Some(run) = &run_id {
                     body["run_id"] = json!(run);
                 }
-                self.client.post("model-versions/create", &body, Kind::Create, b).await?;
-                created = true;
+                let made = self.client.post("model-versions/create", &body, Kind::Create, b).await?;
+                let mine = made.get("model_version").map(version_number);
                 // Another writer (a lost ledger, a second process) may have made one too: the
                 // lowest version stays, the others go.
-                let mut all = self.versions_of(&d, b).await?;
+                let mut all = self.versions_of(&d.arn, Some(&d.model), b).await?;
                 all.sort_by_key(version_number);
                 for extra in all.iter().skip(1) {
                     let n = version_number(extra).to_string();
@@ -679,7 +695,14 @@ impl MlflowSink {
                         Err(e) => tracing::warn!(model = %d.model, version = %n, error = %e, "could not delete a duplicate model version"),
                     }
                 }
-                all.into_iter().next().ok_or_else(|| SinkError::Retry(format!("model version of {} not found after its create", d.arn)))?
+                let kept = all
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| SinkError::Retry(format!("model version of {} not found after its create", d.arn)))?;
+                // Ours only when the version kept is the one this write made; another's is
+                // brought up to date below like any found version.
+                created = mine == Some(version_number(&kept));
+                kept
             }
         };
         let number = version_number(&version).to_string();
@@ -695,39 +718,7 @@ impl MlflowSink {
                 self.client.patch("model-versions/update", &body, b).await?;
             }
         }
-        // The `approved` alias follows the newest approved version.
-        let holder = model
-            .pointer("/aliases")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().find(|x| str_at(x, "/alias") == Some(registry::APPROVED_ALIAS)))
-            .and_then(|x| str_at(x, "/version").and_then(|v| v.parse::<u64>().ok()));
-        let mine = version_number(&version);
-        // Newest by the package's version in SageMaker (MLflow numbers versions in the order
-        // they were written, which concurrent writes do not keep).
-        let newer_than_holder = match holder {
-            None => true,
-            Some(h) if h == mine => false,
-            Some(h) => {
-                let held = self.client.get("model-versions/get", &[("name", &d.model), ("version", &h.to_string())], b).await;
-                match held {
-                    Ok(v) => {
-                        let theirs = v
-                            .get("model_version")
-                            .and_then(|mv| version_tag(mv, "sagemaker.model_package_version"))
-                            .and_then(|x| x.parse::<u64>().ok());
-                        theirs.zip(d.package_version).is_none_or(|(t, m)| t < m)
-                    }
-                    Err(e) if e.is_absent() => true,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        if d.approved && newer_than_holder {
-            let body = json!({"name": d.model, "alias": registry::APPROVED_ALIAS, "version": number});
-            self.client.post("registered-models/alias", &body, Kind::IdempotentWrite, b).await?;
-        } else if !d.approved && holder == Some(mine) {
-            self.client.delete("registered-models/alias", &json!({"name": d.model, "alias": registry::APPROVED_ALIAS}), b).await?;
-        }
+        self.settle_alias(&d.model, b).await?;
         let kind = if created {
             WriteKind::Created
         } else if b.writes() == 0 {
@@ -736,10 +727,52 @@ impl MlflowSink {
             WriteKind::Updated
         };
         let mut rc = SinkReceipt::new(kind).id("registered_model", &d.model).id("version", &number).id("digest", &digest);
-        if let Some(run) = &run_id {
+        // The run the version is linked to, as MLflow holds it.
+        if let Some(run) = str_at(&version, "/run_id").filter(|r| !r.is_empty()).map(str::to_string).or(if created { run_id } else { None })
+        {
             rc = rc.id("run_id", run);
         }
         Ok(rc)
+    }
+
+    /// Points the `approved` alias of `model` at its newest approved package (by the package's
+    /// version in SageMaker), or removes it when none is approved: the result of the registry's
+    /// state, whatever order writers came in.
+    async fn settle_alias(&self, model: &str, b: &Budget) -> Result<(), SinkError> {
+        let filter = format!("name='{model}' AND tags.`{}` = 'Approved'", registry::APPROVAL_TAG);
+        // Read again after a refusal: two writers at once (a duplicate version deleted
+        // meanwhile, the alias set by the other) settle on the registry's state.
+        for _ in 0..3 {
+            let approved = self.search_versions(&filter, b).await?;
+            let newest = approved
+                .iter()
+                .max_by_key(|v| (version_tag(v, "sagemaker.model_package_version").and_then(|x| x.parse::<u64>().ok()), version_number(v)))
+                .map(|v| version_number(v).to_string());
+            let held = self.client.get("registered-models/get", &[("name", model)], b).await?;
+            let holder = held
+                .pointer("/registered_model/aliases")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|x| str_at(x, "/alias") == Some(registry::APPROVED_ALIAS)))
+                .and_then(|x| str_at(x, "/version").map(str::to_string));
+            let sent = match (newest, holder) {
+                (Some(n), h) if h.as_deref() != Some(n.as_str()) => {
+                    let body = json!({"name": model, "alias": registry::APPROVED_ALIAS, "version": n});
+                    self.client.post("registered-models/alias", &body, Kind::IdempotentWrite, b).await
+                }
+                (None, Some(_)) => {
+                    self.client.delete("registered-models/alias", &json!({"name": model, "alias": registry::APPROVED_ALIAS}), b).await
+                }
+                _ => return Ok(()),
+            };
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if e.status() == Some(400) || e.is_absent() => {
+                    tracing::info!(model, error = %e, "the approved alias changed under a concurrent writer; reading it again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(SinkError::Retry(format!("registered model {model}: the `approved` alias keeps changing under concurrent writers")))
     }
 
     /// The registered model of `d`, created when missing (with the group's tag).
@@ -761,34 +794,42 @@ impl MlflowSink {
         }
     }
 
-    /// The versions of `d`'s registered model that hold its package (by the package-ARN tag).
-    async fn versions_of(&self, d: &registry::DesiredVersion, b: &Budget) -> Result<Vec<Value>, MlflowError> {
-        let filter = format!("name='{}'", d.model.replace('\'', "\\'"));
+    /// The model versions holding the package `arn` (by its tag, searched on the server), in
+    /// `model` or in any registered model.
+    async fn versions_of(&self, arn: &str, model: Option<&str>, b: &Budget) -> Result<Vec<Value>, MlflowError> {
+        let by_tag = format!("tags.`{}` = '{arn}'", registry::PACKAGE_TAG);
+        let filter = match model {
+            Some(m) => format!("name='{m}' AND {by_tag}"),
+            None => by_tag,
+        };
+        let found = self.search_versions(&filter, b).await?;
+        Ok(found.into_iter().filter(|v| version_tag(v, registry::PACKAGE_TAG) == Some(arn)).collect())
+    }
+
+    /// Every model version `filter` selects (a few pages at most: a page short of the end is a
+    /// retryable failure, never taken as "not there").
+    async fn search_versions(&self, filter: &str, b: &Budget) -> Result<Vec<Value>, MlflowError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
-        for _ in 0..100 {
-            let mut q: Vec<(&str, &str)> = vec![("filter", filter.as_str()), ("max_results", "1000")];
+        for _ in 0..10 {
+            let mut q: Vec<(&str, &str)> = vec![("filter", filter), ("max_results", "200")];
             if let Some(t) = &token {
                 q.push(("page_token", t.as_str()));
             }
             let v = self.client.get("model-versions/search", &q, b).await?;
-            for mv in v.get("model_versions").and_then(Value::as_array).into_iter().flatten() {
-                if version_tag(mv, registry::PACKAGE_TAG) == Some(d.arn.as_str()) {
-                    out.push(mv.clone());
-                }
-            }
+            out.extend(v.get("model_versions").and_then(Value::as_array).cloned().unwrap_or_default());
             match v.get("next_page_token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                 Some(t) => token = Some(t.to_string()),
-                None => break,
+                None => return Ok(out),
             }
         }
-        Ok(out)
+        Err(MlflowError::Request { op: "model-versions/search", message: format!("more than 2000 model versions match `{filter}`") })
     }
 
     /// The run this sink wrote for the training job `arn` (the one `settle` keeps), in any
     /// experiment.
     async fn run_of_job(&self, arn: &str, b: &Budget) -> Result<Option<String>, MlflowError> {
-        if arn.contains('\'') || arn.contains('\\') {
+        if !registry::filter_safe(arn) {
             return Ok(None);
         }
         let experiments = self.all_experiments(b).await?;
@@ -799,27 +840,47 @@ impl MlflowSink {
         Ok(runs.iter().min_by_key(|r| settle_key(r)).and_then(|r| str_at(r, "/info/run_id")).map(str::to_string))
     }
 
-    /// Deletes the model versions of the package `arn` (every registered model is searched by
-    /// the package's group, from its ARN).
-    async fn retract_package(&self, arn: &str, b: &Budget) -> Result<Vec<String>, MlflowError> {
-        let Some(group) = arn.split_once(":model-package/").and_then(|(_, r)| r.split_once('/')).map(|(g, _)| g) else {
-            return Ok(Vec::new());
-        };
-        let d = registry::DesiredVersion {
-            model: registry::model_name(group),
-            arn: arn.to_string(),
-            package_version: None,
-            source: String::new(),
-            training_job_arn: None,
-            description: String::new(),
-            tags: Default::default(),
-            approved: false,
-        };
+    /// Deletes the model versions of the package `arn`: the one the receipt names, and any
+    /// other carrying its ARN tag in any registered model (a group's name is not its ARN's, which
+    /// SageMaker lower-cases); then the alias of each model touched is settled again.
+    async fn retract_package(&self, arn: &str, cx: &WriteContext, b: &Budget) -> Result<Vec<String>, SinkError> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        if registry::filter_safe(arn) {
+            for v in self.versions_of(arn, None, b).await? {
+                if let Some(name) = str_at(&v, "/name") {
+                    found.push((name.to_string(), version_number(&v).to_string()));
+                }
+            }
+        }
+        if let Some(prev) = cx.previous.as_ref() {
+            if let (Some(m), Some(v)) = (prev.ids.get("registered_model"), prev.ids.get("version")) {
+                if !found.iter().any(|(fm, fv)| fm == m && fv == v) {
+                    let got = self.client.get("model-versions/get", &[("name", m), ("version", v)], b).await;
+                    match got {
+                        Ok(mv) if mv.get("model_version").and_then(|x| version_tag(x, registry::PACKAGE_TAG)) == Some(arn) => {
+                            found.push((m.clone(), v.clone()))
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.is_absent() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
         let mut removed = Vec::new();
-        for v in self.versions_of(&d, b).await? {
-            let n = version_number(&v).to_string();
-            self.client.delete("model-versions/delete", &json!({"name": d.model, "version": n}), b).await?;
-            removed.push(n);
+        for (m, v) in &found {
+            match self.client.delete("model-versions/delete", &json!({"name": m, "version": v}), b).await {
+                Ok(_) => removed.push(format!("{m}/{v}")),
+                Err(e) if e.is_absent() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut models: Vec<&String> = found.iter().map(|(m, _)| m).collect();
+        models.dedup();
+        for m in models {
+            if registry::filter_safe(m) {
+                self.settle_alias(m, b).await?;
+            }
         }
         Ok(removed)
     }
@@ -944,7 +1005,7 @@ impl Sink for MlflowSink {
             return Err(self.sync_error(MappingError::BadArn(external_id.to_string()).into()));
         }
         if external_id.contains(":model-package/") {
-            let versions = self.retract_package(external_id, &b).await.map_err(|e| self.sync_error(e.into()))?;
+            let versions = self.retract_package(external_id, cx, &b).await.map_err(|e| self.sync_error(e))?;
             let mut rc = SinkReceipt::new(if versions.is_empty() { WriteKind::Unchanged } else { WriteKind::Removed });
             if !versions.is_empty() {
                 rc = rc.id("version", versions.join(","));

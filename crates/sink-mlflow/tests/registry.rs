@@ -135,6 +135,17 @@ async fn packages_become_versions_of_their_groups_model_linked_to_the_jobs_runs(
     assert!(!proxy.ops().iter().any(|o| o == "model-versions/create"), "{:?}", proxy.ops());
     let writes: Vec<String> = proxy.writes().iter().map(|w| w.op().to_string()).collect();
     println!("FIGURE registry: an approval costs MLflow writes {writes:?}");
+
+    // The approved package's job loses its opt-in tag: the package, which follows it, is
+    // retracted (its version deleted), and the alias settles on the newest approved one left.
+    let job0 = format!("arn:aws:sagemaker:us-east-1:123456789012:training-job/{}", jobs[1]);
+    c.delete_tags().resource_arn(&job0).tag_keys("MODEL_DB_SYNC").send().await.expect("DeleteTags");
+    let force = RefOptions { collect: true, force: true, ..Default::default() };
+    let by_arn = |a: &str| JobRef { name: a.to_string(), arn: Some(a.to_string()), ..Default::default() };
+    let r = e.sync_refs(vec![by_arn(&arns[1])], &force, &no, &NoObserver).await;
+    let vs = versions(&rest, group).await;
+    assert!(vs.iter().all(|v| tag(v, "sagemaker.model_package_arn") != Some(arns[1].as_str())), "retracted: {r:#?}\n{vs:#?}");
+    assert_eq!(alias(&rest, group).await, mlflow_version(of(&vs, &arns[0])), "back on the approved package left");
 }
 
 /// A package that syncs before its training job waits for the job's run (retried, never

@@ -590,9 +590,14 @@ pub fn package_parts(arn: &str) -> Option<(&str, u64)> {
         return None;
     }
     let (group, version) = arn.split_once(":model-package/")?.1.split_once('/')?;
-    let ok = !group.is_empty() && group.len() <= 63 && group.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let version = version.parse::<u64>().ok()?;
-    ok.then_some((group, version))
+    let digits = !version.is_empty() && version.len() <= 10 && version.chars().all(|c| c.is_ascii_digit());
+    let version = version.parse::<u64>().ok().filter(|_| digits)?;
+    is_group_name(group).then_some((group, version))
+}
+
+/// SageMaker's rule for a package group's name: 1 to 63 letters, digits and inner hyphens.
+pub fn is_group_name(g: &str) -> bool {
+    !g.is_empty() && g.len() <= 63 && g.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !g.starts_with('-') && !g.ends_with('-')
 }
 
 /// The name a model package goes by: `GROUP-VERSION`.
@@ -618,6 +623,9 @@ pub fn package_from_document(doc: &Value) -> Result<TrainingJob, DocumentError> 
         Some(g) if !g.is_empty() => g,
         _ => parts.map(|(g, _)| g.to_string()).ok_or_else(|| err("ModelPackageGroupName", "missing (and the ARN names no group)"))?,
     };
+    if !is_group_name(&group) {
+        return Err(err("ModelPackageGroupName", "not a package group name (1 to 63 letters, digits and inner hyphens)"));
+    }
     let version = match opt_u64(o, "ModelPackageVersion", "ModelPackageVersion")? {
         Some(v) => Some(v),
         None => parts.map(|(_, v)| v),

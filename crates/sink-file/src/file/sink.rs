@@ -309,10 +309,19 @@ impl FileSink {
         }
         let mut paths: Vec<PathBuf> = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from).into_iter().collect();
         if let Some(package) = Key::of_package_arn(arn) {
-            // A package's document is where its ARN says; no namesakes elsewhere.
+            // A package's document is in its group's directory, whose name SageMaker's ARN
+            // lower-cases: every group directory that matches it, whatever its case.
             let pdir = self.dir_path(&package);
             paths.push(pdir.join(package.plain_name()));
             paths.push(pdir.join(package.hashed_name()));
+            let registry = self.dir.join(REGISTRY_DIR);
+            let wanted = sanitize_component(package.group.as_deref().unwrap_or_default()).to_lowercase();
+            for entry in std::fs::read_dir(&registry).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().to_lowercase() == wanted && entry.path() != pdir {
+                    paths.push(entry.path().join(package.plain_name()));
+                    paths.push(entry.path().join(package.hashed_name()));
+                }
+            }
             let mut removed = 0;
             for p in &paths {
                 cx.check()?;

@@ -91,7 +91,13 @@ impl SageMakerSource {
                         let created =
                             s.creation_time().and_then(|t| convert::time(t).as_str().and_then(|x| DateTime::parse_from_rfc3339(x).ok()));
                         Some(JobRef {
-                            last_modified: created.and_then(|c| listing_time(c.with_timezone(&Utc), approval, &status)),
+                            // A backfill reads every package again (what a listing time cannot
+                            // show: a description, metadata or tags changed).
+                            last_modified: if matches!(scope, ListScope::Range { .. }) {
+                                None
+                            } else {
+                                created.and_then(|c| listing_time(c.with_timezone(&Utc), approval, &status))
+                            },
                             name,
                             arn: Some(arn),
                             status: Some(status),
@@ -211,7 +217,9 @@ impl SageMakerSource {
                         return Ok(Some(json!({"Arn": job.arn, "Name": job.name, "Status": job.status, "LinkedBy": "artifact"})));
                     }
                     Ok(_) | Err(SyncError::NotFound(_)) => {}
-                    Err(e) if e.is_retryable() => return Err(e),
+                    // A read refused for now or by the setup is no verdict on the link (the
+                    // package may follow that job): the attempt fails as the read did.
+                    Err(e) if e.is_retryable() || matches!(e, SyncError::Setup { .. }) => return Err(e),
                     Err(e) => tracing::info!(url, error = %e.chain(), "cannot read the training job the model data URL names"),
                 }
             }
@@ -244,7 +252,7 @@ impl SageMakerSource {
                     }
                 }
                 Err(e) => match map_sdk_error("Search", "ModelArtifacts.S3ModelArtifacts", e) {
-                    e if e.is_retryable() => return Err(e),
+                    e if e.is_retryable() || matches!(e, SyncError::Setup { .. }) => return Err(e),
                     e => tracing::info!(url, error = %e.chain(), "cannot search training jobs by artifact; the package is not linked"),
                 },
             }
