@@ -34,9 +34,9 @@ phase "tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-# Three test binaries at a time (SAGESYNC_TEST_JOBS): they mostly wait on their peers
+# Two test binaries at a time (SAGESYNC_TEST_JOBS): they mostly wait on their peers
 # (scripts/run-tests.py says more); the build stays cargo's own.
-"$SAGESYNC_PYTHON" scripts/run-tests.py --jobs "${SAGESYNC_TEST_JOBS:-3}" -- --test-threads="${SAGESYNC_TEST_THREADS:-4}" 2>&1 | tee "$log"
+"$SAGESYNC_PYTHON" scripts/run-tests.py --jobs "${SAGESYNC_TEST_JOBS:-2}" -- --test-threads="${SAGESYNC_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary.
