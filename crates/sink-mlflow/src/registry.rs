@@ -25,8 +25,6 @@ pub struct DesiredVersion {
     pub model: String,
     /// The package's ARN.
     pub arn: String,
-    /// The package's version number in SageMaker.
-    pub package_version: Option<u64>,
     /// `source`: the model data URL.
     pub source: String,
     /// The training job that made the model, when known.
@@ -91,7 +89,6 @@ fn desired_of(arn: &str, project: &str, p: &PackageSummary) -> DesiredVersion {
     DesiredVersion {
         model: model_name(&p.group),
         arn: arn.to_string(),
-        package_version: p.version,
         source: p.model_data_urls.first().cloned().unwrap_or_default(),
         training_job_arn: p.training_job_arn.clone(),
         description: cut_chars(p.description.as_deref().unwrap_or(""), 5000).0,

@@ -91,6 +91,17 @@ fn kv_map(v: &Value, ptr: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// What a write did: made the run or version, sent nothing, or updated it.
+fn write_kind(created: bool, b: &Budget) -> WriteKind {
+    if created {
+        WriteKind::Created
+    } else if b.writes() == 0 {
+        WriteKind::Unchanged
+    } else {
+        WriteKind::Updated
+    }
+}
+
 /// A model version's number (`version` is a string in MLflow's answers).
 fn version_number(v: &Value) -> u64 {
     match v.get("version") {
@@ -577,14 +588,10 @@ impl MlflowSink {
                             }
                         }
                     }
-                    let kind = if created {
-                        WriteKind::Created
-                    } else if b.writes() == 0 {
-                        WriteKind::Unchanged
-                    } else {
-                        WriteKind::Updated
-                    };
-                    let mut rc = SinkReceipt::new(kind).id("experiment_id", &at.experiment_id).id("run_id", &at.id).id("digest", &digest);
+                    let mut rc = SinkReceipt::new(write_kind(created, b))
+                        .id("experiment_id", &at.experiment_id)
+                        .id("run_id", &at.id)
+                        .id("digest", &digest);
                     if at.adopted {
                         rc = rc.id("adopted", "true");
                     }
@@ -719,14 +726,7 @@ impl MlflowSink {
             }
         }
         self.settle_alias(&d.model, b).await?;
-        let kind = if created {
-            WriteKind::Created
-        } else if b.writes() == 0 {
-            WriteKind::Unchanged
-        } else {
-            WriteKind::Updated
-        };
-        let mut rc = SinkReceipt::new(kind).id("registered_model", &d.model).id("version", &number).id("digest", &digest);
+        let mut rc = SinkReceipt::new(write_kind(created, b)).id("registered_model", &d.model).id("version", &number).id("digest", &digest);
         // The run the version is linked to, as MLflow holds it.
         if let Some(run) = str_at(&version, "/run_id").filter(|r| !r.is_empty()).map(str::to_string).or(if created { run_id } else { None })
         {
@@ -776,20 +776,17 @@ impl MlflowSink {
     }
 
     /// The registered model of `d`, created when missing (with the group's tag).
-    async fn ensure_registered_model(&self, d: &registry::DesiredVersion, b: &Budget) -> Result<Value, MlflowError> {
+    async fn ensure_registered_model(&self, d: &registry::DesiredVersion, b: &Budget) -> Result<(), MlflowError> {
         match self.client.get("registered-models/get", &[("name", &d.model)], b).await {
-            Ok(v) => return Ok(v.get("registered_model").cloned().unwrap_or(Value::Null)),
+            Ok(_) => return Ok(()),
             Err(e) if e.is_absent() => {}
             Err(e) => return Err(e),
         }
         let body = json!({"name": d.model, "tags": [{"key": "sagemaker.model_package_group", "value": d.model}]});
         match self.client.post("registered-models/create", &body, Kind::Create, b).await {
-            Ok(v) => Ok(v.get("registered_model").cloned().unwrap_or(Value::Null)),
-            // Another writer made it meanwhile.
-            Err(e) if e.error_code() == Some("RESOURCE_ALREADY_EXISTS") => {
-                let v = self.client.get("registered-models/get", &[("name", &d.model)], b).await?;
-                Ok(v.get("registered_model").cloned().unwrap_or(Value::Null))
-            }
+            // Another writer may have made it meanwhile.
+            Ok(_) => Ok(()),
+            Err(e) if e.error_code() == Some("RESOURCE_ALREADY_EXISTS") => Ok(()),
             Err(e) => Err(e),
         }
     }

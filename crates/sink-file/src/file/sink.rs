@@ -308,10 +308,11 @@ impl FileSink {
             return Ok(0);
         }
         let mut paths: Vec<PathBuf> = cx.previous.as_ref().and_then(|p| p.ids.get("path")).map(PathBuf::from).into_iter().collect();
-        if let Some(package) = Key::of_package_arn(arn) {
+        let package = Key::of_package_arn(arn);
+        if let Some(package) = &package {
             // A package's document is in its group's directory, whose name SageMaker's ARN
             // lower-cases: every group directory that matches it, whatever its case.
-            let pdir = self.dir_path(&package);
+            let pdir = self.dir_path(package);
             paths.push(pdir.join(package.plain_name()));
             paths.push(pdir.join(package.hashed_name()));
             let registry = self.dir.join(REGISTRY_DIR);
@@ -322,20 +323,15 @@ impl FileSink {
                     paths.push(entry.path().join(package.hashed_name()));
                 }
             }
-            let mut removed = 0;
-            for p in &paths {
-                cx.check()?;
-                removed += u32::from(remove_if_owned(p, arn)?);
-            }
-            return Ok(removed);
-        }
-        if let Some(names) = &cx.pending {
+        } else if let Some(names) = &cx.pending {
             let key = Key { project: names.project.clone(), run: names.run.clone(), arn: arn.to_string(), group: None };
             let pdir = self.dir.join(sanitize_component(&names.project));
             paths.push(pdir.join(key.plain_name()));
             paths.push(pdir.join(key.hashed_name()));
         }
-        let names: Vec<std::ffi::OsString> = paths.iter().filter_map(|p| p.file_name().map(|n| n.to_os_string())).collect();
+        // Namesakes in every project directory (a package's document has none).
+        let names: Vec<std::ffi::OsString> =
+            if package.is_some() { Vec::new() } else { paths.iter().filter_map(|p| p.file_name().map(|n| n.to_os_string())).collect() };
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::client::map_sdk_error;
 use super::convert;
-use super::pipelines::{OuterPage, Place, Step};
+use super::pipelines::{outer_refused, OuterPage, Place, Step};
 use super::source::SageMakerSource;
 use crate::document::{name_in_arn, package_from_document, package_name, package_parts};
 
@@ -135,14 +135,7 @@ impl SageMakerSource {
             .await;
         let page = match sent {
             Ok(p) => p,
-            Err(e) => {
-                let err = map_sdk_error("ListModelPackageGroups", "", e);
-                if refused && !err.is_retryable() {
-                    tracing::warn!(error = %err.chain(), "ListModelPackageGroups refused the saved page token; listing the groups again");
-                    return Ok(None);
-                }
-                return Err(err);
-            }
+            Err(e) => return outer_refused("ListModelPackageGroups", refused, map_sdk_error("ListModelPackageGroups", "", e)),
         };
         let names =
             page.model_package_group_summary_list().iter().filter_map(|g| g.model_package_group_name().map(str::to_string)).collect();

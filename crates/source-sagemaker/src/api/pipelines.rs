@@ -76,6 +76,16 @@ pub(super) enum Step {
 /// refused the saved token for good (the listing starts over).
 pub(super) type OuterPage = Option<(Vec<String>, Option<String>)>;
 
+/// An outer page `op` could not read: a saved page token refused for good (expired) starts
+/// the listing over; anything else is the error.
+pub(super) fn outer_refused(op: &str, with_token: bool, err: SyncError) -> Result<OuterPage, SyncError> {
+    if with_token && !err.is_retryable() {
+        tracing::warn!(error = %err.chain(), "{op} refused the saved page token; listing again from the start");
+        return Ok(None);
+    }
+    Err(err)
+}
+
 impl Place {
     /// The name whose inner page comes next, reading outer pages (at most `max`) with
     /// `read_outer` as needed.
@@ -136,11 +146,7 @@ impl SageMakerSource {
     /// where it goes on.
     pub(super) fn place_page(&self, scope: &ListScope, cursor: &Cursor, started: DateTime<Utc>, place: &Place, jobs: Vec<JobRef>) -> Page {
         if place.over() {
-            let next = match scope {
-                ListScope::Incremental => self.next_poll_cursor(started),
-                ListScope::Range { .. } => Cursor::default(),
-            };
-            return Page { jobs, problems: Vec::new(), next, done: true };
+            return Page { jobs, problems: Vec::new(), next: self.end_cursor(scope, started), done: true };
         }
         let next = Cursor { watermark: cursor.watermark, token: Some(place.encode()), started: Some(started), ..Default::default() };
         Page { jobs, problems: Vec::new(), next, done: false }
@@ -308,15 +314,7 @@ impl SageMakerSource {
             .await;
         let page = match sent {
             Ok(p) => p,
-            Err(e) => {
-                let err = map_sdk_error("ListPipelines", "", e);
-                if refused && !err.is_retryable() {
-                    // A page token that no longer works (expired): list the pipelines again.
-                    tracing::warn!(error = %err.chain(), "ListPipelines refused the saved page token; listing the pipelines again");
-                    return Ok(None);
-                }
-                return Err(err);
-            }
+            Err(e) => return outer_refused("ListPipelines", refused, map_sdk_error("ListPipelines", "", e)),
         };
         let names = page
             .pipeline_summaries()

@@ -440,6 +440,16 @@ pub(super) fn refused_token(op: &str, cursor: &Cursor, err: SyncError) -> Result
 }
 
 impl SageMakerSource {
+    /// Where a later kind's listing that started at `started` and ran to its end leaves its
+    /// cursor part: a poll's next starts from this one's start less the overlap; a range listed
+    /// to its end starts over.
+    pub(super) fn end_cursor(&self, scope: &ListScope, started: DateTime<Utc>) -> Cursor {
+        match scope {
+            ListScope::Incremental => self.next_poll_cursor(started),
+            ListScope::Range { .. } => Cursor::default(),
+        }
+    }
+
     /// A later kind's page: with the API's next token (one that moves on), the listing goes on
     /// from it; at its end, a poll's next listing starts from this one's start less the
     /// overlap, and a range listed to its end starts over.
@@ -458,15 +468,7 @@ impl SageMakerSource {
                 next: Cursor { watermark: cursor.watermark, token: Some(t.to_string()), started: Some(started), ..Default::default() },
                 done: false,
             },
-            _ => Page {
-                jobs,
-                problems: Vec::new(),
-                next: match scope {
-                    ListScope::Incremental => self.next_poll_cursor(started),
-                    ListScope::Range { .. } => Cursor::default(),
-                },
-                done: true,
-            },
+            _ => Page { jobs, problems: Vec::new(), next: self.end_cursor(scope, started), done: true },
         }
     }
 }
