@@ -56,6 +56,10 @@ class Store:
         self.fit_events = {}
         self.metric_events = {}
         self.events = {}
+        # The reference server's MongoDB `model_metadata` collection: model id -> its first
+        # document (keys in insertion order: `_id`, the FitEvent's JSON, `MODELDB_model_id`,
+        # then fields set later).
+        self.metadata = {}
 
     def new_id(self, table):
         self.next[table] = self.next.get(table, 0) + 1
@@ -72,7 +76,27 @@ class Store:
             "fit_events": list(self.fit_events.values()),
             "metric_events": list(self.metric_events.values()),
             "events": len(self.events),
+            "metadata": {str(k): v for k, v in self.metadata.items()},
         }
+
+
+def mongo_legacy(v):
+    """A value as the MongoDB Java driver's legacy JSON.serialize writes it."""
+    if isinstance(v, dict):
+        if not v:
+            return "{ }"
+        return "{ " + " , ".join(json.dumps(k) + " : " + mongo_legacy(x) for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[ " + " , ".join(mongo_legacy(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return repr(v) if v != int(v) or abs(v) >= 1e7 else "%.1f" % v
+    if isinstance(v, int):
+        return str(v)
+    return json.dumps(v)
 
 
 class Handler:
@@ -175,7 +199,53 @@ class Handler:
         resp = {"dfId": df, "specId": spec, "modelId": model, "eventId": ev, "fitEventId": i}
         self.s.fit_events[i] = {"id": i, "experimentRun": fe.experimentRunId, "df": df, "spec": spec, "model": model,
                                 "problemType": fe.problemType, "metadata": fe.metadata, "response": resp}
+        # The SQL rows stay even when the metadata is refused (no transaction), as in the
+        # reference server: the metadata must be a JSON object.
+        if fe.metadata is not None:
+            try:
+                doc = json.loads(fe.metadata)
+            except ValueError as e:
+                raise t.ServerLogicException(message="JSONParseException: %s" % e)
+            if not isinstance(doc, dict):
+                raise t.ServerLogicException(message="ClassCastException: metadata is not a JSON object")
+            if model not in self.s.metadata:
+                full = {"_id": {"$oid": "%024x" % (0x5c0000000000000000000000 + model)}}
+                full.update(doc)
+                full["MODELDB_model_id"] = model
+                self.s.metadata[model] = full
         return t.FitEventResponse(**resp)
+
+    def createOrUpdateScalarField(self, modelId, key, value, valueType):
+        self.maybe_fail("createOrUpdateScalarField")
+        # The value is converted first (errors even for unknown models), then one `$set` on the
+        # model's document, without upsert: False when the model has none.
+        try:
+            if valueType == "string":
+                v = value
+            elif valueType in ("int", "long"):
+                v = int(value)
+            elif valueType == "double":
+                v = float(value)
+            elif valueType == "bool":
+                v = value.lower() == "true"
+            elif valueType == "datetime":
+                v = {"$date": value}
+            else:
+                raise t.ServerLogicException(message="IllegalArgumentException: Unsupported value type: %s" % valueType)
+        except ValueError:
+            raise t.ServerLogicException(message='NumberFormatException: For input string: "%s"' % value)
+        parts = key.split(".")
+        if key == "_id" or any(p == "" or p.startswith("$") for p in parts):
+            raise t.ServerLogicException(message="WriteConcernException: invalid field name %s" % key)
+        doc = self.s.metadata.get(modelId)
+        if doc is None:
+            return False
+        for p in parts[:-1]:
+            doc = doc.setdefault(p, {})
+            if not isinstance(doc, dict):
+                raise t.ServerLogicException(message="WriteConcernException: cannot create field %s" % key)
+        doc[parts[-1]] = v
+        return True
 
     def storeMetricEvent(self, me):
         self.maybe_fail("storeMetricEvent")
@@ -228,7 +298,8 @@ class Handler:
                 trainingDataFrame=t.DataFrame(id=df["id"], schema=[], numRows=df["numRows"], tag=df["tag"], filepath=df["filepath"], metadata=[]),
                 specification=t.TransformerSpec(id=f["spec"], transformerType=tr["transformerType"], hyperparameters=[], tag=tr["tag"]),
                 problemType=f["problemType"] or 0, featureColumns=[], labelColumns=[], predictionColumns=[],
-                metrics=metrics, annotations=[], sha="", filepath=tr["filepath_sent"] or "", timestamp="", metadata=f["metadata"] or ""))
+                metrics=metrics, annotations=[], sha="", filepath=tr["filepath_sent"] or "", timestamp="",
+                metadata=mongo_legacy(self.s.metadata[f["model"]]) if f["model"] in self.s.metadata else ""))
         return t.ExperimentRunDetailsResponse(
             project=t.Project(id=proj["id"], name=proj["name"], author=proj["author"], description=proj["description"]),
             experiment=t.Experiment(id=exp["id"], projectId=proj["id"], name=exp["name"], description=exp["description"], isDefault=False),

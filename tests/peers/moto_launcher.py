@@ -32,8 +32,9 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   (steps as PipelineExecutionStep documents, newest first as SageMaker answers by default; times
   as ISO-8601 strings). ListTags on a pipeline created without tags answers an empty list.
 
-* ListTags on a versioned model package (moto answers 500), and Search filters on nested
-  properties (`ModelArtifacts.S3ModelArtifacts`).
+* ListTags on a versioned model package (moto answers 500), DeleteModelPackage (moto 5.2.5 has
+  none; a package not found answers SageMaker's ValidationException), and Search filters on
+  nested properties (`ModelArtifacts.S3ModelArtifacts`).
 
 * POST /_sm/fault {"target": "SageMaker.ListPipelines", "status": 400, "code": "AccessDeniedException"}
   makes every later request with that X-Amz-Target fail so (an empty "code" clears it): a role
@@ -525,6 +526,21 @@ def _resource_from_arn_with_packages(self, arn):
 
 
 smm.SageMakerModelBackend._get_resource_from_arn = _resource_from_arn_with_packages
+
+
+def delete_model_package_response(self):
+    b = self.sagemaker_backend
+    name = self._get_param("ModelPackageName")
+    key = b.model_package_name_mapping.get(name, name)
+    if key not in b.model_packages:
+        raise smm.ValidationError(message="Model Package %s does not exist." % name)
+    del b.model_packages[key]
+    for k in [k for k, v in b.model_package_name_mapping.items() if v == key]:
+        del b.model_package_name_mapping[k]
+    return smr.ActionResult({})
+
+
+smr.SageMakerResponse.delete_model_package = delete_model_package_response
 smr.SageMakerResponse.list_pipeline_executions = list_executions_response
 smr.SageMakerResponse.describe_pipeline_execution = describe_execution_response
 smr.SageMakerResponse.list_pipeline_execution_steps = list_execution_steps_response

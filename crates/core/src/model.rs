@@ -298,6 +298,10 @@ pub struct Algorithm {
     pub input_mode: Option<String>,
 }
 
+/// The status a source gives a resource it found gone (a model package deleted since it was
+/// listed or synced): see [`TrainingJob::is_deleted`].
+pub const DELETED_STATUS: &str = "Deleted";
+
 /// A SageMaker training job as a source yields it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingJob {
@@ -413,6 +417,13 @@ impl TrainingJob {
     /// (see [`ResourceKind::follows_children`]).
     pub fn follows_children(&self) -> bool {
         self.lineage.kind.follows_children()
+    }
+    /// Whether the source says this resource is deleted or being deleted: status
+    /// [`DELETED_STATUS`] (a source found it gone), or a model package `Deleting`. Such a
+    /// resource is never written; the engine treats it as ineligible (its records are
+    /// retracted where `on_ineligible = "retract"`).
+    pub fn is_deleted(&self) -> bool {
+        self.status == DELETED_STATUS || (self.lineage.kind == ResourceKind::ModelPackage && self.status == "Deleting")
     }
 
     /// The channel named `name`, if any.
@@ -582,6 +593,12 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// Whether the run started less than `wait` ago (a model package created less than its
+    /// link wait ago, whose version still waits for its training job's run). A run without a
+    /// start time never waits.
+    pub fn started_within(&self, wait: std::time::Duration) -> bool {
+        self.run.start.and_then(|s| (chrono::Utc::now() - s).to_std().ok()).is_some_and(|age| age < wait)
+    }
     /// The dataset named `name`, if any.
     pub fn dataset(&self, name: &str) -> Option<&Dataset> {
         self.datasets.iter().find(|d| d.name == name)

@@ -655,8 +655,7 @@ impl MlflowSink {
         };
         if let (Some(job), None) = (&d.training_job_arn, &run_id) {
             // Measured from the package's creation; a package without one does not wait.
-            let waited = r.run.start.map(|s| chrono::Utc::now() - s).and_then(|a| a.to_std().ok());
-            if waited.is_some_and(|w| w < self.settings.package_link_wait) && prev.is_none_or(|p| !p.ids.contains_key("version")) {
+            if r.started_within(self.settings.package_link_wait) && prev.is_none_or(|p| !p.ids.contains_key("version")) {
                 // MLflow cannot change a version's run later: wait for the job's run.
                 return Err(SinkError::Retry(format!(
                     "model package {}: its training job {job} has no run here yet; the version waits for it (up to package_link_wait_secs)",

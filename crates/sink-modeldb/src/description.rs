@@ -3,8 +3,8 @@
 
 use sagesync_core::RunRecord;
 
-/// `SageMaker training job <name> (<ARN>)` (`tuning job`, `pipeline execution` for those
-/// kinds). (ModelDB v1 writes it in default mode; compat mode writes what the AWS sample wrote.)
+/// `SageMaker training job <name> (<ARN>)` (`tuning job`, `pipeline execution`, `model
+/// package` for those kinds). (ModelDB v1 writes it in default mode; compat mode writes what the AWS sample wrote.)
 pub fn run_description(record: &RunRecord) -> String {
     format!("SageMaker {} {} ({})", record.lineage.kind.as_str().replace('_', " "), record.run.name, record.run.external_id)
 }
@@ -12,7 +12,10 @@ pub fn run_description(record: &RunRecord) -> String {
 /// The ARN a [`run_description`] carries.
 pub fn arn_of(description: &str) -> Option<String> {
     let d = description.strip_prefix("SageMaker ")?;
-    let d = ["training job ", "tuning job ", "pipeline execution "].iter().find_map(|k| d.strip_prefix(k))?.strip_suffix(')')?;
+    let d = ["training job ", "tuning job ", "pipeline execution ", "model package "]
+        .iter()
+        .find_map(|k| d.strip_prefix(k))?
+        .strip_suffix(')')?;
     let open = d.rfind(" (")?;
     Some(d[open + 2..].to_string())
 }

@@ -32,6 +32,7 @@ fn sink(port: u16, compat: bool) -> ModelDbV1Sink {
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
         compat,
+        package_link_wait: Duration::from_secs(3600),
     })
 }
 
@@ -163,6 +164,7 @@ async fn refused_connections_and_timeouts_are_retryable() {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(1),
         compat: false,
+        package_link_wait: Duration::from_secs(3600),
     });
     let e = s.upsert(&record(&fixture("deepar-example.json")).await, &WriteContext::new()).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
@@ -456,6 +458,7 @@ async fn a_write_ends_at_the_jobs_deadline_and_not_at_all_without_its_lease() {
         connect_timeout: Duration::from_secs(60),
         request_timeout: Duration::from_secs(60),
         compat: false,
+        package_link_wait: Duration::from_secs(3600),
     });
     let r = record(&fixture("deepar-example.json")).await;
     let started = std::time::Instant::now();

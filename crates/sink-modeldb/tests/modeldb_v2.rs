@@ -37,6 +37,8 @@ fn settings_at(base_url: &str) -> ModelDbV2Settings {
         experiment: None,
         on_conflict: OnConflict::Keep,
         dataset_versions: true,
+        registry_workspace: "personal".into(),
+        package_link_wait: Duration::from_secs(3600),
     }
 }
 

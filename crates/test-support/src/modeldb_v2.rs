@@ -46,6 +46,16 @@ pub struct FakeState {
     pub datasets: Vec<Value>,
     /// Dataset versions.
     pub versions: Vec<Value>,
+    /// The registry's registered models (with `workspace`, the fake's own field).
+    pub registered_models: Vec<Value>,
+    /// The registry's model versions.
+    pub model_versions: Vec<Value>,
+    /// Answer every registry path with a plain-text 404, as the open-source proxy does (it
+    /// routes no registry service).
+    pub no_registry: bool,
+    /// On the next CreateModelVersion, store the version as another writer would, then answer
+    /// 409 (a race on the version's name).
+    pub race_create_version: bool,
     /// Every request so far.
     pub requests: Vec<Recorded>,
     /// Statuses to answer the next requests with (503 → UNAVAILABLE, ...).
@@ -177,7 +187,8 @@ fn encode(v: &Value) -> Value {
                 }
                 let v = match (k.as_str(), v) {
                     (
-                        "date_created" | "date_updated" | "start_time" | "end_time" | "time_logged" | "time_updated" | "version" | "size",
+                        "date_created" | "date_updated" | "start_time" | "end_time" | "time_logged" | "time_updated" | "time_created"
+                        | "version" | "size" | "total_records",
                         Value::Number(n),
                     ) => json!(n.to_string()),
                     (_, v) => v,
@@ -199,6 +210,13 @@ fn s(v: &Value, k: &str) -> String {
     }
 }
 
+fn sorted(labels: &Value) -> Value {
+    let mut l: Vec<String> = labels.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
+    l.sort();
+    l.dedup();
+    json!(l)
+}
+
 fn check_tags(tags: &Value, req: &str) -> Result<(), (StatusCode, Value)> {
     for t in tags.as_array().map(Vec::as_slice).unwrap_or(&[]) {
         let t = t.as_str().unwrap_or("");
@@ -209,7 +227,181 @@ fn check_tags(tags: &Value, req: &str) -> Result<(), (StatusCode, Value)> {
     Ok(())
 }
 
+/// A path segment, percent-decoded.
+fn segment(s: &str) -> String {
+    decode(&s.replace('+', "%2B"))
+}
+
 impl FakeState {
+    /// The registry service (2.0.8.x protos): registered models unique by name in a workspace,
+    /// model versions unique by name in a registered model (409 ALREADY_EXISTS), absent ids and
+    /// names 404 NOT_FOUND (code 5), required fields 400 (code 3), a version's run checked, an
+    /// update replacing the whole version, finds paged (page 1 of 10 unless asked). `None`: no
+    /// such route (a plain 404).
+    fn registry(&mut self, method: &str, path: &str, body: Value) -> Option<Result<Value, (StatusCode, Value)>> {
+        let parts: Vec<String> = path.trim_start_matches("/registry/").split('/').map(segment).collect();
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let now = 1_700_000_000_000u64 + self.next_id;
+        let model_at =
+            |st: &FakeState, ws: &str, name: &str| st.registered_models.iter().position(|m| m["workspace"] == ws && m["name"] == name);
+        let public = |m: &Value| {
+            let mut m = m.clone();
+            m.as_object_mut().map(|o| o.remove("workspace"));
+            m
+        };
+        Some(match (method, parts.as_slice()) {
+            ("GET", ["workspaces", ws, "registered_models", name]) => match model_at(self, ws, name) {
+                Some(i) => Ok(json!({"registered_model": public(&self.registered_models[i])})),
+                None => Err(not_found("Registered model not found", "GetRegisteredModelRequest")),
+            },
+            ("POST", ["workspaces", ws, "registered_models"]) => {
+                let name = s(&body, "name");
+                if name.is_empty() {
+                    return Some(Err(bad("Registered model name is empty", "SetRegisteredModel")));
+                }
+                if model_at(self, ws, &name).is_some() {
+                    return Some(Err(conflict("Registered model already exists", "SetRegisteredModel")));
+                }
+                let id = self.id_number();
+                let m = json!({"id": id.to_string(), "name": name, "workspace": ws, "description": s(&body, "description"), "labels": sorted(&body["labels"]), "time_created": now, "time_updated": now});
+                self.registered_models.push(m.clone());
+                Ok(json!({"registered_model": public(&m)}))
+            }
+            ("POST", ["workspaces", ws, "registered_models", name, "versions"]) => {
+                let Some(i) = model_at(self, ws, name) else {
+                    return Some(Err(not_found("Registered model not found", "SetModelVersion")));
+                };
+                let rm_id = s(&self.registered_models[i], "id");
+                self.create_version(&rm_id, body, now)
+            }
+            ("POST", ["workspaces", ws, "registered_models", name, "versions", "find"]) => match model_at(self, ws, name) {
+                Some(i) => {
+                    let rm_id = s(&self.registered_models[i], "id");
+                    self.find_versions(&rm_id, &body)
+                }
+                None => Err(not_found("Registered model not found", "FindModelVersionRequest")),
+            },
+            ("POST", [rm_id, "versions", "find"]) => {
+                if !self.registered_models.iter().any(|m| m["id"] == *rm_id) {
+                    return Some(Err(not_found("Registered model not found", "FindModelVersionRequest")));
+                }
+                self.find_versions(rm_id, &body)
+            }
+            ("GET", ["registered_model_versions", mv_id]) => match self.model_versions.iter().find(|v| v["id"] == *mv_id) {
+                Some(v) => Ok(json!({"model_version": v})),
+                None => Err(not_found("Model version not found", "GetModelVersionRequest")),
+            },
+            ("PUT", [rm_id, "versions", mv_id]) => {
+                let Some(i) = self.model_versions.iter().position(|v| v["id"] == *mv_id && v["registered_model_id"] == *rm_id) else {
+                    return Some(Err(not_found("Model version not found", "SetModelVersion")));
+                };
+                let name = s(&body, "version");
+                if name.is_empty() {
+                    return Some(Err(bad("Model version name is empty", "SetModelVersion")));
+                }
+                if self
+                    .model_versions
+                    .iter()
+                    .any(|v| v["registered_model_id"] == *rm_id && v["version"] == name.as_str() && v["id"] != *mv_id)
+                {
+                    return Some(Err(conflict("Model version already exists", "SetModelVersion")));
+                }
+                if let Err(e) = self.check_version_run(&body) {
+                    return Some(Err(e));
+                }
+                let created = self.model_versions[i]["time_created"].clone();
+                let mut v = body;
+                v["id"] = json!(mv_id);
+                v["registered_model_id"] = json!(rm_id);
+                v["time_created"] = created;
+                v["time_updated"] = json!(now);
+                v["labels"] = sorted(&v["labels"]);
+                self.model_versions[i] = v.clone();
+                Ok(json!({"model_version": v}))
+            }
+            ("DELETE", [rm_id, "versions", mv_id]) => {
+                let before = self.model_versions.len();
+                self.model_versions.retain(|v| !(v["id"] == *mv_id && v["registered_model_id"] == *rm_id));
+                if self.model_versions.len() == before {
+                    Err(not_found("Model version not found", "DeleteModelVersionRequest"))
+                } else {
+                    Ok(json!({}))
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    fn id_number(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A version's `experiment_run_id`, when given, names a stored run.
+    fn check_version_run(&self, body: &Value) -> Result<(), (StatusCode, Value)> {
+        let run = s(body, "experiment_run_id");
+        if !run.is_empty() && !self.runs.iter().any(|r| r["id"] == run.as_str()) {
+            return Err(not_found("ExperimentRun not found for given ID", "SetModelVersion"));
+        }
+        Ok(())
+    }
+
+    fn create_version(&mut self, rm_id: &str, body: Value, now: u64) -> Result<Value, (StatusCode, Value)> {
+        let name = s(&body, "version");
+        if name.is_empty() {
+            return Err(bad("Model version name is empty", "SetModelVersion"));
+        }
+        self.check_version_run(&body)?;
+        if std::mem::take(&mut self.race_create_version) {
+            let id = self.id_number();
+            let mut v = body.clone();
+            v["id"] = json!(id.to_string());
+            v["registered_model_id"] = json!(rm_id);
+            v["time_created"] = json!(now);
+            v["labels"] = sorted(&v["labels"]);
+            self.model_versions.push(v);
+        }
+        if self.model_versions.iter().any(|v| v["registered_model_id"] == rm_id && v["version"] == name.as_str()) {
+            return Err(conflict("Model version already exists", "SetModelVersion"));
+        }
+        let id = self.id_number();
+        let mut v = body;
+        v["id"] = json!(id.to_string());
+        v["registered_model_id"] = json!(rm_id);
+        v["time_created"] = json!(now);
+        v["time_updated"] = json!(now);
+        v["labels"] = sorted(&v["labels"]);
+        self.model_versions.push(v.clone());
+        Ok(json!({"model_version": v}))
+    }
+
+    /// FindModelVersion: predicates on `version`, `labels`, `experiment_run_id` and
+    /// `description` (EQ; CONTAIN on description), page 1 of 10 unless `pagination` says.
+    fn find_versions(&self, rm_id: &str, body: &Value) -> Result<Value, (StatusCode, Value)> {
+        let mut hits: Vec<&Value> = self.model_versions.iter().filter(|v| v["registered_model_id"] == rm_id).collect();
+        for p in body["predicates"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let (key, op) = (s(p, "key"), p.get("operator").and_then(Value::as_str).unwrap_or("EQ").to_string());
+            let want = match &p["value"] {
+                Value::String(x) => x.clone(),
+                other => other.to_string(),
+            };
+            hits.retain(|v| match (key.as_str(), op.as_str()) {
+                ("version" | "experiment_run_id", "EQ") => s(v, &key) == want,
+                ("labels", "EQ") => v["labels"].as_array().is_some_and(|l| l.iter().any(|x| x == want.as_str())),
+                ("description", "CONTAIN") => s(v, "description").contains(&want),
+                _ => false,
+            });
+            if !matches!((key.as_str(), op.as_str()), ("version" | "experiment_run_id" | "labels", "EQ") | ("description", "CONTAIN")) {
+                return Err(bad(&format!("unsupported predicate {key} {op}"), "FindModelVersionRequest"));
+            }
+        }
+        let page = body.pointer("/pagination/page_number").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+        let limit = body.pointer("/pagination/page_limit").and_then(Value::as_u64).unwrap_or(10).max(1) as usize;
+        let total = hits.len();
+        let page: Vec<Value> = hits.into_iter().skip((page - 1) * limit).take(limit).cloned().collect();
+        Ok(json!({"model_versions": page, "total_records": total}))
+    }
+
     fn id(&mut self, kind: &str) -> String {
         self.next_id += 1;
         format!("{kind}-{:08x}-0000-4000-8000-{:012x}", self.next_id, self.next_id)
@@ -541,6 +733,23 @@ async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri
         return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response());
     };
     rec.path = path.clone();
+    if path.starts_with("/registry/") {
+        if st.no_registry {
+            return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response());
+        }
+        if bad_json {
+            let (s, b) = bad("invalid character in JSON body", "Request");
+            return finish(&mut st, rec, s, (s, axum::Json(b)).into_response());
+        }
+        let body = normalize(parsed.unwrap_or(json!({})));
+        let (status, out) = match st.registry(method.as_str(), &path, body) {
+            Some(Ok(v)) => (StatusCode::OK, encode(&v)),
+            Some(Err((s, v))) => (s, v),
+            None => return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response()),
+        };
+        let resp = (status, axum::Json(out)).into_response();
+        return finish(&mut st, rec, status, resp);
+    }
     if !KNOWN.iter().any(|(_, p)| *p == path) {
         return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response());
     }

@@ -294,6 +294,24 @@ impl Moto {
         req.send().await.unwrap_or_else(|e| panic!("CreateModelPackageGroup {group}: {e:?}"));
     }
 
+    /// Sets a model package's approval status (and its approval description, when given).
+    pub async fn approve_package(&self, arn: &str, approval: &str, description: Option<&str>) {
+        let c = self.client().await;
+        c.update_model_package()
+            .model_package_arn(arn)
+            .model_approval_status(aws_sdk_sagemaker::types::ModelApprovalStatus::from(approval))
+            .set_approval_description(description.map(str::to_string))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("UpdateModelPackage {arn}: {e:?}"));
+    }
+
+    /// Deletes a model package (by ARN) through the launcher's DeleteModelPackage.
+    pub async fn delete_package(&self, arn: &str) {
+        let c = self.client().await;
+        c.delete_model_package().model_package_name(arn).send().await.unwrap_or_else(|e| panic!("DeleteModelPackage {arn}: {e:?}"));
+    }
+
     /// Creates a versioned model package in `group` for the model at `model_data_url`, with
     /// `approval` (`PendingManualApproval`, `Approved`, `Rejected`); returns its ARN.
     pub async fn create_package(&self, group: &str, model_data_url: &str, approval: &str) -> String {

@@ -21,6 +21,7 @@ impl Spec {
             "modeldb_ExperimentRunService",
             "modeldb_DatasetService",
             "modeldb_DatasetVersionService",
+            "registry_RegistryService",
         ]
         .iter()
         .map(|f| {
@@ -31,19 +32,29 @@ impl Spec {
         Spec { docs }
     }
 
-    /// The spec operation for a path (relative to the API prefix) and method.
-    fn operation(&self, path: &str, method: &str) -> Option<(&Value, &Value)> {
+    /// The spec paths a request path matches (relative to the API prefix): the literal one, or
+    /// templates whose `{param}` segments stand for any non-empty segment (the registry's).
+    fn paths(&self, path: &str) -> Vec<(&Value, &Value)> {
+        let mut out = Vec::new();
         for d in &self.docs {
-            if let Some(p) = d["paths"].get(path) {
-                return p.get(method.to_ascii_lowercase()).map(|op| (op, d));
+            for (t, p) in d["paths"].as_object().into_iter().flatten() {
+                if template_matches(t, path) {
+                    out.push((p, d));
+                }
             }
         }
-        None
+        out
+    }
+
+    /// The spec operation for a path (relative to the API prefix) and method.
+    fn operation(&self, path: &str, method: &str) -> Option<(&Value, &Value)> {
+        let m = method.to_ascii_lowercase();
+        self.paths(path).into_iter().find_map(|(p, d)| p.get(&m).map(|op| (op, d)))
     }
 
     /// Whether some spec has `path` (relative to the API prefix).
     pub fn covers(&self, path: &str) -> bool {
-        self.docs.iter().any(|d| d["paths"].get(path).is_some())
+        !self.paths(path).is_empty()
     }
 
     /// Problems with one request; empty when it conforms.
@@ -66,6 +77,13 @@ impl Spec {
         }
         errs
     }
+}
+
+/// Whether a spec path (`/registry/{id.registered_model_id}/versions/find`) matches a request
+/// path: segment by segment, a `{param}` segment matching any non-empty one.
+fn template_matches(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| if t.starts_with('{') && t.ends_with('}') { !p.is_empty() } else { t == p })
 }
 
 fn resolve<'a>(schema: &'a Value, doc: &'a Value) -> &'a Value {

@@ -418,7 +418,15 @@ impl<'a> Attempt<'a> {
         }
         let deliveries = self.known().into_iter().filter(|(id, _)| e.sinks.iter().any(|s| &s.id == id)).collect();
         let adopted;
-        let verdict = match validate(e, &job).await {
+        // A resource the source says is deleted is never written, whatever the validators say:
+        // ineligible, retracted like any ineligible job.
+        let checked = if job.is_deleted() {
+            Err((Outcome::Skipped, format!("deleted in the source (status {})", job.status)))
+        } else {
+            validate(e, &job).await
+        };
+        let verdict = match checked {
+            Err(no) if job.is_deleted() => Err(no),
             Err(no) if job.follows_children() => match self.through_children(&job, no).await? {
                 Ok(j) => {
                     adopted = j;

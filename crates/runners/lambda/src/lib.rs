@@ -25,6 +25,8 @@ use sagesync_runner_settings as _;
 pub const DEFAULT_CONFIG: &str = r#"[source]
 type = "sagemaker"
 max_requests_per_second = 0
+# The kinds whose events the template's rules send (the Lambda lists nothing).
+resources = ["training_jobs", "tuning_jobs", "pipeline_executions", "model_packages"]
 
 [[validators]]
 type = "required_tags"

@@ -31,6 +31,9 @@ fn sam_template_passes_cfn_lint() {
             "- sagemaker:ListPipelineExecutionSteps",
             "- sagemaker:ListTags",
             "- sagemaker:DescribeProcessingJob",
+            "- sagemaker:DescribeModelPackage",
+            "- sagemaker:ListTags",
+            "- sagemaker:Search",
             "- dynamodb:DescribeTable",
             "- dynamodb:GetItem",
             "- dynamodb:BatchGetItem",
@@ -51,6 +54,11 @@ fn sam_template_passes_cfn_lint() {
         ":hyper-parameter-tuning-job/*",
         ":pipeline/*/execution/*",
         ":processing-job/*",
+        // Issue 22: model packages.
+        "detail-type: [SageMaker Model Package State Change]",
+        "ModelPackageStatus: [Completed, Deleting]",
+        ":model-package/*",
+        ":model-package-group/*",
     ] {
         assert!(text.contains(needle), "template lacks {needle}");
     }
@@ -76,6 +84,9 @@ fn sam_template_passes_cfn_lint() {
         assert!(text.contains(needle), "template lacks {needle}");
     }
     assert!(!text.contains("Action: \"*\"") && !text.contains("sagemaker:*"));
+    // The one statement on every resource is Search's (it has no resource-level permissions).
+    assert_eq!(text.matches("Resource: \"*\"").count(), 1);
+    assert!(text.contains("- sagemaker:Search\n                Resource: \"*\""));
     for needle in [
         "Runtime: provided.al2023",
         "Architectures: [arm64]",

@@ -360,3 +360,50 @@ async fn pipeline_execution_events_through_the_runtime() {
     let r = ok(rt.invoke(running).await);
     assert_ne!(r["outcome"], "synced", "{r}");
 }
+
+/// Issue 22: "SageMaker Model Package State Change" events with the built-in configuration
+/// (the AWS sample's ModelDB v1 pipeline): the package becomes a model entry on its training
+/// job's run, an approval updates that entry, and a deletion marks it retracted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_package_events_with_the_built_in_config() {
+    let moto = Moto::start();
+    let names = moto.create_jobs("lampkg", 1, &SYNC_TAGS).await;
+    let pkg =
+        moto.create_package("lam-models", &format!("s3://moto-out/output/{}/output/model.tar.gz", names[0]), "PendingManualApproval").await;
+    let peer = Peer::start(&[]);
+    let rt = Runtime::start().await;
+    let _f = start_function(
+        &rt,
+        &[
+            ("AWS_ENDPOINT_URL_SAGEMAKER", moto.url()),
+            ("MODEL_DB_INSTANCE_URL", "127.0.0.1".to_string()),
+            ("MODEL_DB_INSTANCE_PORT", peer.port.to_string()),
+            ("LAMBDA_TASK_ROOT", "/nonexistent".into()),
+        ],
+    );
+    let r = ok(rt.invoke(event(json!({"TrainingJobName": names[0], "TrainingJobStatus": "Completed"}))).await);
+    assert_eq!(r["outcome"], "synced", "{r}");
+    let pkg_event = |id: &str, status: &str| {
+        json!({
+            "version": "0", "id": id, "detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker",
+            "account": "123456789012", "time": "2026-11-20T10:00:00Z", "region": "us-east-1", "resources": [pkg],
+            "detail": {"ModelPackageArn": pkg, "ModelPackageGroupName": "lam-models", "ModelPackageStatus": status}
+        })
+    };
+    let r = ok(rt.invoke(pkg_event("ev-pkg-1", "Completed")).await);
+    assert_eq!(r["outcome"], "synced", "{r}");
+    let model_of = |st: &Value| -> Option<Value> {
+        st["metadata"].as_object()?.values().find(|d| d["sagemaker_model_package_arn"] == pkg.as_str()).cloned()
+    };
+    let st = peer.state();
+    assert_eq!(st["runs"].as_array().map(Vec::len), Some(1), "the package's model is on the job's run: {st}");
+    assert_eq!(model_of(&st).expect("the package's model")["approval_status"], "PendingManualApproval");
+    moto.approve_package(&pkg, "Approved", None).await;
+    let r = ok(rt.invoke(pkg_event("ev-pkg-2", "Completed")).await);
+    assert_eq!(r["outcome"], "synced", "{r}");
+    assert_eq!(model_of(&peer.state()).expect("model")["approval_status"], "Approved");
+    moto.delete_package(&pkg).await;
+    let r = ok(rt.invoke(pkg_event("ev-pkg-3", "Deleting")).await);
+    assert_eq!(r["outcome"], "skipped", "deleted: {r}");
+    assert_eq!(model_of(&peer.state()).expect("kept")["sagemaker_package_state"], "Retracted");
+}

@@ -183,6 +183,13 @@ impl TValue {
             _ => None,
         }
     }
+    /// As bool.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            TValue::Bool(v) => Some(*v),
+            _ => None,
+        }
+    }
     /// As f64.
     pub fn as_f64(&self) -> Option<f64> {
         match self {

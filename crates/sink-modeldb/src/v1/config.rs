@@ -21,6 +21,9 @@ pub struct ModelDbV1Config {
     pub request_timeout_secs: u64,
     /// Replay the AWS sample's Light API calls exactly (not idempotent).
     pub compat: bool,
+    /// Seconds a model package's model waits for its training job's run before the package
+    /// gets a run of its own (0 to 604800; from the package's creation).
+    pub package_link_wait_secs: u64,
 }
 
 fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
@@ -39,7 +42,14 @@ fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
 
 impl Default for ModelDbV1Config {
     fn default() -> Self {
-        ModelDbV1Config { host: "localhost".into(), port: 6543, connect_timeout_secs: 10, request_timeout_secs: 60, compat: false }
+        ModelDbV1Config {
+            host: "localhost".into(),
+            port: 6543,
+            connect_timeout_secs: 10,
+            request_timeout_secs: 60,
+            compat: false,
+            package_link_wait_secs: 3600,
+        }
     }
 }
 
@@ -59,6 +69,9 @@ impl SinkPlugin for ModelDbV1Config {
                 problems.push(FieldProblem::at(k, format!("must be between 1 and 3600, got {v}")));
             }
         }
+        if self.package_link_wait_secs > 604_800 {
+            problems.push(FieldProblem::at("package_link_wait_secs", "must be between 0 and 604800 seconds"));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -68,6 +81,7 @@ impl SinkPlugin for ModelDbV1Config {
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             compat: self.compat,
+            package_link_wait: Duration::from_secs(self.package_link_wait_secs),
         })))
     }
 }
@@ -85,5 +99,6 @@ connect_timeout_secs = 10
 request_timeout_secs = 60
 # true: exactly the AWS sample's calls (fit on `train`, all metrics on `test`, a new run per sync).
 compat = false
+# package_link_wait_secs = 3600   # a model package's model waits this long for its job's run
 "#
 );

@@ -228,3 +228,11 @@ pub fn test_connection() -> Writer {
     w.stop();
     w
 }
+
+/// Builds `createOrUpdateScalarField(modelId, key, value, valueType)`: sets one field of a
+/// model's metadata document (the reference server's MongoDB `$set`, no upsert).
+pub fn create_or_update_scalar_field(model_id: i32, key: &str, value: &str, value_type: &str) -> Writer {
+    let mut w = Writer::call("createOrUpdateScalarField");
+    w.f_i32(1, model_id).f_str(2, key).f_str(3, value).f_str(4, value_type).stop();
+    w
+}

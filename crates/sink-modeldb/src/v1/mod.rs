@@ -5,6 +5,7 @@ pub mod client;
 pub mod codec;
 mod config;
 pub mod messages;
+pub mod package;
 mod sink;
 
 pub use client::V1Error;

@@ -9,6 +9,7 @@ use sagesync_core::{Dataset, RunRecord, Sink, SinkReceipt, Split, SyncError, Wri
 use super::client::{Connection, V1Error};
 use super::codec::TValue;
 use super::messages::*;
+use super::package;
 
 /// ModelDB's default experiment; a record with this experiment name uses the project's default
 /// experiment.
@@ -27,6 +28,9 @@ pub struct ModelDbV1Settings {
     pub request_timeout: Duration,
     /// Replay the AWS sample's Light API calls exactly (not idempotent, like the original).
     pub compat: bool,
+    /// How long a model package's model waits for its training job's run before the package
+    /// gets a run of its own (measured from the package's creation).
+    pub package_link_wait: Duration,
 }
 
 impl Default for ModelDbV1Settings {
@@ -37,6 +41,7 @@ impl Default for ModelDbV1Settings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             compat: false,
+            package_link_wait: Duration::from_secs(3600),
         }
     }
 }
@@ -341,11 +346,13 @@ impl ModelDbV1Sink {
                 p.ids.push(("run_id", rid));
                 let m = "getExperimentRunDetails";
                 let d = c.call(m, get_experiment_run_details(rid)).await?;
+                // The job's own model: the first one that is not a model package's entry.
                 let model = d
                     .field(4)
                     .map(TValue::as_list)
                     .unwrap_or(&[])
                     .iter()
+                    .filter(|mr| package::model_owner(&mr.str_field(17)).is_none())
                     .min_by_key(|mr| mr.field(1).and_then(TValue::as_i32).unwrap_or(i32::MAX))
                     .cloned();
                 (rid, model)
@@ -488,6 +495,167 @@ impl ModelDbV1Sink {
         Ok(())
     }
 
+    /// A model package as a model entry on the run of the training job that made its model
+    /// (default mode): found again by the package's ARN in its metadata, its changed fields set
+    /// with `createOrUpdateScalarField`. A package whose job has no run here waits for it (up
+    /// to `package_link_wait`), then gets a run of its own.
+    async fn upsert_package(&self, record: &RunRecord, p: &mut Progress, cx: &WriteContext) -> Result<WriteKind, PackageError> {
+        let Some(pkg) = record.lineage.package.as_ref() else {
+            return Err(PackageError::Content("a model package's record without its package".into()));
+        };
+        let arn = record.run.external_id.as_str();
+        let want = package::desired_metadata(record, pkg);
+        if let Some(prev) = cx.previous.as_ref() {
+            let known = |k: &str| prev.ids.get(k).and_then(|v| v.parse::<i32>().ok());
+            if let (Some(run), Some(_)) = (known("run_id"), known("model_id")) {
+                if prev.ids.get("digest") == Some(&package::digest(&want, run)) {
+                    for k in ["project_id", "experiment_id", "run_id", "model_id"] {
+                        if let Some(v) = known(k) {
+                            p.ids.push((k, v));
+                        }
+                    }
+                    return Ok(WriteKind::Unchanged);
+                }
+            }
+        }
+        let mut c = self.connect(cx).await?;
+        let named = (record.experiment != DEFAULT_EXPERIMENT).then_some(record.experiment.as_str());
+        let (pid, eid) = self.project_and_experiment(&mut c, record, named, "", p).await?;
+        let m = "getRunsAndExperimentsInProject";
+        let listed = c.call(m, get_runs_and_experiments_in_project(pid)).await?;
+        let run_of = |owner: &str| {
+            let marker = format!("({owner})");
+            listed
+                .field(3)
+                .map(TValue::as_list)
+                .unwrap_or(&[])
+                .iter()
+                .filter(|run| run.str_field(3).contains(&marker))
+                .filter_map(|run| run.field(1).and_then(TValue::as_i32))
+                .min()
+        };
+        let job_run = pkg.training_job_arn.as_deref().and_then(run_of);
+        let own_run = run_of(arn);
+        // Where the package's model is, if it was written: on the job's run, or on its own.
+        let mut found: Option<(i32, TValue)> = None;
+        let mut job_model_df: Option<i32> = None;
+        for rid in [job_run, own_run].into_iter().flatten() {
+            let m = "getExperimentRunDetails";
+            let d = c.call(m, get_experiment_run_details(rid)).await?;
+            let models = d.field(4).map(TValue::as_list).unwrap_or(&[]);
+            let id_of = |mr: &TValue| mr.field(1).and_then(TValue::as_i32).unwrap_or(i32::MAX);
+            if Some(rid) == job_run {
+                job_model_df = models
+                    .iter()
+                    .filter(|mr| package::model_owner(&mr.str_field(17)).is_none())
+                    .min_by_key(|mr| id_of(mr))
+                    .and_then(|mr| mr.field(5)?.field(1)?.as_i32());
+            }
+            if let Some(mr) =
+                models.iter().filter(|mr| package::model_owner(&mr.str_field(17)).as_deref() == Some(arn)).min_by_key(|mr| id_of(mr))
+            {
+                found = Some((rid, mr.clone()));
+                break;
+            }
+        }
+        let kind = match found {
+            Some((rid, model)) => {
+                let model_id = field_i32(&model, 1, "model id", "getExperimentRunDetails")?;
+                p.ids.push(("run_id", rid));
+                p.ids.push(("model_id", model_id));
+                let changed = package::changed_fields(&want, &model.str_field(17));
+                for (key, value) in &changed {
+                    let m = "createOrUpdateScalarField";
+                    let r = c.call(m, create_or_update_scalar_field(model_id, key, value, "string")).await?;
+                    if r.as_bool() != Some(true) {
+                        return Err(V1Error::ServerLogic {
+                            method: m.into(),
+                            message: format!("model {model_id} has no metadata document to update"),
+                        }
+                        .into());
+                    }
+                    p.wrote(format!("model {model_id} {key}"));
+                }
+                p.ids.push(("digest_run", rid));
+                if changed.is_empty() {
+                    WriteKind::Unchanged
+                } else {
+                    WriteKind::Updated
+                }
+            }
+            None => {
+                let rid = match (job_run, own_run, &pkg.training_job_arn) {
+                    (Some(rid), _, _) => rid,
+                    (None, own, Some(job)) => {
+                        if record.started_within(self.settings.package_link_wait) {
+                            return Err(PackageError::Waiting(format!(
+                                "model package {arn}: its training job {job} has no run here yet; the model waits for it (up to package_link_wait_secs)"
+                            )));
+                        }
+                        tracing::warn!(package = %arn, job = %job, "ModelDB v1: the training job's run did not come within package_link_wait_secs; the package gets a run of its own (the job's ARN in its metadata)");
+                        match own {
+                            Some(rid) => rid,
+                            None => self.package_run(&mut c, record, eid, p).await?,
+                        }
+                    }
+                    (None, Some(rid), None) => rid,
+                    (None, None, None) => self.package_run(&mut c, record, eid, p).await?,
+                };
+                p.ids.push(("run_id", rid));
+                let tag = match pkg.version {
+                    Some(v) => format!("{}/{v}", pkg.group),
+                    None => pkg.group.clone(),
+                };
+                let kind = pkg.framework.clone().unwrap_or_else(|| "SageMakerModelPackage".into());
+                let fe = FitEvent {
+                    df: job_model_df.map(DataFrame::known).unwrap_or_else(|| full_df(None, false)),
+                    spec: TransformerSpec { id: -1, transformer_type: kind.clone(), hyperparameters: Vec::new(), tag: tag.clone() },
+                    model: Transformer { id: -1, transformer_type: kind, tag, filepath: pkg.model_data_urls.first().cloned() },
+                    experiment_run_id: rid,
+                    metadata: package::metadata_json(&want),
+                };
+                let m = "storeFitEvent";
+                let r = c.call(m, store_fit_event(&fe)).await?;
+                let model_id = field_i32(&r, 3, "modelId", m)?;
+                p.ids.push(("model_id", model_id));
+                p.wrote(format!("package model {model_id}"));
+                p.ids.push(("digest_run", rid));
+                WriteKind::Created
+            }
+        };
+        Ok(kind)
+    }
+
+    /// A run of the package's own (its training job never got one here), in the package's
+    /// experiment, described with the package's ARN.
+    async fn package_run(&self, c: &mut Connection, record: &RunRecord, eid: i32, p: &mut Progress) -> Result<i32, V1Error> {
+        let m = "storeExperimentRunEvent";
+        let r = c.call(m, store_experiment_run_event(eid, &run_description(record))).await?;
+        let rid = field_i32(&r, 1, "experimentRunId", m)?;
+        p.wrote(format!("run {rid}"));
+        Ok(rid)
+    }
+
+    /// Marks the model of package `arn` (named by the last committed write) retracted: the
+    /// Light API deletes nothing.
+    async fn retract_package(&self, arn: &str, cx: &WriteContext) -> Result<SinkReceipt, V1Error> {
+        let mut rc = SinkReceipt::new(WriteKind::Removed);
+        let Some(model_id) = cx.previous.as_ref().and_then(|p| p.ids.get("model_id")).and_then(|v| v.parse::<i32>().ok()) else {
+            if cx.pending.is_some() {
+                tracing::warn!(package = %arn, "ModelDB v1: a package write the ledger never learned of cannot be found to retract (the Light API finds models by run only)");
+            }
+            return Ok(rc);
+        };
+        let mut c = self.connect(cx).await?;
+        let m = "createOrUpdateScalarField";
+        let r = c.call(m, create_or_update_scalar_field(model_id, package::STATE_KEY, "Retracted", "string")).await?;
+        if r.as_bool() == Some(true) {
+            rc.writes = 1;
+        }
+        rc = rc.id("model_id", model_id);
+        Ok(rc)
+    }
+
     /// Calls `testConnection` (the reference server answers 200).
     pub async fn test_connection(&self) -> Result<i32, V1Error> {
         let mut c = self.connect(&WriteContext::new()).await?;
@@ -500,11 +668,36 @@ impl ModelDbV1Sink {
 impl Sink for ModelDbV1Sink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         if record.lineage.kind == sagesync_core::ResourceKind::ModelPackage {
-            // The setup's choice (a kind this sink does not record yet), never the package's
-            // fault: it is tried again, and never parked for it.
-            return Err(SyncError::setup(
-                "sink modeldb_v1 does not record model packages yet: leave \"model_packages\" out of [source] resources, or use the file or mlflow sink",
-            ));
+            if self.settings.compat {
+                // The setup's choice (compat mode replays the AWS sample, which had no
+                // packages), never the package's fault: tried again, never parked for it.
+                return Err(SyncError::setup(
+                    "sink modeldb_v1 in compat mode records no model packages: leave \"model_packages\" out of [source] resources, or set compat = false",
+                ));
+            }
+            let mut p = Progress::default();
+            let at = format!("ModelDB v1 at {}:{}", self.settings.host, self.settings.port);
+            return match self.upsert_package(record, &mut p, cx).await {
+                Ok(kind) => {
+                    let run = p.ids.iter().find(|(k, _)| *k == "digest_run").map(|(_, v)| *v);
+                    let mut receipt = SinkReceipt::new(kind);
+                    for (k, v) in p.ids.iter().filter(|(k, _)| *k != "digest_run") {
+                        receipt = receipt.id(k, v);
+                    }
+                    if let (Some(run), Some(pkg)) = (run, record.lineage.package.as_ref()) {
+                        receipt = receipt.id("digest", package::digest(&package::desired_metadata(record, pkg), run));
+                    } else if let Some(d) = cx.previous.as_ref().and_then(|prev| prev.ids.get("digest")) {
+                        receipt = receipt.id("digest", d);
+                    }
+                    receipt.writes = p.writes;
+                    Ok(receipt)
+                }
+                Err(PackageError::Api(e)) if e.is_stop() => Err(SyncError::Cancelled),
+                Err(PackageError::Api(e)) if e.is_retryable() => Err(SyncError::transient_with(format!("{at}: {e}"), e)),
+                Err(PackageError::Api(e)) => Err(SyncError::permanent_with(format!("{at}: {e}"), e)),
+                Err(PackageError::Waiting(m)) => Err(SyncError::transient(format!("{at}: {m}"))),
+                Err(PackageError::Content(m)) => Err(SyncError::permanent(format!("{at}: {m}"))),
+            };
         }
         // Where the job's run was: the project of the last committed write, or the project an
         // earlier attempt's unfinished first write named.
@@ -547,5 +740,37 @@ impl Sink for ModelDbV1Sink {
                 })
             }
         }
+    }
+
+    /// Training jobs' runs are kept (the Light API deletes nothing); a model package's model
+    /// is marked `Retracted` in its metadata.
+    async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
+        if self.settings.compat || package::package_of_arn(external_id).is_none() {
+            return Ok(None);
+        }
+        match self.retract_package(external_id, cx).await {
+            Ok(rc) => Ok(Some(rc)),
+            Err(e) if e.is_stop() => Err(SyncError::Cancelled),
+            Err(e) => {
+                let message = format!("ModelDB v1 at {}:{}: {e}", self.settings.host, self.settings.port);
+                Err(if e.is_retryable() { SyncError::transient_with(message, e) } else { SyncError::permanent_with(message, e) })
+            }
+        }
+    }
+}
+
+/// Why a model package's write stopped.
+enum PackageError {
+    /// A call failed.
+    Api(V1Error),
+    /// The model waits for its training job's run (retried later).
+    Waiting(String),
+    /// The package's record cannot be written.
+    Content(String),
+}
+
+impl From<V1Error> for PackageError {
+    fn from(e: V1Error) -> Self {
+        PackageError::Api(e)
     }
 }

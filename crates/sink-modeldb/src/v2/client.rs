@@ -213,6 +213,14 @@ impl Call<'_> {
     pub async fn delete(&self, path: &str, body: &Value) -> Result<Reply, V2Error> {
         self.send(Method::DELETE, path, &[], Some(body)).await
     }
+    /// PUT a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Reply, V2Error> {
+        self.send(Method::PUT, path, &[], Some(body)).await
+    }
+    /// DELETE without a body (the registry's deletes carry their ids in the path).
+    pub async fn delete_plain(&self, path: &str) -> Result<Reply, V2Error> {
+        self.send(Method::DELETE, path, &[], None).await
+    }
     /// State-changing requests of this call that got a 2xx.
     pub fn writes(&self) -> u32 {
         self.writes.load(Ordering::SeqCst)
@@ -268,7 +276,8 @@ impl Call<'_> {
         };
         let Reply { body, .. } = decode_reply(status, &bytes);
         if (200..300).contains(&status) {
-            if method != Method::GET {
+            // A find is a POST that changes nothing.
+            if method != Method::GET && !path.ends_with("/find") {
                 self.writes.fetch_add(1, Ordering::SeqCst);
             }
             return Ok(Reply { status, body });

@@ -50,6 +50,14 @@ pub struct ModelDbV2Config {
     /// Version S3 channels that carry a manifest as ModelDB datasets.
     #[serde(default = "yes")]
     pub dataset_versions: bool,
+    /// The registry workspace of model packages' registered models (`resources` with
+    /// `"model_packages"`).
+    #[serde(default = "personal")]
+    pub registry_workspace: String,
+    /// Seconds a model package's version waits for its training job's run before it is written
+    /// unlinked (0 to 604800; from the package's creation).
+    #[serde(default = "hour")]
+    pub package_link_wait_secs: u64,
 }
 
 impl std::fmt::Debug for ModelDbV2Config {
@@ -79,6 +87,8 @@ impl Default for ModelDbV2Config {
             experiment: None,
             on_conflict: OnConflict::default(),
             dataset_versions: yes(),
+            registry_workspace: personal(),
+            package_link_wait_secs: hour(),
         }
     }
 }
@@ -94,6 +104,12 @@ fn thirty() -> u64 {
 }
 fn yes() -> bool {
     true
+}
+fn personal() -> String {
+    "personal".into()
+}
+fn hour() -> u64 {
+    3600
 }
 
 impl SinkPlugin for ModelDbV2Config {
@@ -146,6 +162,13 @@ impl SinkPlugin for ModelDbV2Config {
                 problems.push(FieldProblem::at(k, "must be between 1 and 3600"));
             }
         }
+        let ws = &self.registry_workspace;
+        if ws.trim().is_empty() || ws.chars().count() > 256 || ws.chars().any(char::is_control) {
+            problems.push(FieldProblem::at("registry_workspace", "must be 1 to 256 characters, without control characters"));
+        }
+        if self.package_link_wait_secs > 604_800 {
+            problems.push(FieldProblem::at("package_link_wait_secs", "must be between 0 and 604800 seconds"));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -162,6 +185,8 @@ impl SinkPlugin for ModelDbV2Config {
             experiment: self.experiment,
             on_conflict: self.on_conflict,
             dataset_versions: self.dataset_versions,
+            registry_workspace: self.registry_workspace,
+            package_link_wait: Duration::from_secs(self.package_link_wait_secs),
         };
         ModelDbV2Sink::new(settings).map(|s| Arc::new(s) as Arc<dyn Sink>).map_err(|m| vec![FieldProblem::at("developer_key", m)])
     }
@@ -184,5 +209,7 @@ request_timeout_secs = 30
 # experiment = "sagemaker"       # default: the mapper's experiment
 on_conflict = "keep"             # or "replace"
 dataset_versions = true
+# registry_workspace = "personal"   # model packages' registered models (Verta's registry)
+# package_link_wait_secs = 3600     # a package's version waits this long for its job's run
 "#
 );

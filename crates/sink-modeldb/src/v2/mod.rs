@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod keys;
 pub mod mapping;
+pub mod registry;
 mod sink;
 
 pub use client::{ApiSettings, V2Error};

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::client::{is_absent, Api, ApiSettings, Call, V2Error};
 use super::mapping::{self, desired, field_str, hashed_name, hashed_run_name, kv, manifest_tag, run_owner, Desired, OnConflict, Verb};
+use super::registry;
 
 /// Whether a nesting call's reply says nesting cannot be done, which is no failure of the write:
 /// the run is gone (404, code 5), or the server does not implement nesting (501, or gRPC code 12
@@ -27,6 +28,11 @@ pub struct ModelDbV2Settings {
     pub on_conflict: OnConflict,
     /// Create datasets and dataset versions for channels with S3 manifests.
     pub dataset_versions: bool,
+    /// The registry's workspace for model packages' registered models.
+    pub registry_workspace: String,
+    /// How long a model package's version waits for its training job's run before it is
+    /// written unlinked (measured from the package's creation).
+    pub package_link_wait: std::time::Duration,
 }
 
 /// The sink.
@@ -413,17 +419,295 @@ impl ModelDbV2Sink {
     }
 }
 
+/// Why a model package's write stopped short of the registry.
+enum PackageError {
+    /// A request failed.
+    Api(V2Error),
+    /// The version waits for its training job's run (retried later).
+    Waiting(String),
+    /// The package's record cannot be written (permanent).
+    Content(String),
+    /// The server has no registry service (the open-source ModelDB 2.x has none).
+    NoRegistry(String),
+}
+
+impl From<V2Error> for PackageError {
+    fn from(e: V2Error) -> Self {
+        PackageError::Api(e)
+    }
+}
+
+/// Whether a reply is the plain `404 Not Found` of a route the server does not serve (the
+/// open-source proxy's answer to every registry path), not ModelDB's JSON "absent" (code 5).
+fn unrouted(r: &super::client::Reply) -> bool {
+    r.status == 404 && r.body.get("code").is_none()
+}
+
+impl ModelDbV2Sink {
+    fn package_error(&self, e: PackageError) -> SyncError {
+        let at = &self.settings.api.base_url;
+        match e {
+            PackageError::Api(e) => self.sync_error(e),
+            PackageError::Waiting(m) => SyncError::transient(format!("ModelDB v2 at {at}: {m}")),
+            PackageError::Content(m) => SyncError::permanent(format!("ModelDB v2 at {at}: {m}")),
+            PackageError::NoRegistry(op) => SyncError::setup(format!(
+                "ModelDB v2 at {at}: {op}: HTTP 404 on a registry path: this server serves no registry service (the open-source ModelDB 2.x has none; Verta's platform does): leave \"model_packages\" out of [source] resources for this sink"
+            )),
+        }
+    }
+
+    fn registry_base(&self, model: &str) -> String {
+        format!("/registry/workspaces/{}/registered_models/{}", seg(&self.settings.registry_workspace), seg(model))
+    }
+
+    /// The registered model of a package group, created when absent; its id.
+    async fn registered_model(&self, c: &Call<'_>, model: &str) -> Result<String, PackageError> {
+        let get = self.registry_base(model);
+        let create = format!("/registry/workspaces/{}/registered_models", seg(&self.settings.registry_workspace));
+        let pick = |b: &Value| field_str(b, "/registered_model/id");
+        for round in 0..2 {
+            let r = c.get(&get, &[]).await?;
+            if unrouted(&r) {
+                return Err(PackageError::NoRegistry(get));
+            }
+            if r.status == 200 {
+                return pick(&r.body).ok_or_else(|| V2Error::Decode { op: get.clone(), message: "no registered_model.id".into() }.into());
+            }
+            if !is_absent(&r) {
+                return Err(r.error(&get).into());
+            }
+            if round == 1 {
+                break;
+            }
+            let body = json!({"name": model, "description": "SageMaker model package group", "labels": [registry::SAGEMAKER_LABEL]});
+            let made = c.post(&create, &body).await?;
+            if unrouted(&made) {
+                return Err(PackageError::NoRegistry(create));
+            }
+            if made.status == 200 {
+                return pick(&made.body)
+                    .ok_or_else(|| V2Error::Decode { op: create.clone(), message: "no registered_model.id".into() }.into());
+            }
+            if made.status != 409 {
+                return Err(made.error(&create).into());
+            }
+            // Created meanwhile by another writer: read it.
+        }
+        Err(V2Error::Decode { op: get, message: "still absent after a 409 on create".into() }.into())
+    }
+
+    /// The versions of registered model `rm_id` named `name`.
+    async fn versions_named(&self, c: &Call<'_>, rm_id: &str, name: &str) -> Result<Vec<Value>, PackageError> {
+        let op = format!("/registry/{}/versions/find", seg(rm_id));
+        let body = json!({"predicates": [{"key": "version", "value": name, "operator": "EQ"}]});
+        let r = c.post(&op, &body).await?;
+        if unrouted(&r) {
+            return Err(PackageError::NoRegistry(op));
+        }
+        let r = r.ok(&op)?;
+        Ok(r.body.get("model_versions").and_then(Value::as_array).cloned().unwrap_or_default())
+    }
+
+    /// The package's version in registered model `rm_id`: under its plain name or, when another
+    /// package's version holds that, its hashed name.
+    async fn package_version(&self, c: &Call<'_>, rm_id: &str, names: &[String], arn: &str) -> Result<Option<Value>, PackageError> {
+        for name in names {
+            if let Some(v) =
+                self.versions_named(c, rm_id, name).await?.into_iter().find(|v| registry::version_owner(v).as_deref() == Some(arn))
+            {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The run this sink wrote for the training job `job` in the package's project and
+    /// experiment (read only: nothing is created).
+    async fn job_run(&self, c: &Call<'_>, r: &RunRecord, job: &str) -> Result<Option<String>, V2Error> {
+        let op = "/project/getProjectByName";
+        let got = c.get(op, &[("name", r.project.name.as_str())]).await?;
+        if is_absent(&got) {
+            return Ok(None);
+        }
+        let got = got.ok(op)?;
+        let Some(project_id) = field_str(&got.body, "/project_by_user/id")
+            .or_else(|| field_str(&got.body, "/shared_projects/0/id"))
+            .or_else(|| field_str(&got.body, "/project/id"))
+        else {
+            return Ok(None);
+        };
+        let op = "/experiment/getExperimentByName";
+        let got = c.get(op, &[("project_id", project_id.as_str()), ("name", self.experiment(r))]).await?;
+        if is_absent(&got) {
+            return Ok(None);
+        }
+        let Some(experiment_id) = field_str(&got.ok(op)?.body, "/experiment/id") else { return Ok(None) };
+        let name = job.rsplit('/').next().unwrap_or(job);
+        self.run_of(c, &experiment_id, name, job).await
+    }
+
+    async fn upsert_package(&self, c: &Call<'_>, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, PackageError> {
+        let Some(p) = r.lineage.package.as_ref() else {
+            return Err(PackageError::Content("a model package's record without its package".into()));
+        };
+        let d = registry::desired_version(r, p);
+        if d.model.is_empty() {
+            return Err(PackageError::Content(format!("model package {}: no group name", d.arn)));
+        }
+        let prev = cx.previous.as_ref();
+        // The run of the training job: found once, it stays the version's.
+        let run_id = match (&d.training_job_arn, prev.and_then(|p| p.ids.get("run_id"))) {
+            (Some(_), Some(known)) => Some(known.clone()),
+            (Some(job), None) => self.job_run(c, r, job).await?,
+            (None, _) => None,
+        };
+        if let (Some(job), None) = (&d.training_job_arn, &run_id) {
+            if r.started_within(self.settings.package_link_wait) && prev.is_none_or(|p| !p.ids.contains_key("model_version_id")) {
+                return Err(PackageError::Waiting(format!(
+                    "model package {}: its training job {job} has no run here yet; the version waits for it (up to package_link_wait_secs)",
+                    d.arn
+                )));
+            }
+            tracing::warn!(package = %d.arn, job = %job, "ModelDB v2: the training job's run did not come within package_link_wait_secs; the version is written unlinked (the job's ARN in its readme)");
+        }
+        let digest = d.digest(run_id.as_deref());
+        if let Some(prev) = prev {
+            if prev.ids.get("digest") == Some(&digest) && prev.ids.contains_key("model_version_id") {
+                let mut rc = prev.clone();
+                rc.write = WriteKind::Unchanged;
+                rc.writes = 0;
+                return Ok(rc);
+            }
+        }
+        let rm_id = self.registered_model(c, &d.model).await?;
+        let names = [d.version.clone(), hashed_name(&d.version, &d.arn)];
+        let mut kind = WriteKind::Unchanged;
+        let mut version = self.package_version(c, &rm_id, &names, &d.arn).await?;
+        if version.is_none() {
+            let create = format!("{}/versions", self.registry_base(&d.model));
+            for name in &names {
+                let made = c.post(&create, &d.create_body(name, run_id.as_deref())).await?;
+                if made.status == 200 {
+                    version = made.body.get("model_version").cloned();
+                    kind = WriteKind::Created;
+                    break;
+                }
+                if made.status != 409 {
+                    return Err(made.error(&create).into());
+                }
+                // The name is taken: by this package (another writer), or by another's.
+                if let Some(v) = self.package_version(c, &rm_id, std::slice::from_ref(name), &d.arn).await? {
+                    version = Some(v);
+                    break;
+                }
+            }
+        }
+        let Some(version) = version else {
+            return Err(PackageError::Content(format!(
+                "model package {}: both version names ({}) of registered model {} hold other packages' versions",
+                d.arn,
+                names.join(", "),
+                d.model
+            )));
+        };
+        let mv_id = field_str(&version, "/id").ok_or_else(|| V2Error::Decode { op: "model version".into(), message: "no id".into() })?;
+        if kind != WriteKind::Created {
+            if let Some(body) = d.update_body(&version, run_id.as_deref()) {
+                let op = format!("/registry/{}/versions/{}", seg(&rm_id), seg(&mv_id));
+                c.put(&op, &body).await?.ok(&op)?;
+                kind = WriteKind::Updated;
+            }
+        }
+        let mut rc = SinkReceipt::new(kind)
+            .id("registered_model_id", &rm_id)
+            .id("model_version_id", &mv_id)
+            .id("version", field_str(&version, "/version").unwrap_or_default())
+            .id("digest", &digest);
+        if let Some(run) = field_str(&version, "/experiment_run_id").filter(|x| !x.is_empty()).or(run_id) {
+            rc = rc.id("run_id", run);
+        }
+        Ok(rc)
+    }
+
+    /// Deletes the registry version of the package `arn`: the one the receipt names, or the
+    /// ones its group and version name lead to.
+    async fn retract_package(&self, c: &Call<'_>, arn: &str, cx: &WriteContext) -> Result<u32, PackageError> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        if let Some(prev) = cx.previous.as_ref() {
+            if let (Some(rm), Some(mv)) = (prev.ids.get("registered_model_id"), prev.ids.get("model_version_id")) {
+                let op = format!("/registry/registered_model_versions/{}", seg(mv));
+                let got = c.get(&op, &[]).await?;
+                if unrouted(&got) {
+                    return Err(PackageError::NoRegistry(op));
+                }
+                if !is_absent(&got) {
+                    let got = got.ok(&op)?;
+                    if got.body.get("model_version").and_then(registry::version_owner).as_deref() == Some(arn) {
+                        found.push((rm.clone(), mv.clone()));
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            if let Some((group, version)) = registry::package_of_arn(arn) {
+                let get = self.registry_base(group);
+                let r = c.get(&get, &[]).await?;
+                if unrouted(&r) {
+                    return Err(PackageError::NoRegistry(get));
+                }
+                if r.status == 200 {
+                    if let Some(rm) = field_str(&r.body, "/registered_model/id") {
+                        let names = [version.to_string(), hashed_name(version, arn)];
+                        if let Some(v) = self.package_version(c, &rm, &names, arn).await? {
+                            found.extend(field_str(&v, "/id").map(|mv| (rm.clone(), mv)));
+                        }
+                    }
+                } else if !is_absent(&r) {
+                    return Err(r.error(&get).into());
+                }
+            }
+        }
+        let mut removed = 0;
+        for (rm, mv) in found {
+            let op = format!("/registry/{}/versions/{}", seg(&rm), seg(&mv));
+            let d = c.delete_plain(&op).await?;
+            if is_absent(&d) {
+                continue;
+            }
+            d.ok(&op)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// A path segment: percent-encoded (a group name is letters, digits and hyphens; a workspace
+/// name may hold more).
+fn seg(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[async_trait]
 impl Sink for ModelDbV2Sink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
-        if record.lineage.kind == sagesync_core::ResourceKind::ModelPackage {
-            // The setup's choice (a kind this sink does not record yet), never the package's
-            // fault: it is tried again, and never parked for it.
-            return Err(SyncError::setup(
-                "sink modeldb_v2 does not record model packages yet: leave \"model_packages\" out of [source] resources, or use the file or mlflow sink",
-            ));
-        }
         let c = self.api.call(cx);
+        if record.lineage.kind == sagesync_core::ResourceKind::ModelPackage {
+            return match self.upsert_package(&c, record, cx).await {
+                Ok(mut rc) => {
+                    rc.writes = c.writes();
+                    Ok(rc)
+                }
+                Err(e) => Err(self.package_error(e)),
+            };
+        }
         match self.upsert_inner(&c, record, cx).await {
             Ok(mut rc) => {
                 rc.writes = c.writes();
@@ -436,6 +720,10 @@ impl Sink for ModelDbV2Sink {
     async fn retract(&self, external_id: &str, cx: &WriteContext) -> Result<Option<SinkReceipt>, SyncError> {
         let c = &self.api.call(cx);
         let mut rc = SinkReceipt::new(WriteKind::Removed);
+        if registry::package_of_arn(external_id).is_some() {
+            rc.writes = self.retract_package(c, external_id, cx).await.map_err(|e| self.package_error(e))?;
+            return Ok(Some(rc));
+        }
         let run_ids = match (&cx.previous, &cx.pending) {
             (Some(previous), _) => {
                 for (k, v) in &previous.ids {

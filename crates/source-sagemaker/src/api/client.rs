@@ -149,7 +149,8 @@ where
             let lower = message.to_ascii_lowercase();
             if code == "ResourceNotFound"
                 || code == "NoSuchBucket"
-                || (code == "ValidationException" && (lower.contains("could not find") || lower.contains("does not exist")))
+                || (code == "ValidationException"
+                    && (lower.contains("could not find") || lower.contains("does not exist") || lower.contains(" not found")))
             {
                 return SyncError::NotFound(format!("{subject} ({op}: {code}: {message})"));
             }

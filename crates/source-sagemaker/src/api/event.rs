@@ -141,7 +141,8 @@ fn read_package_change(o: &serde_json::Map<String, Value>, id: Option<String>, o
 impl StateChange {
     /// Whether the status is terminal (only then is the job synced).
     pub fn is_terminal(&self) -> bool {
-        self.status.as_deref().is_some_and(|s| TERMINAL.contains(&s))
+        // A package being deleted is final too: what the sinks hold of it is retracted.
+        self.status.as_deref().is_some_and(|s| TERMINAL.contains(&s) || (self.kind == ResourceKind::ModelPackage && s == "Deleting"))
     }
 }
 
@@ -506,6 +507,11 @@ mod tests {
             panic!()
         };
         assert_eq!((c.arn.as_deref(), c.is_terminal()), (Some(arn), true), "an approval changes a completed package");
+        let Ok(EventKind::StateChange(c)) = parse_event(&ev(json!({"ModelPackageArn": arn, "ModelPackageStatus": "Deleting"}), json!([])))
+        else {
+            panic!("a deletion")
+        };
+        assert!(c.is_terminal(), "a package being deleted is worked on (its records retracted)");
         let e = parse_event(&ev(json!({}), json!(["arn:aws:sagemaker:us-east-1:123456789012:model-package-group/churn"]))).unwrap_err();
         assert!(e.to_string().contains("no model package ARN"), "{e}");
         let e = parse_event(&ev(json!({"ModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/x"}), json!([])))

@@ -155,7 +155,17 @@ impl SageMakerSource {
             .model_package_name(&arn)
             .send()
             .await
-            .map_err(|e| map_sdk_error("DescribeModelPackage", &format!("model package `{arn}`"), e))?;
+            .map_err(|e| map_sdk_error("DescribeModelPackage", &format!("model package `{arn}`"), e));
+        let out = match out {
+            Ok(out) => out,
+            // Gone (deleted since it was listed, synced or sent in an event): the engine retracts
+            // what the sinks hold of it. Only a versioned package's ARN names what was deleted.
+            Err(SyncError::NotFound(why)) => match package_parts(&arn) {
+                Some((group, version)) => return Ok(gone_package(&arn, group, version, &why)),
+                None => return Err(SyncError::NotFound(why)),
+            },
+            Err(e) => return Err(e),
+        };
         let mut doc = convert::package_document(&out);
         let pkg_arn = out.model_package_arn().unwrap_or(&arn).to_string();
         let tags = match &r.tags {
@@ -252,6 +262,16 @@ impl SageMakerSource {
         }
         Ok(None)
     }
+}
+
+/// A package the source found gone: its name, ARN and group from its ARN, status
+/// [`sagesync_core::DELETED_STATUS`] (never written; retracted by the engine).
+fn gone_package(arn: &str, group: &str, version: u64, why: &str) -> TrainingJob {
+    let mut job = TrainingJob::new(package_name(group, Some(version)), arn, sagesync_core::DELETED_STATUS);
+    job.failure_reason = Some(why.to_string());
+    job.lineage.kind = ResourceKind::ModelPackage;
+    job.lineage.package = Some(sagesync_core::PackageSummary { group: group.to_string(), version: Some(version), ..Default::default() });
+    job
 }
 
 /// A package group's ARN from one of its packages' ARN.
