@@ -215,6 +215,19 @@ class Handler:
                 self.s.metadata[model] = full
         return t.FitEventResponse(**resp)
 
+    def getModelIds(self, keyValuePairs):
+        self.maybe_fail("getModelIds")
+        # The reference server's MongoDB find on the pairs (string values, dot paths): the
+        # model id of every matching document.
+        def get(doc, key):
+            for p in key.split("."):
+                if not isinstance(doc, dict) or p not in doc:
+                    return None
+                doc = doc[p]
+            return doc
+        return [m for m, doc in sorted(self.s.metadata.items())
+                if all(get(doc, k) == v for k, v in (keyValuePairs or {}).items())]
+
     def createOrUpdateScalarField(self, modelId, key, value, valueType):
         self.maybe_fail("createOrUpdateScalarField")
         # The value is converted first (errors even for unknown models), then one `$set` on the

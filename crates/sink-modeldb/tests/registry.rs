@@ -47,6 +47,7 @@ fn v2(fake: &Fake, wait: Duration) -> ModelDbV2Sink {
         on_conflict: OnConflict::Keep,
         dataset_versions: false,
         registry_workspace: "personal".into(),
+        registry_api_prefix: "/api/v1".into(),
         package_link_wait: wait,
     })
     .expect("sink")
@@ -310,4 +311,88 @@ async fn packages_become_model_entries_on_their_jobs_runs_in_modeldb_v1() {
     let r = c.sync_refs(vec![by_arn(&pkg)], &RefOptions { collect: true, ..Default::default() }, &no, &NoObserver).await;
     let j = r.jobs.iter().find(|j| j.arn.as_deref() == Some(pkg.as_str())).expect("report");
     assert!(j.outcome == Outcome::Failed && !j.parked, "{j:#?}");
+}
+
+/// v1: a package that syncs before its job waits (retried, never parked), then is a model on
+/// the job's run; two writers with ledgers of their own at once leave one model of the
+/// package (the lowest; another is marked a duplicate), and a re-sync adds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_package_waits_for_its_jobs_run_and_two_writers_leave_one_model() {
+    let moto = Moto::start();
+    let peer = Peer::start(&[]);
+    let jobs = moto.create_jobs("v1wait", 1, &SYNC_TAGS).await;
+    let pkg = moto.create_package("wait-v1", &artifact(&jobs[0]), "Approved").await;
+    let job_arn = format!("{ACCOUNT}:training-job/{}", jobs[0]);
+    let no = CancellationToken::new();
+    let opts = RefOptions { collect: true, ..Default::default() };
+    let (e1, e2) = (engine(&moto, v1(&peer, false)), engine(&moto, v1(&peer, false)));
+    let r = e1.sync_refs(vec![by_arn(&pkg)], &opts, &no, &NoObserver).await;
+    let j = r.jobs.iter().find(|j| j.arn.as_deref() == Some(pkg.as_str())).expect("report");
+    assert!(j.outcome == Outcome::Failed && j.retryable && !j.parked, "waiting is no verdict: {j:#?}");
+    assert!(package_models(&peer).is_empty(), "no model before the job's run");
+    let r = e1.sync_refs(vec![by_arn(&job_arn)], &opts, &no, &NoObserver).await;
+    assert_eq!(r.synced, 1, "{r:#?}");
+
+    let urgent = RefOptions { collect: true, urgent: true, ..Default::default() };
+    let (a, b) = tokio::join!(
+        e1.sync_refs(vec![by_arn(&pkg)], &urgent, &no, &NoObserver),
+        e2.sync_refs(vec![by_arn(&pkg)], &urgent, &no, &NoObserver)
+    );
+    assert_eq!((a.synced, b.synced), (1, 1), "{a:#?}\n{b:#?}");
+    let models = package_models(&peer);
+    let active: Vec<_> = models.iter().filter(|(_, d)| d["sagemaker_package_state"] == "Active").collect();
+    assert_eq!(active.len(), 1, "one model of the package: {models:#?}");
+    assert!(models.iter().all(|(_, d)| d["sagemaker_package_state"] == "Active" || d["sagemaker_package_state"] == "Duplicate"));
+    let run = peer.state()["runs"][0]["id"].clone();
+    assert_eq!(active[0].0["experimentRun"], run, "on the job's run");
+    // Both ledgers now name the package's model: a forced re-sync from either adds none.
+    let force = RefOptions { collect: true, force: true, ..Default::default() };
+    let fits = || peer.methods().iter().filter(|m| *m == "storeFitEvent").count();
+    let before = fits();
+    e1.sync_refs(vec![by_arn(&pkg)], &force, &no, &NoObserver).await;
+    e2.sync_refs(vec![by_arn(&pkg)], &force, &no, &NoObserver).await;
+    assert_eq!(fits(), before, "no model added");
+}
+
+/// The receipt names the run the version holds after the write (a version relinked by someone
+/// else is put back once, not flipped on every sync), and a run that is gone (a 404 on the
+/// write) is the store's state, never the package's fault: the link is looked up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_version_keeps_its_jobs_run_and_a_gone_run_is_no_verdict() {
+    let moto = Moto::start();
+    let fake = Fake::start().await;
+    let jobs = moto.create_jobs("v2link", 2, &SYNC_TAGS).await;
+    let pkg = moto.create_package("link-v2", &artifact(&jobs[0]), "PendingManualApproval").await;
+    let no = CancellationToken::new();
+    let force = RefOptions { collect: true, force: true, ..Default::default() };
+    let e1 = engine(&moto, v2(&fake, Duration::from_secs(3600)));
+    let p = e1.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    assert_eq!(p.synced, 3, "{p:#?}");
+    let run_of = |job: &str| fake.with(|s| s.run_by_name(job).cloned()).expect("run")["id"].clone();
+    let (mine, other) = (run_of(&jobs[0]), run_of(&jobs[1]));
+    assert_eq!(versions(&fake)[0]["experiment_run_id"], mine);
+
+    // Relinked in the store by someone else; a writer with a fresh ledger puts the job's run back.
+    fake.with(|s| s.model_versions[0]["experiment_run_id"] = other.clone());
+    let e2 = engine(&moto, v2(&fake, Duration::from_secs(3600)));
+    let r = e2.sync_refs(vec![by_arn(&pkg)], &force, &no, &NoObserver).await;
+    let j = r.jobs.iter().find(|j| j.arn.as_deref() == Some(pkg.as_str())).expect("report");
+    assert_eq!(j.outcome, Outcome::Synced, "{r:#?}");
+    assert_eq!(versions(&fake)[0]["experiment_run_id"], mine, "the job's run again");
+    assert_eq!(j.receipts[0].ids.get("run_id").map(String::as_str), mine.as_str(), "the receipt names the run written");
+    fake.clear_requests();
+    e2.sync_refs(vec![by_arn(&pkg)], &force, &no, &NoObserver).await;
+    assert!(fake.writes().iter().all(|w| w.path.ends_with("/find")), "settled: no flip back");
+
+    // The job's run deleted from the store, then the package approved: the write naming the
+    // run is refused (404); the link is looked up again and, the run being gone, dropped.
+    fake.with(|s| s.runs.retain(|r| r["name"] != jobs[0].as_str()));
+    moto.approve_package(&pkg, "Approved", None).await;
+    let r = e2.sync_refs(vec![by_arn(&pkg)], &force, &no, &NoObserver).await;
+    let j = r.jobs.iter().find(|j| j.arn.as_deref() == Some(pkg.as_str())).expect("report");
+    assert_eq!(j.outcome, Outcome::Synced, "{r:#?}");
+    let v = &versions(&fake)[0];
+    assert!(v["experiment_run_id"].as_str().unwrap_or("").is_empty(), "the gone run's link dropped: {v}");
+    assert_eq!(labels(v), ["approval:Approved", "sagemaker"]);
+    assert_conformant(&fake);
 }

@@ -102,3 +102,31 @@ async fn a_package_follows_its_training_job() {
     assert_eq!(p.synced, 0, "{p:#?}");
     assert!(!out.path().join("_registry").exists());
 }
+
+/// A package DescribeModelPackage does not find is deleted only where this source reads: in
+/// its own region (with its group found, or gone too); an ARN of another region is a not-found
+/// failure, never a deletion that would retract a live package's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_not_found_is_deleted_only_in_the_sources_own_region() {
+    use sagesync_core::{JobRef, Source, SyncError};
+    let moto = Moto::start();
+    let jobs = moto.create_jobs("gone", 1, &SYNC_TAGS).await;
+    let arn = moto.create_package("gone-models", &artifact(&jobs[0]), "Approved").await;
+    let source = |region: &str| {
+        let mut s = SageMakerSettings::new(Mode::List).endpoint(&moto.url(), region).unlimited();
+        s.model_packages = true;
+        SageMakerSource::new(s)
+    };
+    let by_arn = JobRef { name: arn.clone(), arn: Some(arn.clone()), ..Default::default() };
+    let live = source("us-east-1").fetch(&by_arn).await.expect("the package");
+    assert!(!live.is_deleted());
+    // Read from another region, the live package is not found: no deletion.
+    let elsewhere = source("us-west-2").fetch(&by_arn).await;
+    assert!(matches!(elsewhere, Err(SyncError::NotFound(_))), "{elsewhere:?}");
+    moto.delete_package(&arn).await;
+    let gone = source("us-east-1").fetch(&by_arn).await.expect("a deleted package");
+    assert!(gone.is_deleted() && gone.arn == arn, "{gone:?}");
+    assert!(gone.failure_reason.as_deref().unwrap_or("").contains("DescribeModelPackage"), "{gone:?}");
+    let elsewhere = source("us-west-2").fetch(&by_arn).await;
+    assert!(matches!(elsewhere, Err(SyncError::NotFound(_))), "{elsewhere:?}");
+}

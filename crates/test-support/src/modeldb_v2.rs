@@ -36,6 +36,8 @@ pub struct Recorded {
 pub struct FakeState {
     /// The API prefix (`/api/v1/modeldb`).
     pub prefix: String,
+    /// The registry's prefix (`/api/v1` through Verta's web app: `prefix` without `/modeldb`).
+    pub registry_prefix: String,
     /// Projects.
     pub projects: Vec<Value>,
     /// Experiments.
@@ -714,7 +716,8 @@ async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri
         st.requests.push(rec);
         resp
     };
-    if let Some(p) = full.strip_prefix(st.prefix.as_str()) {
+    let registry_path = full.strip_prefix(st.registry_prefix.as_str()).filter(|p| p.starts_with("/registry/")).map(str::to_string);
+    if let Some(p) = registry_path.as_deref().or_else(|| full.strip_prefix(st.prefix.as_str())) {
         rec.path = p.to_string();
     }
     if let Some(code) = st.fail_next.pop_front() {
@@ -729,11 +732,7 @@ async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri
         let resp = (status, axum::Json(json!({"error": "injected", "code": grpc, "message": "injected", "details": []}))).into_response();
         return finish(&mut st, rec, status, resp);
     }
-    let Some(path) = full.strip_prefix(st.prefix.as_str()).map(str::to_string) else {
-        return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response());
-    };
-    rec.path = path.clone();
-    if path.starts_with("/registry/") {
+    if let Some(path) = registry_path {
         if st.no_registry {
             return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response());
         }
@@ -750,6 +749,10 @@ async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri
         let resp = (status, axum::Json(out)).into_response();
         return finish(&mut st, rec, status, resp);
     }
+    let Some(path) = full.strip_prefix(st.prefix.as_str()).map(str::to_string) else {
+        return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response());
+    };
+    rec.path = path.clone();
     if !KNOWN.iter().any(|(_, p)| *p == path) {
         return finish(&mut st, rec, StatusCode::NOT_FOUND, (StatusCode::NOT_FOUND, "Not Found\n").into_response());
     }
@@ -815,7 +818,8 @@ impl Fake {
     }
     /// Starts on 127.0.0.1 with the API under `prefix`.
     pub async fn start_with_prefix(prefix: &str) -> Fake {
-        let state = Arc::new(Mutex::new(FakeState { prefix: prefix.to_string(), ..Default::default() }));
+        let registry_prefix = prefix.strip_suffix("/modeldb").unwrap_or(prefix).to_string();
+        let state = Arc::new(Mutex::new(FakeState { prefix: prefix.to_string(), registry_prefix, ..Default::default() }));
         let app = axum::Router::new().fallback(handler).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

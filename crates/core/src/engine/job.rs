@@ -421,7 +421,8 @@ impl<'a> Attempt<'a> {
         // A resource the source says is deleted is never written, whatever the validators say:
         // ineligible, retracted like any ineligible job.
         let checked = if job.is_deleted() {
-            Err((Outcome::Skipped, format!("deleted in the source (status {})", job.status)))
+            let why = job.failure_reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
+            Err((Outcome::Skipped, format!("deleted in the source (status {}{why})", job.status)))
         } else {
             validate(e, &job).await
         };

@@ -32,6 +32,7 @@ fn sam_template_passes_cfn_lint() {
             "- sagemaker:ListTags",
             "- sagemaker:DescribeProcessingJob",
             "- sagemaker:DescribeModelPackage",
+            "- sagemaker:DescribeModelPackageGroup",
             "- sagemaker:ListTags",
             "- sagemaker:Search",
             "- dynamodb:DescribeTable",

@@ -107,6 +107,13 @@ impl Writer {
         self.buf.extend_from_slice(&(count.min(i32::MAX as usize) as i32).to_be_bytes());
         self
     }
+    /// A map header.
+    pub fn map(&mut self, key: u8, value: u8, count: usize) -> &mut Self {
+        self.buf.push(key);
+        self.buf.push(value);
+        self.buf.extend_from_slice(&(count.min(i32::MAX as usize) as i32).to_be_bytes());
+        self
+    }
     /// Field + i32.
     pub fn f_i32(&mut self, id: i16, v: i32) -> &mut Self {
         self.field(ttype::I32, id).i32(v)

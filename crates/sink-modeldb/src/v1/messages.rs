@@ -236,3 +236,15 @@ pub fn create_or_update_scalar_field(model_id: i32, key: &str, value: &str, valu
     w.f_i32(1, model_id).f_str(2, key).f_str(3, value).f_str(4, value_type).stop();
     w
 }
+
+/// Builds `getModelIds(keyValuePairs)`: the models whose metadata document holds every pair
+/// (the reference server's MongoDB query on string values).
+pub fn get_model_ids(pairs: &[(&str, &str)]) -> Writer {
+    let mut w = Writer::call("getModelIds");
+    w.field(ttype::MAP, 1).map(ttype::STRING, ttype::STRING, pairs.len());
+    for (k, v) in pairs {
+        w.string(k).string(v);
+    }
+    w.stop();
+    w
+}

@@ -11,8 +11,18 @@ use sha2::{Digest, Sha256};
 
 /// The metadata field naming the package: how a model is known as a package's.
 pub const PACKAGE_KEY: &str = "sagemaker_model_package_arn";
-/// The metadata field saying whether the package still exists (`Active`, `Retracted`).
+/// The metadata field saying whether the package still exists (`Active`, `Retracted`, or
+/// [`DUPLICATE`]).
 pub const STATE_KEY: &str = "sagemaker_package_state";
+
+/// The state of a second model of one package, written by another writer at the same time:
+/// the lowest model is the package's.
+pub const DUPLICATE: &str = "Duplicate";
+
+/// The `sagemaker_package_state` of a stored model's metadata.
+pub fn state_of(metadata: &str) -> Option<String> {
+    stored_metadata(metadata)?.get(STATE_KEY)?.as_str().map(str::to_string)
+}
 
 /// The metadata fields of a package's model (all strings), by key.
 pub fn desired_metadata(r: &RunRecord, p: &PackageSummary) -> BTreeMap<String, String> {

@@ -616,11 +616,44 @@ impl ModelDbV1Sink {
                 };
                 let m = "storeFitEvent";
                 let r = c.call(m, store_fit_event(&fe)).await?;
-                let model_id = field_i32(&r, 3, "modelId", m)?;
+                let made = field_i32(&r, 3, "modelId", m)?;
+                p.wrote(format!("package model {made}"));
+                // Another writer with a ledger of its own (a second process) may have fitted
+                // one too: the lowest model stays the package's, the others are marked
+                // duplicates (the Light API deletes nothing).
+                let m = "getExperimentRunDetails";
+                let d = c.call(m, get_experiment_run_details(rid)).await?;
+                let mut mine: Vec<(i32, String)> = d
+                    .field(4)
+                    .map(TValue::as_list)
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter(|mr| package::model_owner(&mr.str_field(17)).as_deref() == Some(arn))
+                    .filter_map(|mr| Some((mr.field(1)?.as_i32()?, mr.str_field(17))))
+                    .collect();
+                mine.sort_by_key(|(id, _)| *id);
+                let model_id = mine.first().map(|(id, _)| *id).unwrap_or(made);
+                for (extra, doc) in mine.iter().skip(1) {
+                    if package::state_of(doc).as_deref() == Some(package::DUPLICATE) {
+                        continue;
+                    }
+                    let m = "createOrUpdateScalarField";
+                    c.call(m, create_or_update_scalar_field(*extra, package::STATE_KEY, package::DUPLICATE, "string")).await?;
+                    tracing::info!(package = %arn, model_id = extra, kept = model_id, "ModelDB v1: a second model of the package, marked a duplicate");
+                }
                 p.ids.push(("model_id", model_id));
-                p.wrote(format!("package model {model_id}"));
                 p.ids.push(("digest_run", rid));
-                WriteKind::Created
+                if model_id == made {
+                    WriteKind::Created
+                } else {
+                    // Another writer's model is the package's: brought up to date like any.
+                    let stored = mine.first().map(|(_, doc)| doc.clone()).unwrap_or_default();
+                    for (key, value) in package::changed_fields(&want, &stored) {
+                        let m = "createOrUpdateScalarField";
+                        c.call(m, create_or_update_scalar_field(model_id, key, value, "string")).await?;
+                    }
+                    WriteKind::Updated
+                }
             }
         };
         Ok(kind)
@@ -636,23 +669,26 @@ impl ModelDbV1Sink {
         Ok(rid)
     }
 
-    /// Marks the model of package `arn` (named by the last committed write) retracted: the
-    /// Light API deletes nothing.
+    /// Marks every model of package `arn` retracted (the Light API deletes nothing): those
+    /// whose metadata names the package (`getModelIds`), which finds a write the ledger never
+    /// learned of too, and the one the last committed write named.
     async fn retract_package(&self, arn: &str, cx: &WriteContext) -> Result<SinkReceipt, V1Error> {
         let mut rc = SinkReceipt::new(WriteKind::Removed);
-        let Some(model_id) = cx.previous.as_ref().and_then(|p| p.ids.get("model_id")).and_then(|v| v.parse::<i32>().ok()) else {
-            if cx.pending.is_some() {
-                tracing::warn!(package = %arn, "ModelDB v1: a package write the ledger never learned of cannot be found to retract (the Light API finds models by run only)");
-            }
-            return Ok(rc);
-        };
         let mut c = self.connect(cx).await?;
-        let m = "createOrUpdateScalarField";
-        let r = c.call(m, create_or_update_scalar_field(model_id, package::STATE_KEY, "Retracted", "string")).await?;
-        if r.as_bool() == Some(true) {
-            rc.writes = 1;
+        let m = "getModelIds";
+        let r = c.call(m, get_model_ids(&[(package::PACKAGE_KEY, arn)])).await?;
+        let mut ids: Vec<i32> = r.as_list().iter().filter_map(TValue::as_i32).collect();
+        ids.extend(cx.previous.as_ref().and_then(|p| p.ids.get("model_id")).and_then(|v| v.parse::<i32>().ok()));
+        ids.sort_unstable();
+        ids.dedup();
+        for model_id in ids {
+            let m = "createOrUpdateScalarField";
+            let r = c.call(m, create_or_update_scalar_field(model_id, package::STATE_KEY, "Retracted", "string")).await?;
+            if r.as_bool() == Some(true) {
+                rc.writes += 1;
+                rc = rc.id("model_id", model_id);
+            }
         }
-        rc = rc.id("model_id", model_id);
         Ok(rc)
     }
 

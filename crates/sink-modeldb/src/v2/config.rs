@@ -54,6 +54,10 @@ pub struct ModelDbV2Config {
     /// `"model_packages"`).
     #[serde(default = "personal")]
     pub registry_workspace: String,
+    /// Where the registry's `/registry/...` paths live; default: `api_prefix` without a
+    /// trailing `/modeldb` (`/api/v1` through Verta's web app, `/v1` on the proxy).
+    #[serde(default)]
+    pub registry_api_prefix: Option<String>,
     /// Seconds a model package's version waits for its training job's run before it is written
     /// unlinked (0 to 604800; from the package's creation).
     #[serde(default = "hour")]
@@ -88,6 +92,7 @@ impl Default for ModelDbV2Config {
             on_conflict: OnConflict::default(),
             dataset_versions: yes(),
             registry_workspace: personal(),
+            registry_api_prefix: None,
             package_link_wait_secs: hour(),
         }
     }
@@ -105,6 +110,13 @@ fn thirty() -> u64 {
 fn yes() -> bool {
     true
 }
+/// The registry's prefix for a tracking prefix: Verta's web app serves the tracking services
+/// under `/api/v1/modeldb` and the registry under `/api/v1`; the proxy serves both under `/v1`.
+pub fn default_registry_prefix(api_prefix: &str) -> String {
+    let p = api_prefix.trim_end_matches('/');
+    p.strip_suffix("/modeldb").unwrap_or(p).to_string()
+}
+
 fn personal() -> String {
     "personal".into()
 }
@@ -163,8 +175,12 @@ impl SinkPlugin for ModelDbV2Config {
             }
         }
         let ws = &self.registry_workspace;
-        if ws.trim().is_empty() || ws.chars().count() > 256 || ws.chars().any(char::is_control) {
-            problems.push(FieldProblem::at("registry_workspace", "must be 1 to 256 characters, without control characters"));
+        if ws.is_empty() || ws.len() > 256 || !ws.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            problems.push(FieldProblem::at("registry_workspace", "must be 1 to 256 letters, digits, `-`, `_` or `.`"));
+        }
+        let registry_api_prefix = self.registry_api_prefix.clone().unwrap_or_else(|| default_registry_prefix(&self.api_prefix));
+        if !registry_api_prefix.is_empty() && !registry_api_prefix.starts_with('/') {
+            problems.push(FieldProblem::at("registry_api_prefix", "must start with `/`"));
         }
         if self.package_link_wait_secs > 604_800 {
             problems.push(FieldProblem::at("package_link_wait_secs", "must be between 0 and 604800 seconds"));
@@ -186,6 +202,7 @@ impl SinkPlugin for ModelDbV2Config {
             on_conflict: self.on_conflict,
             dataset_versions: self.dataset_versions,
             registry_workspace: self.registry_workspace,
+            registry_api_prefix,
             package_link_wait: Duration::from_secs(self.package_link_wait_secs),
         };
         ModelDbV2Sink::new(settings).map(|s| Arc::new(s) as Arc<dyn Sink>).map_err(|m| vec![FieldProblem::at("developer_key", m)])
@@ -210,6 +227,7 @@ request_timeout_secs = 30
 on_conflict = "keep"             # or "replace"
 dataset_versions = true
 # registry_workspace = "personal"   # model packages' registered models (Verta's registry)
+# registry_api_prefix = "/api/v1"   # default: api_prefix without "/modeldb"
 # package_link_wait_secs = 3600     # a package's version waits this long for its job's run
 "#
 );

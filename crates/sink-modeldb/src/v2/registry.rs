@@ -135,15 +135,16 @@ impl DesiredVersion {
         if !self.artifacts.is_empty() {
             body["artifacts"] = json!(self.artifacts);
         }
-        if let Some(run) = run_id {
+        if let Some(run) = run_id.filter(|r| !r.is_empty()) {
             body["experiment_run_id"] = json!(run);
         }
         body
     }
 
     /// The full version to PUT when `stored` differs from what it should hold (the registry's
-    /// update replaces the whole version: the stored fields this sink does not own are kept, a
-    /// run link is never removed); `None` when it holds it already.
+    /// update replaces the whole version: the stored fields this sink does not own are kept; a
+    /// run link is kept when `run_id` is `None`, dropped when it is empty, the run being gone);
+    /// `None` when it holds it already.
     pub fn update_body(&self, stored: &Value, run_id: Option<&str>) -> Option<Value> {
         let mut want = stored.clone();
         let o = want.as_object_mut()?;

@@ -30,6 +30,8 @@ pub struct ModelDbV2Settings {
     pub dataset_versions: bool,
     /// The registry's workspace for model packages' registered models.
     pub registry_workspace: String,
+    /// Where the registry's `/registry/...` paths live (`/api/v1` through Verta's web app).
+    pub registry_api_prefix: String,
     /// How long a model package's version waits for its training job's run before it is
     /// written unlinked (measured from the package's creation).
     pub package_link_wait: std::time::Duration,
@@ -40,13 +42,16 @@ pub struct ModelDbV2Settings {
 pub struct ModelDbV2Sink {
     settings: ModelDbV2Settings,
     api: Api,
+    /// The same server under the registry's prefix.
+    registry: Api,
 }
 
 impl ModelDbV2Sink {
     /// A sink with these settings.
     pub fn new(settings: ModelDbV2Settings) -> Result<Self, String> {
         let api = Api::new(&settings.api)?;
-        Ok(ModelDbV2Sink { settings, api })
+        let registry = Api::new(&ApiSettings { api_prefix: settings.registry_api_prefix.clone(), ..settings.api.clone() })?;
+        Ok(ModelDbV2Sink { settings, api, registry })
     }
 
     fn sync_error(&self, e: V2Error) -> SyncError {
@@ -542,11 +547,19 @@ impl ModelDbV2Sink {
             return Ok(None);
         }
         let Some(experiment_id) = field_str(&got.ok(op)?.body, "/experiment/id") else { return Ok(None) };
-        let name = job.rsplit('/').next().unwrap_or(job);
+        // The job's name as the source read it (SageMaker lower-cases the name in an ARN; the
+        // run is named after the job's own).
+        let name = r
+            .lineage
+            .children
+            .iter()
+            .find(|ch| ch.arn == job)
+            .map(|ch| ch.name.as_str())
+            .unwrap_or_else(|| job.rsplit('/').next().unwrap_or(job));
         self.run_of(c, &experiment_id, name, job).await
     }
 
-    async fn upsert_package(&self, c: &Call<'_>, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, PackageError> {
+    async fn upsert_package(&self, c: &Call<'_>, rg: &Call<'_>, r: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, PackageError> {
         let Some(p) = r.lineage.package.as_ref() else {
             return Err(PackageError::Content("a model package's record without its package".into()));
         };
@@ -579,54 +592,139 @@ impl ModelDbV2Sink {
                 return Ok(rc);
             }
         }
-        let rm_id = self.registered_model(c, &d.model).await?;
+        let rm_id = self.registered_model(rg, &d.model).await?;
         let names = [d.version.clone(), hashed_name(&d.version, &d.arn)];
+        let mut run_id = run_id;
+        let mut relooked = false;
+        // The version the receipt names, if it is still there (whatever its description says
+        // now), else the one the package's names and ARN lead to.
         let mut kind = WriteKind::Unchanged;
-        let mut version = self.package_version(c, &rm_id, &names, &d.arn).await?;
+        let mut version = match prev.and_then(|p| p.ids.get("model_version_id")) {
+            Some(mv) => self.version_by_id(rg, &rm_id, mv).await?,
+            None => None,
+        };
         if version.is_none() {
-            let create = format!("{}/versions", self.registry_base(&d.model));
-            for name in &names {
-                let made = c.post(&create, &d.create_body(name, run_id.as_deref())).await?;
-                if made.status == 200 {
-                    version = made.body.get("model_version").cloned();
-                    kind = WriteKind::Created;
-                    break;
+            version = self.package_version(rg, &rm_id, &names, &d.arn).await?;
+        }
+        let mut written_run = run_id.clone();
+        loop {
+            let sent = match &version {
+                None => {
+                    let create = format!("{}/versions", self.registry_base(&d.model));
+                    let mut outcome = None;
+                    for name in &names {
+                        let made = rg.post(&create, &d.create_body(name, run_id.as_deref())).await?;
+                        if made.status == 200 {
+                            version = made.body.get("model_version").cloned();
+                            kind = WriteKind::Created;
+                            outcome = Some(Ok(()));
+                            break;
+                        }
+                        if made.status != 409 {
+                            outcome = Some(Err((create.clone(), made)));
+                            break;
+                        }
+                        // The name is taken: by this package (another writer), or by another's.
+                        if let Some(v) = self.package_version(rg, &rm_id, std::slice::from_ref(name), &d.arn).await? {
+                            version = Some(v);
+                            break;
+                        }
+                    }
+                    match outcome {
+                        Some(o) => o,
+                        // Found another writer's: brought up to date below.
+                        None if version.is_some() => continue,
+                        None => {
+                            return Err(PackageError::Content(format!(
+                                "model package {}: both version names ({}) of registered model {} hold other packages' versions",
+                                d.arn,
+                                names.join(", "),
+                                d.model
+                            )))
+                        }
+                    }
                 }
-                if made.status != 409 {
-                    return Err(made.error(&create).into());
+                Some(v) if kind != WriteKind::Created => match d.update_body(v, run_id.as_deref()) {
+                    Some(body) => {
+                        let mv_id = field_str(v, "/id").unwrap_or_default();
+                        let op = format!("/registry/{}/versions/{}", seg(&rm_id), seg(&mv_id));
+                        let put = rg.put(&op, &body).await?;
+                        if put.status == 200 {
+                            kind = WriteKind::Updated;
+                            version = Some(put.body.get("model_version").cloned().unwrap_or(body));
+                            Ok(())
+                        } else {
+                            Err((op, put))
+                        }
+                    }
+                    None => Ok(()),
+                },
+                Some(_) => Ok(()),
+            };
+            match sent {
+                Ok(()) => break,
+                // A 404 on a write is the store's state, never the package's content: the run
+                // the receipt named may be gone (the job's run moved); it is looked up once
+                // again, and otherwise the failure is retried later.
+                Err((op, reply)) if reply.status == 404 => {
+                    if !relooked {
+                        if let Some(job) = &d.training_job_arn {
+                            relooked = true;
+                            // No run of the job any more: the link the version holds is
+                            // dropped (an empty `experiment_run_id`), as a run that is gone
+                            // cannot be linked.
+                            let fresh = self.job_run(c, r, job).await?.or(Some(String::new()));
+                            if fresh != run_id {
+                                run_id = fresh;
+                                written_run = run_id.clone();
+                                continue;
+                            }
+                        }
+                    }
+                    if unrouted(&reply) {
+                        return Err(PackageError::NoRegistry(op));
+                    }
+                    let said = reply.body.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+                    return Err(PackageError::Api(V2Error::Connection {
+                        op,
+                        message: format!("HTTP 404 on a registry write ({said}): the store's state, tried again later"),
+                    }));
                 }
-                // The name is taken: by this package (another writer), or by another's.
-                if let Some(v) = self.package_version(c, &rm_id, std::slice::from_ref(name), &d.arn).await? {
-                    version = Some(v);
-                    break;
-                }
+                Err((op, reply)) => return Err(reply.error(&op).into()),
             }
         }
         let Some(version) = version else {
-            return Err(PackageError::Content(format!(
-                "model package {}: both version names ({}) of registered model {} hold other packages' versions",
-                d.arn,
-                names.join(", "),
-                d.model
-            )));
+            return Err(V2Error::Decode { op: "model version".into(), message: "no model_version in the reply".into() }.into());
         };
         let mv_id = field_str(&version, "/id").ok_or_else(|| V2Error::Decode { op: "model version".into(), message: "no id".into() })?;
-        if kind != WriteKind::Created {
-            if let Some(body) = d.update_body(&version, run_id.as_deref()) {
-                let op = format!("/registry/{}/versions/{}", seg(&rm_id), seg(&mv_id));
-                c.put(&op, &body).await?.ok(&op)?;
-                kind = WriteKind::Updated;
-            }
-        }
+        // The run the version holds now: the one this write sent, else the one it kept.
+        let held = match written_run {
+            Some(run) => Some(run).filter(|x| !x.is_empty()),
+            None => field_str(&version, "/experiment_run_id").filter(|x| !x.is_empty()),
+        };
         let mut rc = SinkReceipt::new(kind)
             .id("registered_model_id", &rm_id)
             .id("model_version_id", &mv_id)
             .id("version", field_str(&version, "/version").unwrap_or_default())
-            .id("digest", &digest);
-        if let Some(run) = field_str(&version, "/experiment_run_id").filter(|x| !x.is_empty()).or(run_id) {
+            .id("digest", d.digest(held.as_deref()));
+        if let Some(run) = held {
             rc = rc.id("run_id", run);
         }
         Ok(rc)
+    }
+
+    /// The version `mv_id` of registered model `rm_id`, if it is there.
+    async fn version_by_id(&self, rg: &Call<'_>, rm_id: &str, mv_id: &str) -> Result<Option<Value>, PackageError> {
+        let op = format!("/registry/registered_model_versions/{}", seg(mv_id));
+        let got = rg.get(&op, &[]).await?;
+        if unrouted(&got) {
+            return Err(PackageError::NoRegistry(op));
+        }
+        if is_absent(&got) {
+            return Ok(None);
+        }
+        let got = got.ok(&op)?;
+        Ok(got.body.get("model_version").filter(|v| field_str(v, "/registered_model_id").as_deref() == Some(rm_id)).cloned())
     }
 
     /// Deletes the registry version of the package `arn`: the one the receipt names, or the
@@ -700,9 +798,10 @@ impl Sink for ModelDbV2Sink {
     async fn upsert(&self, record: &RunRecord, cx: &WriteContext) -> Result<SinkReceipt, SyncError> {
         let c = self.api.call(cx);
         if record.lineage.kind == sagesync_core::ResourceKind::ModelPackage {
-            return match self.upsert_package(&c, record, cx).await {
+            let rg = self.registry.call(cx);
+            return match self.upsert_package(&c, &rg, record, cx).await {
                 Ok(mut rc) => {
-                    rc.writes = c.writes();
+                    rc.writes = c.writes() + rg.writes();
                     Ok(rc)
                 }
                 Err(e) => Err(self.package_error(e)),
@@ -721,7 +820,8 @@ impl Sink for ModelDbV2Sink {
         let c = &self.api.call(cx);
         let mut rc = SinkReceipt::new(WriteKind::Removed);
         if registry::package_of_arn(external_id).is_some() {
-            rc.writes = self.retract_package(c, external_id, cx).await.map_err(|e| self.package_error(e))?;
+            let rg = &self.registry.call(cx);
+            rc.writes = self.retract_package(rg, external_id, cx).await.map_err(|e| self.package_error(e))?;
             return Ok(Some(rc));
         }
         let run_ids = match (&cx.previous, &cx.pending) {

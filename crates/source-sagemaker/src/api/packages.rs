@@ -161,8 +161,8 @@ impl SageMakerSource {
             // Gone (deleted since it was listed, synced or sent in an event): the engine retracts
             // what the sinks hold of it. Only a versioned package's ARN names what was deleted.
             Err(SyncError::NotFound(why)) => match package_parts(&arn) {
-                Some((group, version)) => return Ok(gone_package(&arn, group, version, &why)),
-                None => return Err(SyncError::NotFound(why)),
+                Some((group, version)) if self.package_is_gone(&arn, group).await? => return Ok(gone_package(&arn, group, version, &why)),
+                _ => return Err(SyncError::NotFound(why)),
             },
             Err(e) => return Err(e),
         };
@@ -207,6 +207,32 @@ impl SageMakerSource {
             });
         }
         Ok(job)
+    }
+
+    /// Whether a package DescribeModelPackage does not find is gone from where this source
+    /// reads, not merely out of its sight: its ARN's region is the source's, and its group is
+    /// found in the ARN's account (DescribeModelPackageGroup by ARN), or is gone too. An ARN of
+    /// another region (a config pointed elsewhere), or of an account whose group this role
+    /// cannot read, is no deletion: the fetch fails as not found.
+    async fn package_is_gone(&self, arn: &str, group: &str) -> Result<bool, SyncError> {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let (Some(region), Some(account)) = (parts.get(3), parts.get(4)) else { return Ok(false) };
+        let ours = self.clients().await.sagemaker.config().region().map(|r| r.as_ref().to_string());
+        if ours.as_deref() != Some(*region) {
+            return Ok(false);
+        }
+        let group_arn = group_arn(arn, group);
+        self.before("DescribeModelPackageGroup").await;
+        let sent = self.clients().await.sagemaker.describe_model_package_group().model_package_group_name(&group_arn).send().await;
+        match sent {
+            Ok(g) => Ok(g.model_package_group_arn().and_then(|a| a.split(':').nth(4)) == Some(*account)),
+            Err(e) => match map_sdk_error("DescribeModelPackageGroup", &group_arn, e) {
+                SyncError::NotFound(_) => Ok(true),
+                // Refused (another account's group, a role without the permission): no verdict.
+                SyncError::Setup { .. } | SyncError::Permanent { .. } => Ok(false),
+                err => Err(err),
+            },
+        }
     }
 
     /// The training job whose `ModelArtifacts.S3ModelArtifacts` is one of `urls`: first the job

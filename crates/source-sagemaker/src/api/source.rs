@@ -46,7 +46,7 @@ pub struct Filters {
 /// publishes 2 TPS (per account and region, not adjustable) for ListTrainingJobs; the others
 /// have no published figure and share the account's quota with every other caller, so the
 /// defaults stay modest and the SDK's retries absorb throttling.
-pub const OPERATIONS: [(&str, f64); 17] = [
+pub const OPERATIONS: [(&str, f64); 18] = [
     ("ListTrainingJobs", 2.0),
     ("DescribeTrainingJob", 10.0),
     ("ListTags", 10.0),
@@ -64,6 +64,7 @@ pub const OPERATIONS: [(&str, f64); 17] = [
     ("ListModelPackageGroups", 2.0),
     ("ListModelPackages", 2.0),
     ("DescribeModelPackage", 10.0),
+    ("DescribeModelPackageGroup", 10.0),
 ];
 
 /// Settings of the source.
