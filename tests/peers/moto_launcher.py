@@ -40,6 +40,9 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   makes every later request with that X-Amz-Target fail so (an empty "code" clears it): a role
   without a permission, for the tests of what else still works.
 
+* STS AssumeRole of a role whose name contains `denied` answers AccessDenied (moto grants every
+  role): a member account whose role cannot be assumed, for the tests of what else still works.
+
 * CloudWatch over the Smithy RPC v2 CBOR protocol, which current AWS SDKs (aws-sdk-cloudwatch,
   botocore) choose first and moto 5.2.5 does not speak: such requests
   (POST /service/GraniteServiceVersion20100801/operation/<Op>) are translated to the JSON
@@ -61,6 +64,7 @@ import json
 import re
 import sys
 import threading
+import urllib.parse
 
 import cbor2
 
@@ -648,6 +652,17 @@ def main():
             else:
                 FAULTS.pop(body.get("target"), None)
             return Response(json.dumps({"ok": True}), status=200, mimetype="application/json")(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "POST" and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+            # Read, then put back for moto: the body is a stream.
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length > 0 else b""
+            environ["wsgi.input"] = io.BytesIO(raw)
+            form = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace")).items()}
+            if form.get("Action") == "AssumeRole" and "denied" in form.get("RoleArn", ""):
+                body = ('<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+                        '<Code>AccessDenied</Code><Message>User is not authorized to perform: sts:AssumeRole on resource: %s'
+                        '</Message></Error><RequestId>denied</RequestId></ErrorResponse>' % form.get("RoleArn"))
+                return Response(body, status=403, mimetype="text/xml")(environ, start_response)
         fault = FAULTS.get(environ.get("HTTP_X_AMZ_TARGET", ""))
         if fault is not None:
             status, code = fault

@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+pub use aws_config::SdkConfig;
+
 /// How a client retries and times out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SdkOptions {
@@ -54,6 +56,61 @@ pub async fn shared_config(o: &SdkOptions) -> aws_config::SdkConfig {
         loader = loader.profile_name(p);
     }
     loader.load().await
+}
+
+/// A role to assume (STS AssumeRole) over the base credentials: another account's SageMaker.
+#[derive(Clone, PartialEq)]
+pub struct AssumeRole {
+    /// `arn:aws:iam::<account>:role/<name>`.
+    pub role_arn: String,
+    /// The external id the role's trust policy asks for: sent to STS only, never logged, and
+    /// left out of `Debug`.
+    pub external_id: Option<String>,
+    /// The role session's name (CloudTrail shows it).
+    pub session_name: String,
+    /// An STS endpoint (a VPC endpoint, an emulator); `AWS_ENDPOINT_URL_STS` works too.
+    pub sts_endpoint_url: Option<String>,
+}
+
+impl std::fmt::Debug for AssumeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssumeRole")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id.as_ref().map(|_| "<redacted>"))
+            .field("session_name", &self.session_name)
+            .field("sts_endpoint_url", &self.sts_endpoint_url)
+            .finish()
+    }
+}
+
+/// `base` with credentials from assuming `role`: AWS's `AssumeRoleProvider` (not the
+/// profile-based one, which logs the external id), called by the config's identity cache when
+/// credentials are first needed and again before they expire. Nothing is written anywhere; the
+/// external id goes into the AssumeRole request only.
+pub async fn assume_role(base: &aws_config::SdkConfig, role: &AssumeRole) -> aws_config::SdkConfig {
+    let sts_conf = match &role.sts_endpoint_url {
+        Some(url) => base.to_builder().endpoint_url(url).build(),
+        None => base.clone(),
+    };
+    let mut b = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn).session_name(&role.session_name).configure(&sts_conf);
+    if let Some(r) = base.region() {
+        b = b.region(r.clone());
+    }
+    if let Some(x) = &role.external_id {
+        b = b.external_id(x);
+    }
+    let provider = b.build().await;
+    base.to_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider)).build()
+}
+
+/// The account id of `conf`'s credentials (STS GetCallerIdentity); the error's code and
+/// message when STS refuses.
+pub async fn caller_account(conf: &aws_config::SdkConfig) -> Result<String, (String, String)> {
+    use aws_sdk_sts::error::ProvideErrorMetadata;
+    match aws_sdk_sts::Client::new(conf).get_caller_identity().send().await {
+        Ok(out) => out.account().map(str::to_string).ok_or_else(|| ("NoAccount".to_string(), "STS named no account".to_string())),
+        Err(e) => Err((e.code().unwrap_or("Unknown").to_string(), aws_sdk_sts::error::DisplayErrorContext(&e).to_string())),
+    }
 }
 
 /// The AWS error codes that mean "try again later" for any service: throttling (S3's

@@ -38,7 +38,7 @@ fn settings_at(base_url: &str) -> ModelDbV2Settings {
         on_conflict: OnConflict::Keep,
         dataset_versions: true,
         registry_workspace: "personal".into(),
-        registry_api_prefix: "/api/v1".into(),
+        registry_api_prefix: "/api/v1/registry".into(),
         package_link_wait: Duration::from_secs(3600),
     }
 }

@@ -47,7 +47,7 @@ fn v2(fake: &Fake, wait: Duration) -> ModelDbV2Sink {
         on_conflict: OnConflict::Keep,
         dataset_versions: false,
         registry_workspace: "personal".into(),
-        registry_api_prefix: "/api/v1".into(),
+        registry_api_prefix: "/api/v1/registry".into(),
         package_link_wait: wait,
     })
     .expect("sink")
@@ -157,7 +157,7 @@ async fn packages_become_registry_versions_linked_to_their_jobs_runs_in_modeldb_
     let writes: Vec<String> =
         fake.writes().iter().filter(|w| !w.path.ends_with("/find")).map(|w| format!("{} {}", w.method, w.path)).collect();
     assert_eq!(writes.len(), 1, "one update: {writes:?}");
-    assert!(writes[0].starts_with("PUT /registry/"), "{writes:?}");
+    assert!(writes[0].starts_with("PUT /registered_models/"), "{writes:?}");
     println!("FIGURE modeldb_v2 registry: an approval costs {} requests, writes {writes:?}", fake.requests().len());
     assert_conformant(&fake);
 

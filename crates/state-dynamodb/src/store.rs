@@ -489,7 +489,7 @@ impl StateStore for DynamoState {
     async fn counts(&self) -> Result<LedgerCounts, StateError> {
         let c = self.client().await?;
         let filter = "#kind = :job AND attribute_exists(#entry)";
-        let projection = "#outcome, #parked, #attempts";
+        let projection = "#pk, #outcome, #parked, #attempts";
         let names = names(&[filter, projection]);
         let values = HashMap::from([(":job".to_string(), s("job"))]);
         let mut out = LedgerCounts::default();
@@ -514,7 +514,8 @@ impl StateStore for DynamoState {
                 let outcome = text(it, "outcome").and_then(Outcome::parse).unwrap_or(Outcome::Failed);
                 // Items written before `attempts` was stored count as recorded failures.
                 let attempts = num(it, "attempts").unwrap_or(1).max(0) as u32;
-                out.add(CountClass::of(outcome, attempts), matches!(it.get("parked"), Some(AttributeValue::Bool(true))));
+                let arn = text(it, PK).map(|k| k.strip_prefix(JOB_PREFIX).unwrap_or(k)).unwrap_or("");
+                out.add_job(arn, CountClass::of(outcome, attempts), matches!(it.get("parked"), Some(AttributeValue::Bool(true))));
             }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),

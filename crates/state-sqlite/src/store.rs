@@ -521,25 +521,17 @@ impl StateStore for SqliteState {
     async fn counts(&self) -> Result<LedgerCounts, StateError> {
         self.with(|c, loc| {
             // A failed entry without attempts is a first write's intent (see `CountClass`).
-            let mut st = c
-                .prepare("SELECT outcome, attempts = 0, count(*), sum(parked) FROM jobs GROUP BY outcome, attempts = 0")
-                .map_err(|e| err(loc, e))?;
+            // One row per job (the only full read of the ledger; `sagesync status` asks for it),
+            // counted by outcome and by the account and region its ARN names.
+            let mut st = c.prepare("SELECT arn, outcome, attempts = 0, parked FROM jobs").map_err(|e| err(loc, e))?;
             let rows = st
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?)))
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, Option<i64>>(3)?)))
                 .map_err(|e| err(loc, e))?;
             let mut out = LedgerCounts::default();
             for row in rows {
-                let (o, none, n, p) = row.map_err(|e| err(loc, e))?;
-                let n = n.max(0) as u64;
+                let (arn, o, none, p) = row.map_err(|e| err(loc, e))?;
                 let class = CountClass::of(Outcome::parse(&o).unwrap_or(Outcome::Failed), if none { 0 } else { 1 });
-                match class {
-                    CountClass::Synced => out.synced += n,
-                    CountClass::Skipped => out.skipped += n,
-                    CountClass::Rejected => out.rejected += n,
-                    CountClass::Failed => out.failed += n,
-                    CountClass::Interrupted => out.interrupted += n,
-                }
-                out.parked += p.unwrap_or(0).max(0) as u64;
+                out.add_job(&arn, class, p.unwrap_or(0) > 0);
             }
             Ok(out)
         })

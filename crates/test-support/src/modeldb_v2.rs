@@ -36,7 +36,8 @@ pub struct Recorded {
 pub struct FakeState {
     /// The API prefix (`/api/v1/modeldb`).
     pub prefix: String,
-    /// The registry's prefix (`/api/v1` through Verta's web app: `prefix` without `/modeldb`).
+    /// The registry service's prefix (`/api/v1/registry` through Verta's web app: `prefix` with
+    /// `/modeldb` as `/registry`).
     pub registry_prefix: String,
     /// Projects.
     pub projects: Vec<Value>,
@@ -235,13 +236,14 @@ fn segment(s: &str) -> String {
 }
 
 impl FakeState {
-    /// The registry service (2.0.8.x protos): registered models unique by name in a workspace,
+    /// The registry service (as Verta's platform serves it: the protos of ModelDB's main branch,
+    /// paths relative to the registry's prefix): registered models unique by name in a workspace,
     /// model versions unique by name in a registered model (409 ALREADY_EXISTS), absent ids and
     /// names 404 NOT_FOUND (code 5), required fields 400 (code 3), a version's run checked, an
     /// update replacing the whole version, finds paged (page 1 of 10 unless asked). `None`: no
     /// such route (a plain 404).
     fn registry(&mut self, method: &str, path: &str, body: Value) -> Option<Result<Value, (StatusCode, Value)>> {
-        let parts: Vec<String> = path.trim_start_matches("/registry/").split('/').map(segment).collect();
+        let parts: Vec<String> = path.trim_start_matches('/').split('/').map(segment).collect();
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         let now = 1_700_000_000_000u64 + self.next_id;
         let model_at =
@@ -269,31 +271,31 @@ impl FakeState {
                 self.registered_models.push(m.clone());
                 Ok(json!({"registered_model": public(&m)}))
             }
-            ("POST", ["workspaces", ws, "registered_models", name, "versions"]) => {
+            ("POST", ["workspaces", ws, "registered_models", name, "model_versions"]) => {
                 let Some(i) = model_at(self, ws, name) else {
                     return Some(Err(not_found("Registered model not found", "SetModelVersion")));
                 };
                 let rm_id = s(&self.registered_models[i], "id");
                 self.create_version(&rm_id, body, now)
             }
-            ("POST", ["workspaces", ws, "registered_models", name, "versions", "find"]) => match model_at(self, ws, name) {
+            ("POST", ["workspaces", ws, "registered_models", name, "model_versions", "find"]) => match model_at(self, ws, name) {
                 Some(i) => {
                     let rm_id = s(&self.registered_models[i], "id");
                     self.find_versions(&rm_id, &body)
                 }
                 None => Err(not_found("Registered model not found", "FindModelVersionRequest")),
             },
-            ("POST", [rm_id, "versions", "find"]) => {
+            ("POST", ["registered_models", rm_id, "model_versions", "find"]) => {
                 if !self.registered_models.iter().any(|m| m["id"] == *rm_id) {
                     return Some(Err(not_found("Registered model not found", "FindModelVersionRequest")));
                 }
                 self.find_versions(rm_id, &body)
             }
-            ("GET", ["registered_model_versions", mv_id]) => match self.model_versions.iter().find(|v| v["id"] == *mv_id) {
+            ("GET", ["model_versions", mv_id]) => match self.model_versions.iter().find(|v| v["id"] == *mv_id) {
                 Some(v) => Ok(json!({"model_version": v})),
                 None => Err(not_found("Model version not found", "GetModelVersionRequest")),
             },
-            ("PUT", [rm_id, "versions", mv_id]) => {
+            ("PUT", ["registered_models", rm_id, "model_versions", mv_id]) => {
                 let Some(i) = self.model_versions.iter().position(|v| v["id"] == *mv_id && v["registered_model_id"] == *rm_id) else {
                     return Some(Err(not_found("Model version not found", "SetModelVersion")));
                 };
@@ -321,7 +323,7 @@ impl FakeState {
                 self.model_versions[i] = v.clone();
                 Ok(json!({"model_version": v}))
             }
-            ("DELETE", [rm_id, "versions", mv_id]) => {
+            ("DELETE", ["registered_models", rm_id, "model_versions", mv_id]) => {
                 let before = self.model_versions.len();
                 self.model_versions.retain(|v| !(v["id"] == *mv_id && v["registered_model_id"] == *rm_id));
                 if self.model_versions.len() == before {
@@ -716,7 +718,7 @@ async fn handler(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri
         st.requests.push(rec);
         resp
     };
-    let registry_path = full.strip_prefix(st.registry_prefix.as_str()).filter(|p| p.starts_with("/registry/")).map(str::to_string);
+    let registry_path = full.strip_prefix(st.registry_prefix.as_str()).filter(|p| p.starts_with('/') && p.len() > 1).map(str::to_string);
     if let Some(p) = registry_path.as_deref().or_else(|| full.strip_prefix(st.prefix.as_str())) {
         rec.path = p.to_string();
     }
@@ -818,7 +820,7 @@ impl Fake {
     }
     /// Starts on 127.0.0.1 with the API under `prefix`.
     pub async fn start_with_prefix(prefix: &str) -> Fake {
-        let registry_prefix = prefix.strip_suffix("/modeldb").unwrap_or(prefix).to_string();
+        let registry_prefix = format!("{}/registry", prefix.strip_suffix("/modeldb").unwrap_or(prefix));
         let state = Arc::new(Mutex::new(FakeState { prefix: prefix.to_string(), registry_prefix, ..Default::default() }));
         let app = axum::Router::new().fallback(handler).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

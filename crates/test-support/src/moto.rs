@@ -348,6 +348,36 @@ impl Moto {
         aws_sdk_sagemaker::Client::new(&conf)
     }
 
+    /// A SageMaker client on moto in `region`, with the credentials of `role_arn` assumed
+    /// through moto's STS (its calls land in the role's account), or the default account's.
+    pub async fn client_as(&self, role_arn: Option<&str>, region: &str) -> aws_sdk_sagemaker::Client {
+        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.url())
+            .region(aws_config::Region::new(region.to_string()))
+            .load()
+            .await;
+        let conf = match role_arn {
+            Some(role) => {
+                let provider = aws_config::sts::AssumeRoleProvider::builder(role).session_name("seed").configure(&base).build().await;
+                base.to_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider)).build()
+            }
+            None => base,
+        };
+        aws_sdk_sagemaker::Client::new(&conf)
+    }
+
+    /// Creates jobs `{prefix}-{i:04}` in the account of `role_arn` (or the default one) and
+    /// `region`.
+    pub async fn create_jobs_in(&self, role_arn: Option<&str>, region: &str, prefix: &str, n: usize, tags: &[(&str, &str)]) -> Vec<String> {
+        let c = self.client_as(role_arn, region).await;
+        let tags: Vec<(String, String)> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:04}")).collect();
+        for name in &names {
+            create_job(&c, name, &tags).await;
+        }
+        names
+    }
+
     /// An S3 client on moto (path-style).
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;

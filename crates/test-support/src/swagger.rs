@@ -1,5 +1,6 @@
 //! Checks requests against the published ModelDB v2 swagger specs (read from
-//! `../shared/modeldb-v2-swagger/v2.0.8.2/`, never copied into the project): what
+//! `../shared/modeldb-v2-swagger/v2.0.8.2/`, the registry's from `main-1833ba88/`; never copied
+//! into the project): what
 //! [`crate::modeldb_v2::Fake`] recorded.
 
 use serde_json::Value;
@@ -21,13 +22,13 @@ impl Spec {
             "modeldb_ExperimentRunService",
             "modeldb_DatasetService",
             "modeldb_DatasetVersionService",
-            "registry_RegistryService",
         ]
         .iter()
-        .map(|f| {
-            let p = dir.join(format!("{f}.swagger.json"));
-            serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("swagger spec {}: {e}", p.display()))).unwrap()
-        })
+        .map(|f| dir.join(format!("{f}.swagger.json")))
+        // The registry as Verta's platform serves it (ModelDB's main branch; the open-source
+        // 2.0.8.x server routes none), its paths relative to the registry's own prefix.
+        .chain([crate::locate::repo_root().join("../shared/modeldb-v2-swagger/main-1833ba88/registry_RegistryService.swagger.json")])
+        .map(|p| serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("swagger spec {}: {e}", p.display()))).unwrap())
         .collect();
         Spec { docs }
     }

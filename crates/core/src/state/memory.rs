@@ -165,7 +165,7 @@ impl StateStore for MemoryState {
         let g = self.lock();
         let mut c = LedgerCounts::default();
         for j in g.jobs.values() {
-            c.add(j.class(), j.parked);
+            c.add_job(&j.arn, j.class(), j.parked);
         }
         Ok(c)
     }

@@ -214,6 +214,10 @@ pub struct LedgerCounts {
     /// worked on again by the next pass that lists them, or once their first retry time passes.
     #[serde(default)]
     pub interrupted: u64,
+    /// The same counts per account and region (`<account>/<region>`, read from each job's ARN):
+    /// what a store's full count (`sagesync status`) fills; empty in the counts kept as gauges.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub by_account_region: std::collections::BTreeMap<String, LedgerCounts>,
 }
 
 /// Which count of [`LedgerCounts`] an entry belongs to.
@@ -255,6 +259,14 @@ impl LedgerCounts {
     /// Adds one entry (`parked` counted apart too).
     pub fn add(&mut self, class: CountClass, parked: bool) {
         self.shift(class, parked, 1);
+    }
+    /// Adds one entry of the job `arn`, to the totals and to its account and region's counts.
+    pub fn add_job(&mut self, arn: &str, class: CountClass, parked: bool) {
+        self.add(class, parked);
+        let mut parts = arn.splitn(6, ':');
+        let (region, account) = (parts.nth(3).unwrap_or(""), parts.next().unwrap_or(""));
+        let key = if region.is_empty() || account.is_empty() { "(unknown)".to_string() } else { format!("{account}/{region}") };
+        self.by_account_region.entry(key).or_default().add(class, parked);
     }
     /// Removes one entry counted with [`LedgerCounts::add`] (never below zero).
     pub fn remove(&mut self, class: CountClass, parked: bool) {

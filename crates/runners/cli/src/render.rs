@@ -87,7 +87,9 @@ pub fn status(s: &StatusReport, json: bool) {
             "counts": s.counts,
             "total": s.counts.total(),
             "failed_jobs": s.failed.iter().map(|e| serde_json::json!({"job": e.job, "arn": e.arn, "attempts": e.attempts, "permanent_failures": e.permanent_failures, "parked": e.parked, "interrupted": interrupted(e), "error": e.reason, "next_attempt_at": e.next_attempt_at})).collect::<Vec<_>>(),
-            "cursors": s.cursors.iter().map(|(k, c)| serde_json::json!({"key": k, "watermark": c.watermark, "in_progress": c.token.is_some() || !c.seen_at_watermark.is_empty()})).collect::<Vec<_>>(),
+            "cursors": s.cursors.iter().map(|(k, c)| serde_json::json!({"key": k, "watermark": c.watermark, "in_progress": c.token.is_some() || !c.seen_at_watermark.is_empty(),
+                // Each account and region's own cursor (`<account>/<region>`), when the source reads several.
+                "pairs": c.parts.iter().filter(|(p, _)| p.contains('/')).map(|(p, pc)| serde_json::json!({"pair": p, "watermark": pc.watermark})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
@@ -107,8 +109,25 @@ pub fn status(s: &StatusReport, json: bool) {
         print!(", {} interrupted (first write cut short; picked up again)", c.interrupted);
     }
     println!();
+    // Per account and region, when the ledger holds more than one.
+    if c.by_account_region.len() > 1 {
+        for (pair, n) in &c.by_account_region {
+            println!(
+                "  {pair}: {} jobs — {} synced, {} skipped, {} rejected, {} failed ({} parked)",
+                n.total(),
+                n.synced,
+                n.skipped,
+                n.rejected,
+                n.failed,
+                n.parked
+            );
+        }
+    }
     for (k, cur) in &s.cursors {
         println!("cursor {k}: {}", cur.watermark.map(|w| w.to_rfc3339()).unwrap_or_else(|| "(start)".into()));
+        for (pair, pc) in cur.parts.iter().filter(|(p, _)| p.contains('/')) {
+            println!("  {pair}: {}", pc.watermark.map(|w| w.to_rfc3339()).unwrap_or_else(|| "(start)".into()));
+        }
     }
     for e in &s.failed {
         if interrupted(e) {

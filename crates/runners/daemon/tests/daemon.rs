@@ -743,3 +743,46 @@ async fn recipe_9_a_stalled_sagemaker_makes_health_fail_and_polls_time_out() {
         "{h}"
     );
 }
+
+/// Issue 23: the daemon over two accounts (the second through an assumed role) and two regions:
+/// every job of every pair once, a namesake in the other account kept apart; the next polls
+/// write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_syncs_every_account_and_region_once() {
+    let moto = Moto::start();
+    let role = "arn:aws:iam::111111111111:role/sagesync-reader";
+    let mut arns = Vec::new();
+    for (r, account, region, prefix) in [
+        (None, "123456789012", "us-east-1", "d-shared"),
+        (None, "123456789012", "eu-west-1", "d-west"),
+        (Some(role), "111111111111", "us-east-1", "d-shared"),
+        (Some(role), "111111111111", "eu-west-1", "d-bwest"),
+    ] {
+        for n in moto.create_jobs_in(r, region, prefix, 2, &SYNC_TAGS).await {
+            arns.push(format!("arn:aws:sagemaker:{region}:{account}:training-job/{n}"));
+        }
+    }
+    arns.sort();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &moto, "[[sinks]]\ntype = \"file\"\ndir = \"out\"", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("region = \"us-east-1\"\n", &format!("regions = [\"us-east-1\", \"eu-west-1\"]\nsts_endpoint_url = \"{}\"\n", moto.url()))
+        .replacen("\n[[validators]]", &format!("\n[[source.accounts]]\nrole_arn = \"{role}\"\n\n[[validators]]"), 1);
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&cfg, dir.path());
+    d.wait_next_poll().await;
+    let mut held = Vec::new();
+    for project in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        for f in std::fs::read_dir(project.unwrap().path()).unwrap() {
+            let v: Value = serde_json::from_slice(&std::fs::read(f.unwrap().path()).unwrap()).unwrap();
+            held.push(v["record"]["run"]["external_id"].as_str().unwrap().to_string());
+        }
+    }
+    held.sort();
+    assert_eq!(held, arns, "every job of every pair, once; stderr:\n{}", d.log.text());
+    let synced = d.metric("sagesync_jobs_total{outcome=\"synced\"}").await;
+    d.wait_next_poll().await;
+    assert_eq!(d.metric("sagesync_jobs_total{outcome=\"synced\"}").await, synced, "the next polls write nothing");
+    d.signal("-TERM");
+}

@@ -99,6 +99,34 @@ fn sam_template_passes_cfn_lint() {
     }
 }
 
+/// Issue 23: the central account's bus, its policy and rule, the member roles the function may
+/// assume; and the member account's template (forwarding rule, reader role behind the external
+/// id), both clean under cfn-lint.
+#[test]
+fn many_accounts_templates_pass_cfn_lint() {
+    let root = repo_root();
+    let lint = python().parent().unwrap().join("cfn-lint");
+    let member = root.join("deploy/lambda/member-account.yaml");
+    let out = std::process::Command::new(&lint).arg(&member).output().unwrap();
+    assert!(out.status.success(), "cfn-lint failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let central = std::fs::read_to_string(root.join("deploy/lambda/template.yaml")).unwrap();
+    for needle in [
+        "Type: AWS::Events::EventBus",
+        "aws:PrincipalOrgID: !Ref OrganizationId",
+        "AWS: !Ref MemberAccountIds",
+        "EventBusName: !Ref CentralBus",
+        "Action: sts:AssumeRole\n                  Resource: !Ref MemberRoleArns",
+        "- SageMaker Model Package State Change",
+    ] {
+        assert!(central.contains(needle), "template lacks {needle}");
+    }
+    let text = std::fs::read_to_string(&member).unwrap();
+    for needle in ["sts:ExternalId: !Ref ExternalId", "NoEcho: true", "RoleArn: !GetAtt ForwardRole.Arn", "Resource: !Ref CentralBusArn"] {
+        assert!(text.contains(needle), "member-account.yaml lacks {needle}");
+    }
+    assert!(!text.contains("- sagemaker:*") && !text.contains("Action: sagemaker:*") && !text.contains("Action: \"*\""), "least privilege");
+}
+
 #[test]
 fn state_machine_definition_is_consistent() {
     let asl: Value = serde_json::from_slice(&std::fs::read(repo_root().join("deploy/lambda/statemachine.asl.json")).unwrap()).unwrap();

@@ -407,3 +407,56 @@ async fn model_package_events_with_the_built_in_config() {
     assert_eq!(r["outcome"], "skipped", "deleted: {r}");
     assert_eq!(model_of(&peer.state()).expect("kept")["sagemaker_package_state"], "Retracted");
 }
+
+/// Issue 23: one function in a central account, events from two accounts (the member's through
+/// the role its config names) and two regions; an event from an account it has no role for is
+/// refused clearly, never silently, and never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_from_member_accounts_through_their_roles() {
+    let moto = Moto::start();
+    let role = "arn:aws:iam::111111111111:role/sagesync-reader";
+    let own = moto.create_jobs_in(None, "us-east-1", "central", 1, &SYNC_TAGS).await;
+    let member = moto.create_jobs_in(Some(role), "eu-west-1", "member", 1, &SYNC_TAGS).await;
+    let stranger = moto.create_jobs_in(Some("arn:aws:iam::333333333333:role/x"), "us-east-1", "stranger", 1, &SYNC_TAGS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = dir.path().join("sagesync.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\ntype = \"sagemaker\"\nregions = [\"us-east-1\", \"eu-west-1\"]\nendpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\nmax_requests_per_second = 0\n\n[[source.accounts]]\nrole_arn = \"{role}\"\nexternal_id = \"${{SAGESYNC_TEST_EXTERNAL_ID}}\"\n\n[[validators]]\ntype = \"required_tags\"\n\n[[validators]]\ntype = \"status\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"{out}\"\n\n[pipeline]\nmax_attempts = 2\ninitial_backoff_ms = 10\nmax_backoff_ms = 20\n",
+            url = moto.url(),
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    let rt = Runtime::start().await;
+    let _f = start_function(
+        &rt,
+        &[
+            ("SAGESYNC_CONFIG", cfg.display().to_string()),
+            ("SAGESYNC_TEST_EXTERNAL_ID", "xid-lambda-7Hq2".into()),
+            ("RUST_LOG", "debug".into()),
+        ],
+    );
+    let ev = |account: &str, region: &str, name: &str| {
+        json!({
+            "version": "0", "id": format!("ev-{name}"), "detail-type": "SageMaker Training Job State Change", "source": "aws.sagemaker",
+            "account": account, "time": "2026-11-20T10:00:00Z", "region": region,
+            "resources": [format!("arn:aws:sagemaker:{region}:{account}:training-job/{name}")],
+            "detail": {"TrainingJobName": name, "TrainingJobStatus": "Completed",
+                       "TrainingJobArn": format!("arn:aws:sagemaker:{region}:{account}:training-job/{name}")}
+        })
+    };
+    let r = ok(rt.invoke(ev("123456789012", "us-east-1", &own[0])).await);
+    assert_eq!(r["outcome"], "synced", "{r}");
+    let r = ok(rt.invoke(ev("111111111111", "eu-west-1", &member[0])).await);
+    assert_eq!(r["outcome"], "synced", "the member's job, through its role: {r}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(out.join(format!("moto-project/{}.json", member[0]))).unwrap()).unwrap();
+    assert_eq!(doc["record"]["attributes"]["account"], "111111111111");
+    assert_eq!(doc["record"]["attributes"]["region"], "eu-west-1");
+    // An account with no role here: refused, with the account and region named.
+    let refused = format!("{:?}", rt.invoke(ev("333333333333", "us-east-1", &stranger[0])).await);
+    assert!(refused.contains("account 333333333333, region us-east-1 is not one this source reads"), "{refused}");
+    assert!(!out.join(format!("moto-project/{}.json", stranger[0])).exists());
+}

@@ -19,11 +19,6 @@ pub const STATE_KEY: &str = "sagemaker_package_state";
 /// the lowest model is the package's.
 pub const DUPLICATE: &str = "Duplicate";
 
-/// The `sagemaker_package_state` of a stored model's metadata.
-pub fn state_of(metadata: &str) -> Option<String> {
-    stored_metadata(metadata)?.get(STATE_KEY)?.as_str().map(str::to_string)
-}
-
 /// The metadata fields of a package's model (all strings), by key.
 pub fn desired_metadata(r: &RunRecord, p: &PackageSummary) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();

@@ -580,6 +580,7 @@ impl ModelDbV1Sink {
                 if changed.is_empty() {
                     WriteKind::Unchanged
                 } else {
+                    self.settle_duplicates(&mut c, arn, model_id, p).await?;
                     WriteKind::Updated
                 }
             }
@@ -618,45 +619,43 @@ impl ModelDbV1Sink {
                 let r = c.call(m, store_fit_event(&fe)).await?;
                 let made = field_i32(&r, 3, "modelId", m)?;
                 p.wrote(format!("package model {made}"));
-                // Another writer with a ledger of its own (a second process) may have fitted
-                // one too: the lowest model stays the package's, the others are marked
-                // duplicates (the Light API deletes nothing).
-                let m = "getExperimentRunDetails";
-                let d = c.call(m, get_experiment_run_details(rid)).await?;
-                let mut mine: Vec<(i32, String)> = d
-                    .field(4)
-                    .map(TValue::as_list)
-                    .unwrap_or(&[])
-                    .iter()
-                    .filter(|mr| package::model_owner(&mr.str_field(17)).as_deref() == Some(arn))
-                    .filter_map(|mr| Some((mr.field(1)?.as_i32()?, mr.str_field(17))))
-                    .collect();
-                mine.sort_by_key(|(id, _)| *id);
-                let model_id = mine.first().map(|(id, _)| *id).unwrap_or(made);
-                for (extra, doc) in mine.iter().skip(1) {
-                    if package::state_of(doc).as_deref() == Some(package::DUPLICATE) {
-                        continue;
-                    }
-                    let m = "createOrUpdateScalarField";
-                    c.call(m, create_or_update_scalar_field(*extra, package::STATE_KEY, package::DUPLICATE, "string")).await?;
-                    tracing::info!(package = %arn, model_id = extra, kept = model_id, "ModelDB v1: a second model of the package, marked a duplicate");
-                }
+                let model_id = self.settle_duplicates(&mut c, arn, made, p).await?;
                 p.ids.push(("model_id", model_id));
                 p.ids.push(("digest_run", rid));
                 if model_id == made {
                     WriteKind::Created
                 } else {
                     // Another writer's model is the package's: brought up to date like any.
-                    let stored = mine.first().map(|(_, doc)| doc.clone()).unwrap_or_default();
-                    for (key, value) in package::changed_fields(&want, &stored) {
+                    for (key, value) in package::changed_fields(&want, "") {
                         let m = "createOrUpdateScalarField";
                         c.call(m, create_or_update_scalar_field(model_id, key, value, "string")).await?;
+                        p.wrote(format!("model {model_id} {key}"));
                     }
                     WriteKind::Updated
                 }
             }
         };
         Ok(kind)
+    }
+
+    /// One model per package: another writer with a ledger of its own (a second process) may
+    /// have fitted one too, on this run or on a run of the package's own. The lowest `Active`
+    /// model stays the package's; the others are marked `Duplicate` (the Light API deletes
+    /// nothing). Returns the model kept.
+    async fn settle_duplicates(&self, c: &mut Connection, arn: &str, mine: i32, p: &mut Progress) -> Result<i32, V1Error> {
+        let m = "getModelIds";
+        let r = c.call(m, get_model_ids(&[(package::PACKAGE_KEY, arn), (package::STATE_KEY, "Active")])).await?;
+        let mut ids: Vec<i32> = r.as_list().iter().filter_map(TValue::as_i32).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let Some(&keep) = ids.first() else { return Ok(mine) };
+        for extra in ids.iter().skip(1) {
+            let m = "createOrUpdateScalarField";
+            c.call(m, create_or_update_scalar_field(*extra, package::STATE_KEY, package::DUPLICATE, "string")).await?;
+            p.wrote(format!("model {extra} marked a duplicate of {keep}"));
+            tracing::info!(package = %arn, model_id = extra, kept = keep, "ModelDB v1: a second model of the package, marked a duplicate");
+        }
+        Ok(keep)
     }
 
     /// A run of the package's own (its training job never got one here), in the package's
@@ -676,18 +675,21 @@ impl ModelDbV1Sink {
         let mut rc = SinkReceipt::new(WriteKind::Removed);
         let mut c = self.connect(cx).await?;
         let m = "getModelIds";
-        let r = c.call(m, get_model_ids(&[(package::PACKAGE_KEY, arn)])).await?;
+        // The package's active models (a duplicate keeps its mark), and the receipt's.
+        let r = c.call(m, get_model_ids(&[(package::PACKAGE_KEY, arn), (package::STATE_KEY, "Active")])).await?;
         let mut ids: Vec<i32> = r.as_list().iter().filter_map(TValue::as_i32).collect();
         ids.extend(cx.previous.as_ref().and_then(|p| p.ids.get("model_id")).and_then(|v| v.parse::<i32>().ok()));
         ids.sort_unstable();
         ids.dedup();
-        for model_id in ids {
+        for model_id in &ids {
             let m = "createOrUpdateScalarField";
-            let r = c.call(m, create_or_update_scalar_field(model_id, package::STATE_KEY, "Retracted", "string")).await?;
+            let r = c.call(m, create_or_update_scalar_field(*model_id, package::STATE_KEY, "Retracted", "string")).await?;
             if r.as_bool() == Some(true) {
                 rc.writes += 1;
-                rc = rc.id("model_id", model_id);
             }
+        }
+        if let Some(first) = ids.first() {
+            rc = rc.id("model_id", first);
         }
         Ok(rc)
     }

@@ -54,8 +54,8 @@ pub struct ModelDbV2Config {
     /// `"model_packages"`).
     #[serde(default = "personal")]
     pub registry_workspace: String,
-    /// Where the registry's `/registry/...` paths live; default: `api_prefix` without a
-    /// trailing `/modeldb` (`/api/v1` through Verta's web app, `/v1` on the proxy).
+    /// Where the registry service lives; default: `api_prefix` with its trailing `/modeldb` as
+    /// `/registry` (`/api/v1/registry` through Verta's web app, `/v1/registry` on the proxy).
     #[serde(default)]
     pub registry_api_prefix: Option<String>,
     /// Seconds a model package's version waits for its training job's run before it is written
@@ -111,10 +111,11 @@ fn yes() -> bool {
     true
 }
 /// The registry's prefix for a tracking prefix: Verta's web app serves the tracking services
-/// under `/api/v1/modeldb` and the registry under `/api/v1`; the proxy serves both under `/v1`.
+/// under `/api/v1/modeldb` and the registry under `/api/v1/registry`; the proxy serves them
+/// under `/v1` and `/v1/registry`.
 pub fn default_registry_prefix(api_prefix: &str) -> String {
     let p = api_prefix.trim_end_matches('/');
-    p.strip_suffix("/modeldb").unwrap_or(p).to_string()
+    format!("{}/registry", p.strip_suffix("/modeldb").unwrap_or(p))
 }
 
 fn personal() -> String {
@@ -227,7 +228,7 @@ request_timeout_secs = 30
 on_conflict = "keep"             # or "replace"
 dataset_versions = true
 # registry_workspace = "personal"   # model packages' registered models (Verta's registry)
-# registry_api_prefix = "/api/v1"   # default: api_prefix without "/modeldb"
+# registry_api_prefix = "/api/v1/registry"   # default: api_prefix's "/modeldb" as "/registry"
 # package_link_wait_secs = 3600     # a package's version waits this long for its job's run
 "#
 );

@@ -4,9 +4,10 @@
 //! job that made the model. Pure: what the version should hold ([`DesiredVersion`]) and how a
 //! stored version compares with it.
 //!
-//! The registry's model version (2.0.8.x protos) has no key/value attributes: the package's
-//! fields the version has no place for are written as its `readme_text`, and its approval
-//! status as the label `approval:<status>`. See `docs/mapping.md`, section "Model packages".
+//! The paths and shapes are the registry service's as Verta's platform serves it (the protos of
+//! ModelDB's main branch; the open-source 2.0.8.x server routes no registry). The package's
+//! fields are the version's `attributes` (and, for reading, its `readme_text`), its approval
+//! status also the label `approval:<status>`. See `docs/mapping.md`, section "Model packages".
 
 use sagesync_core::{PackageSummary, RunRecord};
 use serde_json::{json, Value};
@@ -36,6 +37,8 @@ pub struct DesiredVersion {
     pub artifacts: Vec<Value>,
     /// `readme_text`: every field of the package.
     pub readme: String,
+    /// `attributes`: every field of the package, as strings, by key.
+    pub attributes: Vec<(String, String)>,
     /// The training job that made the model, when known.
     pub training_job_arn: Option<String>,
 }
@@ -65,9 +68,36 @@ pub fn desired_version(r: &RunRecord, p: &PackageSummary) -> DesiredVersion {
         model_artifact,
         artifacts,
         readme: readme(r, p),
+        attributes: attributes(r, p),
         training_job_arn: p.training_job_arn.clone(),
         arn,
     }
+}
+
+/// The package's fields as attributes (string values; empty ones left out).
+fn attributes(r: &RunRecord, p: &PackageSummary) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vec![
+        ("model_package_arn".into(), r.run.external_id.clone()),
+        ("model_package_group".into(), p.group.clone()),
+        ("model_package_version".into(), p.version.map(|v| v.to_string()).unwrap_or_default()),
+        ("approval_status".into(), p.approval_status.clone()),
+        ("approval_description".into(), p.approval_description.clone().unwrap_or_default()),
+        ("model_data_url".into(), p.model_data_urls.join(", ")),
+        ("image".into(), p.images.join(", ")),
+        ("framework".into(), p.framework.clone().unwrap_or_default()),
+        ("task".into(), p.task.clone().unwrap_or_default()),
+        ("training_job_arn".into(), p.training_job_arn.clone().unwrap_or_default()),
+        ("model_metrics".into(), if p.metrics.is_null() { String::new() } else { p.metrics.to_string() }),
+    ];
+    for (k, v) in &p.customer_metadata {
+        out.push((format!("metadata/{}", super::keys::sanitize_key(k)), v.clone()));
+    }
+    out.retain(|(_, v)| !v.is_empty());
+    out
+}
+
+fn kv(k: &str, v: &str) -> Value {
+    json!({"key": k, "value": v, "value_type": "STRING"})
 }
 
 /// The package's fields as text (the version's readme): one line per field given.
@@ -118,6 +148,12 @@ impl DesiredVersion {
             h.update(l.as_bytes());
             h.update([0]);
         }
+        for (k, v) in &self.attributes {
+            h.update(k.as_bytes());
+            h.update([1]);
+            h.update(v.as_bytes());
+            h.update([0]);
+        }
         h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 
@@ -128,6 +164,7 @@ impl DesiredVersion {
             "description": self.description,
             "labels": self.labels,
             "readme_text": self.readme,
+            "attributes": self.attributes.iter().map(|(k, v)| kv(k, v)).collect::<Vec<_>>(),
         });
         if let Some(m) = &self.model_artifact {
             body["model"] = m.clone();
@@ -171,6 +208,21 @@ impl DesiredVersion {
         }
         merged.sort();
         set("labels", json!(merged), merged == labels);
+        // Attributes: ours by key (changed values replaced); those others added stay.
+        let stored_attrs: Vec<Value> = stored.get("attributes").and_then(Value::as_array).cloned().unwrap_or_default();
+        let value_of = |a: &Value| a.get("value").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        let same_attrs = self.attributes.iter().all(|(k, v)| {
+            stored_attrs
+                .iter()
+                .any(|a| a.get("key").and_then(Value::as_str) == Some(k.as_str()) && value_of(a).as_deref() == Some(v.as_str()))
+        });
+        let mut attrs: Vec<Value> = stored_attrs
+            .iter()
+            .filter(|a| !self.attributes.iter().any(|(k, _)| a.get("key").and_then(Value::as_str) == Some(k.as_str())))
+            .cloned()
+            .collect();
+        attrs.extend(self.attributes.iter().map(|(k, v)| kv(k, v)));
+        set("attributes", json!(attrs), same_attrs);
         if let Some(m) = &self.model_artifact {
             set("model", m.clone(), same_artifact(stored.get("model"), m));
         }

@@ -30,7 +30,7 @@ pub struct ModelDbV2Settings {
     pub dataset_versions: bool,
     /// The registry's workspace for model packages' registered models.
     pub registry_workspace: String,
-    /// Where the registry's `/registry/...` paths live (`/api/v1` through Verta's web app).
+    /// Where the registry service lives (`/api/v1/registry` through Verta's web app).
     pub registry_api_prefix: String,
     /// How long a model package's version waits for its training job's run before it is
     /// written unlinked (measured from the package's creation).
@@ -434,6 +434,8 @@ enum PackageError {
     Content(String),
     /// The server has no registry service (the open-source ModelDB 2.x has none).
     NoRegistry(String),
+    /// The setup refuses (a workspace the server does not have).
+    Setup(String),
 }
 
 impl From<V2Error> for PackageError {
@@ -455,6 +457,7 @@ impl ModelDbV2Sink {
             PackageError::Api(e) => self.sync_error(e),
             PackageError::Waiting(m) => SyncError::transient(format!("ModelDB v2 at {at}: {m}")),
             PackageError::Content(m) => SyncError::permanent(format!("ModelDB v2 at {at}: {m}")),
+            PackageError::Setup(m) => SyncError::setup(format!("ModelDB v2 at {at}: {m}")),
             PackageError::NoRegistry(op) => SyncError::setup(format!(
                 "ModelDB v2 at {at}: {op}: HTTP 404 on a registry path: this server serves no registry service (the open-source ModelDB 2.x has none; Verta's platform does): leave \"model_packages\" out of [source] resources for this sink"
             )),
@@ -462,13 +465,13 @@ impl ModelDbV2Sink {
     }
 
     fn registry_base(&self, model: &str) -> String {
-        format!("/registry/workspaces/{}/registered_models/{}", seg(&self.settings.registry_workspace), seg(model))
+        format!("/workspaces/{}/registered_models/{}", seg(&self.settings.registry_workspace), seg(model))
     }
 
     /// The registered model of a package group, created when absent; its id.
     async fn registered_model(&self, c: &Call<'_>, model: &str) -> Result<String, PackageError> {
         let get = self.registry_base(model);
-        let create = format!("/registry/workspaces/{}/registered_models", seg(&self.settings.registry_workspace));
+        let create = format!("/workspaces/{}/registered_models", seg(&self.settings.registry_workspace));
         let pick = |b: &Value| field_str(b, "/registered_model/id");
         for round in 0..2 {
             let r = c.get(&get, &[]).await?;
@@ -493,6 +496,14 @@ impl ModelDbV2Sink {
                 return pick(&made.body)
                     .ok_or_else(|| V2Error::Decode { op: create.clone(), message: "no registered_model.id".into() }.into());
             }
+            if made.status == 404 || made.status == 403 {
+                // The workspace is not one this server (or these credentials) has: the setup's.
+                let said = made.body.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+                return Err(PackageError::Setup(format!(
+                    "{create}: HTTP {} ({said}): check `registry_workspace` (\"{}\") and the developer key",
+                    made.status, self.settings.registry_workspace
+                )));
+            }
             if made.status != 409 {
                 return Err(made.error(&create).into());
             }
@@ -503,11 +514,18 @@ impl ModelDbV2Sink {
 
     /// The versions of registered model `rm_id` named `name`.
     async fn versions_named(&self, c: &Call<'_>, rm_id: &str, name: &str) -> Result<Vec<Value>, PackageError> {
-        let op = format!("/registry/{}/versions/find", seg(rm_id));
+        let op = format!("/registered_models/{}/model_versions/find", seg(rm_id));
         let body = json!({"predicates": [{"key": "version", "value": name, "operator": "EQ"}]});
         let r = c.post(&op, &body).await?;
         if unrouted(&r) {
             return Err(PackageError::NoRegistry(op));
+        }
+        if is_absent(&r) {
+            // The registered model went meanwhile: the store's state, tried again.
+            return Err(PackageError::Api(V2Error::Connection {
+                op,
+                message: "the registered model is gone (404): tried again later".into(),
+            }));
         }
         let r = r.ok(&op)?;
         Ok(r.body.get("model_versions").and_then(Value::as_array).cloned().unwrap_or_default())
@@ -610,7 +628,7 @@ impl ModelDbV2Sink {
         loop {
             let sent = match &version {
                 None => {
-                    let create = format!("{}/versions", self.registry_base(&d.model));
+                    let create = format!("{}/model_versions", self.registry_base(&d.model));
                     let mut outcome = None;
                     for name in &names {
                         let made = rg.post(&create, &d.create_body(name, run_id.as_deref())).await?;
@@ -647,7 +665,7 @@ impl ModelDbV2Sink {
                 Some(v) if kind != WriteKind::Created => match d.update_body(v, run_id.as_deref()) {
                     Some(body) => {
                         let mv_id = field_str(v, "/id").unwrap_or_default();
-                        let op = format!("/registry/{}/versions/{}", seg(&rm_id), seg(&mv_id));
+                        let op = format!("/registered_models/{}/model_versions/{}", seg(&rm_id), seg(&mv_id));
                         let put = rg.put(&op, &body).await?;
                         if put.status == 200 {
                             kind = WriteKind::Updated;
@@ -673,7 +691,11 @@ impl ModelDbV2Sink {
                             // No run of the job any more: the link the version holds is
                             // dropped (an empty `experiment_run_id`), as a run that is gone
                             // cannot be linked.
-                            let fresh = self.job_run(c, r, job).await?.or(Some(String::new()));
+                            let fresh = match self.job_run(c, r, job).await? {
+                                Some(run) => Some(run),
+                                None if run_id.is_some() => Some(String::new()),
+                                None => None,
+                            };
                             if fresh != run_id {
                                 run_id = fresh;
                                 written_run = run_id.clone();
@@ -715,7 +737,7 @@ impl ModelDbV2Sink {
 
     /// The version `mv_id` of registered model `rm_id`, if it is there.
     async fn version_by_id(&self, rg: &Call<'_>, rm_id: &str, mv_id: &str) -> Result<Option<Value>, PackageError> {
-        let op = format!("/registry/registered_model_versions/{}", seg(mv_id));
+        let op = format!("/model_versions/{}", seg(mv_id));
         let got = rg.get(&op, &[]).await?;
         if unrouted(&got) {
             return Err(PackageError::NoRegistry(op));
@@ -733,7 +755,7 @@ impl ModelDbV2Sink {
         let mut found: Vec<(String, String)> = Vec::new();
         if let Some(prev) = cx.previous.as_ref() {
             if let (Some(rm), Some(mv)) = (prev.ids.get("registered_model_id"), prev.ids.get("model_version_id")) {
-                let op = format!("/registry/registered_model_versions/{}", seg(mv));
+                let op = format!("/model_versions/{}", seg(mv));
                 let got = c.get(&op, &[]).await?;
                 if unrouted(&got) {
                     return Err(PackageError::NoRegistry(op));
@@ -767,7 +789,7 @@ impl ModelDbV2Sink {
         }
         let mut removed = 0;
         for (rm, mv) in found {
-            let op = format!("/registry/{}/versions/{}", seg(&rm), seg(&mv));
+            let op = format!("/registered_models/{}/model_versions/{}", seg(&rm), seg(&mv));
             let d = c.delete_plain(&op).await?;
             if is_absent(&d) {
                 continue;

@@ -43,6 +43,10 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
     /// Timeout of one attempt of a call.
     pub attempt_timeout: Duration,
+    /// A role to assume over the base credentials (another account's pair).
+    pub assume: Option<sagesync_aws::AssumeRole>,
+    /// STS endpoint override (GetCallerIdentity, AssumeRole).
+    pub sts_endpoint_url: Option<String>,
 }
 
 /// Built clients.
@@ -53,6 +57,8 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     /// CloudWatch (metric histories).
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// The shared config they were built from (credentials, region).
+    pub shared: sagesync_aws::SdkConfig,
 }
 
 impl ClientSettings {
@@ -69,6 +75,10 @@ impl ClientSettings {
             attempt_timeout: self.attempt_timeout,
         })
         .await;
+        let shared = match &self.assume {
+            Some(role) => sagesync_aws::assume_role(&shared, role).await,
+            None => shared,
+        };
         let mut sm = aws_sdk_sagemaker::config::Builder::from(&shared);
         if let Some(e) = &self.endpoint_url {
             sm = sm.endpoint_url(e);
@@ -85,6 +95,7 @@ impl ClientSettings {
             sagemaker: aws_sdk_sagemaker::Client::from_conf(sm.build()),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cw.build()),
+            shared,
         }
     }
 }

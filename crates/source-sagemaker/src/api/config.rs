@@ -86,6 +86,79 @@ pub struct SageMakerSourceConfig {
     /// job that made its model; opt-in), each listed after the training jobs with its own
     /// cursor and budgets. Default: the first three.
     pub resources: Vec<Resource>,
+    /// Regions to read, each with its own clients, budgets and cursor (empty: the one region of
+    /// `region`, else of the credential chain).
+    pub regions: Vec<String>,
+    /// Also read the account of the base credentials (with `accounts`; default true).
+    pub own_account: bool,
+    /// Further accounts, reached by assuming a role in each.
+    pub accounts: Vec<AccountConfig>,
+    /// STS endpoint for role assumption (`AWS_ENDPOINT_URL_STS` also works): tests, VPC
+    /// endpoints.
+    pub sts_endpoint_url: Option<String>,
+    /// Account × region pairs listed at once (1 to 32).
+    pub max_concurrent_pairs: usize,
+}
+
+/// One account reached by role assumption (`[[source.accounts]]`).
+#[derive(Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// `arn:aws:iam::<account>:role/<name>`.
+    pub role_arn: String,
+    /// The external id the role's trust policy asks for (a secret: never logged).
+    #[serde(default)]
+    pub external_id: Option<sagesync_core::Secret>,
+    /// The role session's name (default `sagesync`).
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// Regions of this account (default: the source's).
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConfig")
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id)
+            .field("session_name", &self.session_name)
+            .field("regions", &self.regions)
+            .finish()
+    }
+}
+
+/// The account id a role ARN names (`arn:<partition>:iam::<12 digits>:role/<path/name>`).
+pub fn role_account(arn: &str) -> Option<&str> {
+    let rest = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"].iter().find_map(|p| arn.strip_prefix(p))?;
+    let (account, role) = rest.split_once(':')?;
+    let name = role.strip_prefix("role/")?;
+    let ok_name = !name.is_empty()
+        && name.len() <= 512
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+        && !name.ends_with('/');
+    (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) && ok_name).then_some(account)
+}
+
+/// Whether `r` looks like an AWS region name (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
+pub fn is_region_name(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts[1..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n > 0)
+}
+
+/// One account × region pair a source reads.
+#[derive(Debug, Clone)]
+pub struct PairSettings {
+    /// The account (its id, from the role ARN), or `None` for the base credentials' own.
+    pub account: Option<String>,
+    /// The region, or `None` for the credential chain's.
+    pub region: Option<String>,
+    /// The settings of its source.
+    pub settings: SageMakerSettings,
 }
 
 /// A kind of resource the source lists.
@@ -144,6 +217,11 @@ impl Default for SageMakerSourceConfig {
             history_stat: "Average".into(),
             history_max_points: super::history::DEFAULT_MAX_POINTS_PER_METRIC,
             resources: vec![Resource::TrainingJobs, Resource::TuningJobs, Resource::PipelineExecutions],
+            regions: Vec::new(),
+            own_account: true,
+            accounts: Vec::new(),
+            sts_endpoint_url: None,
+            max_concurrent_pairs: 4,
         }
     }
 }
@@ -276,6 +354,7 @@ impl SageMakerSourceConfig {
         if !(1..=100_000).contains(&self.history_max_points) {
             problems.push(FieldProblem::at("history_max_points", "must be between 1 and 100000"));
         }
+        self.check_pairs(&mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -297,6 +376,8 @@ impl SageMakerSourceConfig {
                 retry_mode: self.retry_mode,
                 connect_timeout: Duration::from_secs(self.connect_timeout_secs),
                 attempt_timeout: Duration::from_secs(self.request_timeout_secs),
+                assume: None,
+                sts_endpoint_url: self.sts_endpoint_url.clone(),
             },
             mode: self.mode,
             filters,
@@ -314,9 +395,134 @@ impl SageMakerSourceConfig {
     }
 }
 
+impl SageMakerSourceConfig {
+    /// The account × region pairs, checked offline: region names, role ARNs, session names,
+    /// duplicates.
+    fn check_pairs(&self, problems: &mut Vec<FieldProblem>) {
+        let region_list = |path: KeyPath, list: &[String], problems: &mut Vec<FieldProblem>| {
+            for (i, r) in list.iter().enumerate() {
+                if !is_region_name(r) {
+                    problems.push(FieldProblem {
+                        path: path.clone().index(i),
+                        message: format!("`{r}` is not a region name (e.g. `us-east-1`)"),
+                    });
+                } else if list[..i].contains(r) {
+                    problems.push(FieldProblem { path: path.clone().index(i), message: format!("`{r}` named twice") });
+                }
+            }
+        };
+        region_list(KeyPath::root().key("regions"), &self.regions, problems);
+        if self.region.is_some() && !self.regions.is_empty() {
+            problems.push(FieldProblem::at("regions", "give `region` or `regions`, not both"));
+        }
+        if let Some(r) = &self.region {
+            if !is_region_name(r) {
+                problems.push(FieldProblem::at("region", format!("`{r}` is not a region name (e.g. `us-east-1`)")));
+            }
+        }
+        if !self.own_account && self.accounts.is_empty() {
+            problems.push(FieldProblem::at("own_account", "false, and no `accounts`: this source reads nothing"));
+        }
+        if let Some(u) = &self.sts_endpoint_url {
+            if let Err(m) = sagesync_core::config::endpoint_url(u) {
+                problems.push(FieldProblem::at("sts_endpoint_url", m));
+            }
+        }
+        if !(1..=32).contains(&self.max_concurrent_pairs) {
+            problems.push(FieldProblem::at("max_concurrent_pairs", "must be between 1 and 32"));
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            let at = KeyPath::root().key("accounts").index(i);
+            match role_account(&a.role_arn) {
+                None => problems.push(FieldProblem {
+                    path: at.clone().key("role_arn"),
+                    message: format!("`{}` is not an IAM role ARN (`arn:aws:iam::<12-digit account>:role/<name>`)", a.role_arn),
+                }),
+                Some(acct) if seen.contains(&acct) => problems.push(FieldProblem {
+                    path: at.clone().key("role_arn"),
+                    message: format!("account {acct} is named twice (one role per account)"),
+                }),
+                Some(acct) => seen.push(acct),
+            }
+            if let Some(n) = &a.session_name {
+                let ok = (2..=64).contains(&n.len()) && n.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+                if !ok {
+                    problems.push(FieldProblem {
+                        path: at.clone().key("session_name"),
+                        message: "must be 2 to 64 letters, digits or `+=,.@_-`".into(),
+                    });
+                }
+            }
+            if let Some(x) = &a.external_id {
+                let v = x.expose();
+                if !(2..=1224).contains(&v.len()) || !v.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c)) {
+                    // Never the value itself: it is a secret.
+                    problems.push(FieldProblem {
+                        path: at.clone().key("external_id"),
+                        message: "must be 2 to 1224 letters, digits or `+=,.@:/-_`".into(),
+                    });
+                }
+            }
+            if let Some(list) = &a.regions {
+                if list.is_empty() {
+                    problems.push(FieldProblem {
+                        path: at.clone().key("regions"),
+                        message: "empty: leave it out to use the source's regions".into(),
+                    });
+                }
+                region_list(at.key("regions"), list, problems);
+            }
+        }
+    }
+
+    /// The pairs this source reads, each with its source's settings (the base `settings()`
+    /// with its region, and its role for an assumed account).
+    pub fn pairs(&self) -> Result<Vec<PairSettings>, Vec<FieldProblem>> {
+        let base = self.settings()?;
+        let regions: Vec<Option<String>> =
+            if self.regions.is_empty() { vec![self.region.clone()] } else { self.regions.iter().cloned().map(Some).collect() };
+        let mut out = Vec::new();
+        let with_region = |region: &Option<String>| {
+            let mut s = base.clone();
+            s.client.region = region.clone();
+            s
+        };
+        if self.own_account {
+            for r in &regions {
+                out.push(PairSettings { account: None, region: r.clone(), settings: with_region(r) });
+            }
+        }
+        for a in &self.accounts {
+            let account = role_account(&a.role_arn).map(str::to_string);
+            let list: Vec<Option<String>> = match &a.regions {
+                Some(l) => l.iter().cloned().map(Some).collect(),
+                None => regions.clone(),
+            };
+            for r in &list {
+                let mut s = with_region(r);
+                s.client.assume = Some(sagesync_aws::AssumeRole {
+                    role_arn: a.role_arn.clone(),
+                    external_id: a.external_id.as_ref().map(|x| x.expose().to_string()),
+                    session_name: a.session_name.clone().unwrap_or_else(|| "sagesync".into()),
+                    sts_endpoint_url: self.sts_endpoint_url.clone(),
+                });
+                out.push(PairSettings { account: account.clone(), region: r.clone(), settings: s });
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl SourcePlugin for SageMakerSourceConfig {
     fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Source>, Vec<FieldProblem>> {
-        Ok(Arc::new(SageMakerSource::new(self.settings()?)))
+        let mut pairs = self.pairs()?;
+        // One pair of the base credentials: the source as it always was (its cursor unchanged).
+        if pairs.len() == 1 && pairs[0].account.is_none() {
+            let only = pairs.remove(0);
+            return Ok(Arc::new(SageMakerSource::new(only.settings)));
+        }
+        Ok(Arc::new(super::pairs::PairedSource::new(pairs, self.max_concurrent_pairs)))
     }
 }
 

@@ -229,7 +229,10 @@ impl SageMakerSource {
             Err(e) => match map_sdk_error("DescribeModelPackageGroup", &group_arn, e) {
                 SyncError::NotFound(_) => Ok(true),
                 // Refused (another account's group, a role without the permission): no verdict.
-                SyncError::Setup { .. } | SyncError::Permanent { .. } => Ok(false),
+                e @ (SyncError::Setup { .. } | SyncError::Permanent { .. }) => {
+                    tracing::warn!(package = arn, error = %e.chain(), "cannot read the package's group: a package not found is not taken for deleted (grant sagemaker:DescribeModelPackageGroup)");
+                    Ok(false)
+                }
                 err => Err(err),
             },
         }

@@ -201,6 +201,31 @@ impl SageMakerSource {
         self.clients.get_or_init(|| self.settings.client.build()).await
     }
 
+    /// The account of this source's credentials (STS GetCallerIdentity; a refusal is a setup
+    /// failure, a throttle retryable).
+    pub async fn caller_account(&self) -> Result<String, SyncError> {
+        let shared = &self.clients().await.shared;
+        let conf = match &self.settings.client.sts_endpoint_url {
+            Some(url) => shared.to_builder().endpoint_url(url).build(),
+            None => shared.clone(),
+        };
+        match sagesync_aws::caller_account(&conf).await {
+            Ok(a) => Ok(a),
+            Err((code, message)) if sagesync_aws::is_retryable(&code, 500) && code != "Unknown" => {
+                Err(SyncError::transient(format!("STS GetCallerIdentity: {code}: {message}")))
+            }
+            Err((code, message)) => Err(SyncError::setup(format!("STS GetCallerIdentity: {code}: {message}"))),
+        }
+    }
+
+    /// The region its clients use: the configured one, else the credential chain's.
+    pub async fn region_in_use(&self) -> Option<String> {
+        match &self.settings.client.region {
+            Some(r) => Some(r.clone()),
+            None => self.clients().await.shared.region().map(|r| r.as_ref().to_string()),
+        }
+    }
+
     pub(super) async fn before(&self, op: &str) {
         self.limits.acquire(op).await;
         self.calls.count(op);

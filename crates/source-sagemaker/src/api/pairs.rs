@@ -1,0 +1,215 @@
+//! Many AWS accounts and regions in one source: one [`SageMakerSource`] per account × region
+//! pair (its own clients and credentials, its own rate budgets, its own cursor), listed
+//! concurrently within a bound. A pair that fails (a role that cannot be assumed, a region not
+//! enabled) is reported with its pair and does not stop the others; its cursor stays where it
+//! was. A job's ARN names its account and region, so the ledger keys stay what they were.
+//!
+//! The cursor: `parts["<account>/<region>"]` holds each pair's cursor (`own` for the base
+//! credentials' account, `default` for the chain's region); while a listing is in progress,
+//! `token` holds the pairs already through it (JSON), and `watermark` is the oldest of the
+//! pairs' (what `sagesync status` shows).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use sagesync_core::{ChildSummary, Cursor, JobRef, ListScope, ListingProblem, Page, Source, SyncError, TrainingJob};
+use tokio::sync::OnceCell;
+
+use super::config::PairSettings;
+use super::source::SageMakerSource;
+
+/// One pair and its source.
+struct Pair {
+    account: Option<String>,
+    region: Option<String>,
+    source: SageMakerSource,
+}
+
+impl Pair {
+    fn key(&self) -> String {
+        format!("{}/{}", self.account.as_deref().unwrap_or("own"), self.region.as_deref().unwrap_or("default"))
+    }
+    fn label(&self) -> String {
+        format!(
+            "account {}, region {}",
+            self.account.as_deref().unwrap_or("(own)"),
+            self.region.as_deref().unwrap_or("(the credential chain's)")
+        )
+    }
+}
+
+/// The `sagemaker` source over several account × region pairs.
+pub struct PairedSource {
+    pairs: Vec<Pair>,
+    concurrency: usize,
+    /// The base credentials' account id (STS GetCallerIdentity, once), to route an ARN of it.
+    own: OnceCell<Option<String>>,
+}
+
+/// The account and region an ARN names (`arn:<partition>:sagemaker:<region>:<account>:...`).
+pub fn arn_account_region(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (_arn, _partition, _service, region, account) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (!region.is_empty() && account.len() == 12).then_some((account, region))
+}
+
+impl PairedSource {
+    /// A source over `pairs`, listing at most `concurrency` at once.
+    pub fn new(pairs: Vec<PairSettings>, concurrency: usize) -> Self {
+        let pairs =
+            pairs.into_iter().map(|p| Pair { account: p.account, region: p.region, source: SageMakerSource::new(p.settings) }).collect();
+        PairedSource { pairs, concurrency: concurrency.max(1), own: OnceCell::new() }
+    }
+
+    /// The account of the base credentials, when a pair of it exists (asked of STS once; a
+    /// failure is retried at the next call).
+    async fn own_account(&self) -> Result<Option<String>, SyncError> {
+        let Some(own) = self.pairs.iter().find(|p| p.account.is_none()) else { return Ok(None) };
+        if let Some(a) = self.own.get() {
+            return Ok(a.clone());
+        }
+        let id = own.source.caller_account().await?;
+        let _ = self.own.set(Some(id.clone()));
+        Ok(Some(id))
+    }
+
+    /// The pair that reads `arn`'s account and region; an error naming them when none does.
+    async fn pair_of(&self, arn: &str) -> Result<&Pair, SyncError> {
+        let Some((account, region)) = arn_account_region(arn) else {
+            return Err(SyncError::NotFound(format!("`{arn}` is not an ARN of an account and region")));
+        };
+        let own = self.own_account().await?;
+        for p in &self.pairs {
+            let of_account = match &p.account {
+                Some(a) => a == account,
+                None => own.as_deref() == Some(account),
+            };
+            if of_account && p.source.region_in_use().await.as_deref() == Some(region) {
+                return Ok(p);
+            }
+        }
+        // Not a verdict on the job: this deployment does not read that pair (an event from an
+        // account it has no role for, a region it does not list).
+        Err(SyncError::setup(format!(
+            "{arn}: account {account}, region {region} is not one this source reads (add the account to [[source.accounts]] with a role, or the region to `regions`)"
+        )))
+    }
+}
+
+/// One page of one pair, from its part of the cursor.
+async fn list_pair<'a>(p: &'a Pair, scope: &ListScope, cursor: &Cursor) -> (&'a Pair, Result<Page, SyncError>) {
+    let c = cursor.parts.get(&p.key()).cloned().unwrap_or_default();
+    (p, p.source.list(scope, &c).await)
+}
+
+#[async_trait]
+impl Source for PairedSource {
+    async fn list(&self, scope: &ListScope, cursor: &Cursor) -> Result<Page, SyncError> {
+        let started = cursor.started.unwrap_or_else(Utc::now);
+        let mut through: BTreeSet<String> = cursor.token.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        let todo: Vec<&Pair> = self.pairs.iter().filter(|p| !through.contains(&p.key())).collect();
+        let futures: Vec<_> = todo.into_iter().map(|p| list_pair(p, scope, cursor)).collect();
+        let results: Vec<(&Pair, Result<Page, SyncError>)> = stream::iter(futures).buffer_unordered(self.concurrency).collect().await;
+        let mut next = cursor.clone();
+        next.started = Some(started);
+        let (mut jobs, mut problems) = (Vec::new(), Vec::new());
+        for (p, r) in results {
+            match r {
+                Ok(page) => {
+                    jobs.extend(page.jobs);
+                    problems.extend(page.problems);
+                    next.parts.insert(p.key(), page.next);
+                    if page.done {
+                        through.insert(p.key());
+                    }
+                }
+                Err(e) if e.is_cancelled() => return Err(e),
+                Err(e) => {
+                    // This pair's cursor stays; the others go on, and it is listed again next time.
+                    tracing::warn!(pair = %p.label(), error = %e.chain(), "listing one account and region failed; the others go on");
+                    let mut problem = ListingProblem::at(p.label(), e);
+                    problem.lists_again = true;
+                    problems.push(problem);
+                    through.insert(p.key());
+                }
+            }
+        }
+        let done = self.pairs.iter().all(|p| through.contains(&p.key()));
+        if done {
+            next.started = None;
+            next.token = None;
+        } else {
+            next.token = serde_json::to_string(&through).ok();
+        }
+        next.seen_at_watermark.clear();
+        next.watermark = self.pairs.iter().filter_map(|p| next.parts.get(&p.key()).and_then(|c| c.watermark)).min();
+        Ok(Page { jobs, problems, next, done })
+    }
+
+    async fn fetch(&self, job: &JobRef) -> Result<TrainingJob, SyncError> {
+        if let Some(arn) = job.arn.as_deref().or_else(|| job.name.starts_with("arn:").then_some(job.name.as_str())) {
+            return self.pair_of(arn).await?.source.fetch(job).await;
+        }
+        // A bare name: looked up in every pair; more than one answer is ambiguous.
+        let mut found: Vec<(String, TrainingJob)> = Vec::new();
+        let mut failures: Vec<SyncError> = Vec::new();
+        for p in &self.pairs {
+            match p.source.fetch(job).await {
+                Ok(j) => found.push((p.label(), j)),
+                Err(SyncError::NotFound(_)) => {}
+                Err(e) if e.is_cancelled() => return Err(e),
+                Err(e) => failures.push(e),
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0).1),
+            0 => match failures.into_iter().next() {
+                Some(e) => Err(e),
+                None => Err(SyncError::NotFound(format!("`{}` in none of the {} accounts and regions read", job.name, self.pairs.len()))),
+            },
+            _ => Err(SyncError::permanent(format!(
+                "`{}` names jobs in several accounts and regions ({}): give its ARN",
+                job.name,
+                found.iter().map(|(l, j)| format!("{l}: {}", j.arn)).collect::<Vec<_>>().join("; ")
+            ))),
+        }
+    }
+
+    async fn child(&self, parent: &TrainingJob, child: &ChildSummary) -> Result<TrainingJob, SyncError> {
+        let arn = if child.arn.is_empty() { &parent.arn } else { &child.arn };
+        self.pair_of(arn).await?.source.child(parent, child).await
+    }
+
+    fn api_calls(&self) -> BTreeMap<String, u64> {
+        let mut all = BTreeMap::new();
+        for p in &self.pairs {
+            for (op, n) in p.source.api_calls() {
+                *all.entry(op).or_insert(0) += n;
+            }
+        }
+        all
+    }
+
+    fn fingerprint(&self) -> String {
+        // What a record holds does not depend on which pair read it: the options are the same.
+        self.pairs.first().map(|p| p.source.fingerprint()).unwrap_or_default()
+    }
+
+    fn clock_tolerance(&self) -> std::time::Duration {
+        self.pairs.iter().map(|p| p.source.clock_tolerance()).max().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_arn_names_its_account_and_region() {
+        assert_eq!(arn_account_region("arn:aws:sagemaker:eu-west-1:111111111111:training-job/x"), Some(("111111111111", "eu-west-1")));
+        assert_eq!(arn_account_region("arn:aws:sagemaker:eu-west-1:1:training-job/x"), None);
+        assert_eq!(arn_account_region("job-name"), None);
+    }
+}
