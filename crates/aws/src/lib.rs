@@ -99,17 +99,71 @@ pub async fn assume_role(base: &aws_config::SdkConfig, role: &AssumeRole) -> aws
     if let Some(x) = &role.external_id {
         b = b.external_id(x);
     }
-    let provider = b.build().await;
+    let provider = Redacted(b.build().await);
     base.to_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider)).build()
 }
 
-/// The account id of `conf`'s credentials (STS GetCallerIdentity); the error's code and
-/// message when STS refuses.
-pub async fn caller_account(conf: &aws_config::SdkConfig) -> Result<String, (String, String)> {
-    use aws_sdk_sts::error::ProvideErrorMetadata;
+/// The assume-role provider with a `Debug` that shows nothing of its request: the SDK's runtime
+/// logs its components' `Debug` at trace level, and the provider's holds the external id.
+struct Redacted(aws_config::sts::AssumeRoleProvider);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AssumeRoleProvider(<redacted>)")
+    }
+}
+
+impl aws_credential_types::provider::ProvideCredentials for Redacted {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.0.provide_credentials()
+    }
+}
+
+/// Why STS GetCallerIdentity failed.
+#[derive(Debug, Clone)]
+pub struct CallerError {
+    /// The AWS error code, when STS answered one.
+    pub code: Option<String>,
+    /// The HTTP status, when STS answered.
+    pub status: Option<u16>,
+    /// What happened.
+    pub message: String,
+}
+
+impl CallerError {
+    /// Whether trying again later may help: no answer (a timeout, a connection), throttling, 5xx.
+    pub fn is_retryable(&self) -> bool {
+        match (&self.code, self.status) {
+            (_, None) => true,
+            (code, Some(status)) => is_retryable(code.as_deref().unwrap_or(""), status),
+        }
+    }
+}
+
+/// The account id of `conf`'s credentials (STS GetCallerIdentity).
+pub async fn caller_account(conf: &aws_config::SdkConfig) -> Result<String, CallerError> {
+    use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
     match aws_sdk_sts::Client::new(conf).get_caller_identity().send().await {
-        Ok(out) => out.account().map(str::to_string).ok_or_else(|| ("NoAccount".to_string(), "STS named no account".to_string())),
-        Err(e) => Err((e.code().unwrap_or("Unknown").to_string(), aws_sdk_sts::error::DisplayErrorContext(&e).to_string())),
+        Ok(out) => out.account().map(str::to_string).ok_or_else(|| CallerError {
+            code: None,
+            status: Some(200),
+            message: "STS named no account".into(),
+        }),
+        Err(e) => {
+            let status = match &e {
+                SdkError::ServiceError(se) => Some(se.raw().status().as_u16()),
+                SdkError::ResponseError(re) => Some(re.raw().status().as_u16()),
+                _ => None,
+            };
+            Err(CallerError {
+                code: e.code().map(str::to_string),
+                status,
+                message: aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
+            })
+        }
     }
 }
 

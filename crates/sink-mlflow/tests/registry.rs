@@ -181,3 +181,45 @@ async fn a_package_waits_for_its_jobs_run_and_two_writers_make_one_version() {
     let runs = rest.runs_of(&job_arn, "ACTIVE_ONLY").await;
     assert_eq!(vs[0]["run_id"], runs[0]["info"]["run_id"], "linked once the job synced");
 }
+
+/// Issue 23: two accounts (the second through an assumed role on moto's STS) with jobs of the
+/// same names, into MLflow: one run per ARN, the namesakes apart; a re-run writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_two_accounts_with_the_same_names_are_two_runs() {
+    let (_g, proxy, rest) = setup().await;
+    let moto = Moto::start();
+    let role = "arn:aws:iam::111111111111:role/sagesync-reader";
+    let t = tags("accounts-p");
+    let t: Vec<(&str, &str)> = t.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let own = moto.create_jobs_in(None, "us-east-1", "acct-same", 2, &t).await;
+    let member = moto.create_jobs_in(Some(role), "us-east-1", "acct-same", 2, &t).await;
+    assert_eq!(own, member, "the same names in both accounts");
+    let config: sagesync_source_sagemaker::api::SageMakerSourceConfig = toml::from_str(&format!(
+        "region = \"us-east-1\"\nendpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\nmax_requests_per_second = 0\nresources = [\"training_jobs\"]\n[[accounts]]\nrole_arn = \"{role}\"\n",
+        url = moto.url()
+    ))
+    .expect("config");
+    let source = sagesync_source_sagemaker::api::PairedSource::new(config.pairs().expect("pairs"), 4);
+    let e = Engine::builder()
+        .source(source)
+        .validator("required_tags", RequiredTags::new(&TagKeys::default()))
+        .validator("status", StatusFilter::new(["Completed"]))
+        .mapper(TagsMapper::new(TagKeys::default()))
+        .sink("mlflow", sink(&proxy.url, "accounts-{project}"))
+        .build()
+        .expect("engine");
+    let no = CancellationToken::new();
+    let p = e.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    assert_eq!(p.synced, 4, "{p:#?}");
+    for (account, name) in
+        [("123456789012", &own[0]), ("123456789012", &own[1]), ("111111111111", &member[0]), ("111111111111", &member[1])]
+    {
+        let arn = format!("arn:aws:sagemaker:us-east-1:{account}:training-job/{name}");
+        let runs = rest.runs_of(&arn, "ACTIVE_ONLY").await;
+        assert_eq!(runs.len(), 1, "one run for {arn}: {runs:#?}");
+    }
+    proxy.clear();
+    let again = e.pass(&PassRequest::poll().collecting(), &no, &NoObserver).await;
+    assert_eq!(again.synced, 0, "{again:#?}");
+    assert!(proxy.writes().is_empty(), "{:?}", proxy.ops());
+}

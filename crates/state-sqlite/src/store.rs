@@ -521,17 +521,24 @@ impl StateStore for SqliteState {
     async fn counts(&self) -> Result<LedgerCounts, StateError> {
         self.with(|c, loc| {
             // A failed entry without attempts is a first write's intent (see `CountClass`).
-            // One row per job (the only full read of the ledger; `sagesync status` asks for it),
-            // counted by outcome and by the account and region its ARN names.
-            let mut st = c.prepare("SELECT arn, outcome, attempts = 0, parked FROM jobs").map_err(|e| err(loc, e))?;
+            // Grouped in SQL by outcome and by the ARN up to its resource type
+            // (`arn:aws:sagemaker:<region>:<account>:training-job`): a few rows per account,
+            // region and kind, whatever the ledger's size.
+            let mut st = c
+                .prepare(
+                    "SELECT substr(arn, 1, instr(arn, '/')) AS head, outcome, attempts = 0, count(*), sum(parked) FROM jobs GROUP BY head, outcome, attempts = 0",
+                )
+                .map_err(|e| err(loc, e))?;
             let rows = st
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, Option<i64>>(3)?)))
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?))
+                })
                 .map_err(|e| err(loc, e))?;
             let mut out = LedgerCounts::default();
             for row in rows {
-                let (arn, o, none, p) = row.map_err(|e| err(loc, e))?;
+                let (head, o, none, n, p) = row.map_err(|e| err(loc, e))?;
                 let class = CountClass::of(Outcome::parse(&o).unwrap_or(Outcome::Failed), if none { 0 } else { 1 });
-                out.add_job(&arn, class, p.unwrap_or(0) > 0);
+                out.add_jobs(&head, class, n.max(0) as u64, p.unwrap_or(0).max(0) as u64);
             }
             Ok(out)
         })

@@ -262,11 +262,20 @@ impl LedgerCounts {
     }
     /// Adds one entry of the job `arn`, to the totals and to its account and region's counts.
     pub fn add_job(&mut self, arn: &str, class: CountClass, parked: bool) {
-        self.add(class, parked);
+        self.add_jobs(arn, class, 1, u64::from(parked));
+    }
+    /// Adds `n` entries of jobs of `arn`'s account and region (`arn` may stop after them), of
+    /// which `parked` are parked.
+    pub fn add_jobs(&mut self, arn: &str, class: CountClass, n: u64, parked: u64) {
         let mut parts = arn.splitn(6, ':');
         let (region, account) = (parts.nth(3).unwrap_or(""), parts.next().unwrap_or(""));
         let key = if region.is_empty() || account.is_empty() { "(unknown)".to_string() } else { format!("{account}/{region}") };
-        self.by_account_region.entry(key).or_default().add(class, parked);
+        let bump = |c: &mut LedgerCounts| {
+            c.shift(class, false, i64::try_from(n).unwrap_or(i64::MAX));
+            c.parked = c.parked.saturating_add(parked);
+        };
+        bump(self);
+        bump(self.by_account_region.entry(key).or_default());
     }
     /// Removes one entry counted with [`LedgerCounts::add`] (never below zero).
     pub fn remove(&mut self, class: CountClass, parked: bool) {

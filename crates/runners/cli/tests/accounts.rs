@@ -74,6 +74,8 @@ async fn seed(moto: &Moto) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_job_of_every_account_and_region_syncs_once_with_namesakes_apart() {
     let moto = Moto::start();
+    // Jobs older than every pass below, in a region the first configuration does not read.
+    let south = moto.create_jobs_in(None, "ap-south-1", "south", 2, &SYNC_TAGS).await;
     let arns = seed(&moto).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "c.toml", &moto, r#"["us-east-1", "eu-west-1"]"#, &account_b(ROLE_B));
@@ -108,6 +110,32 @@ async fn every_job_of_every_account_and_region_syncs_once_with_namesakes_apart()
     assert_eq!(s["synced"], 0, "{s}");
     println!("FIGURE accounts: an idle pass over 2 accounts x 2 regions: SageMaker {} in {idle:?}", s["api_calls"]);
 
+    // `status` counts per account and region, and shows each pair's cursor.
+    let out = sagesync(dir.path()).args(["status", "--config", cfg.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pairs = &st["counts"]["by_account_region"];
+    for (pair, n) in
+        [("123456789012/us-east-1", 4), ("123456789012/eu-west-1", 2), ("111111111111/us-east-1", 2), ("111111111111/eu-west-1", 2)]
+    {
+        assert_eq!(pairs[pair]["synced"], n, "{pair}: {st}");
+    }
+    let cursor_pairs: Vec<&str> = st["cursors"][0]["pairs"].as_array().unwrap().iter().filter_map(|p| p["pair"].as_str()).collect();
+    assert_eq!(cursor_pairs, ["111111111111/eu-west-1", "111111111111/us-east-1", "own/eu-west-1", "own/us-east-1"], "{st}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(EXTERNAL_ID));
+
+    // The same ledger now reads one region it never read: a pair never inherits another's
+    // progress, so its older jobs sync (one pair reads its own part of the cursor).
+    let cfg_south = config(dir.path(), "south.toml", &moto, r#"["ap-south-1"]"#, "");
+    let out = sagesync(dir.path()).args(["run", "--config", cfg_south.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["synced"], south.len(), "the new region's older jobs: {s}");
+    // And back to the four pairs: nothing to do, nothing skipped.
+    let out = sagesync(dir.path()).args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((out.status.code(), s["synced"].as_u64()), (Some(0), Some(0)), "{s}");
+
     // One pair alone, for the wall time a pass over four should not be four times of.
     let one = tempfile::tempdir().unwrap();
     let cfg1 = config(one.path(), "c.toml", &moto, r#"["us-east-1"]"#, "own_account = true\n");
@@ -115,7 +143,13 @@ async fn every_job_of_every_account_and_region_syncs_once_with_namesakes_apart()
     let out = sagesync(one.path()).args(["run", "--config", cfg1.to_str().unwrap(), "--format", "json"]).output().unwrap();
     let one_pair = started.elapsed();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    println!("FIGURE accounts: a first pass over 1 pair (4 jobs) took {one_pair:?}; over 4 pairs (10 jobs) {all_pairs:?}");
+    let started = Instant::now();
+    let out = sagesync(one.path()).args(["run", "--config", cfg1.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    let one_idle = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "FIGURE accounts: a first pass over 1 pair (4 jobs) took {one_pair:?}, over 4 pairs (10 jobs, debug logs) {all_pairs:?}; an idle pass over 1 pair {one_idle:?}, over 4 pairs {idle:?}"
+    );
 
     // sync-job: an ARN of account B in eu-west-1 goes to its pair; a bare name in both accounts
     // is ambiguous; one in one pair only is found.
@@ -140,7 +174,7 @@ async fn a_role_that_cannot_be_assumed_fails_its_pair_alone() {
     let accounts = format!("{}{}", account_b(ROLE_B), account_b("arn:aws:iam::222222222222:role/sagesync-denied"));
     let cfg = config(dir.path(), "c.toml", &moto, r#"["us-east-1", "eu-west-1"]"#, &accounts);
     let out = sagesync(dir.path())
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", "trace")
         .args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"])
         .output()
         .unwrap();

@@ -13,7 +13,7 @@ use super::history::HistoryOptions;
 
 /// The statistics `history_stat` accepts.
 const HISTORY_STATS: [&str; 5] = ["Average", "Maximum", "Minimum", "Sum", "SampleCount"];
-use super::source::{Filters, Mode, SageMakerSettings, SageMakerSource, OPERATIONS};
+use super::source::{Filters, Mode, SageMakerSettings, OPERATIONS};
 
 /// Options of `sagemaker`.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -128,26 +128,33 @@ impl std::fmt::Debug for AccountConfig {
     }
 }
 
-/// The account id a role ARN names (`arn:<partition>:iam::<12 digits>:role/<path/name>`).
+/// The account id a role ARN names (`arn:<partition>:iam::<12 digits>:role/<path/>name`, in
+/// any partition: `aws`, `aws-cn`, `aws-us-gov`, `aws-iso`...).
 pub fn role_account(arn: &str) -> Option<&str> {
-    let rest = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"].iter().find_map(|p| arn.strip_prefix(p))?;
-    let (account, role) = rest.split_once(':')?;
+    let rest = arn.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(':')?;
+    let ok_partition =
+        partition.starts_with("aws") && partition.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !partition.ends_with('-');
+    let (account, role) = rest.strip_prefix("iam::")?.split_once(':')?;
     let name = role.strip_prefix("role/")?;
     let ok_name = !name.is_empty()
         && name.len() <= 512
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
-        && !name.ends_with('/');
-    (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) && ok_name).then_some(account)
+        && name.split('/').all(|segment| !segment.is_empty());
+    (ok_partition && account.len() == 12 && account.chars().all(|c| c.is_ascii_digit()) && ok_name).then_some(account)
 }
 
-/// Whether `r` looks like an AWS region name (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
+/// Whether `r` looks like an AWS region name: a 2 to 4 letter area, words, a number without a
+/// leading zero (`us-east-1`, `us-gov-west-1`, `cn-north-1`, `eusc-de-east-1`).
 pub fn is_region_name(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
+    let last = parts[parts.len() - 1];
     parts.len() >= 3
-        && parts[0].len() == 2
+        && (2..=4).contains(&parts[0].len())
         && parts[0].chars().all(|c| c.is_ascii_lowercase())
         && parts[1..parts.len() - 1].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n > 0)
+        && !last.starts_with('0')
+        && last.parse::<u8>().is_ok_and(|n| n > 0)
 }
 
 /// One account × region pair a source reads.
@@ -516,13 +523,9 @@ impl SageMakerSourceConfig {
 
 impl SourcePlugin for SageMakerSourceConfig {
     fn build(self, _ctx: &BuildContext) -> Result<Arc<dyn Source>, Vec<FieldProblem>> {
-        let mut pairs = self.pairs()?;
-        // One pair of the base credentials: the source as it always was (its cursor unchanged).
-        if pairs.len() == 1 && pairs[0].account.is_none() {
-            let only = pairs.remove(0);
-            return Ok(Arc::new(SageMakerSource::new(only.settings)));
-        }
-        Ok(Arc::new(super::pairs::PairedSource::new(pairs, self.max_concurrent_pairs)))
+        // One pair of the base credentials lists and fetches as a single-account source always
+        // did (its cursor unchanged); after several pairs, it takes its own part of their cursor.
+        Ok(Arc::new(super::pairs::PairedSource::new(self.pairs()?, self.max_concurrent_pairs)))
     }
 }
 
@@ -565,6 +568,29 @@ GetMetricData = 10.0        # AWS: 50 TPS; only with metrics = "history"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_names_and_role_arns_are_checked_offline() {
+        for ok in ["us-east-1", "us-gov-west-1", "cn-north-1", "ap-southeast-5", "il-central-1", "mx-central-1", "eusc-de-east-1"] {
+            assert!(is_region_name(ok), "{ok}");
+        }
+        for bad in ["us-east-01", "us-east", "useast1", "US-EAST-1", "us--east-1", "mars-1", "us-east-0", ""] {
+            assert!(!is_region_name(bad), "{bad}");
+        }
+        assert_eq!(role_account("arn:aws:iam::111111111111:role/sagesync-reader"), Some("111111111111"));
+        assert_eq!(role_account("arn:aws-us-gov:iam::111111111111:role/path/to/r"), Some("111111111111"));
+        assert_eq!(role_account("arn:aws-iso-b:iam::111111111111:role/r"), Some("111111111111"));
+        for bad in [
+            "arn:aws:iam::111111111111:user/bob",
+            "arn:aws:iam::11111111111:role/r",
+            "arn:aws:iam::111111111111:role/",
+            "arn:aws:iam::111111111111:role/a//b",
+            "arn:aws:sts::111111111111:role/r",
+            "arn:gcp:iam::111111111111:role/r",
+        ] {
+            assert_eq!(role_account(bad), None, "{bad}");
+        }
+    }
 
     /// Issue 19, item 15: with the default settings, a SageMaker endpoint that accepts and never
     /// answers ends a CLI run within about three minutes (the AWS CLI: 3 attempts of 60 s). One

@@ -211,10 +211,8 @@ impl SageMakerSource {
         };
         match sagesync_aws::caller_account(&conf).await {
             Ok(a) => Ok(a),
-            Err((code, message)) if sagesync_aws::is_retryable(&code, 500) && code != "Unknown" => {
-                Err(SyncError::transient(format!("STS GetCallerIdentity: {code}: {message}")))
-            }
-            Err((code, message)) => Err(SyncError::setup(format!("STS GetCallerIdentity: {code}: {message}"))),
+            Err(e) if e.is_retryable() => Err(SyncError::transient(format!("STS GetCallerIdentity: {}", e.message))),
+            Err(e) => Err(SyncError::setup(format!("STS GetCallerIdentity: {}", e.message))),
         }
     }
 
