@@ -19,18 +19,22 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-# Seconds each of the slowest binaries took in a sequential run (package, target): the longest
+# Seconds each of the slowest binaries took in a two-lane CI run (package, target): the longest
 # start first so that the lanes end together. Others count as short.
 WEIGHTS = {
-    ("sagesync-cli", "recipes"): 85,
-    ("sagesync-cli", "operations"): 70,
-    ("sagesync-daemon", "soak"): 50,
-    ("sagesync-daemon", "daemon"): 40,
-    ("sagesync-cli", "dynamodb"): 37,
-    ("sagesync-state-dynamodb", "dynamodb"): 35,
-    ("sagesync-sink-mlflow", "mlflow"): 34,
-    ("sagesync-daemon", "restart"): 31,
+    ("sagesync-cli", "operations"): 83,
+    ("sagesync-sink-mlflow", "mlflow"): 59,
+    ("sagesync-lambda", "dynamodb"): 59,
+    ("sagesync-daemon", "soak"): 56,
+    ("sagesync-sink-mlflow", "registry"): 52,
+    ("sagesync-daemon", "dynamodb"): 50,
+    ("sagesync-cli", "recipes"): 50,
+    ("sagesync-sink-mlflow", "restart"): 47,
+    ("sagesync-daemon", "daemon"): 44,
+    ("sagesync-sink-mlflow", "family"): 38,
     ("sagesync-core", "engine"): 31,
+    ("sagesync-cli", "backfill"): 28,
+    ("sagesync-source-sagemaker", "tuning"): 26,
 }
 
 
