@@ -298,6 +298,17 @@ pub struct Algorithm {
     pub input_mode: Option<String>,
 }
 
+/// The region and account an ARN names (`arn:<partition>:<service>:<region>:<account>:...`),
+/// when both are there: how one tracker for many accounts tells their jobs apart.
+pub fn arn_region_account(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    if parts.next()? != "arn" {
+        return None;
+    }
+    let (region, account) = (parts.nth(2)?, parts.next()?);
+    (!region.is_empty() && !account.is_empty()).then_some((region, account))
+}
+
 /// The status a source gives a resource it found gone (a model package deleted since it was
 /// listed or synced): see [`TrainingJob::is_deleted`].
 pub const DELETED_STATUS: &str = "Deleted";

@@ -139,12 +139,9 @@ impl Mapper for TagsMapper {
         attributes.insert(format!("{kind}_status"), json!(job.status));
         // The account and region the ARN names (`arn:<partition>:sagemaker:<region>:<account>:...`):
         // one tracker for many accounts tells their jobs apart by them.
-        let mut arn = job.arn.splitn(6, ':');
-        if let (Some(region), Some(account)) = (arn.nth(3), arn.next()) {
-            if !region.is_empty() && !account.is_empty() {
-                attributes.insert("account".into(), json!(account));
-                attributes.insert("region".into(), json!(region));
-            }
+        if let Some((region, account)) = crate::model::arn_region_account(&job.arn) {
+            attributes.insert("account".into(), json!(account));
+            attributes.insert("region".into(), json!(region));
         }
         let opt = |a: &mut IndexMap<String, serde_json::Value>, k: &str, v: Option<serde_json::Value>| {
             if let Some(v) = v {

@@ -267,9 +267,10 @@ impl LedgerCounts {
     /// Adds `n` entries of jobs of `arn`'s account and region (`arn` may stop after them), of
     /// which `parked` are parked.
     pub fn add_jobs(&mut self, arn: &str, class: CountClass, n: u64, parked: u64) {
-        let mut parts = arn.splitn(6, ':');
-        let (region, account) = (parts.nth(3).unwrap_or(""), parts.next().unwrap_or(""));
-        let key = if region.is_empty() || account.is_empty() { "(unknown)".to_string() } else { format!("{account}/{region}") };
+        let key = match crate::model::arn_region_account(arn) {
+            Some((region, account)) => format!("{account}/{region}"),
+            None => "(unknown)".to_string(),
+        };
         let bump = |c: &mut LedgerCounts| {
             c.shift(class, false, i64::try_from(n).unwrap_or(i64::MAX));
             c.parked = c.parked.saturating_add(parked);

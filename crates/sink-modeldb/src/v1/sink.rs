@@ -499,7 +499,8 @@ impl ModelDbV1Sink {
     /// (default mode): found again by the package's ARN in its metadata, its changed fields set
     /// with `createOrUpdateScalarField`. A package whose job has no run here waits for it (up
     /// to `package_link_wait`), then gets a run of its own.
-    async fn upsert_package(&self, record: &RunRecord, p: &mut Progress, cx: &WriteContext) -> Result<WriteKind, PackageError> {
+    /// Returns the write's kind and the digest of what the model holds (its fields and run).
+    async fn upsert_package(&self, record: &RunRecord, p: &mut Progress, cx: &WriteContext) -> Result<(WriteKind, String), PackageError> {
         let Some(pkg) = record.lineage.package.as_ref() else {
             return Err(PackageError::Content("a model package's record without its package".into()));
         };
@@ -508,13 +509,14 @@ impl ModelDbV1Sink {
         if let Some(prev) = cx.previous.as_ref() {
             let known = |k: &str| prev.ids.get(k).and_then(|v| v.parse::<i32>().ok());
             if let (Some(run), Some(_)) = (known("run_id"), known("model_id")) {
-                if prev.ids.get("digest") == Some(&package::digest(&want, run)) {
+                let digest = package::digest(&want, run);
+                if prev.ids.get("digest") == Some(&digest) {
                     for k in ["project_id", "experiment_id", "run_id", "model_id"] {
                         if let Some(v) = known(k) {
                             p.ids.push((k, v));
                         }
                     }
-                    return Ok(WriteKind::Unchanged);
+                    return Ok((WriteKind::Unchanged, digest));
                 }
             }
         }
@@ -558,7 +560,7 @@ impl ModelDbV1Sink {
                 break;
             }
         }
-        let kind = match found {
+        let (kind, rid) = match found {
             Some((rid, model)) => {
                 let model_id = field_i32(&model, 1, "model id", "getExperimentRunDetails")?;
                 p.ids.push(("run_id", rid));
@@ -576,12 +578,11 @@ impl ModelDbV1Sink {
                     }
                     p.wrote(format!("model {model_id} {key}"));
                 }
-                p.ids.push(("digest_run", rid));
                 if changed.is_empty() {
-                    WriteKind::Unchanged
+                    (WriteKind::Unchanged, rid)
                 } else {
                     self.settle_duplicates(&mut c, arn, model_id, p).await?;
-                    WriteKind::Updated
+                    (WriteKind::Updated, rid)
                 }
             }
             None => {
@@ -621,9 +622,8 @@ impl ModelDbV1Sink {
                 p.wrote(format!("package model {made}"));
                 let model_id = self.settle_duplicates(&mut c, arn, made, p).await?;
                 p.ids.push(("model_id", model_id));
-                p.ids.push(("digest_run", rid));
                 if model_id == made {
-                    WriteKind::Created
+                    (WriteKind::Created, rid)
                 } else {
                     // Another writer's model is the package's: brought up to date like any.
                     for (key, value) in package::changed_fields(&want, "") {
@@ -631,11 +631,11 @@ impl ModelDbV1Sink {
                         c.call(m, create_or_update_scalar_field(model_id, key, value, "string")).await?;
                         p.wrote(format!("model {model_id} {key}"));
                     }
-                    WriteKind::Updated
+                    (WriteKind::Updated, rid)
                 }
             }
         };
-        Ok(kind)
+        Ok((kind, package::digest(&want, rid)))
     }
 
     /// One model per package: another writer with a ledger of its own (a second process) may
@@ -716,17 +716,12 @@ impl Sink for ModelDbV1Sink {
             let mut p = Progress::default();
             let at = format!("ModelDB v1 at {}:{}", self.settings.host, self.settings.port);
             return match self.upsert_package(record, &mut p, cx).await {
-                Ok(kind) => {
-                    let run = p.ids.iter().find(|(k, _)| *k == "digest_run").map(|(_, v)| *v);
+                Ok((kind, digest)) => {
                     let mut receipt = SinkReceipt::new(kind);
-                    for (k, v) in p.ids.iter().filter(|(k, _)| *k != "digest_run") {
+                    for (k, v) in &p.ids {
                         receipt = receipt.id(k, v);
                     }
-                    if let (Some(run), Some(pkg)) = (run, record.lineage.package.as_ref()) {
-                        receipt = receipt.id("digest", package::digest(&package::desired_metadata(record, pkg), run));
-                    } else if let Some(d) = cx.previous.as_ref().and_then(|prev| prev.ids.get("digest")) {
-                        receipt = receipt.id("digest", d);
-                    }
+                    receipt = receipt.id("digest", digest);
                     receipt.writes = p.writes;
                     Ok(receipt)
                 }

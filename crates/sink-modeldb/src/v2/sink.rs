@@ -9,6 +9,12 @@ use super::client::{is_absent, Api, ApiSettings, Call, V2Error};
 use super::mapping::{self, desired, field_str, hashed_name, hashed_run_name, kv, manifest_tag, run_owner, Desired, OnConflict, Verb};
 use super::registry;
 
+/// A project's id in a getProjectByName (or createProject) reply: the caller's, else the first
+/// shared one.
+fn project_id_in(b: &Value) -> Option<String> {
+    field_str(b, "/project_by_user/id").or_else(|| field_str(b, "/shared_projects/0/id")).or_else(|| field_str(b, "/project/id"))
+}
+
 /// Whether a nesting call's reply says nesting cannot be done, which is no failure of the write:
 /// the run is gone (404, code 5), or the server does not implement nesting (501, or gRPC code 12
 /// UNIMPLEMENTED, as ModelDB's newer run service answers).
@@ -115,10 +121,10 @@ impl ModelDbV2Sink {
         if !r.project.user.is_empty() {
             body["attributes"] = json!([kv("owner", &json!(r.project.user))]);
         }
-        let pick = |b: &Value| {
-            field_str(b, "/project_by_user/id").or_else(|| field_str(b, "/shared_projects/0/id")).or_else(|| field_str(b, "/project/id"))
-        };
-        Ok(self.get_or_create(c, ("/project/getProjectByName", &[("name", name)]), ("/project/createProject", body), &pick).await?.0)
+        Ok(self
+            .get_or_create(c, ("/project/getProjectByName", &[("name", name)]), ("/project/createProject", body), &project_id_in)
+            .await?
+            .0)
     }
 
     async fn experiment_id(&self, c: &Call<'_>, project_id: &str, name: &str) -> Result<String, V2Error> {
@@ -186,6 +192,23 @@ impl ModelDbV2Sink {
         Err(r.error(op))
     }
 
+    /// The id of experiment `experiment` of project `project`, when both exist (read only:
+    /// nothing is created).
+    async fn existing_experiment(&self, c: &Call<'_>, project: &str, experiment: &str) -> Result<Option<String>, V2Error> {
+        let op = "/project/getProjectByName";
+        let r = c.get(op, &[("name", project)]).await?;
+        if is_absent(&r) {
+            return Ok(None);
+        }
+        let Some(project_id) = project_id_in(&r.ok(op)?.body) else { return Ok(None) };
+        let op = "/experiment/getExperimentByName";
+        let r = c.get(op, &[("project_id", project_id.as_str()), ("name", experiment)]).await?;
+        if is_absent(&r) {
+            return Ok(None);
+        }
+        Ok(field_str(&r.ok(op)?.body, "/experiment/id"))
+    }
+
     /// Writes what the stored run lacks ([`mapping::changes`]); returns (writes, kept
     /// conflicts).
     async fn reconcile(&self, c: &Call<'_>, run: &Value, d: &Desired) -> Result<(u32, u32), V2Error> {
@@ -231,25 +254,7 @@ impl ModelDbV2Sink {
     async fn runs_by_pending_names(&self, c: &Call<'_>, names: &PendingNames, arn: &str) -> Result<Vec<String>, V2Error> {
         let (project, run) = (&names.project, &names.run);
         let experiment = self.settings.experiment.clone().unwrap_or_else(|| names.experiment.clone());
-        let op = "/project/getProjectByName";
-        let r = c.get(op, &[("name", project.as_str())]).await?;
-        if is_absent(&r) {
-            return Ok(Vec::new());
-        }
-        let r = r.ok(op)?;
-        let Some(project_id) = field_str(&r.body, "/project_by_user/id")
-            .or_else(|| field_str(&r.body, "/shared_projects/0/id"))
-            .or_else(|| field_str(&r.body, "/project/id"))
-        else {
-            return Ok(Vec::new());
-        };
-        let op = "/experiment/getExperimentByName";
-        let r = c.get(op, &[("project_id", project_id.as_str()), ("name", experiment.as_str())]).await?;
-        if is_absent(&r) {
-            return Ok(Vec::new());
-        }
-        let r = r.ok(op)?;
-        let Some(experiment_id) = field_str(&r.body, "/experiment/id") else { return Ok(Vec::new()) };
+        let Some(experiment_id) = self.existing_experiment(c, project, &experiment).await? else { return Ok(Vec::new()) };
         let mut ids = Vec::new();
         for name in [run.clone(), hashed_name(run, arn)] {
             if let Some(found) = self.get_run(c, &experiment_id, &name).await? {
@@ -547,24 +552,7 @@ impl ModelDbV2Sink {
     /// The run this sink wrote for the training job `job` in the package's project and
     /// experiment (read only: nothing is created).
     async fn job_run(&self, c: &Call<'_>, r: &RunRecord, job: &str) -> Result<Option<String>, V2Error> {
-        let op = "/project/getProjectByName";
-        let got = c.get(op, &[("name", r.project.name.as_str())]).await?;
-        if is_absent(&got) {
-            return Ok(None);
-        }
-        let got = got.ok(op)?;
-        let Some(project_id) = field_str(&got.body, "/project_by_user/id")
-            .or_else(|| field_str(&got.body, "/shared_projects/0/id"))
-            .or_else(|| field_str(&got.body, "/project/id"))
-        else {
-            return Ok(None);
-        };
-        let op = "/experiment/getExperimentByName";
-        let got = c.get(op, &[("project_id", project_id.as_str()), ("name", self.experiment(r))]).await?;
-        if is_absent(&got) {
-            return Ok(None);
-        }
-        let Some(experiment_id) = field_str(&got.ok(op)?.body, "/experiment/id") else { return Ok(None) };
+        let Some(experiment_id) = self.existing_experiment(c, &r.project.name, self.experiment(r)).await? else { return Ok(None) };
         // The job's name as the source read it (SageMaker lower-cases the name in an ARN; the
         // run is named after the job's own).
         let name = r

@@ -215,17 +215,15 @@ impl SageMakerSource {
     /// another region (a config pointed elsewhere), or of an account whose group this role
     /// cannot read, is no deletion: the fetch fails as not found.
     async fn package_is_gone(&self, arn: &str, group: &str) -> Result<bool, SyncError> {
-        let parts: Vec<&str> = arn.splitn(6, ':').collect();
-        let (Some(region), Some(account)) = (parts.get(3), parts.get(4)) else { return Ok(false) };
-        let ours = self.clients().await.sagemaker.config().region().map(|r| r.as_ref().to_string());
-        if ours.as_deref() != Some(*region) {
+        let Some((region, account)) = sagesync_core::model::arn_region_account(arn) else { return Ok(false) };
+        if self.region_in_use().await.as_deref() != Some(region) {
             return Ok(false);
         }
         let group_arn = group_arn(arn, group);
         self.before("DescribeModelPackageGroup").await;
         let sent = self.clients().await.sagemaker.describe_model_package_group().model_package_group_name(&group_arn).send().await;
         match sent {
-            Ok(g) => Ok(g.model_package_group_arn().and_then(|a| a.split(':').nth(4)) == Some(*account)),
+            Ok(g) => Ok(g.model_package_group_arn().and_then(sagesync_core::model::arn_region_account).map(|(_, a)| a) == Some(account)),
             Err(e) => match map_sdk_error("DescribeModelPackageGroup", &group_arn, e) {
                 SyncError::NotFound(_) => Ok(true),
                 // Refused (another account's group, a role without the permission): no verdict.

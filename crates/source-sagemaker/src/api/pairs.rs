@@ -62,9 +62,8 @@ pub struct PairedSource {
 
 /// The account and region an ARN names (`arn:<partition>:sagemaker:<region>:<account>:...`).
 pub fn arn_account_region(arn: &str) -> Option<(&str, &str)> {
-    let mut parts = arn.splitn(6, ':');
-    let (_arn, _partition, _service, region, account) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    (!region.is_empty() && account.len() == 12).then_some((account, region))
+    let (region, account) = sagesync_core::model::arn_region_account(arn)?;
+    (account.len() == 12).then_some((account, region))
 }
 
 impl PairedSource {
