@@ -48,6 +48,31 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   (POST /service/GraniteServiceVersion20100801/operation/<Op>) are translated to the JSON
   protocol moto does speak, and the replies back to CBOR (timestamps as CBOR tag 1).
 
+* SageMaker Metrics (rest-json; moto has none): PUT /BatchPutMetrics and POST /BatchGetMetrics
+  on this endpoint, validated as botocore's model says: a request (or any query in it) that
+  breaks the model's constraints answers 400 ValidationException, as AWS validates against its
+  model first; in BatchGetMetrics, what only running a query tells (a Period that does not fit
+  the XAxisType, a resource that is not a training job, an ARN of another region than the
+  request's signing region) is that query's own ValidationError result.
+  Points are kept in memory by (region, account) — the SigV4 credential scope's region and the
+  access key's account as moto maps it (AssumeRole keys land in the role's account) — then trial
+  component and metric. A query's ResourceArn names the place: `...:training-job/NAME` reads
+  trial component `name-lowercased-aws-training-job` in the ARN's region and account
+  (`experiment-trial-component/NAME` reads NAME). IterationNumber groups by step (points
+  without one are left out); Timestamp groups by OneMinute/FiveMinute/OneHour buckets, whose
+  XAxisValues are the bucket starts in epoch seconds; Start (inclusive) and End (exclusive)
+  filter by time; Last is the latest timestamp's value (a tie: the one put last); StdDev is
+  the population's. NaN / +-Infinity travel as Smithy's strings "NaN", "Infinity", "-Infinity".
+  Hooks: POST /_sm/metrics/status {"resource_arn", "metric", "status": "Truncated" |
+  "ValidationError" | "InternalError" (| "Complete" to clear one), "message"?, "keep"? (points
+  a Truncated answer keeps; default half), "times"? (answers it applies to; default all)};
+  DELETE /_sm/metrics/status clears them. GET /_sm/metrics/calls -> {"BatchGetMetrics":
+  [queries in each request, in order], "BatchPutMetrics": requests}; DELETE resets it.
+  POST /_sm/metrics/fail {"status": 500 | 503 | 429 | 400 | 403 | 404, "times": n} fails the
+  next n BatchGetMetrics requests so (InternalFailure / ServiceUnavailable /
+  ThrottlingException / ValidationException / AccessDeniedException /
+  UnknownOperationException; they are still logged as calls); DELETE clears it. /moto-api/reset clears all of this.
+
 * DynamoDB requests are served one at a time. moto evaluates a conditional write's condition
   and applies its update without a lock, so under a threaded server two racing conditional
   UpdateItems on one item could both succeed; DynamoDB itself applies each item write
@@ -61,10 +86,13 @@ import datetime as dt
 import gzip
 import io
 import json
+import math
+import os
 import re
 import sys
 import threading
 import urllib.parse
+import uuid
 
 import cbor2
 
@@ -618,6 +646,322 @@ def rpcv2_cbor(moto_app, environ, start_response):
     return [encoded]
 
 
+# --- SageMaker Metrics (rest-json; moto 5.2.5 has no such service) ------------------------------
+# Points, by (region, account) -> trial component -> metric -> [(timestamp s, step|None, value, seq)].
+METRICS = {}
+METRIC_STATUSES = {}  # (resource ARN, metric) -> {"status", "message", "keep", "times"}
+METRIC_CALLS = {"BatchGetMetrics": [], "BatchPutMetrics": 0}
+METRIC_FAIL = {"status": 0, "times": 0}
+METRICS_LOCK = threading.Lock()
+METRIC_SEQ = [0]
+
+TRIAL_COMPONENT_NAME = re.compile(r"[a-z0-9](-*[a-z0-9]){0,119}")
+SAGEMAKER_RESOURCE_ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:[a-z\-].*/.*")
+METRIC_STATS = ("Min", "Max", "Avg", "Count", "StdDev", "Last")
+PERIOD_SECONDS = {"OneMinute": 60, "FiveMinute": 300, "OneHour": 3600}
+SPECIAL_FLOATS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+INT32_MAX = 2 ** 31 - 1
+
+
+class MetricsValidation(Exception):
+    pass
+
+
+def _metrics_reset():
+    with METRICS_LOCK:
+        METRICS.clear()
+        METRIC_STATUSES.clear()
+        METRIC_CALLS["BatchGetMetrics"] = []
+        METRIC_CALLS["BatchPutMetrics"] = 0
+        METRIC_FAIL.update(status=0, times=0)
+
+
+def _caller_scope(environ):
+    """(region, account) of a SigV4-signed request, as moto chooses them: the region of the
+    credential scope; the account of MOTO_ACCOUNT_ID, else of the x-moto-account-id header,
+    else of the access key (moto's IAM maps the keys STS AssumeRole hands out to the role's
+    account), else moto's default account."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = re.search(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/[^/]+/aws4_request", auth)
+    access_key, region = (m.group(1), m.group(2)) if m else ("", "us-east-1")
+    account = os.environ.get("MOTO_ACCOUNT_ID") or environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+    if not account:
+        try:
+            from moto.iam.models import get_account_id_from
+            account = get_account_id_from(access_key)
+        except Exception:
+            account = "123456789012"
+    return region, account
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _metric_value(v, where):
+    if isinstance(v, str) and v in SPECIAL_FLOATS:
+        return SPECIAL_FLOATS[v]  # Smithy's JSON spelling of NaN / +-Infinity
+    if not _is_number(v):
+        raise MetricsValidation("Value %r at '%s.value' failed to satisfy constraint: Member must be a number" % (v, where))
+    return float(v)
+
+
+def _json_float(v):
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "Infinity" if v > 0 else "-Infinity"
+    return v
+
+
+def _put_metrics(scope, body):
+    if not isinstance(body, dict):
+        raise MetricsValidation("The request body must be a JSON object")
+    tc = body.get("TrialComponentName")
+    if not isinstance(tc, str):
+        raise MetricsValidation("1 validation error detected: Value null at 'trialComponentName' failed to satisfy constraint: Member must not be null")
+    if not 1 <= len(tc) <= 120 or not TRIAL_COMPONENT_NAME.fullmatch(tc):
+        raise MetricsValidation("1 validation error detected: Value '%s' at 'trialComponentName' failed to satisfy constraint: "
+                                "Member must satisfy regular expression pattern: ^[a-z0-9](-*[a-z0-9]){0,119}" % tc)
+    data = body.get("MetricData")
+    if not isinstance(data, list):
+        raise MetricsValidation("1 validation error detected: Value null at 'metricData' failed to satisfy constraint: Member must not be null")
+    if not 1 <= len(data) <= 10:
+        raise MetricsValidation("1 validation error detected: Value at 'metricData' failed to satisfy constraint: "
+                                "Member must have length less than or equal to 10 and greater than or equal to 1 (got %d)" % len(data))
+    points = []
+    for i, d in enumerate(data):
+        where = "metricData.%d.member" % (i + 1)
+        if not isinstance(d, dict):
+            raise MetricsValidation("Value at '%s' must be a structure" % where)
+        for key in ("MetricName", "Timestamp", "Value"):
+            if d.get(key) is None:
+                raise MetricsValidation("1 validation error detected: Value null at '%s.%s' failed to satisfy constraint: "
+                                        "Member must not be null" % (where, key[0].lower() + key[1:]))
+        name = d["MetricName"]
+        if not isinstance(name, str) or not 1 <= len(name) <= 255:
+            raise MetricsValidation("Value %r at '%s.metricName' failed to satisfy constraint: "
+                                    "Member must have length between 1 and 255" % (name, where))
+        ts = d["Timestamp"]
+        if not _is_number(ts) or ts != ts or ts in (float("inf"), float("-inf")):
+            raise MetricsValidation("Value %r at '%s.timestamp' failed to satisfy constraint: "
+                                    "Member must be epoch seconds" % (ts, where))
+        step = d.get("Step")
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= INT32_MAX):
+            raise MetricsValidation("Value %r at '%s.step' failed to satisfy constraint: "
+                                    "Member must have value greater than or equal to 0" % (step, where))
+        points.append((name, float(ts), step, _metric_value(d["Value"], where)))
+    with METRICS_LOCK:
+        series = METRICS.setdefault(scope, {}).setdefault(tc, {})
+        for name, ts, step, value in points:
+            METRIC_SEQ[0] += 1
+            series.setdefault(name, []).append((ts, step, value, METRIC_SEQ[0]))
+    return {}
+
+
+def _trial_component_of(arn):
+    """(region, account, trial component) an ARN names, or a reason it names none."""
+    parts = arn.split(":", 5)
+    region, account, resource = parts[3], parts[4], parts[5]
+    kind, _, name = resource.partition("/")
+    if kind == "training-job":
+        # SageMaker names a training job's trial component so.
+        return (region, account), name.lower() + "-aws-training-job", None
+    if kind == "experiment-trial-component":
+        return (region, account), name, None
+    return None, None, "Resource type %s has no metrics" % kind
+
+
+def _aggregate(values_by_time, stat):
+    """values_by_time: [(timestamp, seq, value)] of one group."""
+    values = [v for _, _, v in values_by_time]
+    n = len(values)
+    if stat == "Count":
+        return float(n)
+    if stat == "Last":
+        return max(values_by_time, key=lambda p: (p[0], p[1]))[2]
+    if any(v != v for v in values):
+        return float("nan")
+    if stat == "Min":
+        return min(values)
+    if stat == "Max":
+        return max(values)
+    mean = sum(values) / n
+    if stat == "Avg":
+        return mean
+    return math.sqrt(sum((v - mean) * (v - mean) for v in values) / n)  # StdDev, of the population
+
+
+def _query_metric(q, caller=None):
+    """One MetricQuery's result, or a ValidationError result.
+
+    A query that breaks the model's own constraints (a required member, a length, a pattern, an
+    enum, a type) fails the whole request with a 400 ValidationException, as AWS validates a
+    request against its model before running it; what only running it can tell (a period that
+    does not fit the axis, a resource that is not a training job, an ARN of another region than
+    the request's) is that query's own ValidationError."""
+    def invalid(msg):
+        return {"Status": "ValidationError", "Message": msg, "XAxisValues": [], "MetricValues": []}
+
+    if not isinstance(q, dict):
+        raise MetricsValidation("1 validation error detected: a metric query must be a structure")
+    for key in ("MetricName", "ResourceArn", "MetricStat", "Period", "XAxisType"):
+        if not isinstance(q.get(key), str):
+            raise MetricsValidation("1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null" % (key[0].lower() + key[1:]))
+    name, arn, stat, period, axis = (q[k] for k in ("MetricName", "ResourceArn", "MetricStat", "Period", "XAxisType"))
+    if not 1 <= len(name) <= 255:
+        raise MetricsValidation("1 validation error detected: Value '%s' at 'metricName' failed to satisfy constraint: Member must have length between 1 and 255" % name)
+    if len(arn) > 2048 or not SAGEMAKER_RESOURCE_ARN.fullmatch(arn):
+        raise MetricsValidation("1 validation error detected: Value '%s' at 'resourceArn' failed to satisfy constraint: Member must satisfy regular expression pattern: "
+                       "arn:aws[a-z\\-]*:sagemaker:[a-z0-9\\-]*:[0-9]{12}:[a-z\\-].*/.*" % arn)
+    if stat not in METRIC_STATS:
+        raise MetricsValidation("1 validation error detected: Value '%s' at 'metricStat' failed to satisfy constraint: Member must satisfy enum value set: %s" % (stat, list(METRIC_STATS)))
+    if period not in PERIOD_SECONDS and period != "IterationNumber":
+        raise MetricsValidation("1 validation error detected: Value '%s' at 'period' failed to satisfy constraint: Member must satisfy enum value set: "
+                       "[OneMinute, FiveMinute, OneHour, IterationNumber]" % period)
+    if axis not in ("IterationNumber", "Timestamp"):
+        raise MetricsValidation("1 validation error detected: Value '%s' at 'xAxisType' failed to satisfy constraint: Member must satisfy enum value set: [IterationNumber, Timestamp]" % axis)
+    if (axis == "IterationNumber") != (period == "IterationNumber"):
+        return invalid("Period %s cannot be used with XAxisType %s" % (period, axis))
+    for key in ("Start", "End"):
+        if q.get(key) is not None and (not isinstance(q[key], int) or isinstance(q[key], bool)):
+            raise MetricsValidation("1 validation error detected: Value %r at '%s' failed to satisfy constraint: Member must be a long" % (q[key], key.lower()))
+    scope, tc, why = _trial_component_of(arn)
+    if why:
+        return invalid(why)
+    if caller is not None and scope[0] != caller[0]:
+        return invalid("Resource %s is not in this request's region (%s)" % (arn, caller[0]))
+    start, end = q.get("Start"), q.get("End")
+    with METRICS_LOCK:
+        points = list(METRICS.get(scope, {}).get(tc, {}).get(name, []))
+    points = [p for p in points if (start is None or p[0] >= start) and (end is None or p[0] < end)]
+    groups = {}
+    for ts, step, value, seq in points:
+        if axis == "IterationNumber":
+            if step is None:
+                continue
+            x = step
+        else:
+            size = PERIOD_SECONDS[period]
+            x = int(math.floor(ts / size)) * size
+        groups.setdefault(x, []).append((ts, seq, value))
+    xs = sorted(groups)
+    return {"Status": "Complete", "XAxisValues": xs, "MetricValues": [_aggregate(groups[x], stat) for x in xs]}
+
+
+def _forced_status(q, result):
+    if result["Status"] != "Complete" or not isinstance(q, dict):
+        return result
+    with METRICS_LOCK:
+        forced = METRIC_STATUSES.get((q.get("ResourceArn"), q.get("MetricName")))
+        if forced is None:
+            return result
+        if forced["times"] is not None:
+            forced["times"] -= 1
+            if forced["times"] <= 0:
+                del METRIC_STATUSES[(q.get("ResourceArn"), q.get("MetricName"))]
+    status = forced["status"]
+    if status == "Truncated":
+        keep = forced["keep"] if forced["keep"] is not None else len(result["XAxisValues"]) // 2
+        return {"Status": "Truncated", "Message": forced["message"] or "The query returned more data points than allowed; the result is truncated",
+                "XAxisValues": result["XAxisValues"][:keep], "MetricValues": result["MetricValues"][:keep]}
+    return {"Status": status, "Message": forced["message"] or "%s (forced by the test)" % status, "XAxisValues": [], "MetricValues": []}
+
+
+def _get_metrics(body, caller=None):
+    if not isinstance(body, dict) or not isinstance(body.get("MetricQueries"), list):
+        raise MetricsValidation("1 validation error detected: Value null at 'metricQueries' failed to satisfy constraint: Member must not be null")
+    queries = body["MetricQueries"]
+    if not 1 <= len(queries) <= 100:
+        raise MetricsValidation("1 validation error detected: Value at 'metricQueries' failed to satisfy constraint: "
+                                "Member must have length less than or equal to 100 and greater than or equal to 1 (got %d)" % len(queries))
+    results = []
+    for q in queries:
+        result = _forced_status(q, _query_metric(q, caller))
+        result["MetricValues"] = [_json_float(v) for v in result["MetricValues"]]
+        results.append(result)
+    return {"MetricQueryResults": results}
+
+
+def _metrics_answer(status, body, error_type=None):
+    headers = [("x-amzn-RequestId", str(uuid.uuid4()))]
+    if error_type:
+        headers.append(("x-amzn-ErrorType", error_type))
+    return Response(json.dumps(body, allow_nan=False), status=status, headers=headers, mimetype="application/json")
+
+
+def sagemaker_metrics(environ):
+    """BatchPutMetrics / BatchGetMetrics."""
+    op = environ["PATH_INFO"].strip("/")
+    raw = Request(environ).get_data()
+    with METRICS_LOCK:
+        try:
+            count = len(json.loads(raw or b"{}").get("MetricQueries") or [])
+        except Exception:
+            count = 0
+        if op == "BatchGetMetrics":
+            METRIC_CALLS["BatchGetMetrics"].append(count)
+            if METRIC_FAIL["times"] > 0:
+                METRIC_FAIL["times"] -= 1
+                code = {503: "ServiceUnavailable", 429: "ThrottlingException", 400: "ValidationException",
+                        403: "AccessDeniedException", 404: "UnknownOperationException"}.get(METRIC_FAIL["status"], "InternalFailure")
+                return _metrics_answer(METRIC_FAIL["status"], {"__type": code, "message": "injected by the test: %s" % code}, code)
+        else:
+            METRIC_CALLS["BatchPutMetrics"] += 1
+    try:
+        body = json.loads(raw or b"{}")  # accepts bare NaN / Infinity as well as Smithy's strings
+    except ValueError as e:
+        return _metrics_answer(400, {"__type": "SerializationException", "message": "Malformed JSON body: %s" % e}, "SerializationException")
+    try:
+        if op == "BatchPutMetrics":
+            return _metrics_answer(200, _put_metrics(_caller_scope(environ), body))
+        return _metrics_answer(200, _get_metrics(body, _caller_scope(environ)))
+    except MetricsValidation as e:
+        return _metrics_answer(400, {"__type": "ValidationException", "message": str(e)}, "ValidationException")
+    except Exception as e:  # report, never answer a non-JSON page
+        return _metrics_answer(500, {"__type": "InternalFailure", "message": "launcher bug: %r" % e}, "InternalFailure")
+
+
+def metrics_hook(environ):
+    """The test hooks under /_sm/metrics/."""
+    path, method = environ["PATH_INFO"], environ.get("REQUEST_METHOD")
+    body = {}
+    if method == "POST":
+        try:
+            body = json.loads(Request(environ).get_data() or b"{}")
+        except ValueError as e:
+            return 400, {"error": repr(e)}
+    with METRICS_LOCK:
+        if path == "/_sm/metrics/status" and method == "POST":
+            status = body.get("status")
+            key = (body.get("resource_arn"), body.get("metric"))
+            if status == "Complete":
+                METRIC_STATUSES.pop(key, None)
+                return 200, {"ok": True}
+            if status not in ("Truncated", "ValidationError", "InternalError") or not all(isinstance(k, str) for k in key):
+                return 400, {"error": "need resource_arn, metric and a status of Truncated, ValidationError or InternalError"}
+            times = body.get("times")
+            METRIC_STATUSES[key] = {"status": status, "message": body.get("message"), "keep": body.get("keep"),
+                                    "times": int(times) if times is not None else None}
+            return 200, {"ok": True}
+        if path == "/_sm/metrics/status" and method == "DELETE":
+            METRIC_STATUSES.clear()
+            return 200, {"ok": True}
+        if path == "/_sm/metrics/calls" and method == "GET":
+            return 200, {"BatchGetMetrics": list(METRIC_CALLS["BatchGetMetrics"]), "BatchPutMetrics": METRIC_CALLS["BatchPutMetrics"]}
+        if path == "/_sm/metrics/calls" and method == "DELETE":
+            METRIC_CALLS["BatchGetMetrics"] = []
+            METRIC_CALLS["BatchPutMetrics"] = 0
+            return 200, {"ok": True}
+        if path == "/_sm/metrics/fail" and method == "POST":
+            METRIC_FAIL.update(status=int(body.get("status", 500)), times=int(body.get("times", 1)))
+            return 200, {"ok": True}
+        if path == "/_sm/metrics/fail" and method == "DELETE":
+            METRIC_FAIL.update(status=0, times=0)
+            return 200, {"ok": True}
+    return 404, {"error": "no hook %s %s" % (method, path)}
+
+
 DYNAMODB_LOCK = threading.Lock()
 
 
@@ -645,6 +989,12 @@ def main():
         if environ.get("PATH_INFO") == "/moto-api/reset":
             PIPELINE_STEPS.clear()
             FAULTS.clear()
+            _metrics_reset()
+        if (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")) in (("PUT", "/BatchPutMetrics"), ("POST", "/BatchGetMetrics")):
+            return sagemaker_metrics(environ)(environ, start_response)
+        if environ.get("PATH_INFO", "").startswith("/_sm/metrics/"):
+            status, body = metrics_hook(environ)
+            return Response(json.dumps(body), status=status, mimetype="application/json")(environ, start_response)
         if environ.get("PATH_INFO") == "/_sm/fault" and environ.get("REQUEST_METHOD") == "POST":
             body = json.loads(Request(environ).get_data() or b"{}")
             if body.get("code"):

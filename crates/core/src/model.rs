@@ -257,22 +257,92 @@ pub struct FinalMetric {
 /// One point of a metric's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {
-    /// When the value was recorded (from the source, never the time of the sync).
-    pub timestamp: Timestamp,
-    /// Position in the series (0, 1, 2... in timestamp order).
+    /// When the value was recorded (from the source, never the time of the sync); `None` when
+    /// the source gives the point by iteration number only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    /// Position in the series: the iteration number when the source knows it, else 0, 1, 2...
+    /// in timestamp order.
     pub step: i64,
     /// Value (possibly non-finite).
     #[serde(with = "metric_value")]
     pub value: f64,
 }
 
-/// The recorded history of one metric (for example from CloudWatch), oldest point first.
+/// Where a metric's history was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistorySource {
+    /// SageMaker's metrics service (`BatchGetMetrics`).
+    SagemakerMetrics,
+    /// CloudWatch (`GetMetricData`).
+    Cloudwatch,
+}
+
+impl HistorySource {
+    /// The name used in records, tags and docs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistorySource::SagemakerMetrics => "sagemaker_metrics",
+            HistorySource::Cloudwatch => "cloudwatch",
+        }
+    }
+}
+
+/// The recorded history of one metric, oldest point first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSeries {
     /// Metric name as the job reported it (`validation:auc`).
     pub name: String,
     /// The points, oldest first.
     pub points: Vec<MetricPoint>,
+    /// Where the points were read (`None`: not said, as in records made before sources said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<HistorySource>,
+    /// What one point stands for: `iteration` (one per iteration number) or a period in
+    /// seconds (`60`, `300`, `3600`: one aggregate per period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// The statistic each point holds (`Last`, `Avg`, `Average`...), as the source names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stat: Option<String>,
+    /// Whether the source returned only part of the series (it said so, or the cap on points
+    /// per metric cut it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// What went wrong reading this metric (its points may be missing or partial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl MetricSeries {
+    /// A series of `points` with nothing said about where they came from.
+    pub fn new(name: impl Into<String>, points: Vec<MetricPoint>) -> Self {
+        MetricSeries { name: name.into(), points, source: None, resolution: None, stat: None, truncated: false, problem: None }
+    }
+    /// One line on where the series came from and what is wrong with it, for tags and reports
+    /// (`sagemaker_metrics, iteration, Last; truncated`); empty when nothing is said.
+    pub fn provenance(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(s) = self.source {
+            parts.push(s.as_str().to_string());
+        }
+        if let Some(r) = &self.resolution {
+            parts.push(if r.chars().all(|c| c.is_ascii_digit()) { format!("{r} s") } else { r.clone() });
+        }
+        if let Some(s) = &self.stat {
+            parts.push(s.clone());
+        }
+        let mut line = parts.join(", ");
+        if self.truncated {
+            line.push_str("; truncated");
+        }
+        if let Some(p) = &self.problem {
+            line.push_str("; ");
+            line.push_str(p);
+        }
+        line
+    }
 }
 
 /// One metric definition (`AlgorithmSpecification.MetricDefinitions[]`).

@@ -169,6 +169,15 @@ pub trait Source: Send + Sync {
     /// Fetches one job in full (also called for references that carry the job, so that a source
     /// can add what it reads per job, such as S3 manifests).
     async fn fetch(&self, job: &JobRef) -> Result<TrainingJob, SyncError>;
+    /// Called with the jobs of a page that the engine is about to fetch, before any is leased,
+    /// so that a source can read at once, for the whole page, what it would otherwise read job
+    /// by job (SageMaker's metric histories, 100 queries a call). Only reads: what it keeps is
+    /// bounded by the page and used by [`Source::fetch`] of the same jobs (the same version of
+    /// each), which reads for itself whatever is missing. Called with no jobs when the page is
+    /// done: the source drops what it kept. By default nothing.
+    async fn prepare(&self, jobs: &[&JobRef]) {
+        let _ = jobs;
+    }
     /// One child of a parent (one of `parent.lineage.children`), with what validators read
     /// (status, tags). The engine reads a parent's children, in order, only when the parent
     /// itself does not pass the validators: it then syncs if one of them does. By default, the

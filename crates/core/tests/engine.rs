@@ -44,6 +44,8 @@ struct MemSource {
     page: usize,
     with_tags: bool,
     on_page: Mutex<Option<PageHook>>,
+    /// How many jobs each `prepare` call was given, in order.
+    prepared: Mutex<Vec<usize>>,
 }
 
 /// Changes the source's jobs before page N is listed.
@@ -59,6 +61,7 @@ impl MemSource {
             page: 100,
             with_tags: false,
             on_page: Mutex::new(None),
+            prepared: Mutex::new(Vec::new()),
         }
     }
     fn edit(&self, f: impl FnOnce(&mut Vec<TrainingJob>)) {
@@ -96,6 +99,9 @@ impl Source for MemSource {
             next = Cursor::default();
         }
         Ok(Page { jobs, problems: vec![], next, done })
+    }
+    async fn prepare(&self, jobs: &[&JobRef]) {
+        self.prepared.lock().unwrap().push(jobs.len());
     }
     async fn fetch(&self, r: &JobRef) -> Result<TrainingJob, SyncError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
@@ -301,6 +307,22 @@ async fn concurrency_is_bounded() {
     let max = sink.max_in_flight.load(Ordering::SeqCst);
     assert!(max <= 3, "at most `concurrency` jobs at once, saw {max}");
     assert!(max >= 2, "jobs do run concurrently, saw {max}");
+}
+
+/// Issue 24: the engine hands a page's jobs to the source before working on them (so that it
+/// can batch what it reads per job), and tells it when the page is done (so that nothing kept
+/// for the page outlives it); a page of one job, or of jobs all done, is not prepared.
+#[tokio::test]
+async fn a_page_is_prepared_and_then_released() {
+    let sink = Arc::new(MemSink::default());
+    let src = Arc::new(MemSource::new((0..5).map(|i| job(i, "Completed")).collect()));
+    let e = engine(src.clone(), vec![("mem", sink.clone())], fast());
+    assert_eq!(poll(&e).await.synced, 5);
+    assert_eq!(*src.prepared.lock().unwrap(), [5, 0]);
+    assert_eq!(poll(&e).await.already_done, 5);
+    src.edit(|j| j[2].last_modified_time = Some(chrono::Utc.timestamp_opt(1_800_000_000, 0).unwrap()));
+    assert_eq!(poll(&e).await.synced, 1);
+    assert_eq!(*src.prepared.lock().unwrap(), [5, 0], "nothing to prepare for one job, nor for jobs done");
 }
 
 #[tokio::test]

@@ -140,31 +140,36 @@ async fn main() {
         writes as f64 / n as f64
     );
 
-    // Metric histories: one job, 10 series.
-    let mut r = job(n + 1, &format!("{tag}-hist"));
-    let series = 10;
-    let per = points.div_ceil(series);
-    let start = r.run.start.unwrap_or_default();
-    r.metric_history = (0..series)
-        .map(|s| MetricSeries {
-            name: format!("series_{s}"),
-            points: (0..per)
-                .map(|i| MetricPoint {
-                    timestamp: start + chrono::Duration::seconds(i as i64),
-                    step: i as i64,
-                    value: (i * (s + 1)) as f64,
-                })
-                .collect(),
-        })
-        .collect();
-    p.clear();
-    let t = Instant::now();
-    if let Err(e) = sink.upsert(&r, &WriteContext::new()).await {
-        eprintln!("history job: {}", e.chain());
-        std::process::exit(1);
+    // Metric histories: one job, 10 series, once by time (CloudWatch's) and once by iteration
+    // number (SageMaker's metrics service: no timestamps, stamped with the job's end).
+    for (label, by_iteration) in [("by time", false), ("by iteration", true)] {
+        let mut r = job(n + 1 + usize::from(by_iteration), &format!("{tag}-hist"));
+        let series = 10;
+        let per = points.div_ceil(series);
+        let start = r.run.start.unwrap_or_default();
+        r.metric_history = (0..series)
+            .map(|s| {
+                MetricSeries::new(
+                    format!("series_{s}"),
+                    (0..per)
+                        .map(|i| MetricPoint {
+                            timestamp: (!by_iteration).then(|| start + chrono::Duration::seconds(i as i64)),
+                            step: i as i64,
+                            value: (i * (s + 1)) as f64 + 0.1,
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        p.clear();
+        let t = Instant::now();
+        if let Err(e) = sink.upsert(&r, &WriteContext::new()).await {
+            eprintln!("history job: {}", e.chain());
+            std::process::exit(1);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let total = per * series;
+        let batches = p.log().iter().filter(|l| l.op() == "runs/log-batch").count();
+        println!("histories ({label}): {total} points in {secs:.2} s = {:.0} points/s ({batches} log-batch requests)", total as f64 / secs);
     }
-    let secs = t.elapsed().as_secs_f64();
-    let total = per * series;
-    let batches = p.log().iter().filter(|l| l.op() == "runs/log-batch").count();
-    println!("histories:              {total} points in {secs:.2} s = {:.0} points/s ({batches} log-batch requests)", total as f64 / secs);
 }

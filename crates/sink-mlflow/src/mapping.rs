@@ -42,6 +42,9 @@ pub fn kind_of_arn(arn: &str) -> ResourceKind {
 pub const HISTORY_DIGEST_TAG: &str = "sagesync.history_digest";
 /// Prefix of the tags that keep a rewritten key's original name.
 pub const ORIGINAL_PREFIX: &str = "sagesync.original";
+/// Prefix of the tags that say where a metric's history came from and what is wrong with it
+/// (`sagemaker_metrics, iteration, Last; truncated`).
+pub const HISTORY_PREFIX: &str = "sagesync.history";
 /// Prefix of the tags that describe a value cut to the server's limit.
 pub const TRUNCATED_PREFIX: &str = "sagesync.truncated";
 /// Prefix of the tags that record a hyperparameter whose value changed (`on_param_change = "tag"`).
@@ -60,6 +63,10 @@ pub struct Point {
     pub timestamp: i64,
     /// Step.
     pub step: i64,
+    /// Whether `timestamp` stands in for a time the source did not give (a point by iteration
+    /// number, stamped with the job's end): such a point is the same point whatever the time
+    /// (the job's end appears when it ends).
+    pub timeless: bool,
 }
 
 impl Point {
@@ -141,6 +148,10 @@ pub struct Desired {
     pub metrics: Vec<Point>,
     /// Metric histories `(key, points)`.
     pub history: Vec<(String, Vec<Point>)>,
+    /// What each history holds, by key: `source, resolution, stat` (the tag
+    /// `sagesync.history.<key>` before any `;`). A run holding a key's points of one kind never
+    /// gets another kind's points mixed in.
+    pub history_kinds: BTreeMap<String, String>,
     /// Digest of `history` (empty when there is none).
     pub history_digest: String,
     /// Dataset inputs.
@@ -287,14 +298,25 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         }
     }
     let mut history: Vec<(String, Vec<Point>)> = Vec::new();
+    let mut history_kinds: BTreeMap<String, String> = BTreeMap::new();
     for series in &r.metric_history {
         let Some(key) = keys.get(&series.name) else {
             continue;
         };
+        let line = series.provenance();
+        if let Some(kind) = line.split(';').next().filter(|k| !k.is_empty()) {
+            history_kinds.insert(key.clone(), kind.to_string());
+        }
         let mut seen = BTreeSet::new();
         let mut points = Vec::new();
         for p in &series.points {
-            let point = Point { key: key.clone(), value: p.value, timestamp: p.timestamp.timestamp_millis(), step: p.step };
+            let point = Point {
+                key: key.clone(),
+                value: p.value,
+                timestamp: p.timestamp.map_or(job_time, |t| t.timestamp_millis()),
+                step: p.step,
+                timeless: p.timestamp.is_none(),
+            };
             if seen.insert(point.identity()) {
                 points.push(point);
             }
@@ -309,6 +331,12 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         let Some(key) = keys.get(&m.name) else {
             continue;
         };
+        // A series by iteration number ends with the job's last iteration: that is the run's
+        // latest value, and a final value at a step of its own would collide with the next
+        // iteration when the series grows.
+        if history_kinds.get(key).is_some_and(|k| k.contains(", iteration")) && history.iter().any(|(k, p)| k == key && !p.is_empty()) {
+            continue;
+        }
         // After its history, so the final value is the run's latest value of that metric.
         let after_history =
             history.iter().find(|(k, _)| k == key).and_then(|(_, pts)| pts.iter().map(|p| p.step).max()).map_or(0, |s| s + 1);
@@ -317,6 +345,7 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
             value: m.value,
             timestamp: millis(m.timestamp).unwrap_or(job_time),
             step: m.step.unwrap_or(after_history),
+            timeless: false,
         };
         if !metrics.iter().any(|p| p.key == point.key && p.identity() == point.identity()) {
             metrics.push(point);
@@ -380,6 +409,13 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
     }
     for (k, v) in originals {
         set.put(k, v, "an original name")?;
+    }
+    let mut said = BTreeSet::new();
+    for series in &r.metric_history {
+        let (Some(key), line) = (keys.get(&series.name), series.provenance()) else { continue };
+        if !line.is_empty() && said.insert(key.clone()) {
+            set.put(format!("{HISTORY_PREFIX}.{key}"), line, "a metric history's source")?;
+        }
     }
     let raw: Vec<(String, String)> = set.tags.into_iter().map(|(k, v, _)| (k, v)).chain(truncation_tags).collect();
     let mut tags = Vec::new();
@@ -455,6 +491,7 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         tags,
         metrics,
         history,
+        history_kinds,
         history_digest,
         inputs,
         cut_values,
@@ -543,10 +580,10 @@ mod tests {
                 Metric { name: "validation:mAP@0.75".into(), value: 0.5, split: Split::Validation, timestamp: None, step: None },
                 Metric { name: "nan".into(), value: f64::NAN, split: Split::None, timestamp: None, step: None },
             ],
-            metric_history: vec![MetricSeries {
-                name: "validation:mAP@0.75".into(),
-                points: vec![MetricPoint { timestamp: t("2026-01-01T00:10:00Z").unwrap_or_default(), step: 0, value: 0.1 }],
-            }],
+            metric_history: vec![MetricSeries::new(
+                "validation:mAP@0.75",
+                vec![MetricPoint { timestamp: t("2026-01-01T00:10:00Z"), step: 0, value: 0.1 }],
+            )],
             tags: [("team", "ml"), ("mlflow.user", "spoof")].into_iter().collect::<Tags>(),
             attributes: [("training_job_status".to_string(), json!("Completed")), ("instance_count".to_string(), json!(2))]
                 .into_iter()

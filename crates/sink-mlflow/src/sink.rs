@@ -12,7 +12,8 @@ use crate::client::{Budget, BuildError, Client, Kind, MlflowError};
 use crate::config::{MlflowSettings, OnParamChange};
 use crate::keys::{cut_chars, mlflow_key, MAX_TAG_VALUE_CHARS};
 use crate::mapping::{
-    desired, identity_tag, kind_of_arn, value_bits, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, PARAM_CHANGED_PREFIX,
+    desired, identity_tag, kind_of_arn, value_bits, Desired, MappingError, Point, ARN_TAG, HISTORY_DIGEST_TAG, HISTORY_PREFIX,
+    PARAM_CHANGED_PREFIX,
 };
 use crate::registry;
 
@@ -432,9 +433,35 @@ impl MlflowSink {
                 },
             }
         }
-        let mut tags: Vec<(String, String)> =
-            d.tags.iter().chain(extra_tags.iter()).filter(|(k, v)| stored_tags.get(k) != Some(v)).cloned().collect();
+        // A key whose run already holds another kind of series (CloudWatch's by time, another
+        // statistic) keeps it: MLflow cannot delete points, and two kinds under one key would be
+        // one curve of mixed points. A run written before series said their kind is taken to
+        // hold CloudWatch's one-minute averages, the defaults then.
+        let mut kept_series: BTreeSet<String> = BTreeSet::new();
+        if !at.created {
+            for (key, kind) in &d.history_kinds {
+                let stored =
+                    stored_tags.get(&format!("{HISTORY_PREFIX}.{key}")).map(|l| l.split(';').next().unwrap_or_default().to_string());
+                let other = match stored {
+                    Some(k) => k != *kind,
+                    None => stored_tags.contains_key(HISTORY_DIGEST_TAG) && kind != LEGACY_HISTORY_KIND,
+                };
+                if other {
+                    tracing::warn!(run_id = %at.id, key = %key, kind = %kind, "the run holds another kind of series under this key; keeping it");
+                    kept_series.insert(key.clone());
+                }
+            }
+        }
+        let mut tags: Vec<(String, String)> = d
+            .tags
+            .iter()
+            .chain(extra_tags.iter())
+            .filter(|(k, v)| stored_tags.get(k) != Some(v))
+            .filter(|(k, _)| !k.strip_prefix(HISTORY_PREFIX).and_then(|r| r.strip_prefix('.')).is_some_and(|key| kept_series.contains(key)))
+            .cloned()
+            .collect();
         tags.dedup_by(|a, b| a.0 == b.0);
+        notes.kept_series = kept_series.len() as u32;
 
         // Final metrics: the run's latest value per key says whether ours is there.
         let latest: BTreeMap<String, (i64, i64, u64)> = run
@@ -454,9 +481,19 @@ impl MlflowSink {
         let mut metrics: Vec<Point> = d.metrics.iter().filter(|p| latest.get(&p.key) != Some(&p.identity())).cloned().collect();
         let history_due = !d.history_digest.is_empty() && stored_tags.get(HISTORY_DIGEST_TAG) != Some(&d.history_digest);
         if history_due {
-            for (key, points) in &d.history {
+            for (key, points) in d.history.iter().filter(|(k, _)| !kept_series.contains(k)) {
                 let have = if at.created { BTreeSet::new() } else { self.history(&at.id, key, b).await? };
-                metrics.extend(points.iter().filter(|p| !have.contains(&p.identity())).cloned());
+                // A point by iteration number is there when its step and value are, whatever
+                // time it was stamped with.
+                let by_step: BTreeSet<(i64, u64)> = have.iter().map(|(_, step, bits)| (*step, *bits)).collect();
+                metrics.extend(
+                    points
+                        .iter()
+                        .filter(
+                            |p| if p.timeless { !by_step.contains(&(p.step, value_bits(p.value))) } else { !have.contains(&p.identity()) },
+                        )
+                        .cloned(),
+                );
             }
         }
         let batches = batches(&params, &tags, &metrics, history_due.then_some(d.history_digest.as_str()));
@@ -606,6 +643,9 @@ impl MlflowSink {
                     }
                     if notes.param_changes > 0 {
                         rc = rc.id("param_changes", notes.param_changes);
+                    }
+                    if notes.kept_series > 0 {
+                        rc = rc.id("kept_series", notes.kept_series);
                     }
                     if !deleted.is_empty() {
                         rc = rc.id("deleted_runs", deleted.iter().take(RECEIPT_CUT_VALUES).cloned().collect::<Vec<_>>().join(","));
@@ -934,9 +974,15 @@ impl MlflowSink {
     }
 }
 
+/// The kind of series a run written before series said their kind holds: CloudWatch's
+/// one-minute averages, the defaults then.
+const LEGACY_HISTORY_KIND: &str = "cloudwatch, 60 s, Average";
+
 #[derive(Debug, Default)]
 struct Notes {
     param_changes: u32,
+    /// Keys whose run keeps another kind of series than the record's.
+    kept_series: u32,
 }
 
 /// Splits params, tags and metrics into `log-batch` bodies within the server's limits; the
@@ -1030,7 +1076,8 @@ mod tests {
     fn batches_respect_every_limit() {
         let params: Vec<(String, String)> = (0..250).map(|i| (format!("p{i}"), "v".into())).collect();
         let tags: Vec<(String, String)> = (0..150).map(|i| (format!("t{i}"), "v".into())).collect();
-        let metrics: Vec<Point> = (0..2500).map(|i| Point { key: "m".into(), value: i as f64, timestamp: i, step: i }).collect();
+        let metrics: Vec<Point> =
+            (0..2500).map(|i| Point { key: "m".into(), value: i as f64, timestamp: i, step: i, timeless: false }).collect();
         let out = batches(&params, &tags, &metrics, Some("abc"));
         let count = |b: &Value, k: &str| b[k].as_array().map_or(0, Vec::len);
         let (mut np, mut nt, mut nm) = (0, 0, 0);

@@ -393,12 +393,12 @@ async fn histories_are_logged_with_their_steps_and_only_once() {
     let (_g, proxy, rest) = setup().await;
     let mut r = synthetic("hist");
     let start = ts("2026-03-01T10:00:00Z");
-    r.metric_history = vec![MetricSeries {
-        name: "train:loss".into(),
-        points: (0..2500)
-            .map(|i| MetricPoint { timestamp: start + chrono::Duration::seconds(i), step: i, value: 1.0 / (1.0 + i as f64) })
+    r.metric_history = vec![MetricSeries::new(
+        "train:loss",
+        (0..2500)
+            .map(|i| MetricPoint { timestamp: Some(start + chrono::Duration::seconds(i)), step: i, value: 1.0 / (1.0 + i as f64) })
             .collect(),
-    }];
+    )];
     let s = sink(&proxy.url, "hist-{project}");
     let rc = s.upsert(&r, &WriteContext::new()).await.expect("upsert");
     let h = rest.history(&rc.ids["run_id"], "train:loss").await;
@@ -411,7 +411,7 @@ async fn histories_are_logged_with_their_steps_and_only_once() {
         assert!(b.body["metrics"].as_array().map_or(0, Vec::len) <= 1000);
     }
     // A longer history later: only the new points go out.
-    r.metric_history[0].points.push(MetricPoint { timestamp: start + chrono::Duration::seconds(2500), step: 2500, value: 0.0001 });
+    r.metric_history[0].points.push(MetricPoint { timestamp: Some(start + chrono::Duration::seconds(2500)), step: 2500, value: 0.0001 });
     proxy.clear();
     let rc2 = s.upsert(&r, &WriteContext::new()).await.expect("re-sync");
     assert_eq!(rc2.write, WriteKind::Updated);
@@ -419,6 +419,165 @@ async fn histories_are_logged_with_their_steps_and_only_once() {
     assert_eq!(sent, 1, "{:?}", proxy.ops());
     assert_eq!(rest.history(&rc.ids["run_id"], "train:loss").await.len(), 2501);
     assert_resync_writes_nothing(&s, &r, &proxy).await;
+}
+
+/// Issue 24: a job's two metrics of 50 iterations each, read from SageMaker's metrics service
+/// (the launcher's fake, seeded with its BatchPutMetrics) by the `sagemaker` source in one
+/// BatchGetMetrics call, become MLflow histories with steps 0–49, values bit-exact, stamped
+/// with the job's end (the service gives iteration numbers, not times). A re-sync writes
+/// nothing; a longer series appends only its new points. Prints the points per second logged.
+#[tokio::test]
+async fn iteration_numbers_from_the_metrics_service_become_mlflow_steps() {
+    use sagesync_core::Source;
+    use sagesync_source_sagemaker::api::history::{HistoryOptions, HistorySourceMode};
+    use sagesync_source_sagemaker::api::{Mode, SageMakerSettings, SageMakerSource};
+    let (_g, proxy, rest) = setup().await;
+    let moto = sagesync_test_support::moto::Moto::start();
+    let names = moto.create_jobs("mlsteps", 1, &sagesync_test_support::moto::SYNC_TAGS).await;
+    let job = &names[0];
+    let finals = json!([{"MetricName": "train:loss", "Value": 0.2, "Timestamp": "2026-12-01T10:00:00Z"}, {"MetricName": "validation:auc", "Value": 0.9, "Timestamp": "2026-12-01T10:00:00Z"}]);
+    moto.edit(
+        job,
+        json!({"FinalMetricDataList": finals, "TrainingStartTime": "2026-12-01T09:00:00Z", "TrainingEndTime": "2026-12-01T10:00:00Z"}),
+    );
+    let t0 = 1_764_579_600.0;
+    // Values with all 52 bits of mantissa in use: a decimal round trip would show.
+    let value = |k: f64, i: i32| k / 3.0 + (f64::from(i) * 0.1).sin() / 7.0;
+    let points = |k: f64, from: i32, to: i32| -> Vec<(Option<i32>, f64, f64)> {
+        (from..to).map(|i| (Some(i), t0 + 60.0 * f64::from(i), value(k, i))).collect()
+    };
+    moto.put_metrics(job, "train:loss", &points(1.0, 0, 50)).await;
+    moto.put_metrics(job, "validation:auc", &points(2.0, 0, 50)).await;
+    // The metric moto's jobs define (else asked again by time: a second call).
+    moto.put_metrics(job, "test:dcg", &points(3.0, 0, 2)).await;
+    let mut st = SageMakerSettings::new(Mode::List).endpoint(&moto.url(), "us-east-1").unlimited();
+    st.history = Some(HistoryOptions { source: HistorySourceMode::Auto, ..HistoryOptions::default() });
+    let src = SageMakerSource::new(st);
+    let fetched = src.fetch_by_name(job).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(src.api_calls().get("BatchGetMetrics"), Some(&1), "three metrics, one call");
+    assert_eq!(src.api_calls().get("GetMetricData"), None);
+    // Its final `validation:auc` is not logged again at a step of its own: the series by
+    // iteration ends with the job's last value (a step of its own would collide with the next
+    // iteration when the series grows).
+    let mut r = synthetic("mlsteps");
+    r.metric_history = fetched.metric_history.clone();
+    let end_ms = r.run.end.map(|t| t.timestamp_millis()).expect("the record has an end");
+    let s = sink(&proxy.url, "steps-{project}");
+    let began = std::time::Instant::now();
+    let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    let took = began.elapsed();
+    println!(
+        "FIGURE mlflow_history_points_per_second {:.0} (102 points, one new run, {} requests)",
+        102.0 / took.as_secs_f64(),
+        proxy.ops().len()
+    );
+    for (key, k) in [("train:loss", 1.0), ("validation:auc", 2.0)] {
+        let mut h = rest.history(&rc.ids["run_id"], key).await;
+        h.sort_by_key(|p| p["step"].as_i64());
+        assert_eq!(h.iter().filter_map(|p| p["step"].as_i64()).collect::<Vec<_>>(), (0..50).collect::<Vec<_>>(), "{key}");
+        for (i, p) in h.iter().enumerate() {
+            assert_eq!(p["value"].as_f64().map(f64::to_bits), Some(value(k, i as i32).to_bits()), "{key} step {i}: bit-exact");
+            assert_eq!(p["timestamp"].as_i64(), Some(end_ms), "{key} step {i}: the job's end");
+        }
+    }
+    let run = rest.run(&rc.ids["run_id"]).await;
+    assert_eq!(kv_str(&run, "tags", "sagesync.history.train:loss"), Some("sagemaker_metrics, iteration, Last"), "{run}");
+    assert_resync_writes_nothing(&s, &r, &proxy).await;
+    // Ten more iterations of one metric: only they are sent.
+    moto.put_metrics(job, "train:loss", &points(1.0, 50, 60)).await;
+    let longer = src.fetch_by_name(job).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    r.metric_history = longer.metric_history;
+    proxy.clear();
+    let rc2 = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert_eq!(rc2.write, WriteKind::Updated);
+    let sent: Vec<i64> = proxy
+        .writes()
+        .iter()
+        .filter(|w| w.op() == "runs/log-batch")
+        .flat_map(|w| w.body["metrics"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m["step"].as_i64())
+        .collect();
+    assert_eq!(sent, (50..60).collect::<Vec<_>>(), "{:?}", proxy.ops());
+    assert_eq!(rest.history(&rc.ids["run_id"], "train:loss").await.len(), 60);
+    // The job's end moves (a job synced while running, then ended): a point by iteration number
+    // is the same point whatever time it was stamped with, so nothing is logged again.
+    r.run.end = r.run.end.map(|t| t + chrono::Duration::hours(1));
+    proxy.clear();
+    s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    let points: usize =
+        proxy.writes().iter().filter(|w| w.op() == "runs/log-batch").map(|w| w.body["metrics"].as_array().map_or(0, Vec::len)).sum();
+    assert_eq!(points, 0, "{:?}", proxy.ops());
+    assert_eq!(rest.history(&rc.ids["run_id"], "train:loss").await.len(), 60);
+}
+
+/// Issue 24 (audit): a run that holds a key's series of one kind (CloudWatch's by time, written
+/// before series said their kind, or another statistic) keeps it: the metrics service's series
+/// is not mixed into the same curve (MLflow cannot delete points). The receipt says how many
+/// were kept; a new run gets the new kind.
+#[tokio::test]
+async fn a_run_keeps_the_kind_of_series_it_holds() {
+    use sagesync_core::HistorySource;
+    let (_g, proxy, rest) = setup().await;
+    let start = ts("2026-03-01T10:00:00Z");
+    let by_time = |source: Option<HistorySource>| {
+        let mut s = MetricSeries::new(
+            "train:loss",
+            (0..5).map(|i| MetricPoint { timestamp: Some(start + chrono::Duration::minutes(i)), step: i, value: i as f64 }).collect(),
+        );
+        s.source = source;
+        s.resolution = source.map(|_| "60".to_string());
+        s.stat = source.map(|_| "Average".to_string());
+        s
+    };
+    let mut by_iteration = MetricSeries::new(
+        "train:loss",
+        (0..8).map(|i| MetricPoint { timestamp: None, step: i * 10, value: 1.0 / (1.0 + i as f64) }).collect(),
+    );
+    by_iteration.source = Some(HistorySource::SagemakerMetrics);
+    by_iteration.resolution = Some("iteration".into());
+    by_iteration.stat = Some("Last".into());
+    let s = sink(&proxy.url, "kinds-{project}");
+    // A run written before series said their kind, and one written with CloudWatch's.
+    for (name, first) in [("kinds-legacy", by_time(None)), ("kinds-cw", by_time(Some(HistorySource::Cloudwatch)))] {
+        let mut r = synthetic(name);
+        r.metrics.clear();
+        r.metric_history = vec![first];
+        let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+        let tag_before = kv_str(&rest.run(&rc.ids["run_id"]).await, "tags", "sagesync.history.train:loss").map(str::to_string);
+        r.metric_history = vec![by_iteration.clone()];
+        proxy.clear();
+        let rc2 = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+        assert_eq!(rc2.ids.get("kept_series").map(String::as_str), Some("1"), "{name}: {rc2:?}");
+        let h = rest.history(&rc.ids["run_id"], "train:loss").await;
+        assert_eq!(h.len(), 5, "{name}: nothing mixed in");
+        let run = rest.run(&rc.ids["run_id"]).await;
+        assert_eq!(
+            kv_str(&run, "tags", "sagesync.history.train:loss").map(str::to_string),
+            tag_before,
+            "{name}: the run's kind stays said"
+        );
+        assert_resync_writes_nothing(&s, &r, &proxy).await;
+    }
+    // A run written before series said their kind, then CloudWatch's one-minute averages (what
+    // it held): the series goes on growing.
+    let mut r = synthetic("kinds-legacy-cw");
+    r.metrics.clear();
+    r.metric_history = vec![by_time(None)];
+    let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    let mut longer = by_time(Some(HistorySource::Cloudwatch));
+    longer.points.push(MetricPoint { timestamp: Some(start + chrono::Duration::minutes(5)), step: 5, value: 5.0 });
+    r.metric_history = vec![longer];
+    let rc2 = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    assert!(!rc2.ids.contains_key("kept_series"), "{rc2:?}");
+    assert_eq!(rest.history(&rc.ids["run_id"], "train:loss").await.len(), 6);
+    // A new run gets the series by iteration.
+    let mut r = synthetic("kinds-new");
+    r.metrics.clear();
+    r.metric_history = vec![by_iteration];
+    let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
+    let mut steps: Vec<i64> = rest.history(&rc.ids["run_id"], "train:loss").await.iter().filter_map(|p| p["step"].as_i64()).collect();
+    steps.sort();
+    assert_eq!(steps, (0..8).map(|i| i * 10).collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -749,12 +908,16 @@ mod auth {
         settings.endpoint.base = vp.url();
         let s = MlflowSink::new(settings.clone()).expect("sink");
         let mut r = synthetic("sigv4");
-        r.metric_history = vec![MetricSeries {
-            name: "train:loss".into(),
-            points: (0..5)
-                .map(|i| MetricPoint { timestamp: ts("2026-03-01T10:00:00Z") + chrono::Duration::minutes(i), step: i, value: i as f64 })
+        r.metric_history = vec![MetricSeries::new(
+            "train:loss",
+            (0..5)
+                .map(|i| MetricPoint {
+                    timestamp: Some(ts("2026-03-01T10:00:00Z") + chrono::Duration::minutes(i)),
+                    step: i,
+                    value: i as f64,
+                })
                 .collect(),
-        }];
+        )];
         let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
         assert_eq!(rc.write, WriteKind::Created);
         assert_run_matches(&rest, &rc.ids["run_id"], &r).await;

@@ -80,7 +80,7 @@ pub struct Fake {
     pub base_url: String,
 }
 
-const KNOWN: [(&str, &str); 25] = [
+const KNOWN: [(&str, &str); 27] = [
     ("GET", "/project/verifyConnection"),
     ("GET", "/project/getProjectByName"),
     ("POST", "/project/createProject"),
@@ -98,6 +98,8 @@ const KNOWN: [(&str, &str); 25] = [
     ("DELETE", "/experiment-run/deleteMetrics"),
     ("DELETE", "/experiment-run/deleteExperimentRunAttributes"),
     ("DELETE", "/experiment-run/deleteArtifact"),
+    ("POST", "/experiment-run/logObservations"),
+    ("DELETE", "/experiment-run/deleteObservations"),
     ("GET", "/dataset/getDatasetByName"),
     ("POST", "/dataset/createDataset"),
     ("GET", "/dataset-version/getAllDatasetVersionsByDatasetId"),
@@ -180,7 +182,8 @@ fn encode(v: &Value) -> Value {
                     (Value::String(s), _) => s.is_empty(),
                     (Value::Bool(b), _) => !b,
                     (Value::Array(a), _) => a.is_empty(),
-                    (Value::Number(_), "value") => false,
+                    // google.protobuf.Value fields: set, they are written even when 0.
+                    (Value::Number(_), "value" | "epoch_number") => false,
                     (Value::Number(n), _) => n.as_f64() == Some(0.0),
                     (Value::Null, _) => true,
                     _ => false,
@@ -593,6 +596,58 @@ impl FakeState {
                 for it in items {
                     stored.retain(|x| x["key"] != it["key"]);
                     stored.push(it);
+                }
+                Ok(json!({}))
+            }
+            "/experiment-run/logObservations" => {
+                // As ModelDB 2.0.8 does: appended (never overwritten), each with an attribute and
+                // a numeric epoch (one is given when missing: the key's last epoch + 1), and a
+                // time (now when missing).
+                let id = s(&body, "id");
+                let items = body.get("observations").and_then(Value::as_array).cloned().unwrap_or_default();
+                if id.is_empty() || items.is_empty() {
+                    return Err(bad("New observations not found in LogObservations request", "LogObservations"));
+                }
+                for o in &items {
+                    if o.pointer("/attribute/key").and_then(Value::as_str).is_none_or(str::is_empty) {
+                        return Err(bad("Observation attribute key not found", "LogObservations"));
+                    }
+                    if o.get("epoch_number").is_some_and(|e| !e.is_number()) {
+                        return Err(bad("Observations can only have numeric epoch_number", "LogObservations"));
+                    }
+                }
+                let Some(run) = self.run_mut(&id) else {
+                    return Err(not_found(&format!("ExperimentRun not found for given ID : {id}"), "LogObservations"));
+                };
+                if !run["observations"].is_array() {
+                    run["observations"] = json!([]);
+                }
+                let stored = run["observations"].as_array_mut().expect("list");
+                for mut o in items {
+                    let key = o["attribute"]["key"].clone();
+                    if o.get("epoch_number").is_none() {
+                        let last = stored.iter().filter(|x| x["attribute"]["key"] == key).filter_map(|x| x["epoch_number"].as_i64()).max();
+                        o["epoch_number"] = json!(last.map_or(0, |e| e + 1));
+                    }
+                    if o.get("timestamp").is_none() {
+                        o["timestamp"] = json!(now.to_string());
+                    }
+                    stored.push(o);
+                }
+                Ok(json!({}))
+            }
+            "/experiment-run/deleteObservations" => {
+                let id = s(&body, "id");
+                let all = body.get("delete_all").and_then(Value::as_bool).unwrap_or(false);
+                let keys: Vec<Value> = body.get("observation_keys").and_then(Value::as_array).cloned().unwrap_or_default();
+                if id.is_empty() || (keys.is_empty() && !all) {
+                    return Err(bad("Observation keys not found in DeleteObservations request", "DeleteObservations"));
+                }
+                let Some(run) = self.run_mut(&id) else {
+                    return Err(not_found("ExperimentRun not found for given ID", "DeleteObservations"));
+                };
+                if let Some(stored) = run["observations"].as_array_mut() {
+                    stored.retain(|x| !all && !keys.contains(&x["attribute"]["key"]));
                 }
                 Ok(json!({}))
             }

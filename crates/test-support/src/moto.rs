@@ -97,6 +97,76 @@ impl Moto {
         out
     }
 
+    /// A plain HTTP request to the launcher; the answer's body (asserting a 200).
+    pub fn request(&self, method: &str, path: &str, body: &str) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{method} {path}: {out}");
+        out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    }
+
+    /// Seeds the metrics service's series of training job `job` (its trial component
+    /// `<job>-aws-training-job`) through the service's own BatchPutMetrics, 10 points a call:
+    /// `(step, seconds since the epoch, value)` for each point.
+    pub async fn put_metrics(&self, job: &str, metric: &str, points: &[(Option<i32>, f64, f64)]) {
+        use aws_sdk_sagemakermetrics::types::RawMetricData;
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(self.url()).load().await;
+        let c = aws_sdk_sagemakermetrics::Client::new(&conf);
+        let component = format!("{}-aws-training-job", job.to_lowercase());
+        for chunk in points.chunks(10) {
+            let data: Vec<RawMetricData> = chunk
+                .iter()
+                .map(|(step, t, v)| {
+                    RawMetricData::builder()
+                        .metric_name(metric)
+                        .timestamp(aws_sdk_sagemakermetrics::primitives::DateTime::from_secs_f64(*t))
+                        .set_step(*step)
+                        .value(*v)
+                        .build()
+                })
+                .collect();
+            let out = c
+                .batch_put_metrics()
+                .trial_component_name(&component)
+                .set_metric_data(Some(data))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("BatchPutMetrics {component}: {e:?}"));
+            assert!(out.errors().is_empty(), "BatchPutMetrics {component}: {:?}", out.errors());
+        }
+    }
+
+    /// Makes the metrics service answer `status` (`Truncated` with its first `keep` points,
+    /// `ValidationError`, `InternalError`) to queries of one metric of `arn`, `times` times
+    /// (`None`: always).
+    pub fn metrics_status(&self, arn: &str, metric: &str, status: &str, keep: Option<usize>, times: Option<usize>) {
+        let mut b = serde_json::json!({"resource_arn": arn, "metric": metric, "status": status, "message": format!("forced {status}")});
+        if let Some(k) = keep {
+            b["keep"] = k.into();
+        }
+        if let Some(t) = times {
+            b["times"] = t.into();
+        }
+        self.post("/_sm/metrics/status", &b.to_string());
+    }
+
+    /// Makes the metrics service fail the next `times` BatchGetMetrics calls as a whole with
+    /// HTTP `status` (500, 503, 429, 400, 403 or 404, each with its error code).
+    pub fn metrics_fail(&self, status: u16, times: usize) {
+        self.post("/_sm/metrics/fail", &serde_json::json!({"status": status, "times": times}).to_string());
+    }
+
+    /// The number of queries in each BatchGetMetrics call the metrics service answered, in
+    /// order; and resets the log.
+    pub fn metrics_calls(&self) -> Vec<usize> {
+        let body = self.request("GET", "/_sm/metrics/calls", "");
+        self.request("DELETE", "/_sm/metrics/calls", "");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        v["BatchGetMetrics"].as_array().map(|a| a.iter().filter_map(|n| n.as_u64()).map(|n| n as usize).collect()).unwrap_or_default()
+    }
+
     /// Edits a stored job (status, failure reason, metrics, timestamps...).
     pub fn edit(&self, name: &str, set: serde_json::Value) {
         self.post("/_sm/training-job", &serde_json::json!({"name": name, "set": set}).to_string());

@@ -180,12 +180,8 @@ impl Mapper for TagsMapper {
             hyperparameters,
             datasets,
             metrics,
-            metric_history: job
-                .metric_history
-                .iter()
-                .map(|s| crate::model::MetricSeries { name: s.name.clone(), points: s.points.clone() })
-                .filter(|s| !s.points.is_empty())
-                .collect(),
+            // A series without points is kept only when it says what went wrong reading it.
+            metric_history: job.metric_history.iter().filter(|s| !s.points.is_empty() || s.problem.is_some()).cloned().collect(),
             tags: if self.keep_job_tags { job.tags.clone() } else { Tags::default() },
             attributes,
             lineage: job.lineage.clone(),

@@ -328,7 +328,9 @@ impl<'a> Attempt<'a> {
                     return ended;
                 }
                 let delivered = self.write(&mut f, due, &record, &digest).await;
-                self.finish(f, Outcome::Synced, None, Some(digest), delivered)
+                // Synced, with a note for each metric whose history the source could not read
+                // in full (the record says so too; the job's other metrics are unaffected).
+                self.finish(f, Outcome::Synced, history_note(&record), Some(digest), delivered)
             }
             Plan::Ineligible { outcome, reason } => {
                 tracing::info!(job = %f.job.name, outcome = outcome.as_str(), reason = %reason, "job not synced");
@@ -728,4 +730,20 @@ async fn validate(e: &Engine, job: &TrainingJob) -> Result<(), (Outcome, String)
 
 async fn map(e: &Engine, job: &TrainingJob) -> Result<RunRecord, (Outcome, String)> {
     e.mapper.map(job).await.map_err(|err| (Outcome::Rejected, format!("map: {}", err.chain())))
+}
+
+/// The note of a synced job whose record has metric histories the source read only in part.
+fn history_note(record: &crate::model::RunRecord) -> Option<String> {
+    let notes: Vec<String> = record
+        .metric_history
+        .iter()
+        .filter(|s| s.problem.is_some() || s.truncated)
+        .map(|s| format!("{}: {}", s.name, s.provenance()))
+        .collect();
+    if notes.is_empty() {
+        return None;
+    }
+    let mut text = format!("metric history: {}", notes.join("; "));
+    crate::limits::cut_text(&mut text, 1000);
+    Some(text)
 }

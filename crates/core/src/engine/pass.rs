@@ -307,6 +307,17 @@ impl Engine {
                 Decision::Process => round.push(Work { item: Item::Ref(r), prior: st.cloned(), slot }),
             }
         }
+        // One read for the page of what the source batches across jobs; interrupted by a
+        // cancel like any other wait (the fetches then read for themselves).
+        let prepared: Vec<&JobRef> = round.iter().filter_map(|w| if let Item::Ref(r) = &w.item { Some(r) } else { None }).collect();
+        let prepares = prepared.len() > 1;
+        if prepares {
+            tokio::select! {
+                () = self.source.prepare(&prepared) => {}
+                () = ctx.cancel.cancelled() => {}
+            }
+        }
+        drop(prepared);
         let mut all_recorded = true;
         for p in problems {
             if p.arn.is_some() {
@@ -351,6 +362,11 @@ impl Engine {
             if round.is_empty() {
                 break;
             }
+        }
+        if prepares {
+            // The page is done: what the source kept for it goes (a job it was not fetched for,
+            // busy or decided done under its lease, must not find it on a later page).
+            self.source.prepare(&[]).await;
         }
         all_recorded
     }

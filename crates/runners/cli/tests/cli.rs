@@ -77,7 +77,7 @@ fn quickstart_end_to_end() {
 
     let xgb = doc(&out.path().join("customer-churn/xgboost-churn-2026-11-02-10-15-42-118.json"));
     assert_eq!(xgb["schema"], "sagesync.run-record");
-    assert_eq!(xgb["schema_version"], 2, "version 2: metric values may be NaN or Infinity strings");
+    assert_eq!(xgb["schema_version"], 3, "version 3: a history point's timestamp is optional (points by iteration number)");
     let r = &xgb["record"];
     assert_eq!(
         r["project"],

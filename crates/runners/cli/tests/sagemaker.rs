@@ -85,7 +85,9 @@ async fn sync_job_by_name() {
     assert!(text.contains("failed") && text.contains("job not found"), "{text}");
 }
 
-/// `metrics = "history"`: moto's CloudWatch points reach the file the sink writes, in order.
+/// `metrics = "history"`: moto's CloudWatch points reach the file the sink writes, in order,
+/// when the metrics service has nothing for the job (`history_source = "auto"`: asked by
+/// iteration number, then by time, then CloudWatch).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metric_histories_reach_the_file_sink() {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
@@ -115,14 +117,16 @@ async fn metric_histories_reach_the_file_sink() {
     cw.put_metric_data().namespace("/aws/sagemaker/TrainingJobs").set_metric_data(Some(data)).send().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "c.toml", &moto.url(), "list", "out");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("mode = \"list\"\n", &format!("mode = \"list\"\nmetrics = \"history\"\ncloudwatch_endpoint_url = \"{}\"\n", moto.url()));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "mode = \"list\"\n",
+        &format!("mode = \"list\"\nmetrics = \"history\"\ncloudwatch_endpoint_url = \"{0}\"\nmetrics_endpoint_url = \"{0}\"\n", moto.url()),
+    );
     std::fs::write(&cfg, text).unwrap();
     let out = sagesync(dir.path()).args(["sync-job", &names[0], "--config", cfg.to_str().unwrap(), "--format", "json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["api_calls"]["GetMetricData"], 1, "{s}");
+    assert_eq!(s["api_calls"]["BatchGetMetrics"], 2, "{s}");
     let file: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(format!("out/moto-project/{}.json", names[0]))).unwrap()).unwrap();
     let series = file["record"]["metric_history"].as_array().unwrap_or_else(|| panic!("no metric_history in {file}"));
@@ -133,5 +137,118 @@ async fn metric_histories_reach_the_file_sink() {
     for (i, p) in points.iter().enumerate() {
         assert_eq!(p["step"], i as i64);
         assert_eq!(p["value"].as_f64(), Some(1.0 / (1.0 + i as f64)));
+    }
+    assert_eq!((series[0]["source"].as_str(), series[0]["resolution"].as_str()), (Some("cloudwatch"), Some("60")));
+}
+
+/// Issue 24, through the engine: `sagesync run` in search mode reads the page's histories from
+/// the metrics service in one call (the engine's prepare step), and the file and ModelDB v2
+/// sinks carry the iteration numbers: the file's points as steps without a time, ModelDB's
+/// observations with `epoch_number` (every request checked against the published spec). A
+/// second run writes nothing to ModelDB; a longer series appends only its new points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iteration_numbers_reach_the_file_and_modeldb_v2() {
+    let moto = Moto::start();
+    let fake = sagesync_test_support::modeldb_v2::Fake::start().await;
+    let names = moto.create_jobs("steps", 3, &SYNC_TAGS).await;
+    let t0 = 1_764_583_200.0;
+    let loss = |n: i32| -> Vec<(Option<i32>, f64, f64)> {
+        (0..n).map(|i| (Some(i), t0 + 30.0 * f64::from(i), 0.1 + 1.0 / (3.0 + f64::from(i)))).collect()
+    };
+    for n in &names {
+        let list = serde_json::json!([{"MetricName": "train:loss", "Value": 0.2, "Timestamp": "2026-12-01T10:00:00Z"}, {"MetricName": "validation:auc", "Value": 0.9, "Timestamp": "2026-12-01T10:00:00Z"}]);
+        moto.edit(n, serde_json::json!({"FinalMetricDataList": list}));
+        moto.put_metrics(n, "train:loss", &loss(12)).await;
+        moto.put_metrics(n, "validation:auc", &[(Some(3), t0, 0.7), (Some(7), t0 + 60.0, 0.8)]).await;
+        // The metric moto's jobs define.
+        moto.put_metrics(n, "test:dcg", &[(Some(1), t0, 0.5)]).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", &moto.url(), "search", "out");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "mode = \"search\"\n",
+        &format!("mode = \"search\"\nmetrics = \"history\"\nmetrics_endpoint_url = \"{}\"\nresources = [\"training_jobs\"]\n", moto.url()),
+    ) + &format!("\n[[sinks]]\ntype = \"modeldb_v2\"\nbase_url = \"{}\"\nexperiment = \"sagemaker\"\n", fake.base_url);
+    std::fs::write(&cfg, text).unwrap();
+    moto.metrics_calls();
+    let run = || sagesync(dir.path()).args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"]).output().unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["synced"], 3, "{s}");
+    assert_eq!(s["api_calls"]["BatchGetMetrics"], 1, "three jobs, nine metrics, one call: {s}");
+    assert_eq!(moto.metrics_calls(), [9]);
+    assert!(s["api_calls"].get("GetMetricData").is_none(), "{s}");
+    for n in &names {
+        let file: Value = serde_json::from_slice(&std::fs::read(dir.path().join(format!("out/moto-project/{n}.json"))).unwrap()).unwrap();
+        assert_eq!(file["schema_version"], 3);
+        let series = file["record"]["metric_history"].as_array().unwrap();
+        let steps: Vec<(String, Vec<i64>)> = series
+            .iter()
+            .map(|x| {
+                (
+                    x["name"].as_str().unwrap().to_string(),
+                    x["points"].as_array().unwrap().iter().map(|p| p["step"].as_i64().unwrap()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("test:dcg".to_string(), vec![1]),
+                ("train:loss".to_string(), (0..12).collect::<Vec<i64>>()),
+                ("validation:auc".to_string(), vec![3, 7])
+            ]
+        );
+        assert!(series[1]["points"][0].get("timestamp").is_none(), "points by iteration number carry no time");
+        assert_eq!(
+            (series[1]["source"].as_str(), series[1]["resolution"].as_str(), series[1]["stat"].as_str()),
+            (Some("sagemaker_metrics"), Some("iteration"), Some("Last"))
+        );
+        for (p, (_, _, v)) in series[1]["points"].as_array().unwrap().iter().zip(loss(12)) {
+            assert_eq!(p["value"].as_f64().map(f64::to_bits), Some(v.to_bits()), "bit-exact");
+        }
+        let run = fake.runs().into_iter().find(|r| r["name"] == n.as_str()).unwrap_or_else(|| panic!("no v2 run {n}"));
+        let mut obs: Vec<(String, i64, f64)> = run["observations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            // Keys sanitised as the metrics' are (`train:loss` → `train_loss`).
+            .map(|o| {
+                (
+                    o["attribute"]["key"].as_str().unwrap().replace('_', ":"),
+                    o["epoch_number"].as_i64().unwrap(),
+                    o["attribute"]["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        obs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut want: Vec<(String, i64, f64)> =
+            loss(12).iter().map(|(st, _, v)| ("train:loss".to_string(), i64::from(st.unwrap()), *v)).collect();
+        want.insert(0, ("test:dcg".to_string(), 1, 0.5));
+        want.extend([("validation:auc".to_string(), 3, 0.7), ("validation:auc".to_string(), 7, 0.8)]);
+        assert_eq!(obs, want, "{n}");
+    }
+    // Again, nothing new: no write reaches ModelDB, the files stay.
+    fake.clear_requests();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(fake.writes().is_empty(), "a re-sync writes nothing: {:?}", fake.writes());
+    // A longer series: only its new points are logged.
+    for n in &names {
+        let more: Vec<(Option<i32>, f64, f64)> = (12..15).map(|i| (Some(i), t0 + 30.0 * f64::from(i), 0.01 * f64::from(i))).collect();
+        moto.put_metrics(n, "train:loss", &more).await;
+        // The job changed (as SageMaker moves LastModifiedTime when a job's metrics arrive).
+        moto.edit(n, serde_json::json!({"LastModifiedTime": (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339()}));
+    }
+    fake.clear_requests();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let logged: Vec<Value> =
+        fake.writes().into_iter().filter(|w| w.path == "/experiment-run/logObservations").filter_map(|w| w.body).collect();
+    assert_eq!(logged.len(), 3, "one request per job");
+    for b in &logged {
+        let epochs: Vec<i64> = b["observations"].as_array().unwrap().iter().map(|o| o["epoch_number"].as_i64().unwrap()).collect();
+        assert_eq!(epochs, [12, 13, 14], "only the new points");
     }
 }

@@ -35,6 +35,7 @@ fn sam_template_passes_cfn_lint() {
             "- sagemaker:DescribeModelPackageGroup",
             "- sagemaker:ListTags",
             "- sagemaker:Search",
+            "- sagemaker:BatchGetMetrics",
             "- dynamodb:DescribeTable",
             "- dynamodb:GetItem",
             "- dynamodb:BatchGetItem",
@@ -85,9 +86,14 @@ fn sam_template_passes_cfn_lint() {
         assert!(text.contains(needle), "template lacks {needle}");
     }
     assert!(!text.contains("Action: \"*\"") && !text.contains("sagemaker:*"));
-    // The one statement on every resource is Search's (it has no resource-level permissions).
-    assert_eq!(text.matches("Resource: \"*\"").count(), 1);
+    // The statements on every resource: Search's (it has no resource-level permissions), and,
+    // only with MetricHistories = "true" (issue 24), the metric histories' two actions.
+    assert_eq!(text.matches("Resource: \"*\"").count(), 2);
     assert!(text.contains("- sagemaker:Search\n                Resource: \"*\""));
+    assert!(text.contains(
+        "- ReadMetricHistories\n                - Sid: ReadMetricHistories\n                  Effect: Allow\n                  Action:\n                    - sagemaker:BatchGetMetrics\n                    - cloudwatch:GetMetricData\n                  Resource: \"*\""
+    ));
+    assert!(text.contains("ReadMetricHistories: !Equals [!Ref MetricHistories, \"true\"]") && text.contains("Default: \"false\""));
     for needle in [
         "Runtime: provided.al2023",
         "Architectures: [arm64]",

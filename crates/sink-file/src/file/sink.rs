@@ -13,7 +13,7 @@ use super::sanitize_component;
 /// The `schema` value of every document.
 pub const SCHEMA_NAME: &str = "sagesync.run-record";
 /// The current schema version. Bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The document written for one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -36,6 +36,37 @@ pub struct Desired {
     pub artifacts: Vec<Value>,
     /// Tags.
     pub tags: Vec<String>,
+    /// Observations: one per point of each metric's history, `epoch_number` = the point's
+    /// step, in series order.
+    pub observations: Vec<Value>,
+}
+
+/// Observations per `logObservations` request.
+pub const OBSERVATIONS_PER_REQUEST: usize = 500;
+
+/// A ModelDB observation of one history point: the metric's value under its key, the step as
+/// `epoch_number`, and the point's time (else the job's end, else its start) in milliseconds.
+fn observation(key: &str, p: &sagesync_core::MetricPoint, fallback: Option<String>) -> Value {
+    let attribute = match sagesync_core::model::metric_value::non_finite_name(p.value) {
+        Some(name) => json!({"key": key, "value": name, "value_type": "STRING"}),
+        None => json!({"key": key, "value": p.value, "value_type": "NUMBER"}),
+    };
+    let mut o = json!({"attribute": attribute, "epoch_number": p.step});
+    if let Some(t) = p.timestamp.map(|t| t.timestamp_millis().to_string()).or(fallback) {
+        o["timestamp"] = json!(t);
+    }
+    o
+}
+
+/// An observation's identity: its key and epoch.
+fn observation_at(o: &Value) -> Option<(String, i64)> {
+    let key = o.pointer("/attribute/key")?.as_str()?.to_string();
+    // Absent only where a JSON encoder dropped a zero (the server always sets one).
+    let epoch = match o.get("epoch_number") {
+        None => 0,
+        Some(e) => e.as_i64().or_else(|| e.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))?,
+    };
+    Some((key, epoch))
 }
 
 /// A ModelDB key/value pair (`KeyValue` with its `value_type`).
@@ -184,6 +215,24 @@ pub fn desired(r: &RunRecord) -> Desired {
             }
         } else {
             attrs.push((format!("tag/{}", t.key), json!(t.value)));
+        }
+    }
+    // Histories: observations, keys sanitised like the metrics' (a space of their own).
+    let fallback = millis(r.run.end).or_else(|| millis(r.run.start));
+    for (key, orig) in unique_keys(r.metric_history.iter().map(|h| h.name.as_str())) {
+        if key != orig {
+            originals.push((format!("original_key/observations/{key}"), orig.clone()));
+        }
+        let Some(series) = r.metric_history.iter().find(|h| h.name == orig) else { continue };
+        let line = series.provenance();
+        if !line.is_empty() {
+            originals.push((format!("history/{key}"), line));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &series.points {
+            if seen.insert(p.step) {
+                d.observations.push(observation(&key, p, fallback.clone()));
+            }
         }
     }
     for (k, v) in originals {
@@ -366,7 +415,56 @@ pub fn changes(id: &str, run: &Value, d: &Desired, on_conflict: OnConflict) -> C
     if !tags_missing.is_empty() {
         out.requests.push(post("/experiment-run/addExperimentRunTags", json!({"id": id, "tags": tags_missing})));
     }
+    // Observations are appended, never overwritten: what the run lacks (by key and epoch) is
+    // logged; a value that differs at an epoch is a conflict, or (`Replace`) the key's
+    // observations are deleted and logged again.
+    let stored: BTreeMap<(String, i64), Value> = run
+        .get("observations")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|o| Some((observation_at(o)?, o.pointer("/attribute/value")?.clone()))).collect())
+        .unwrap_or_default();
+    let mut redo: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for o in &d.observations {
+        let Some(at) = observation_at(o) else { continue };
+        match stored.get(&at) {
+            Some(v) if !same_observed(v, &o["attribute"]["value"]) => {
+                if replace {
+                    redo.insert(at.0);
+                } else {
+                    out.conflicts += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !redo.is_empty() {
+        out.requests.push(delete("/experiment-run/deleteObservations", json!({"id": id, "observation_keys": redo})));
+    }
+    let missing: Vec<Value> = d
+        .observations
+        .iter()
+        .filter(|o| observation_at(o).is_some_and(|at| redo.contains(&at.0) || !stored.contains_key(&at)))
+        .cloned()
+        .collect();
+    out.requests.extend(observation_requests(id, &missing));
     out
+}
+
+/// `logObservations` requests for `observations`, [`OBSERVATIONS_PER_REQUEST`] at a time.
+pub fn observation_requests(id: &str, observations: &[Value]) -> Vec<Change> {
+    observations
+        .chunks(OBSERVATIONS_PER_REQUEST)
+        .map(|c| Change { verb: Verb::Post, op: "/experiment-run/logObservations", body: json!({"id": id, "observations": c}) })
+        .collect()
+}
+
+/// Whether a stored observation's value is the one wanted: bit-exact for numbers (a history's
+/// values are the job's, not rounded), equal otherwise.
+fn same_observed(stored: &Value, ours: &Value) -> bool {
+    match (stored.as_f64(), ours.as_f64()) {
+        (Some(a), Some(b)) => a.to_bits() == b.to_bits(),
+        _ => stored == ours,
+    }
 }
 
 #[cfg(test)]
@@ -396,5 +494,28 @@ mod tests {
         assert_eq!(replace.conflicts, 0);
         let same = Desired { metrics: vec![kv("a", &json!(1.0))], tags: vec!["t1".into()], ..Default::default() };
         assert_eq!(changes("r1", &run, &same, OnConflict::Replace), Changes::default(), "nothing to do");
+    }
+
+    #[test]
+    fn observations_append_only_what_the_run_lacks() {
+        let obs = |epoch: i64, v: f64| json!({"attribute": {"key": "loss", "value": v, "value_type": "NUMBER"}, "epoch_number": epoch});
+        // As stored: epoch numbers come back as JSON numbers, possibly with a fraction part.
+        let run = json!({"id": "r1", "observations": [obs(0, 0.5), {"attribute": {"key": "loss", "value": 0.25}, "epoch_number": 1.0}]});
+        let d = Desired { observations: vec![obs(0, 0.5), obs(1, 0.25), obs(2, 0.125)], ..Default::default() };
+        let c = changes("r1", &run, &d, OnConflict::Keep);
+        assert_eq!(c.requests.len(), 1);
+        assert_eq!(c.requests[0].op, "/experiment-run/logObservations");
+        assert_eq!(c.requests[0].body["observations"], json!([obs(2, 0.125)]), "only the new point");
+        // A value that differs at an epoch: kept (a conflict), or the key logged again.
+        let moved = Desired { observations: vec![obs(0, 0.5), obs(1, 0.3)], ..Default::default() };
+        let keep = changes("r1", &run, &moved, OnConflict::Keep);
+        assert!(keep.requests.is_empty() && keep.conflicts == 1);
+        let replace = changes("r1", &run, &moved, OnConflict::Replace);
+        assert_eq!(replace.requests[0].op, "/experiment-run/deleteObservations");
+        assert_eq!(replace.requests[1].body["observations"].as_array().map(Vec::len), Some(2));
+        // Many points: requests of a bounded size.
+        let many = Desired { observations: (0..1200).map(|i| obs(i, 1.0)).collect(), ..Default::default() };
+        let c = changes("r1", &json!({"id": "r1"}), &many, OnConflict::Keep);
+        assert_eq!(c.requests.len(), 3);
     }
 }

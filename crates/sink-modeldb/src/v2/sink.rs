@@ -380,6 +380,10 @@ impl ModelDbV2Sink {
                 200 => {
                     let id = field_str(&made.body, "/experiment_run/id")
                         .ok_or_else(|| V2Error::Decode { op: op.into(), message: "no experiment_run.id".into() })?;
+                    // The histories, in requests of a bounded size (a creation stays small).
+                    for ch in mapping::observation_requests(&id, &d.observations) {
+                        c.post(ch.op, &ch.body).await?.ok(ch.op)?;
+                    }
                     self.remove_previous(c, cx, &id, arn).await?;
                     self.link(c, r, &experiment_id, &id, None).await?;
                     return Ok(receipt(id, WriteKind::Created));

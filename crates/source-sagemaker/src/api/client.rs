@@ -33,6 +33,9 @@ pub struct ClientSettings {
     pub s3_endpoint_url: Option<String>,
     /// CloudWatch endpoint override, for metric histories.
     pub cloudwatch_endpoint_url: Option<String>,
+    /// SageMaker metrics service endpoint override, for metric histories
+    /// (`AWS_ENDPOINT_URL_SAGEMAKER_METRICS` also works).
+    pub metrics_endpoint_url: Option<String>,
     /// Attempts per call, first included.
     pub max_attempts: u32,
     /// First retry backoff.
@@ -57,6 +60,8 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     /// CloudWatch (metric histories).
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// SageMaker's metrics service (metric histories by iteration number).
+    pub metrics: aws_sdk_sagemakermetrics::Client,
     /// The shared config they were built from (credentials, region).
     pub shared: sagesync_aws::SdkConfig,
 }
@@ -91,7 +96,12 @@ impl ClientSettings {
         if let Some(e) = &self.cloudwatch_endpoint_url {
             cw = cw.endpoint_url(e);
         }
+        let mut mx = aws_sdk_sagemakermetrics::config::Builder::from(&shared);
+        if let Some(e) = &self.metrics_endpoint_url {
+            mx = mx.endpoint_url(e);
+        }
         Clients {
+            metrics: aws_sdk_sagemakermetrics::Client::from_conf(mx.build()),
             sagemaker: aws_sdk_sagemaker::Client::from_conf(sm.build()),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cw.build()),

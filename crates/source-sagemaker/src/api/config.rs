@@ -9,10 +9,11 @@ use sagesync_core::{BuildContext, FieldProblem, Source, SourcePlugin};
 use serde::Deserialize;
 
 use super::client::{ClientSettings, RetryMode};
-use super::history::HistoryOptions;
+use super::history::{cloudwatch_stat, HistoryOptions, HistorySourceMode};
+use super::metrics::service_stat;
 
-/// The statistics `history_stat` accepts.
-const HISTORY_STATS: [&str; 5] = ["Average", "Maximum", "Minimum", "Sum", "SampleCount"];
+/// The statistics `history_stat` accepts: CloudWatch's names and the metrics service's.
+const HISTORY_STATS: [&str; 11] = ["Last", "Average", "Maximum", "Minimum", "Sum", "SampleCount", "Avg", "Max", "Min", "Count", "StdDev"];
 use super::source::{Filters, Mode, SageMakerSettings, OPERATIONS};
 
 /// Options of `sagemaker`.
@@ -29,6 +30,9 @@ pub struct SageMakerSourceConfig {
     pub s3_endpoint_url: Option<String>,
     /// CloudWatch endpoint override for metric histories.
     pub cloudwatch_endpoint_url: Option<String>,
+    /// SageMaker metrics service endpoint override for metric histories
+    /// (`AWS_ENDPOINT_URL_SAGEMAKER_METRICS` also works).
+    pub metrics_endpoint_url: Option<String>,
     /// Polls: `list` (ListTrainingJobs + Describe + ListTags) or `search` (Search, tags in bulk).
     /// Reconciliation passes and backfills always use Search.
     pub mode: Mode,
@@ -71,13 +75,21 @@ pub struct SageMakerSourceConfig {
     pub dataset_manifests: bool,
     /// Cap on objects per channel manifest.
     pub max_manifest_objects: usize,
-    /// `final` (the job's `FinalMetricDataList` only) or `history` (also each metric's points
-    /// from CloudWatch `GetMetricData`, when the job is worked on).
+    /// `final` (the job's `FinalMetricDataList` only) or `history` (also each metric's points,
+    /// when the job is worked on; see `history_source`).
     pub metrics: MetricsMode,
-    /// History: aggregation period, seconds (a multiple of 60).
+    /// History: where points are read. `auto` (SageMaker's metrics service by iteration
+    /// number, CloudWatch for a job the service has nothing for), `sagemaker` (the service
+    /// only) or `cloudwatch` (CloudWatch `GetMetricData` only, by time).
+    pub history_source: HistorySourceMode,
+    /// History: CloudWatch's aggregation period, seconds (a multiple of 60; older jobs get
+    /// coarser points, as CloudWatch keeps them).
     pub history_period_secs: i32,
-    /// History: the statistic (`Average`, `Maximum`, `Minimum`, `Sum`, `SampleCount`).
-    pub history_stat: String,
+    /// History: the statistic, by either name (`Last`, `Average`/`Avg`, `Maximum`/`Max`,
+    /// `Minimum`/`Min`, `SampleCount`/`Count`, `StdDev`, `Sum`). Unset: `Last` from the
+    /// metrics service, `Average` from CloudWatch; a statistic only one of them has is used
+    /// there, and the other uses its default.
+    pub history_stat: Option<String>,
     /// History: points kept per metric (the oldest), 1 to 100000.
     pub history_max_points: usize,
     /// What to list: `training_jobs`, `tuning_jobs` (each a parent run of the training jobs it
@@ -219,9 +231,11 @@ impl Default for SageMakerSourceConfig {
             dataset_manifests: false,
             max_manifest_objects: 1000,
             cloudwatch_endpoint_url: None,
+            metrics_endpoint_url: None,
             metrics: MetricsMode::Final,
+            history_source: HistorySourceMode::Auto,
             history_period_secs: 60,
-            history_stat: "Average".into(),
+            history_stat: None,
             history_max_points: super::history::DEFAULT_MAX_POINTS_PER_METRIC,
             resources: vec![Resource::TrainingJobs, Resource::TuningJobs, Resource::PipelineExecutions],
             regions: Vec::new(),
@@ -289,6 +303,7 @@ impl SageMakerSourceConfig {
             ("endpoint_url", &self.endpoint_url),
             ("s3_endpoint_url", &self.s3_endpoint_url),
             ("cloudwatch_endpoint_url", &self.cloudwatch_endpoint_url),
+            ("metrics_endpoint_url", &self.metrics_endpoint_url),
         ] {
             if let Some(u) = v {
                 if let Err(m) = sagesync_core::config::endpoint_url(u) {
@@ -355,8 +370,21 @@ impl SageMakerSourceConfig {
         if self.history_period_secs <= 0 || self.history_period_secs % 60 != 0 || self.history_period_secs > 86_400 {
             problems.push(FieldProblem::at("history_period_secs", "must be a multiple of 60 between 60 and 86400"));
         }
-        if !HISTORY_STATS.contains(&self.history_stat.as_str()) {
-            problems.push(FieldProblem::at("history_stat", format!("unknown statistic; expected one of: {}", HISTORY_STATS.join(", "))));
+        if let Some(stat) = &self.history_stat {
+            if !HISTORY_STATS.contains(&stat.as_str()) {
+                problems
+                    .push(FieldProblem::at("history_stat", format!("unknown statistic; expected one of: {}", HISTORY_STATS.join(", "))));
+            } else if self.history_source == HistorySourceMode::Sagemaker && service_stat(stat).is_none() {
+                problems.push(FieldProblem::at(
+                    "history_stat",
+                    format!("SageMaker's metrics service has no `{stat}`; use one of Last, Avg, Min, Max, Count, StdDev, or history_source = \"cloudwatch\""),
+                ));
+            } else if self.history_source == HistorySourceMode::Cloudwatch && cloudwatch_stat(stat).is_none() {
+                problems.push(FieldProblem::at(
+                    "history_stat",
+                    format!("CloudWatch has no `{stat}`; use one of Average, Maximum, Minimum, Sum, SampleCount, or history_source = \"sagemaker\""),
+                ));
+            }
         }
         if !(1..=100_000).contains(&self.history_max_points) {
             problems.push(FieldProblem::at("history_max_points", "must be between 1 and 100000"));
@@ -365,9 +393,12 @@ impl SageMakerSourceConfig {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let stat = self.history_stat.as_deref();
         let history = (self.metrics == MetricsMode::History).then(|| HistoryOptions {
+            source: self.history_source,
             period_secs: self.history_period_secs,
-            stat: self.history_stat.clone(),
+            stat: stat.and_then(cloudwatch_stat).unwrap_or("Average").to_string(),
+            service_stat: stat.and_then(service_stat).unwrap_or("Last").to_string(),
             max_points_per_metric: self.history_max_points,
             ..HistoryOptions::default()
         });
@@ -378,6 +409,7 @@ impl SageMakerSourceConfig {
                 endpoint_url: self.endpoint_url.clone(),
                 s3_endpoint_url: self.s3_endpoint_url.clone(),
                 cloudwatch_endpoint_url: self.cloudwatch_endpoint_url.clone(),
+                metrics_endpoint_url: self.metrics_endpoint_url.clone(),
                 max_attempts: self.max_attempts,
                 initial_backoff: Duration::from_millis(self.initial_backoff_ms),
                 retry_mode: self.retry_mode,
@@ -547,11 +579,14 @@ statuses = []          # e.g. ["Completed", "Failed"]; empty lists every status
 # name_contains = "xgboost"
 # created_after = "2026-01-01"
 # modified_before = "2026-06-30T00:00:00Z"
-# Metrics: "final" (FinalMetricDataList) or "history" (also every metric's points from
-# CloudWatch GetMetricData, namespace /aws/sagemaker/TrainingJobs, one call per job).
+# Metrics: "final" (FinalMetricDataList) or "history" (also every metric's points).
 metrics = "final"
-# history_period_secs = 60
-# history_stat = "Average"
+# Histories from "auto" (SageMaker's metrics service by iteration number, CloudWatch for a
+# job it has nothing for), "sagemaker" (BatchGetMetrics only) or "cloudwatch" (GetMetricData
+# only, by time).
+# history_source = "auto"
+# history_stat = "Last"        # unset: Last from the service, Average from CloudWatch
+# history_period_secs = 60     # CloudWatch only; older jobs get 300 (after 15 days) or 3600 (63)
 # history_max_points = 10000
 # Client-side budgets per operation, calls per second (defaults shown; 0 = unlimited).
 # max_requests_per_second = 1.0   # one budget for every operation not listed below
@@ -562,6 +597,7 @@ ListTags = 10.0
 Search = 2.0
 ListObjectsV2 = 50.0
 GetMetricData = 10.0        # AWS: 50 TPS; only with metrics = "history"
+BatchGetMetrics = 10.0      # only with metrics = "history"; up to 100 metrics a call
 "#
 );
 

@@ -1,4 +1,5 @@
-//! Metric histories of a training job from CloudWatch.
+//! Metric histories of a training job from CloudWatch, and the options of histories from
+//! either source (the metrics service's reader is [`super::metrics`]).
 //!
 //! SageMaker publishes the metrics a job's `MetricDefinitions` extract from its logs (and the
 //! built-in algorithms' metrics) to CloudWatch, namespace `/aws/sagemaker/TrainingJobs`,
@@ -11,13 +12,14 @@
 //! [`DEFAULT_MAX_POINTS_PER_METRIC`], the oldest ones; a capped series is logged as a warning)
 //! and at most [`MAX_PAGES`] pages per call, so a job's history never grows without limit.
 //! CloudWatch keeps 1-minute points for 15 days, 5-minute points for 63 days and 1-hour points
-//! for 455 days: older jobs get coarser histories.
+//! for 455 days: older jobs get coarser histories ([`retained_period`]), and each series says
+//! which period its points hold.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
 use chrono::{DateTime, Utc};
-use sagesync_core::{MetricPoint, MetricSeries, SyncError};
+use sagesync_core::{HistorySource, MetricPoint, MetricSeries, SyncError};
 
 use super::client::{map_sdk_error, CallCounter, RateLimits};
 
@@ -30,13 +32,72 @@ pub const MAX_PAGES: usize = 200;
 /// Queries per `GetMetricData` call (the API's limit).
 const QUERIES_PER_CALL: usize = 500;
 
+/// Where histories are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HistorySourceMode {
+    /// SageMaker's metrics service first; CloudWatch for a job it has nothing for.
+    #[default]
+    Auto,
+    /// SageMaker's metrics service only (`BatchGetMetrics`).
+    Sagemaker,
+    /// CloudWatch only (`GetMetricData`).
+    Cloudwatch,
+}
+
+impl HistorySourceMode {
+    /// The config's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistorySourceMode::Auto => "auto",
+            HistorySourceMode::Sagemaker => "sagemaker",
+            HistorySourceMode::Cloudwatch => "cloudwatch",
+        }
+    }
+}
+
+/// CloudWatch's statistic for a `history_stat` value (its own names, or the metrics service's
+/// for the same statistic); `None` for one it does not have (`Last`, `StdDev`).
+pub fn cloudwatch_stat(stat: &str) -> Option<&'static str> {
+    Some(match stat {
+        "Average" | "Avg" => "Average",
+        "Maximum" | "Max" => "Maximum",
+        "Minimum" | "Min" => "Minimum",
+        "SampleCount" | "Count" => "SampleCount",
+        "Sum" => "Sum",
+        _ => return None,
+    })
+}
+
+/// The period CloudWatch still has points for, for a job that started at `start`: the
+/// configured one, raised to 300 s after 15 days and to 3600 s after 63 days (and rounded up to
+/// a multiple of it).
+pub fn retained_period(period_secs: i32, start: DateTime<Utc>, now: DateTime<Utc>) -> i32 {
+    let age = now - start;
+    let floor = if age > chrono::Duration::days(63) {
+        3600
+    } else if age > chrono::Duration::days(15) {
+        300
+    } else {
+        60
+    };
+    let p = period_secs.max(floor);
+    let rounded = (p + floor - 1) / floor;
+    rounded.saturating_mul(floor)
+}
+
 /// How histories are read.
 #[derive(Debug, Clone)]
 pub struct HistoryOptions {
-    /// Aggregation period, seconds (a multiple of 60; CloudWatch's resolution for training jobs).
+    /// Where.
+    pub source: HistorySourceMode,
+    /// CloudWatch's aggregation period, seconds (a multiple of 60; CloudWatch's resolution for
+    /// training jobs). Older jobs get [`retained_period`].
     pub period_secs: i32,
-    /// Statistic (`Average`, `Maximum`, `Minimum`, `Sum`, `SampleCount`).
+    /// CloudWatch's statistic (`Average`, `Maximum`, `Minimum`, `Sum`, `SampleCount`).
     pub stat: String,
+    /// The metrics service's statistic (`Last`, `Avg`, `Min`, `Max`, `Count`, `StdDev`).
+    pub service_stat: String,
     /// Points kept per metric (the oldest).
     pub max_points_per_metric: usize,
     /// The host dimension's instance suffix (`algo-1` is the first instance).
@@ -46,8 +107,10 @@ pub struct HistoryOptions {
 impl Default for HistoryOptions {
     fn default() -> Self {
         HistoryOptions {
+            source: HistorySourceMode::Auto,
             period_secs: 60,
             stat: "Average".into(),
+            service_stat: "Last".into(),
             max_points_per_metric: DEFAULT_MAX_POINTS_PER_METRIC,
             host: "algo-1".into(),
         }
@@ -89,7 +152,8 @@ pub async fn read_history(
         return Ok(Vec::new());
     }
     // CloudWatch aligns points to the period; widen the window so the first and last count.
-    let period = i64::from(opts.period_secs.max(1));
+    let period_secs = retained_period(opts.period_secs, start, Utc::now());
+    let period = i64::from(period_secs.max(1));
     let from = DateTime::<Utc>::from_timestamp(start.timestamp() - start.timestamp().rem_euclid(period), 0).unwrap_or(start);
     let to = end + chrono::Duration::seconds(period);
     let host = format!("{job_name}/{}", opts.host);
@@ -106,7 +170,7 @@ pub async fn read_history(
                     .build();
                 MetricDataQuery::builder()
                     .id(format!("m{}", chunk_no * QUERIES_PER_CALL + i))
-                    .metric_stat(MetricStat::builder().metric(metric).period(opts.period_secs).stat(&opts.stat).build())
+                    .metric_stat(MetricStat::builder().metric(metric).period(period_secs).stat(&opts.stat).build())
                     .return_data(true)
                     .build()
             })
@@ -156,7 +220,8 @@ pub async fn read_history(
         if pts.is_empty() {
             continue;
         }
-        if pts.len() >= opts.max_points_per_metric {
+        let capped = pts.len() >= opts.max_points_per_metric;
+        if capped {
             tracing::warn!(job = job_name, metric = *name, cap = opts.max_points_per_metric, "metric history capped");
         }
         pts.sort_by_key(|(t, _)| *t);
@@ -165,10 +230,18 @@ pub async fn read_history(
             .into_iter()
             .enumerate()
             .filter_map(|(step, (ms, value))| {
-                Some(MetricPoint { timestamp: DateTime::<Utc>::from_timestamp_millis(ms)?, step: i64::try_from(step).ok()?, value })
+                Some(MetricPoint { timestamp: Some(DateTime::<Utc>::from_timestamp_millis(ms)?), step: i64::try_from(step).ok()?, value })
             })
             .collect();
-        series.push(MetricSeries { name: name.to_string(), points });
+        let mut s = MetricSeries::new(name.to_string(), points);
+        s.source = Some(HistorySource::Cloudwatch);
+        s.resolution = Some(period_secs.to_string());
+        s.stat = Some(opts.stat.clone());
+        if capped {
+            s.truncated = true;
+            s.problem = Some(format!("kept the first {} points (history_max_points)", opts.max_points_per_metric));
+        }
+        series.push(s);
     }
     Ok(series)
 }
@@ -182,4 +255,28 @@ pub fn metric_names(job: &sagesync_core::TrainingJob) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_jobs_get_the_periods_cloudwatch_still_keeps() {
+        let now = Utc::now();
+        let days = |d| now - chrono::Duration::days(d);
+        assert_eq!(retained_period(60, days(1), now), 60);
+        assert_eq!(retained_period(120, days(14), now), 120);
+        assert_eq!(retained_period(60, days(16), now), 300);
+        assert_eq!(retained_period(420, days(16), now), 600);
+        assert_eq!(retained_period(60, days(64), now), 3600);
+        assert_eq!(retained_period(7200, days(400), now), 7200);
+    }
+
+    #[test]
+    fn stats_map_onto_cloudwatch() {
+        assert_eq!(cloudwatch_stat("Avg"), Some("Average"));
+        assert_eq!(cloudwatch_stat("Sum"), Some("Sum"));
+        assert_eq!(cloudwatch_stat("Last"), None);
+    }
 }

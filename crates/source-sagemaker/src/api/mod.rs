@@ -5,6 +5,7 @@ mod config;
 pub mod convert;
 pub mod event;
 pub mod history;
+pub mod metrics;
 mod packages;
 pub mod pairs;
 mod pipelines;

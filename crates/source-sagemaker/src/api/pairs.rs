@@ -241,6 +241,30 @@ impl Source for PairedSource {
         }
     }
 
+    async fn prepare(&self, jobs: &[&JobRef]) {
+        if let [only] = self.pairs.as_slice() {
+            if only.account.is_none() {
+                return only.source.prepare(jobs).await;
+            }
+        }
+        if jobs.is_empty() {
+            // The page is done: every pair drops what it kept.
+            futures::future::join_all(self.pairs.iter().map(|p| p.source.prepare(&[]))).await;
+            return;
+        }
+        // Each pair reads the page's jobs of its own account and region, the pairs at once.
+        let mut by_pair: Vec<(&Pair, Vec<&JobRef>)> = Vec::new();
+        for r in jobs {
+            let Some(arn) = r.arn.as_deref() else { continue };
+            let Ok(p) = self.pair_of(arn).await else { continue };
+            match by_pair.iter_mut().find(|(q, _)| std::ptr::eq(*q, p)) {
+                Some((_, list)) => list.push(r),
+                None => by_pair.push((p, vec![r])),
+            }
+        }
+        futures::future::join_all(by_pair.iter().map(|(p, list)| p.source.prepare(list))).await;
+    }
+
     async fn child(&self, parent: &TrainingJob, child: &ChildSummary) -> Result<TrainingJob, SyncError> {
         if let [only] = self.pairs.as_slice() {
             if only.account.is_none() {

@@ -11,7 +11,8 @@ use tokio::sync::OnceCell;
 
 use super::client::{map_sdk_error, CallCounter, ClientSettings, Clients, RateLimits};
 use super::convert;
-use super::history::{metric_names, read_history, Budget, HistoryOptions};
+use super::history::{metric_names, read_history, Budget, HistoryOptions, HistorySourceMode};
+use super::metrics::{read_series, JobQueries, ServiceOptions};
 use crate::document::job_from_document;
 
 /// How jobs are listed.
@@ -46,13 +47,14 @@ pub struct Filters {
 /// publishes 2 TPS (per account and region, not adjustable) for ListTrainingJobs; the others
 /// have no published figure and share the account's quota with every other caller, so the
 /// defaults stay modest and the SDK's retries absorb throttling.
-pub const OPERATIONS: [(&str, f64); 18] = [
+pub const OPERATIONS: [(&str, f64); 19] = [
     ("ListTrainingJobs", 2.0),
     ("DescribeTrainingJob", 10.0),
     ("ListTags", 10.0),
     ("Search", 2.0),
     ("ListObjectsV2", 50.0),
     ("GetMetricData", 10.0),
+    ("BatchGetMetrics", 10.0),
     ("ListHyperParameterTuningJobs", 2.0),
     ("DescribeHyperParameterTuningJob", 10.0),
     ("ListTrainingJobsForHyperParameterTuningJob", 2.0),
@@ -86,8 +88,8 @@ pub struct SageMakerSettings {
     pub dataset_manifests: bool,
     /// Cap on objects listed per channel.
     pub max_manifest_objects: usize,
-    /// Read each job's metric histories from CloudWatch (`metrics = "history"`), with these
-    /// options; `None` keeps the final metrics only.
+    /// Read each job's metric histories (`metrics = "history"`: SageMaker's metrics service,
+    /// CloudWatch, or both), with these options; `None` keeps the final metrics only.
     pub history: Option<HistoryOptions>,
     /// List training jobs.
     pub training_jobs: bool,
@@ -137,6 +139,7 @@ impl SageMakerSettings {
         self.client.endpoint_url = Some(url.to_string());
         self.client.s3_endpoint_url = Some(url.to_string());
         self.client.cloudwatch_endpoint_url = Some(url.to_string());
+        self.client.metrics_endpoint_url = Some(url.to_string());
         self.client.region = Some(region.to_string());
         self
     }
@@ -149,6 +152,10 @@ impl SageMakerSettings {
     }
 }
 
+/// What a page's read got for one job: the metric names it asked for, the job's
+/// `LastModifiedTime` as listed, and the series.
+type Prepared = (Vec<String>, Option<DateTime<Utc>>, Vec<sagesync_core::MetricSeries>);
+
 /// Jobs from the SageMaker API.
 pub struct SageMakerSource {
     pub(super) settings: SageMakerSettings,
@@ -160,6 +167,9 @@ pub struct SageMakerSource {
     /// Pipeline executions' processing outputs, by ARN (bounded), for their training jobs'
     /// datasets.
     pub(super) executions: super::pipelines::ExecutionCache,
+    /// Histories read for the page being worked on, by ARN, with the metric names asked
+    /// ([`Source::prepare`]); each is taken by the job's fetch, and the next page replaces them.
+    prepared: std::sync::Mutex<std::collections::HashMap<String, Prepared>>,
 }
 
 fn aws_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
@@ -189,6 +199,7 @@ impl SageMakerSource {
             calls: CallCounter::default(),
             objectives: Default::default(),
             executions: Default::default(),
+            prepared: Default::default(),
         }
     }
 
@@ -316,15 +327,107 @@ impl SageMakerSource {
         Ok(job)
     }
 
-    /// Reads the job's metric histories from CloudWatch, between its training start and its
-    /// end (or now, for a job still running). A job that never started has none.
+    /// Reads the job's metric histories: from the metrics service by iteration number (what
+    /// [`Source::prepare`] read for its page, else one call for the job), then from CloudWatch,
+    /// between its training start and its end (or now, for a job still running), when the
+    /// service has nothing for it (`auto`) or is not asked (`cloudwatch`).
     async fn add_history(&self, job: &mut TrainingJob, opts: &HistoryOptions) -> Result<(), SyncError> {
-        let Some(start) = job.start_time.or(job.creation_time) else { return Ok(()) };
-        let end = job.end_time.unwrap_or_else(Utc::now);
         let names = metric_names(job);
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut from_service: Vec<sagesync_core::MetricSeries> = Vec::new();
+        if opts.source != HistorySourceMode::Cloudwatch {
+            let read = match self.take_prepared(job, &names) {
+                Some(series) => Ok(series),
+                None => {
+                    let q = [JobQueries { arn: job.arn.clone(), names: names.clone() }];
+                    self.read_service(&q, opts).await.pop().unwrap_or_else(|| Ok(Vec::new()))
+                }
+            };
+            // A refusal (no permission, an endpoint that is not the service) is the setup's,
+            // also in `auto`: falling back would record CloudWatch's series for good, and
+            // granting the permission later would change nothing. Only a job the service
+            // answered nothing for goes to CloudWatch.
+            from_service = read?;
+        }
+        let has_points = from_service.iter().any(|s| !s.points.is_empty());
+        if has_points || opts.source == HistorySourceMode::Sagemaker {
+            job.metric_history = from_service;
+            return Ok(());
+        }
+        let Some(start) = job.start_time.or(job.creation_time) else {
+            job.metric_history = from_service;
+            return Ok(());
+        };
+        let end = job.end_time.unwrap_or_else(Utc::now);
         let budget = Budget { limits: &self.limits, calls: &self.calls };
-        job.metric_history = read_history(&self.clients().await.cloudwatch, budget, &job.name, &names, start, end, opts).await?;
+        let mut series = read_history(&self.clients().await.cloudwatch, budget, &job.name, &names, start, end, opts).await?;
+        // What the service refused stays said, for the metrics CloudWatch has nothing for.
+        for s in from_service {
+            if s.problem.is_some() && !series.iter().any(|c| c.name == s.name) {
+                series.push(s);
+            }
+        }
+        job.metric_history = series;
         Ok(())
+    }
+
+    async fn read_service(&self, jobs: &[JobQueries], opts: &HistoryOptions) -> Vec<Result<Vec<sagesync_core::MetricSeries>, SyncError>> {
+        let budget = Budget { limits: &self.limits, calls: &self.calls };
+        let service = ServiceOptions { stat: opts.service_stat.clone(), max_points: opts.max_points_per_metric };
+        read_series(&self.clients().await.metrics, budget, jobs, &service).await
+    }
+
+    /// The series [`Source::prepare`] read for this job, if it read them for this version of
+    /// the job (its `LastModifiedTime`) and these names.
+    fn take_prepared(&self, job: &TrainingJob, names: &[String]) -> Option<Vec<sagesync_core::MetricSeries>> {
+        let mut m = self.prepared.lock().ok()?;
+        match m.remove(&job.arn) {
+            Some((asked, modified, series)) if asked == names && modified == job.last_modified_time => Some(series),
+            _ => None,
+        }
+    }
+
+    /// Reads, in as few `BatchGetMetrics` calls as the page allows, the histories of the page's
+    /// training jobs that came with their metric names (Search pages, recorded jobs). What it
+    /// keeps lasts until the next call: the engine calls with no jobs when the page is done.
+    async fn prepare_histories(&self, jobs: &[&JobRef]) {
+        let Some(opts) = &self.settings.history else { return };
+        if let Ok(mut m) = self.prepared.lock() {
+            m.clear();
+        }
+        if opts.source == HistorySourceMode::Cloudwatch {
+            return;
+        }
+        let wanted: Vec<(Option<DateTime<Utc>>, JobQueries)> = jobs
+            .iter()
+            .filter_map(|r| {
+                let j = r.job.as_ref()?;
+                if !j.arn.contains(":training-job/") {
+                    return None;
+                }
+                let names = metric_names(j);
+                (!names.is_empty()).then(|| (j.last_modified_time, JobQueries { arn: j.arn.clone(), names }))
+            })
+            .collect();
+        let (modified, wanted): (Vec<Option<DateTime<Utc>>>, Vec<JobQueries>) = wanted.into_iter().unzip();
+        if wanted.len() < 2 {
+            return;
+        }
+        let results = self.read_service(&wanted, opts).await;
+        if let Ok(mut m) = self.prepared.lock() {
+            for ((q, r), at) in wanted.into_iter().zip(results).zip(modified) {
+                match r {
+                    Ok(series) => {
+                        m.insert(q.arn, (q.names, at, series));
+                    }
+                    Err(e) => {
+                        tracing::debug!(job = %q.arn, error = %e.chain(), "reading the page's histories failed for this job; its fetch reads them")
+                    }
+                }
+            }
+        }
     }
 
     async fn add_manifests(&self, doc: &mut Value) -> Result<(), SyncError> {
@@ -878,6 +981,10 @@ impl Source for SageMakerSource {
         self.finish(doc).await
     }
 
+    async fn prepare(&self, jobs: &[&JobRef]) {
+        self.prepare_histories(jobs).await;
+    }
+
     fn api_calls(&self) -> BTreeMap<String, u64> {
         self.calls.snapshot()
     }
@@ -889,7 +996,18 @@ impl Source for SageMakerSource {
     fn fingerprint(&self) -> String {
         let history = match &self.settings.history {
             None => "final".to_string(),
-            Some(h) => format!("history:{}:{}:{}:{}", h.period_secs, h.stat, h.max_points_per_metric, h.host),
+            Some(h) if h.source == HistorySourceMode::Cloudwatch => {
+                format!("history:{}:{}:{}:{}", h.period_secs, h.stat, h.max_points_per_metric, h.host)
+            }
+            Some(h) => format!(
+                "history:{}:{}:{}:{}:{}:{}",
+                h.source.as_str(),
+                h.service_stat,
+                h.period_secs,
+                h.stat,
+                h.max_points_per_metric,
+                h.host
+            ),
         };
         // The kinds listed change training jobs' records (a tuner's or execution's child is
         // linked to it only when its kind is on): turning one on or off re-decides every job.
