@@ -304,13 +304,21 @@ def check_metrics(url, sm):
     other.batch_put_metrics(TrialComponentName="far-aws-training-job", MetricData=[{"MetricName": "m", "Timestamp": t0, "Step": 0, "Value": 4.5}])
     checked("BatchPutMetrics")
     where = {"eu-west-1:210987654321": [4.5], "us-east-1:210987654321": [], "eu-west-1:123456789012": []}
+    role = {"aws_session_token": c["SessionToken"], "aws_access_key_id": c["AccessKeyId"], "aws_secret_access_key": c["SecretAccessKey"]}
     got = []
     for k in where:
-        # Asked in the ARN's own region (another region's ARN is that query's ValidationError).
-        client(k.split(":")[0]).batch_get_metrics(MetricQueries=[q("m", resource="arn:aws:sagemaker:%s:training-job/Far" % k)])
+        # Asked with the ARN's own account's credentials in its region (anything else is that
+        # query's ValidationError).
+        region, account = k.split(":")
+        asker = client(region, **role) if account == "210987654321" else client(region)
+        asker.batch_get_metrics(MetricQueries=[q("m", resource="arn:aws:sagemaker:%s:training-job/Far" % k)])
         got.append(checked("BatchGetMetrics")["MetricQueryResults"][0]["MetricValues"])
     if got != list(where.values()):
         problem("by region and account: %r" % got)
+    mc.batch_get_metrics(MetricQueries=[q("m", resource="arn:aws:sagemaker:us-east-1:210987654321:training-job/Far")])
+    other_account = checked("BatchGetMetrics")["MetricQueryResults"][0]
+    if other_account["Status"] != "ValidationError":
+        problem("another account's ARN with the default credentials: %r" % other_account)
 
 
 def main():

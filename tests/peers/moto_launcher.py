@@ -52,8 +52,8 @@ Wraps moto's WSGI app and adds what the tests need and moto lacks:
   on this endpoint, validated as botocore's model says: a request (or any query in it) that
   breaks the model's constraints answers 400 ValidationException, as AWS validates against its
   model first; in BatchGetMetrics, what only running a query tells (a Period that does not fit
-  the XAxisType, a resource that is not a training job, an ARN of another region than the
-  request's signing region) is that query's own ValidationError result.
+  the XAxisType, a resource that is not a training job, an ARN of another account or region
+  than the request's credentials and signing region) is that query's own ValidationError.
   Points are kept in memory by (region, account) — the SigV4 credential scope's region and the
   access key's account as moto maps it (AssumeRole keys land in the role's account) — then trial
   component and metric. A query's ResourceArn names the place: `...:training-job/NAME` reads
@@ -829,8 +829,8 @@ def _query_metric(q, caller=None):
     scope, tc, why = _trial_component_of(arn)
     if why:
         return invalid(why)
-    if caller is not None and scope[0] != caller[0]:
-        return invalid("Resource %s is not in this request's region (%s)" % (arn, caller[0]))
+    if caller is not None and tuple(scope) != tuple(caller):
+        return invalid("Resource %s is not in this request's account and region (%s, %s)" % (arn, caller[1], caller[0]))
     start, end = q.get("Start"), q.get("End")
     with METRICS_LOCK:
         points = list(METRICS.get(scope, {}).get(tc, {}).get(name, []))

@@ -152,6 +152,12 @@ pub struct Desired {
     /// `sagesync.history.<key>` before any `;`). A run holding a key's points of one kind never
     /// gets another kind's points mixed in.
     pub history_kinds: BTreeMap<String, String>,
+    /// The tag key that says each history's kind, by metric key (`sagesync.history.<key>`, or
+    /// what the key rules made of it when that is too long).
+    pub history_tags: BTreeMap<String, String>,
+    /// Final values not logged beside a series by iteration, by key: logged after the run's
+    /// own series instead when the run keeps another kind under that key.
+    pub held_finals: BTreeMap<String, Point>,
     /// Digest of `history` (empty when there is none).
     pub history_digest: String,
     /// Dataset inputs.
@@ -327,6 +333,7 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         }
     }
     let mut metrics: Vec<Point> = Vec::new();
+    let mut held_finals: BTreeMap<String, Point> = BTreeMap::new();
     for m in &r.metrics {
         let Some(key) = keys.get(&m.name) else {
             continue;
@@ -335,6 +342,9 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         // latest value, and a final value at a step of its own would collide with the next
         // iteration when the series grows.
         if history_kinds.get(key).is_some_and(|k| k.contains(", iteration")) && history.iter().any(|(k, p)| k == key && !p.is_empty()) {
+            let at =
+                Point { key: key.clone(), value: m.value, timestamp: millis(m.timestamp).unwrap_or(job_time), step: 0, timeless: false };
+            held_finals.insert(key.clone(), at);
             continue;
         }
         // After its history, so the final value is the run's latest value of that metric.
@@ -421,6 +431,13 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
     let mut tags = Vec::new();
     let mut more_truncations = Vec::new();
     let keyed = assign_keys("tag", raw.iter().map(|(k, _)| k.as_str()))?;
+    let history_tags: BTreeMap<String, String> = history_kinds
+        .keys()
+        .filter_map(|k| {
+            let name = format!("{HISTORY_PREFIX}.{k}");
+            keyed.iter().find(|(_, n)| *n == name).map(|(tag, _)| (k.clone(), tag.clone()))
+        })
+        .collect();
     for (key, name) in &keyed {
         let Some((_, value)) = raw.iter().find(|(k, _)| k == name) else {
             continue;
@@ -492,6 +509,8 @@ pub fn desired(r: &RunRecord, s: &MlflowSettings) -> Result<Desired, MappingErro
         metrics,
         history,
         history_kinds,
+        history_tags,
+        held_finals,
         history_digest,
         inputs,
         cut_values,

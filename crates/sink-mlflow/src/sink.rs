@@ -436,15 +436,15 @@ impl MlflowSink {
         // A key whose run already holds another kind of series (CloudWatch's by time, another
         // statistic) keeps it: MLflow cannot delete points, and two kinds under one key would be
         // one curve of mixed points. A run written before series said their kind is taken to
-        // hold CloudWatch's one-minute averages, the defaults then.
+        // hold CloudWatch's one-minute points, the default period then.
         let mut kept_series: BTreeSet<String> = BTreeSet::new();
         if !at.created {
             for (key, kind) in &d.history_kinds {
-                let stored =
-                    stored_tags.get(&format!("{HISTORY_PREFIX}.{key}")).map(|l| l.split(';').next().unwrap_or_default().to_string());
+                let tag = d.history_tags.get(key).cloned().unwrap_or_else(|| format!("{HISTORY_PREFIX}.{key}"));
+                let stored = stored_tags.get(&tag).map(|l| l.split(';').next().unwrap_or_default().to_string());
                 let other = match stored {
                     Some(k) => k != *kind,
-                    None => stored_tags.contains_key(HISTORY_DIGEST_TAG) && kind != LEGACY_HISTORY_KIND,
+                    None => stored_tags.contains_key(HISTORY_DIGEST_TAG) && !kind.starts_with(LEGACY_HISTORY_KIND),
                 };
                 if other {
                     tracing::warn!(run_id = %at.id, key = %key, kind = %kind, "the run holds another kind of series under this key; keeping it");
@@ -457,7 +457,7 @@ impl MlflowSink {
             .iter()
             .chain(extra_tags.iter())
             .filter(|(k, v)| stored_tags.get(k) != Some(v))
-            .filter(|(k, _)| !k.strip_prefix(HISTORY_PREFIX).and_then(|r| r.strip_prefix('.')).is_some_and(|key| kept_series.contains(key)))
+            .filter(|(k, _)| !kept_series.iter().any(|key| d.history_tags.get(key) == Some(k)))
             .cloned()
             .collect();
         tags.dedup_by(|a, b| a.0 == b.0);
@@ -479,6 +479,17 @@ impl MlflowSink {
             })
             .unwrap_or_default();
         let mut metrics: Vec<Point> = d.metrics.iter().filter(|p| latest.get(&p.key) != Some(&p.identity())).cloned().collect();
+        // A key whose run keeps another kind of series gets its final value as before the
+        // series by iteration: after the run's own series, once.
+        for key in &kept_series {
+            let Some(fin) = d.held_finals.get(key) else { continue };
+            let have = self.history(&at.id, key, b).await?;
+            if have.iter().any(|(ts, _, bits)| *ts == fin.timestamp && *bits == value_bits(fin.value)) {
+                continue;
+            }
+            let step = have.iter().map(|(_, s, _)| *s).max().map_or(0, |s| s + 1);
+            metrics.push(Point { step, ..fin.clone() });
+        }
         let history_due = !d.history_digest.is_empty() && stored_tags.get(HISTORY_DIGEST_TAG) != Some(&d.history_digest);
         if history_due {
             for (key, points) in d.history.iter().filter(|(k, _)| !kept_series.contains(k)) {
@@ -975,8 +986,8 @@ impl MlflowSink {
 }
 
 /// The kind of series a run written before series said their kind holds: CloudWatch's
-/// one-minute averages, the defaults then.
-const LEGACY_HISTORY_KIND: &str = "cloudwatch, 60 s, Average";
+/// one-minute points (the default period then; the statistic was the config's, and goes on).
+const LEGACY_HISTORY_KIND: &str = "cloudwatch, 60 s,";
 
 #[derive(Debug, Default)]
 struct Notes {

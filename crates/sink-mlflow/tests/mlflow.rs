@@ -538,18 +538,33 @@ async fn a_run_keeps_the_kind_of_series_it_holds() {
     by_iteration.stat = Some("Last".into());
     let s = sink(&proxy.url, "kinds-{project}");
     // A run written before series said their kind, and one written with CloudWatch's.
+    let final_value = |v: f64| Metric {
+        name: "train:loss".into(),
+        value: v,
+        split: Split::Train,
+        timestamp: Some(start + chrono::Duration::hours(1)),
+        step: None,
+    };
     for (name, first) in [("kinds-legacy", by_time(None)), ("kinds-cw", by_time(Some(HistorySource::Cloudwatch)))] {
         let mut r = synthetic(name);
-        r.metrics.clear();
+        r.metrics = vec![final_value(0.25)];
         r.metric_history = vec![first];
         let rc = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
         let tag_before = kv_str(&rest.run(&rc.ids["run_id"]).await, "tags", "sagesync.history.train:loss").map(str::to_string);
         r.metric_history = vec![by_iteration.clone()];
+        // The job's final value changed meanwhile: it goes after the run's own series.
+        r.metrics = vec![final_value(0.9)];
         proxy.clear();
         let rc2 = s.upsert(&r, &WriteContext::new()).await.unwrap_or_else(|e| panic!("{}", e.chain()));
         assert_eq!(rc2.ids.get("kept_series").map(String::as_str), Some("1"), "{name}: {rc2:?}");
-        let h = rest.history(&rc.ids["run_id"], "train:loss").await;
-        assert_eq!(h.len(), 5, "{name}: nothing mixed in");
+        let mut h = rest.history(&rc.ids["run_id"], "train:loss").await;
+        h.sort_by_key(|p| p["step"].as_i64());
+        let steps: Vec<(i64, f64)> = h.iter().map(|p| (p["step"].as_i64().unwrap(), p["value"].as_f64().unwrap())).collect();
+        assert_eq!(
+            steps,
+            [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 0.25), (6, 0.9)],
+            "{name}: nothing mixed in, the final value after"
+        );
         let run = rest.run(&rc.ids["run_id"]).await;
         assert_eq!(
             kv_str(&run, "tags", "sagesync.history.train:loss").map(str::to_string),

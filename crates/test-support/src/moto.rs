@@ -107,6 +107,39 @@ impl Moto {
         out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
     }
 
+    /// One AWS JSON 1.1 call to moto (`service` as SigV4 names it, `target` its X-Amz-Target):
+    /// the answer's body, asserting a 200. For services this crate has no SDK client of.
+    pub fn aws_json(&self, service: &str, target: &str, body: &serde_json::Value) -> serde_json::Value {
+        let body = body.to_string();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{target}: {out}");
+        let text = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Creates a Secrets Manager secret `name` holding `value`; returns its ARN.
+    pub fn put_secret(&self, name: &str, value: &str) -> String {
+        let v = self.aws_json("secretsmanager", "secretsmanager.CreateSecret", &serde_json::json!({"Name": name, "SecretString": value}));
+        v["ARN"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Creates a SecureString SSM parameter `name` holding `value`.
+    pub fn put_parameter(&self, name: &str, value: &str) {
+        self.aws_json(
+            "ssm",
+            "AmazonSSM.PutParameter",
+            &serde_json::json!({"Name": name, "Value": value, "Type": "SecureString", "Overwrite": true}),
+        );
+    }
+
     /// Seeds the metrics service's series of training job `job` (its trial component
     /// `<job>-aws-training-job`) through the service's own BatchPutMetrics, 10 points a call:
     /// `(step, seconds since the epoch, value)` for each point.

@@ -362,6 +362,11 @@ impl Engine {
             if round.is_empty() {
                 break;
             }
+            if prepares {
+                // The jobs left wait for their leases: what was read for them before is let go,
+                // and each reads afresh under its lease.
+                self.source.prepare(&[]).await;
+            }
         }
         if prepares {
             // The page is done: what the source kept for it goes (a job it was not fetched for,

@@ -39,6 +39,9 @@ pub struct Desired {
     /// Observations: one per point of each metric's history, `epoch_number` = the point's
     /// step, in series order.
     pub observations: Vec<Value>,
+    /// What each history holds, by observation key: `source, resolution, stat` (the run
+    /// attribute `history/<key>` before any `;`).
+    pub history_kinds: BTreeMap<String, String>,
 }
 
 /// Observations per `logObservations` request.
@@ -226,6 +229,9 @@ pub fn desired(r: &RunRecord) -> Desired {
         let Some(series) = r.metric_history.iter().find(|h| h.name == orig) else { continue };
         let line = series.provenance();
         if !line.is_empty() {
+            if let Some(kind) = line.split(';').next().filter(|k| !k.is_empty()) {
+                d.history_kinds.insert(key.clone(), kind.to_string());
+            }
             originals.push((format!("history/{key}"), line));
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -424,8 +430,26 @@ pub fn changes(id: &str, run: &Value, d: &Desired, on_conflict: OnConflict) -> C
         .map(|a| a.iter().filter_map(|o| Some((observation_at(o)?, o.pointer("/attribute/value")?.clone()))).collect())
         .unwrap_or_default();
     let mut redo: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    // A key whose run holds another kind of series (CloudWatch's by time, another statistic)
+    // is not mixed into: kept (a conflict), or, with `Replace`, deleted and logged again.
+    let mut kept: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let stored_attrs = by_key(run, "attributes");
+    for (key, kind) in &d.history_kinds {
+        let Some(line) = stored_attrs.get(&format!("history/{key}")).and_then(|a| a.get("value")).and_then(Value::as_str) else { continue };
+        if line.split(';').next().unwrap_or_default() != kind {
+            if replace {
+                redo.insert(key.clone());
+            } else {
+                kept.insert(key.clone());
+                out.conflicts += 1;
+            }
+        }
+    }
     for o in &d.observations {
         let Some(at) = observation_at(o) else { continue };
+        if kept.contains(&at.0) || redo.contains(&at.0) {
+            continue;
+        }
         match stored.get(&at) {
             Some(v) if !same_observed(v, &o["attribute"]["value"]) => {
                 if replace {
@@ -443,7 +467,7 @@ pub fn changes(id: &str, run: &Value, d: &Desired, on_conflict: OnConflict) -> C
     let missing: Vec<Value> = d
         .observations
         .iter()
-        .filter(|o| observation_at(o).is_some_and(|at| redo.contains(&at.0) || !stored.contains_key(&at)))
+        .filter(|o| observation_at(o).is_some_and(|at| !kept.contains(&at.0) && (redo.contains(&at.0) || !stored.contains_key(&at))))
         .cloned()
         .collect();
     out.requests.extend(observation_requests(id, &missing));
@@ -511,6 +535,16 @@ mod tests {
         let keep = changes("r1", &run, &moved, OnConflict::Keep);
         assert!(keep.requests.is_empty() && keep.conflicts == 1);
         let replace = changes("r1", &run, &moved, OnConflict::Replace);
+        assert_eq!(replace.requests[0].op, "/experiment-run/deleteObservations");
+        assert_eq!(replace.requests[1].body["observations"].as_array().map(Vec::len), Some(2));
+        // A run holding another kind of series under the key: not mixed into (kept, a
+        // conflict), or with `Replace` deleted and logged again.
+        let cw = json!({"id": "r1", "attributes": [{"key": "history/loss", "value": "cloudwatch, 60 s, Average"}], "observations": [obs(0, 0.5)]});
+        let mut by_iteration = Desired { observations: vec![obs(0, 0.7), obs(10, 0.6)], ..Default::default() };
+        by_iteration.history_kinds.insert("loss".into(), "sagemaker_metrics, iteration, Last".into());
+        let keep = changes("r1", &cw, &by_iteration, OnConflict::Keep);
+        assert!(keep.requests.is_empty() && keep.conflicts == 1, "{keep:?}");
+        let replace = changes("r1", &cw, &by_iteration, OnConflict::Replace);
         assert_eq!(replace.requests[0].op, "/experiment-run/deleteObservations");
         assert_eq!(replace.requests[1].body["observations"].as_array().map(Vec::len), Some(2));
         // Many points: requests of a bounded size.

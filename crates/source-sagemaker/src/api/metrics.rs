@@ -299,7 +299,7 @@ fn points_of(slot: &Slot, r: &MetricQueryResult, opts: &ServiceOptions) -> Metri
 
 /// A time x-axis value: seconds since the epoch, or milliseconds (see [`MILLIS_FROM`]).
 pub fn time_of(x: i64) -> Option<DateTime<Utc>> {
-    if x.abs() >= MILLIS_FROM {
+    if x.unsigned_abs() >= MILLIS_FROM.unsigned_abs() {
         DateTime::<Utc>::from_timestamp_millis(x)
     } else {
         DateTime::<Utc>::from_timestamp(x, 0)
@@ -326,6 +326,9 @@ mod tests {
         let t = DateTime::<Utc>::from_timestamp(1_700_000_000, 0);
         assert_eq!(time_of(1_700_000_000), t);
         assert_eq!(time_of(1_700_000_000_000), t);
+        // A hostile value is no point, never a panic.
+        assert_eq!(time_of(i64::MIN), None);
+        assert_eq!(time_of(i64::MAX), None);
     }
 
     fn slot(axis: Axis) -> Slot {
