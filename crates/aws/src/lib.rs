@@ -6,9 +6,15 @@
 //! - [`shared_config`]: the standard credential and region chain (`AWS_*` variables, profiles,
 //!   SSO, the container and instance roles), with sagesync's retry and timeout settings;
 //! - [`is_retryable`]: which AWS error codes mean "try again later" (throttling, a service
-//!   failing for a moment), across services, with a service's own codes beside them.
+//!   failing for a moment), across services, with a service's own codes beside them;
+//! - [`sigv4`]: SigV4 signing of plain HTTP requests (SageMaker managed MLflow, the secret
+//!   backends), with the standard credential chain;
+//! - [`secrets`]: the `aws_secrets_manager` and `aws_ssm_parameter` secret backends.
 
 use std::time::Duration;
+
+pub mod secrets;
+pub mod sigv4;
 
 pub use aws_config::SdkConfig;
 

@@ -22,6 +22,7 @@ pub mod model;
 pub mod options;
 pub mod registry;
 pub mod secret;
+pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod stage;

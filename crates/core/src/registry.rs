@@ -362,7 +362,9 @@ pub fn names(kind: PluginKind) -> Vec<&'static str> {
 
 /// `(kind, type)` of every registered plugin (what the runners' linking tests assert).
 pub fn registered() -> Vec<(&'static str, &'static str)> {
-    all().into_iter().map(|d| (d.kind().as_str(), d.type_name)).collect()
+    let mut out: Vec<(&'static str, &'static str)> = all().into_iter().map(|d| (d.kind().as_str(), d.type_name)).collect();
+    out.extend(crate::secrets::backends().into_iter().map(|b| ("secret", b.type_name)));
+    out
 }
 
 /// Fails when two plugins of one kind share a type name, or two sections a name. Runners call

@@ -82,9 +82,17 @@ fn ends_url(c: char) -> bool {
 }
 
 /// Replaces the user-info part of every URL in `text` (`http://user:pass@host` becomes
-/// `http://***@host`). Applied to every error message, reason and log field that may carry a
-/// URL, so credentials written into a URL never leave it.
+/// `http://***@host`), and every value read from a secret backend
+/// ([`crate::secrets::register`]) with `***`. Applied to every error message, reason and log
+/// field that may carry a URL or an option's value, so credentials never leave them.
 pub fn redact(text: &str) -> Cow<'_, str> {
+    match crate::secrets::hide(text) {
+        Cow::Borrowed(t) => redact_urls(t),
+        Cow::Owned(t) => Cow::Owned(redact_urls(&t).into_owned()),
+    }
+}
+
+fn redact_urls(text: &str) -> Cow<'_, str> {
     if !text.contains("://") {
         return Cow::Borrowed(text);
     }

@@ -20,7 +20,8 @@ pub mod endpoint;
 pub mod keys;
 pub mod mapping;
 pub mod registry;
-pub mod sigv4;
+/// SigV4 signing (shared with the AWS secret backends: `sagesync_aws::sigv4`).
+pub use sagesync_aws::sigv4;
 mod sink;
 pub mod template;
 

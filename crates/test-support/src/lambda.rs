@@ -133,9 +133,15 @@ pub struct Function {
     child: std::process::Child,
     /// The function's stderr.
     pub log: crate::stderr::StderrLog,
+    /// The file its stdout goes to (log lines and Embedded Metric Format lines).
+    stdout: tempfile::NamedTempFile,
 }
 
 impl Function {
+    /// The lines the function printed on stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.stdout.path()).unwrap_or_default().lines().map(str::to_string).collect()
+    }
     /// Waits up to `secs` for the function to exit by itself; its exit status.
     pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -169,13 +175,14 @@ pub fn start_function(bootstrap: &std::path::Path, rt: &Runtime, env: &[(&str, S
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
         .stderr(log.stdio());
+    let stdout = tempfile::NamedTempFile::new().expect("a file for stdout");
+    c.stdout(stdout.reopen().expect("stdout file"));
     for (k, v) in crate::moto::TEST_ENV {
         c.env(k, v);
     }
     for (k, v) in env {
         c.env(k, v);
     }
-    Function { child: c.spawn().expect("cannot start bootstrap"), log }
+    Function { child: c.spawn().expect("cannot start bootstrap"), log, stdout }
 }

@@ -56,13 +56,15 @@ impl SpanIndex {
 }
 
 /// The sections the loader knows itself; plugins add theirs with `register_section!`.
-const CORE_SECTIONS: [&str; 6] = ["source", "validators", "mapper", "sinks", "state", "pipeline"];
+const CORE_SECTIONS: [&str; 7] = ["source", "validators", "mapper", "sinks", "state", "pipeline", "secret"];
 
 struct Loader<'e> {
     file: String,
     spans: SpanIndex,
     errors: Vec<ConfigError>,
     env: &'e dyn Fn(&str) -> Option<String>,
+    /// Values that refer to secrets, by key path.
+    secret_refs: Vec<(KeyPath, Vec<crate::secrets::Reference>)>,
 }
 
 impl Loader<'_> {
@@ -127,7 +129,14 @@ impl Loader<'_> {
     fn value(&mut self, v: &toml_edit::Value, path: &KeyPath) -> toml::Value {
         match v {
             toml_edit::Value::String(s) => match interpolate(s.value(), self.env) {
-                Ok(s) => toml::Value::String(s),
+                Ok(s) => {
+                    match crate::secrets::references(&s) {
+                        Ok(refs) if refs.is_empty() => {}
+                        Ok(refs) => self.secret_refs.push((path.clone(), refs)),
+                        Err(msg) => self.err_value(path, msg),
+                    }
+                    toml::Value::String(s)
+                }
                 Err(msg) => {
                     self.err_value(path, msg);
                     toml::Value::String(String::new())
@@ -190,6 +199,42 @@ impl Loader<'_> {
         })
     }
 
+    /// One `[secret.<name>]` table, checked offline by its backend.
+    fn secret(&mut self, name: &str, value: toml::Value, path: &KeyPath) -> Option<Options> {
+        if !crate::secrets::valid_name(name) {
+            self.err_at(path, "a secret's name is 1 to 64 letters, digits, `_` or `-`");
+            return None;
+        }
+        let toml::Value::Table(mut t) = value else {
+            self.err_at(path, format!("expected a table: `[secret.{name}]` with `type`"));
+            return None;
+        };
+        let kinds = || crate::secrets::backends().iter().map(|b| b.type_name).collect::<Vec<_>>().join(", ");
+        let type_name = match t.remove("type") {
+            Some(toml::Value::String(s)) => s,
+            Some(_) => {
+                self.err_value(&path.key("type"), "`type` must be a string");
+                return None;
+            }
+            None => {
+                self.err_at(path, format!("missing `type`; available secret types: {}", kinds()));
+                return None;
+            }
+        };
+        let Some(b) = crate::secrets::backend(&type_name) else {
+            self.err_value(&path.key("type"), format!("unknown secret type `{type_name}`; available: {}", kinds()));
+            return None;
+        };
+        if let Err(problems) = (b.build)(&t) {
+            for p in problems {
+                self.err_at(&path.join(&p.path), p.message);
+            }
+            return None;
+        }
+        t.insert("type".into(), toml::Value::String(type_name));
+        Some(Options(t))
+    }
+
     /// Deserialises a typed section and range-checks it, with located errors.
     fn typed<T: DeserializeOwned + Default + Check>(&mut self, value: Option<toml::Value>, name: &str) -> T {
         let path = KeyPath::root().key(name);
@@ -241,7 +286,7 @@ impl Config {
             }
         }
         let spans = SpanIndex { text_lines: lines, text: text.to_string(), spans: HashMap::new() };
-        let mut loader = Loader { file: file.to_string(), spans, errors: Vec::new(), env };
+        let mut loader = Loader { file: file.to_string(), spans, errors: Vec::new(), env, secret_refs: Vec::new() };
 
         let doc = match toml_edit::ImDocument::parse(text.to_string()) {
             Ok(d) => d,
@@ -267,6 +312,7 @@ impl Config {
         let mut state = None;
         let mut pipeline_v = None;
         let mut sections = BTreeMap::new();
+        let mut secrets: BTreeMap<String, Options> = BTreeMap::new();
 
         for (key, value) in root {
             let path = KeyPath::root().key(&key);
@@ -305,6 +351,18 @@ impl Config {
                     }
                 }
                 "pipeline" => pipeline_v = Some(value),
+                "secret" => {
+                    let toml::Value::Table(t) = value else {
+                        loader.err_at(&path, "`secret` holds one table per secret: write `[secret.<name>]`");
+                        continue;
+                    };
+                    for (name, v) in t {
+                        let p = path.key(&name);
+                        if let Some(o) = loader.secret(&name, v, &p) {
+                            secrets.insert(name, o);
+                        }
+                    }
+                }
                 k => match shared.iter().find(|s| s.name == k) {
                     Some(desc) => match value {
                         toml::Value::Table(t) => {
@@ -365,6 +423,28 @@ impl Config {
             }
         }
 
+        // Every reference names a declared secret; a secret's own table refers to none.
+        let refs = std::mem::take(&mut loader.secret_refs);
+        for (path, list) in &refs {
+            if path.to_string().starts_with("secret.") {
+                loader.err_value(path, "a secret's own table cannot refer to a secret");
+                continue;
+            }
+            for r in list {
+                if !secrets.contains_key(&r.name) {
+                    let declared: Vec<&str> = secrets.keys().map(String::as_str).collect();
+                    loader.err_value(
+                        path,
+                        format!(
+                            "{r} refers to an undeclared secret; add a `[secret.{}]` table{}",
+                            r.name,
+                            if declared.is_empty() { String::new() } else { format!(" (declared: {})", declared.join(", ")) }
+                        ),
+                    );
+                }
+            }
+        }
+
         Ok(Config {
             file: file.to_string(),
             dir: None,
@@ -375,6 +455,9 @@ impl Config {
             state,
             pipeline,
             sections,
+            secrets,
+            secret_refs: refs,
+            secrets_resolved: None,
             problems: loader.errors,
             spans: loader.spans,
         })

@@ -15,6 +15,7 @@ mod build;
 mod errors;
 mod interpolate;
 mod load;
+mod secrets;
 pub mod sections;
 
 use std::collections::BTreeMap;
@@ -105,8 +106,25 @@ pub struct Config {
     pub pipeline: PipelineSettings,
     /// The registered sections (`[tag_keys]`, `[daemon]`, `[lambda]`...), as written.
     pub sections: BTreeMap<String, Options>,
+    /// `[secret.<name>]` tables: where each secret is read from (`type` and its options).
+    pub secrets: BTreeMap<String, Options>,
+    /// The values that refer to secrets (`SECRET[...]`), by key path.
+    secret_refs: Vec<(KeyPath, Vec<crate::secrets::Reference>)>,
+    /// How the references were resolved (none yet: `None`).
+    secrets_resolved: Option<SecretMode>,
     problems: Vec<ConfigError>,
     spans: load::SpanIndex,
+}
+
+/// How [`Config::resolve_secrets`] treats `SECRET[...]` references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecretMode {
+    /// Read every referenced secret from its backend (at start).
+    #[default]
+    Resolve,
+    /// Read nothing (`sagesync validate`): references stand as `SECRET`, and a problem a plugin
+    /// finds with such a value is not reported (it would be about the stand-in).
+    Offline,
 }
 
 impl Config {

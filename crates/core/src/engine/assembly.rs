@@ -26,20 +26,38 @@ pub struct EngineOptions {
     pub default_state_options: toml::Table,
     /// Validate and map only (`--dry-run`).
     pub dry_run: bool,
+    /// How `SECRET[...]` references are resolved (read at start, or not at all for
+    /// `sagesync validate`).
+    pub secrets: crate::config::SecretMode,
 }
 
 impl EngineOptions {
     /// Defaults to an in-memory ledger.
     pub fn memory() -> Self {
-        EngineOptions { default_state: "memory".into(), default_state_options: toml::Table::new(), dry_run: false }
+        EngineOptions {
+            default_state: "memory".into(),
+            default_state_options: toml::Table::new(),
+            dry_run: false,
+            secrets: crate::config::SecretMode::Resolve,
+        }
     }
     /// Defaults to the SQLite file `sagesync-state.db`.
     pub fn sqlite() -> Self {
-        EngineOptions { default_state: "sqlite".into(), default_state_options: toml::Table::new(), dry_run: false }
+        EngineOptions {
+            default_state: "sqlite".into(),
+            default_state_options: toml::Table::new(),
+            dry_run: false,
+            secrets: crate::config::SecretMode::Resolve,
+        }
     }
     /// Sets `dry_run`.
     pub fn dry_run(mut self, yes: bool) -> Self {
         self.dry_run = yes;
+        self
+    }
+    /// Sets how secrets are resolved.
+    pub fn secrets(mut self, mode: crate::config::SecretMode) -> Self {
+        self.secrets = mode;
         self
     }
 }
@@ -60,7 +78,8 @@ impl Engine {
 
     /// Reads a config file and builds its engine.
     pub fn load(path: &Path, opts: &EngineOptions) -> Result<(Engine, Config), ConfigErrors> {
-        let cfg = Config::from_file(path)?;
+        let mut cfg = Config::from_file(path)?;
+        cfg.resolve_secrets(opts.secrets)?;
         let engine = Engine::from_config(&cfg, opts)?;
         Ok((engine, cfg))
     }

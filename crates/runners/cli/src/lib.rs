@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sagesync_core::config::parse_time;
+use sagesync_core::config::{parse_time, SecretMode};
 use sagesync_core::{registry, CancellationToken, Engine, EngineOptions, JobRef, PassRequest, RefOptions};
 
 mod render;
@@ -103,6 +103,10 @@ enum Command {
         /// Pipeline config (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Also read every secret the config refers to (`SECRET[...]`), online, and report
+        /// each that cannot be read (their values are never shown). Without it, nothing is read.
+        #[arg(long)]
+        resolve_secrets: bool,
     },
     /// List the registered plugins.
     Plugins {
@@ -144,7 +148,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Plugins { format } => render::plugins(format == Format::Json),
         Command::Example { type_name } => example(&type_name),
-        Command::Validate { config } => validate(&config),
+        Command::Validate { config, resolve_secrets } => validate(&config, resolve_secrets),
         Command::Run { config, dry_run, format } => {
             with_engine(&config, EngineOptions::memory().dry_run(dry_run), format, false, |e, cancel, progress| async move {
                 Ok(e.pass(&PassRequest::poll().collecting(), &cancel, &progress).await)
@@ -191,6 +195,10 @@ pub fn main() -> ExitCode {
 
 fn example(type_name: &str) -> ExitCode {
     let found = registry::find_any(type_name);
+    if let Some(b) = sagesync_core::secrets::backend(type_name).filter(|_| found.is_empty()) {
+        print!("{}", b.example_toml);
+        return ExitCode::SUCCESS;
+    }
     if found.is_empty() {
         let names: Vec<&str> = registry::all().iter().map(|d| d.type_name).collect();
         eprintln!("error: unknown plugin type `{type_name}`; available: {}", names.join(", "));
@@ -202,9 +210,19 @@ fn example(type_name: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn validate(config: &Path) -> ExitCode {
-    match Engine::load(config, &EngineOptions::memory()) {
+fn validate(config: &Path, resolve_secrets: bool) -> ExitCode {
+    let mode = if resolve_secrets { SecretMode::Resolve } else { SecretMode::Offline };
+    match Engine::load(config, &EngineOptions::memory().secrets(mode)) {
         Ok((engine, cfg)) => {
+            let refs = cfg.secret_references();
+            if !refs.is_empty() {
+                let names: Vec<String> = refs.iter().map(|(n, at)| format!("`{n}` ({} value(s))", at.len())).collect();
+                println!(
+                    "secrets {}: {}",
+                    if resolve_secrets { "read" } else { "referenced (not read; --resolve-secrets reads them)" },
+                    names.join(", ")
+                );
+            }
             println!(
                 "{}: OK (source `{}`, {} validator(s), sinks: {}, state: {})",
                 config.display(),

@@ -148,9 +148,13 @@ pub fn status(s: &StatusReport, json: bool) {
 /// Prints `sagesync plugins`.
 pub fn plugins(json: bool) -> ExitCode {
     let all = registry::all();
+    let secrets = sagesync_core::secrets::backends();
     if json {
-        let v: Vec<serde_json::Value> =
-            all.iter().map(|d| serde_json::json!({"kind": d.kind().as_str(), "type": d.type_name, "summary": d.summary})).collect();
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(|d| serde_json::json!({"kind": d.kind().as_str(), "type": d.type_name, "summary": d.summary}))
+            .chain(secrets.iter().map(|b| serde_json::json!({"kind": "secret", "type": b.type_name, "summary": b.description})))
+            .collect();
         println!("{}", serde_json::Value::Array(v));
         return ExitCode::SUCCESS;
     }
@@ -159,6 +163,10 @@ pub fn plugins(json: bool) -> ExitCode {
         for d in all.iter().filter(|d| d.kind() == kind) {
             println!("  {:<16} {}", d.type_name, d.summary);
         }
+    }
+    println!("secrets ([secret.<name>] tables):");
+    for b in &secrets {
+        println!("  {:<20} {}", b.type_name, b.description);
     }
     ExitCode::SUCCESS
 }

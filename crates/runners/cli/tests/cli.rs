@@ -313,6 +313,10 @@ fn registered_plugin_set() {
         ("state", "dynamodb"),
         ("state", "memory"),
         ("state", "sqlite"),
+        ("secret", "aws_secrets_manager"),
+        ("secret", "aws_ssm_parameter"),
+        ("secret", "exec"),
+        ("secret", "file"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))

@@ -252,3 +252,88 @@ async fn iteration_numbers_reach_the_file_and_modeldb_v2() {
         assert_eq!(epochs, [12, 13, 14], "only the new points");
     }
 }
+
+/// Issue 25: `SECRET[...]` from moto's Secrets Manager (a JSON secret, by key) and SSM (a
+/// SecureString, whole) become the ModelDB v2 sinks' developer keys: each reaches the store's
+/// request header, and neither shows in the logs (at `RUST_LOG=trace`), the summary, the
+/// ledger or the files. A secret that cannot be read is a located error at start, exit 2;
+/// `validate` checks references offline and reads them with `--resolve-secrets`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_reach_the_store_and_nothing_else() {
+    let moto = Moto::start();
+    let fake = sagesync_test_support::modeldb_v2::Fake::start().await;
+    moto.create_jobs("secret", 2, &SYNC_TAGS).await;
+    let (from_sm, from_ssm) = ("dk-sm-7f3a9c1e5b2d4f60", "dk-ssm-0b1c2d3e4f5a6b7c");
+    moto.put_secret("prod/modeldb", &serde_json::json!({"developer_key": from_sm, "note": "rotated monthly"}).to_string());
+    moto.put_parameter("/sagesync/modeldb-key", from_ssm);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "c.toml", &moto.url(), "list", "out");
+    let sink = |id: &str, key: &str| {
+        format!("\n[[sinks]]\ntype = \"modeldb_v2\"\nid = \"{id}\"\nbase_url = \"{}\"\nexperiment = \"{id}\"\nemail = \"ops@example.com\"\ndeveloper_key = \"{key}\"\n", fake.base_url)
+    };
+    let secrets = |id: &str| {
+        format!(
+            "\n[state]\ntype = \"sqlite\"\npath = \"ledger.db\"\n\n[secret.modeldb]\ntype = \"aws_secrets_manager\"\nsecret_id = \"{id}\"\nendpoint_url = \"{0}\"\n\n[secret.key]\ntype = \"aws_ssm_parameter\"\nname = \"/sagesync/modeldb-key\"\nendpoint_url = \"{0}\"\n",
+            moto.url()
+        )
+    };
+    let base = std::fs::read_to_string(&cfg).unwrap() + &sink("sm", "SECRET[modeldb.developer_key]") + &sink("ssm", "SECRET[key]");
+    std::fs::write(&cfg, base.clone() + &secrets("prod/modeldb")).unwrap();
+    let out = sagesync(dir.path())
+        .env("RUST_LOG", "trace")
+        .args(["run", "--config", cfg.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", &stderr[stderr.len().saturating_sub(4000)..]);
+    let s: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(s["synced"], 2, "{s}");
+    // Each key reached the store, in its header.
+    let sent: Vec<String> = fake
+        .requests()
+        .iter()
+        .flat_map(|r| {
+            r.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("grpc-metadata-developer_key"))
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(sent.iter().any(|v| v == from_sm) && sent.iter().any(|v| v == from_ssm), "{sent:?}");
+    // And nowhere else.
+    assert!(stderr.len() > 10_000, "trace logs were written");
+    let ledger = std::fs::read(dir.path().join("ledger.db")).unwrap();
+    let mut files = Vec::new();
+    for (_, bytes) in files_of(&dir.path().join("out")) {
+        files.extend(bytes);
+    }
+    for secret in [from_sm, from_ssm] {
+        for (what, text) in [("logs", stderr.as_bytes()), ("summary", stdout.as_bytes()), ("ledger", &ledger[..]), ("files", &files[..])] {
+            assert!(!text.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} in the {what}");
+        }
+    }
+    // Offline validation reads nothing (moto unreachable would not matter); online, it reads.
+    let v = sagesync(dir.path()).args(["validate", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert_eq!(v.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&v.stderr));
+    assert!(text.contains("secrets referenced (not read") && text.contains("`modeldb` (1 value(s))"), "{text}");
+    let v = sagesync(dir.path()).args(["validate", "--resolve-secrets", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stderr));
+    // A secret that is not there: located, exit 2, before anything is read from SageMaker.
+    std::fs::write(&cfg, base + &secrets("prod/missing")).unwrap();
+    for args in [vec!["run", "--config"], vec!["validate", "--resolve-secrets", "--config"]] {
+        let out = sagesync(dir.path()).args(&args).arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("c.toml:") && err.contains("key `secret.modeldb`") && err.contains("ResourceNotFoundException"), "{err}");
+    }
+}
+
+fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    if dir.exists() {
+        files(dir)
+    } else {
+        BTreeMap::new()
+    }
+}

@@ -22,7 +22,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sagesync_core::config::ConfigErrors;
-use sagesync_core::{CancellationToken, CountClass, Decision, Engine, EngineOptions, Event, LedgerCounts, Observer, StateError, WriteKind};
+use sagesync_core::{
+    CancellationToken, CountClass, Decision, Engine, EngineOptions, Event, LedgerCounts, Observer, Stage, StateError, WriteKind,
+};
 use sagesync_runner_settings::DaemonSettings;
 
 // Link the standard plugins and every runner's config sections.
@@ -85,6 +87,20 @@ struct ResultLabel {
 struct PassLabel {
     key: String,
 }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: String,
+}
+
+/// The process's resident memory, bytes (Linux: `/proc/self/statm`; elsewhere 0).
+fn resident_bytes() -> i64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()))
+        .unwrap_or(0);
+    // The page size of every Linux platform sagesync is built for.
+    pages * 4096
+}
 
 /// The daemon's metrics and health, fed by the engine's events.
 pub struct Metrics {
@@ -108,6 +124,11 @@ pub struct Metrics {
     /// a count exists (the gauges are absent then).
     counts: Mutex<Option<LedgerCounts>>,
     state_errors: Counter,
+    listing_failures: Counter,
+    job_failures: Family<StageLabel, Counter>,
+    healthy: Gauge,
+    poll_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
+    resident: Gauge,
     last_success_at: AtomicI64,
     polls_done: AtomicU64,
     last_poll_ok: std::sync::atomic::AtomicBool,
@@ -139,6 +160,11 @@ impl Metrics {
             last_count: Gauge::default(),
             counts: Mutex::new(None),
             state_errors: Counter::default(),
+            listing_failures: Counter::default(),
+            job_failures: Family::default(),
+            healthy: Gauge::default(),
+            poll_interval: Gauge::default(),
+            resident: Gauge::default(),
             last_success_at: AtomicI64::new(0),
             polls_done: AtomicU64::new(0),
             last_poll_ok: Default::default(),
@@ -175,11 +201,38 @@ impl Metrics {
             m.last_count.clone(),
         );
         registry.register("state_errors", "State store failures", m.state_errors.clone());
+        registry.register(
+            "listing_failures",
+            "Listings of SageMaker that failed after their retries (a poll or a reconciliation pass)",
+            m.listing_failures.clone(),
+        );
+        registry.register(
+            "job_failures",
+            "Jobs that failed, by the stage that failed: source (a SageMaker request), sink (a store), state (the ledger), validate, map",
+            m.job_failures.clone(),
+        );
+        registry.register("healthy", "1 when /healthz answers healthy (the last poll succeeded, and recently), else 0", m.healthy.clone());
+        m.poll_interval.set(settings.poll_interval_secs);
+        registry.register_with_unit(
+            "poll_interval",
+            "The configured time between polls",
+            prometheus_client::registry::Unit::Seconds,
+            m.poll_interval.clone(),
+        );
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of the daemon's process",
+            prometheus_client::registry::Unit::Bytes,
+            m.resident.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// The OpenMetrics exposition (`application/openmetrics-text; version=1.0.0`).
     pub fn render(&self) -> String {
+        // What is read at scrape time: health and memory.
+        self.healthy.set(i64::from(self.health().0));
+        self.resident.set(resident_bytes());
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
@@ -213,6 +266,17 @@ impl Metrics {
             out.push('\n');
         }
         out
+    }
+
+    /// Starts the per-sink and per-stage failure counters at 0, so that their series exist (and
+    /// alerts on them have something to read) before the first failure.
+    pub fn known_sinks(&self, sinks: &[String]) {
+        for s in sinks {
+            let _ = self.sink_failures.get_or_create(&SinkLabel { sink: s.clone() });
+        }
+        for stage in [Stage::Source, Stage::Validate, Stage::Map, Stage::Sink, Stage::State] {
+            let _ = self.job_failures.get_or_create(&StageLabel { stage: stage.as_str().into() });
+        }
     }
 
     /// Replaces the ledger counts (a fresh count).
@@ -299,6 +363,10 @@ impl Observer for Metrics {
                 for s in &r.failed_sinks {
                     self.sink_failures.get_or_create(&SinkLabel { sink: s.clone() }).inc();
                 }
+                if r.outcome == sagesync_core::Outcome::Failed {
+                    let stage = r.stage.map_or("unknown", |s| s.as_str()).to_string();
+                    self.job_failures.get_or_create(&StageLabel { stage }).inc();
+                }
             }
             Event::Recorded { before, after } => self.recorded(*before, after),
             Event::Decided(Decision::Done) => {
@@ -315,6 +383,7 @@ impl Observer for Metrics {
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
             }
             Event::ListingFailed { failure, .. } => {
+                self.listing_failures.inc();
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure.message.clone());
             }
             Event::PassFinished(r) => {
@@ -385,6 +454,7 @@ impl Daemon {
         let (engine, cfg) = Engine::load(config, &EngineOptions::sqlite())?;
         let settings: DaemonSettings = cfg.section("daemon");
         let metrics = Arc::new(Metrics::new(&settings));
+        metrics.known_sinks(&engine.sink_ids());
         Ok(Daemon { engine, settings, metrics })
     }
 

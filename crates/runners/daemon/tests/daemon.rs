@@ -518,6 +518,10 @@ fn every_plugin_crate_is_linked() {
         ("state", "sqlite"),
         ("state", "dynamodb"),
         ("state", "memory"),
+        ("secret", "file"),
+        ("secret", "exec"),
+        ("secret", "aws_secrets_manager"),
+        ("secret", "aws_ssm_parameter"),
     ] {
         assert!(names.contains(&want), "{want:?} missing from {names:?}");
     }

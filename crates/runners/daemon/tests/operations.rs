@@ -208,6 +208,54 @@ async fn item_6_metrics_pass_promtool_and_the_openmetrics_parser() {
         assert!(text.contains(&format!("# HELP {series} ")), "{series} has help text:\n{text}");
     }
     assert!(!text.contains("milliseconds"), "{text}");
+    // Issue 25: the alerting rules pass `promtool check rules`, and every series they and the
+    // Grafana dashboard name is one this daemon serves (with help text), `up` (Prometheus's
+    // own) aside; every series served has help text and, where one applies, a unit.
+    let rules = repo_root().join("deploy/daemon/alerts.yml");
+    let out = Command::new(&promtool).args(["check", "rules"]).arg(&rules).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|r| r.split_whitespace().next()).collect();
+    let names = |t: &str| -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for (i, _) in t.match_indices("sagesync_") {
+            let name: String = t[i..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            out.insert(name);
+        }
+        out
+    };
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    let exprs: String = rules_text.lines().filter_map(|l| l.trim().strip_prefix("expr:")).collect::<Vec<_>>().join("\n");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("deploy/daemon/grafana-dashboard.json")).unwrap()).unwrap();
+    let queries: String = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .chain(dashboard["templating"]["list"].as_array().unwrap().iter().map(|v| v["query"].as_str().unwrap().to_string()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let named: std::collections::BTreeSet<String> = names(&exprs).into_iter().chain(names(&queries)).collect();
+    assert!(named.len() >= 15, "{named:?}");
+    for n in &named {
+        assert!(served.contains(n.as_str()), "{n} (alerts.yml or grafana-dashboard.json) is not served:\n{text}");
+        assert!(text.contains(&format!("# HELP {n} ")), "{n} has no help text");
+    }
+    for n in &served {
+        assert!(text.contains(&format!("# HELP {n} ")), "{n} has no help text");
+        if n.contains("duration") || n.contains("interval") || n.ends_with("timestamp") {
+            assert!(n.ends_with("_seconds"), "{n}: a time is in seconds, and says so");
+        }
+        if n.contains("memory") {
+            assert!(n.ends_with("_bytes"), "{n}");
+        }
+    }
     let (ct, open) = d.scrape(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")).await;
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
     assert!(open.ends_with("# EOF\n"), "{open}");

@@ -4,8 +4,13 @@
 //! turns the report into the Lambda's answer; nothing else.
 //!
 //! Configuration: the TOML file at `SAGESYNC_CONFIG`, else `sagesync.toml` in the function's
-//! directory (`LAMBDA_TASK_ROOT`) or the working directory, else [`DEFAULT_CONFIG`], the AWS
-//! sample's pipeline, whose `${VAR:-default}` values read the sample's environment knobs.
+//! directory (`LAMBDA_TASK_ROOT`) or the working directory, else the SSM parameter named by
+//! `SAGESYNC_CONFIG_PARAMETER` (a whole sagesync.toml, read at cold start), else the built-in
+//! pipeline of `SAGESYNC_STORE` ([`builtin_config`]: the AWS sample's ModelDB v1 pipeline,
+//! [`DEFAULT_CONFIG`], by default). Secrets (`SECRET[...]`) are read once, at cold start.
+//!
+//! Each invocation prints one CloudWatch Embedded Metric Format line ([`emf_line`]) with the
+//! counts the engine already has: no API call of its own.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -52,6 +57,136 @@ host = "${MODEL_DB_INSTANCE_URL:-localhost}"
 port = "${MODEL_DB_INSTANCE_PORT:-6543}"
 request_timeout_secs = 20
 "#;
+
+/// The sink, and the secrets it reads, of a built-in pipeline for `store` (the template's
+/// `Store`), from the template's variables: `modeldb_v2` (`SAGESYNC_MODELDB_V2_URL`, and
+/// `SAGESYNC_MODELDB_V2_EMAIL` with the Secrets Manager secret `SAGESYNC_MODELDB_V2_KEY_SECRET`
+/// holding the developer key), `mlflow` (`SAGESYNC_MLFLOW_TRACKING_URI`: a SageMaker managed
+/// MLflow ARN, signed with the function's role, or a URL with the token of the Secrets Manager
+/// secret `SAGESYNC_MLFLOW_TOKEN_SECRET`).
+fn store_sink(store: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigErrors> {
+    let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
+    match store {
+        "modeldb_v2" => {
+            let mut t = "[[sinks]]\ntype = \"modeldb_v2\"\nbase_url = \"${SAGESYNC_MODELDB_V2_URL}\"\nexperiment = \"${SAGESYNC_MODELDB_V2_EXPERIMENT:-sagemaker}\"\n".to_string();
+            if set("SAGESYNC_MODELDB_V2_KEY_SECRET") {
+                t.push_str("email = \"${SAGESYNC_MODELDB_V2_EMAIL}\"\ndeveloper_key = \"SECRET[modeldb_key]\"\n\n[secret.modeldb_key]\ntype = \"aws_secrets_manager\"\nsecret_id = \"${SAGESYNC_MODELDB_V2_KEY_SECRET}\"\n");
+            }
+            Ok(t)
+        }
+        "mlflow" => {
+            let mut t = "[[sinks]]\ntype = \"mlflow\"\ntracking_uri = \"${SAGESYNC_MLFLOW_TRACKING_URI}\"\nexperiment = \"${SAGESYNC_MLFLOW_EXPERIMENT:-{project}}\"\n".to_string();
+            if set("SAGESYNC_MLFLOW_TOKEN_SECRET") {
+                t.push_str("\n[sinks.auth]\ntype = \"token\"\ntoken = \"SECRET[mlflow_token]\"\n\n[secret.mlflow_token]\ntype = \"aws_secrets_manager\"\nsecret_id = \"${SAGESYNC_MLFLOW_TOKEN_SECRET}\"\n");
+            }
+            Ok(t)
+        }
+        other => Err(ConfigErrors::one("SAGESYNC_STORE", format!("unknown store `{other}`; expected modeldb_v1, modeldb_v2 or mlflow"))),
+    }
+}
+
+/// The built-in pipeline of `SAGESYNC_STORE` (unset or `modeldb_v1`: [`DEFAULT_CONFIG`]; the
+/// others: the same source, validators and mapper with their sink and its secrets, from the
+/// template's `SAGESYNC_*` variables).
+pub fn builtin_config(env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigErrors> {
+    let store = env("SAGESYNC_STORE").filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "modeldb_v1".into());
+    if store == "modeldb_v1" {
+        return Ok(DEFAULT_CONFIG.to_string());
+    }
+    let head = DEFAULT_CONFIG.split("[[sinks]]").next().unwrap_or(DEFAULT_CONFIG);
+    Ok(format!("{head}{}", store_sink(&store, env)?))
+}
+
+/// The counts one invocation reports as CloudWatch metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvocationCounts {
+    /// Jobs synced.
+    pub synced: u64,
+    /// Jobs skipped (not eligible).
+    pub skipped: u64,
+    /// Jobs rejected by a validator.
+    pub rejected: u64,
+    /// Jobs failed.
+    pub failed: u64,
+    /// Jobs parked (left alone until their content changes).
+    pub parked: u64,
+    /// Events answered "deliver again" (retryable failures, busy jobs, interruptions).
+    pub retried: u64,
+    /// Events of jobs already synced (duplicate deliveries).
+    pub already_synced: u64,
+    /// Calls made to SageMaker (and S3, CloudWatch, STS...) by the source.
+    pub sagemaker_requests: u64,
+    /// Write requests made to the stores.
+    pub store_writes: u64,
+    /// Scheduled re-drives run (the re-drive alarm watches that one runs on schedule).
+    pub redrives: u64,
+}
+
+/// The metrics of [`emf_line`], in order.
+pub const EMF_METRICS: [&str; 10] = [
+    "JobsSynced",
+    "JobsSkipped",
+    "JobsRejected",
+    "JobsFailed",
+    "JobsParked",
+    "EventsRetried",
+    "JobsAlreadySynced",
+    "SageMakerRequests",
+    "StoreWrites",
+    "RedrivesRun",
+];
+/// The namespace of [`emf_line`].
+pub const EMF_NAMESPACE: &str = "sagesync";
+
+/// One CloudWatch Embedded Metric Format line: the counts of one invocation in the `sagesync`
+/// namespace, dimension `FunctionName`, unit `Count`, at `now_ms`.
+pub fn emf_line(function: &str, c: &InvocationCounts, now_ms: i64) -> String {
+    let values = [
+        c.synced,
+        c.skipped,
+        c.rejected,
+        c.failed,
+        c.parked,
+        c.retried,
+        c.already_synced,
+        c.sagemaker_requests,
+        c.store_writes,
+        c.redrives,
+    ];
+    let mut o = serde_json::Map::new();
+    o.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": EMF_NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": EMF_METRICS.iter().map(|m| json!({"Name": m, "Unit": "Count"})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    o.insert("FunctionName".into(), json!(function));
+    for (m, v) in EMF_METRICS.iter().zip(values) {
+        o.insert((*m).into(), json!(v));
+    }
+    Value::Object(o).to_string()
+}
+
+fn counts_of(reports: &[&sagesync_core::PassReport], redrives: u64, results: &[(Option<String>, ItemResult)]) -> InvocationCounts {
+    let mut c = InvocationCounts { redrives, ..Default::default() };
+    for r in reports {
+        c.synced += r.synced as u64;
+        c.skipped += r.skipped as u64;
+        c.rejected += r.rejected as u64;
+        c.failed += r.failed as u64;
+        c.already_synced += r.already_done as u64;
+        c.parked += r.jobs.iter().filter(|j| j.parked).count() as u64;
+        c.sagemaker_requests += r.api_calls.values().sum::<u64>();
+        c.store_writes += r.jobs.iter().flat_map(|j| j.receipts.iter()).map(|rc| u64::from(rc.writes)).sum::<u64>();
+    }
+    c.retried = results.iter().filter(|(_, r)| matches!(r, ItemResult::Err(HandlerError::Retryable(_)))).count() as u64;
+    c
+}
 
 /// Declares the answers of the function from one list, so that the list every caller checks
 /// against (the Step Functions definition's test) is the code's own.
@@ -157,7 +292,7 @@ pub fn default_state(env: &dyn Fn(&str) -> Option<String>) -> EngineOptions {
             if let Some(url) = env("SAGESYNC_STATE_ENDPOINT_URL").filter(|u| !u.is_empty()) {
                 options.insert("endpoint_url".into(), toml::Value::String(url));
             }
-            EngineOptions { default_state: "dynamodb".into(), default_state_options: options, dry_run: false }
+            EngineOptions { default_state: "dynamodb".into(), default_state_options: options, ..EngineOptions::memory() }
         }
         None => EngineOptions::memory(),
     }
@@ -185,10 +320,21 @@ impl App {
     /// sandbox's lifetime); `[state] type = "dynamodb"` in the file shares it across invocations
     /// too.
     pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<App, ConfigErrors> {
-        let cfg = match config_path(env) {
-            Some(p) => Config::from_file_with(&p, env)?,
-            None => Config::parse(DEFAULT_CONFIG, "<built-in Lambda config>", env)?,
+        // An explicit file first, then the SSM parameter, then a bundled file, then the
+        // built-in pipeline of the template's store.
+        let explicit = env("SAGESYNC_CONFIG").is_some_and(|p| !p.trim().is_empty());
+        let mut cfg = match (config_path(env), env("SAGESYNC_CONFIG_PARAMETER").filter(|p| !p.trim().is_empty())) {
+            (Some(p), _) if explicit => Config::from_file_with(&p, env)?,
+            (Some(p), None) => Config::from_file_with(&p, env)?,
+            (_, Some(name)) => {
+                let text = sagesync_aws::secrets::read_ssm_parameter(&name, env("SAGESYNC_CONFIG_PARAMETER_ENDPOINT_URL").as_deref())
+                    .map_err(|e| ConfigErrors::one(&format!("ssm:{name}"), format!("cannot read the config parameter: {e}")))?;
+                Config::parse(text.expose(), &format!("ssm:{name}"), env)?
+            }
+            (None, None) => Config::parse(&builtin_config(env)?, "<built-in Lambda config>", env)?,
         };
+        // Secrets are read once, at cold start.
+        cfg.resolve_secrets(sagesync_core::config::SecretMode::Resolve)?;
         let engine = Engine::from_config(&cfg, &default_state(env))?;
         Ok(App { engine, settings: cfg.section("lambda") })
     }
@@ -283,6 +429,11 @@ impl App {
             };
             results.push((item.message_id.clone(), r));
         }
+        let reports: Vec<&sagesync_core::PassReport> = report.iter().chain(redrive.iter()).collect();
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sagesync".into());
+        // One line of its own on stdout: CloudWatch Logs turns it into the metrics.
+        let counts = counts_of(&reports, u64::from(redrive.is_some()), &results);
+        println!("{}", emf_line(&function, &counts, chrono::Utc::now().timestamp_millis()));
         if let Some(rep) = &report {
             tracing::info!(synced = rep.synced, skipped = rep.skipped, rejected = rep.rejected, failed = rep.failed, interrupted = rep.interrupted, already_done = rep.already_done, busy = rep.busy, api_calls = ?rep.api_calls, "invocation handled");
         }

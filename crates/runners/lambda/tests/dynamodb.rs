@@ -131,7 +131,7 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     let proxy = dynamodb::Proxy::start(moto.port, 0).await;
     let cfg = config_via(dir.path(), &moto, peer.port, "lambda-batch", &proxy.url());
     let rt = Runtime::start().await;
-    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
+    let f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
     let rec = |id: &str, body: String| json!({"messageId": id, "receiptHandle": "h", "body": body, "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"});
     let batch = json!({"Records": [
         rec("m-1", event(&names[0], "Completed").to_string()),
@@ -144,6 +144,19 @@ async fn an_sqs_batch_with_one_job_twice_writes_once_and_failures_are_parked_for
     };
     assert_eq!(r["batchItemFailures"], json!([]), "the permanent failure is parked in the ledger, not redelivered: {r}");
     assert_eq!(runs_of(&peer, &names[0]).len(), 1, "the same job twice in a batch: one write");
+    // Issue 25: one Embedded Metric Format line for the invocation, as CloudWatch reads it: a
+    // synced job, a duplicate delivery (already synced) and a failed, parked one.
+    let lines = support::emf(&f.stdout_lines());
+    assert_eq!(lines.len(), 1, "one line per invocation: {lines:?}");
+    let (ns, dims, m) = &lines[0];
+    assert_eq!((ns.as_str(), dims.as_slice()), ("sagesync", &[("FunctionName".to_string(), "sagesync".to_string())][..]));
+    assert_eq!(m.keys().map(String::as_str).collect::<std::collections::BTreeSet<_>>(), sagesync_lambda::EMF_METRICS.into_iter().collect());
+    assert_eq!(
+        (m["JobsSynced"], m["JobsFailed"], m["JobsParked"], m["JobsAlreadySynced"], m["EventsRetried"]),
+        (1.0, 1.0, 1.0, 1.0, 0.0),
+        "{m:?}"
+    );
+    assert!(m["SageMakerRequests"] >= 2.0 && m["StoreWrites"] >= 1.0 && m["RedrivesRun"] == 0.0, "{m:?}");
     // The function needs only the DynamoDB actions the SAM template grants it.
     let template = std::fs::read_to_string(repo_root().join("deploy/lambda/template.yaml")).unwrap();
     let granted: Vec<&str> = template.lines().filter_map(|l| l.trim().strip_prefix("- dynamodb:")).collect();
@@ -203,7 +216,7 @@ async fn a_failed_job_is_redriven_by_the_scheduled_invocation() {
     let text = std::fs::read_to_string(&cfg).unwrap().replace("max_job_attempts = 1\n", "max_job_attempts = 5\nretry_backoff_secs = 1\n");
     std::fs::write(&cfg, text).unwrap();
     let rt = Runtime::start().await;
-    let _f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
+    let f = start_function(&rt, &[("SAGESYNC_CONFIG", cfg.display().to_string())]);
     match rt.invoke(event(&name, "Completed")).await {
         Outcome::Error { body, .. } => {
             assert_eq!(body["errorType"], "RetryableError", "{body}");
@@ -240,6 +253,11 @@ async fn a_failed_job_is_redriven_by_the_scheduled_invocation() {
     };
     assert_eq!((r["outcome"].as_str(), r["synced"].as_u64()), (Some("redriven"), Some(0)), "{r}");
     assert_eq!(runs_of(&peer, &name).len(), 1);
+    // Issue 25: each invocation's metrics. The failing event: one retried delivery; each
+    // scheduled one: a re-drive run (what the template's re-drive alarm watches).
+    let lines = support::emf(&f.stdout_lines());
+    let got: Vec<(f64, f64, f64)> = lines.iter().map(|(_, _, m)| (m["EventsRetried"], m["RedrivesRun"], m["JobsSynced"])).collect();
+    assert_eq!(got, [(1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (0.0, 1.0, 0.0)], "{lines:?}");
     // `status` sees the same table.
     let c = Config::parse(&std::fs::read_to_string(&cfg).unwrap(), "sagesync.toml", &|_| None).unwrap();
     let engine = Engine::from_config(&c, &EngineOptions::sqlite()).unwrap();

@@ -243,6 +243,10 @@ fn every_plugin_crate_is_linked() {
         ("state", "sqlite"),
         ("state", "dynamodb"),
         ("state", "memory"),
+        ("secret", "file"),
+        ("secret", "exec"),
+        ("secret", "aws_secrets_manager"),
+        ("secret", "aws_ssm_parameter"),
     ] {
         assert!(names.contains(&want), "{want:?} missing from {names:?}");
     }
@@ -459,4 +463,92 @@ async fn events_from_member_accounts_through_their_roles() {
     let refused = format!("{:?}", rt.invoke(ev("333333333333", "us-east-1", &stranger[0])).await);
     assert!(refused.contains("account 333333333333, region us-east-1 is not one this source reads"), "{refused}");
     assert!(!out.join(format!("moto-project/{}.json", stranger[0])).exists());
+}
+
+/// Issue 25: the built-in pipeline of each `Store` the template sets, its credentials read from
+/// Secrets Manager by ARN at cold start; and a whole config from the SSM parameter
+/// `ConfigParameter`. A secret or parameter that cannot be read is a clear error at cold start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_store_of_the_template_and_a_config_parameter() {
+    let moto = Moto::start();
+    // The function's own environment: its AWS endpoints (moto's).
+    std::env::set_var("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.url());
+    std::env::set_var("AWS_ENDPOINT_URL_SSM", moto.url());
+    let token = moto.put_secret("mlflow-token", "tok-abcdef-123456");
+    let key = moto.put_secret("modeldb-key", "dk-abcdef-456789");
+    let load =
+        |vars: Vec<(&str, String)>| sagesync_lambda::App::load(&move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
+    let ids = |app: &sagesync_lambda::App| app.engine().sink_ids();
+
+    let app = load(vec![]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&app), ["modeldb_v1"], "the AWS sample's pipeline by default");
+    let app = load(vec![
+        ("SAGESYNC_STORE", "mlflow".into()),
+        ("SAGESYNC_MLFLOW_TRACKING_URI", "https://mlflow.example.com".into()),
+        ("SAGESYNC_MLFLOW_TOKEN_SECRET", token.clone()),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&app), ["mlflow"]);
+    let app = load(vec![
+        ("SAGESYNC_STORE", "mlflow".into()),
+        ("SAGESYNC_MLFLOW_TRACKING_URI", "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/prod".into()),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&app), ["mlflow"], "SageMaker managed MLflow: signed with the role, no secret");
+    let app = load(vec![
+        ("SAGESYNC_STORE", "modeldb_v2".into()),
+        ("SAGESYNC_MODELDB_V2_URL", "https://modeldb.example.com".into()),
+        ("SAGESYNC_MODELDB_V2_EMAIL", "ops@example.com".into()),
+        ("SAGESYNC_MODELDB_V2_KEY_SECRET", key.clone()),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&app), ["modeldb_v2"]);
+    // Clear errors: a secret that is not there, a store that is not one.
+    let e = load(vec![
+        ("SAGESYNC_STORE", "mlflow".into()),
+        ("SAGESYNC_MLFLOW_TRACKING_URI", "https://mlflow.example.com".into()),
+        ("SAGESYNC_MLFLOW_TOKEN_SECRET", "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone-AbCdEf".into()),
+    ])
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("secret `mlflow_token`") && e.contains("ResourceNotFoundException"), "{e}");
+    let e = load(vec![("SAGESYNC_STORE", "mongodb".into())]).err().unwrap().to_string();
+    assert!(e.contains("unknown store `mongodb`"), "{e}");
+
+    // A whole config from SSM (it wins over the store's built-in pipeline).
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[source]\ntype = \"sagemaker\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[[sinks]]\ntype = \"file\"\ndir = \"{}\"\n",
+        moto.url(),
+        dir.path().join("out").display()
+    );
+    moto.put_parameter("/sagesync/config", &text);
+    let app = load(vec![("SAGESYNC_STORE", "modeldb_v2".into()), ("SAGESYNC_CONFIG_PARAMETER", "/sagesync/config".into())])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ids(&app), ["file"]);
+    let e = load(vec![("SAGESYNC_CONFIG_PARAMETER", "/sagesync/missing".into())]).err().unwrap().to_string();
+    assert!(e.contains("ssm:/sagesync/missing") && e.contains("ParameterNotFound"), "{e}");
+    // Through the function itself: an event synced by the parameter's pipeline.
+    let names = moto.create_jobs("from-ssm", 1, &SYNC_TAGS).await;
+    let rt = Runtime::start().await;
+    let _f = start_function(
+        &rt,
+        &[
+            ("SAGESYNC_CONFIG_PARAMETER", "/sagesync/config".to_string()),
+            ("AWS_ENDPOINT_URL_SSM", moto.url()),
+            ("LAMBDA_TASK_ROOT", dir.path().display().to_string()),
+        ],
+    );
+    let ev = json!({
+        "version": "0", "id": "ev-ssm", "detail-type": "SageMaker Training Job State Change", "source": "aws.sagemaker",
+        "account": "123456789012", "time": "2026-11-20T10:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:sagemaker:us-east-1:123456789012:training-job/{}", names[0])],
+        "detail": {"TrainingJobName": names[0], "TrainingJobStatus": "Completed"}
+    });
+    match rt.invoke(ev).await {
+        Outcome::Response(v) => assert_eq!(v["outcome"], "synced", "{v}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(dir.path().join(format!("out/moto-project/{}.json", names[0])).exists());
 }
