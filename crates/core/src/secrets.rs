@@ -143,14 +143,31 @@ pub fn pick(secret: &Secret, key: Option<&str>, name: &str) -> Result<String, St
 
 static HIDDEN: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Adds `value` (and, for a JSON object, each of its string values) to what [`hide`] replaces:
-/// every secret read from a backend, so that it never shows in a message, log field, summary or
-/// the ledger, whatever option it was put in. Values shorter than 4 characters are not
-/// registered (they would mask ordinary text).
+/// The percent-encoded form of `s` (every byte but RFC 3986's unreserved ones), as a URL that
+/// carries it shows it.
+fn percent_encoded(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Adds `value`, what a `SECRET[...]` reference was replaced with, to what [`hide`] replaces
+/// (and its percent-encoded form, as a URL would carry it): so that it never shows in a
+/// message, log field, summary or the ledger, whatever option it was put in. Only what is used
+/// is registered (a JSON secret's other keys, a host name beside a password, stay readable).
+/// Values shorter than 4 characters are not registered (they would mask ordinary text);
+/// `validate --resolve-secrets` warns of them.
 pub fn register(value: &str) {
     let mut add = vec![value.to_string()];
-    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(value) {
-        add.extend(o.values().filter_map(|v| v.as_str().map(str::to_string)));
+    let encoded = percent_encoded(value);
+    if encoded != value {
+        add.push(encoded);
     }
     if let Ok(mut h) = HIDDEN.write() {
         for v in add {
@@ -205,6 +222,11 @@ struct FileSecret {
 
 impl SecretBackend for FileSecret {
     fn read(&self) -> Result<Secret, String> {
+        // A FIFO or a device is never opened (opening a FIFO blocks until a writer comes).
+        let meta = std::fs::metadata(&self.path).map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{} is not a regular file", self.path.display()));
+        }
         let f = std::fs::File::open(&self.path).map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
         let mut buf = Vec::new();
         f.take(MAX_SECRET_BYTES as u64 + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
@@ -247,30 +269,39 @@ impl SecretBackend for ExecSecret {
             .spawn()
             .map_err(|e| format!("cannot run `{program}`: {e}"))?;
         let mut stdout = child.stdout.take().ok_or("no stdout")?;
-        let reader = std::thread::spawn(move || {
+        // The output is read on a thread of its own and handed over through a channel, so that
+        // a process left behind holding the pipe (a background grandchild) cannot hold the read
+        // past the timeout: the thread is then left to end with the pipe.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             let mut buf = Vec::new();
             let r = (&mut stdout).take(MAX_SECRET_BYTES as u64 + 1).read_to_end(&mut buf);
-            r.map(|_| buf)
+            let _ = tx.send(r.map(|_| buf));
         });
-        let started = Instant::now();
+        let deadline = Instant::now() + self.timeout;
+        let timed_out = || format!("`{program}` did not finish within {} s", self.timeout.as_secs());
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
-                Ok(None) if started.elapsed() < self.timeout => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 Ok(None) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!("`{program}` did not finish within {} s", self.timeout.as_secs()));
+                    return Err(timed_out());
                 }
                 Err(e) => return Err(format!("`{program}`: {e}")),
             }
         };
-        let buf = reader.join().map_err(|_| "reading the output failed".to_string())?.map_err(|e| format!("`{program}`: {e}"))?;
-        if !status.success() {
-            return Err(format!("`{program}` exited with {status}"));
-        }
+        let buf = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(r) => r.map_err(|e| format!("`{program}`: {e}"))?,
+            Err(_) => return Err(format!("{} (its output stayed open)", timed_out())),
+        };
+        // Too much output first: the reader stopping makes the program fail on a broken pipe.
         if buf.len() > MAX_SECRET_BYTES {
             return Err(format!("`{program}` printed more than {MAX_SECRET_BYTES} bytes"));
+        }
+        if !status.success() {
+            return Err(format!("`{program}` exited with {status}"));
         }
         let text = String::from_utf8(buf).map_err(|_| format!("`{program}` printed something that is not UTF-8"))?;
         Ok(Secret::new(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text)))
@@ -373,6 +404,21 @@ timeout_secs = 1"#,
         )
         .unwrap();
         assert!(build_exec(&t).ok().unwrap().read().unwrap_err().contains("did not finish"));
+        // A background process keeping the output open: still bounded by the timeout.
+        let t: toml::Table = toml::from_str(
+            r#"command = ["sh", "-c", "echo tok; sleep 5 &"]
+timeout_secs = 1"#,
+        )
+        .unwrap();
+        let started = Instant::now();
+        assert!(build_exec(&t).ok().unwrap().read().unwrap_err().contains("did not finish"));
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        // Too much output says so.
+        let t: toml::Table = toml::from_str(r#"command = ["sh", "-c", "head -c 100000 /dev/zero"]"#).unwrap();
+        assert!(build_exec(&t).ok().unwrap().read().unwrap_err().contains("more than"));
+        // Not a regular file: refused, never opened.
+        let t: toml::Table = toml::from_str(r#"path = "/dev/zero""#).unwrap();
+        assert!(build_file(&t).ok().unwrap().read().unwrap_err().contains("not a regular file"));
         assert!(build_exec(&toml::Table::new()).is_err());
         assert!(build_file(&toml::from_str("path = 3").unwrap()).is_err());
         let _ = std::fs::remove_dir_all(dir);
@@ -380,9 +426,10 @@ timeout_secs = 1"#,
 
     #[test]
     fn registered_values_are_hidden() {
-        register(r#"{"k":"inner-value-1"}"#);
-        register("whole-value-22");
-        assert_eq!(hide("a inner-value-1 b whole-value-22 c"), "a *** b *** c");
+        register("inner-value-1");
+        register("whole value/22");
+        assert_eq!(hide("a inner-value-1 b whole value/22 c"), "a *** b *** c");
+        assert_eq!(hide("http://h/whole%20value%2F22/x"), "http://h/***/x", "as a URL carries it");
         assert_eq!(hide("nothing"), "nothing");
     }
 }

@@ -97,6 +97,33 @@ impl Config {
         }
     }
 
+    /// Checks every component as [`Config::build`] does, without needing each to build: what
+    /// `sagesync validate` does offline, where a value that refers to a secret holds a stand-in
+    /// (a component whose only problems are about stand-ins is not reported, nor is what its
+    /// absence would cause).
+    pub fn check(&self) -> Result<(), ConfigErrors> {
+        let mut errors = self.problems.clone();
+        if let Some(p) = self.unresolved_secret() {
+            errors.push(self.error_at(
+                p,
+                "refers to a secret that was never read (a runner calls Config::resolve_secrets at start; a library user must too)",
+            ));
+        }
+        for c in
+            self.source.iter().chain(self.validators.iter()).chain(self.mapper.iter()).chain(self.sinks.iter()).chain(self.state.iter())
+        {
+            let _ = self.build_one(c, &mut errors);
+        }
+        errors.retain(|e| !self.stands_in(&e.key));
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            errors.sort_by_key(|e| (e.line, e.column));
+            errors.dedup();
+            Err(ConfigErrors(errors))
+        }
+    }
+
     /// Resolves every component's type in the registry and builds it (no I/O), collecting all
     /// errors, parse problems included.
     pub fn build(&self) -> Result<Built, ConfigErrors> {

@@ -19,10 +19,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A plugin's check may quote the value it refuses, which may have come from a secret.
+        let message = crate::redact(&self.message);
         if self.key.is_empty() {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, message)
         } else {
-            write!(f, "{}:{}:{}: key `{}`: {}", self.file, self.line, self.column, self.key, self.message)
+            write!(f, "{}:{}:{}: key `{}`: {}", self.file, self.line, self.column, self.key, message)
         }
     }
 }

@@ -430,6 +430,11 @@ impl Config {
                 loader.err_value(path, "a secret's own table cannot refer to a secret");
                 continue;
             }
+            if path.to_string().starts_with("pipeline.") {
+                // [pipeline] is read when the file is; it holds no credential anyway.
+                loader.err_value(path, "[pipeline] values cannot refer to secrets");
+                continue;
+            }
             for r in list {
                 if !secrets.contains_key(&r.name) {
                     let declared: Vec<&str> = secrets.keys().map(String::as_str).collect();
@@ -458,6 +463,7 @@ impl Config {
             secrets,
             secret_refs: refs,
             secrets_resolved: None,
+            short_secrets: Vec::new(),
             problems: loader.errors,
             spans: loader.spans,
         })

@@ -112,6 +112,8 @@ pub struct Config {
     secret_refs: Vec<(KeyPath, Vec<crate::secrets::Reference>)>,
     /// How the references were resolved (none yet: `None`).
     secrets_resolved: Option<SecretMode>,
+    /// References whose values are too short to be hidden.
+    short_secrets: Vec<String>,
     problems: Vec<ConfigError>,
     spans: load::SpanIndex,
 }

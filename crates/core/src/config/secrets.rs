@@ -66,8 +66,16 @@ impl Config {
             if !errors.is_empty() {
                 return Err(ConfigErrors(errors));
             }
-            for v in values.values() {
-                secrets::register(v.expose());
+            // What each reference is replaced with is what must never show.
+            for (_, refs) in &self.secret_refs {
+                for r in refs {
+                    if let Some(v) = values.get(&r.name).and_then(|v| secrets::pick(v, r.key.as_deref(), &r.name).ok()) {
+                        if v.chars().count() < 4 && !self.short_secrets.contains(&r.to_string()) {
+                            self.short_secrets.push(r.to_string());
+                        }
+                        secrets::register(&v);
+                    }
+                }
             }
         }
         let value = |r: &Reference| match values.get(&r.name) {
@@ -134,6 +142,12 @@ impl Config {
                 let p = p.to_string();
                 key == p || key.starts_with(&format!("{p}.")) || key.starts_with(&format!("{p}["))
             })
+    }
+
+    /// The references whose values are shorter than 4 characters: too short to be hidden from
+    /// messages (they would mask ordinary text), and likely a mistake.
+    pub fn short_secrets(&self) -> &[String] {
+        &self.short_secrets
     }
 
     /// Whether the config still holds `SECRET[...]` references nobody resolved.

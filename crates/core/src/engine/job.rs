@@ -448,7 +448,9 @@ impl<'a> Attempt<'a> {
                 let digest = crate::digest::of_json(&record);
                 Plan::Write { record: Box::new(record), digest }
             }
-            Err((outcome, reason)) => Plan::Ineligible { outcome, reason },
+            // A validator's or the mapper's words may quote a configured value (a tag key read
+            // from a secret): they are redacted like every other reason.
+            Err((outcome, reason)) => Plan::Ineligible { outcome, reason: crate::redact(&reason).into_owned() },
         };
         Ok((Fetched { job, basis, deliveries }, plan))
     }

@@ -395,6 +395,7 @@ impl Engine {
                 }
             }
             Handled::Report(r) => {
+                rep.store_writes += r.receipts.iter().map(|rc| u64::from(rc.writes)).sum::<u64>();
                 let recorded = r.recorded;
                 let r = self.as_reported(r);
                 ctx.obs.event(&Event::Job(&r));

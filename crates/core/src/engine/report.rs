@@ -131,6 +131,10 @@ pub struct PassReport {
     pub state_error: Option<String>,
     /// Remote API calls by operation during this pass.
     pub api_calls: BTreeMap<String, u64>,
+    /// Write requests the sinks made during this pass (from every job's receipts, also those a
+    /// pass that keeps only failures does not keep).
+    #[serde(default)]
+    pub store_writes: u64,
     /// The cursor saved at the end (when the pass had a key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<Cursor>,

@@ -211,9 +211,23 @@ fn example(type_name: &str) -> ExitCode {
 }
 
 fn validate(config: &Path, resolve_secrets: bool) -> ExitCode {
-    let mode = if resolve_secrets { SecretMode::Resolve } else { SecretMode::Offline };
-    match Engine::load(config, &EngineOptions::memory().secrets(mode)) {
-        Ok((engine, cfg)) => {
+    let loaded = if resolve_secrets {
+        Engine::load(config, &EngineOptions::memory()).map(|(engine, cfg)| (engine.sink_ids(), cfg))
+    } else {
+        // Offline: nothing is read, and a value that refers to a secret holds a stand-in that a
+        // plugin's check must not be judged on; every component is checked without building
+        // the engine.
+        sagesync_core::Config::from_file(config).and_then(|mut cfg| {
+            cfg.resolve_secrets(SecretMode::Offline)?;
+            cfg.check()?;
+            Ok((cfg.sinks.iter().map(|s| s.id.clone()).collect(), cfg))
+        })
+    };
+    match loaded {
+        Ok((sink_ids, cfg)) => {
+            for r in cfg.short_secrets() {
+                eprintln!("warning: {r} is shorter than 4 characters: it cannot be hidden from messages");
+            }
             let refs = cfg.secret_references();
             if !refs.is_empty() {
                 let names: Vec<String> = refs.iter().map(|(n, at)| format!("`{n}` ({} value(s))", at.len())).collect();
@@ -228,7 +242,7 @@ fn validate(config: &Path, resolve_secrets: bool) -> ExitCode {
                 config.display(),
                 cfg.source.as_ref().map(|s| s.type_name.as_str()).unwrap_or("?"),
                 cfg.validators.len(),
-                engine.sink_ids().join(", "),
+                sink_ids.join(", "),
                 cfg.state.as_ref().map(|s| s.type_name.as_str()).unwrap_or("(runner default)")
             );
             ExitCode::SUCCESS

@@ -337,3 +337,38 @@ fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         BTreeMap::new()
     }
 }
+
+/// Issue 25 (audit): `validate` offline accepts a secret in a field a plugin checks (a URL), and
+/// what a validator says of a value read from a secret is redacted in the summary.
+#[test]
+fn secrets_in_checked_fields_and_in_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = sagesync_test_support::locate::repo_root();
+    std::fs::write(dir.path().join("url"), "http://127.0.0.1:9\n").unwrap();
+    std::fs::write(dir.path().join("tag.json"), r#"{"key": "NeededTagXYZ", "unused": "readable"}"#).unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\ntype = \"sagemaker_json\"\npaths = [\"{}\"]\n\n[[validators]]\ntype = \"required_tags\"\nextra = [\"SECRET[tag.key]\"]\n\n[[sinks]]\ntype = \"modeldb_v2\"\nbase_url = \"SECRET[url]\"\nexperiment = \"x\"\n\n[secret.url]\ntype = \"file\"\npath = \"{}\"\n\n[secret.tag]\ntype = \"file\"\npath = \"{}\"\n",
+            root.join("examples/jobs").display(),
+            dir.path().join("url").display(),
+            dir.path().join("tag.json").display()
+        ),
+    )
+    .unwrap();
+    for args in [vec!["validate", "--config"], vec!["validate", "--resolve-secrets", "--config"]] {
+        let out = sagesync(dir.path()).args(&args).arg(&cfg).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = sagesync(dir.path()).args(["run", "--format", "json", "--config"]).arg(&cfg).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("missing required tag `***`"), "{stdout}");
+    assert!(!stdout.contains("NeededTagXYZ") && !stderr.contains("NeededTagXYZ"), "{stdout}{stderr}");
+}

@@ -98,8 +98,7 @@ fn resident_bytes() -> i64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<i64>().ok()))
         .unwrap_or(0);
-    // The page size of every Linux platform sagesync is built for.
-    pages * 4096
+    pages * memory::page_size()
 }
 
 /// The daemon's metrics and health, fed by the engine's events.
@@ -127,6 +126,7 @@ pub struct Metrics {
     listing_failures: Counter,
     job_failures: Family<StageLabel, Counter>,
     healthy: Gauge,
+    started_at: Gauge,
     poll_interval: Gauge<f64, std::sync::atomic::AtomicU64>,
     resident: Gauge,
     last_success_at: AtomicI64,
@@ -163,6 +163,7 @@ impl Metrics {
             listing_failures: Counter::default(),
             job_failures: Family::default(),
             healthy: Gauge::default(),
+            started_at: Gauge::default(),
             poll_interval: Gauge::default(),
             resident: Gauge::default(),
             last_success_at: AtomicI64::new(0),
@@ -212,6 +213,8 @@ impl Metrics {
             m.job_failures.clone(),
         );
         registry.register("healthy", "1 when /healthz answers healthy (the last poll succeeded, and recently), else 0", m.healthy.clone());
+        m.started_at.set(Utc::now().timestamp());
+        registry.register("process_start_time_seconds", "Unix time the daemon started", m.started_at.clone());
         m.poll_interval.set(settings.poll_interval_secs);
         registry.register_with_unit(
             "poll_interval",
@@ -563,6 +566,19 @@ mod memory {
         // SAFETY: mallopt only sets an allocator tunable; called before the runtime's threads.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+    /// The system's page size, bytes (4096 where it cannot be read).
+    pub fn page_size() -> i64 {
+        #[cfg(unix)]
+        // SAFETY: sysconf reads a system constant; it takes and touches no memory of ours.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as i64;
+        #[cfg(not(unix))]
+        let size = 4096;
+        if size > 0 {
+            size
+        } else {
+            4096
         }
     }
     /// Hands memory freed by the pass back to the system.

@@ -3,9 +3,9 @@
 //! This crate reads the payload, calls [`Engine::sync_refs`] with the invocation's deadline, and
 //! turns the report into the Lambda's answer; nothing else.
 //!
-//! Configuration: the TOML file at `SAGESYNC_CONFIG`, else `sagesync.toml` in the function's
-//! directory (`LAMBDA_TASK_ROOT`) or the working directory, else the SSM parameter named by
-//! `SAGESYNC_CONFIG_PARAMETER` (a whole sagesync.toml, read at cold start), else the built-in
+//! Configuration: the TOML file at `SAGESYNC_CONFIG`, else the SSM parameter named by
+//! `SAGESYNC_CONFIG_PARAMETER` (a whole sagesync.toml, read at cold start), else `sagesync.toml`
+//! in the function's directory (`LAMBDA_TASK_ROOT`) or the working directory, else the built-in
 //! pipeline of `SAGESYNC_STORE` ([`builtin_config`]: the AWS sample's ModelDB v1 pipeline,
 //! [`DEFAULT_CONFIG`], by default). Secrets (`SECRET[...]`) are read once, at cold start.
 //!
@@ -75,7 +75,12 @@ fn store_sink(store: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             Ok(t)
         }
         "mlflow" => {
-            let mut t = "[[sinks]]\ntype = \"mlflow\"\ntracking_uri = \"${SAGESYNC_MLFLOW_TRACKING_URI}\"\nexperiment = \"${SAGESYNC_MLFLOW_EXPERIMENT:-{project}}\"\n".to_string();
+            // The experiment template's own braces are chosen here: `${VAR:-{project}}` would
+            // end at the first `}`.
+            let experiment = if set("SAGESYNC_MLFLOW_EXPERIMENT") { "${SAGESYNC_MLFLOW_EXPERIMENT}" } else { "{project}" };
+            let mut t = format!(
+                "[[sinks]]\ntype = \"mlflow\"\ntracking_uri = \"${{SAGESYNC_MLFLOW_TRACKING_URI}}\"\nexperiment = \"{experiment}\"\n"
+            );
             if set("SAGESYNC_MLFLOW_TOKEN_SECRET") {
                 t.push_str("\n[sinks.auth]\ntype = \"token\"\ntoken = \"SECRET[mlflow_token]\"\n\n[secret.mlflow_token]\ntype = \"aws_secrets_manager\"\nsecret_id = \"${SAGESYNC_MLFLOW_TOKEN_SECRET}\"\n");
             }
@@ -182,7 +187,7 @@ fn counts_of(reports: &[&sagesync_core::PassReport], redrives: u64, results: &[(
         c.already_synced += r.already_done as u64;
         c.parked += r.jobs.iter().filter(|j| j.parked).count() as u64;
         c.sagemaker_requests += r.api_calls.values().sum::<u64>();
-        c.store_writes += r.jobs.iter().flat_map(|j| j.receipts.iter()).map(|rc| u64::from(rc.writes)).sum::<u64>();
+        c.store_writes += r.store_writes;
     }
     c.retried = results.iter().filter(|(_, r)| matches!(r, ItemResult::Err(HandlerError::Retryable(_)))).count() as u64;
     c

@@ -347,6 +347,11 @@ fn each_store_gets_exactly_the_statements_it_needs() {
         (Value::from("https://mlflow.example.com"), Value::from(token))
     );
 
+    // A token beside a managed server's ARN is not read (the role signs): no statement for it.
+    let both = rendered(&[("Store", "mlflow"), ("MlflowTrackingServerArn", server), ("MlflowTokenSecretArn", token)]);
+    assert_eq!(sids(&both), with(&["WriteMlflowTrackingServer"]));
+    assert_eq!(env(&both, "SAGESYNC_MLFLOW_TOKEN_SECRET"), "");
+
     let key = "arn:aws:secretsmanager:us-east-1:123456789012:secret:modeldb-key-AbCdEf";
     let v2 = rendered(&[
         ("Store", "modeldb_v2"),

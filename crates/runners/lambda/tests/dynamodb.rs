@@ -258,6 +258,7 @@ async fn a_failed_job_is_redriven_by_the_scheduled_invocation() {
     let lines = support::emf(&f.stdout_lines());
     let got: Vec<(f64, f64, f64)> = lines.iter().map(|(_, _, m)| (m["EventsRetried"], m["RedrivesRun"], m["JobsSynced"])).collect();
     assert_eq!(got, [(1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (0.0, 1.0, 0.0)], "{lines:?}");
+    assert!(lines[1].2["StoreWrites"] >= 1.0, "the re-drive's writes count, though it keeps no report of synced jobs: {lines:?}");
     // `status` sees the same table.
     let c = Config::parse(&std::fs::read_to_string(&cfg).unwrap(), "sagesync.toml", &|_| None).unwrap();
     let engine = Engine::from_config(&c, &EngineOptions::sqlite()).unwrap();
