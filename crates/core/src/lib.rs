@@ -27,6 +27,7 @@ pub mod sink;
 pub mod source;
 pub mod stage;
 pub mod state;
+pub mod text;
 
 pub use builtin::TagKeys;
 pub use config::{Config, ConfigError, ConfigErrors, PipelineSettings};

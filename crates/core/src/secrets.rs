@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::registry::FieldProblem;
 use crate::secret::Secret;
+use crate::text::url_forms;
 
 /// Reads one secret.
 pub trait SecretBackend: Send + Sync {
@@ -143,20 +144,6 @@ pub fn pick(secret: &Secret, key: Option<&str>, name: &str) -> Result<String, St
 
 static HIDDEN: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// The percent-encoded form of `s` (every byte but RFC 3986's unreserved ones), as a URL that
-/// carries it shows it.
-fn percent_encoded(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Adds `value`, what a `SECRET[...]` reference was replaced with, to what [`hide`] replaces
 /// (and its percent-encoded form, as a URL would carry it): so that it never shows in a
 /// message, log field, summary or the ledger, whatever option it was put in. Only what is used
@@ -164,11 +151,7 @@ fn percent_encoded(s: &str) -> String {
 /// Values shorter than 4 characters are not registered (they would mask ordinary text);
 /// `validate --resolve-secrets` warns of them.
 pub fn register(value: &str) {
-    let mut add = vec![value.to_string()];
-    let encoded = percent_encoded(value);
-    if encoded != value {
-        add.push(encoded);
-    }
+    let add = url_forms(value);
     if let Ok(mut h) = HIDDEN.write() {
         for v in add {
             if v.chars().count() >= 4 && !h.contains(&v) {

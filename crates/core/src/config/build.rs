@@ -109,12 +109,16 @@ impl Config {
                 "refers to a secret that was never read (a runner calls Config::resolve_secrets at start; a library user must too)",
             ));
         }
+        // Only what the plugins' own checks say of a stand-in is set aside: problems found when
+        // the file was read (an undeclared secret, an unknown key) always count.
+        let mut plugins = Vec::new();
         for c in
             self.source.iter().chain(self.validators.iter()).chain(self.mapper.iter()).chain(self.sinks.iter()).chain(self.state.iter())
         {
-            let _ = self.build_one(c, &mut errors);
+            let _ = self.build_one(c, &mut plugins);
         }
-        errors.retain(|e| !self.stands_in(&e.key));
+        plugins.retain(|e| !self.stands_in(&e.key) || e.message.contains("unknown field"));
+        errors.extend(plugins);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -134,6 +138,7 @@ impl Config {
                 "refers to a secret that was never read (a runner calls Config::resolve_secrets at start; a library user must too)",
             ));
         }
+        let found_when_read = errors.len();
         let default_mapper = ComponentConfig {
             kind: PluginKind::Mapper,
             id: "tags".into(),
@@ -170,8 +175,11 @@ impl Config {
             None => None,
         };
         // Offline, a value that refers to a secret holds a stand-in: what a plugin says of it
-        // is not about the value that will be there.
-        errors.retain(|e| !self.stands_in(&e.key));
+        // is not about the value that will be there (what was found when the file was read
+        // always counts).
+        let mut plugins = errors.split_off(found_when_read);
+        plugins.retain(|e| !self.stands_in(&e.key) || e.message.contains("unknown field"));
+        errors.extend(plugins);
         if !errors.is_empty() {
             errors.sort_by_key(|e| (e.line, e.column));
             errors.dedup();

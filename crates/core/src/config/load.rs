@@ -430,9 +430,14 @@ impl Config {
                 loader.err_value(path, "a secret's own table cannot refer to a secret");
                 continue;
             }
-            if path.to_string().starts_with("pipeline.") {
-                // [pipeline] is read when the file is; it holds no credential anyway.
-                loader.err_value(path, "[pipeline] values cannot refer to secrets");
+            let top = match path.0.first() {
+                Some(crate::keypath::PathSeg::Key(k)) => k.clone(),
+                _ => String::new(),
+            };
+            if !["source", "validators", "mapper", "sinks", "state"].contains(&top.as_str()) {
+                // [pipeline] and the registered sections are read and checked when the file is;
+                // they hold no credential.
+                loader.err_value(path, format!("[{top}] values cannot refer to secrets (only the components' can)"));
                 continue;
             }
             for r in list {

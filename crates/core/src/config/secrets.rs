@@ -89,9 +89,6 @@ impl Config {
         if let Some(c) = self.state.as_mut() {
             tables.push(&mut c.options.0);
         }
-        for o in self.sections.values_mut() {
-            tables.push(&mut o.0);
-        }
         for t in tables {
             t.iter_mut().for_each(|(_, v)| substitute_in(v, &value));
         }

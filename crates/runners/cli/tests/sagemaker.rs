@@ -367,6 +367,19 @@ fn secrets_in_checked_fields_and_in_reasons() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // What was found when the file was read is never set aside offline: a misspelt secret name,
+    // an unknown key that holds a reference, a reference in [pipeline] or [daemon].
+    for (from, to) in [
+        ("SECRET[url]", "SECRET[urll]"),
+        ("base_url = ", "based_url = \"http://h\"\nbase_url = "),
+        ("[secret.url]", "[pipeline]\non_ineligible = \"SECRET[url]\"\n\n[secret.url]"),
+        ("[secret.url]", "[daemon]\nlisten = \"SECRET[url]\"\n\n[secret.url]"),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replacen(from, to, 1)).unwrap();
+        let out = sagesync(dir.path()).args(["validate", "--config"]).arg(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{to}: {}", String::from_utf8_lossy(&out.stdout));
+    }
     let out = sagesync(dir.path()).args(["run", "--format", "json", "--config"]).arg(&cfg).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("missing required tag `***`"), "{stdout}");

@@ -796,15 +796,7 @@ impl ModelDbV2Sink {
 /// A path segment: percent-encoded (a group name is letters, digits and hyphens; a workspace
 /// name may hold more).
 fn seg(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    sagesync_core::text::percent_encoded(s)
 }
 
 #[async_trait]
