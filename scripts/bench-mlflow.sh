@@ -14,10 +14,12 @@ CARGO_TARGET_DIR="$RELEASE_DIR" cargo build -q --release -p sagesync-sink-mlflow
 dir=$(mktemp -d)
 fifo="$dir/stdin"
 mkfifo "$fifo"
-# The peer stops when its stdin closes: keep the fifo open for the benchmark's lifetime.
-exec 3<>"$fifo"
-.venv/bin/python tests/peers/mlflow_peer.py --dir "$dir" --wait 90 <&3 >"$dir/ready" 2>"$dir/server.log" &
+# The peer stops when its stdin closes: its stdin is the fifo's read end only, and this script
+# holds the write end for the benchmark's lifetime (a read-write descriptor shared with the peer
+# would be a writer of its own, and the peer would never see the end).
+.venv/bin/python tests/peers/mlflow_peer.py --dir "$dir" --wait 90 <"$fifo" >"$dir/ready" 2>"$dir/server.log" &
 peer=$!
+exec 3>"$fifo"
 cleanup() { exec 3>&-; wait "$peer" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 deadline=$((SECONDS + 120))
